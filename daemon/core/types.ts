@@ -1,0 +1,313 @@
+/**
+ * The nodesage contract: every type that crosses a module boundary.
+ *
+ * Data flows collectors → detectors → tracker → store → diagnoser → api.
+ * This file depends on nothing; everything depends on it. Field names follow
+ * the Kubernetes vocabulary and ../shared/DESIGN.md (which is the public
+ * contract of the JSON shapes printed by the API and the CLI).
+ */
+import type { KubeEvent, KubeNode, KubePod, StatsSummary } from './kube.js';
+
+/** RFC3339 timestamp string (UTC, milliseconds where known). */
+export type Timestamp = string;
+
+/** How bad a finding is. `info` findings are kept but never page anyone. */
+export type Severity = 'info' | 'warning' | 'critical';
+
+export const SEVERITIES: readonly Severity[] = ['info', 'warning', 'critical'];
+
+/** Numeric rank of a severity, for sorting and queue priority (higher = worse). */
+export function severityRank(s: Severity): number {
+  return s === 'critical' ? 2 : s === 'warning' ? 1 : 0;
+}
+
+/** Stable category ids of the problem catalog (DESIGN.md). */
+export const CATEGORIES = [
+  'CrashLoop',
+  'OOMKilled',
+  'ImagePull',
+  'ContainerConfig',
+  'ProbeFailure',
+  'Evicted',
+  'NodeNotReady',
+  'NodeMemoryPressure',
+  'NodeDiskPressure',
+  'NodePIDPressure',
+  'DiskFull',
+  'InodeExhaustion',
+  'KernelOOM',
+  'KernelHungTask',
+  'KernelSoftLockup',
+  'FilesystemError',
+  'NetworkLinkDown',
+  'ConntrackFull',
+  'GPUXid',
+  'ThermalThrottle',
+  'KubeletUnhealthy',
+  'RuntimeUnhealthy',
+  'ClockSkew',
+  'CertificateExpiry',
+  'DNSFailure',
+  'LogErrorSpike',
+] as const;
+
+/** One problem-catalog category id. */
+export type Category = (typeof CATEGORIES)[number];
+
+/** What a finding is about. */
+export interface Subject {
+  kind: 'Node' | 'Pod' | 'Container';
+  /** Node name, or pod name for Pod/Container subjects. */
+  name: string;
+  namespace?: string;
+  container?: string;
+}
+
+/** Where a piece of evidence came from. */
+export type EvidenceSource = 'podStatus' | 'event' | 'podLog' | 'journald' | 'kmsg' | 'kubelet' | 'host';
+
+/** One redacted excerpt that supports a finding. */
+export interface Evidence {
+  source: EvidenceSource;
+  at: Timestamp;
+  text: string;
+}
+
+/** Output of the LLM or the rule hint for one finding. */
+export interface Diagnosis {
+  summary: string;
+  probableCause: string;
+  nextSteps: string[];
+  commands: string[];
+  confidence: 'low' | 'medium' | 'high';
+  /** `llm:<model id>` or `rule-hint`. */
+  diagnoser: string;
+  tokens: { prompt: number; completion: number };
+  latencyMs: number;
+  /** Indexes into the finding's evidence array that the diagnosis cites. */
+  evidenceRefs?: number[];
+}
+
+/** A problem as the API and `analyze --format json` print it. */
+export interface Finding {
+  /** Stable fingerprint of category + subject (+ detail). */
+  id: string;
+  category: Category;
+  severity: Severity;
+  subject: Subject;
+  title: string;
+  message: string;
+  evidence: Evidence[];
+  firstSeen: Timestamp;
+  lastSeen: Timestamp;
+  count: number;
+  status: 'open' | 'resolved';
+  resolvedAt?: Timestamp | null;
+  /** Ids of findings that this one is a consequence of. */
+  causes?: string[];
+  /** True when no other open finding explains this one. */
+  rootCause?: boolean;
+  diagnosis: Diagnosis | null;
+}
+
+/**
+ * What a detector returns: a finding observed now, before the tracker gives it
+ * an id, a count and a lifecycle.
+ */
+export interface FindingDraft {
+  category: Category;
+  severity: Severity;
+  subject: Subject;
+  title: string;
+  message: string;
+  evidence: Evidence[];
+  /** Extra fingerprint discriminator (e.g. a mount point, a rule id). */
+  detail?: string;
+  /** Time of the latest evidence (or of the snapshot for state checks). */
+  at: Timestamp;
+  /** Time of the earliest evidence, when older than `at`. */
+  firstAt?: Timestamp;
+  /** Occurrences seen in this observation (matched lines, restarts). Defaults to 1. */
+  occurrences?: number;
+  /**
+   * `condition`: true while the detector keeps seeing it; resolved on the first
+   * detection cycle with fresh input that no longer produces it.
+   * `event`: something that happened; resolved after the category's quiet period.
+   */
+  lifecycle: 'condition' | 'event';
+  /** Name of the detector that produced it. */
+  detector: string;
+  /**
+   * Draft fingerprints (see `fingerprint()`) of findings that caused this one,
+   * filled in by the correlation pass.
+   */
+  causes?: string[];
+  /** Structured facts kept for correlation and the diagnosis prompt (not shown as evidence). */
+  facts?: Record<string, string | number | boolean>;
+}
+
+/** A log line from any log source, after parsing and before redaction. */
+export interface LogLine {
+  source: 'podLog' | 'journald' | 'kmsg';
+  at: Timestamp;
+  text: string;
+  /** journald: the systemd unit (`kubelet.service`), or syslog identifier when no unit. */
+  unit?: string;
+  /** journald/kmsg syslog priority 0 (emerg) .. 7 (debug). */
+  priority?: number;
+  /** podLog: which container wrote it. */
+  container?: ContainerRef;
+  /** podLog: stdout or stderr. */
+  stream?: 'stdout' | 'stderr';
+  /** True when the line was cut at the configured maximum length. */
+  truncated?: boolean;
+}
+
+/** Identifies one container of one pod on this node. */
+export interface ContainerRef {
+  namespace: string;
+  pod: string;
+  uid: string;
+  container: string;
+  /** Restart number from the log file name (`<n>.log`). */
+  restart?: number;
+}
+
+/** One filesystem as the host collector sees it. */
+export interface HostFilesystem {
+  mount: string;
+  device: string;
+  fsType: string;
+  sizeBytes: number;
+  usedBytes: number;
+  availBytes: number;
+  inodesTotal?: number;
+  inodesUsed?: number;
+  readOnly?: boolean;
+}
+
+/** Linux pressure-stall averages (percent of wall time). */
+export interface PsiAverages {
+  avg10: number;
+  avg60: number;
+  avg300: number;
+}
+
+/** A /proc/pressure/<resource> reading. */
+export interface PsiReading {
+  some: PsiAverages;
+  full?: PsiAverages;
+}
+
+/** One snapshot of host metrics. */
+export interface HostSnapshot {
+  at: Timestamp;
+  filesystems: HostFilesystem[];
+  memory?: {
+    totalBytes: number;
+    availableBytes: number;
+    swapTotalBytes: number;
+    swapUsedBytes: number;
+  };
+  load?: { avg1: number; avg5: number; avg15: number; cpus: number; currentLoadPct?: number };
+  psi?: { cpu?: PsiReading; memory?: PsiReading; io?: PsiReading };
+  temperatures?: { label: string; celsius: number }[];
+}
+
+/** Summary of a mined log template, as the LogErrorSpike detector reads it. */
+export interface TemplateStat {
+  /** `podLog:<ns>/<pod>/<container>` or `journald:<unit>`. */
+  stream: string;
+  templateId: string;
+  template: string;
+  /** Looks like an error line (level word or priority ≤ 3). */
+  isError: boolean;
+  firstSeen: Timestamp;
+  /** Count in the current bucket. */
+  recentCount: number;
+  /** Mean count per bucket over the baseline window (0 when the template is new). */
+  baselinePerBucket: number;
+  /** Last example line (redacted). */
+  example: string;
+}
+
+/**
+ * Everything collectors emit. Kubernetes objects are carried in their JSON wire
+ * form (as `kubectl get -o json` prints them: times are RFC3339 strings).
+ */
+export type Signal =
+  | { type: 'log'; line: LogLine }
+  | { type: 'host'; snapshot: HostSnapshot }
+  | { type: 'node'; at: Timestamp; node: KubeNode }
+  | { type: 'pods'; at: Timestamp; pods: KubePod[] }
+  | { type: 'event'; at: Timestamp; event: KubeEvent }
+  | { type: 'statsSummary'; at: Timestamp; summary: StatsSummary }
+  | { type: 'kubeletHealth'; at: Timestamp; ok: boolean; body: string }
+  | { type: 'gap'; at: Timestamp; source: SourceName; detail: string };
+
+/** Names of the sources shown in /v1/status. */
+export type SourceName = 'kubelet' | 'kube-api' | 'pod-logs' | 'journald' | 'kmsg' | 'host';
+
+/**
+ * What detectors see: the latest state of the node plus the log lines that
+ * arrived since the previous detection cycle. Built by the tracker's node state
+ * from signals, or all at once from a bundle.
+ */
+export interface NodeView {
+  nodeName: string;
+  /** "Now" for the detection: wall clock live, `capturedAt` for a bundle. */
+  now: Timestamp;
+  bootTime?: Timestamp;
+  node?: KubeNode;
+  pods?: KubePod[];
+  /** Recent events about this node and its pods (bounded). */
+  events: KubeEvent[];
+  statsSummary?: StatsSummary;
+  kubeletHealth?: { at: Timestamp; ok: boolean; body: string };
+  host?: HostSnapshot;
+  /** New log lines since the last cycle, oldest first. */
+  logs: LogLine[];
+  /** The last lines of each container's log, key `<ns>/<pod>/<container>`, oldest first. */
+  containerLogTail: Map<string, LogLine[]>;
+  /** Template statistics from the log miner (empty when the miner is off). */
+  templates: TemplateStat[];
+}
+
+/** A pure function from a node view to the problems it shows. */
+export interface Detector {
+  /** Stable name, shown in logs and stored with each finding. */
+  readonly name: string;
+  /** Same view in, same drafts out. Never does I/O. */
+  detect(view: NodeView): FindingDraft[];
+}
+
+/** Health of one source, as /v1/status shows it. */
+export interface SourceStatus {
+  name: SourceName;
+  state: 'healthy' | 'stale' | 'failing' | 'disabled';
+  signals: number;
+  lastSignalAt: Timestamp | null;
+  lastError: string | null;
+  /** Extra facts (dropped lines, gaps, restarts, backend...). */
+  detail?: Record<string, string | number | boolean>;
+}
+
+/** Receives signals from a collector. */
+export type SignalSink = (signals: Signal[]) => void;
+
+/** A source of signals. Owns its I/O, restarts itself, reports its health. */
+export interface Collector {
+  readonly name: SourceName;
+  /** Starts collecting; resolves once the first attempt finished (ok or not). */
+  start(sink: SignalSink): Promise<void>;
+  /** Stops all timers, watches and child processes. */
+  stop(): Promise<void>;
+  status(): SourceStatus;
+}
+
+/** Produces a diagnosis for a finding. */
+export interface Diagnoser {
+  /** `llm:<model id>` or `rule-hint`. */
+  readonly id: string;
+  diagnose(finding: Finding, signal?: AbortSignal): Promise<Diagnosis>;
+}
