@@ -243,7 +243,14 @@ export type Signal =
   | { type: 'event'; at: Timestamp; event: KubeEvent }
   | { type: 'statsSummary'; at: Timestamp; summary: StatsSummary }
   | { type: 'kubeletHealth'; at: Timestamp; ok: boolean; body: string }
-  | { type: 'gap'; at: Timestamp; source: SourceName; detail: string };
+  | { type: 'gap'; at: Timestamp; source: SourceName; detail: string }
+  /**
+   * A read position (file offset, journal cursor, kmsg seq). The daemon stores it
+   * in the same SQLite transaction as everything derived from the signals that
+   * came before it in the same batch, so a crash re-reads instead of losing
+   * or doubling. `value: null` forgets the key.
+   */
+  | { type: 'checkpoint'; source: SourceName; key: string; value: string | null };
 
 /** Names of the sources shown in /v1/status. */
 export type SourceName = 'kubelet' | 'kube-api' | 'pod-logs' | 'journald' | 'kmsg' | 'host';

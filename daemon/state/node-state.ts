@@ -1,0 +1,161 @@
+/**
+ * The latest known state of the node, built from signals. Detectors read it as
+ * a NodeView; it is the "small window of recent context" DESIGN.md allows them.
+ * Everything here is bounded so a chatty node cannot grow the daemon's memory.
+ */
+import { eventLastTime, type KubeEvent, type KubeNode, type KubePod, type StatsSummary } from '../core/kube.js';
+import { containerKey } from '../core/fingerprint.js';
+import type { HostSnapshot, LogLine, NodeView, Signal, TemplateStat, Timestamp } from '../core/types.js';
+
+/** Bounds of the node state. */
+export interface NodeStateLimits {
+  /** Events kept (newest win). Defaults to 2000. */
+  maxEvents: number;
+  /** Lines kept per container for crash evidence. Defaults to 50. */
+  tailLines: number;
+  /** Containers whose tail is kept (least recently written are dropped). Defaults to 500. */
+  maxContainers: number;
+  /** New log lines buffered between two detection cycles (oldest dropped and counted). Defaults to 50000. */
+  maxPendingLines: number;
+}
+
+const DEFAULT_LIMITS: NodeStateLimits = { maxEvents: 2000, tailLines: 50, maxContainers: 500, maxPendingLines: 50_000 };
+
+/** Accumulates signals into the node's current state. */
+export class NodeState {
+  private readonly limits: NodeStateLimits;
+  private node?: KubeNode;
+  private pods?: KubePod[];
+  private readonly events = new Map<string, KubeEvent>();
+  private statsSummary?: StatsSummary;
+  private kubeletHealth?: { at: Timestamp; ok: boolean; body: string };
+  private host?: HostSnapshot;
+  private pending: LogLine[] = [];
+  private readonly tails = new Map<string, LogLine[]>();
+  /** Lines dropped because detection fell behind. */
+  droppedLines = 0;
+
+  constructor(
+    readonly nodeName: string,
+    limits: Partial<NodeStateLimits> = {},
+    private bootTime?: Timestamp,
+  ) {
+    this.limits = { ...DEFAULT_LIMITS, ...limits };
+  }
+
+  /** Applies signals in order. */
+  ingest(signals: Iterable<Signal>): void {
+    for (const s of signals) {
+      switch (s.type) {
+        case 'log':
+          this.addLine(s.line);
+          break;
+        case 'node':
+          this.node = s.node;
+          break;
+        case 'pods':
+          this.pods = s.pods;
+          break;
+        case 'event':
+          this.addEvent(s.event);
+          break;
+        case 'statsSummary':
+          this.statsSummary = s.summary;
+          break;
+        case 'kubeletHealth':
+          this.kubeletHealth = { at: s.at, ok: s.ok, body: s.body };
+          break;
+        case 'host':
+          this.host = s.snapshot;
+          break;
+        case 'gap':
+        case 'checkpoint':
+          break;
+      }
+    }
+  }
+
+  /** Removes a deleted event (watch DELETED). */
+  deleteEvent(event: KubeEvent): void {
+    this.events.delete(eventKey(event));
+  }
+
+  private addEvent(e: KubeEvent): void {
+    const key = eventKey(e);
+    this.events.delete(key);
+    this.events.set(key, e);
+    if (this.events.size > this.limits.maxEvents) {
+      // Evict the event seen longest ago rather than the oldest inserted.
+      let oldestKey: string | undefined;
+      let oldestAt = '\uffff';
+      for (const [k, v] of this.events) {
+        const at = eventLastTime(v) ?? '';
+        if (at < oldestAt) {
+          oldestAt = at;
+          oldestKey = k;
+        }
+      }
+      if (oldestKey !== undefined) this.events.delete(oldestKey);
+    }
+  }
+
+  private addLine(line: LogLine): void {
+    this.pending.push(line);
+    if (this.pending.length > this.limits.maxPendingLines) {
+      const over = this.pending.length - this.limits.maxPendingLines;
+      this.pending.splice(0, over);
+      this.droppedLines += over;
+    }
+    if (line.source === 'podLog' && line.container) {
+      const key = containerKey(line.container.namespace, line.container.pod, line.container.container);
+      let tail = this.tails.get(key);
+      if (tail) this.tails.delete(key);
+      else tail = [];
+      tail.push(line);
+      if (tail.length > this.limits.tailLines) tail.shift();
+      this.tails.set(key, tail);
+      if (this.tails.size > this.limits.maxContainers) {
+        const first = this.tails.keys().next().value;
+        if (first !== undefined) this.tails.delete(first);
+      }
+    }
+  }
+
+  /** Number of log lines waiting for the next detection cycle. */
+  get pendingLines(): number {
+    return this.pending.length;
+  }
+
+  /**
+   * The view for one detection cycle. Takes (and clears) the pending log lines,
+   * so each line is seen by the detectors exactly once.
+   */
+  takeView(now: Timestamp, templates: TemplateStat[] = []): NodeView {
+    const logs = this.pending;
+    this.pending = [];
+    const view: NodeView = {
+      nodeName: this.nodeName,
+      now,
+      events: [...this.events.values()],
+      logs,
+      containerLogTail: new Map([...this.tails].map(([k, v]) => [k, [...v]])),
+      templates,
+    };
+    if (this.bootTime) view.bootTime = this.bootTime;
+    if (this.node) view.node = this.node;
+    if (this.pods) view.pods = this.pods;
+    if (this.statsSummary) view.statsSummary = this.statsSummary;
+    if (this.kubeletHealth) view.kubeletHealth = this.kubeletHealth;
+    if (this.host) view.host = this.host;
+    return view;
+  }
+
+  /** Sets the boot time once known (kmsg collector). */
+  setBootTime(t: Timestamp): void {
+    this.bootTime = t;
+  }
+}
+
+function eventKey(e: KubeEvent): string {
+  return e.metadata.uid ?? `${e.metadata.namespace ?? ''}/${e.metadata.name ?? ''}`;
+}
