@@ -1,0 +1,174 @@
+/**
+ * The node-local HTTP API (fastify). Errors are JSON `{"error": {"code",
+ * "message"}}` with stable codes; response schemas drop undeclared fields so
+ * nothing leaks by accident.
+ */
+import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { CATEGORIES, SEVERITIES, type SourceStatus } from '../core/types.js';
+import { CursorError, type FindingQuery, type Store } from '../store/store.js';
+import { toPublicFinding } from '../tracker/tracker.js';
+
+/** /v1/status body (DESIGN.md). */
+export interface StatusBody {
+  mode: string;
+  nodeName: string;
+  version: string;
+  startedAt: string;
+  sources: SourceStatus[];
+  model: { state: 'none' | 'loading' | 'ready' | 'refused' | 'failed'; id: string | null; reason: string | null; backend?: string | null; threads?: number | null };
+  store: { path: string; sizeBytes: number; recoveredFrom: string | null };
+  /** True when no model is serving diagnoses: findings still come from the detectors. */
+  rulesOnly: boolean;
+}
+
+/** What the API needs from the daemon. */
+export interface ApiContext {
+  store: Store;
+  status(): StatusBody;
+  /** Ready once the store is open and the first collection ran. */
+  ready(): boolean;
+  metrics?: Registry;
+  logger?: Logger;
+  /** Routes added by later layers (ask, OpenAI-compatible). */
+  extraRoutes?: (app: FastifyInstance) => void;
+}
+
+/** Sends an error in the one JSON shape the API uses. */
+export function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
+  return reply.code(status).type('application/json').send({ error: { code, message } });
+}
+
+const evidenceSchema = {
+  type: 'object',
+  properties: { source: { type: 'string' }, at: { type: 'string' }, text: { type: 'string' } },
+} as const;
+
+const diagnosisSchema = {
+  type: ['object', 'null'],
+  properties: {
+    summary: { type: 'string' },
+    probableCause: { type: 'string' },
+    nextSteps: { type: 'array', items: { type: 'string' } },
+    commands: { type: 'array', items: { type: 'string' } },
+    confidence: { type: 'string' },
+    diagnoser: { type: 'string' },
+    tokens: { type: 'object', properties: { prompt: { type: 'integer' }, completion: { type: 'integer' } } },
+    latencyMs: { type: 'number' },
+    evidenceRefs: { type: 'array', items: { type: 'integer' } },
+  },
+} as const;
+
+/** JSON schema of a Finding as served (DESIGN.md). */
+export const findingSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    category: { type: 'string' },
+    severity: { type: 'string' },
+    subject: {
+      type: 'object',
+      properties: { kind: { type: 'string' }, name: { type: 'string' }, namespace: { type: 'string' }, container: { type: 'string' } },
+    },
+    title: { type: 'string' },
+    message: { type: 'string' },
+    evidence: { type: 'array', items: evidenceSchema },
+    firstSeen: { type: 'string' },
+    lastSeen: { type: 'string' },
+    count: { type: 'integer' },
+    status: { type: 'string' },
+    resolvedAt: { type: ['string', 'null'] },
+    causes: { type: 'array', items: { type: 'string' } },
+    rootCause: { type: 'boolean' },
+    diagnosis: diagnosisSchema,
+  },
+} as const;
+
+const errorSchema = {
+  type: 'object',
+  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } },
+} as const;
+
+/** Builds the fastify app (not listening; tests use inject()). */
+export function buildApi(ctx: ApiContext): FastifyInstance {
+  const app = Fastify({
+    ...(ctx.logger ? { loggerInstance: ctx.logger.child({ component: 'api' }) } : { logger: false }),
+    bodyLimit: 64 * 1024,
+    // Per-request lines would drown the node's log; errors are still logged.
+    logController: new LogController({ disableRequestLogging: true }),
+  }) as unknown as FastifyInstance;
+
+  app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
+  app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, _req, reply) => {
+    if (err.validation) return sendError(reply, 400, 'BAD_REQUEST', err.message);
+    if (err instanceof CursorError) return sendError(reply, 400, err.code, err.message);
+    const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
+    if (status >= 500) ctx.logger?.error({ err }, 'request failed');
+    const code = status === 413 ? 'BODY_TOO_LARGE' : status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : status >= 500 ? 'INTERNAL' : (err.code ?? 'BAD_REQUEST');
+    return sendError(reply, status, code, status >= 500 ? 'internal error; see the daemon log' : err.message);
+  });
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    if (!ctx.ready()) return sendError(reply, 503, 'NOT_READY', 'store not open or first collection not finished');
+    return { status: 'ready' };
+  });
+
+  app.get('/v1/status', async () => ctx.status());
+
+  app.get(
+    '/v1/findings',
+    {
+      schema: {
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            status: { type: 'string', enum: ['open', 'resolved'] },
+            severity: { type: 'string', enum: [...SEVERITIES] },
+            category: { type: 'string', enum: [...CATEGORIES] },
+            since: { type: 'string', format: 'date-time' },
+            limit: { type: 'integer', minimum: 1, maximum: 500 },
+            cursor: { type: 'string', maxLength: 512 },
+          },
+        },
+        response: {
+          200: { type: 'object', properties: { items: { type: 'array', items: findingSchema }, nextCursor: { type: ['string', 'null'] } } },
+          400: errorSchema,
+        },
+      },
+    },
+    async (req) => {
+      const q = req.query as FindingQuery;
+      const since = q.since ? new Date(q.since).toISOString() : undefined;
+      const page = ctx.store.listFindings({ ...q, ...(since ? { since } : {}) });
+      return { items: page.items.map(toPublicFinding), nextCursor: page.nextCursor };
+    },
+  );
+
+  app.get(
+    '/v1/findings/:id',
+    {
+      schema: {
+        params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9a-f]{16}$' } } },
+        response: { 200: findingSchema, 404: errorSchema, 400: errorSchema },
+      },
+    },
+    async (req, reply) => {
+      const { id } = req.params as { id: string };
+      const f = ctx.store.getFinding(id);
+      if (!f) return sendError(reply, 404, 'FINDING_NOT_FOUND', `no finding with id ${id}`);
+      return toPublicFinding(f);
+    },
+  );
+
+  app.get('/metrics', async (_req, reply) => {
+    if (!ctx.metrics) return sendError(reply, 404, 'NOT_FOUND', 'metrics are disabled');
+    const body = await ctx.metrics.metrics();
+    return reply.type(ctx.metrics.contentType).send(body);
+  });
+
+  ctx.extraRoutes?.(app);
+  return app;
+}

@@ -1,0 +1,163 @@
+#!/usr/bin/env node
+/**
+ * The `nodesage` command line: `daemon` runs the agent; the other commands talk
+ * to a running daemon or work offline on a bundle.
+ */
+import { Command, Option } from 'commander';
+import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config.js';
+import { callDaemon, ClientError } from './cli/client.js';
+import { formatFindingsTable, formatStatus } from './cli/format.js';
+import type { Finding } from './core/types.js';
+import { VERSION } from './daemon.js';
+import { createDaemon, createLogger } from './main.js';
+
+/** Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage. */
+const EXIT_CONFIG = 2;
+
+function addConfigOptions(cmd: Command): Command {
+  return cmd
+    .option('--config <file>', 'config file (YAML or JSON); env NODESAGE_CONFIG')
+    .option('--node-name <name>', 'this node\'s name; env NODE_NAME')
+    .option('--host-root <dir>', 'prefix of host paths (/var/log/pods, /dev/kmsg, /proc...); env NODESAGE_HOST_ROOT')
+    .option('--kubelet-url <url>', 'kubelet URL; env NODESAGE_KUBELET_URL (default https://$NODE_IP:10250)')
+    .option('--kubeconfig <file>', 'kubeconfig file; env KUBECONFIG')
+    .option('--standalone', 'never contact the API server; env NODESAGE_STANDALONE')
+    .option('--listen <addr>', 'host:port or unix:/path; env NODESAGE_LISTEN (default 127.0.0.1:8877)')
+    .option('--data-dir <dir>', 'state folder; env NODESAGE_DATA_DIR')
+    .option('--model <file>', 'GGUF model file or catalog id; env NODESAGE_MODEL')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent; env NODESAGE_LOG_LEVEL');
+}
+
+function flagsOf(opts: Record<string, unknown>): ConfigFlags {
+  const f: ConfigFlags = {};
+  for (const k of ['config', 'nodeName', 'hostRoot', 'kubeletUrl', 'kubeconfig', 'standalone', 'listen', 'dataDir', 'model', 'logLevel'] as const) {
+    if (opts[k] !== undefined) (f as Record<string, unknown>)[k] = opts[k];
+  }
+  return f;
+}
+
+function configOrExit(opts: Record<string, unknown>): Readonly<Config> {
+  try {
+    return loadConfig({ flags: flagsOf(opts) });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`nodesage: ${err.message}\n`);
+      process.exit(EXIT_CONFIG);
+    }
+    throw err;
+  }
+}
+
+async function runDaemon(opts: Record<string, unknown>): Promise<void> {
+  const config = configOrExit(opts);
+  const logger = createLogger(config);
+  const daemon = createDaemon(config, logger);
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping');
+    // A stuck native call must not keep the pod in Terminating: hard exit after 9 s.
+    const force = setTimeout(() => {
+      logger.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, 9_000);
+    force.unref();
+    daemon.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  try {
+    await daemon.start();
+  } catch (err) {
+    logger.fatal({ err }, 'nodesage could not start');
+    await daemon.stop().catch(() => undefined);
+    process.exit(1);
+  }
+}
+
+async function client<T>(opts: Record<string, unknown>, path: string): Promise<T> {
+  const config = configOrExit(opts);
+  return JSON.parse(await callDaemon(config.listen, path)) as T;
+}
+
+function fail(err: unknown): never {
+  process.stderr.write(`nodesage: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(err instanceof ConfigError ? EXIT_CONFIG : 1);
+}
+
+const program = new Command()
+  .name('nodesage')
+  .description('On-node AI agent for Kubernetes: finds node and pod problems and explains them with a local model. Nothing leaves the node.')
+  .version(VERSION);
+
+addConfigOptions(program.command('daemon').description('run the agent (what `npm start` runs)')).action((opts) => runDaemon(opts));
+
+addConfigOptions(program.command('status').description('show the daemon\'s sources, model and store'))
+  .option('--json', 'print the JSON body')
+  .action(async (opts) => {
+    try {
+      const s = await client<Record<string, unknown>>(opts, '/v1/status');
+      process.stdout.write(opts.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+addConfigOptions(program.command('findings').description('list findings (open by default)'))
+  .option('--json', 'print JSON (the API page body)')
+  .addOption(new Option('--status <status>', 'open or resolved').choices(['open', 'resolved', 'all']).default('open'))
+  .addOption(new Option('--severity <severity>').choices(['info', 'warning', 'critical']))
+  .option('--category <category>', 'a problem catalog id, e.g. CrashLoop')
+  .option('--since <time>', 'RFC3339 time')
+  .option('--limit <n>', 'page size', '100')
+  .action(async (opts) => {
+    try {
+      const q = new URLSearchParams();
+      if (opts.status !== 'all') q.set('status', opts.status);
+      if (opts.severity) q.set('severity', opts.severity);
+      if (opts.category) q.set('category', opts.category);
+      if (opts.since) q.set('since', opts.since);
+      q.set('limit', String(opts.limit));
+      const page = await client<{ items: Finding[]; nextCursor: string | null }>(opts, `/v1/findings?${q}`);
+      process.stdout.write(opts.json ? `${JSON.stringify(page, null, 2)}\n` : formatFindingsTable(page.items));
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+const logs = program.command('logs').description('log tools');
+logs
+  .command('mine')
+  .description('read log lines on stdin, print one JSON line {"templateId","template"} per input line')
+  .action(async () => {
+    try {
+      const { mineStream } = await import('./detectors/templates/mine-cli.js');
+      await mineStream(process.stdin, process.stdout);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program
+  .command('analyze')
+  .description('analyse a node snapshot bundle offline and print its findings')
+  .requiredOption('--bundle <dir>', 'bundle folder (meta.json, node.json, pods.json, logs/...)')
+  .addOption(new Option('--format <format>', 'output format').choices(['json', 'text']).default('json'))
+  .action(async (opts: { bundle: string; format: 'json' | 'text' }) => {
+    try {
+      const { analyzeBundle, formatFindingsText } = await import('./analyze.js');
+      const result = await analyzeBundle(opts.bundle);
+      process.stdout.write(opts.format === 'json' ? `${JSON.stringify(result.findings, null, 2)}\n` : formatFindingsText(result.findings));
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+program.parseAsync(process.argv).catch(fail);

@@ -1,0 +1,78 @@
+/**
+ * A small HTTP client for the CLI: talks to the daemon on its listen address
+ * (TCP or unix socket), with JSON errors turned into readable messages.
+ */
+import { request } from 'node:http';
+import type { Listen } from '../config.js';
+
+/** The daemon could not be reached or answered with an error. */
+export class ClientError extends Error {
+  override readonly name = 'ClientError';
+  constructor(
+    message: string,
+    readonly code: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Options of one request. */
+export interface RequestOptions {
+  method?: 'GET' | 'POST';
+  body?: unknown;
+  /** Called with each chunk of the body (streaming); the promise then resolves with ''. */
+  onChunk?: (chunk: string) => void;
+  /** Milliseconds. Defaults to 30000. */
+  timeoutMs?: number;
+}
+
+/** Sends one request to the daemon and returns the body text. */
+export function callDaemon(listen: Listen, path: string, opts: RequestOptions = {}): Promise<string> {
+  const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
+  const target =
+    listen.kind === 'unix'
+      ? { socketPath: listen.path }
+      : { host: listen.host === '0.0.0.0' ? '127.0.0.1' : listen.host === '::' ? '::1' : listen.host, port: listen.port };
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        ...target,
+        path,
+        method: opts.method ?? 'GET',
+        headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
+        timeout: opts.timeoutMs ?? 30_000,
+      },
+      (res) => {
+        res.setEncoding('utf8');
+        let body = '';
+        const ok = (res.statusCode ?? 500) < 400;
+        res.on('data', (c: string) => {
+          if (ok && opts.onChunk) opts.onChunk(c);
+          else body += c;
+        });
+        res.on('end', () => {
+          if (ok) return resolve(body);
+          let msg = body;
+          let code = 'HTTP_ERROR';
+          try {
+            const e = JSON.parse(body) as { error?: { code?: string; message?: string } };
+            msg = e.error?.message ?? body;
+            code = e.error?.code ?? code;
+          } catch {
+            // not JSON: keep the raw body
+          }
+          reject(new ClientError(`${res.statusCode}: ${msg}`, code, res.statusCode));
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(new ClientError('the daemon did not answer in time', 'TIMEOUT')));
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (err instanceof ClientError) return reject(err);
+      const where = listen.kind === 'unix' ? `unix:${listen.path}` : `${target.host}:${listen.port}`;
+      reject(new ClientError(`cannot reach the nodesage daemon at ${where} (${err.code ?? err.message}); is it running? (set --listen or NODESAGE_LISTEN)`, 'UNREACHABLE'));
+    });
+    if (payload) req.write(payload);
+    req.end();
+  });
+}

@@ -1,0 +1,403 @@
+/**
+ * Configuration: the only module that reads process.env.
+ *
+ * Precedence: defaults < config file (`--config` / NODESAGE_CONFIG, YAML or
+ * JSON) < environment (NODESAGE_*, plus NODE_NAME, NODE_IP, KUBECONFIG) < CLI
+ * flags. Parsed and validated once, then frozen; a bad value stops start-up with
+ * one line naming where the value came from, the value and what is allowed.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import type { DetectorOptions } from './detectors/index.js';
+
+/** Where the HTTP API listens. */
+export type Listen = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
+
+/** How the daemon finds the cluster. */
+export type Mode = 'in-cluster' | 'kubeconfig' | 'host';
+
+/** The validated, frozen configuration. */
+export interface Config {
+  /** Detected from the environment: in-cluster service account, KUBECONFIG, or none (host). */
+  mode: Mode;
+  /** This node's name. Defaults to NODE_NAME, else the host name. */
+  nodeName: string;
+  /** Prefix for host paths (/var/log/pods, journal dirs, /dev/kmsg, /proc, /sys). Defaults to "/". */
+  hostRoot: string;
+  /** The kubelet's URL. Defaults to https://$NODE_IP:10250 when NODE_IP is set, else none. */
+  kubeletUrl: string | null;
+  /** Skip TLS verification of the kubelet (logged at every start). Defaults to false. */
+  kubeletInsecureSkipTlsVerify: boolean;
+  /** Path of a kubeconfig file. Defaults to $KUBECONFIG. */
+  kubeconfig: string | null;
+  /** Never contact the API server. Defaults to false. */
+  standalone: boolean;
+  /** Where the HTTP API listens. Defaults to 127.0.0.1:8877. */
+  listen: Listen;
+  /** State folder (SQLite). Defaults to /var/lib/nodesage in cluster, ./.nodesage otherwise. */
+  dataDir: string;
+  /** A GGUF path or a catalog id; null = rules-only. Defaults to null. */
+  model: string | null;
+  /** pino level. Defaults to info. */
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Seconds between detection cycles. Defaults to 10. */
+  detectIntervalSeconds: number;
+  /** Seconds between host metric samples. Defaults to 30. */
+  hostIntervalSeconds: number;
+  /** Seconds between kubelet polls. Defaults to 30. */
+  kubeletIntervalSeconds: number;
+  /** Minutes an event-type finding stays open after it was last seen. Defaults to 30. */
+  quietPeriodMinutes: number;
+  /** Storage retention. */
+  retention: {
+    /** Resolved findings and samples older than this are deleted. Defaults to 30. */
+    maxAgeDays: number;
+    /** The database is pruned (oldest history first) above this size. Defaults to 256. */
+    maxSizeMB: number;
+  };
+  /** Which sources run. Each defaults to true (kube sources only outside host mode). */
+  sources: { host: boolean; podLogs: boolean; journald: boolean; kmsg: boolean; kubelet: boolean; kubeApi: boolean };
+  /** journald units read. Defaults to kubelet, containerd, crio, docker, chronyd, systemd-timesyncd. */
+  journaldUnits: string[];
+  /** Detector thresholds. */
+  detectors: DetectorOptions;
+  /** Extra redaction regexes applied to evidence. Defaults to none. */
+  redactPatterns: string[];
+  /** Folder of markdown runbooks. Defaults to none. */
+  runbooksDir: string | null;
+  /** LLM settings. */
+  llm: {
+    /** Memory the model may use (weights + KV cache), MiB. Defaults to 1536. */
+    memoryBudgetMB: number;
+    /** Context size in tokens. Defaults to 2048. */
+    contextSize: number;
+    /** Threads; 0 = from the container's CPU quota. Defaults to 0. */
+    threads: number;
+    /** GPU backend. Defaults to auto. */
+    gpu: 'auto' | 'cuda' | 'vulkan' | 'off';
+    /** Layers offloaded to the GPU; -1 = as many as fit. Defaults to -1. */
+    gpuLayers: number;
+    /** Unload the model after this many idle seconds. Defaults to 600. */
+    idleUnloadSeconds: number;
+    /** Maximum generated tokens per diagnosis. Defaults to 384. */
+    maxTokens: number;
+    /** Wall-clock limit of one diagnosis, seconds. Defaults to 120. */
+    timeoutSeconds: number;
+    /** Expected sha256 of the GGUF file; checked when set. Defaults to none. */
+    sha256: string | null;
+  };
+  /** Opt-in writers to the API server. Both default to false. */
+  exporters: { conditions: boolean; events: boolean };
+  /** Path of the config file that was read, if any. */
+  configFile: string | null;
+}
+
+/** A bad configuration value; the CLI prints `message` and exits 2. */
+export class ConfigError extends Error {
+  readonly code = 'CONFIG_INVALID';
+  override readonly name = 'ConfigError';
+  constructor(
+    /** Where the value came from: an env var, a flag or `file:key`. */
+    readonly origin: string,
+    readonly value: unknown,
+    readonly allowed: string,
+  ) {
+    super(`invalid configuration ${origin}=${JSON.stringify(value)}: ${allowed}`);
+  }
+}
+
+/** Parses `host:port`, `[v6]:port`, `:port` or `unix:/path`. Returns null when invalid. */
+export function parseListen(s: string): Listen | null {
+  if (s.startsWith('unix:')) {
+    const path = s.slice(5);
+    return path.startsWith('/') || path.startsWith('.') ? { kind: 'unix', path } : null;
+  }
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]*)):(\d{1,5})$/.exec(s);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port < 0 || port > 65535) return null;
+  const host = m[1] ?? (m[2] === '' ? '0.0.0.0' : m[2]!);
+  return { kind: 'tcp', host, port };
+}
+
+/** Formats a Listen back to its string form. */
+export function formatListen(l: Listen): string {
+  return l.kind === 'unix' ? `unix:${l.path}` : `${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`;
+}
+
+/** Values given on the command line (they win over everything else). */
+export interface ConfigFlags {
+  config?: string;
+  nodeName?: string;
+  hostRoot?: string;
+  kubeletUrl?: string;
+  kubeconfig?: string;
+  standalone?: boolean;
+  listen?: string;
+  dataDir?: string;
+  model?: string;
+  logLevel?: string;
+}
+
+type Raw = Record<string, unknown>;
+
+const ENV_KEYS: [string, string, 'string' | 'bool' | 'number' | 'list'][] = [
+  ['NODESAGE_NODE_NAME', 'nodeName', 'string'],
+  ['NODESAGE_HOST_ROOT', 'hostRoot', 'string'],
+  ['NODESAGE_KUBELET_URL', 'kubeletUrl', 'string'],
+  ['NODESAGE_KUBELET_INSECURE_SKIP_TLS_VERIFY', 'kubeletInsecureSkipTlsVerify', 'bool'],
+  ['NODESAGE_STANDALONE', 'standalone', 'bool'],
+  ['NODESAGE_LISTEN', 'listen', 'string'],
+  ['NODESAGE_DATA_DIR', 'dataDir', 'string'],
+  ['NODESAGE_MODEL', 'model', 'string'],
+  ['NODESAGE_LOG_LEVEL', 'logLevel', 'string'],
+  ['NODESAGE_DETECT_INTERVAL_SECONDS', 'detectIntervalSeconds', 'number'],
+  ['NODESAGE_HOST_INTERVAL_SECONDS', 'hostIntervalSeconds', 'number'],
+  ['NODESAGE_RUNBOOKS_DIR', 'runbooksDir', 'string'],
+  ['NODESAGE_DISK_WARN_PERCENT', 'detectors.disk.warnPercent', 'number'],
+  ['NODESAGE_DISK_CRITICAL_PERCENT', 'detectors.disk.criticalPercent', 'number'],
+  ['NODESAGE_LLM_MEMORY_BUDGET_MB', 'llm.memoryBudgetMB', 'number'],
+  ['NODESAGE_LLM_THREADS', 'llm.threads', 'number'],
+  ['NODESAGE_LLM_GPU', 'llm.gpu', 'string'],
+  ['NODESAGE_EXPORT_CONDITIONS', 'exporters.conditions', 'bool'],
+  ['NODESAGE_EXPORT_EVENTS', 'exporters.events', 'bool'],
+];
+
+function setPath(obj: Raw, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let cur = obj;
+  for (const k of keys.slice(0, -1)) {
+    if (typeof cur[k] !== 'object' || cur[k] === null) cur[k] = {};
+    cur = cur[k] as Raw;
+  }
+  cur[keys[keys.length - 1]!] = value;
+}
+
+function flatten(obj: Raw, prefix = ''): [string, unknown][] {
+  const out: [string, unknown][] = [];
+  for (const [k, v] of Object.entries(obj)) {
+    const p = prefix ? `${prefix}.${k}` : k;
+    if (v && typeof v === 'object' && !Array.isArray(v) && !['detectors'].includes(p)) out.push(...flatten(v as Raw, p));
+    else out.push([p, v]);
+  }
+  return out;
+}
+
+const num = (min: number, max: number) => z.number().min(min).max(max);
+const positive = z.number().positive();
+
+// One schema per leaf key, so an error names exactly one key.
+const LEAVES: Record<string, [z.ZodType, string]> = {
+  nodeName: [z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/), 'a DNS-1123 node name'],
+  hostRoot: [z.string().startsWith('/').or(z.string().startsWith('.')), 'an absolute or relative folder path'],
+  kubeletUrl: [z.string().url().regex(/^https?:\/\//).nullable(), 'an http(s) URL such as https://10.0.0.5:10250'],
+  kubeletInsecureSkipTlsVerify: [z.boolean(), 'true or false'],
+  kubeconfig: [z.string().min(1).nullable(), 'a kubeconfig file path'],
+  standalone: [z.boolean(), 'true or false'],
+  listen: [z.string(), 'host:port (e.g. 127.0.0.1:8877) or unix:/path/to.sock'],
+  dataDir: [z.string().min(1), 'a folder path'],
+  model: [z.string().min(1).nullable(), 'a GGUF file path or a catalog id'],
+  logLevel: [z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'one of fatal, error, warn, info, debug, trace, silent'],
+  detectIntervalSeconds: [num(0.05, 3600), 'a number of seconds from 0.05 to 3600'],
+  hostIntervalSeconds: [num(0.05, 3600), 'a number of seconds from 0.05 to 3600'],
+  kubeletIntervalSeconds: [num(1, 3600), 'a number of seconds from 1 to 3600'],
+  quietPeriodMinutes: [num(0, 10080), 'a number of minutes from 0 to 10080'],
+  'retention.maxAgeDays': [num(0.01, 3650), 'a number of days from 0.01 to 3650'],
+  'retention.maxSizeMB': [num(1, 1_000_000), 'a size in MiB from 1'],
+  'sources.host': [z.boolean(), 'true or false'],
+  'sources.podLogs': [z.boolean(), 'true or false'],
+  'sources.journald': [z.boolean(), 'true or false'],
+  'sources.kmsg': [z.boolean(), 'true or false'],
+  'sources.kubelet': [z.boolean(), 'true or false'],
+  'sources.kubeApi': [z.boolean(), 'true or false'],
+  journaldUnits: [z.array(z.string().min(1)), 'a list of systemd unit names'],
+  detectors: [z.record(z.string(), z.record(z.string(), z.unknown())), 'a map of detector name to options'],
+  redactPatterns: [z.array(z.string()), 'a list of regular expressions'],
+  runbooksDir: [z.string().min(1).nullable(), 'a folder path'],
+  'llm.memoryBudgetMB': [positive, 'a positive number of MiB'],
+  'llm.contextSize': [z.number().int().min(256).max(131072), 'an integer from 256 to 131072'],
+  'llm.threads': [z.number().int().min(0).max(256), 'an integer from 0 (auto) to 256'],
+  'llm.gpu': [z.enum(['auto', 'cuda', 'vulkan', 'off']), 'one of auto, cuda, vulkan, off'],
+  'llm.gpuLayers': [z.number().int().min(-1), 'an integer, -1 for all that fit'],
+  'llm.idleUnloadSeconds': [z.number().min(0), 'a number of seconds (0 = never unload)'],
+  'llm.maxTokens': [z.number().int().min(16).max(8192), 'an integer from 16 to 8192'],
+  'llm.timeoutSeconds': [positive, 'a positive number of seconds'],
+  'llm.sha256': [z.string().regex(/^[0-9a-f]{64}$/).nullable(), 'a 64-character hex sha256'],
+  'exporters.conditions': [z.boolean(), 'true or false'],
+  'exporters.events': [z.boolean(), 'true or false'],
+};
+
+function defaults(): Raw {
+  return {
+    hostRoot: '/',
+    kubeletUrl: null,
+    kubeletInsecureSkipTlsVerify: false,
+    kubeconfig: null,
+    standalone: false,
+    listen: '127.0.0.1:8877',
+    model: null,
+    logLevel: 'info',
+    detectIntervalSeconds: 10,
+    hostIntervalSeconds: 30,
+    kubeletIntervalSeconds: 30,
+    quietPeriodMinutes: 30,
+    retention: { maxAgeDays: 30, maxSizeMB: 256 },
+    sources: { host: true, podLogs: true, journald: true, kmsg: true, kubelet: true, kubeApi: true },
+    journaldUnits: ['kubelet', 'containerd', 'crio', 'docker', 'chronyd', 'chrony', 'systemd-timesyncd'],
+    detectors: {},
+    redactPatterns: [],
+    runbooksDir: null,
+    llm: {
+      memoryBudgetMB: 1536,
+      contextSize: 2048,
+      threads: 0,
+      gpu: 'auto',
+      gpuLayers: -1,
+      idleUnloadSeconds: 600,
+      maxTokens: 384,
+      timeoutSeconds: 120,
+      sha256: null,
+    },
+    exporters: { conditions: false, events: false },
+  };
+}
+
+function parseEnvValue(origin: string, v: string, kind: 'string' | 'bool' | 'number' | 'list'): unknown {
+  if (kind === 'string') return v;
+  if (kind === 'list') return v.split(',').map((s) => s.trim()).filter(Boolean);
+  if (kind === 'bool') {
+    if (/^(1|true|yes|on)$/i.test(v)) return true;
+    if (/^(0|false|no|off)$/i.test(v)) return false;
+    throw new ConfigError(origin, v, 'true or false');
+  }
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n)) throw new ConfigError(origin, v, 'a number');
+  return n;
+}
+
+function readConfigFile(path: string, origin: string): Raw {
+  if (!existsSync(path)) throw new ConfigError(origin, path, 'an existing YAML or JSON file');
+  const text = readFileSync(path, 'utf8');
+  let data: unknown;
+  try {
+    data = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(origin, path, `a valid YAML or JSON file (${(err as Error).message.split('\n')[0]})`);
+  }
+  if (data == null) return {};
+  if (typeof data !== 'object' || Array.isArray(data)) throw new ConfigError(origin, path, 'a YAML/JSON mapping of keys');
+  return data as Raw;
+}
+
+/** Inputs of loadConfig; tests pass their own env and files. */
+export interface LoadConfigInput {
+  /** Defaults to process.env. */
+  env?: NodeJS.ProcessEnv;
+  flags?: ConfigFlags;
+  /** Folder for relative paths. Defaults to process.cwd(). */
+  cwd?: string;
+  /** Service-account folder, to detect in-cluster mode. Defaults to /var/run/secrets/kubernetes.io/serviceaccount. */
+  serviceAccountDir?: string;
+}
+
+/** Reads, validates and freezes the configuration. Throws ConfigError. */
+export function loadConfig(input: LoadConfigInput = {}): Readonly<Config> {
+  const env = input.env ?? process.env;
+  const flags = input.flags ?? {};
+  const cwd = input.cwd ?? process.cwd();
+  const saDir = input.serviceAccountDir ?? '/var/run/secrets/kubernetes.io/serviceaccount';
+
+  const raw = defaults();
+  const origin = new Map<string, string>();
+  const put = (key: string, value: unknown, from: string) => {
+    setPath(raw, key, value);
+    origin.set(key, from);
+  };
+
+  const configFile = flags.config ?? env.NODESAGE_CONFIG ?? null;
+  if (configFile) {
+    const from = flags.config ? '--config' : 'NODESAGE_CONFIG';
+    const file = readConfigFile(resolve(cwd, configFile), from);
+    for (const [k, v] of flatten(file)) {
+      if (!(k in LEAVES)) {
+        throw new ConfigError(`${configFile}:${k}`, v, `not a known key (known: ${Object.keys(LEAVES).join(', ')})`);
+      }
+      put(k, v, `${configFile}:${k}`);
+    }
+  }
+
+  if (env.NODE_NAME) put('nodeName', env.NODE_NAME, 'NODE_NAME');
+  if (env.KUBECONFIG) put('kubeconfig', env.KUBECONFIG.split(':')[0], 'KUBECONFIG');
+  for (const [envKey, key, kind] of ENV_KEYS) {
+    const v = env[envKey];
+    if (v !== undefined && v !== '') put(key, parseEnvValue(envKey, v, kind), envKey);
+  }
+  const flagNames: [keyof ConfigFlags, string, string][] = [
+    ['nodeName', 'nodeName', '--node-name'],
+    ['hostRoot', 'hostRoot', '--host-root'],
+    ['kubeletUrl', 'kubeletUrl', '--kubelet-url'],
+    ['kubeconfig', 'kubeconfig', '--kubeconfig'],
+    ['standalone', 'standalone', '--standalone'],
+    ['listen', 'listen', '--listen'],
+    ['dataDir', 'dataDir', '--data-dir'],
+    ['model', 'model', '--model'],
+    ['logLevel', 'logLevel', '--log-level'],
+  ];
+  for (const [flag, key, name] of flagNames) {
+    if (flags[flag] !== undefined) put(key, flags[flag], name);
+  }
+
+  // Validate every leaf.
+  for (const [key, [schema, allowed]] of Object.entries(LEAVES)) {
+    const value = key.split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Raw)[k] : undefined), raw);
+    if (value === undefined) continue;
+    const r = schema.safeParse(value);
+    if (!r.success) throw new ConfigError(origin.get(key) ?? key, value, allowed);
+  }
+  const listen = parseListen(raw.listen as string);
+  if (!listen) throw new ConfigError(origin.get('listen') ?? 'listen', raw.listen, LEAVES.listen![1]);
+
+  const inCluster = Boolean(env.KUBERNETES_SERVICE_HOST) && existsSync(join(saDir, 'token'));
+  const mode: Mode = raw.kubeconfig ? 'kubeconfig' : inCluster ? 'in-cluster' : 'host';
+  const nodeName = (raw.nodeName as string | undefined) ?? hostname().toLowerCase();
+  if (!LEAVES.nodeName![0].safeParse(nodeName).success) {
+    throw new ConfigError('nodeName (from the host name)', nodeName, 'a DNS-1123 node name; set NODE_NAME');
+  }
+  let kubeletUrl = raw.kubeletUrl as string | null;
+  if (!kubeletUrl && env.NODE_IP) {
+    kubeletUrl = `https://${env.NODE_IP.includes(':') ? `[${env.NODE_IP}]` : env.NODE_IP}:10250`;
+  }
+  const dataDir = resolve(cwd, (raw.dataDir as string | undefined) ?? (mode === 'in-cluster' ? '/var/lib/nodesage' : '.nodesage'));
+  const sources = raw.sources as Config['sources'];
+  if (mode === 'host') {
+    // With no cluster there is no kubelet or API server to ask, unless a kubelet URL is given.
+    if (!origin.has('sources.kubeApi')) sources.kubeApi = false;
+    if (!origin.has('sources.kubelet') && !kubeletUrl) sources.kubelet = false;
+  }
+  if (raw.standalone) sources.kubeApi = false;
+
+  const cfg: Config = {
+    ...(raw as unknown as Config),
+    mode,
+    nodeName,
+    hostRoot: resolve(cwd, raw.hostRoot as string),
+    kubeletUrl,
+    listen,
+    dataDir,
+    sources,
+    model: raw.model ? String(raw.model) : null,
+    configFile: configFile ? resolve(cwd, configFile) : null,
+  };
+  return deepFreeze(cfg);
+}
+
+function deepFreeze<T>(o: T): Readonly<T> {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

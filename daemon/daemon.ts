@@ -1,0 +1,256 @@
+/**
+ * The daemon's life cycle: open the store, start the sources, run a detection
+ * cycle on an interval, serve the API, and stop cleanly.
+ *
+ * One detection cycle = take the node view (all log lines since the previous
+ * cycle) → detectors → tracker → ONE store transaction holding the changed
+ * findings and the read positions (checkpoints) of every signal consumed. A
+ * crash between cycles therefore re-reads lines instead of losing them.
+ */
+import { readFileSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { type StatusBody, buildApi } from './api/server.js';
+import { DaemonMetrics } from './api/metrics.js';
+import { formatListen, type Config } from './config.js';
+import type { Collector, Detector, Signal, SourceName, SourceStatus } from './core/types.js';
+import { runDetectors } from './detectors/run.js';
+import { NodeState } from './state/node-state.js';
+import { type CommitBatch, Store } from './store/store.js';
+import { FindingTracker } from './tracker/tracker.js';
+
+/** The package version, read once. */
+export const VERSION: string = (() => {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+/** Reads committed read positions; collectors resume from them. */
+export interface CheckpointReader {
+  get(source: SourceName, key: string): string | undefined;
+  list(source: SourceName): Map<string, string>;
+}
+
+/** What the daemon is built from (main.ts wires it). */
+export interface DaemonParts {
+  config: Readonly<Config>;
+  logger: Logger;
+  store: Store;
+  detectors: Detector[];
+  /** Built once the store is open, so they can read their checkpoints. */
+  collectors: Collector[];
+  /** Sources that are configured but could not be built, with why. */
+  unavailable?: SourceStatus[];
+  /** Maps evidence text before it is stored (redaction). Defaults to identity. */
+  redact?: (text: string) => string;
+  /** Model status for /v1/status. Defaults to none. */
+  modelStatus?: () => StatusBody['model'];
+  /** Extra API routes (ask, OpenAI-compatible). */
+  extraRoutes?: (app: FastifyInstance) => void;
+  /** Called with each cycle's newly opened findings (diagnosis queue). */
+  onOpened?: (ids: string[]) => void;
+  /** Disposes native resources (model) at stop. */
+  dispose?: () => Promise<void>;
+  /** Items waiting for a diagnosis (for /metrics). */
+  queueDepth?: () => number;
+}
+
+/** A running nodesage daemon. */
+export class Daemon {
+  readonly startedAt = new Date().toISOString();
+  readonly metrics: DaemonMetrics;
+  readonly api: FastifyInstance;
+  private readonly state: NodeState;
+  private readonly tracker: FindingTracker;
+  private pendingCheckpoints: CommitBatch['checkpoints'] = [];
+  private pendingGaps: CommitBatch['gaps'] = [];
+  private pendingLineCounts = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  private pruneTimer: NodeJS.Timeout | undefined;
+  private firstCycleDone = false;
+  private stopping = false;
+  private cycleRunning = false;
+  /** URL (or socket path) the API listens on, once started. */
+  address = '';
+
+  constructor(private readonly parts: DaemonParts) {
+    const { config, store } = parts;
+    this.state = new NodeState(config.nodeName);
+    this.tracker = new FindingTracker(store.loadOpenFindings(), { quietPeriodMinutes: config.quietPeriodMinutes });
+    this.metrics = new DaemonMetrics({
+      openCounts: () => store.openCounts(),
+      sources: () => this.sourceStatuses(),
+      dbSizeBytes: () => store.sizeBytes(),
+      queueDepth: () => parts.queueDepth?.() ?? 0,
+    });
+    const ctx = {
+      store,
+      status: () => this.status(),
+      ready: () => this.firstCycleDone && !this.stopping,
+      metrics: this.metrics.registry,
+      logger: parts.logger,
+      ...(parts.extraRoutes ? { extraRoutes: parts.extraRoutes } : {}),
+    };
+    this.api = buildApi(ctx);
+  }
+
+  /** Receives signals from every collector. */
+  private sink = (source: SourceName) => (signals: Signal[]) => {
+    if (this.stopping) return;
+    this.metrics.signals.inc({ source }, signals.length);
+    for (const s of signals) {
+      if (s.type === 'checkpoint') this.pendingCheckpoints.push({ source: s.source, key: s.key, value: s.value });
+      else if (s.type === 'gap') this.pendingGaps.push({ source: s.source, at: s.at, detail: s.detail });
+      else if (s.type === 'log') {
+        const l = s.line;
+        const stream = l.container ? `podLog:${l.container.namespace}/${l.container.pod}/${l.container.container}` : `${l.source}:${l.unit ?? ''}`;
+        this.pendingLineCounts.set(stream, (this.pendingLineCounts.get(stream) ?? 0) + 1);
+        this.metrics.logLines.inc({ source: l.source });
+      }
+    }
+    this.state.ingest(signals);
+  };
+
+  /** Runs one detection cycle and commits it. Returns the number of changed findings. */
+  cycle(now = new Date().toISOString()): number {
+    if (this.cycleRunning) return 0;
+    this.cycleRunning = true;
+    const end = this.metrics.detectionDuration.startTimer();
+    try {
+      // Take the view and the read positions at the same instant: every line
+      // before these checkpoints is in this view.
+      const view = this.state.takeView(now);
+      const checkpoints = this.pendingCheckpoints;
+      const gaps = this.pendingGaps;
+      const lineCounts = this.pendingLineCounts;
+      this.pendingCheckpoints = [];
+      this.pendingGaps = [];
+      this.pendingLineCounts = new Map();
+
+      const { drafts, failures } = runDetectors(view, this.parts.detectors);
+      for (const f of failures) {
+        this.metrics.detectorFailures.inc({ detector: f.detector });
+        this.parts.logger.error({ err: f.error, detector: f.detector }, 'detector failed; others still ran');
+      }
+      const redact = this.parts.redact;
+      if (redact) {
+        for (const d of drafts) {
+          d.evidence = d.evidence.map((e) => ({ ...e, text: redact(e.text) }));
+          d.message = redact(d.message);
+        }
+      }
+      const failed = new Set(failures.map((f) => f.detector));
+      const ran = new Set(this.parts.detectors.map((d) => d.name).filter((n) => !failed.has(n)));
+      const store = this.parts.store;
+      const result = this.tracker.apply(drafts, now, ran, (id) => {
+        const f = store.getFinding(id);
+        return f && f.status === 'resolved' ? f : undefined;
+      });
+      store.commit({ at: now, findings: result.changed, checkpoints, gaps, lineCounts });
+      for (const f of result.opened) this.metrics.findingsOpened.inc({ category: f.category, severity: f.severity });
+      if (result.opened.length > 0) {
+        this.parts.logger.info(
+          { findings: result.opened.map((f) => ({ id: f.id, category: f.category, severity: f.severity, title: f.title })) },
+          'findings opened',
+        );
+        this.parts.onOpened?.(result.opened.map((f) => f.id));
+      }
+      if (result.resolved.length > 0) {
+        this.parts.logger.info({ findings: result.resolved.map((f) => ({ id: f.id, category: f.category })) }, 'findings resolved');
+      }
+      return result.changed.length;
+    } finally {
+      end();
+      this.cycleRunning = false;
+    }
+  }
+
+  private sourceStatuses(): SourceStatus[] {
+    return [...this.parts.collectors.map((c) => c.status()), ...(this.parts.unavailable ?? [])];
+  }
+
+  /** The /v1/status body. */
+  status(): StatusBody {
+    const { config, store } = this.parts;
+    const model = this.parts.modelStatus?.() ?? { state: 'none' as const, id: null, reason: config.model ? null : 'no model configured' };
+    return {
+      mode: config.mode,
+      nodeName: config.nodeName,
+      version: VERSION,
+      startedAt: this.startedAt,
+      sources: this.sourceStatuses(),
+      model,
+      store: { path: store.path, sizeBytes: store.sizeBytes(), recoveredFrom: store.recoveredFrom },
+      rulesOnly: model.state !== 'ready' && model.state !== 'loading',
+    };
+  }
+
+  /** Starts listening, starts every source, runs the first cycle, then cycles on the interval. */
+  async start(): Promise<void> {
+    const { config, logger } = this.parts;
+    const l = config.listen;
+    if (l.kind === 'unix') {
+      await this.api.listen({ path: l.path });
+      this.address = `unix:${l.path}`;
+    } else {
+      const addr = await this.api.listen({ host: l.host, port: l.port });
+      this.address = addr;
+    }
+    logger.info({ url: this.address, listen: formatListen(l) }, `nodesage serving on ${this.address}`);
+    if (this.parts.store.recoveredFrom) {
+      logger.warn({ movedTo: this.parts.store.recoveredFrom }, 'started with a fresh database; the corrupt one was kept aside');
+    }
+    // One broken source never stops the others.
+    const results = await Promise.allSettled(this.parts.collectors.map((c) => c.start(this.sink(c.name))));
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') logger.error({ err: r.reason, source: this.parts.collectors[i]!.name }, 'source failed to start');
+    });
+    this.cycle();
+    this.firstCycleDone = true;
+    this.timer = setInterval(() => {
+      try {
+        this.cycle();
+      } catch (err) {
+        logger.error({ err }, 'detection cycle failed');
+      }
+    }, config.detectIntervalSeconds * 1000);
+    this.pruneTimer = setInterval(() => {
+      try {
+        this.parts.store.prune();
+      } catch (err) {
+        logger.error({ err }, 'retention pruning failed');
+      }
+    }, 3_600_000);
+    this.pruneTimer.unref();
+    try {
+      this.parts.store.prune();
+    } catch (err) {
+      logger.error({ err }, 'retention pruning failed');
+    }
+  }
+
+  /** Stops sources, flushes a last cycle, closes the API and the store, disposes native objects. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    const { logger } = this.parts;
+    if (this.timer) clearInterval(this.timer);
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    await Promise.allSettled(this.parts.collectors.map((c) => c.stop()));
+    try {
+      this.stopping = false;
+      this.cycle();
+    } catch (err) {
+      logger.error({ err }, 'final detection cycle failed');
+    } finally {
+      this.stopping = true;
+    }
+    await this.api.close().catch((err: unknown) => logger.error({ err }, 'closing the API failed'));
+    await this.parts.dispose?.().catch((err: unknown) => logger.error({ err }, 'disposing failed'));
+    this.parts.store.close();
+    logger.info('nodesage stopped');
+  }
+}

@@ -1,0 +1,524 @@
+/**
+ * The SQLite store: the only module with SQL. WAL journal, numbered migrations,
+ * prepared statements, one transaction per detection cycle (findings together
+ * with the read positions of the signals they came from).
+ */
+import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import type { Category, Diagnosis, Evidence, Finding, Severity, SourceName, Subject } from '../core/types.js';
+import type { TrackedFinding } from '../tracker/tracker.js';
+import { MIGRATIONS } from './migrations.js';
+
+/** Database file name inside dataDir. */
+export const DB_FILE = 'nodesage.db';
+
+/** Most evidence rows kept per finding (the newest win). */
+export const MAX_EVIDENCE = 20;
+
+/** Options of Store.open. */
+export interface StoreOptions {
+  /** Folder of the database file; created if missing. */
+  dir: string;
+  logger?: Logger;
+  /** Resolved history older than this is deleted. Defaults to 30. */
+  maxAgeDays?: number;
+  /** Above this size the oldest history is deleted. Defaults to 256. */
+  maxSizeMB?: number;
+}
+
+/** Filters of listFindings. */
+export interface FindingQuery {
+  status?: 'open' | 'resolved';
+  severity?: Severity;
+  category?: string;
+  /** Only findings seen at or after this time. */
+  since?: string;
+  /** Page size. Defaults to 50. */
+  limit?: number;
+  /** Opaque cursor from the previous page's nextCursor. */
+  cursor?: string;
+}
+
+/** A per-stream template row (see the template miner). */
+export interface TemplateRow {
+  stream: string;
+  templateId: string;
+  template: string;
+  isError: boolean;
+  firstSeen: string;
+  lastSeen: string;
+  count: number;
+  example?: string;
+}
+
+/** A per-bucket template count. */
+export interface TemplateBucketRow {
+  stream: string;
+  templateId: string;
+  bucketStart: string;
+  count: number;
+}
+
+/** Everything one detection cycle writes, in one transaction. */
+export interface CommitBatch {
+  at: string;
+  findings: TrackedFinding[];
+  checkpoints: { source: SourceName; key: string; value: string | null }[];
+  gaps: { source: SourceName; at: string; detail: string }[];
+  /** Lines consumed per stream in this cycle (added to the running totals). */
+  lineCounts: Map<string, number>;
+  templates?: TemplateRow[];
+  templateBuckets?: TemplateBucketRow[];
+}
+
+/** Raised for a bad pagination cursor. */
+export class CursorError extends Error {
+  readonly code = 'BAD_CURSOR';
+  override readonly name = 'CursorError';
+}
+
+interface FindingRow {
+  id: string;
+  category: string;
+  severity: string;
+  subject: string;
+  title: string;
+  message: string;
+  detail: string | null;
+  detector: string;
+  lifecycle: string;
+  first_seen: string;
+  last_seen: string;
+  count: number;
+  status: string;
+  resolved_at: string | null;
+  causes: string;
+  root_cause: number;
+  facts: string | null;
+  diagnosis: string | null;
+}
+
+function isCorruptionError(err: unknown): boolean {
+  const code = (err as { code?: string }).code ?? '';
+  return code === 'SQLITE_CORRUPT' || code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT');
+}
+
+/** The SQLite store. */
+export class Store {
+  readonly path: string;
+  /** Where a corrupt database was moved at start, or null. */
+  readonly recoveredFrom: string | null;
+  private readonly db: Database.Database;
+  private readonly maxAgeDays: number;
+  private readonly maxSizeMB: number;
+  private readonly stmts: ReturnType<Store['prepare']>;
+  private readonly commitTx: (b: CommitBatch) => void;
+
+  private constructor(path: string, db: Database.Database, recoveredFrom: string | null, opts: StoreOptions) {
+    this.path = path;
+    this.db = db;
+    this.recoveredFrom = recoveredFrom;
+    this.maxAgeDays = opts.maxAgeDays ?? 30;
+    this.maxSizeMB = opts.maxSizeMB ?? 256;
+    this.stmts = this.prepare();
+    this.commitTx = db.transaction((b: CommitBatch) => this.applyBatch(b));
+  }
+
+  /**
+   * Opens (or creates) the database. A database that fails `PRAGMA quick_check`
+   * or cannot be opened is moved aside with a timestamp and a fresh one created.
+   */
+  static open(opts: StoreOptions): Store {
+    mkdirSync(opts.dir, { recursive: true });
+    const path = join(opts.dir, DB_FILE);
+    let recoveredFrom: string | null = null;
+    let db: Database.Database;
+    try {
+      db = Store.openChecked(path);
+    } catch (err) {
+      if (!isCorruptionError(err) && !(err instanceof CorruptDatabaseError)) throw err;
+      const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+      recoveredFrom = `${path}.corrupt-${stamp}`;
+      renameSync(path, recoveredFrom);
+      for (const suffix of ['-wal', '-shm']) {
+        if (existsSync(path + suffix)) renameSync(path + suffix, recoveredFrom + suffix);
+      }
+      opts.logger?.error({ err, movedTo: recoveredFrom }, 'database was corrupt; moved it aside and started a fresh one');
+      db = Store.openChecked(path);
+    }
+    return new Store(path, db, recoveredFrom, opts);
+  }
+
+  private static openChecked(path: string): Database.Database {
+    const db = new Database(path);
+    try {
+      const check = db.pragma('quick_check', { simple: true });
+      if (check !== 'ok') throw new CorruptDatabaseError(String(check));
+      if (db.pragma('user_version', { simple: true }) === 0) db.pragma('auto_vacuum = INCREMENTAL');
+      db.pragma('journal_mode = WAL');
+      // NORMAL in WAL mode loses at most the last transactions on power loss, never consistency.
+      db.pragma('synchronous = NORMAL');
+      db.pragma('foreign_keys = ON');
+      db.pragma('busy_timeout = 5000');
+      Store.migrate(db);
+      return db;
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  private static migrate(db: Database.Database): void {
+    const current = db.pragma('user_version', { simple: true }) as number;
+    if (current > MIGRATIONS.length) {
+      throw new Error(`database schema version ${current} is newer than this nodesage (${MIGRATIONS.length}); refusing to downgrade`);
+    }
+    for (let v = current; v < MIGRATIONS.length; v++) {
+      db.transaction(() => {
+        db.exec(MIGRATIONS[v]!);
+        db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      upsertFinding: db.prepare(`
+        INSERT INTO findings (id, category, severity, subject, title, message, detail, detector, lifecycle,
+          first_seen, last_seen, count, status, resolved_at, causes, root_cause, facts, diagnosis, updated_at)
+        VALUES (@id, @category, @severity, @subject, @title, @message, @detail, @detector, @lifecycle,
+          @first_seen, @last_seen, @count, @status, @resolved_at, @causes, @root_cause, @facts, NULL, @updated_at)
+        ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, title=excluded.title, message=excluded.message,
+          last_seen=excluded.last_seen, count=excluded.count, status=excluded.status, resolved_at=excluded.resolved_at,
+          causes=excluded.causes, root_cause=excluded.root_cause, facts=excluded.facts, updated_at=excluded.updated_at`),
+      deleteEvidence: db.prepare('DELETE FROM evidence WHERE finding_id = ?'),
+      insertEvidence: db.prepare('INSERT INTO evidence (finding_id, seq, source, at, text) VALUES (?, ?, ?, ?, ?)'),
+      evidenceOf: db.prepare('SELECT source, at, text FROM evidence WHERE finding_id = ? ORDER BY seq'),
+      getFinding: db.prepare('SELECT * FROM findings WHERE id = ?'),
+      openFindings: db.prepare("SELECT * FROM findings WHERE status = 'open'"),
+      setDiagnosis: db.prepare('UPDATE findings SET diagnosis = ?, updated_at = ? WHERE id = ?'),
+      upsertCheckpoint: db.prepare(
+        'INSERT INTO checkpoints (source, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(source, key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at',
+      ),
+      deleteCheckpoint: db.prepare('DELETE FROM checkpoints WHERE source = ? AND key = ?'),
+      getCheckpoint: db.prepare('SELECT value FROM checkpoints WHERE source = ? AND key = ?'),
+      listCheckpoints: db.prepare('SELECT key, value FROM checkpoints WHERE source = ?'),
+      insertGap: db.prepare('INSERT INTO gaps (source, at, detail) VALUES (?, ?, ?)'),
+      addLines: db.prepare(
+        'INSERT INTO log_counters (stream, lines, updated_at) VALUES (?, ?, ?) ON CONFLICT(stream) DO UPDATE SET lines = lines + excluded.lines, updated_at = excluded.updated_at',
+      ),
+      upsertTemplate: db.prepare(`
+        INSERT INTO log_templates (stream, template_id, template, is_error, first_seen, last_seen, count, example)
+        VALUES (@stream, @templateId, @template, @isError, @firstSeen, @lastSeen, @count, @example)
+        ON CONFLICT(stream, template_id) DO UPDATE SET template=excluded.template, is_error=excluded.is_error,
+          last_seen=excluded.last_seen, count=excluded.count, example=excluded.example`),
+      upsertBucket: db.prepare(
+        'INSERT INTO template_buckets (stream, template_id, bucket_start, count) VALUES (?, ?, ?, ?) ON CONFLICT(stream, template_id, bucket_start) DO UPDATE SET count = excluded.count',
+      ),
+      cacheGet: db.prepare('SELECT diagnosis FROM diagnosis_cache WHERE key = ?'),
+      cachePut: db.prepare('INSERT OR REPLACE INTO diagnosis_cache (key, diagnosis, created_at) VALUES (?, ?, ?)'),
+      upsertSample: db.prepare(`
+        INSERT INTO metric_samples (name, labels, resolution, bucket_start, value_sum, value_max, n) VALUES (?, ?, ?, ?, ?, ?, 1)
+        ON CONFLICT(name, labels, resolution, bucket_start) DO UPDATE SET value_sum = value_sum + excluded.value_sum,
+          value_max = max(value_max, excluded.value_max), n = n + 1`),
+    };
+  }
+
+  private applyBatch(b: CommitBatch): void {
+    const s = this.stmts;
+    for (const f of b.findings) {
+      s.upsertFinding.run({
+        id: f.id,
+        category: f.category,
+        severity: f.severity,
+        subject: JSON.stringify(f.subject),
+        title: f.title,
+        message: f.message,
+        detail: f.detail ?? null,
+        detector: f.detector,
+        lifecycle: f.lifecycle,
+        first_seen: f.firstSeen,
+        last_seen: f.lastSeen,
+        count: f.count,
+        status: f.status,
+        resolved_at: f.resolvedAt ?? null,
+        causes: JSON.stringify(f.causes ?? []),
+        root_cause: f.rootCause === false ? 0 : 1,
+        facts: f.facts ? JSON.stringify(f.facts) : null,
+        updated_at: b.at,
+      });
+      s.deleteEvidence.run(f.id);
+      f.evidence.slice(-MAX_EVIDENCE).forEach((e, i) => s.insertEvidence.run(f.id, i, e.source, e.at, e.text));
+    }
+    for (const c of b.checkpoints) {
+      if (c.value === null) s.deleteCheckpoint.run(c.source, c.key);
+      else s.upsertCheckpoint.run(c.source, c.key, c.value, b.at);
+    }
+    for (const g of b.gaps) s.insertGap.run(g.source, g.at, g.detail);
+    for (const [stream, n] of b.lineCounts) if (n > 0) s.addLines.run(stream, n, b.at);
+    for (const t of b.templates ?? []) {
+      s.upsertTemplate.run({ ...t, isError: t.isError ? 1 : 0, example: t.example ?? null });
+    }
+    for (const t of b.templateBuckets ?? []) s.upsertBucket.run(t.stream, t.templateId, t.bucketStart, t.count);
+  }
+
+  /** Writes one detection cycle atomically. */
+  commit(batch: CommitBatch): void {
+    this.commitTx(batch);
+  }
+
+  private rowToFinding(r: FindingRow): TrackedFinding {
+    const f: TrackedFinding = {
+      id: r.id,
+      category: r.category as Category,
+      severity: r.severity as Severity,
+      subject: JSON.parse(r.subject) as Subject,
+      title: r.title,
+      message: r.message,
+      evidence: this.stmts.evidenceOf.all(r.id) as Evidence[],
+      firstSeen: r.first_seen,
+      lastSeen: r.last_seen,
+      count: r.count,
+      status: r.status as 'open' | 'resolved',
+      resolvedAt: r.resolved_at,
+      causes: JSON.parse(r.causes) as string[],
+      rootCause: r.root_cause === 1,
+      diagnosis: r.diagnosis ? (JSON.parse(r.diagnosis) as Diagnosis) : null,
+      detector: r.detector,
+      lifecycle: r.lifecycle as 'condition' | 'event',
+    };
+    if (r.detail !== null) f.detail = r.detail;
+    if (r.facts) f.facts = JSON.parse(r.facts) as TrackedFinding['facts'];
+    return f;
+  }
+
+  /** Open findings, for the tracker at start. */
+  loadOpenFindings(): TrackedFinding[] {
+    return (this.stmts.openFindings.all() as FindingRow[]).map((r) => this.rowToFinding(r));
+  }
+
+  /** One finding by id. */
+  getFinding(id: string): TrackedFinding | undefined {
+    const r = this.stmts.getFinding.get(id) as FindingRow | undefined;
+    return r ? this.rowToFinding(r) : undefined;
+  }
+
+  /** A page of findings, newest first. */
+  listFindings(q: FindingQuery = {}): { items: TrackedFinding[]; nextCursor: string | null } {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (q.status) {
+      where.push('status = ?');
+      params.push(q.status);
+    }
+    if (q.severity) {
+      where.push('severity = ?');
+      params.push(q.severity);
+    }
+    if (q.category) {
+      where.push('category = ?');
+      params.push(q.category);
+    }
+    if (q.since) {
+      where.push('last_seen >= ?');
+      params.push(q.since);
+    }
+    if (q.cursor) {
+      let c: unknown;
+      try {
+        c = JSON.parse(Buffer.from(q.cursor, 'base64url').toString('utf8'));
+      } catch {
+        throw new CursorError('cursor is not one this server issued');
+      }
+      if (!Array.isArray(c) || c.length !== 2 || typeof c[0] !== 'string' || typeof c[1] !== 'string') {
+        throw new CursorError('cursor is not one this server issued');
+      }
+      where.push('(last_seen < ? OR (last_seen = ? AND id < ?))');
+      params.push(c[0], c[0], c[1]);
+    }
+    const limit = Math.min(Math.max(q.limit ?? 50, 1), 500);
+    const sql = `SELECT * FROM findings ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY last_seen DESC, id DESC LIMIT ?`;
+    const rows = this.db.prepare(sql).all(...params, limit + 1) as FindingRow[];
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    const nextCursor = rows.length > limit && last ? Buffer.from(JSON.stringify([last.last_seen, last.id])).toString('base64url') : null;
+    return { items: page.map((r) => this.rowToFinding(r)), nextCursor };
+  }
+
+  /** Counts of open findings by category and severity (for /metrics). */
+  openCounts(): { category: string; severity: string; n: number }[] {
+    return this.db
+      .prepare("SELECT category, severity, count(*) AS n FROM findings WHERE status = 'open' GROUP BY category, severity")
+      .all() as { category: string; severity: string; n: number }[];
+  }
+
+  /** Stores a diagnosis on its finding. */
+  setDiagnosis(id: string, d: Diagnosis): void {
+    this.stmts.setDiagnosis.run(JSON.stringify(d), new Date().toISOString(), id);
+  }
+
+  /** A cached diagnosis by key, or undefined. */
+  cacheGet(key: string): Diagnosis | undefined {
+    const r = this.stmts.cacheGet.get(key) as { diagnosis: string } | undefined;
+    return r ? (JSON.parse(r.diagnosis) as Diagnosis) : undefined;
+  }
+
+  /** Caches a diagnosis by key. */
+  cachePut(key: string, d: Diagnosis): void {
+    this.stmts.cachePut.run(key, JSON.stringify(d), new Date().toISOString());
+  }
+
+  /** A committed checkpoint. */
+  getCheckpoint(source: SourceName, key: string): string | undefined {
+    return (this.stmts.getCheckpoint.get(source, key) as { value: string } | undefined)?.value;
+  }
+
+  /** Every committed checkpoint of a source. */
+  listCheckpoints(source: SourceName): Map<string, string> {
+    const rows = this.stmts.listCheckpoints.all(source) as { key: string; value: string }[];
+    return new Map(rows.map((r) => [r.key, r.value]));
+  }
+
+  /** Lines consumed so far per stream. */
+  lineCounts(): Map<string, number> {
+    const rows = this.db.prepare('SELECT stream, lines FROM log_counters').all() as { stream: string; lines: number }[];
+    return new Map(rows.map((r) => [r.stream, r.lines]));
+  }
+
+  /** Recorded gaps, newest first. */
+  listGaps(limit = 100): { source: string; at: string; detail: string }[] {
+    return this.db.prepare('SELECT source, at, detail FROM gaps ORDER BY id DESC LIMIT ?').all(limit) as {
+      source: string;
+      at: string;
+      detail: string;
+    }[];
+  }
+
+  /** Template rows (to restore the miner's baselines at start). */
+  listTemplates(): TemplateRow[] {
+    const rows = this.db.prepare('SELECT * FROM log_templates').all() as {
+      stream: string;
+      template_id: string;
+      template: string;
+      is_error: number;
+      first_seen: string;
+      last_seen: string;
+      count: number;
+      example: string | null;
+    }[];
+    return rows.map((r) => {
+      const t: TemplateRow = {
+        stream: r.stream,
+        templateId: r.template_id,
+        template: r.template,
+        isError: r.is_error === 1,
+        firstSeen: r.first_seen,
+        lastSeen: r.last_seen,
+        count: r.count,
+      };
+      if (r.example !== null) t.example = r.example;
+      return t;
+    });
+  }
+
+  /** Template bucket rows since a time. */
+  listTemplateBuckets(since: string): TemplateBucketRow[] {
+    const rows = this.db
+      .prepare('SELECT stream, template_id, bucket_start, count FROM template_buckets WHERE bucket_start >= ?')
+      .all(since) as { stream: string; template_id: string; bucket_start: string; count: number }[];
+    return rows.map((r) => ({ stream: r.stream, templateId: r.template_id, bucketStart: r.bucket_start, count: r.count }));
+  }
+
+  /**
+   * Adds a metric sample to its 1-minute and 15-minute buckets (mean and max
+   * kept); retention keeps 1-minute buckets for 24 h and 15-minute ones longer.
+   */
+  addSamples(atMs: number, samples: { name: string; labels?: string; value: number }[]): void {
+    const tx = this.db.transaction(() => {
+      for (const s of samples) {
+        if (!Number.isFinite(s.value)) continue;
+        for (const res of [60, 900]) {
+          const bucket = Math.floor(atMs / 1000 / res) * res;
+          this.stmts.upsertSample.run(s.name, s.labels ?? '', res, bucket, s.value, s.value);
+        }
+      }
+    });
+    tx();
+  }
+
+  /** Downsampled series: mean per bucket. */
+  listSamples(name: string, resolution: 60 | 900, sinceMs: number): { at: string; mean: number; max: number }[] {
+    const rows = this.db
+      .prepare(
+        'SELECT bucket_start, value_sum / n AS mean, value_max FROM metric_samples WHERE name = ? AND resolution = ? AND bucket_start >= ? ORDER BY bucket_start',
+      )
+      .all(name, resolution, Math.floor(sinceMs / 1000)) as { bucket_start: number; mean: number; value_max: number }[];
+    return rows.map((r) => ({ at: new Date(r.bucket_start * 1000).toISOString(), mean: r.mean, max: r.value_max }));
+  }
+
+  /** Database size on disk (main file + WAL). */
+  sizeBytes(): number {
+    let n = 0;
+    for (const p of [this.path, `${this.path}-wal`]) if (existsSync(p)) n += statSync(p).size;
+    return n;
+  }
+
+  /**
+   * Retention: deletes resolved findings, samples, template buckets and gaps
+   * older than maxAgeDays (1-minute samples after 24 h); then, while the file is
+   * over maxSizeMB, the oldest resolved findings and history in slices.
+   */
+  prune(now = Date.now()): { deleted: number } {
+    const cutoff = new Date(now - this.maxAgeDays * 86_400_000).toISOString();
+    let deleted = 0;
+    const tx = this.db.transaction(() => {
+      deleted += this.db.prepare("DELETE FROM findings WHERE status = 'resolved' AND last_seen < ?").run(cutoff).changes;
+      deleted += this.db.prepare('DELETE FROM metric_samples WHERE resolution = 60 AND bucket_start < ?').run(Math.floor(now / 1000) - 86_400).changes;
+      deleted += this.db.prepare('DELETE FROM metric_samples WHERE bucket_start < ?').run(Math.floor(Date.parse(cutoff) / 1000)).changes;
+      deleted += this.db.prepare('DELETE FROM template_buckets WHERE bucket_start < ?').run(cutoff).changes;
+      deleted += this.db.prepare('DELETE FROM gaps WHERE at < ?').run(cutoff).changes;
+      deleted += this.db.prepare('DELETE FROM diagnosis_cache WHERE created_at < ?').run(cutoff).changes;
+    });
+    tx();
+    const limit = this.maxSizeMB * 1024 * 1024;
+    for (let round = 0; round < 20 && this.sizeBytes() > limit; round++) {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.db.pragma('incremental_vacuum');
+      if (this.sizeBytes() <= limit) break;
+      const slice = this.db.transaction(() => {
+        let n = 0;
+        n += this.db
+          .prepare("DELETE FROM findings WHERE id IN (SELECT id FROM findings WHERE status = 'resolved' ORDER BY last_seen LIMIT 500)")
+          .run().changes;
+        n += this.db.prepare('DELETE FROM metric_samples WHERE rowid IN (SELECT rowid FROM metric_samples ORDER BY bucket_start LIMIT 5000)').run().changes;
+        n += this.db.prepare('DELETE FROM template_buckets WHERE rowid IN (SELECT rowid FROM template_buckets ORDER BY bucket_start LIMIT 5000)').run().changes;
+        n += this.db.prepare('DELETE FROM diagnosis_cache WHERE rowid IN (SELECT rowid FROM diagnosis_cache ORDER BY created_at LIMIT 500)').run().changes;
+        return n;
+      });
+      const n = slice();
+      deleted += n;
+      if (n === 0) break;
+    }
+    this.db.pragma('incremental_vacuum');
+    return { deleted };
+  }
+
+  /** Checkpoints the WAL into the main file and closes. */
+  close(): void {
+    if (!this.db.open) return;
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } finally {
+      this.db.close();
+    }
+  }
+}
+
+/** quick_check did not say ok. */
+export class CorruptDatabaseError extends Error {
+  readonly code = 'DB_CORRUPT';
+  override readonly name = 'CorruptDatabaseError';
+}

@@ -1,0 +1,108 @@
+/**
+ * Runs the built daemon (`node dist/daemon/cli.js daemon`) as a real child
+ * process, the way `npm start` does, and finds its URL in its log.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Root of the project checkout. */
+export const PROJECT_ROOT = new URL('../..', import.meta.url).pathname;
+/** The built CLI. */
+export const CLI = join(PROJECT_ROOT, 'dist/daemon/cli.js');
+
+/** A running daemon. */
+export interface DaemonProcess {
+  proc: ChildProcess;
+  url: string;
+  stdout: () => string;
+  stderr: () => string;
+  /** Sends a signal and resolves with the exit code and how long it took. */
+  kill(signal?: NodeJS.Signals): Promise<{ code: number | null; ms: number }>;
+}
+
+/** A fresh temporary folder. */
+export function tempDir(prefix = 'nodesage-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Runs a CLI command to completion. */
+export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; input?: string; timeoutMs?: number } = {}) {
+  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const p = spawn(process.execPath, [CLI, ...args], {
+      cwd: opts.cwd ?? PROJECT_ROOT,
+      env: { ...process.env, NODESAGE_LOG_LEVEL: 'warn', ...opts.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    p.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    const t = setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs ?? 60_000);
+    p.on('error', reject);
+    p.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+    p.stdin.end(opts.input ?? '');
+  });
+}
+
+/** Starts the daemon on a free loopback port and waits until it serves. */
+export async function startDaemon(opts: { env?: Record<string, string>; args?: string[]; cwd?: string }): Promise<DaemonProcess> {
+  const proc = spawn(process.execPath, [CLI, 'daemon', ...(opts.args ?? [])], {
+    cwd: opts.cwd ?? PROJECT_ROOT,
+    env: { ...process.env, NODESAGE_LISTEN: '127.0.0.1:0', NODESAGE_LOG_LEVEL: 'info', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  proc.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`daemon did not start in 30 s\nstdout:\n${out}\nstderr:\n${err}`)), 30_000);
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+    proc.on('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`daemon exited with ${code}\nstdout:\n${out}\nstderr:\n${err}`));
+    });
+  });
+  return {
+    proc,
+    url,
+    stdout: () => out,
+    stderr: () => err,
+    kill(signal: NodeJS.Signals = 'SIGTERM') {
+      const t0 = Date.now();
+      return new Promise((resolve) => {
+        if (proc.exitCode !== null) return resolve({ code: proc.exitCode, ms: 0 });
+        proc.once('exit', (code) => resolve({ code, ms: Date.now() - t0 }));
+        proc.kill(signal);
+      });
+    },
+  };
+}
+
+/** GETs JSON from the daemon. */
+export async function getJson<T = unknown>(url: string): Promise<{ status: number; body: T }> {
+  const res = await fetch(url);
+  return { status: res.status, body: (await res.json()) as T };
+}
+
+/** Polls until fn returns a truthy value. */
+export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>, timeoutMs = 15_000, stepMs = 100): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, stepMs));
+  }
+}
