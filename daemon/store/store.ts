@@ -490,9 +490,12 @@ export class Store {
       if (this.sizeBytes() <= limit) break;
       const slice = this.db.transaction(() => {
         let n = 0;
+        // A fifth of the resolved history per round: enough to converge fast, little enough to keep most of it.
+        const resolvedCount = (this.db.prepare("SELECT count(*) AS n FROM findings WHERE status = 'resolved'").get() as { n: number }).n;
+        const take = Math.max(20, Math.ceil(resolvedCount / 5));
         n += this.db
-          .prepare("DELETE FROM findings WHERE id IN (SELECT id FROM findings WHERE status = 'resolved' ORDER BY last_seen LIMIT 500)")
-          .run().changes;
+          .prepare("DELETE FROM findings WHERE id IN (SELECT id FROM findings WHERE status = 'resolved' ORDER BY last_seen LIMIT ?)")
+          .run(take).changes;
         n += this.db.prepare('DELETE FROM metric_samples WHERE rowid IN (SELECT rowid FROM metric_samples ORDER BY bucket_start LIMIT 5000)').run().changes;
         n += this.db.prepare('DELETE FROM template_buckets WHERE rowid IN (SELECT rowid FROM template_buckets ORDER BY bucket_start LIMIT 5000)').run().changes;
         n += this.db.prepare('DELETE FROM diagnosis_cache WHERE rowid IN (SELECT rowid FROM diagnosis_cache ORDER BY created_at LIMIT 500)').run().changes;
@@ -503,6 +506,7 @@ export class Store {
       if (n === 0) break;
     }
     this.db.pragma('incremental_vacuum');
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
     return { deleted };
   }
 

@@ -1,0 +1,75 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseListen } from '../daemon/config.js';
+import { tempDir } from './helpers/daemon-process.js';
+
+const noSa = '/nonexistent-service-account';
+
+describe('config', () => {
+  it('applies defaults < file < env < flags and freezes the result', () => {
+    const dir = tempDir();
+    const file = join(dir, 'nodesage.yaml');
+    writeFileSync(file, 'nodeName: from-file\nlisten: 127.0.0.1:9000\nretention:\n  maxAgeDays: 7\ndetectors:\n  disk:\n    warnPercent: 70\n');
+    const cfg = loadConfig({
+      env: { NODESAGE_CONFIG: file, NODESAGE_LISTEN: '127.0.0.1:9100', NODE_NAME: 'from-env' },
+      flags: { listen: 'unix:/tmp/ns.sock' },
+      cwd: dir,
+      serviceAccountDir: noSa,
+    });
+    expect(cfg.nodeName).toBe('from-env');
+    expect(cfg.listen).toEqual({ kind: 'unix', path: '/tmp/ns.sock' });
+    expect(cfg.retention.maxAgeDays).toBe(7);
+    expect(cfg.retention.maxSizeMB).toBe(256);
+    expect(cfg.detectors.disk?.warnPercent).toBe(70);
+    expect(cfg.mode).toBe('host');
+    expect(cfg.dataDir).toBe(join(dir, '.nodesage'));
+    expect(cfg.sources.kubeApi).toBe(false);
+    expect(Object.isFrozen(cfg)).toBe(true);
+    expect(Object.isFrozen(cfg.retention)).toBe(true);
+  });
+
+  it('names the origin, the value and what is allowed for a bad value', () => {
+    const bad = (env: Record<string, string>) => {
+      try {
+        loadConfig({ env, serviceAccountDir: noSa });
+      } catch (err) {
+        return err as ConfigError;
+      }
+      throw new Error('expected a ConfigError');
+    };
+    const e1 = bad({ NODESAGE_LISTEN: 'nonsense' });
+    expect(e1).toBeInstanceOf(ConfigError);
+    expect(e1.message).toBe('invalid configuration NODESAGE_LISTEN="nonsense": host:port (e.g. 127.0.0.1:8877) or unix:/path/to.sock');
+    expect(bad({ NODESAGE_STANDALONE: 'maybe' }).origin).toBe('NODESAGE_STANDALONE');
+    expect(bad({ NODESAGE_LOG_LEVEL: 'loud' }).allowed).toContain('debug');
+    expect(bad({ NODE_NAME: 'Not_A_Node' }).origin).toBe('NODE_NAME');
+    const dir = tempDir();
+    writeFileSync(join(dir, 'c.yaml'), 'listen: 1.2.3.4:8877\nbogus: 1\n');
+    const e2 = bad({ NODESAGE_CONFIG: join(dir, 'c.yaml') });
+    expect(e2.origin).toMatch(/c\.yaml:bogus$/);
+  });
+
+  it('detects kubeconfig and in-cluster modes', () => {
+    const sa = tempDir();
+    mkdirSync(sa, { recursive: true });
+    writeFileSync(join(sa, 'token'), 'x');
+    const inCluster = loadConfig({ env: { KUBERNETES_SERVICE_HOST: '10.0.0.1', NODE_NAME: 'n1', NODE_IP: '10.1.2.3' }, serviceAccountDir: sa });
+    expect(inCluster.mode).toBe('in-cluster');
+    expect(inCluster.dataDir).toBe('/var/lib/nodesage');
+    expect(inCluster.kubeletUrl).toBe('https://10.1.2.3:10250');
+    expect(inCluster.sources.kubeApi).toBe(true);
+    const kc = loadConfig({ env: { KUBECONFIG: '/tmp/kc.yaml', NODE_NAME: 'n1', NODESAGE_STANDALONE: 'true' }, serviceAccountDir: noSa });
+    expect(kc.mode).toBe('kubeconfig');
+    expect(kc.kubeconfig).toBe('/tmp/kc.yaml');
+    expect(kc.sources.kubeApi).toBe(false);
+  });
+
+  it('parses listen addresses', () => {
+    expect(parseListen('127.0.0.1:8877')).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 8877 });
+    expect(parseListen('[::1]:80')).toEqual({ kind: 'tcp', host: '::1', port: 80 });
+    expect(parseListen(':8877')).toEqual({ kind: 'tcp', host: '0.0.0.0', port: 8877 });
+    expect(parseListen('localhost:99999')).toBeNull();
+    expect(parseListen('unix:relative')).toBeNull();
+  });
+});

@@ -1,0 +1,151 @@
+import { closeSync, existsSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { Store } from '../daemon/store/store.js';
+import type { TrackedFinding } from '../daemon/tracker/tracker.js';
+import { tempDir } from './helpers/daemon-process.js';
+
+function finding(id: string, lastSeen: string, extra: Partial<TrackedFinding> = {}): TrackedFinding {
+  return {
+    id,
+    category: 'DiskFull',
+    severity: 'warning',
+    subject: { kind: 'Node', name: 'n1' },
+    title: `t ${id}`,
+    message: 'm',
+    evidence: [{ source: 'host', at: lastSeen, text: `/: 90% used (${id})` }],
+    firstSeen: lastSeen,
+    lastSeen,
+    count: 1,
+    status: 'open',
+    diagnosis: null,
+    detector: 'disk',
+    lifecycle: 'condition',
+    ...extra,
+  };
+}
+
+const empty = { checkpoints: [], gaps: [], lineCounts: new Map<string, number>() };
+
+describe('store', () => {
+  it('commits findings with evidence and checkpoints in one transaction, and reads them back after reopening', () => {
+    const dir = tempDir();
+    const s = Store.open({ dir });
+    s.commit({
+      at: '2026-01-01T00:00:00.000Z',
+      findings: [finding('a'.repeat(16), '2026-01-01T00:00:00.000Z')],
+      checkpoints: [{ source: 'pod-logs', key: 'f1', value: '{"offset":10}' }],
+      gaps: [{ source: 'pod-logs', at: '2026-01-01T00:00:00.000Z', detail: 'file vanished' }],
+      lineCounts: new Map([['podLog:ns/p/c', 10]]),
+    });
+    s.close();
+    const s2 = Store.open({ dir });
+    const f = s2.getFinding('a'.repeat(16))!;
+    expect(f.evidence[0]!.text).toContain('90% used');
+    expect(s2.getCheckpoint('pod-logs', 'f1')).toBe('{"offset":10}');
+    expect(s2.lineCounts().get('podLog:ns/p/c')).toBe(10);
+    expect(s2.listGaps()[0]!.detail).toBe('file vanished');
+    expect(s2.loadOpenFindings()).toHaveLength(1);
+    s2.close();
+  });
+
+  it('rolls back the whole batch when one write fails: no checkpoint without its findings', () => {
+    const s = Store.open({ dir: tempDir() });
+    const bad = finding('b'.repeat(16), '2026-01-01T00:00:00.000Z');
+    (bad as unknown as { title: null }).title = null; // NOT NULL violation
+    expect(() =>
+      s.commit({ at: '2026-01-01T00:00:00.000Z', findings: [bad], checkpoints: [{ source: 'kmsg', key: 'seq', value: '5' }], gaps: [], lineCounts: new Map() }),
+    ).toThrow();
+    expect(s.getCheckpoint('kmsg', 'seq')).toBeUndefined();
+    s.close();
+  });
+
+  it('paginates newest first with a cursor and filters', () => {
+    const s = Store.open({ dir: tempDir() });
+    const fs = Array.from({ length: 7 }, (_, i) =>
+      finding(i.toString(16).padStart(16, '0'), `2026-01-0${i + 1}T00:00:00.000Z`, i % 2 ? { severity: 'critical' } : {}),
+    );
+    s.commit({ at: 'x', findings: fs, ...empty });
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    for (;;) {
+      const page = s.listFindings({ limit: 3, ...(cursor ? { cursor } : {}) });
+      seen.push(...page.items.map((f) => f.lastSeen.slice(0, 10)));
+      if (!page.nextCursor) break;
+      cursor = page.nextCursor;
+    }
+    expect(seen).toEqual(['2026-01-07', '2026-01-06', '2026-01-05', '2026-01-04', '2026-01-03', '2026-01-02', '2026-01-01']);
+    expect(s.listFindings({ severity: 'critical' }).items).toHaveLength(3);
+    expect(s.listFindings({ since: '2026-01-06T00:00:00.000Z' }).items).toHaveLength(2);
+    expect(() => s.listFindings({ cursor: 'garbage' })).toThrow(/cursor/);
+    s.close();
+  });
+
+  it('prunes resolved history by age and keeps open findings', () => {
+    const s = Store.open({ dir: tempDir(), maxAgeDays: 1 });
+    s.commit({
+      at: 'x',
+      findings: [
+        finding('c'.repeat(16), '2020-01-01T00:00:00.000Z', { status: 'resolved', resolvedAt: '2020-01-01T00:00:00.000Z' }),
+        finding('d'.repeat(16), '2020-01-01T00:00:00.000Z'),
+      ],
+      ...empty,
+    });
+    s.prune(Date.parse('2026-01-01T00:00:00Z'));
+    expect(s.getFinding('c'.repeat(16))).toBeUndefined();
+    expect(s.getFinding('d'.repeat(16))?.status).toBe('open');
+    s.close();
+  });
+
+  it('prunes by size: history goes first until the file fits', () => {
+    const s = Store.open({ dir: tempDir(), maxSizeMB: 1 });
+    const big = 'x'.repeat(4000);
+    for (let batch = 0; batch < 10; batch++) {
+      const fs = Array.from({ length: 100 }, (_, i) =>
+        finding(`${batch.toString(16)}${i.toString(16).padStart(15, '0')}`, `2026-01-01T00:${String(batch).padStart(2, '0')}:00.000Z`, {
+          status: 'resolved',
+          message: big,
+        }),
+      );
+      s.commit({ at: 'x', findings: fs, ...empty });
+    }
+    expect(s.sizeBytes()).toBeGreaterThan(1024 * 1024);
+    s.prune(Date.parse('2026-01-02T00:00:00Z'));
+    expect(s.sizeBytes()).toBeLessThanOrEqual(1024 * 1024);
+    // Oldest went first.
+    expect(s.getFinding(`0${'0'.repeat(15)}`)).toBeUndefined();
+    expect(s.getFinding(`9${'0'.repeat(15)}`)).toBeDefined();
+    s.close();
+  });
+
+  it('recovers from a corrupt file and keeps it aside', () => {
+    const dir = tempDir();
+    const s = Store.open({ dir });
+    s.commit({ at: 'x', findings: [finding('e'.repeat(16), '2026-01-01T00:00:00.000Z')], ...empty });
+    s.close();
+    // Overwrite the middle of the file: pages become garbage.
+    const path = join(dir, 'nodesage.db');
+    const db = new Database(path);
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    db.close();
+    const buf = Buffer.alloc(pageSize * 3, 0xff);
+    const fd = openSync(path, 'r+');
+    writeSync(fd, buf, 0, buf.length, pageSize);
+    closeSync(fd);
+    const s2 = Store.open({ dir });
+    expect(s2.recoveredFrom).toBeTruthy();
+    expect(existsSync(s2.recoveredFrom!)).toBe(true);
+    expect(s2.listFindings().items).toHaveLength(0);
+    s2.close();
+  });
+
+  it('refuses a database from a newer nodesage instead of damaging it', () => {
+    const dir = tempDir();
+    const db = new Database(join(dir, 'nodesage.db'));
+    db.pragma('user_version = 999');
+    db.close();
+    expect(() => Store.open({ dir })).toThrow(/newer/);
+    writeFileSync(join(dir, 'unrelated'), '');
+  });
+});
