@@ -1,0 +1,109 @@
+/**
+ * `nodesage logs mine`: log lines in, one JSON line `{"templateId","template"}`
+ * out per input line, in input order.
+ *
+ * Lines are split at `\n` (a trailing `\r` is dropped), decoded as UTF-8 with
+ * invalid bytes replaced by U+FFFD, and mined by one TemplateMiner. Output is
+ * held for up to `batchLines` lines and printed with the id and template each
+ * line's cluster has at the end of the batch, so that all lines of one input
+ * (up to that size) that ended in one cluster print the same id, even when the
+ * cluster was merged after the line arrived. `batchLines: 1` prints each line
+ * at once with the id it got on arrival.
+ */
+import { once } from 'node:events';
+import { type TemplateCluster, TemplateMiner, type TemplateMinerOptions } from './miner.js';
+
+/** Options of mineStream. */
+export interface MineStreamOptions {
+  /** Lines held before their results are printed. Defaults to 100000. */
+  batchLines: number;
+  /** Options of the miner. Defaults to the miner's defaults with maxClusters 20000. */
+  miner: Partial<TemplateMinerOptions>;
+}
+
+/** Defaults of MineStreamOptions. */
+export const MINE_STREAM_DEFAULTS: Readonly<MineStreamOptions> = Object.freeze({
+  batchLines: 100_000,
+  miner: Object.freeze({ maxClusters: 20_000 }),
+});
+
+const NEWLINE = 0x0a;
+
+/**
+ * Reads lines from `input` and writes one JSON line per input line to
+ * `output`. Resolves when the input ended and everything was written, or
+ * early when the reader of `output` went away (EPIPE).
+ */
+export async function mineStream(
+  input: NodeJS.ReadableStream,
+  output: NodeJS.WritableStream,
+  opts: Partial<MineStreamOptions> = {},
+): Promise<void> {
+  const o = { ...MINE_STREAM_DEFAULTS, ...opts };
+  const batchLines = Math.max(1, Math.floor(o.batchLines));
+  const miner = new TemplateMiner({ ...MINE_STREAM_DEFAULTS.miner, ...o.miner });
+  const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+  const pending: TemplateCluster[] = [];
+  let outputError: Error | null = null;
+  const onError = (err: Error) => {
+    outputError = err;
+  };
+  output.on('error', onError);
+
+  const flush = async () => {
+    if (pending.length === 0) return;
+    let chunk = '';
+    for (const c of pending) {
+      // A cluster merged since lives on under the older id; an evicted one keeps its last state.
+      const live = miner.get(c.id) ?? c;
+      chunk += `${JSON.stringify({ templateId: live.id, template: live.template })}\n`;
+      if (chunk.length >= 64 * 1024) {
+        await write(output, chunk);
+        chunk = '';
+      }
+    }
+    pending.length = 0;
+    if (chunk) await write(output, chunk);
+  };
+
+  const addLine = async (bytes: Uint8Array) => {
+    let end = bytes.length;
+    if (end > 0 && bytes[end - 1] === 0x0d) end--;
+    pending.push(miner.addCluster(decoder.decode(bytes.subarray(0, end))));
+    if (pending.length >= batchLines) await flush();
+  };
+
+  try {
+    let rest: Buffer | null = null;
+    for await (const piece of input as AsyncIterable<Buffer | string>) {
+      if (outputError) break;
+      let buf: Buffer = typeof piece === 'string' ? Buffer.from(piece, 'utf8') : piece;
+      if (rest) {
+        buf = Buffer.concat([rest, buf]);
+        rest = null;
+      }
+      let start = 0;
+      for (let nl = buf.indexOf(NEWLINE, start); nl >= 0; nl = buf.indexOf(NEWLINE, start)) {
+        await addLine(buf.subarray(start, nl));
+        start = nl + 1;
+      }
+      if (start < buf.length) rest = Buffer.from(buf.subarray(start));
+    }
+    if (rest && !outputError) await addLine(rest);
+    if (!outputError) await flush();
+  } catch (err) {
+    if (!isBrokenPipe(err)) throw err;
+  } finally {
+    output.removeListener('error', onError);
+  }
+  if (outputError && !isBrokenPipe(outputError)) throw outputError;
+}
+
+async function write(output: NodeJS.WritableStream, chunk: string): Promise<void> {
+  if (output.write(chunk)) return;
+  await Promise.race([once(output, 'drain'), once(output, 'error').then(([err]) => Promise.reject(err))]);
+}
+
+function isBrokenPipe(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 'EPIPE';
+}

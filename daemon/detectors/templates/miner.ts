@@ -1,0 +1,480 @@
+/**
+ * Drain-style online log template miner (He et al., "Drain: An Online Log
+ * Parsing Approach with Fixed Depth Tree", ICWS 2017).
+ *
+ * A line is masked and tokenised (masks.ts), then routed through a fixed-depth
+ * prefix tree: first by token count, then by its first tokens (tokens holding a
+ * parameter go to the `<*>` branch). The leaf holds clusters; the line joins the
+ * most similar one when the share of agreeing tokens reaches the threshold, and
+ * the positions that differ become `<*>`. Otherwise it starts a new cluster.
+ *
+ * Two changes to plain Drain, both about telling words from values without
+ * per-source rules:
+ * - A plain word in a template (`Started`, `spawn`, `HTTPS`) is developer text:
+ *   a line with another word or a value there does not join the cluster, however
+ *   similar the rest is. Identifier-like tokens (`org.foo.Bar`, `host.example`)
+ *   still generalise as in Drain.
+ * - Words that are really values (user names, resource names) show up as many
+ *   clusters that differ at one position only. When `siblingMerge` such clusters
+ *   exist, they merge and the position becomes `<*>`. Clusters whose templates
+ *   become equal merge too.
+ *
+ * Template ids: a cluster's id is a hash of the masked tokens of the line that
+ * created it (plus `idSalt`). It does not change while the template generalises,
+ * and the same first line gives the same id in another process, after a restart
+ * or after the cluster was evicted and re-created. When clusters merge, the
+ * oldest id survives; `resolveId` follows merged ids.
+ */
+import { createHash } from 'node:crypto';
+import { maskTokens, PARAM } from './masks.js';
+
+/** Tunables of a TemplateMiner. */
+export interface TemplateMinerOptions {
+  /** Depth of the prefix tree including the root and the token-count level (Drain's `depth`). Defaults to 4. */
+  depth: number;
+  /** Share of agreeing tokens needed to join a cluster (Drain's `st`). Defaults to 0.5. */
+  similarity: number;
+  /**
+   * Distinct words seen at one position, every other token equal, that make
+   * the position a parameter (the clusters are merged). Fewer distinct words
+   * stay apart as an enumeration (`VM Started` / `VM Stopped`). Defaults to 4.
+   */
+  siblingMerge: number;
+  /** Children per tree node before new tokens go to the `<*>` branch. Defaults to 100. */
+  maxChildren: number;
+  /** Clusters kept; the least recently used one is evicted beyond that. Defaults to 1000. */
+  maxClusters: number;
+  /** Characters of a line that are mined; the rest is ignored. Defaults to 4096. */
+  maxLineLength: number;
+  /** Mixed into template ids so that two miners over one stream do not share ids. Defaults to "". */
+  idSalt: string;
+  /** Called with a cluster evicted to stay within maxClusters. Defaults to none. */
+  onEvict?: (cluster: TemplateCluster) => void;
+  /** Called when `from` was merged into `into`. Defaults to none. */
+  onMerge?: (from: TemplateCluster, into: TemplateCluster) => void;
+}
+
+/** Defaults of TemplateMinerOptions. */
+export const TEMPLATE_MINER_DEFAULTS: Readonly<TemplateMinerOptions> = Object.freeze({
+  depth: 4,
+  similarity: 0.5,
+  siblingMerge: 4,
+  maxChildren: 100,
+  maxClusters: 1000,
+  maxLineLength: 4096,
+  idSalt: '',
+});
+
+/** What `add` reports for one line. */
+export interface AddResult {
+  templateId: string;
+  /** The cluster's template after this line joined it. */
+  template: string;
+  /** True when this line created the cluster. */
+  isNew: boolean;
+}
+
+/** A cluster of lines sharing one template. */
+export interface TemplateCluster {
+  readonly id: string;
+  /** Template tokens; parameters are `<*>`. */
+  readonly tokens: readonly string[];
+  /** The template: tokens joined by single spaces. */
+  readonly template: string;
+  /** Lines added to the cluster (including merged clusters). */
+  readonly count: number;
+  /** Creation order inside this miner; lower is older. */
+  readonly seq: number;
+}
+
+interface Cluster extends TemplateCluster {
+  tokens: string[];
+  template: string;
+  count: number;
+  /** Leaf lists this cluster is in (more than one after merges across leaves). */
+  leaves: Cluster[][];
+  /** Sibling-index keys this cluster is registered under. */
+  siblingKeys: string[];
+}
+
+interface TreeNode {
+  children: Map<string, TreeNode>;
+  clusters: Cluster[];
+}
+
+/** Error thrown when a stored template cannot be restored. */
+export class TemplateRestoreError extends Error {
+  /** Stable error code. */
+  readonly code = 'ERR_TEMPLATE_RESTORE';
+  override readonly name = 'TemplateRestoreError';
+}
+
+// Sibling keys cost one map entry per word position: long lines are left out.
+const MAX_SIBLING_TOKENS = 128;
+// Constant tokens that sibling clusters must share besides the differing one.
+const MIN_SIBLING_CONTEXT = 2;
+
+function newNode(): TreeNode {
+  return { children: new Map(), clusters: [] };
+}
+
+function hasParam(token: string): boolean {
+  return token.includes(PARAM);
+}
+
+function isLetter(c: number): boolean {
+  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+}
+
+/**
+ * A plain word as a developer writes it: letters, maybe hyphenated or with
+ * signs and brackets (`Started`, `re-synch`, `(Lifecycle`, `x+`, `error(s)`,
+ * `spawned.`), no digit and no identifier punctuation inside (`.`, `_`, `/`,
+ * `:`, `=`, `@`...). Identifiers (`org.foo.Bar`, `host.example`, `a_b`) and
+ * values are not words.
+ */
+export function isWordToken(token: string): boolean {
+  let j = token.length;
+  // Sentence punctuation at the end: "spawned.", "interrupt:", "error,".
+  while (j > 0 && '.,:;!?'.includes(token[j - 1] as string)) j--;
+  let letters = false;
+  for (let k = 0; k < j; k++) {
+    const c = token.charCodeAt(k);
+    if (isLetter(c)) letters = true;
+    else if (!WORD_SIGNS.has(c)) return false;
+  }
+  return letters;
+}
+
+const WORD_SIGNS = new Set([...'-\'+()[]{}"!?,;*'].map((c) => c.charCodeAt(0)));
+
+/** Splits a stored template back into tokens (templates are single-space joined). */
+export function templateTokens(template: string): string[] {
+  return template.length === 0 ? [] : template.split(' ');
+}
+
+function fnv(s: string, seed: number): number {
+  let h = seed;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+/** Online Drain-style template miner with bounded memory. */
+export class TemplateMiner {
+  readonly #o: TemplateMinerOptions;
+  readonly #root = new Map<number, TreeNode>();
+  // Insertion order is recency order: a touched cluster is deleted and re-set.
+  readonly #lru = new Map<string, Cluster>();
+  readonly #byTemplate = new Map<string, Cluster>();
+  readonly #siblings = new Map<string, Cluster[]>();
+  readonly #aliases = new Map<string, string>();
+  #seq = 0;
+
+  /** Creates a miner; options are merged over TEMPLATE_MINER_DEFAULTS. */
+  constructor(opts: Partial<TemplateMinerOptions> = {}) {
+    this.#o = Object.freeze({ ...TEMPLATE_MINER_DEFAULTS, ...opts });
+  }
+
+  /** Number of live clusters. */
+  get size(): number {
+    return this.#lru.size;
+  }
+
+  /** Adds one line and returns the cluster it joined. */
+  add(line: string): AddResult {
+    const before = this.#seq;
+    const c = this.addCluster(line);
+    return { templateId: c.id, template: c.template, isNew: c.seq >= before };
+  }
+
+  /**
+   * Adds one line and returns its cluster: the same object for every line of
+   * the cluster until it is merged into another one or evicted.
+   */
+  addCluster(line: string): TemplateCluster {
+    const text = line.length > this.#o.maxLineLength ? line.slice(0, this.#o.maxLineLength) : line;
+    const tokens = maskTokens(text);
+    const leaf = this.#leafFor(tokens);
+    let best: Cluster | undefined;
+    let bestSame = -1;
+    let bestExact = -1;
+    const n = tokens.length;
+    for (const c of leaf.clusters) {
+      const t = c.tokens;
+      let same = 0;
+      let exact = 0;
+      let hard = false;
+      for (let i = 0; i < n; i++) {
+        const a = t[i] as string;
+        const b = tokens[i] as string;
+        if (a === b) {
+          same++;
+          exact++;
+        } else if (a === PARAM) same++;
+        else if (isWordToken(a) && (b === PARAM || isWordToken(b))) {
+          hard = true;
+          break;
+        }
+      }
+      if (hard) continue;
+      if (same > bestSame || (same === bestSame && exact > bestExact)) {
+        best = c;
+        bestSame = same;
+        bestExact = exact;
+      }
+    }
+    if (best && (n === 0 || bestSame / n >= this.#o.similarity)) {
+      best.count++;
+      this.#touch(best);
+      return generalise(best.tokens, tokens) ? this.#templateChanged(best) : best;
+    }
+    const created = this.#create(tokens, leaf, 1);
+    return this.#mergeSiblings(created);
+  }
+
+  /** Follows merges: the id that `id` now lives under (itself when never merged). */
+  resolveId(id: string): string {
+    let cur = id;
+    for (let next = this.#aliases.get(cur); next !== undefined; next = this.#aliases.get(cur)) cur = next;
+    return cur;
+  }
+
+  /** The live cluster with this id (after following merges), if any. */
+  get(id: string): TemplateCluster | undefined {
+    return this.#lru.get(this.resolveId(id));
+  }
+
+  /** Live clusters, most lines first. */
+  templates(): { templateId: string; template: string; count: number }[] {
+    return [...this.#lru.values()]
+      .sort((a, b) => b.count - a.count || a.seq - b.seq)
+      .map((c) => ({ templateId: c.id, template: c.template, count: c.count }));
+  }
+
+  /**
+   * Re-creates a cluster from a stored template (after a restart), keeping its
+   * id. A live cluster with the same id or template absorbs it instead; the
+   * returned cluster is the one that holds it.
+   */
+  restore(id: string, template: string, count: number): TemplateCluster {
+    if (!id) throw new TemplateRestoreError('template id is empty');
+    if (template.includes('\n')) throw new TemplateRestoreError(`template ${id} spans lines`);
+    const tokens = templateTokens(template);
+    const live = this.#lru.get(id) ?? this.#byTemplate.get(templateKey(tokens.length, template));
+    if (live) {
+      live.count += Math.max(0, count);
+      if (live.id !== id) this.#aliases.set(id, live.id);
+      return live;
+    }
+    return this.#create(tokens, this.#leafFor(tokens), Math.max(0, count), id);
+  }
+
+  #create(tokens: string[], leaf: TreeNode, count: number, id?: string): Cluster {
+    const template = tokens.join(' ');
+    const c: Cluster = {
+      id: id ?? this.#newId(template),
+      tokens,
+      template,
+      count,
+      seq: this.#seq++,
+      leaves: [leaf.clusters],
+      siblingKeys: [],
+    };
+    this.#aliases.delete(c.id);
+    leaf.clusters.push(c);
+    this.#lru.set(c.id, c);
+    const key = templateKey(tokens.length, template);
+    if (!this.#byTemplate.has(key)) this.#byTemplate.set(key, c);
+    this.#index(c);
+    this.#evictOverflow(c);
+    return c;
+  }
+
+  #newId(template: string): string {
+    const base = createHash('sha256').update(this.#o.idSalt).update('\u0000').update(template).digest('hex').slice(0, 16);
+    // The same first line as a live cluster happens only when a restored
+    // cluster sits elsewhere in the tree: keep ids unique and deterministic.
+    let id = base;
+    for (let i = 2; this.#lru.has(id); i++) id = `${base}-${i}`;
+    return id;
+  }
+
+  #touch(c: Cluster): void {
+    this.#lru.delete(c.id);
+    this.#lru.set(c.id, c);
+  }
+
+  /** Re-indexes a cluster whose tokens changed; merges it with an equal template. */
+  #templateChanged(c: Cluster): Cluster {
+    const oldKey = templateKey(c.tokens.length, c.template);
+    if (this.#byTemplate.get(oldKey) === c) this.#byTemplate.delete(oldKey);
+    c.template = c.tokens.join(' ');
+    this.#unindex(c);
+    this.#index(c);
+    const key = templateKey(c.tokens.length, c.template);
+    const other = this.#byTemplate.get(key);
+    if (!other || other === c) {
+      this.#byTemplate.set(key, c);
+      return this.#mergeSiblings(c);
+    }
+    const [keep, drop] = other.seq < c.seq ? [other, c] : [c, other];
+    this.#byTemplate.set(key, keep);
+    this.#merge(drop, keep);
+    return this.#mergeSiblings(keep);
+  }
+
+  /** Merges `c` with the clusters that differ from it at one word position, once there are enough. */
+  #mergeSiblings(c: Cluster): Cluster {
+    if (this.#o.siblingMerge < 2) return c;
+    for (const key of c.siblingKeys) {
+      const group = this.#siblings.get(key);
+      if (!group || group.length < this.#o.siblingMerge) continue;
+      const pos = Number(key.slice(key.indexOf('.') + 1, key.indexOf('.', key.indexOf('.') + 1)));
+      const members = group.filter((o) => o === c || sameExcept(o.tokens, c.tokens, pos));
+      if (members.length < this.#o.siblingMerge) continue;
+      let keep = members[0] as Cluster;
+      for (const m of members) if (m.seq < keep.seq) keep = m;
+      for (const m of members) if (m !== keep) this.#merge(m, keep);
+      keep.tokens[pos] = PARAM;
+      // The generalised template may now equal another cluster's, or complete another group.
+      return this.#templateChanged(keep);
+    }
+    return c;
+  }
+
+  #merge(drop: Cluster, keep: Cluster): void {
+    keep.count += drop.count;
+    for (const list of drop.leaves) {
+      const i = list.indexOf(drop);
+      if (i < 0) continue;
+      if (list.includes(keep)) list.splice(i, 1);
+      else {
+        list[i] = keep;
+        keep.leaves.push(list);
+      }
+    }
+    drop.leaves = [];
+    this.#unindex(drop);
+    const key = templateKey(drop.tokens.length, drop.template);
+    if (this.#byTemplate.get(key) === drop) this.#byTemplate.delete(key);
+    this.#lru.delete(drop.id);
+    this.#aliases.set(drop.id, keep.id);
+    this.#touch(keep);
+    this.#o.onMerge?.(drop, keep);
+  }
+
+  #index(c: Cluster): void {
+    const t = c.tokens;
+    const n = t.length;
+    if (this.#o.siblingMerge < 2 || n > MAX_SIBLING_TOKENS) return;
+    // Key of position i: hashes of everything before and after it, so clusters
+    // equal except at i share the key (verified token by token before merging).
+    const suffix = new Array<number>(n + 1);
+    suffix[n] = 0x2545f491;
+    for (let i = n - 1; i >= 0; i--) suffix[i] = fnv(t[i] as string, Math.imul(suffix[i + 1] as number, 31) ^ 0x9e3779b9);
+    let constants = 0;
+    for (const tok of t) if (tok !== PARAM) constants++;
+    let prefix = 0x811c9dc5;
+    for (let i = 0; i < n; i++) {
+      const tok = t[i] as string;
+      const isParam = tok === PARAM;
+      // Siblings must share real text: "generating <*>" and "store <*>" share nothing.
+      if ((isParam || isWordToken(tok)) && constants - (isParam ? 0 : 1) >= MIN_SIBLING_CONTEXT) {
+        const key = `${n}.${i}.${prefix}.${suffix[i + 1]}`;
+        const group = this.#siblings.get(key);
+        if (group) group.push(c);
+        else this.#siblings.set(key, [c]);
+        c.siblingKeys.push(key);
+      }
+      prefix = fnv(tok, Math.imul(prefix, 31) ^ 0x7f4a7c15);
+    }
+  }
+
+  #unindex(c: Cluster): void {
+    for (const key of c.siblingKeys) {
+      const group = this.#siblings.get(key);
+      if (!group) continue;
+      const i = group.indexOf(c);
+      if (i >= 0) group.splice(i, 1);
+      if (group.length === 0) this.#siblings.delete(key);
+    }
+    c.siblingKeys = [];
+  }
+
+  #evictOverflow(keep: Cluster): void {
+    while (this.#lru.size > this.#o.maxClusters) {
+      const first = this.#lru.values().next();
+      if (first.done) return;
+      const c = first.value;
+      if (c === keep) return;
+      this.#lru.delete(c.id);
+      for (const list of c.leaves) {
+        const i = list.indexOf(c);
+        if (i >= 0) list.splice(i, 1);
+      }
+      c.leaves = [];
+      this.#unindex(c);
+      const key = templateKey(c.tokens.length, c.template);
+      if (this.#byTemplate.get(key) === c) this.#byTemplate.delete(key);
+      this.#o.onEvict?.(c);
+    }
+    // Aliases of merged ids: bounded along with the clusters.
+    if (this.#aliases.size > this.#o.maxClusters * 4) {
+      let drop = this.#aliases.size - this.#o.maxClusters * 2;
+      for (const k of this.#aliases.keys()) {
+        if (drop-- <= 0) break;
+        this.#aliases.delete(k);
+      }
+    }
+  }
+
+  #leafFor(tokens: readonly string[]): TreeNode {
+    let node: TreeNode | undefined = this.#root.get(tokens.length);
+    if (!node) {
+      node = newNode();
+      this.#root.set(tokens.length, node);
+    }
+    const levels = Math.min(this.#o.depth - 2, tokens.length);
+    for (let d = 0; d < levels; d++) {
+      const token = tokens[d] as string;
+      const key = hasParam(token) ? PARAM : token;
+      let child: TreeNode | undefined = node.children.get(key);
+      if (!child) {
+        if (key !== PARAM && node.children.size + 1 >= this.#o.maxChildren) {
+          child = node.children.get(PARAM);
+          if (!child) {
+            child = newNode();
+            node.children.set(PARAM, child);
+          }
+        } else {
+          child = newNode();
+          node.children.set(key, child);
+        }
+      }
+      node = child;
+    }
+    return node;
+  }
+}
+
+function templateKey(n: number, template: string): string {
+  return `${n}\u0000${template}`;
+}
+
+function sameExcept(a: readonly string[], b: readonly string[], pos: number): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (i !== pos && a[i] !== b[i]) return false;
+  return true;
+}
+
+/** Turns the positions where the line differs into `<*>`; true when the template changed. */
+function generalise(template: string[], tokens: readonly string[]): boolean {
+  let changed = false;
+  for (let i = 0; i < template.length; i++) {
+    if (template[i] !== tokens[i] && template[i] !== PARAM) {
+      template[i] = PARAM;
+      changed = true;
+    }
+  }
+  return changed;
+}
