@@ -5,7 +5,7 @@
  */
 import { Command, Option } from 'commander';
 import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config.js';
-import { callDaemon, ClientError } from './cli/client.js';
+import { callDaemon, } from './cli/client.js';
 import { formatFindingsTable, formatStatus } from './cli/format.js';
 import type { Finding } from './core/types.js';
 import { VERSION } from './daemon.js';

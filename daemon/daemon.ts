@@ -16,7 +16,7 @@ import { formatListen, type Config } from './config.js';
 import type { Collector, Detector, Signal, SourceName, SourceStatus } from './core/types.js';
 import { runDetectors } from './detectors/run.js';
 import { NodeState } from './state/node-state.js';
-import { type CommitBatch, Store } from './store/store.js';
+import type { CommitBatch, Store } from './store/store.js';
 import { FindingTracker } from './tracker/tracker.js';
 
 /** The package version, read once. */

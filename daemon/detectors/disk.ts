@@ -55,7 +55,7 @@ interface FsUsage {
 }
 
 function fromStats(label: string, fs: StatsFs | undefined, at: string): FsUsage | null {
-  if (!fs || !fs.capacityBytes) return null;
+  if (!fs?.capacityBytes) return null;
   const avail = fs.availableBytes ?? 0;
   const u: FsUsage = {
     label,

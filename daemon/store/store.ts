@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
-import type { Category, Diagnosis, Evidence, Finding, Severity, SourceName, Subject } from '../core/types.js';
+import type { Category, Diagnosis, Evidence, Severity, SourceName, Subject } from '../core/types.js';
 import type { TrackedFinding } from '../tracker/tracker.js';
 import { MIGRATIONS } from './migrations.js';
 
@@ -251,7 +251,7 @@ export class Store {
         updated_at: b.at,
       });
       s.deleteEvidence.run(f.id);
-      f.evidence.slice(-MAX_EVIDENCE).forEach((e, i) => s.insertEvidence.run(f.id, i, e.source, e.at, e.text));
+      for (const [i, e] of f.evidence.slice(-MAX_EVIDENCE).entries()) s.insertEvidence.run(f.id, i, e.source, e.at, e.text);
     }
     for (const c of b.checkpoints) {
       if (c.value === null) s.deleteCheckpoint.run(c.source, c.key);
