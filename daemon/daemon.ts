@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { type StatusBody, buildApi } from './api/server.js';
 import { DaemonMetrics } from './api/metrics.js';
 import { formatListen, type Config } from './config.js';
-import type { Collector, Detector, Signal, SourceName, SourceStatus } from './core/types.js';
+import type { Collector, Detector, HostSnapshot, Signal, SourceName, SourceStatus } from './core/types.js';
 import { runDetectors } from './detectors/run.js';
 import { NodeState } from './state/node-state.js';
 import type { CommitBatch, Store } from './store/store.js';
@@ -112,7 +112,30 @@ export class Daemon {
       }
     }
     this.state.ingest(signals);
+    for (const s of signals) if (s.type === 'host') this.storeHostSamples(s.snapshot);
   };
+
+  /** Keeps a downsampled history of host metrics (1-minute buckets for 24 h, 15-minute for the retention period). */
+  private storeHostSamples(h: HostSnapshot): void {
+    const samples: { name: string; labels?: string; value: number }[] = [];
+    if (h.memory && h.memory.totalBytes > 0) {
+      samples.push({ name: 'memory_available_percent', value: (h.memory.availableBytes / h.memory.totalBytes) * 100 });
+    }
+    if (h.load) samples.push({ name: 'load1', value: h.load.avg1 });
+    for (const r of ['cpu', 'memory', 'io'] as const) {
+      const p = h.psi?.[r];
+      if (p) samples.push({ name: `psi_${r}_some_avg60`, value: p.some.avg60 });
+    }
+    for (const f of h.filesystems) {
+      const total = f.usedBytes + f.availBytes;
+      if (total > 0) samples.push({ name: 'fs_used_percent', labels: f.mount, value: (f.usedBytes / total) * 100 });
+    }
+    try {
+      this.parts.store.addSamples(Date.parse(h.at), samples);
+    } catch (err) {
+      this.parts.logger.warn({ err }, 'storing host samples failed');
+    }
+  }
 
   /** Runs one detection cycle and commits it. Returns the number of changed findings. */
   cycle(now = new Date().toISOString()): number {

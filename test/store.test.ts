@@ -148,4 +148,21 @@ describe('store', () => {
     expect(() => Store.open({ dir })).toThrow(/newer/);
     writeFileSync(join(dir, 'unrelated'), '');
   });
+
+  it('downsamples metric samples into 1-minute and 15-minute buckets and drops 1-minute ones after 24 h', () => {
+    const s = Store.open({ dir: tempDir() });
+    const t0 = Date.parse('2026-01-01T00:00:00Z');
+    s.addSamples(t0 + 1_000, [{ name: 'load1', value: 1 }]);
+    s.addSamples(t0 + 31_000, [{ name: 'load1', value: 3 }]);
+    s.addSamples(t0 + 61_000, [{ name: 'load1', value: 10 }]);
+    expect(s.listSamples('load1', 60, t0)).toEqual([
+      { at: '2026-01-01T00:00:00.000Z', mean: 2, max: 3 },
+      { at: '2026-01-01T00:01:00.000Z', mean: 10, max: 10 },
+    ]);
+    expect(s.listSamples('load1', 900, t0)).toEqual([{ at: '2026-01-01T00:00:00.000Z', mean: 14 / 3, max: 10 }]);
+    s.prune(t0 + 2 * 86_400_000);
+    expect(s.listSamples('load1', 60, t0)).toEqual([]);
+    expect(s.listSamples('load1', 900, t0)).toHaveLength(1);
+    s.close();
+  });
 });
