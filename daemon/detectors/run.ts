@@ -3,6 +3,7 @@
  * detector that throws is reported and skipped; the others still run.
  */
 import type { Detector, FindingDraft, NodeView } from '../core/types.js';
+import { type CorrelationOptions, correlate } from './correlate.js';
 
 /** A detector failure, reported by runDetectors. */
 export interface DetectorFailure {
@@ -17,7 +18,11 @@ export interface DetectionResult {
 }
 
 /** Runs every detector over the view and links causes between the drafts. */
-export function runDetectors(view: NodeView, detectors: readonly Detector[]): DetectionResult {
+export function runDetectors(
+  view: NodeView,
+  detectors: readonly Detector[],
+  correlation: Partial<CorrelationOptions> = {},
+): DetectionResult {
   const drafts: FindingDraft[] = [];
   const failures: DetectorFailure[] = [];
   for (const d of detectors) {
@@ -27,5 +32,5 @@ export function runDetectors(view: NodeView, detectors: readonly Detector[]): De
       failures.push({ detector: d.name, error: err instanceof Error ? err : new Error(String(err)) });
     }
   }
-  return { drafts, failures };
+  return { drafts: correlate(drafts, correlation), failures };
 }

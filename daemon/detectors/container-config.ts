@@ -1,0 +1,157 @@
+/**
+ * ContainerConfig: a container that cannot be created or started from its spec
+ * (waiting reason CreateContainerConfigError / CreateContainerError /
+ * RunContainerError), or a pod stuck in ContainerCreating because a ConfigMap or
+ * Secret volume cannot be mounted. The finding names what is missing — the
+ * ConfigMap, the Secret, or the key inside one — as the kubelet's message does.
+ * Severity: warning.
+ */
+import { eventFirstTime, eventLastTime, eventMessage } from '../core/kube.js';
+import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
+import {
+  containerLabel,
+  dedupeEvidence,
+  earliest,
+  eventEvidence,
+  isCompletedPod,
+  listContainers,
+  podEvents,
+  podRef,
+  statusEvidence,
+  within,
+} from './pod-status.js';
+
+/** Options of the ContainerConfig detector. */
+export interface ContainerConfigOptions {
+  /** Waiting reasons that mean the container cannot be created. Defaults to CreateContainerConfigError, CreateContainerError, RunContainerError. */
+  reasons: string[];
+  /** FailedMount events newer than this (minutes) explain a pod stuck in ContainerCreating. Defaults to 30. */
+  mountWindowMinutes: number;
+}
+
+/** Defaults of ContainerConfigOptions. */
+export const CONTAINER_CONFIG_DEFAULTS: ContainerConfigOptions = {
+  reasons: ['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError'],
+  mountWindowMinutes: 30,
+};
+
+/** What a container-creation error message says is wrong. */
+export interface ConfigProblem {
+  cause: 'missing-configmap' | 'missing-secret' | 'missing-key' | 'security-context' | 'api-sync' | 'runtime' | 'unknown';
+  kind?: 'ConfigMap' | 'Secret';
+  name?: string;
+  key?: string;
+  /** One line for titles: `Secret "db" not found`. */
+  summary: string;
+}
+
+/** Reads a kubelet container-creation error message. */
+export function parseConfigProblem(text: string): ConfigProblem {
+  let m = /couldn't find key (\S+) in (ConfigMap|Secret) ([^\s/]+)\/(\S+)/i.exec(text);
+  if (m) {
+    const kind = m[2]!.toLowerCase() === 'secret' ? 'Secret' : 'ConfigMap';
+    return { cause: 'missing-key', kind, name: m[4]!, key: m[1]!, summary: `key ${m[1]} missing in ${kind} ${m[3]}/${m[4]}` };
+  }
+  m = /configmap references non-existent config key:\s*(\S+)/i.exec(text);
+  if (m) return { cause: 'missing-key', kind: 'ConfigMap', key: m[1]!, summary: `key ${m[1]} missing in a ConfigMap` };
+  m = /\b(configmaps?|secrets?) "([^"]+)" not found/i.exec(text);
+  if (m) {
+    const kind = m[1]!.toLowerCase().startsWith('secret') ? 'Secret' : 'ConfigMap';
+    return { cause: kind === 'Secret' ? 'missing-secret' : 'missing-configmap', kind, name: m[2]!, summary: `${kind} "${m[2]}" not found` };
+  }
+  if (/runAsNonRoot|will run as root|non-numeric user|runAsUser/i.test(text)) return { cause: 'security-context', summary: 'securityContext forbids the image user' };
+  if (/failed to sync (?:configmap|secret) cache/i.test(text)) return { cause: 'api-sync', summary: 'kubelet could not read ConfigMap/Secret from the API server' };
+  const first = text.split('\n')[0]!.trim();
+  if (first) return { cause: 'runtime', summary: first.length > 120 ? `${first.slice(0, 119)}…` : first };
+  return { cause: 'unknown', summary: 'unknown error' };
+}
+
+/** Creates the ContainerConfig detector. */
+export function createContainerConfigDetector(opts: Partial<ContainerConfigOptions> = {}): Detector {
+  const o: ContainerConfigOptions = { ...CONTAINER_CONFIG_DEFAULTS, ...opts };
+  const reasons = new Set(o.reasons);
+  const mountWindowMs = o.mountWindowMinutes * 60_000;
+  return {
+    name: 'container-config',
+    detect(view: NodeView): FindingDraft[] {
+      const out: FindingDraft[] = [];
+      const mountReported = new Set<string>();
+      for (const c of listContainers(view)) {
+        if (isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp) continue;
+        const w = c.status.state?.waiting;
+        if (!w?.reason) continue;
+        const ref = podRef(c.namespace, c.podName);
+        if (reasons.has(w.reason)) {
+          const events = podEvents(view, c.namespace, c.podName, c.status.name).filter(
+            (e) => e.reason === 'Failed' && !/pull/i.test(eventMessage(e)),
+          );
+          const text = w.message ?? (events.length > 0 ? eventMessage(events[events.length - 1]!) : '');
+          const p = parseConfigProblem(text);
+          const evidence: Evidence[] = [...statusEvidence(c, view.now, ['state']), ...events.map((e) => eventEvidence(e, view.now))];
+          out.push(draftFor(view, c.subject, `The ${containerLabel(c)} cannot be created (${w.reason}): ${p.summary}.`, p, evidence, {
+            title: `${c.init ? 'Init container' : 'Container'} ${c.status.name} of ${ref} cannot be created: ${p.summary}`,
+            firstAt: earliest(events.map((e) => eventFirstTime(e))),
+            waitingReason: w.reason,
+          }));
+          continue;
+        }
+        // ConfigMap/Secret volumes are mounted before any container is created.
+        if (w.reason === 'ContainerCreating' || w.reason === 'PodInitializing') {
+          if (mountReported.has(ref)) continue;
+          const mounts = podEvents(view, c.namespace, c.podName).filter(
+            (e) => e.reason === 'FailedMount' && within(view.now, eventLastTime(e), mountWindowMs),
+          );
+          const configMounts = mounts.filter((e) => {
+            const p = parseConfigProblem(eventMessage(e));
+            return p.cause === 'missing-configmap' || p.cause === 'missing-secret' || p.cause === 'missing-key';
+          });
+          if (configMounts.length === 0) continue;
+          mountReported.add(ref);
+          const p = parseConfigProblem(eventMessage(configMounts[configMounts.length - 1]!));
+          out.push(
+            draftFor(
+              view,
+              { kind: 'Pod', namespace: c.namespace, name: c.podName },
+              `Pod ${ref} is stuck in ContainerCreating: a volume cannot be mounted because ${p.summary}.`,
+              p,
+              [...statusEvidence(c, view.now, ['state']), ...configMounts.map((e) => eventEvidence(e, view.now))],
+              {
+                title: `Pod ${ref} cannot start: ${p.summary}`,
+                firstAt: earliest(configMounts.map((e) => eventFirstTime(e))),
+                waitingReason: w.reason,
+              },
+            ),
+          );
+        }
+      }
+      return out;
+    },
+  };
+}
+
+function draftFor(
+  view: NodeView,
+  subject: FindingDraft['subject'],
+  message: string,
+  p: ConfigProblem,
+  evidence: Evidence[],
+  extra: { title: string; firstAt: string | undefined; waitingReason: string },
+): FindingDraft {
+  const d: FindingDraft = {
+    category: 'ContainerConfig',
+    severity: 'warning',
+    subject,
+    title: extra.title,
+    message,
+    evidence: dedupeEvidence(evidence),
+    at: view.now,
+    lifecycle: 'condition',
+    detector: 'container-config',
+    facts: { cause: p.cause, waitingReason: extra.waitingReason },
+  };
+  if (extra.firstAt && extra.firstAt < view.now) d.firstAt = extra.firstAt;
+  if (p.kind) d.facts!.missingKind = p.kind;
+  if (p.name) d.facts!.missingName = p.name;
+  if (p.key) d.facts!.missingKey = p.key;
+  return d;
+}

@@ -1,0 +1,145 @@
+/**
+ * CrashLoop: a container that keeps exiting and being restarted. Reported when
+ * the kubelet says so (waiting reason CrashLoopBackOff) or when it restarted at
+ * least `minRestarts` times within `windowMinutes`. The finding carries the last
+ * termination (exit code, reason, finishedAt) and the log lines the container
+ * wrote just before it died.
+ *
+ * Severity: critical once the container has restarted `criticalRestarts` times
+ * (it is really looping), warning before that.
+ *
+ * Not reported: a single old restart of a container that runs fine since; pods
+ * whose work is done (Succeeded Jobs); restarts inferred from the count alone when
+ * the last exit was an OOM kill or a liveness-probe kill (OOMKilled and
+ * ProbeFailure report those, and correlation links a real CrashLoopBackOff to them).
+ */
+import { eventCount, eventFirstTime, eventLastTime, eventMessage } from '../core/kube.js';
+import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
+import {
+  type ContainerContext,
+  containerLabel,
+  containerTail,
+  dedupeEvidence,
+  earliest,
+  eventEvidence,
+  isCompletedPod,
+  keyLogLine,
+  lastTerminationWasProbeKill,
+  linesBeforeTermination,
+  listContainers,
+  logEvidence,
+  podEvents,
+  statusEvidence,
+  within,
+} from './pod-status.js';
+
+/** Thresholds of the CrashLoop detector. */
+export interface CrashLoopOptions {
+  /** Restarts within the window that make a crash loop without a CrashLoopBackOff state. Defaults to 3. */
+  minRestarts: number;
+  /** How far back restarts count, in minutes. Defaults to 60. */
+  windowMinutes: number;
+  /** Restart count from which a crash loop is critical. Defaults to 3. */
+  criticalRestarts: number;
+  /** Log lines kept from before the crash. Defaults to 10. */
+  logLines: number;
+}
+
+/** Defaults of CrashLoopOptions. */
+export const CRASHLOOP_DEFAULTS: CrashLoopOptions = { minRestarts: 3, windowMinutes: 60, criticalRestarts: 3, logLines: 10 };
+
+/**
+ * How many times the container restarted within the window, as far as pod
+ * status and events tell (restartCount is a lifetime counter).
+ */
+export function restartsWithin(c: ContainerContext, view: NodeView, windowMs: number): number {
+  const last = c.status.lastState?.terminated;
+  if (c.status.restartCount === 0) return 0;
+  if (!last || !within(view.now, last.finishedAt, windowMs)) return 0;
+  // A pod that started inside the window did all its restarts inside it.
+  if (within(view.now, c.pod.status?.startTime, windowMs)) return c.status.restartCount;
+  // Otherwise count the container's Started events whose series began inside the window.
+  let fromEvents = 0;
+  for (const e of podEvents(view, c.namespace, c.podName, c.status.name)) {
+    if (e.reason !== 'Started') continue;
+    if (within(view.now, eventFirstTime(e), windowMs)) fromEvents = Math.max(fromEvents, eventCount(e));
+    else if (within(view.now, eventLastTime(e), windowMs)) fromEvents = Math.max(fromEvents, 1);
+  }
+  return Math.min(c.status.restartCount, Math.max(1, fromEvents));
+}
+
+/** Creates the CrashLoop detector. */
+export function createCrashLoopDetector(opts: Partial<CrashLoopOptions> = {}): Detector {
+  const o: CrashLoopOptions = { ...CRASHLOOP_DEFAULTS, ...opts };
+  const windowMs = o.windowMinutes * 60_000;
+  return {
+    name: 'crashloop',
+    detect(view: NodeView): FindingDraft[] {
+      const out: FindingDraft[] = [];
+      for (const c of listContainers(view)) {
+        if (isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp) continue;
+        const st = c.status;
+        const events = podEvents(view, c.namespace, c.podName, st.name);
+        const backOff = st.state?.waiting?.reason === 'CrashLoopBackOff';
+        const recent = restartsWithin(c, view, windowMs);
+        const last = st.lastState?.terminated;
+        let inferred = false;
+        if (!backOff) {
+          if (recent < o.minRestarts) continue;
+          // Count-only evidence of an OOM or probe kill belongs to those detectors.
+          if (last?.reason === 'OOMKilled' || lastTerminationWasProbeKill(c, events)) continue;
+          inferred = true;
+        }
+        const restarts = st.restartCount;
+        const backOffEvents = events.filter((e) => e.reason === 'BackOff' && /restarting failed container/i.test(eventMessage(e)));
+        const probeKill = lastTerminationWasProbeKill(c, events);
+        const lines = linesBeforeTermination(
+          containerTail(view, c.namespace, c.podName, st.name),
+          last,
+          st.state?.running ? restarts : undefined,
+          o.logLines,
+        );
+        const evidence: Evidence[] = [
+          ...statusEvidence(c, view.now),
+          ...backOffEvents.map((e) => eventEvidence(e, view.now)),
+          ...logEvidence(lines),
+        ];
+        const exit = last
+          ? `last exit code ${last.exitCode}${last.reason ? ` (${last.reason})` : ''}${last.finishedAt ? ` at ${last.finishedAt}` : ''}`
+          : 'no recorded termination';
+        const severity = restarts >= o.criticalRestarts ? 'critical' : 'warning';
+        const how = inferred
+          ? `restarted ${recent} times in the last ${o.windowMinutes} minutes`
+          : `is in CrashLoopBackOff after ${restarts} restarts`;
+        let message = `The ${containerLabel(c)} ${how}; ${exit}.`;
+        if (last?.reason === 'OOMKilled') message += ' The last exit was an OOM kill: the container hit its memory limit.';
+        else if (probeKill) message += ' The last exit was kubelet killing it after a failed liveness probe.';
+        const key = keyLogLine(lines);
+        if (key) message += ` Its log before exiting says: "${key.text.trim().slice(0, 240)}".`;
+        const draft: FindingDraft = {
+          category: 'CrashLoop',
+          severity,
+          subject: c.subject,
+          title: `${c.init ? 'Init container' : 'Container'} ${st.name} of ${c.namespace}/${c.podName} is crash-looping (${last ? `exit code ${last.exitCode}` : 'no exit code'}, ${restarts} restarts)`,
+          message,
+          evidence: dedupeEvidence(evidence),
+          at: view.now,
+          occurrences: Math.max(1, inferred ? recent : restarts),
+          lifecycle: 'condition',
+          detector: 'crashloop',
+          facts: { restartCount: restarts, restartsInWindow: recent, backOff },
+        };
+        const firstAt = earliest(backOffEvents.map((e) => eventFirstTime(e)).concat(last?.startedAt));
+        if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
+        if (last) {
+          draft.facts!.exitCode = last.exitCode;
+          if (last.reason) draft.facts!.lastReason = last.reason;
+          if (last.finishedAt) draft.facts!.finishedAt = last.finishedAt;
+        }
+        if (probeKill) draft.facts!.probeKill = true;
+        out.push(draft);
+      }
+      return out;
+    },
+  };
+}

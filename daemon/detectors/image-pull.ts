@@ -1,0 +1,124 @@
+/**
+ * ImagePull: a container that cannot start because its image cannot be pulled
+ * (waiting reason ErrImagePull / ImagePullBackOff / InvalidImageName /
+ * ErrImageNeverPull). The cause is read from the kubelet's "Failed to pull image"
+ * event text and the waiting message, and is what a person acts on:
+ * `auth` (credentials / pull secret), `not-found` (wrong name or tag),
+ * `network` (DNS, timeouts, refused connections, TLS), `rate-limit` (registry
+ * quota), `invalid-name`, `never-pull` (imagePullPolicy Never without the image),
+ * or `unknown`. Severity: warning. A container that is running (the pull
+ * eventually worked) is not reported.
+ */
+import { eventFirstTime, eventMessage } from '../core/kube.js';
+import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
+import {
+  containerLabel,
+  dedupeEvidence,
+  earliest,
+  eventEvidence,
+  isCompletedPod,
+  listContainers,
+  podEvents,
+  statusEvidence,
+} from './pod-status.js';
+
+/** Why an image pull failed. */
+export type ImagePullCause = 'auth' | 'not-found' | 'network' | 'rate-limit' | 'invalid-name' | 'never-pull' | 'unknown';
+
+/** Options of the ImagePull detector. */
+export interface ImagePullOptions {
+  /** Waiting reasons that mean the image cannot be pulled. Defaults to ErrImagePull, ImagePullBackOff, InvalidImageName, ErrImageNeverPull, RegistryUnavailable. */
+  reasons: string[];
+}
+
+/** Defaults of ImagePullOptions. */
+export const IMAGE_PULL_DEFAULTS: ImagePullOptions = {
+  reasons: ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull', 'RegistryUnavailable'],
+};
+
+// Checked in this order: a 429 response often also says "denied", and Docker's
+// "pull access denied ... repository does not exist or may require 'docker login'"
+// is an access problem as far as the operator can tell.
+const CAUSES: [Exclude<ImagePullCause, 'unknown' | 'invalid-name' | 'never-pull'>, RegExp][] = [
+  ['rate-limit', /\b429\b|toomanyrequests|too many requests|rate limit/i],
+  [
+    'auth',
+    /unauthorized|authentication required|pull access denied|no basic auth credentials|insufficient_scope|access denied|requested access to the resource is denied|\b403\b|forbidden/i,
+  ],
+  ['not-found', /not found|manifest unknown|name unknown|repository does not exist|code = NotFound|no such image/i],
+  [
+    'network',
+    /i\/o timeout|no such host|connection refused|connection reset|network is unreachable|no route to host|TLS handshake|x509:|tls:|certificate|context deadline exceeded|dial tcp|server misbehaving|EOF\b|\b50[23]\b|service unavailable/i,
+  ],
+];
+
+/** Classifies the text of a pull failure. */
+export function classifyImagePull(texts: string[], waitingReason?: string): ImagePullCause {
+  if (waitingReason === 'InvalidImageName') return 'invalid-name';
+  if (waitingReason === 'ErrImageNeverPull') return 'never-pull';
+  const joined = texts.join('\n');
+  for (const [cause, re] of CAUSES) if (re.test(joined)) return cause;
+  return 'unknown';
+}
+
+const CAUSE_WORDS: Record<ImagePullCause, string> = {
+  auth: 'registry refused the credentials (authentication/authorization)',
+  'not-found': 'image or tag not found in the registry',
+  network: 'registry unreachable (network, DNS or TLS error)',
+  'rate-limit': 'registry rate limit reached',
+  'invalid-name': 'invalid image name',
+  'never-pull': 'image not present and imagePullPolicy is Never',
+  unknown: 'unknown error',
+};
+
+/** Creates the ImagePull detector. */
+export function createImagePullDetector(opts: Partial<ImagePullOptions> = {}): Detector {
+  const o: ImagePullOptions = { ...IMAGE_PULL_DEFAULTS, ...opts };
+  const reasons = new Set(o.reasons);
+  return {
+    name: 'image-pull',
+    detect(view: NodeView): FindingDraft[] {
+      const out: FindingDraft[] = [];
+      for (const c of listContainers(view)) {
+        const w = c.status.state?.waiting;
+        if (!w?.reason || !reasons.has(w.reason) || isCompletedPod(c.pod)) continue;
+        const events = podEvents(view, c.namespace, c.podName, c.status.name);
+        const failures = events.filter(
+          (e) => (e.reason === 'Failed' || e.reason === 'ErrImagePull' || e.reason === 'InspectFailed') && /pull|image/i.test(eventMessage(e)),
+        );
+        const backOffs = events.filter((e) => e.reason === 'BackOff' && /pulling image/i.test(eventMessage(e)));
+        const detailed = failures.filter((e) => /Failed to pull image|failed to (?:pull|resolve|fetch|do request)/i.test(eventMessage(e)));
+        const cause = classifyImagePull([...detailed.map(eventMessage), w.message ?? ''], w.reason);
+        const image =
+          /image "([^"]+)"/.exec(w.message ?? '')?.[1] ??
+          c.pod.spec?.containers?.find((x) => x.name === c.status.name)?.image ??
+          c.pod.spec?.initContainers?.find((x) => x.name === c.status.name)?.image ??
+          c.status.image ??
+          'unknown';
+        const evidence: Evidence[] = [
+          ...statusEvidence(c, view.now, ['state']),
+          ...detailed.map((e) => eventEvidence(e, view.now)),
+          ...failures.filter((e) => !detailed.includes(e)).map((e) => eventEvidence(e, view.now)),
+          ...backOffs.map((e) => eventEvidence(e, view.now)),
+        ];
+        const why = detailed.length > 0 ? eventMessage(detailed[detailed.length - 1]!) : (w.message ?? w.reason);
+        const draft: FindingDraft = {
+          category: 'ImagePull',
+          severity: 'warning',
+          subject: c.subject,
+          title: `Image ${image} cannot be pulled for ${c.namespace}/${c.podName} (${c.status.name}): ${cause}`,
+          message: `The ${containerLabel(c)} is waiting in ${w.reason}: ${CAUSE_WORDS[cause]}. Last error: ${why}`,
+          evidence: dedupeEvidence(evidence),
+          at: view.now,
+          lifecycle: 'condition',
+          detector: 'image-pull',
+          facts: { cause, image, waitingReason: w.reason },
+        };
+        const firstAt = earliest(failures.map((e) => eventFirstTime(e)));
+        if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
+        out.push(draft);
+      }
+      return out;
+    },
+  };
+}
