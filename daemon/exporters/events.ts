@@ -1,0 +1,169 @@
+/**
+ * Opt-in: publishes event-type findings (kernel and runtime problems that
+ * happened, as node-problem-detector's "temporary" problems) as Kubernetes
+ * Events on the Node or Pod they are about. Rate-limited, deduplicated, and
+ * queued (bounded) while the API server is away; never blocks detection.
+ */
+import type { Logger } from 'pino';
+import { Backoff } from '../collectors/backoff.js';
+import type { TrackedFinding } from '../tracker/tracker.js';
+
+/** A core/v1 Event as nodesage writes it (JSON wire form). */
+export interface EventBody {
+  metadata: { name: string; namespace: string };
+  involvedObject: { kind: 'Node' | 'Pod'; name: string; namespace?: string };
+  reason: string;
+  message: string;
+  type: 'Normal' | 'Warning';
+  count: number;
+  firstTimestamp: string;
+  lastTimestamp: string;
+  source: { component: string; host: string };
+  reportingComponent: string;
+  reportingInstance: string;
+}
+
+/** Creates events; the real one posts through @kubernetes/client-node. */
+export interface EventWriter {
+  createEvent(e: EventBody): Promise<void>;
+}
+
+/** Options of the events exporter. */
+export interface EventsExporterOptions {
+  nodeName: string;
+  writer: EventWriter;
+  logger?: Logger;
+  /** Events kept while the API server is away (oldest dropped first). Defaults to 200. */
+  maxQueue?: number;
+  /** Events sent per minute at most. Defaults to 20. */
+  perMinute?: number;
+  /** A finding is published again only after this long. Defaults to 600000 ms. */
+  dedupeMs?: number;
+  /** Injectable clock. Defaults to Date.now. */
+  now?: () => number;
+}
+
+/** Publishes event-type findings as Kubernetes Events. */
+export class EventsExporter {
+  private readonly queue: EventBody[] = [];
+  private readonly lastPublished = new Map<string, number>();
+  private readonly backoff = new Backoff({ initialMs: 1000, maxMs: 30_000, jitter: 0.2 });
+  private tokens: number;
+  private lastRefill: number;
+  private timer: NodeJS.Timeout | undefined;
+  private sending = false;
+  private stopped = false;
+  /** Counters for status and tests. */
+  readonly stats = { sent: 0, dropped: 0, deduplicated: 0, failures: 0, lastError: null as string | null };
+
+  constructor(private readonly opts: EventsExporterOptions) {
+    this.tokens = this.perMinute();
+    this.lastRefill = this.clock();
+  }
+
+  private clock(): number {
+    return this.opts.now?.() ?? Date.now();
+  }
+
+  private perMinute(): number {
+    return this.opts.perMinute ?? 20;
+  }
+
+  /** Queues events for the findings opened in this cycle; never blocks. */
+  publish(opened: TrackedFinding[]): void {
+    const now = this.clock();
+    for (const f of opened) {
+      if (f.lifecycle !== 'event') continue;
+      const last = this.lastPublished.get(f.id);
+      if (last !== undefined && now - last < (this.opts.dedupeMs ?? 600_000)) {
+        this.stats.deduplicated++;
+        continue;
+      }
+      this.lastPublished.set(f.id, now);
+      if (this.lastPublished.size > 10_000) this.lastPublished.delete(this.lastPublished.keys().next().value!);
+      this.queue.push(this.toEvent(f, now));
+      const max = this.opts.maxQueue ?? 200;
+      while (this.queue.length > max) {
+        this.queue.shift();
+        this.stats.dropped++;
+      }
+    }
+    if (this.queue.length > 0) this.schedule(0);
+  }
+
+  private toEvent(f: TrackedFinding, now: number): EventBody {
+    const isPod = f.subject.kind !== 'Node';
+    const namespace = isPod ? (f.subject.namespace ?? 'default') : 'default';
+    const at = new Date(now).toISOString();
+    return {
+      metadata: { name: `${isPod ? f.subject.name : this.opts.nodeName}.nodesage.${f.id}.${now.toString(16)}`.slice(0, 253), namespace },
+      involvedObject: isPod ? { kind: 'Pod', name: f.subject.name, namespace } : { kind: 'Node', name: this.opts.nodeName },
+      reason: f.category,
+      message: `${f.title}${f.subject.container ? ` (container ${f.subject.container})` : ''}: ${f.message}`.slice(0, 1024),
+      type: f.severity === 'info' ? 'Normal' : 'Warning',
+      count: Math.max(1, f.count),
+      firstTimestamp: f.firstSeen,
+      lastTimestamp: f.lastSeen > at ? at : f.lastSeen,
+      source: { component: 'nodesage', host: this.opts.nodeName },
+      reportingComponent: 'nodesage',
+      reportingInstance: this.opts.nodeName,
+    };
+  }
+
+  /** Events waiting to be sent. */
+  depth(): number {
+    return this.queue.length;
+  }
+
+  private schedule(ms: number): void {
+    if (this.stopped) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.drain(), ms);
+    this.timer.unref();
+  }
+
+  private refill(): void {
+    const now = this.clock();
+    const per = this.perMinute();
+    this.tokens = Math.min(per, this.tokens + ((now - this.lastRefill) / 60_000) * per);
+    this.lastRefill = now;
+  }
+
+  /** Sends queued events within the rate limit. */
+  async drain(): Promise<void> {
+    if (this.sending || this.stopped) return;
+    this.sending = true;
+    try {
+      while (this.queue.length > 0) {
+        this.refill();
+        if (this.tokens < 1) {
+          this.schedule(Math.ceil(((1 - this.tokens) * 60_000) / this.perMinute()));
+          return;
+        }
+        const e = this.queue[0]!;
+        try {
+          await this.opts.writer.createEvent(e);
+        } catch (err) {
+          this.stats.failures++;
+          this.stats.lastError = (err as Error).message;
+          const delay = this.backoff.next();
+          this.opts.logger?.warn({ err, retryInMs: delay, queued: this.queue.length }, 'creating an event failed; will retry');
+          this.schedule(delay);
+          return;
+        }
+        this.queue.shift();
+        this.tokens -= 1;
+        this.stats.sent++;
+        this.backoff.reset();
+      }
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  /** Stops sending. */
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}
