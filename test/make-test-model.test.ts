@@ -1,0 +1,194 @@
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, closeSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { GgmlType, readGgufFileInfo } from 'node-llama-cpp';
+import { afterAll, describe, expect, it } from 'vitest';
+import { buildVocabulary, f32ToF16Bits, PRESETS, writeTestModel } from '../scripts/make-test-model.js';
+
+const run = promisify(execFile);
+const dir = mkdtempSync(join(tmpdir(), 'nodesage-make-model-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const sha256 = (file: string) => createHash('sha256').update(readFileSync(file)).digest('hex');
+
+function readBytes(file: string, offset: number, length: number): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(length);
+    readSync(fd, buf, 0, length, offset);
+    return buf;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** binary16 bits → number, to check the scales the generator wrote. */
+function f16ToNumber(bits: number): number {
+  const sign = bits & 0x8000 ? -1 : 1;
+  const exp = (bits >> 10) & 0x1f;
+  const mant = bits & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+describe('make-test-model CLI', () => {
+  it('writes a tiny llama GGUF v3 whose layout follows the spec', async () => {
+    const out = join(dir, 'tiny.gguf');
+    const { stdout } = await run(process.execPath, ['scripts/make-test-model.ts', '--preset', 'tiny', '--out', out, '--seed', '7']);
+    expect(stdout).toMatch(/tiny llama .* MB, .*M parameters, 20 tensors, vocab 2048/);
+
+    const size = statSync(out).size;
+    expect(size).toBeGreaterThan(200_000);
+    expect(size).toBeLessThan(1_000_000);
+    const head = readBytes(out, 0, 8);
+    expect(head.subarray(0, 4).toString('latin1')).toBe('GGUF');
+    expect(head.readUInt32LE(4)).toBe(3);
+
+    const info = await readGgufFileInfo(out, { logWarnings: false });
+    const md = info.metadata as unknown as Record<string, Record<string, unknown>>;
+    expect(md.general).toMatchObject({ architecture: 'llama', alignment: 32, file_type: 1 });
+    expect(info.architectureMetadata).toMatchObject({
+      context_length: 4096,
+      embedding_length: 64,
+      block_count: 2,
+      feed_forward_length: 128,
+      attention: { head_count: 2, head_count_kv: 2 },
+      rope: { dimension_count: 32 },
+    });
+    const tok = md.tokenizer as { ggml: Record<string, unknown>; chat_template: string };
+    expect(tok.ggml.model).toBe('llama');
+    expect(tok.chat_template).toContain('<|im_start|>');
+
+    // Tensor data starts aligned, every tensor sits at an aligned offset, and
+    // the file ends exactly where the last tensor does.
+    const tensors = info.tensorInfo ?? [];
+    expect(tensors).toHaveLength(20);
+    expect((info.infoEndOffset ?? 1) % 32).toBe(0);
+    let end = 0;
+    for (const t of tensors) {
+      expect(Number(t.offset) % 32).toBe(0);
+      const elements = t.dimensions.reduce<number>((a, d) => a * Number(d), 1);
+      const bytes = elements * (t.ggmlType === GgmlType.F32 ? 4 : 2);
+      end = Math.max(end, Number(t.fileOffset) + bytes);
+      if (t.name.endsWith('_norm.weight')) expect(t.ggmlType).toBe(GgmlType.F32);
+      else expect(t.ggmlType).toBe(GgmlType.F16);
+    }
+    expect(end).toBe(size);
+    expect(tensors.map((t) => t.name)).toContain('blk.1.ffn_down.weight');
+  });
+
+  it('is deterministic for a seed and differs between seeds', async () => {
+    const a = join(dir, 'a.gguf');
+    const b = join(dir, 'b.gguf');
+    const c = join(dir, 'c.gguf');
+    await Promise.all(
+      [
+        [a, '3'],
+        [b, '3'],
+        [c, '4'],
+      ].map(([out, seed]) => run(process.execPath, ['scripts/make-test-model.ts', '--preset', 'tiny', '--out', out!, '--seed', seed!])),
+    );
+    expect(sha256(a)).toBe(sha256(b));
+    expect(sha256(a)).not.toBe(sha256(c));
+  });
+
+  it('rejects unknown presets with a usage line and a non-zero exit', async () => {
+    await expect(run(process.execPath, ['scripts/make-test-model.ts', '--preset', 'huge', '--out', join(dir, 'x.gguf')])).rejects.toMatchObject({
+      code: 1,
+      stderr: expect.stringContaining('usage: node scripts/make-test-model.ts'),
+    });
+  });
+});
+
+describe('writeTestModel', () => {
+  it('writes Q8_0 blocks of 32 weights with an f16 scale sized for the weight std', async () => {
+    const out = join(dir, 'q8.gguf');
+    const written = writeTestModel({ outFile: out, shape: { weightType: 'q8_0', weightStd: 0.02 }, seed: 5 });
+    const info = await readGgufFileInfo(out, { logWarnings: false });
+    expect((info.metadata.general as unknown as Record<string, unknown>).file_type).toBe(7);
+    const embd = info.tensorInfo?.find((t) => t.name === 'token_embd.weight');
+    expect(embd?.ggmlType).toBe(GgmlType.Q8_0);
+    const blocks = (64 * 2048) / 32;
+    // The next tensor starts right after this one's blocks (34 bytes each), aligned.
+    const next = info.tensorInfo?.[1];
+    expect(Number(next?.offset)).toBe(Math.ceil((blocks * 34) / 32) * 32);
+
+    const data = readBytes(out, Number(embd?.fileOffset), 34 * 200);
+    const scales: number[] = [];
+    let sumSq = 0;
+    for (let b = 0; b < 200; b++) {
+      const d = f16ToNumber(data.readUInt16LE(b * 34));
+      scales.push(d);
+      for (let i = 0; i < 32; i++) {
+        const w = d * data.readInt8(b * 34 + 2 + i);
+        sumSq += w * w;
+      }
+    }
+    const base = 0.02 / 73.9;
+    for (const d of scales) {
+      expect(d).toBeGreaterThanOrEqual(base * 0.74);
+      expect(d).toBeLessThanOrEqual(base * 1.26);
+    }
+    const std = Math.sqrt(sumSq / (200 * 32));
+    expect(std).toBeGreaterThan(0.015);
+    expect(std).toBeLessThan(0.025);
+    expect(written.bytes).toBe(statSync(out).size);
+  });
+
+  it('writes the architecture it is given, for refusal tests', async () => {
+    const out = join(dir, 'bert.gguf');
+    writeTestModel({ outFile: out, architecture: 'bert' });
+    const info = await readGgufFileInfo(out, { logWarnings: false });
+    expect(info.metadata.general.architecture).toBe('bert');
+    expect((info.metadata as unknown as Record<string, Record<string, unknown>>).bert?.block_count).toBe(2);
+  });
+
+  it('sizes the realistic preset at ~0.45B parameters (Q8_0, ~470 MB)', () => {
+    const p = PRESETS.realistic;
+    const headDim = p.embedding / p.heads;
+    const perBlock = 2 * p.embedding * p.embedding + 2 * p.embedding * headDim * p.headsKv + 3 * p.embedding * p.feedForward + 2 * p.embedding;
+    const params = p.blocks * perBlock + 2 * p.vocab * p.embedding + p.embedding;
+    expect(params).toBeGreaterThan(400e6);
+    expect(params).toBeLessThan(550e6);
+    expect(p.weightType).toBe('q8_0');
+  });
+});
+
+describe('buildVocabulary', () => {
+  it('holds <unk>, <s>, </s>, all 256 byte tokens and ChatML control tokens', () => {
+    const v = buildVocabulary(2048);
+    expect(v.tokens).toHaveLength(2048);
+    expect(new Set(v.tokens).size).toBe(2048);
+    expect(v.tokens.slice(0, 3)).toEqual(['<unk>', '<s>', '</s>']);
+    const bytes = v.tokens.filter((t, i) => /^<0x[0-9A-F]{2}>$/.test(t) && v.types[i] === 6);
+    expect(bytes).toHaveLength(256);
+    expect(v.tokens[v.imStart]).toBe('<|im_start|>');
+    expect(v.tokens[v.imEnd]).toBe('<|im_end|>');
+    expect(v.types[v.imStart]).toBe(3);
+    expect(v.types[v.imEnd]).toBe(3);
+    expect(v.tokens).toContain('\u2581kubelet');
+    expect(v.tokens).toContain('\u2581error');
+  });
+
+  it('fills a 32k vocabulary without duplicates', () => {
+    const v = buildVocabulary(32000);
+    expect(new Set(v.tokens).size).toBe(32000);
+    expect(v.scores).toHaveLength(32000);
+  });
+});
+
+describe('f32ToF16Bits', () => {
+  it('rounds to binary16 like IEEE 754', () => {
+    expect(f32ToF16Bits(1)).toBe(0x3c00);
+    expect(f32ToF16Bits(-2)).toBe(0xc000);
+    expect(f32ToF16Bits(65504)).toBe(0x7bff);
+    expect(f32ToF16Bits(1e6)).toBe(0x7c00);
+    expect(f32ToF16Bits(2 ** -24)).toBe(0x0001);
+    expect(f32ToF16Bits(1e-9)).toBe(0);
+    expect(f16ToNumber(f32ToF16Bits(0.000271))).toBeCloseTo(0.000271, 6);
+  });
+});
