@@ -140,7 +140,7 @@ export function createProbeFailureDetector(opts: Partial<ProbeFailureOptions> = 
         if (failures > 0) parts.push(`${failures} failure${failures > 1 ? 's' : ''}`);
         if (killCount > 0) parts.push(`${killCount} restart${killCount > 1 ? 's' : ''}`);
         const lastText = recentUnhealthy.length > 0 ? eventMessage(recentUnhealthy[recentUnhealthy.length - 1]!) : eventMessage(recentKills[recentKills.length - 1]!);
-        let message = `${probeName} probe of ${where} is failing: ${lastText}`;
+        let message = `${probeName} probe of ${where} is failing: ${lastText.replace(UNHEALTHY, '').replace(/^:\s*/, '').replace(/\.?\s*$/, '.')}`;
         if (killCount > 0) {
           message += ` Kubelet restarted the container ${killCount} time${killCount > 1 ? 's' : ''} because of it`;
           if (last && (last.exitCode === 137 || last.exitCode === 143)) message += ` (exit code ${last.exitCode} is the kill signal, not an OOM)`;
