@@ -66,10 +66,15 @@ export function humanDuration(ms: number): string {
   return `${Math.round(h / 24)}d`;
 }
 
-/** Cuts a text to the evidence size limit. */
+/**
+ * Cuts a text to the evidence size limit, keeping its start and its end: Go
+ * error chains ("a: b: c: root cause") put the root cause last.
+ */
 export function clip(text: string, max = MAX_EVIDENCE_TEXT): string {
   const t = text.replace(/\s+$/, '');
-  return t.length > max ? `${t.slice(0, max - 1)}…` : t;
+  if (t.length <= max) return t;
+  const head = Math.floor((max - 1) * 0.4);
+  return `${t.slice(0, head)}…${t.slice(t.length - (max - 1 - head))}`;
 }
 
 /** `ns/name` of a pod. */

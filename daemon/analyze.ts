@@ -1,0 +1,208 @@
+/**
+ * Offline analysis of a node snapshot bundle (`nodesage analyze --bundle DIR`):
+ * the same detectors and correlation the daemon runs, over one view of the
+ * captured node at its `capturedAt`, printed as Findings (DESIGN.md JSON shape)
+ * or as text for a person.
+ */
+import { type BundleMeta, readBundle } from './collectors/bundle.js';
+import { fingerprint } from './core/fingerprint.js';
+import type { Evidence, Finding, FindingDraft, Severity } from './core/types.js';
+import { severityRank } from './core/types.js';
+import { createDetectors, type DetectorOptions } from './detectors/index.js';
+import { runDetectors } from './detectors/run.js';
+import { createRedactor } from './redact.js';
+import { NodeState } from './state/node-state.js';
+
+/** Options of analyzeBundle. */
+export interface AnalyzeOptions {
+  /** Detector thresholds. Defaults to each detector's defaults. */
+  detectors?: DetectorOptions;
+  /** Extra redaction regexes applied to evidence and messages. Defaults to none. */
+  redactPatterns?: string[];
+  /** Evidence items kept per finding (newest kept). Defaults to 20. */
+  maxEvidence?: number;
+}
+
+/** A detector that failed during the analysis (the others still ran). */
+export interface AnalyzeFailure {
+  detector: string;
+  error: string;
+}
+
+/** Result of analyzeBundle. */
+export interface AnalyzeResult {
+  meta: BundleMeta;
+  /** Root causes first, then by severity. */
+  findings: Finding[];
+  /** Bundle parts that were present. */
+  parts: string[];
+  failures: AnalyzeFailure[];
+  /** Lines that could not be parsed, per part. */
+  skipped: Record<string, number>;
+}
+
+function byTime(a: Evidence, b: Evidence): number {
+  return a.at < b.at ? -1 : a.at > b.at ? 1 : 0;
+}
+
+function worse(a: Severity, b: Severity): Severity {
+  return severityRank(a) >= severityRank(b) ? a : b;
+}
+
+/**
+ * Turns one cycle's drafts into Findings as a fresh tracker would: id from the
+ * fingerprint, drafts with the same id merged, causes kept only when present,
+ * `rootCause` when none of its causes is.
+ */
+export function findingsFromDrafts(drafts: readonly FindingDraft[], maxEvidence = 20): Finding[] {
+  const byId = new Map<string, Finding>();
+  const causes = new Map<string, Set<string>>();
+  for (const d of drafts) {
+    const id = fingerprint(d.category, d.subject, d.detail);
+    const firstSeen = d.firstAt && d.firstAt < d.at ? d.firstAt : d.at;
+    const prev = byId.get(id);
+    if (!prev) {
+      byId.set(id, {
+        id,
+        category: d.category,
+        severity: d.severity,
+        subject: d.subject,
+        title: d.title,
+        message: d.message,
+        evidence: [...d.evidence],
+        firstSeen,
+        lastSeen: d.at,
+        count: d.occurrences ?? 1,
+        status: 'open',
+        causes: [],
+        rootCause: true,
+        diagnosis: null,
+      });
+      causes.set(id, new Set(d.causes ?? []));
+    } else {
+      prev.severity = worse(prev.severity, d.severity);
+      if (d.at > prev.lastSeen) {
+        prev.lastSeen = d.at;
+        prev.title = d.title;
+        prev.message = d.message;
+      }
+      if (firstSeen < prev.firstSeen) prev.firstSeen = firstSeen;
+      prev.count += d.occurrences ?? 1;
+      const known = new Set(prev.evidence.map((e) => `${e.source}\u0000${e.at}\u0000${e.text}`));
+      prev.evidence.push(...d.evidence.filter((e) => !known.has(`${e.source}\u0000${e.at}\u0000${e.text}`)));
+      for (const c of d.causes ?? []) causes.get(id)!.add(c);
+    }
+  }
+  for (const f of byId.values()) {
+    if (f.evidence.length > maxEvidence) f.evidence = [...f.evidence].sort(byTime).slice(-maxEvidence);
+    f.causes = [...(causes.get(f.id) ?? [])].filter((c) => c !== f.id && byId.has(c));
+    f.rootCause = f.causes.length === 0;
+  }
+  return sortFindings([...byId.values()]);
+}
+
+/** Root causes first, then worst severity, newest, and a stable order by category and subject. */
+export function sortFindings(findings: Finding[]): Finding[] {
+  const subjectKey = (f: Finding) => `${f.subject.kind}/${f.subject.namespace ?? ''}/${f.subject.name}/${f.subject.container ?? ''}`;
+  return [...findings].sort(
+    (a, b) =>
+      Number(b.rootCause ?? true) - Number(a.rootCause ?? true) ||
+      severityRank(b.severity) - severityRank(a.severity) ||
+      (a.lastSeen < b.lastSeen ? 1 : a.lastSeen > b.lastSeen ? -1 : 0) ||
+      a.category.localeCompare(b.category) ||
+      subjectKey(a).localeCompare(subjectKey(b)),
+  );
+}
+
+/**
+ * Analyses a bundle folder: reads it, builds the node's view at `capturedAt`,
+ * runs every detector and the correlation, and returns the findings. Throws
+ * BundleError when the folder or its meta.json is unusable.
+ */
+export async function analyzeBundle(dir: string, opts: AnalyzeOptions = {}): Promise<AnalyzeResult> {
+  const bundle = await readBundle(dir);
+  const state = new NodeState(bundle.meta.nodeName, {}, bundle.meta.bootTime);
+  state.ingest(bundle.signals);
+  const view = state.takeView(bundle.meta.capturedAt);
+  const detectorOpts = opts.detectors ?? {};
+  const { drafts, failures } = runDetectors(view, createDetectors(detectorOpts), detectorOpts.correlation);
+  const redact = createRedactor(opts.redactPatterns ?? []);
+  const redacted = drafts.map((d) => ({
+    ...d,
+    message: redact(d.message),
+    evidence: d.evidence.map((e) => ({ ...e, text: redact(e.text) })),
+  }));
+  return {
+    meta: bundle.meta,
+    findings: findingsFromDrafts(redacted, opts.maxEvidence ?? 20),
+    parts: bundle.parts,
+    failures: failures.map((f) => ({ detector: f.detector, error: f.error.message })),
+    skipped: bundle.skipped,
+  };
+}
+
+function subjectText(f: Finding): string {
+  const s = f.subject;
+  if (s.kind === 'Node') return `node/${s.name}`;
+  return [s.namespace ?? '', s.name, s.container].filter((x) => x !== undefined && x !== '').join('/');
+}
+
+/** Options of formatFindingsText. */
+export interface TextFormatOptions {
+  /** Evidence lines printed per finding (the detector's most telling first). Defaults to 8. */
+  evidenceLines?: number;
+}
+
+/**
+ * Findings as text for a person: a count line, then each root cause with the
+ * findings it explains indented under it.
+ */
+export function formatFindingsText(findings: Finding[], opts: TextFormatOptions = {}): string {
+  const maxEv = opts.evidenceLines ?? 8;
+  if (findings.length === 0) return 'No findings: nothing wrong was detected.\n';
+  const sorted = sortFindings(findings);
+  const counts = { critical: 0, warning: 0, info: 0 };
+  for (const f of sorted) counts[f.severity]++;
+  const roots = sorted.filter((f) => f.rootCause ?? true);
+  const out: string[] = [
+    `${sorted.length} finding${sorted.length > 1 ? 's' : ''}: ${counts.critical} critical, ${counts.warning} warning, ${counts.info} info; ${roots.length} root cause${roots.length === 1 ? '' : 's'}.`,
+    '',
+  ];
+  const ids = new Set(sorted.map((f) => f.id));
+  const children = new Map<string, Finding[]>();
+  for (const f of sorted) {
+    for (const c of f.causes ?? []) {
+      if (!ids.has(c)) continue;
+      const list = children.get(c) ?? [];
+      list.push(f);
+      children.set(c, list);
+    }
+  }
+  const printed = new Set<string>();
+  const print = (f: Finding, depth: number) => {
+    const pad = '    '.repeat(depth);
+    const head = `${pad}${depth > 0 ? '↳ ' : ''}${f.severity.toUpperCase()} ${f.category} ${subjectText(f)}`;
+    if (printed.has(f.id)) {
+      out.push(`${head} (see above)`);
+      return;
+    }
+    printed.add(f.id);
+    out.push(head);
+    const inner = `${pad}${depth > 0 ? '  ' : ''}  `;
+    out.push(`${inner}${f.title}`);
+    out.push(`${inner}${f.message}`);
+    const seen = f.firstSeen === f.lastSeen ? f.lastSeen : `${f.firstSeen} .. ${f.lastSeen}`;
+    out.push(`${inner}seen ${seen}${f.count > 1 ? `, ${f.count} times` : ''}`);
+    const ev = f.evidence.slice(0, maxEv);
+    if (ev.length > 0) {
+      out.push(`${inner}evidence${f.evidence.length > ev.length ? ` (${ev.length} of ${f.evidence.length})` : ''}:`);
+      for (const e of ev) out.push(`${inner}  ${e.at} ${e.source}: ${e.text}`);
+    }
+    for (const c of children.get(f.id) ?? []) print(c, depth + 1);
+    if (depth === 0) out.push('');
+  };
+  for (const f of roots) print(f, 0);
+  // Findings only reachable through a cycle of causes still get printed.
+  for (const f of sorted) if (!printed.has(f.id)) print(f, 0);
+  return `${out.join('\n').replace(/\n+$/, '')}\n`;
+}
