@@ -384,3 +384,28 @@ describe('Evicted', () => {
     expect(createEvictedDetector().detect(view({ pods: [], events: [old] }))).toEqual([]);
   });
 });
+
+describe('events only (no pod list: kubelet unreachable, or a bundle of events)', () => {
+  const events = [
+    podEvent('api-9', 'api', 'BackOff', 'Back-off restarting failed container api in pod api-9_demo(1b2c)', ago(30), ago(1), 40),
+    podEvent('web-9', 'web', 'Failed', 'Failed to pull image "registry.local/web:2.0": rpc error: code = Unknown desc = failed to pull and unpack image "registry.local/web:2.0": failed to resolve reference "registry.local/web:2.0": unexpected status from HEAD request to https://registry.local/v2/web/manifests/2.0: 401 Unauthorized', ago(20), ago(2), 5),
+    podEvent('web-9', 'web', 'BackOff', 'Back-off pulling image "registry.local/web:2.0"', ago(20), ago(0.5), 60),
+    podEvent('db-9', 'db', 'Failed', 'Error: secret "db-root" not found', ago(15), ago(0.3), 30),
+    podEvent('old-9', 'old', 'BackOff', 'Back-off restarting failed container old in pod old-9_demo(9z)', ago(300), ago(200), 12),
+  ];
+
+  it('reports crash loops, pull failures and missing secrets from recent events', () => {
+    const v = view({ events });
+    const crash = createCrashLoopDetector().detect(v);
+    expect(crash.map((d) => [d.subject.name, d.subject.container, d.severity])).toEqual([['api-9', 'api', 'warning']]);
+    const pull = createImagePullDetector().detect(v);
+    expect(pull.map((d) => [d.subject.container, d.facts?.cause, d.facts?.image])).toEqual([['web', 'auth', 'registry.local/web:2.0']]);
+    const cfg = createContainerConfigDetector().detect(v);
+    expect(cfg.map((d) => [d.subject.container, d.facts?.missingKind, d.facts?.missingName])).toEqual([['db', 'Secret', 'db-root']]);
+  });
+
+  it('trusts pod status over events when a pod list exists', () => {
+    const p = pod('api-9', [{ name: 'api', restartCount: 0, ready: true, state: { running: { startedAt: ago(1) } } }]);
+    expect(createCrashLoopDetector().detect(view({ events, pods: [p] }))).toEqual([]);
+  });
+});

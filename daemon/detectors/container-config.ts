@@ -17,6 +17,7 @@ import {
   listContainers,
   podEvents,
   podRef,
+  recentEventGroups,
   statusEvidence,
   within,
 } from './pod-status.js';
@@ -25,7 +26,7 @@ import {
 export interface ContainerConfigOptions {
   /** Waiting reasons that mean the container cannot be created. Defaults to CreateContainerConfigError, CreateContainerError, RunContainerError. */
   reasons: string[];
-  /** FailedMount events newer than this (minutes) explain a pod stuck in ContainerCreating. Defaults to 30. */
+  /** FailedMount events newer than this (minutes) explain a pod stuck in ContainerCreating (and, without any pod list, failure events newer than this are reported). Defaults to 30. */
   mountWindowMinutes: number;
 }
 
@@ -74,6 +75,7 @@ export function createContainerConfigDetector(opts: Partial<ContainerConfigOptio
   return {
     name: 'container-config',
     detect(view: NodeView): FindingDraft[] {
+      if (!view.pods) return fromEventsOnly(view, mountWindowMs);
       const out: FindingDraft[] = [];
       const mountReported = new Set<string>();
       for (const c of listContainers(view)) {
@@ -154,4 +156,27 @@ function draftFor(
   if (p.name) d.facts!.missingName = p.name;
   if (p.key) d.facts!.missingKey = p.key;
   return d;
+}
+
+/** Missing ConfigMaps/Secrets from events alone, when the view has no pod list. */
+function fromEventsOnly(view: NodeView, windowMs: number): FindingDraft[] {
+  const out: FindingDraft[] = [];
+  const groups = recentEventGroups(view, windowMs, (e) => {
+    if (e.reason !== 'Failed' && e.reason !== 'FailedMount') return false;
+    const cause = parseConfigProblem(eventMessage(e)).cause;
+    return cause === 'missing-configmap' || cause === 'missing-secret' || cause === 'missing-key';
+  });
+  for (const g of groups) {
+    const last = g.events[g.events.length - 1]!;
+    const p = parseConfigProblem(eventMessage(last));
+    const ref = podRef(g.namespace, g.pod);
+    out.push(
+      draftFor(view, g.subject, `Pod ${ref} cannot start its containers: ${p.summary} (from kubelet events; no pod status available).`, p, g.events.map((e) => eventEvidence(e, view.now)), {
+        title: `${g.container ? `Container ${g.container} of ${ref}` : `Pod ${ref}`} cannot be created: ${p.summary}`,
+        firstAt: earliest(g.events.map((e) => eventFirstTime(e))),
+        waitingReason: last.reason === 'FailedMount' ? 'ContainerCreating' : 'CreateContainerConfigError',
+      }),
+    );
+  }
+  return out;
 }

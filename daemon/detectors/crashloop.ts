@@ -29,6 +29,7 @@ import {
   listContainers,
   logEvidence,
   podEvents,
+  recentEventGroups,
   statusEvidence,
   within,
 } from './pod-status.js';
@@ -43,10 +44,14 @@ export interface CrashLoopOptions {
   criticalRestarts: number;
   /** Log lines kept from before the crash. Defaults to 10. */
   logLines: number;
+  /** Without any pod list, back-off events seen within this many minutes are reported. Defaults to 10. */
+  eventWindowMinutes: number;
 }
 
 /** Defaults of CrashLoopOptions. */
-export const CRASHLOOP_DEFAULTS: CrashLoopOptions = { minRestarts: 3, windowMinutes: 60, criticalRestarts: 3, logLines: 10 };
+export const CRASHLOOP_DEFAULTS: CrashLoopOptions = { minRestarts: 3, windowMinutes: 60, criticalRestarts: 3, logLines: 10, eventWindowMinutes: 10 };
+
+const BACK_OFF = /Back-off restarting failed container/i;
 
 /**
  * How many times the container restarted within the window, as far as pod
@@ -75,6 +80,7 @@ export function createCrashLoopDetector(opts: Partial<CrashLoopOptions> = {}): D
   return {
     name: 'crashloop',
     detect(view: NodeView): FindingDraft[] {
+      if (!view.pods) return fromEventsOnly(view, o);
       const out: FindingDraft[] = [];
       for (const c of listContainers(view)) {
         if (isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp) continue;
@@ -91,7 +97,7 @@ export function createCrashLoopDetector(opts: Partial<CrashLoopOptions> = {}): D
           inferred = true;
         }
         const restarts = st.restartCount;
-        const backOffEvents = events.filter((e) => e.reason === 'BackOff' && /restarting failed container/i.test(eventMessage(e)));
+        const backOffEvents = events.filter((e) => e.reason === 'BackOff' && BACK_OFF.test(eventMessage(e)));
         const probeKill = lastTerminationWasProbeKill(c, events);
         const lines = linesBeforeTermination(
           containerTail(view, c.namespace, c.podName, st.name),
@@ -142,4 +148,31 @@ export function createCrashLoopDetector(opts: Partial<CrashLoopOptions> = {}): D
       return out;
     },
   };
+}
+
+/** Crash loops from back-off events alone, when the view has no pod list. */
+function fromEventsOnly(view: NodeView, o: CrashLoopOptions): FindingDraft[] {
+  const out: FindingDraft[] = [];
+  for (const g of recentEventGroups(view, o.eventWindowMinutes * 60_000, (e) => e.reason === 'BackOff' && BACK_OFF.test(eventMessage(e)))) {
+    const n = g.events.reduce((s, e) => s + eventCount(e), 0);
+    const tail = g.container ? containerTail(view, g.namespace, g.pod, g.container) : [];
+    const lines = linesBeforeTermination(tail, undefined, undefined, o.logLines);
+    const key = keyLogLine(lines);
+    const draft: FindingDraft = {
+      category: 'CrashLoop',
+      severity: 'warning',
+      subject: g.subject,
+      title: `Container ${g.container ?? '?'} of ${g.namespace}/${g.pod} is crash-looping (back-off restarting)`,
+      message: `The kubelet keeps backing off restarting ${g.container ? `container ${g.container} of ` : ''}pod ${g.namespace}/${g.pod} (${n} back-off events); no pod status is available for the exit code.${key ? ` Its log before exiting says: "${key.text.trim().slice(0, 240)}".` : ''}`,
+      evidence: dedupeEvidence([...g.events.map((e) => eventEvidence(e, view.now)), ...logEvidence(lines)]),
+      at: view.now,
+      lifecycle: 'condition',
+      detector: 'crashloop',
+      facts: { backOff: true },
+    };
+    const firstAt = earliest(g.events.map((e) => eventFirstTime(e)));
+    if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
+    out.push(draft);
+  }
+  return out;
 }

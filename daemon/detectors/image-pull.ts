@@ -19,6 +19,7 @@ import {
   isCompletedPod,
   listContainers,
   podEvents,
+  recentEventGroups,
   statusEvidence,
 } from './pod-status.js';
 
@@ -29,12 +30,17 @@ export type ImagePullCause = 'auth' | 'not-found' | 'network' | 'rate-limit' | '
 export interface ImagePullOptions {
   /** Waiting reasons that mean the image cannot be pulled. Defaults to ErrImagePull, ImagePullBackOff, InvalidImageName, ErrImageNeverPull, RegistryUnavailable. */
   reasons: string[];
+  /** Without any pod list, pull failures seen in events within this many minutes are reported. Defaults to 10. */
+  eventWindowMinutes: number;
 }
 
 /** Defaults of ImagePullOptions. */
 export const IMAGE_PULL_DEFAULTS: ImagePullOptions = {
   reasons: ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull', 'RegistryUnavailable'],
+  eventWindowMinutes: 10,
 };
+
+const PULL_FAILURE = /Failed to pull image|Error: (?:ErrImagePull|ImagePullBackOff)|Back-off pulling image/i;
 
 // Checked in this order: a 429 response often also says "denied", and Docker's
 // "pull access denied ... repository does not exist or may require 'docker login'"
@@ -79,6 +85,7 @@ export function createImagePullDetector(opts: Partial<ImagePullOptions> = {}): D
     name: 'image-pull',
     detect(view: NodeView): FindingDraft[] {
       const out: FindingDraft[] = [];
+      if (!view.pods) return fromEventsOnly(view, o.eventWindowMinutes * 60_000);
       for (const c of listContainers(view)) {
         const w = c.status.state?.waiting;
         if (!w?.reason || !reasons.has(w.reason) || isCompletedPod(c.pod)) continue;
@@ -121,4 +128,31 @@ export function createImagePullDetector(opts: Partial<ImagePullOptions> = {}): D
       return out;
     },
   };
+}
+
+/** Pull failures from events alone, when the view has no pod list. */
+function fromEventsOnly(view: NodeView, windowMs: number): FindingDraft[] {
+  const out: FindingDraft[] = [];
+  for (const g of recentEventGroups(view, windowMs, (e) => PULL_FAILURE.test(eventMessage(e)))) {
+    const detailed = g.events.filter((e) => /Failed to pull image/i.test(eventMessage(e)));
+    const cause = classifyImagePull(detailed.map(eventMessage));
+    const last = detailed[detailed.length - 1] ?? g.events[g.events.length - 1]!;
+    const image = /image "([^"]+)"/.exec(eventMessage(last))?.[1] ?? 'unknown';
+    const draft: FindingDraft = {
+      category: 'ImagePull',
+      severity: 'warning',
+      subject: g.subject,
+      title: `Image ${image} cannot be pulled for ${g.namespace}/${g.pod}${g.container ? ` (${g.container})` : ''}: ${cause}`,
+      message: `The kubelet keeps failing to pull ${image} for pod ${g.namespace}/${g.pod}: ${CAUSE_WORDS[cause]}. Last error: ${eventMessage(last)}`,
+      evidence: dedupeEvidence(g.events.map((e) => eventEvidence(e, view.now))),
+      at: view.now,
+      lifecycle: 'condition',
+      detector: 'image-pull',
+      facts: { cause, image },
+    };
+    const firstAt = earliest(g.events.map((e) => eventFirstTime(e)));
+    if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
+    out.push(draft);
+  }
+  return out;
 }

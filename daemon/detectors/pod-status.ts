@@ -313,3 +313,40 @@ export function lastTerminationWasProbeKill(c: ContainerContext, events: KubeEve
     return end >= first - 5_000 && end <= last + 10 * 60_000;
   });
 }
+
+/** Events of one container (or one pod when they name no container), grouped. */
+export interface EventGroup {
+  namespace: string;
+  pod: string;
+  container?: string;
+  subject: Subject;
+  events: KubeEvent[];
+}
+
+/**
+ * Groups the pod events that match `pred` and were last seen within `windowMs`
+ * by pod and container. Used when the view has no pod list at all (kubelet
+ * unreachable, a bundle of events only): events then are the only witness.
+ */
+export function recentEventGroups(view: NodeView, windowMs: number, pred: (e: KubeEvent) => boolean): EventGroup[] {
+  const groups = new Map<string, EventGroup>();
+  for (const e of view.events) {
+    const o = eventObject(e);
+    if ((o.kind ?? 'Pod') !== 'Pod' || !o.name || !pred(e) || !within(view.now, eventLastTime(e), windowMs)) continue;
+    const namespace = o.namespace ?? e.metadata.namespace ?? 'default';
+    const container = eventContainer(e);
+    const key = `${namespace}/${o.name}/${container ?? ''}`;
+    let g = groups.get(key);
+    if (!g) {
+      const subject: Subject = container
+        ? { kind: 'Container', namespace, name: o.name, container }
+        : { kind: 'Pod', namespace, name: o.name };
+      g = { namespace, pod: o.name, subject, events: [] };
+      if (container) g.container = container;
+      groups.set(key, g);
+    }
+    g.events.push(e);
+  }
+  for (const g of groups.values()) g.events.sort((a, b) => timeMs(eventLastTime(a)) - timeMs(eventLastTime(b)));
+  return [...groups.values()];
+}
