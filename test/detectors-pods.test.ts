@@ -409,3 +409,35 @@ describe('events only (no pod list: kubelet unreachable, or a bundle of events)'
     expect(createCrashLoopDetector().detect(view({ events, pods: [p] }))).toEqual([]);
   });
 });
+
+describe('node scope and reboots', () => {
+  it('ignores pods that run on another node', () => {
+    const other = pod('api-7', [{ name: 'api', restartCount: 9, state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 1, finishedAt: ago(1) } } }]);
+    other.spec!.nodeName = 'edge-other';
+    const mine = pod('api-8', [{ name: 'api', restartCount: 9, state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode: 0, reason: 'Completed', finishedAt: ago(1) } } }]);
+    mine.spec!.nodeName = 'edge-test';
+    const drafts = createCrashLoopDetector().detect(view({ pods: [other, mine] }));
+    expect(drafts.map((d) => d.subject.name)).toEqual(['api-8']);
+    expect(drafts[0]!.message).toContain('Exit code 0 means the process ended successfully');
+  });
+
+  it('does not call restarts caused by a node reboot a crash loop', () => {
+    const bootTime = ago(25);
+    const p = pod('calico-node-x', [
+      {
+        name: 'calico-node',
+        restartCount: 3,
+        ready: true,
+        state: { running: { startedAt: ago(22) } },
+        lastState: { terminated: { exitCode: 1, reason: 'Error', startedAt: ago(23), finishedAt: ago(22.5) } },
+      },
+    ], { start: ago(50) });
+    expect(createCrashLoopDetector().detect(view({ pods: [p], bootTime }))).toEqual([]);
+    // The same restarts long after boot are a crash loop.
+    expect(createCrashLoopDetector().detect(view({ pods: [p], bootTime: ago(60 * 24) }))).toHaveLength(1);
+  });
+
+  it('reads the older "node had condition" eviction message as node pressure', () => {
+    expect(parseEviction('Pod The node had condition: [DiskPressure]. ')).toEqual({ cause: 'node-pressure', resource: 'ephemeral-storage' });
+  });
+});

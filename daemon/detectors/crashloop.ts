@@ -31,6 +31,7 @@ import {
   podEvents,
   recentEventGroups,
   statusEvidence,
+  timeMs,
   within,
 } from './pod-status.js';
 
@@ -52,6 +53,35 @@ export interface CrashLoopOptions {
 export const CRASHLOOP_DEFAULTS: CrashLoopOptions = { minRestarts: 3, windowMinutes: 60, criticalRestarts: 3, logLines: 10, eventWindowMinutes: 10 };
 
 const BACK_OFF = /Back-off restarting failed container/i;
+
+/** What an exit code usually means, for the message (null when it says nothing general). */
+export function exitCodeMeaning(code: number): string | null {
+  switch (code) {
+    case 0:
+      return 'means the process ended successfully, but the pod restarts it (restartPolicy Always): a one-shot command in a long-running workload';
+    case 126:
+      return 'means the command was found but could not be executed (permissions, wrong architecture)';
+    case 127:
+      return 'means the command was not found in the image';
+    case 134:
+      return 'is SIGABRT: the process aborted (assertion, fatal runtime error)';
+    case 137:
+      return 'is SIGKILL: something killed the process (not recorded as an OOM kill)';
+    case 139:
+      return 'is SIGSEGV: the process crashed on a memory access error';
+    case 143:
+      return 'is SIGTERM: the process was asked to stop';
+    default:
+      return code > 128 && code < 160 ? `is signal ${code - 128}` : null;
+  }
+}
+
+/** True when a termination happened within minutes of the node booting (containers restarted by the reboot). */
+function bootRestart(view: NodeView, finishedAt: string | undefined): boolean {
+  if (!view.bootTime || !finishedAt) return false;
+  const d = timeMs(finishedAt) - timeMs(view.bootTime);
+  return Number.isFinite(d) && d <= 5 * 60_000;
+}
 
 /**
  * How many times the container restarted within the window, as far as pod
@@ -94,6 +124,9 @@ export function createCrashLoopDetector(opts: Partial<CrashLoopOptions> = {}): D
           if (recent < o.minRestarts) continue;
           // Count-only evidence of an OOM or probe kill belongs to those detectors.
           if (last?.reason === 'OOMKilled' || lastTerminationWasProbeKill(c, events)) continue;
+          // A node reboot or runtime restart ends every container at once ("Unknown", exit 255): not a crash.
+          if (last?.reason === 'Unknown' || last?.reason === 'ContainerStatusUnknown') continue;
+          if (st.state?.running && st.ready && bootRestart(view, last?.finishedAt)) continue;
           inferred = true;
         }
         const restarts = st.restartCount;
@@ -120,6 +153,10 @@ export function createCrashLoopDetector(opts: Partial<CrashLoopOptions> = {}): D
         let message = `The ${containerLabel(c)} ${how}; ${exit}.`;
         if (last?.reason === 'OOMKilled') message += ' The last exit was an OOM kill: the container hit its memory limit.';
         else if (probeKill) message += ' The last exit was kubelet killing it after a failed liveness probe.';
+        else if (last) {
+          const meaning = exitCodeMeaning(last.exitCode);
+          if (meaning) message += ` Exit code ${last.exitCode} ${meaning}.`;
+        }
         const key = keyLogLine(lines);
         if (key) message += ` Its log before exiting says: "${key.text.trim().slice(0, 240)}".`;
         const draft: FindingDraft = {

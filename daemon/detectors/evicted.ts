@@ -12,7 +12,7 @@
  */
 import { eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent, type KubePod } from '../core/kube.js';
 import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
-import { clip, dedupeEvidence, eventEvidence, findPod, iso, latest, podEvents, podRef, within } from './pod-status.js';
+import { clip, dedupeEvidence, eventEvidence, iso, latest, nodePods, podEvents, podRef, within } from './pod-status.js';
 
 /** Thresholds of the Evicted detector. */
 export interface EvictedOptions {
@@ -47,6 +47,12 @@ export function parseEviction(message: string): EvictionReason {
     const c = /Container (\S+) was using/i.exec(message);
     if (c) r.container = c[1]!;
     return r;
+  }
+  // Older kubelets rejected or evicted pods with the node condition's name only.
+  m = /The node had condition: \[(\w+)\]/i.exec(message);
+  if (m) {
+    const resource = { MemoryPressure: 'memory', DiskPressure: 'ephemeral-storage', PIDPressure: 'pids' }[m[1]!] ?? m[1]!;
+    return { cause: 'node-pressure', resource };
   }
   m = /Container (\S+) exceeded its local ephemeral storage limit "([^"]+)"/i.exec(message);
   if (m) return { cause: 'container-ephemeral-limit', resource: 'ephemeral-storage', container: m[1]!, limit: m[2]! };
@@ -130,7 +136,7 @@ export function createEvictedDetector(opts: Partial<EvictedOptions> = {}): Detec
         if (r.limit) draft.facts!.limit = r.limit;
         out.push(draft);
       };
-      for (const pod of view.pods ?? []) {
+      for (const pod of nodePods(view)) {
         if (pod.status?.reason !== 'Evicted') continue;
         report(pod.metadata.namespace ?? 'default', pod.metadata.name ?? '', pod, pod.status.message ?? '');
       }
@@ -140,7 +146,8 @@ export function createEvictedDetector(opts: Partial<EvictedOptions> = {}): Detec
         const obj = eventObject(e);
         if ((obj.kind ?? 'Pod') !== 'Pod' || !obj.name) continue;
         const namespace = obj.namespace ?? e.metadata.namespace ?? 'default';
-        if (findPod(view, namespace, obj.name)) continue;
+        // A pod that still exists was handled above (or runs on another node).
+        if ((view.pods ?? []).some((p) => (p.metadata.namespace ?? 'default') === namespace && p.metadata.name === obj.name)) continue;
         if (!within(view.now, eventLastTime(e), windowMs)) continue;
         report(namespace, obj.name, undefined, eventMessage(e));
       }

@@ -88,7 +88,7 @@ export function createImagePullDetector(opts: Partial<ImagePullOptions> = {}): D
       if (!view.pods) return fromEventsOnly(view, o.eventWindowMinutes * 60_000);
       for (const c of listContainers(view)) {
         const w = c.status.state?.waiting;
-        if (!w?.reason || !reasons.has(w.reason) || isCompletedPod(c.pod)) continue;
+        if (!w?.reason || !reasons.has(w.reason) || isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp) continue;
         const events = podEvents(view, c.namespace, c.podName, c.status.name);
         const failures = events.filter(
           (e) => (e.reason === 'Failed' || e.reason === 'ErrImagePull' || e.reason === 'InspectFailed') && /pull|image/i.test(eventMessage(e)),

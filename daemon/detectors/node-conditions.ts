@@ -12,7 +12,7 @@
  */
 import { eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeNodeCondition } from '../core/kube.js';
 import type { Category, Detector, Evidence, FindingDraft, NodeView, Severity } from '../core/types.js';
-import { ageMs, clip, earliest, eventEvidence, humanDuration, iso, within } from './pod-status.js';
+import { ageMs, clip, earliest, eventEvidence, humanDuration, iso, nodePods, within } from './pod-status.js';
 
 /** Options of the node conditions detector. */
 export interface NodeConditionsOptions {
@@ -45,7 +45,7 @@ const PRESSURE: Record<string, { category: Category; what: string }> = {
 
 /** Ready=False messages that name the failing component. */
 const READY_CAUSES: [Category, RegExp, string][] = [
-  ['RuntimeUnhealthy', /container runtime is down|container runtime status check|ContainerRuntimeUnhealthy|RuntimeReady=false|runtime not ready/i, 'Container runtime is down'],
+  ['RuntimeUnhealthy', /container runtime is down|ContainerRuntimeUnhealthy|RuntimeReady=false|container runtime not ready/i, 'Container runtime is down'],
 ];
 
 const NOT_READY_TAINTS = new Set(['node.kubernetes.io/not-ready', 'node.kubernetes.io/unreachable']);
@@ -97,7 +97,7 @@ export function createNodeConditionsDetector(opts: Partial<NodeConditionsOptions
         const nrEvents = nodeEvents.filter((e) => e.reason === 'NodeNotReady' && within(view.now, eventLastTime(e), 24 * 3_600_000));
         evidence.push(...nrEvents.map((e) => eventEvidence(e, view.now)));
         const stuckMs = o.stuckTerminatingMinutes * 60_000;
-        const stuck = (view.pods ?? []).filter((p) => p.metadata.deletionTimestamp && ageMs(view.now, p.metadata.deletionTimestamp) > stuckMs);
+        const stuck = nodePods(view).filter((p) => p.metadata.deletionTimestamp && ageMs(view.now, p.metadata.deletionTimestamp) > stuckMs);
         if (stuck.length > 0) {
           evidence.push({
             source: 'podStatus',

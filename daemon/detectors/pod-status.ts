@@ -89,10 +89,19 @@ export function isCompletedPod(pod: KubePod): boolean {
   return cs.length > 0 && cs.every((c) => c.state?.terminated && c.state.terminated.exitCode === 0);
 }
 
-/** Every container (init containers included) of every pod in the view. */
+/**
+ * The pods of the view that run on this node. A pod list captured with
+ * `kubectl get pods -A` also holds other nodes' pods: their problems are not
+ * this node's. Pods not yet scheduled (no nodeName) are kept.
+ */
+export function nodePods(view: NodeView): KubePod[] {
+  return (view.pods ?? []).filter((p) => !p.spec?.nodeName || p.spec.nodeName === view.nodeName);
+}
+
+/** Every container (init containers included) of every pod of this node. */
 export function listContainers(view: NodeView): ContainerContext[] {
   const out: ContainerContext[] = [];
-  for (const pod of view.pods ?? []) {
+  for (const pod of nodePods(view)) {
     const namespace = pod.metadata.namespace ?? 'default';
     const podName = pod.metadata.name ?? '';
     const uid = pod.metadata.uid ?? '';
@@ -114,7 +123,7 @@ export function listContainers(view: NodeView): ContainerContext[] {
 
 /** Finds a pod of the view by namespace and name. */
 export function findPod(view: NodeView, namespace: string, name: string): KubePod | undefined {
-  return view.pods?.find((p) => (p.metadata.namespace ?? 'default') === namespace && p.metadata.name === name);
+  return nodePods(view).find((p) => (p.metadata.namespace ?? 'default') === namespace && p.metadata.name === name);
 }
 
 /** The container an event's fieldPath names (`spec.containers{name}`), if any. */
