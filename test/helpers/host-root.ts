@@ -283,3 +283,98 @@ export class CommitLog {
     return [...this.delivered].filter(([, n]) => n > 1).map(([id]) => id);
   }
 }
+
+/**
+ * A stand-in for `journalctl` (a small node script) for machines where real
+ * journal files cannot be produced. It reads `<--directory>/records.jsonl`
+ * (records as `journalctl -o json` prints them, each with `__CURSOR`), honours
+ * `--after-cursor` (fails like journalctl when the cursor is unknown),
+ * `--lines`, `--since=@<s>`, `--follow` and the match terms (`FIELD=value`,
+ * `+`), and appends its arguments to `<--directory>/calls.jsonl`. A record
+ * `{"__FAKE_EXIT": n}` makes it exit with code n when it reaches it.
+ */
+export function writeFakeJournalctl(dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, 'journalctl');
+  writeFileSync(
+    path,
+    `#!/usr/bin/env node
+const fs = require('node:fs');
+const args = process.argv.slice(2);
+const opt = (name) => { const a = args.find((x) => x.startsWith(name + '=')); return a === undefined ? undefined : a.slice(name.length + 1); };
+const dir = opt('--directory');
+if (!dir) { process.stderr.write('fake journalctl: --directory is required\\n'); process.exit(1); }
+fs.appendFileSync(dir + '/calls.jsonl', JSON.stringify(args) + '\\n');
+const groups = [[]];
+for (const a of args) {
+  if (a === '+') groups.push([]);
+  else if (!a.startsWith('-') && a.includes('=')) groups[groups.length - 1].push([a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]);
+}
+const matches = (r) => {
+  if (groups.every((g) => g.length === 0)) return true;
+  return groups.some((g) => {
+    if (g.length === 0) return false;
+    const byField = new Map();
+    for (const [k, v] of g) byField.set(k, [...(byField.get(k) || []), v]);
+    return [...byField].every(([k, vs]) => vs.includes(r[k]));
+  });
+};
+const read = () => { try { return fs.readFileSync(dir + '/records.jsonl', 'utf8').split('\\n').filter(Boolean).map((l) => JSON.parse(l)); } catch { return []; } };
+let all = read();
+let start = 0;
+const after = opt('--after-cursor');
+const since = opt('--since');
+const lines = opt('--lines');
+if (after !== undefined) {
+  const i = all.findIndex((r) => r.__CURSOR === after);
+  if (i < 0) { process.stderr.write('Failed to seek to cursor: Invalid argument\\n'); process.exit(1); }
+  start = i + 1;
+} else if (since !== undefined) {
+  const s = Number(since.replace('@', '')) * 1e6;
+  start = all.findIndex((r) => r.__FAKE_EXIT === undefined && Number(r.__REALTIME_TIMESTAMP) >= s);
+  if (start < 0) start = all.length;
+} else if (lines !== undefined) {
+  const idx = all.map((r, i) => [r, i]).filter(([r]) => r.__FAKE_EXIT === undefined && matches(r)).map(([, i]) => i);
+  start = idx.length > Number(lines) ? idx[idx.length - Number(lines)] : 0;
+  // Exit markers before the window were passed before this run.
+}
+let pos = start;
+const emit = () => {
+  for (; pos < all.length; pos++) {
+    const r = all[pos];
+    if (r.__FAKE_EXIT !== undefined) {
+      if (pos >= start && !fs.existsSync(dir + '/exit-' + pos)) {
+        fs.writeFileSync(dir + '/exit-' + pos, '');
+        process.stderr.write('fake journalctl: exiting with ' + r.__FAKE_EXIT + '\\n');
+        process.exit(r.__FAKE_EXIT);
+      }
+      continue;
+    }
+    if (matches(r)) process.stdout.write(JSON.stringify(r) + '\\n');
+  }
+};
+emit();
+if (!args.includes('--follow')) process.exit(0);
+setInterval(() => { all = read(); emit(); }, 25);
+process.on('SIGTERM', () => process.exit(0));
+`,
+    { mode: 0o755 },
+  );
+  return path;
+}
+
+/** Appends records (with cursors) to the fake journal `<dir>/records.jsonl`. */
+export function appendFakeJournal(dir: string, entries: (JournalEntry | { exit: number })[]): void {
+  mkdirSync(dir, { recursive: true });
+  let n = existsSync(join(dir, 'records.jsonl')) ? readFileSync(join(dir, 'records.jsonl'), 'utf8').split('\n').filter(Boolean).length : 0;
+  let out = '';
+  for (const e of entries) {
+    n++;
+    if ('exit' in e) out += `${JSON.stringify({ __FAKE_EXIT: e.exit })}\n`;
+    else {
+      const cursor = `s=6a1b2c3d4e5f;i=${n.toString(16)};b=0f1e2d3c4b5a69788796a5b4c3d2e1f0;m=${n.toString(16)};t=${e.realtimeUsec.toString(16)};x=${(n * 7919).toString(16)}`;
+      out += `${JSON.stringify({ __CURSOR: cursor, __REALTIME_TIMESTAMP: String(e.realtimeUsec), ...e.fields })}\n`;
+    }
+  }
+  appendFileSync(join(dir, 'records.jsonl'), out);
+}

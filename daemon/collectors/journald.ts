@@ -1,0 +1,450 @@
+/**
+ * journald: runs `journalctl -o json --follow` filtered to the node's runtime
+ * units (kubelet, containerd, crio, docker, k3s), time sync units and the
+ * kernel transport, and checkpoints `__CURSOR`, so a restart resumes right
+ * after the last committed record. journalctl is restarted with backoff when
+ * it exits. Without journalctl, or without a journal under the host root, it
+ * falls back to following `/var/log/syslog` or `/var/log/messages`.
+ */
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import pino, { type Logger } from 'pino';
+import type { Collector, LogLine, Signal, SignalSink, SourceStatus, Timestamp } from '../core/types.js';
+import { Backoff, type BackoffOptions, type Periodic, type RestartLoop, type Timers, periodic, realTimers, restartLoop } from './backoff.js';
+import { type CheckpointReader, noCheckpoints } from './checkpoints.js';
+import { type JournalRecord, journalToLogLine } from './parse.js';
+import { FileFollower, parseSyslogLine, syslogToLogLine } from './syslog.js';
+
+/** Checkpoint key of the journal cursor. */
+export const JOURNAL_CURSOR_KEY = 'cursor';
+/** Checkpoint key of the syslog fallback position. */
+export const SYSLOG_POSITION_KEY = 'syslog';
+
+/** Units read by default: the node agent and the container runtimes. */
+export const DEFAULT_JOURNAL_UNITS = ['kubelet', 'containerd', 'crio', 'docker', 'k3s', 'k3s-agent'];
+/** Time synchronisation units read by default (ClockSkew). */
+export const DEFAULT_TIME_SYNC_UNITS = ['chronyd', 'chrony', 'systemd-timesyncd'];
+
+/** Options of {@link JournaldCollector}. */
+export interface JournaldCollectorOptions {
+  /** Prefix of host paths; with "/" the host's default journal is read. Defaults to "/". */
+  hostRoot?: string;
+  /** Checkpoints stored at the last commit. Defaults to none. */
+  checkpoints?: CheckpointReader;
+  /** Logger. Defaults to a silent pino logger. */
+  logger?: Logger;
+  /** The journalctl command (looked up on PATH unless absolute). Defaults to "journalctl". */
+  journalctl?: string;
+  /** Units read (".service" is added when there is no suffix). Defaults to DEFAULT_JOURNAL_UNITS. */
+  units?: string[];
+  /** Time sync units read as well. Defaults to DEFAULT_TIME_SYNC_UNITS. */
+  timeSyncUnits?: string[];
+  /** Read kernel messages (`_TRANSPORT=kernel`). Defaults to true. */
+  kernel?: boolean;
+  /** Records read back when there is no cursor yet. Defaults to 1000. */
+  initialLines?: number;
+  /** Milliseconds records are batched before they are handed on. Defaults to 200. */
+  flushIntervalMs?: number;
+  /** Records per batch at most. Defaults to 1000. */
+  maxBatch?: number;
+  /** Backoff between journalctl restarts. Defaults to 1 s doubling up to 60 s, jitter 0.2. */
+  backoff?: BackoffOptions;
+  /** Milliseconds start() waits for journalctl's first output or exit. Defaults to 1000. */
+  startSettleMs?: number;
+  /** Milliseconds between reads of the syslog fallback. Defaults to 1000. */
+  syslogPollIntervalMs?: number;
+  /** Clock in milliseconds. Defaults to Date.now. */
+  now?: () => number;
+  /** Timers. Defaults to the process timers. */
+  timers?: Timers;
+}
+
+/** Unit name with its type suffix (`kubelet` → `kubelet.service`). */
+export function unitName(u: string): string {
+  return /\.[a-z]+$/.test(u) ? u : `${u}.service`;
+}
+
+/** The journalctl match arguments: any of the units (as the process or as systemd's subject), or the kernel. */
+export function journalMatches(units: readonly string[], kernel: boolean): string[] {
+  const names = units.map(unitName);
+  const args: string[] = [];
+  if (names.length > 0) {
+    args.push(...names.map((u) => `_SYSTEMD_UNIT=${u}`), '+', ...names.map((u) => `UNIT=${u}`));
+  }
+  if (kernel) {
+    if (args.length > 0) args.push('+');
+    args.push('_TRANSPORT=kernel');
+  }
+  return args;
+}
+
+/** The realtime (epoch seconds) a journal cursor points at, from its `t=` field. */
+export function cursorTimeSeconds(cursor: string): number | undefined {
+  const m = /(?:^|;)t=([0-9a-f]+)/.exec(cursor);
+  return m ? Math.floor(Number.parseInt(m[1]!, 16) / 1e6) : undefined;
+}
+
+function errCode(err: unknown): string | undefined {
+  return (err as NodeJS.ErrnoException | undefined)?.code;
+}
+
+/** Raised when journalctl exits. */
+export class JournalctlExitError extends Error {
+  readonly code = 'JOURNALCTL_EXITED';
+  override readonly name = 'JournalctlExitError';
+  constructor(
+    message: string,
+    /** Exit code, or null when killed by a signal. */
+    readonly exitCode: number | null,
+  ) {
+    super(message);
+  }
+}
+
+/** Reads the systemd journal (or syslog as a fallback). */
+export class JournaldCollector implements Collector {
+  readonly name = 'journald' as const;
+  private readonly hostRoot: string;
+  private readonly checkpoints: CheckpointReader;
+  private readonly logger: Logger;
+  private readonly journalctl: string;
+  private readonly units: string[];
+  private readonly unitSet: Set<string>;
+  private readonly kernel: boolean;
+  private readonly initialLines: number;
+  private readonly flushIntervalMs: number;
+  private readonly maxBatch: number;
+  private readonly backoffOpts: BackoffOptions;
+  private readonly startSettleMs: number;
+  private readonly syslogPollIntervalMs: number;
+  private readonly now: () => number;
+  private readonly timers: Timers;
+
+  private sink: SignalSink | undefined;
+  private backend: 'journalctl' | 'syslog' | 'none' = 'none';
+  /** `--directory` given to journalctl, or undefined for the default journal. */
+  readonly journalDir: string | undefined;
+  private loop: RestartLoop | undefined;
+  private child: ChildProcessByStdio<null, Readable, Readable> | undefined;
+  private cursor: string | undefined;
+  private cursorFailures = 0;
+  private since: number | undefined;
+  private batch: LogLine[] = [];
+  private batchCursor: string | undefined;
+  private flushTimer: unknown;
+  private syslog: FileFollower | undefined;
+  private syslogTask: Periodic | undefined;
+  private firstAttempt: (() => void) | undefined;
+  private stopped = false;
+
+  private signals = 0;
+  private lastSignalAt: Timestamp | null = null;
+  private lastError: string | null = null;
+  private failing = false;
+  private disabled = false;
+  private counters = { records: 0, unparseable: 0, restarts: 0, gaps: 0 };
+
+  constructor(opts: JournaldCollectorOptions = {}) {
+    this.hostRoot = opts.hostRoot ?? '/';
+    this.checkpoints = opts.checkpoints ?? noCheckpoints;
+    this.logger = opts.logger ?? pino({ level: 'silent' });
+    this.journalctl = opts.journalctl ?? 'journalctl';
+    this.units = [...(opts.units ?? DEFAULT_JOURNAL_UNITS), ...(opts.timeSyncUnits ?? DEFAULT_TIME_SYNC_UNITS)].map(unitName);
+    this.unitSet = new Set(this.units);
+    this.kernel = opts.kernel ?? true;
+    this.initialLines = opts.initialLines ?? 1000;
+    this.flushIntervalMs = opts.flushIntervalMs ?? 200;
+    this.maxBatch = opts.maxBatch ?? 1000;
+    this.backoffOpts = opts.backoff ?? { initialMs: 1000, maxMs: 60_000, jitter: 0.2 };
+    this.startSettleMs = opts.startSettleMs ?? 1000;
+    this.syslogPollIntervalMs = opts.syslogPollIntervalMs ?? 1000;
+    this.now = opts.now ?? Date.now;
+    this.timers = opts.timers ?? realTimers;
+    if (this.hostRoot !== '/') {
+      // Persistent journal first; a volatile-only host keeps it under /run.
+      const persistent = join(this.hostRoot, 'var/log/journal');
+      const volatile = join(this.hostRoot, 'run/log/journal');
+      this.journalDir = existsSync(persistent) ? persistent : existsSync(volatile) ? volatile : undefined;
+    }
+  }
+
+  async start(sink: SignalSink): Promise<void> {
+    this.sink = sink;
+    this.stopped = false;
+    this.cursor = this.checkpoints.get('journald', JOURNAL_CURSOR_KEY);
+    if (this.hostRoot !== '/' && !this.journalDir) {
+      await this.startSyslog(`no journal under ${this.hostRoot} (var/log/journal, run/log/journal)`);
+      return;
+    }
+    this.backend = 'journalctl';
+    const first = new Promise<void>((resolve) => {
+      this.firstAttempt = resolve;
+    });
+    const settle = this.timers.setTimeout(() => this.settleFirst(), this.startSettleMs);
+    this.loop = restartLoop((signal) => this.runJournalctl(signal), {
+      name: 'journalctl',
+      backoff: new Backoff({ ...this.backoffOpts, now: this.backoffOpts.now ?? this.now }),
+      timers: this.timers,
+      logger: this.logger,
+      onExit: (err) => {
+        if (this.backend !== 'journalctl' || this.stopped) return;
+        this.counters.restarts++;
+        if (err) {
+          this.failing = true;
+          this.lastError = err.message;
+        }
+      },
+    });
+    await first;
+    this.timers.clearTimeout(settle);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.settleFirst();
+    await this.loop?.stop();
+    this.loop = undefined;
+    if (this.flushTimer !== undefined) this.timers.clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    this.flush();
+    await this.syslogTask?.stop();
+    this.syslogTask = undefined;
+    await this.syslog?.close();
+    this.syslog = undefined;
+  }
+
+  status(): SourceStatus {
+    let state: SourceStatus['state'] = 'healthy';
+    if (this.disabled) state = 'disabled';
+    else if (this.failing) state = 'failing';
+    const detail: Record<string, string | number | boolean> = { backend: this.backend, ...this.counters };
+    if (this.journalDir) detail.directory = this.journalDir;
+    if (this.backend === 'journalctl') detail.running = this.child !== undefined;
+    return { name: 'journald', state, signals: this.signals, lastSignalAt: this.lastSignalAt, lastError: this.lastError, detail };
+  }
+
+  /** Reads the syslog fallback now (after a read in progress); for tests. */
+  async pollSyslogNow(): Promise<void> {
+    await this.syslogTask?.runNow();
+  }
+
+  private settleFirst(): void {
+    const f = this.firstAttempt;
+    this.firstAttempt = undefined;
+    f?.();
+  }
+
+  /** The journalctl command line for the current position. */
+  journalctlArgs(): string[] {
+    const args = ['-o', 'json', '--follow', '--no-pager', '--output-fields=MESSAGE,PRIORITY,_SYSTEMD_UNIT,UNIT,SYSLOG_IDENTIFIER,_TRANSPORT'];
+    if (this.journalDir) args.push(`--directory=${this.journalDir}`);
+    if (this.cursor) args.push(`--after-cursor=${this.cursor}`, '--no-tail');
+    else if (this.since !== undefined) args.push(`--since=@${this.since}`, '--no-tail');
+    else args.push(`--lines=${this.initialLines}`);
+    args.push(...journalMatches(this.units, this.kernel));
+    return args;
+  }
+
+  private runJournalctl(signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal.aborted) {
+        resolve();
+        return;
+      }
+      const usedCursor = this.cursor !== undefined;
+      const recordsBefore = this.counters.records;
+      const child = spawn(this.journalctl, this.journalctlArgs(), { stdio: ['ignore', 'pipe', 'pipe'] });
+      this.child = child;
+      let stderr = '';
+      let carry = '';
+      let spawned = false;
+      const onAbort = () => {
+        child.kill('SIGTERM');
+        const t = this.timers.setTimeout(() => child.kill('SIGKILL'), 2000);
+        child.once('close', () => this.timers.clearTimeout(t));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      let healthyTimer: unknown;
+      child.once('spawn', () => {
+        spawned = true;
+        // Running for a while without exiting counts as recovered; so does the first record.
+        healthyTimer = this.timers.setTimeout(() => {
+          if (this.child === child) this.failing = false;
+        }, this.startSettleMs);
+      });
+      child.stdout.setEncoding('utf8');
+      child.stdout.on('data', (chunk: string) => {
+        const text = carry + chunk;
+        const lines = text.split('\n');
+        carry = lines.pop() ?? '';
+        for (const l of lines) this.record(l);
+        if (this.batch.length >= this.maxBatch) this.flush();
+        else this.scheduleFlush();
+      });
+      child.stderr.setEncoding('utf8');
+      child.stderr.on('data', (chunk: string) => {
+        // Keep the tail: it says why journalctl gave up.
+        stderr = (stderr + chunk).slice(-2000);
+      });
+      child.once('error', (err) => {
+        signal.removeEventListener('abort', onAbort);
+        this.child = undefined;
+        if (errCode(err) === 'ENOENT' && !spawned) {
+          void this.startSyslog('journalctl not found').then(() => {
+            this.settleFirst();
+            resolve();
+          });
+          // Nothing to restart: stop the loop from rerunning a missing binary.
+          void this.loop?.stop();
+          return;
+        }
+        this.settleFirst();
+        reject(err);
+      });
+      child.once('close', (code, sig) => {
+        signal.removeEventListener('abort', onAbort);
+        if (healthyTimer !== undefined) this.timers.clearTimeout(healthyTimer);
+        if (carry) this.record(carry);
+        carry = '';
+        this.flush();
+        this.child = undefined;
+        if (!spawned) return; // 'error' handled it
+        this.settleFirst();
+        if (signal.aborted) {
+          resolve();
+          return;
+        }
+        const produced = this.counters.records > recordsBefore;
+        if (usedCursor && !produced && code !== 0) {
+          // A cursor from another journal (machine re-imaged, journal vacuumed) cannot be sought:
+          // after two tries, resume by time instead of failing forever.
+          this.cursorFailures++;
+          if (this.cursorFailures >= 2 && this.cursor) {
+            this.since = cursorTimeSeconds(this.cursor);
+            this.logger.warn({ cursor: this.cursor, since: this.since }, 'journal cursor unusable, resuming by time');
+            this.cursor = undefined;
+            this.cursorFailures = 0;
+          }
+        } else if (produced) {
+          this.cursorFailures = 0;
+        }
+        const why = stderr.trim().split('\n').pop() ?? '';
+        reject(new JournalctlExitError(`journalctl exited with ${code === null ? `signal ${sig}` : `code ${code}`}${why ? `: ${why}` : ''}`, code));
+      });
+    });
+  }
+
+  private record(line: string): void {
+    if (line.length === 0) return;
+    let r: JournalRecord;
+    try {
+      r = JSON.parse(line) as JournalRecord;
+    } catch {
+      this.counters.unparseable++;
+      return;
+    }
+    this.counters.records++;
+    this.failing = false;
+    if (typeof r.__CURSOR === 'string') this.batchCursor = r.__CURSOR;
+    const l = journalToLogLine(r);
+    if (l) this.batch.push(l);
+    else this.counters.unparseable++;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushTimer !== undefined) return;
+    this.flushTimer = this.timers.setTimeout(() => {
+      this.flushTimer = undefined;
+      this.flush();
+    }, this.flushIntervalMs);
+  }
+
+  private flush(): void {
+    if (this.flushTimer !== undefined) {
+      this.timers.clearTimeout(this.flushTimer);
+      this.flushTimer = undefined;
+    }
+    const lines = this.batch;
+    const cursor = this.batchCursor;
+    this.batch = [];
+    this.batchCursor = undefined;
+    if (lines.length === 0 && cursor === undefined) return;
+    const out: Signal[] = lines.map((line) => ({ type: 'log', line }));
+    if (cursor !== undefined) {
+      this.cursor = cursor;
+      this.since = undefined;
+      out.push({ type: 'checkpoint', source: 'journald', key: JOURNAL_CURSOR_KEY, value: cursor });
+    }
+    this.deliver(out, lines.length);
+    // start() waits for the first batch (or exit, or startSettleMs).
+    this.settleFirst();
+  }
+
+  private deliver(out: Signal[], logs: number): void {
+    if (logs > 0) {
+      this.signals += logs;
+      this.lastSignalAt = new Date(this.now()).toISOString();
+    }
+    if (out.length > 0 && this.sink && !this.stopped) this.sink(out);
+  }
+
+  private async startSyslog(reason: string): Promise<void> {
+    const candidates = ['var/log/syslog', 'var/log/messages'].map((p) => join(this.hostRoot, p));
+    const path = candidates.find((p) => existsSync(p));
+    if (!path) {
+      this.backend = 'none';
+      this.disabled = true;
+      this.lastError = `${reason}, and no ${candidates.join(' or ')}`;
+      this.logger.warn({ reason }, 'journald source disabled');
+      return;
+    }
+    this.backend = 'syslog';
+    this.lastError = reason;
+    this.logger.info({ reason, path }, 'reading syslog instead of the journal');
+    this.syslog = new FileFollower(path);
+    this.syslog.restore(this.checkpoints.get('journald', SYSLOG_POSITION_KEY));
+    const opts: Parameters<typeof periodic>[1] = {
+      name: 'syslog',
+      intervalMs: this.syslogPollIntervalMs,
+      logger: this.logger,
+      onRun: (err) => {
+        this.failing = err !== null;
+        this.lastError = err ? err.message : reason;
+      },
+      timers: this.timers,
+    };
+    this.syslogTask = periodic(() => this.pollSyslog(), opts);
+    await this.syslogTask.runNow();
+  }
+
+  private async pollSyslog(): Promise<void> {
+    const f = this.syslog;
+    if (!f || this.stopped) return;
+    const before = f.checkpoint();
+    const { lines, gaps } = await f.poll();
+    const out: Signal[] = [];
+    const at = new Date(this.now()).toISOString();
+    for (const g of gaps) {
+      this.counters.gaps++;
+      out.push({ type: 'gap', at, source: 'journald', detail: g });
+    }
+    let logs = 0;
+    for (const raw of lines) {
+      const s = parseSyslogLine(raw, this.now());
+      if (!s) {
+        this.counters.unparseable++;
+        continue;
+      }
+      this.counters.records++;
+      const l = syslogToLogLine(s, this.unitSet, this.kernel);
+      if (!l) continue;
+      out.push({ type: 'log', line: l });
+      logs++;
+    }
+    const after = f.checkpoint();
+    if (after !== undefined && after !== before) out.push({ type: 'checkpoint', source: 'journald', key: SYSLOG_POSITION_KEY, value: after });
+    this.deliver(out, logs + gaps.length);
+  }
+}
