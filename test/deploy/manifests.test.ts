@@ -348,7 +348,9 @@ describe('the shipped configuration', () => {
       const hp = volumes.get(m.name).hostPath;
       if (hp && !hp.path.startsWith('/var/lib/nodesage')) expect(m.mountPath).toBe(`${config.hostRoot}${hp.path}`);
     }
-    for (const path of ['/var/log/pods', '/var/log/journal', '/run/log/journal', '/dev/kmsg', '/proc', '/sys', '/etc/machine-id']) {
+    // What the collectors read under hostRoot, including the journald collector's syslog fallback.
+    const read = ['/var/log/pods', '/var/log/journal', '/run/log/journal', '/var/log/syslog', '/var/log/messages', '/dev/kmsg', '/proc', '/sys', '/etc/machine-id'];
+    for (const path of read) {
       const covered = c.volumeMounts.some((m: Any) => `${config.hostRoot}${path}`.startsWith(m.mountPath) && m.mountPath.startsWith(config.hostRoot));
       expect(covered, `${path} visible under ${config.hostRoot}`).toBe(true);
     }
