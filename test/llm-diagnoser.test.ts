@@ -249,7 +249,7 @@ describe('LLM diagnoser', () => {
     expectValidDiagnosis(out, finding);
     expect(out.confidence).toBe('low');
     expect(out.summary).toHaveLength(DIAGNOSIS_LIMITS.summaryChars);
-    expect(out.summary).not.toMatch(/[\u0000\u2028]/);
+    expect(out.summary.includes('\u0000') || out.summary.includes('\u2028')).toBe(false);
     expect(out.nextSteps).toEqual(['Check payments-db.']);
     const { d: d2 } = diagnoserWith([answer({ confidence: ' HIGH ' })]);
     expect((await d2.diagnose(finding)).confidence).toBe('high');
@@ -405,7 +405,7 @@ describe('read-only command filter', () => {
       'kubectl get pods & reboot',
       'kubectl get pods (reboot)',
       'kubectl get pods "unbalanced',
-      'cat /etc/kubernetes/admin.conf ${HOME}',
+      'cat $HOME/.kube/config',
       'echo !!',
       '',
     ]) {

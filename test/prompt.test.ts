@@ -119,7 +119,9 @@ describe('user prompt', () => {
     expect(refused?.text).toContain('10.96.17.17:5432');
     const block = evidenceBlock(p.user);
     expect(block).toHaveLength(3);
-    block.forEach((line, i) => expect(line.startsWith(`[E${i}] `)).toBe(true));
+    block.forEach((line, i) => {
+      expect(line.startsWith(`[E${i}] `)).toBe(true);
+    });
     expect(block.join('\n')).toMatch(/x18 similar/);
     // Oldest first: the FATAL line (10:19:30) comes before the status (10:20:00).
     expect(block[block.length - 1]).toContain('pod-status');
