@@ -211,6 +211,7 @@ interface FileSignature {
 
 const DEFAULT_IDLE_UNLOAD_MS = 600_000;
 const DEFAULT_BATCH_SIZE = 512;
+const MAX_CACHED_GRAMMARS = 16;
 
 function fail(message: string): never {
   throw new TypeError(`LlmEngine options: ${message}`);
@@ -532,6 +533,8 @@ export class LlmEngine implements AsyncDisposable {
     if (!g) {
       g = llama.createGrammarForJsonSchema<GbnfJsonSchema>(schema);
       g.catch(() => this.#grammars.delete(key));
+      // Callers of the chat endpoint may send any schema: keep the newest few.
+      if (this.#grammars.size >= MAX_CACHED_GRAMMARS) this.#grammars.delete(this.#grammars.keys().next().value as string);
       this.#grammars.set(key, g);
     }
     return g;
