@@ -1,137 +1,236 @@
 /**
  * General masks applied to every log line before template mining, the same for
- * every source. Two passes:
+ * every source, in one pass over the line's characters (no regular expression
+ * runs on the common path, so masking costs about as much as splitting).
  *
- * 1. One regular expression replaces values that span punctuation or carry no
- *    digit (URLs, UUIDs, timestamps, MAC/IPv6/IPv4 addresses with ports, hex
- *    literals, file paths, Kubernetes pod names) by `<*>`, so that
- *    `10.0.0.7:8080` or `2h33m12.7s` is one parameter and not three.
- * 2. A scanner cuts every whitespace token into segments at structural
- *    punctuation (`= : , ; ( ) [ ] { } " ' |`) and replaces each segment that
- *    contains a digit (or an earlier `<*>`) by `<*>`. That is what masks
- *    numbers, durations (`150ms`), hex ids, block ids and versions while keeping
- *    keys constant: `uid=0` → `uid=<*>`, `kubelet.go:1953]` → `kubelet.go:<*>]`.
+ * A line is cut into tokens at whitespace, each token into segments at
+ * structural punctuation (`= : , ; ( ) [ ] { } " ' |`). A segment becomes `<*>`
+ * when it holds a digit: that one rule masks numbers, durations (`150ms`,
+ * `2h33m12.7s`), hex and container ids, UUIDs, IPv4/IPv6 addresses and ports,
+ * timestamps and versions, while keys stay constant (`uid=0` → `uid=<*>`,
+ * `kubelet.go:1953]` → `kubelet.go:<*>]`). A token that contains a digit is a
+ * parameter in the great majority of log statements.
  *
- * A token that contains a digit is a parameter in the great majority of log
- * statements, so this rule costs little and makes Drain's prefix tree route
- * such tokens to its wildcard branch.
+ * Values without digits are caught by shape: URLs (`scheme://...`), paths with
+ * two or more segments (with their query string), Windows paths and
+ * Kubernetes pod names (`<name>-<pod-template-hash>-<suffix>`, whose hashes
+ * use a vowel-free alphabet).
+ *
+ * Then every run of tokens that hold only parameters and punctuation (`<*>`,
+ * `<*>:<*>:<*>`, `(<*>)`, `[<*>::<*>]:<*>`) becomes one `<*>`, and unit words
+ * right after a parameter (`150 ms`, `1.16 KB`, `3 seconds`) and calendar
+ * words next to one (`Sun Dec 04 04:47:44 2005`) join it: a value written with
+ * spaces is still one parameter, so its lines keep one token count. Leader
+ * dots that pad to a width (`processor.........0`) become one `...` token.
  */
 
 /** The wildcard that stands for a parameter in a template. */
 export const PARAM = '<*>';
 
-const MONTH = '(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)[a-z]*\\.?';
-const WEEKDAY = '(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*,?';
-const TIME = '\\d{1,2}:\\d{2}(?::\\d{2})?(?:[.,]\\d+)?';
-const H4 = '[0-9a-fA-F]{1,4}';
-
-/**
- * Every first-pass mask, each a regular expression source, tried left to
- * right at each position (so longer shapes come first).
- */
-const FIRST_PASS: readonly string[] = [
-  // URL with scheme: its host, path and query are one value.
-  '\\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\\s"\'<>()\\[\\]{}]+',
-  // UUID.
-  '\\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\\b',
-  // ISO-8601 date with optional time and zone; also 2024/01/02 and 20240102T.
-  `\\b\\d{4}[-/]\\d{2}[-/]\\d{2}(?:[T ]${TIME}(?:Z|[+-]\\d{2}:?\\d{2})?)?`,
-  // ctime / syslog timestamps: "Sun Dec 04 04:47:44 2005", "Jun 14 15:16:01".
-  `\\b(?:${WEEKDAY}\\s+)?${MONTH}\\s+\\d{1,2},?\\s+(?:\\d{4}\\s+)?${TIME}(?:\\s+\\d{4}\\b)?`,
-  // MAC address.
-  '\\b[0-9a-fA-F]{2}(?:[:-][0-9a-fA-F]{2}){5}\\b',
-  // Bracketed IPv6 with optional port.
-  `\\[(?:${H4})?(?::${H4}?){2,7}(?:%\\w+)?\\](?::\\d{1,5})?`,
-  // IPv6 with a "::" shortcut (or an IPv4 tail).
-  `(?<![\\w:.])(?:(?:${H4}:){1,6}|:):(?:${H4}(?::${H4}){0,5}|(?:ffff:)?\\d{1,3}(?:\\.\\d{1,3}){3})?(?![\\w:])`,
-  // Full 8-group IPv6.
-  `(?<![\\w:.])${H4}(?::${H4}){7}(?![\\w:])`,
-  // IPv4 with optional CIDR suffix and port.
-  '(?<![\\w.])\\d{1,3}(?:\\.\\d{1,3}){3}(?:/\\d{1,2})?(?::\\d{1,5})?(?!\\.?\\d)',
-  // Clock time alone: 04:47:44.123.
-  `(?<![\\w:.])${TIME}(?![\\w:])`,
-  // Hex literal.
-  '\\b0[xX][0-9a-fA-F]+\\b',
-  // Unix path with at least two segments (absolute, ~ or ./ relative).
-  '(?<![\\w.:/~-])(?:~|\\.{1,2})?(?:/[\\w.@%+*~-]+){2,}/?',
-  // Windows path.
-  '\\b[A-Za-z]:\\\\[^\\s"\'<>|]*',
-  // Deployment pod name: <name>-<pod-template-hash>-<5 chars>, both from
-  // Kubernetes' vowel-free alphabet, so it holds even without a digit.
-  '(?<![\\w.-])[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?-[bcdfghjklmnpqrstvwxz2456789]{6,10}-[bcdfghjklmnpqrstvwxz2456789]{5}(?![\\w.-])',
-];
-
-const FIRST_PASS_RE = new RegExp(FIRST_PASS.join('|'), 'g');
-
+// Character classes of ASCII, one bit each, looked up per character.
+const SPACE = 1;
+const DELIM = 2;
+const DIGIT = 4;
+const PATH_END = 8;
+const LETTER = 16;
+const CLASS = new Uint8Array(128);
+const mark = (chars: string, bits: number) => {
+  for (const c of chars) CLASS[c.charCodeAt(0)] = (CLASS[c.charCodeAt(0)] ?? 0) | bits;
+};
+mark(' \t\n\v\f\r', SPACE | PATH_END);
 // Characters that end a segment: the value of `key=value` or `name:value` is masked alone.
-const SEGMENT_DELIMITERS = new Set([...'=:,;()[]{}"\'|'].map((c) => c.charCodeAt(0)));
+mark('=:,;()[]{}"\'|', DELIM);
+// Characters that end a path or URL inside a token.
+mark('"\'()[]{}<>,;|', PATH_END);
+mark('0123456789', DIGIT);
+mark('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', LETTER);
 
-function isSpace(c: number): boolean {
-  return c === 32 || c === 9 || c === 10 || c === 13 || c === 11 || c === 12;
+function cls(c: number): number {
+  return c < 128 ? (CLASS[c] as number) : LETTER;
 }
 
-function isDigit(c: number): boolean {
-  return c >= 48 && c <= 57;
+const UNITS = new Set(
+  'B KB MB GB TB PB KiB MiB GiB TiB PiB bytes byte ns us µs ms s sec secs second seconds min mins minute minutes h hr hrs hour hours day days'.split(' '),
+);
+const CALENDAR = new Set(
+  'Mon Tue Wed Thu Fri Sat Sun Monday Tuesday Wednesday Thursday Friday Saturday Sunday Jan Feb Mar Apr May Jun Jul Aug Sep Sept Oct Nov Dec January February March April June July August September October November December'.split(
+    ' ',
+  ),
+);
+
+// Deployment pod name; the hash and suffix alphabets are Kubernetes' SafeEncodeString alphabet.
+const POD_NAME = /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?-[bcdfghjklmnpqrstvwxz2456789]{6,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$/;
+
+/** Index just past a path or URL that starts at `i`, and how many `/` it has. */
+function pathEnd(s: string, i: number): [number, number] {
+  let slashes = 0;
+  let j = i;
+  for (; j < s.length; j++) {
+    const c = s.charCodeAt(j);
+    if (cls(c) & PATH_END) break;
+    if (c === 47) slashes++;
+  }
+  return [j, slashes];
+}
+
+function isPodName(s: string, start: number, end: number): boolean {
+  return end - start >= 14 && POD_NAME.test(s.slice(start, end));
 }
 
 /**
  * Masks one line and cuts it into tokens: every token is a constant word or
- * contains `<*>` for each parameter in it.
+ * holds `<*>` for each parameter in it.
  */
 export function maskTokens(line: string): string[] {
-  const s = line.replace(FIRST_PASS_RE, PARAM);
-  const tokens: string[] = [];
+  const s = line;
   const n = s.length;
-  let out = '';
-  let segStart = 0;
-  let segVariable = false;
-  let tokenStart = -1;
-  let changed = false;
-  const closeSegment = (end: number) => {
-    if (segVariable) {
-      out += PARAM;
-      changed = true;
-    } else out += s.slice(segStart, end);
-    segVariable = false;
-  };
-  const closeToken = (end: number) => {
-    if (tokenStart < 0) return;
-    closeSegment(end);
-    tokens.push(changed ? out : s.slice(tokenStart, end));
-    tokenStart = -1;
-    out = '';
-    changed = false;
-  };
-  for (let i = 0; i < n; i++) {
-    const c = s.charCodeAt(i);
-    if (isSpace(c)) {
-      closeToken(i);
+  const tokens: string[] = [];
+  // True when the last token pushed is a collapsed parameter run.
+  let lastParam = false;
+  let i = 0;
+  while (i < n) {
+    let c = s.charCodeAt(i);
+    if (cls(c) & SPACE) {
+      i++;
       continue;
     }
-    if (c === 46 /* . */ && s.charCodeAt(i + 1) === 46) {
-      // Leader dots ("processor.......0") pad to a width: one "..." token, whatever the run length.
-      closeToken(i);
-      while (s.charCodeAt(i + 1) === 46) i++;
+    // One token, [start, i). `out` is built only once a segment is masked:
+    // it then holds the token up to `segStart`.
+    const start = i;
+    let out: string | null = null;
+    let segStart = i;
+    let variable = false;
+    let hyphens = 0;
+    let dots = false;
+    // Letters or digits outside masked segments: the token is not a bare value.
+    let constText = false;
+    let segText = false;
+    for (; i < n; i++) {
+      c = s.charCodeAt(i);
+      const k = cls(c);
+      // Letters and digits first: they are most characters of a line.
+      if (k & LETTER) {
+        segText = true;
+        continue;
+      }
+      if (k & DIGIT) {
+        variable = true;
+        continue;
+      }
+      if (k & SPACE) break;
+      if (c === 46) {
+        if (s.charCodeAt(i + 1) === 46) {
+          dots = true;
+          break;
+        }
+        continue;
+      }
+      if (c === 45) {
+        hyphens++;
+        continue;
+      }
+      if (c === 58 && i > segStart) {
+        if (s.charCodeAt(i + 1) === 47 && s.charCodeAt(i + 2) === 47) {
+          // "scheme://host/path": the scheme and the rest are one value.
+          variable = true;
+          i = pathEnd(s, i + 3)[0] - 1;
+          continue;
+        }
+        if (i === segStart + 1 && s.charCodeAt(i + 1) === 92) {
+          // Windows path "C:\\dir\\file".
+          variable = true;
+          i = pathEnd(s, i + 2)[0] - 1;
+          continue;
+        }
+      }
+      if (k & DELIM) {
+        // Close the segment [segStart, i) and keep the delimiter.
+        if (variable || (hyphens >= 2 && isPodName(s, segStart, i))) out = (out ?? s.slice(start, segStart)) + PARAM;
+        else {
+          if (out !== null) out += s.slice(segStart, i);
+          if (segText) constText = true;
+        }
+        if (out !== null) out += s[i];
+        segStart = i + 1;
+        variable = false;
+        segText = false;
+        hyphens = 0;
+        continue;
+      }
+      if (i === segStart && (c === 47 || c === 126) && (s.charCodeAt(i + 1) === 47 || cls(s.charCodeAt(i + 1)) & (LETTER | DIGIT))) {
+        // A path starting here: "/var/lib/x", "~/x", with any query string.
+        const [pe, slashes] = pathEnd(s, i);
+        if (slashes >= 2 || (c === 126 && slashes >= 1)) {
+          variable = true;
+          i = pe - 1;
+        }
+      } else if (c === 42 && s.charCodeAt(i - 1) === 60 && s.charCodeAt(i + 1) === 62) {
+        // A "<*>" already in the text.
+        variable = true;
+      }
+    }
+    // Close the last segment [segStart, i).
+    if (variable || (hyphens >= 2 && isPodName(s, segStart, i))) out = (out ?? s.slice(start, segStart)) + PARAM;
+    else {
+      if (out !== null) out += s.slice(segStart, i);
+      if (segText) constText = true;
+    }
+    if (i > start) {
+      if (out !== null && !constText) {
+        // Parameters and punctuation only: one "<*>" for the whole run, which
+        // takes in the calendar words before it ("Sun Dec 04 ...").
+        while (!lastParam && tokens.length > 0 && isCalendar(tokens[tokens.length - 1] as string)) tokens.pop();
+        if (!lastParam) tokens.push(PARAM);
+        lastParam = true;
+      } else {
+        const t = out ?? s.slice(start, i);
+        // A unit or calendar word right after a value is part of it: "150 ms", "04 2005".
+        if (!(lastParam && isUnitOrCalendar(t))) {
+          tokens.push(t);
+          lastParam = false;
+        }
+      }
+    }
+    if (dots) {
+      // Leader dots pad to a width: one "..." token whatever the run length.
       tokens.push('...');
-      continue;
-    }
-    if (tokenStart < 0) {
-      tokenStart = i;
-      segStart = i;
-    }
-    if (SEGMENT_DELIMITERS.has(c)) {
-      closeSegment(i);
-      out += s[i];
-      segStart = i + 1;
-    } else if (isDigit(c) || (c === 42 /* * */ && s.charCodeAt(i - 1) === 60 && s.charCodeAt(i + 1) === 62)) {
-      segVariable = true;
+      lastParam = false;
+      while (s.charCodeAt(i) === 46) i++;
     }
   }
-  closeToken(n);
   return tokens;
 }
 
 /** Masks one line as `maskTokens` does and joins the tokens with single spaces. */
 export function maskLine(line: string): string {
   return maskTokens(line).join(' ');
+}
+
+/** Cheap pre-check: calendar words start with one of these capitals, maybe after a bracket. */
+function maybeCalendar(t: string): boolean {
+  const c = cls(t.charCodeAt(0)) & LETTER ? t.charCodeAt(0) : t.charCodeAt(1);
+  // A D F J M N O S T W
+  return t.length >= 3 && (c === 65 || c === 68 || c === 70 || c === 74 || c === 77 || c === 78 || c === 79 || c === 83 || c === 84 || c === 87);
+}
+
+function isAlnum(c: number): boolean {
+  return (cls(c) & (LETTER | DIGIT)) !== 0;
+}
+
+function bare(token: string): string {
+  let i = 0;
+  let j = token.length;
+  while (i < j && !isAlnum(token.charCodeAt(i)) && token.charCodeAt(i) < 128) i++;
+  while (j > i && !isAlnum(token.charCodeAt(j - 1)) && token.charCodeAt(j - 1) < 128) j--;
+  return i === 0 && j === token.length ? token : token.slice(i, j);
+}
+
+function isCalendar(t: string): boolean {
+  return maybeCalendar(t) && CALENDAR.has(bare(t));
+}
+
+function isUnitOrCalendar(t: string): boolean {
+  if (t.length > 10) return false;
+  const b = bare(t);
+  return UNITS.has(b) || CALENDAR.has(b);
 }

@@ -93,8 +93,13 @@ interface Cluster extends TemplateCluster {
   count: number;
   /** Leaf lists this cluster is in (more than one after merges across leaves). */
   leaves: Cluster[][];
-  /** Sibling-index keys this cluster is registered under. */
+  /** Sibling-index keys this cluster is registered under, and the position of each. */
   siblingKeys: string[];
+  siblingPos: number[];
+  /** Which template tokens are plain words (see isWordToken). */
+  words: boolean[];
+  /** Miner tick of the last line added: the least recent cluster is evicted first. */
+  lastUsed: number;
 }
 
 interface TreeNode {
@@ -129,9 +134,9 @@ function isLetter(c: number): boolean {
 /**
  * A plain word as a developer writes it: letters, maybe hyphenated or with
  * signs and brackets (`Started`, `re-synch`, `(Lifecycle`, `x+`, `error(s)`,
- * `spawned.`), no digit and no identifier punctuation inside (`.`, `_`, `/`,
- * `:`, `=`, `@`...). Identifiers (`org.foo.Bar`, `host.example`, `a_b`) and
- * values are not words.
+ * `spawned.`), with no digit and no identifier punctuation inside (`.`, `_`,
+ * `/`, `:`, `=`, `@`...). Identifiers (`org.foo.Bar`, `host.example`,
+ * `JOB_SETUP`) and values are not words.
  */
 export function isWordToken(token: string): boolean {
   let j = token.length;
@@ -163,12 +168,12 @@ function fnv(s: string, seed: number): number {
 export class TemplateMiner {
   readonly #o: TemplateMinerOptions;
   readonly #root = new Map<number, TreeNode>();
-  // Insertion order is recency order: a touched cluster is deleted and re-set.
-  readonly #lru = new Map<string, Cluster>();
+  readonly #byId = new Map<string, Cluster>();
   readonly #byTemplate = new Map<string, Cluster>();
   readonly #siblings = new Map<string, Cluster[]>();
   readonly #aliases = new Map<string, string>();
   #seq = 0;
+  #tick = 0;
 
   /** Creates a miner; options are merged over TEMPLATE_MINER_DEFAULTS. */
   constructor(opts: Partial<TemplateMinerOptions> = {}) {
@@ -177,7 +182,7 @@ export class TemplateMiner {
 
   /** Number of live clusters. */
   get size(): number {
-    return this.#lru.size;
+    return this.#byId.size;
   }
 
   /** Adds one line and returns the cluster it joined. */
@@ -194,11 +199,20 @@ export class TemplateMiner {
   addCluster(line: string): TemplateCluster {
     const text = line.length > this.#o.maxLineLength ? line.slice(0, this.#o.maxLineLength) : line;
     const tokens = maskTokens(text);
+    // Most lines equal their template once values are masked: one map lookup, no tree walk.
+    const hit = this.#byTemplate.get(templateKey(tokens.length, tokens.join(' ')));
+    if (hit) {
+      hit.count++;
+      this.#touch(hit);
+      return hit;
+    }
     const leaf = this.#leafFor(tokens);
     let best: Cluster | undefined;
     let bestSame = -1;
     let bestExact = -1;
     const n = tokens.length;
+    // Word flags of the line's tokens, computed on first need (a mismatch).
+    const lineWords: (boolean | undefined)[] = [];
     for (const c of leaf.clusters) {
       const t = c.tokens;
       let same = 0;
@@ -211,7 +225,8 @@ export class TemplateMiner {
           same++;
           exact++;
         } else if (a === PARAM) same++;
-        else if (isWordToken(a) && (b === PARAM || isWordToken(b))) {
+        else if (c.words[i] && (b === PARAM || (lineWords[i] ??= isWordToken(b)))) {
+          // A word of the template against another word or a value: another message.
           hard = true;
           break;
         }
@@ -226,7 +241,7 @@ export class TemplateMiner {
     if (best && (n === 0 || bestSame / n >= this.#o.similarity)) {
       best.count++;
       this.#touch(best);
-      return generalise(best.tokens, tokens) ? this.#templateChanged(best) : best;
+      return bestSame < n && generalise(best, tokens) ? this.#templateChanged(best) : best;
     }
     const created = this.#create(tokens, leaf, 1);
     return this.#mergeSiblings(created);
@@ -241,12 +256,12 @@ export class TemplateMiner {
 
   /** The live cluster with this id (after following merges), if any. */
   get(id: string): TemplateCluster | undefined {
-    return this.#lru.get(this.resolveId(id));
+    return this.#byId.get(this.resolveId(id));
   }
 
   /** Live clusters, most lines first. */
   templates(): { templateId: string; template: string; count: number }[] {
-    return [...this.#lru.values()]
+    return [...this.#byId.values()]
       .sort((a, b) => b.count - a.count || a.seq - b.seq)
       .map((c) => ({ templateId: c.id, template: c.template, count: c.count }));
   }
@@ -260,7 +275,7 @@ export class TemplateMiner {
     if (!id) throw new TemplateRestoreError('template id is empty');
     if (template.includes('\n')) throw new TemplateRestoreError(`template ${id} spans lines`);
     const tokens = templateTokens(template);
-    const live = this.#lru.get(id) ?? this.#byTemplate.get(templateKey(tokens.length, template));
+    const live = this.#byId.get(id) ?? this.#byTemplate.get(templateKey(tokens.length, template));
     if (live) {
       live.count += Math.max(0, count);
       if (live.id !== id) this.#aliases.set(id, live.id);
@@ -279,10 +294,13 @@ export class TemplateMiner {
       seq: this.#seq++,
       leaves: [leaf.clusters],
       siblingKeys: [],
+      siblingPos: [],
+      words: tokens.map(isWordToken),
+      lastUsed: ++this.#tick,
     };
     this.#aliases.delete(c.id);
     leaf.clusters.push(c);
-    this.#lru.set(c.id, c);
+    this.#byId.set(c.id, c);
     const key = templateKey(tokens.length, template);
     if (!this.#byTemplate.has(key)) this.#byTemplate.set(key, c);
     this.#index(c);
@@ -295,13 +313,12 @@ export class TemplateMiner {
     // The same first line as a live cluster happens only when a restored
     // cluster sits elsewhere in the tree: keep ids unique and deterministic.
     let id = base;
-    for (let i = 2; this.#lru.has(id); i++) id = `${base}-${i}`;
+    for (let i = 2; this.#byId.has(id); i++) id = `${base}-${i}`;
     return id;
   }
 
   #touch(c: Cluster): void {
-    this.#lru.delete(c.id);
-    this.#lru.set(c.id, c);
+    c.lastUsed = ++this.#tick;
   }
 
   /** Re-indexes a cluster whose tokens changed; merges it with an equal template. */
@@ -323,19 +340,25 @@ export class TemplateMiner {
     return this.#mergeSiblings(keep);
   }
 
-  /** Merges `c` with the clusters that differ from it at one word position, once there are enough. */
+  /**
+   * Merges `c` with the clusters that differ from it at one position only,
+   * when that position is already a parameter in one of them or when there
+   * are `siblingMerge` of them.
+   */
   #mergeSiblings(c: Cluster): Cluster {
     if (this.#o.siblingMerge < 2) return c;
-    for (const key of c.siblingKeys) {
-      const group = this.#siblings.get(key);
-      if (!group || group.length < this.#o.siblingMerge) continue;
-      const pos = Number(key.slice(key.indexOf('.') + 1, key.indexOf('.', key.indexOf('.') + 1)));
+    for (let k = 0; k < c.siblingKeys.length; k++) {
+      const group = this.#siblings.get(c.siblingKeys[k] as string);
+      if (!group || group.length < 2) continue;
+      const pos = c.siblingPos[k] as number;
       const members = group.filter((o) => o === c || sameExcept(o.tokens, c.tokens, pos));
-      if (members.length < this.#o.siblingMerge) continue;
+      if (members.length < this.#o.siblingMerge && !members.some((o) => o.tokens[pos] === PARAM)) continue;
+      if (members.length < 2) continue;
       let keep = members[0] as Cluster;
       for (const m of members) if (m.seq < keep.seq) keep = m;
       for (const m of members) if (m !== keep) this.#merge(m, keep);
       keep.tokens[pos] = PARAM;
+      keep.words[pos] = false;
       // The generalised template may now equal another cluster's, or complete another group.
       return this.#templateChanged(keep);
     }
@@ -357,7 +380,7 @@ export class TemplateMiner {
     this.#unindex(drop);
     const key = templateKey(drop.tokens.length, drop.template);
     if (this.#byTemplate.get(key) === drop) this.#byTemplate.delete(key);
-    this.#lru.delete(drop.id);
+    this.#byId.delete(drop.id);
     this.#aliases.set(drop.id, keep.id);
     this.#touch(keep);
     this.#o.onMerge?.(drop, keep);
@@ -379,12 +402,13 @@ export class TemplateMiner {
       const tok = t[i] as string;
       const isParam = tok === PARAM;
       // Siblings must share real text: "generating <*>" and "store <*>" share nothing.
-      if ((isParam || isWordToken(tok)) && constants - (isParam ? 0 : 1) >= MIN_SIBLING_CONTEXT) {
+      if (constants - (isParam ? 0 : 1) >= MIN_SIBLING_CONTEXT) {
         const key = `${n}.${i}.${prefix}.${suffix[i + 1]}`;
         const group = this.#siblings.get(key);
         if (group) group.push(c);
         else this.#siblings.set(key, [c]);
         c.siblingKeys.push(key);
+        c.siblingPos.push(i);
       }
       prefix = fnv(tok, Math.imul(prefix, 31) ^ 0x7f4a7c15);
     }
@@ -399,15 +423,16 @@ export class TemplateMiner {
       if (group.length === 0) this.#siblings.delete(key);
     }
     c.siblingKeys = [];
+    c.siblingPos = [];
   }
 
   #evictOverflow(keep: Cluster): void {
-    while (this.#lru.size > this.#o.maxClusters) {
-      const first = this.#lru.values().next();
-      if (first.done) return;
-      const c = first.value;
-      if (c === keep) return;
-      this.#lru.delete(c.id);
+    while (this.#byId.size > this.#o.maxClusters) {
+      // A linear scan, only when a new cluster overflows: cheaper than keeping an order on every line.
+      let c: Cluster | undefined;
+      for (const o of this.#byId.values()) if (o !== keep && (!c || o.lastUsed < c.lastUsed)) c = o;
+      if (!c) return;
+      this.#byId.delete(c.id);
       for (const list of c.leaves) {
         const i = list.indexOf(c);
         if (i >= 0) list.splice(i, 1);
@@ -468,11 +493,13 @@ function sameExcept(a: readonly string[], b: readonly string[], pos: number): bo
 }
 
 /** Turns the positions where the line differs into `<*>`; true when the template changed. */
-function generalise(template: string[], tokens: readonly string[]): boolean {
+function generalise(c: Cluster, tokens: readonly string[]): boolean {
+  const template = c.tokens;
   let changed = false;
   for (let i = 0; i < template.length; i++) {
     if (template[i] !== tokens[i] && template[i] !== PARAM) {
       template[i] = PARAM;
+      c.words[i] = false;
       changed = true;
     }
   }
