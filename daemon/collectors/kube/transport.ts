@@ -1,0 +1,120 @@
+/**
+ * Reads from the API server through @kubernetes/client-node, keeping the raw
+ * JSON. The generated typed APIs turn times into Date objects and drop fields
+ * the client does not know; signals must carry the wire form a bundle holds
+ * (microsecond eventTimes, newer fields), so lists go through the client's own
+ * request context, authentication (token files, exec plugins, client certs),
+ * TLS dispatcher and fetch, and are parsed here; watches use the client's
+ * `Watch`, which already hands over each line's raw object.
+ */
+import { HttpMethod, IsomorphicFetchHttpLibrary, type KubeConfig, RequestContext, Watch } from '@kubernetes/client-node';
+import { HttpStatusError, KubeSourceConfigError, oneLine } from './errors.js';
+import { statusMessage, type WatchEvent, type WireList } from './wire.js';
+
+/** Query parameters of a list or watch call. */
+export type Query = Record<string, string | number | boolean | undefined>;
+
+/** Transport settings. */
+export interface KubeTransportOptions {
+  /** Limit for one list request (headers and body). Defaults to 30000. */
+  requestTimeoutMs?: number;
+}
+
+/** What a watch call needs besides the path. */
+export interface WatchCall {
+  query: Query;
+  /** Called for every line of the stream, in order. Must not throw. */
+  onEvent: (event: WatchEvent) => void;
+  /** Called once the server accepted the watch (HTTP 200) and the stream is open. */
+  onOpen?: () => void;
+  /** Aborts the stream (stop, or an ERROR line that ends it). */
+  signal: AbortSignal;
+  /** A stream that sends nothing for this long is dropped (the server sends bookmarks and closes at timeoutSeconds). */
+  inactivityMs: number;
+}
+
+/** List and watch over one KubeConfig. */
+export class KubeTransport {
+  readonly #kc: KubeConfig;
+  readonly #http = new IsomorphicFetchHttpLibrary();
+  readonly #requestTimeoutMs: number;
+
+  constructor(kc: KubeConfig, opts: KubeTransportOptions = {}) {
+    if (!kc.getCurrentCluster()) throw new KubeSourceConfigError('the kubeconfig has no current cluster');
+    this.#kc = kc;
+    this.#requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+  }
+
+  /** The API server URL of the current context. */
+  get server(): string {
+    return this.#kc.getCurrentCluster()?.server ?? '';
+  }
+
+  /** GETs a list (or any object) and returns the parsed JSON body. Throws HttpStatusError on non-200. */
+  async get<T = WireList>(path: string, query: Query, signal: AbortSignal): Promise<T> {
+    const url = new URL(this.server + path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
+    const ctx = new RequestContext(url.toString(), HttpMethod.GET);
+    ctx.setHeaderParam('Accept', 'application/json');
+    await this.#kc.applySecurityAuthentication(ctx);
+    ctx.setSignal(AbortSignal.any([signal, AbortSignal.timeout(this.#requestTimeoutMs)]));
+    const dispatcher = ctx.getDispatcher();
+    try {
+      const resp = await this.#http.send(ctx).toPromise();
+      const text = await resp.body.text();
+      if (resp.httpStatusCode !== 200) {
+        throw new HttpStatusError(resp.httpStatusCode, path, oneLine(statusMessage(text) ?? text));
+      }
+      return JSON.parse(text) as T;
+    } finally {
+      // The client builds a fresh connection pool per request; close it so idle sockets do not pile up.
+      if (dispatcher) void dispatcher.close().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Runs one watch stream until it ends. Resolves when the server closes it
+   * (timeoutSeconds, or after an ERROR line) or `signal` aborts; rejects on
+   * connection errors and non-200 answers (HttpStatusError).
+   */
+  watch(path: string, call: WatchCall): Promise<void> {
+    const w = new Watch(this.#kc);
+    // The client's default drops a stream after 30 s without data; quiet resources (one Node's
+    // events) are normal, so the stream lives until the server's own timeoutSeconds.
+    (w as unknown as { requestTimeoutMs: number }).requestTimeoutMs = call.inactivityMs;
+    return new Promise<void>((resolve, reject) => {
+      let controller: AbortController | undefined;
+      let finished = false;
+      const onAbort = () => controller?.abort();
+      call.signal.addEventListener('abort', onAbort, { once: true });
+      const finish = (err: unknown) => {
+        if (finished) return;
+        finished = true;
+        call.signal.removeEventListener('abort', onAbort);
+        if (!err || call.signal.aborted) resolve();
+        else reject(toStatusError(err, path));
+      };
+      w.watch(
+        path,
+        call.query,
+        (type: string, object: unknown) => call.onEvent({ type, object: (object ?? {}) as WatchEvent['object'] }),
+        finish,
+      ).then(
+        (c) => {
+          controller = c;
+          if (call.signal.aborted) c.abort();
+          // The client resolves after a 200 answer, or after it already reported a failure.
+          else if (!finished) call.onOpen?.();
+        },
+        finish,
+      );
+    });
+  }
+}
+
+/** The client reports a non-200 watch answer as an Error with `statusCode`; give it our shape. */
+function toStatusError(err: unknown, path: string): unknown {
+  const status = (err as { statusCode?: unknown })?.statusCode;
+  if (typeof status === 'number') return new HttpStatusError(status, path, (err as Error).message);
+  return err;
+}
