@@ -1,0 +1,364 @@
+/**
+ * The kubelet source: polls this node's kubelet over HTTPS for
+ * `GET /stats/summary`, `GET /pods` and `GET /healthz`.
+ *
+ * Talks to the kubelet directly (never through the API server's proxy, never
+ * needing `nodes/proxy`): `/stats/summary` needs RBAC `get nodes/stats`;
+ * `/pods` and `/healthz` need `get nodes/pods` and `get nodes/healthz`, the
+ * fine-grained kubelet subresources (Kubernetes ≥ 1.33; older kubelets only
+ * authorise those two paths with `nodes/proxy`, so there leave `emitPods` off
+ * and let the API-server source provide pods). The bearer token file is
+ * re-read whenever it changes (projected tokens rotate hourly) and the CA file
+ * likewise; TLS verification is on unless explicitly switched off.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import https from 'node:https';
+import { type Logger, pino } from 'pino';
+import type { KubePod, StatsSummary } from '../core/kube.js';
+import type { Collector, Signal, SignalSink, SourceStatus, Timestamp } from '../core/types.js';
+import { Backoff, type BackoffOptions } from './backoff.js';
+import { type Clock, isoAt, systemClock } from './kube/clock.js';
+import {
+  CredentialFileError,
+  type DescribedFailure,
+  HttpStatusError,
+  KubeSourceConfigError,
+  isTimeout,
+  networkFailureCode,
+  oneLine,
+  tlsFailureCode,
+} from './kube/errors.js';
+import { statusMessage, type WireList, withTypeMeta } from './kube/wire.js';
+
+/** Where a pod finds its service-account credentials. */
+export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/** The kubelet URL for a node IP (`https://<ip>:10250`, IPv6 in brackets). */
+export function kubeletUrlFor(nodeIp: string, port = 10250): string {
+  return `https://${nodeIp.includes(':') ? `[${nodeIp}]` : nodeIp}:${port}`;
+}
+
+/** Options of the kubelet collector. */
+export interface KubeletCollectorOptions {
+  /** Base URL of this node's kubelet. Required; the daemon derives it from $NODE_IP (see kubeletUrlFor). */
+  kubeletUrl: string;
+  /** Bearer token file, re-read when it changes. Defaults to the service-account token. */
+  tokenFile?: string;
+  /** CA bundle that signed the kubelet's serving certificate. Defaults to the service-account ca.crt. */
+  caFile?: string;
+  /** Skip TLS verification of the kubelet (a warning is logged at every start). Defaults to false. */
+  insecureSkipTlsVerify?: boolean;
+  /** Time between polls. Defaults to 30000. */
+  intervalMs?: number;
+  /** Limit for one request (connect, headers and body). Defaults to 10000. */
+  requestTimeoutMs?: number;
+  /** Emit `pods` from the kubelet's /pods (only when the API-server source does not provide pods). Defaults to false. */
+  emitPods?: boolean;
+  /** Retry delays after a failed poll. Defaults to 1 s doubling to 120 s with 20 % jitter. */
+  backoff?: BackoffOptions;
+  /** Largest response accepted, bytes. Defaults to 64 MiB. */
+  maxBodyBytes?: number;
+  /** Time source for waits and signal times. Defaults to the system clock. */
+  clock?: Clock;
+  /** Logger. Defaults to a pino logger named `kubelet`. */
+  logger?: Logger;
+}
+
+/** The kubelet paths polled, and the RBAC each needs. */
+const ENDPOINTS = {
+  '/stats/summary': 'get on nodes/stats',
+  '/pods': 'get on nodes/pods (kubelet fine-grained authorization, Kubernetes 1.33+; older kubelets want nodes/proxy, which nodesage does not use: turn emitPods off)',
+  '/healthz': 'get on nodes/healthz (kubelet fine-grained authorization, Kubernetes 1.33+; older kubelets want nodes/proxy, which nodesage does not use)',
+} as const;
+
+type Endpoint = keyof typeof ENDPOINTS;
+
+interface FileState {
+  key: string;
+  content: string;
+}
+
+/** The kubelet collector (`kubelet`). */
+export class KubeletCollector implements Collector {
+  readonly name = 'kubelet' as const;
+  readonly #url: URL;
+  readonly #tokenFile: string;
+  readonly #caFile: string;
+  readonly #insecure: boolean;
+  readonly #interval: number;
+  readonly #timeout: number;
+  readonly #emitPods: boolean;
+  readonly #maxBody: number;
+  readonly #clock: Clock;
+  readonly #log: Logger;
+  readonly #backoff: Backoff;
+  #abort = new AbortController();
+  #loop: Promise<void> | undefined;
+  #sink: SignalSink | undefined;
+  #token: FileState | undefined;
+  #ca: FileState | undefined;
+  #agent: https.Agent | undefined;
+  #signals = 0;
+  #lastSignalAt: Timestamp | null = null;
+  #errors = new Map<Endpoint | 'credentials', DescribedFailure>();
+  #polls = 0;
+  #failedPolls = 0;
+  #consecutiveFailures = 0;
+  #tokenReloads = 0;
+  #lastHealthz: string | null = null;
+  #everSucceeded = false;
+
+  constructor(opts: KubeletCollectorOptions) {
+    let url: URL;
+    try {
+      url = new URL(opts.kubeletUrl);
+    } catch {
+      throw new KubeSourceConfigError(`kubeletUrl ${JSON.stringify(opts.kubeletUrl)} is not a URL`);
+    }
+    if (url.protocol !== 'https:') throw new KubeSourceConfigError(`kubeletUrl must be https:// (got ${url.protocol}); the read-only port is not used`);
+    this.#url = url;
+    this.#tokenFile = opts.tokenFile ?? `${SERVICE_ACCOUNT_DIR}/token`;
+    this.#caFile = opts.caFile ?? `${SERVICE_ACCOUNT_DIR}/ca.crt`;
+    this.#insecure = opts.insecureSkipTlsVerify ?? false;
+    this.#interval = opts.intervalMs ?? 30_000;
+    this.#timeout = opts.requestTimeoutMs ?? 10_000;
+    this.#emitPods = opts.emitPods ?? false;
+    this.#maxBody = opts.maxBodyBytes ?? 64 * 1024 * 1024;
+    this.#clock = opts.clock ?? systemClock;
+    this.#log = opts.logger ?? pino({ name: 'kubelet' });
+    this.#backoff = new Backoff({ initialMs: 1000, maxMs: 120_000, jitter: 0.2, ...opts.backoff });
+  }
+
+  /** Polls once, then keeps polling in the background. */
+  async start(sink: SignalSink): Promise<void> {
+    if (this.#loop) return;
+    this.#sink = sink;
+    this.#abort = new AbortController();
+    if (this.#insecure) {
+      this.#log.warn({ kubeletUrl: this.#url.origin }, 'TLS verification of the kubelet is OFF (insecureSkipTlsVerify): anyone on the path can impersonate it');
+    }
+    const first = this.#pollOnce();
+    this.#loop = first.then((ok) => this.#run(ok));
+    await first;
+  }
+
+  /** Stops polling and closes connections. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#loop;
+    this.#loop = undefined;
+    this.#agent?.destroy();
+    this.#agent = undefined;
+  }
+
+  /** healthy after a clean poll, stale while transient errors last, failing on errors that need a fix (RBAC, token, CA). */
+  status(): SourceStatus {
+    const errors = [...this.#errors.values()];
+    const permanent = errors.find((e) => e.permanent);
+    let state: SourceStatus['state'] = 'healthy';
+    if (permanent) state = 'failing';
+    else if (errors.length > 0 || !this.#everSucceeded) state = 'stale';
+    const detail: Record<string, string | number | boolean> = {
+      url: this.#url.origin,
+      polls: this.#polls,
+      failedPolls: this.#failedPolls,
+      consecutiveFailures: this.#consecutiveFailures,
+      tokenReloads: this.#tokenReloads,
+      insecureSkipTlsVerify: this.#insecure,
+      emitPods: this.#emitPods,
+    };
+    if (this.#lastHealthz !== null) detail.healthz = oneLine(this.#lastHealthz, 120);
+    return {
+      name: this.name,
+      state,
+      signals: this.#signals,
+      lastSignalAt: this.#lastSignalAt,
+      lastError: (permanent ?? errors[0])?.message ?? null,
+      detail,
+    };
+  }
+
+  async #run(lastOk: boolean): Promise<void> {
+    let ok = lastOk;
+    const signal = this.#abort.signal;
+    while (!signal.aborted) {
+      await this.#clock.sleep(ok ? this.#interval : this.#backoff.next(), signal);
+      if (signal.aborted) break;
+      ok = await this.#pollOnce();
+    }
+  }
+
+  /** One round over the endpoints; true when all answered. */
+  async #pollOnce(): Promise<boolean> {
+    this.#polls++;
+    this.#errors.clear();
+    let token: string;
+    try {
+      token = await this.#credentials();
+    } catch (err) {
+      this.#errors.set('credentials', this.#describe(err, '/stats/summary'));
+      return this.#roundDone(false);
+    }
+    const paths: Endpoint[] = ['/stats/summary', '/healthz'];
+    if (this.#emitPods) paths.splice(1, 0, '/pods');
+    const results = await Promise.allSettled(paths.map((p) => this.#get(p, token)));
+    const at = isoAt(this.#clock.now());
+    const signals: Signal[] = [];
+    results.forEach((r, i) => {
+      const path = paths[i]!;
+      if (r.status === 'rejected') {
+        this.#errors.set(path, this.#describe(r.reason, path));
+        return;
+      }
+      const { status, body } = r.value;
+      try {
+        if (path === '/healthz') {
+          // A failing healthz (500 with the failed checks) is a finding about the kubelet, not a source error.
+          this.#lastHealthz = body.trim();
+          signals.push({ type: 'kubeletHealth', at, ok: status === 200 && body.trim() === 'ok', body: body.trim() });
+        } else if (path === '/stats/summary') {
+          signals.push({ type: 'statsSummary', at, summary: JSON.parse(body) as StatsSummary });
+        } else {
+          const list = JSON.parse(body) as WireList;
+          const pods = (list.items ?? []).map((p) => withTypeMeta(p, 'v1', 'Pod') as unknown as KubePod);
+          signals.push({ type: 'pods', at, pods });
+        }
+      } catch (err) {
+        this.#errors.set(path, { permanent: false, message: `kubelet ${path} sent a body that is not valid JSON: ${oneLine((err as Error).message)}` });
+      }
+    });
+    if (signals.length > 0) this.#emit(signals);
+    return this.#roundDone(this.#errors.size === 0);
+  }
+
+  #roundDone(ok: boolean): boolean {
+    if (ok) {
+      if (this.#consecutiveFailures > 0) this.#log.info({ failedPolls: this.#consecutiveFailures }, 'kubelet answers again');
+      this.#consecutiveFailures = 0;
+      this.#everSucceeded = true;
+      this.#backoff.reset();
+    } else {
+      this.#failedPolls++;
+      this.#consecutiveFailures++;
+      const n = this.#consecutiveFailures;
+      if ((n & (n - 1)) === 0) {
+        this.#log.warn({ attempt: n, errors: [...this.#errors.values()].map((e) => e.message) }, 'kubelet poll failed; retrying with backoff');
+      }
+    }
+    return ok;
+  }
+
+  #emit(signals: Signal[]): void {
+    if (this.#abort.signal.aborted || !this.#sink) return;
+    this.#signals += signals.length;
+    this.#lastSignalAt = isoAt(this.#clock.now());
+    try {
+      this.#sink(signals);
+    } catch (err) {
+      this.#log.error({ err }, 'signal sink threw');
+    }
+  }
+
+  /** Re-reads the token (and CA) when the file changed; rebuilds the TLS agent when the CA did. */
+  async #credentials(): Promise<string> {
+    const token = await readIfChanged(this.#tokenFile, 'service-account token file', this.#token);
+    if (this.#token && token.content !== this.#token.content) {
+      this.#tokenReloads++;
+      this.#log.info({ tokenFile: this.#tokenFile }, 'service-account token changed; using the new one');
+    }
+    this.#token = token;
+    if (!this.#insecure) {
+      const ca = await readIfChanged(this.#caFile, 'kubelet CA file', this.#ca);
+      if (this.#ca && ca.content !== this.#ca.content) {
+        this.#log.info({ caFile: this.#caFile }, 'kubelet CA file changed; reconnecting with the new CA');
+        this.#agent?.destroy();
+        this.#agent = undefined;
+      }
+      this.#ca = ca;
+    }
+    this.#agent ??= new https.Agent({
+      keepAlive: true,
+      maxSockets: 4,
+      ca: this.#insecure ? undefined : this.#ca?.content,
+      rejectUnauthorized: !this.#insecure,
+    });
+    return token.content.trim();
+  }
+
+  #get(path: Endpoint, token: string): Promise<{ status: number; body: string }> {
+    const url = new URL(path, this.#url);
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#timeout)]);
+    return new Promise((resolve, reject) => {
+      const req = https.request(
+        url,
+        { method: 'GET', agent: this.#agent, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' }, signal },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > this.#maxBody) {
+              req.destroy(new Error(`response larger than ${this.#maxBody} bytes`));
+              return;
+            }
+            chunks.push(c);
+          });
+          res.on('error', reject);
+          res.on('end', () => {
+            const body = Buffer.concat(chunks).toString('utf8');
+            const status = res.statusCode ?? 0;
+            if (status === 200 || (path === '/healthz' && status >= 500 && body.trim() !== '')) resolve({ status, body });
+            else reject(new HttpStatusError(status, path, oneLine(statusMessage(body) ?? body)));
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  #describe(err: unknown, path: Endpoint): DescribedFailure {
+    const where = `${this.#url.origin}${path}`;
+    if (err instanceof CredentialFileError) return { permanent: true, message: err.message };
+    if (err instanceof HttpStatusError) {
+      if (err.status === 401) {
+        return {
+          permanent: true,
+          message: `the kubelet rejected the service-account token (401 Unauthorized) on GET ${path}: check ${this.#tokenFile} and that the kubelet runs with --authentication-token-webhook`,
+        };
+      }
+      if (err.status === 403) {
+        return {
+          permanent: true,
+          message: `the kubelet refused GET ${path} (403 Forbidden): the service account needs RBAC ${ENDPOINTS[path]}${err.serverMessage ? ` — kubelet said: ${err.serverMessage}` : ''}`,
+        };
+      }
+      if (err.status === 404) return { permanent: true, message: `the kubelet has no ${path} (404): is ${this.#url.origin} really the kubelet?` };
+      return { permanent: false, message: `the kubelet answered GET ${path} with HTTP ${err.status}${err.serverMessage ? `: ${err.serverMessage}` : ''}` };
+    }
+    const tls = tlsFailureCode(err);
+    if (tls) {
+      return {
+        permanent: true,
+        message: `TLS verification of the kubelet at ${this.#url.origin} failed (${tls}): its serving certificate is not signed by the CA in ${this.#caFile} or does not name this address; enable kubelet serverTLSBootstrap, point the CA file at the kubelet's CA, or set insecureSkipTlsVerify`,
+      };
+    }
+    if (isTimeout(err)) return { permanent: false, message: `the kubelet did not answer GET ${path} within ${this.#timeout} ms` };
+    const net = networkFailureCode(err);
+    if (net) return { permanent: false, message: `cannot reach the kubelet at ${this.#url.origin} (${net})` };
+    return { permanent: false, message: `GET ${where} failed: ${oneLine(err instanceof Error ? err.message : String(err))}` };
+  }
+}
+
+/** Reads a small file again only when its identity (inode, size, mtime) changed. */
+async function readIfChanged(path: string, what: string, prev: FileState | undefined): Promise<FileState> {
+  try {
+    const st = await stat(path);
+    const key = `${st.ino}:${st.size}:${st.mtimeMs}`;
+    if (prev && prev.key === key) return prev;
+    const content = await readFile(path, 'utf8');
+    return { key, content };
+  } catch (err) {
+    throw new CredentialFileError(path, what, err);
+  }
+}
