@@ -62,6 +62,15 @@ const CONTAINER_ID = /(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])/g;
 const CGROUP_IN_LINE =
   /(?:Memory cgroup stats for |Task in |oom_memcg=|task_memcg=)(\/[^\s:,]*)/;
 
+/** Kills whose kernel lines are kept as evidence (the newest). */
+const EVIDENCE_KILLS = 3;
+
+/** Lines before a kill line searched for its report (the task list of a big cgroup can be long). */
+const MAX_REPORT_LINES = 400;
+
+/** Lines of an OOM report that can name the cgroup, the container or the limit. */
+const REPORT_LINE = /cgroup|cpuset=|Task in |^memory: usage|^Killed process|oom-kill:/;
+
 /** Kernel lines of the view: kmsg, plus journald kernel lines that kmsg does not already hold. */
 export function kernelLines(logs: LogLine[]): LogLine[] {
   const kmsg = logs.filter((l) => l.source === 'kmsg');
@@ -92,33 +101,36 @@ export function parseMemcgOomKills(lines: LogLine[]): MemcgOomKill[] {
   const killIdx: number[] = [];
   for (let i = 0; i < lines.length; i++) {
     const text = lines[i]!.text;
-    const m = MEMCG_KILL.exec(text);
-    if (m) {
-      killIdx.push(i);
+    // Cheap substring tests first: kernel logs are large and kills are rare.
+    if (text.includes('Memory cgroup out of memory')) {
+      if (MEMCG_KILL.test(text)) killIdx.push(i);
       continue;
     }
     // Kernels that print only the structured line: count it when it names a memcg constraint.
-    const kv = OOM_KILL_KV.exec(text);
-    if (kv && /constraint=CONSTRAINT_MEMCG/.test(text)) {
-      const pid = /(?:^|,)pid=(\d+)/.exec(kv[1]!)?.[1];
+    if (text.startsWith('oom-kill:') && text.includes('constraint=CONSTRAINT_MEMCG')) {
+      const pid = /(?:^|,)pid=(\d+)/.exec(text)?.[1];
+      const at = timeMs(lines[i]!.at);
       const hasKillLine = lines
         .slice(Math.max(0, i - 3), i + 4)
-        .some((l) => MEMCG_KILL.exec(l.text)?.[1] === pid && Math.abs(timeMs(l.at) - timeMs(lines[i]!.at)) <= 2000);
+        .some((l) => MEMCG_KILL.exec(l.text)?.[1] === pid && Math.abs(timeMs(l.at) - at) <= 2000);
       if (!hasKillLine) killIdx.push(i);
     }
   }
+  const isKill = new Set(killIdx);
   let prev = -1;
   for (const i of killIdx) {
     const line = lines[i]!;
     const t = timeMs(line.at);
-    const report: LogLine[] = [];
-    for (let j = prev + 1; j < lines.length; j++) {
-      const lt = timeMs(lines[j]!.at);
-      if (j < i && t - lt > 10_000) continue;
-      if (j > i && (lt - t > 1000 || killIdx.includes(j))) break;
-      report.push(lines[j]!);
-    }
-    prev = i;
+    // LogLine times are normalised ISO strings: compare them as strings, the report is short.
+    const notBefore = new Date(t - 10_000).toISOString();
+    const notAfter = new Date(t + 1000).toISOString();
+    let from = i;
+    while (from - 1 > prev && i - from < MAX_REPORT_LINES && lines[from - 1]!.at >= notBefore) from--;
+    const report: LogLine[] = lines.slice(from, i + 1);
+    let j = i + 1;
+    for (; j < lines.length && j - i < MAX_REPORT_LINES && !isKill.has(j) && lines[j]!.at <= notAfter; j++) report.push(lines[j]!);
+    // The next report starts after this one's trailing lines ("Killed process ..." of the old format).
+    prev = j - 1;
     const m = MEMCG_KILL.exec(line.text);
     let pid = m ? Number(m[1]) : Number(/(?:^|,)pid=(\d+)/.exec(line.text)?.[1] ?? 0);
     let comm = m ? m[2]! : (/(?:^|,)task=([^,]+)/.exec(line.text)?.[1] ?? 'unknown');
@@ -134,6 +146,7 @@ export function parseMemcgOomKills(lines: LogLine[]): MemcgOomKill[] {
     let cgroup: string | undefined;
     let limitLine: string | undefined;
     for (const l of report) {
+      if (!REPORT_LINE.test(l.text)) continue;
       const isPath = CGROUP_IN_LINE.exec(l.text);
       if (isPath && !cgroup) cgroup = isPath[1];
       for (const u of l.text.matchAll(POD_UID)) podUids.add(u[1]!.replace(/_/g, '-').toLowerCase());
@@ -269,7 +282,8 @@ export function createOomKilledDetector(opts: Partial<OomKilledOptions> = {}): D
         const firstAt = earliest([...killTimes, s?.at]);
         const evidence: Evidence[] = [];
         if (c && s) evidence.push(...statusEvidence(c, view.now, s.terminal ? ['state'] : ['lastState', 'state']));
-        for (const k of t.kills) {
+        // The last kills tell the story; the count says how many there were.
+        for (const k of t.kills.slice(-EVIDENCE_KILLS)) {
           const src = k.lines[0]!.source === 'kmsg' ? 'kmsg' : 'journald';
           evidence.push({ source: src, at: k.at, text: clip(k.lines[0]!.text) });
           const victim = k.lines.find((l) => /^Killed process \d+/.test(l.text));

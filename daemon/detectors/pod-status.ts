@@ -95,8 +95,17 @@ export function isCompletedPod(pod: KubePod): boolean {
  * this node's. Pods not yet scheduled (no nodeName) are kept.
  */
 export function nodePods(view: NodeView): KubePod[] {
-  return (view.pods ?? []).filter((p) => !p.spec?.nodeName || p.spec.nodeName === view.nodeName);
+  if (!view.pods) return [];
+  let mine = nodePodCache.get(view.pods);
+  if (!mine || mine.nodeName !== view.nodeName) {
+    mine = { nodeName: view.nodeName, pods: view.pods.filter((p) => !p.spec?.nodeName || p.spec.nodeName === view.nodeName) };
+    nodePodCache.set(view.pods, mine);
+  }
+  return mine.pods;
 }
+
+/** nodePods() per pod list: several detectors ask for it in one cycle. */
+const nodePodCache = new WeakMap<KubePod[], { nodeName: string; pods: KubePod[] }>();
 
 /** Every container (init containers included) of every pod of this node. */
 export function listContainers(view: NodeView): ContainerContext[] {
@@ -123,8 +132,16 @@ export function listContainers(view: NodeView): ContainerContext[] {
 
 /** Finds a pod of the view by namespace and name. */
 export function findPod(view: NodeView, namespace: string, name: string): KubePod | undefined {
-  return nodePods(view).find((p) => (p.metadata.namespace ?? 'default') === namespace && p.metadata.name === name);
+  const pods = nodePods(view);
+  let index = podIndexCache.get(pods);
+  if (!index) {
+    index = new Map(pods.map((p) => [`${p.metadata.namespace ?? 'default'}/${p.metadata.name ?? ''}`, p]));
+    podIndexCache.set(pods, index);
+  }
+  return index.get(`${namespace}/${name}`);
 }
+
+const podIndexCache = new WeakMap<KubePod[], Map<string, KubePod>>();
 
 /** The container an event's fieldPath names (`spec.containers{name}`), if any. */
 export function eventContainer(e: KubeEvent): string | undefined {
@@ -134,21 +151,37 @@ export function eventContainer(e: KubeEvent): string | undefined {
   return m ? m[1] : undefined;
 }
 
+/** Pod events of a view indexed by `ns/pod`, built once per view's event list. */
+const podEventIndex = new WeakMap<KubeEvent[], Map<string, KubeEvent[]>>();
+
+function indexPodEvents(events: KubeEvent[]): Map<string, KubeEvent[]> {
+  let index = podEventIndex.get(events);
+  if (index) return index;
+  index = new Map();
+  for (const e of events) {
+    const o = eventObject(e);
+    if ((o.kind ?? 'Pod') !== 'Pod' || !o.name) continue;
+    const key = `${o.namespace ?? e.metadata.namespace ?? 'default'}/${o.name}`;
+    const list = index.get(key);
+    if (list) list.push(e);
+    else index.set(key, [e]);
+  }
+  for (const list of index.values()) list.sort((a, b) => timeMs(eventLastTime(a)) - timeMs(eventLastTime(b)));
+  podEventIndex.set(events, index);
+  return index;
+}
+
 /**
  * Events about one pod (and, when `container` is given, about that container
- * or the pod as a whole), newest last.
+ * or the pod as a whole), oldest last seen first.
  */
 export function podEvents(view: NodeView, namespace: string, pod: string, container?: string): KubeEvent[] {
-  const out = view.events.filter((e) => {
-    const o = eventObject(e);
-    if ((o.kind ?? 'Pod') !== 'Pod' || o.name !== pod || (o.namespace ?? e.metadata.namespace ?? 'default') !== namespace) {
-      return false;
-    }
-    if (container === undefined) return true;
+  const all = indexPodEvents(view.events).get(`${namespace}/${pod}`) ?? [];
+  if (container === undefined) return [...all];
+  return all.filter((e) => {
     const c = eventContainer(e);
     return c === undefined || c === container;
   });
-  return out.sort((a, b) => timeMs(eventLastTime(a)) - timeMs(eventLastTime(b)));
 }
 
 /** One event as evidence: `Reason: message (xN over 12m)`. */

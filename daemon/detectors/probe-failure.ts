@@ -18,6 +18,7 @@
 import { eventCount, eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent } from '../core/kube.js';
 import type { Detector, Evidence, FindingDraft, NodeView, Subject } from '../core/types.js';
 import {
+  type ContainerContext,
   dedupeEvidence,
   earliest,
   eventContainer,
@@ -91,15 +92,22 @@ export function createProbeFailureDetector(opts: Partial<ProbeFailureOptions> = 
           group(e, /startup probe/i.test(msg) ? 'startup' : 'liveness').kills.push(e);
         }
       }
-      const containers = listContainers(view);
+      const byPod = new Map<string, ContainerContext[]>();
+      for (const c of listContainers(view)) {
+        const key = `${c.namespace}/${c.podName}`;
+        const list = byPod.get(key);
+        if (list) list.push(c);
+        else byPod.set(key, [c]);
+      }
       const out: FindingDraft[] = [];
       for (const g of groups.values()) {
         const pod = findPod(view, g.namespace, g.pod);
         if (view.pods && !pod) continue;
         if (pod && (isCompletedPod(pod) || pod.metadata.deletionTimestamp)) continue;
-        const appContainers = containers.filter((c) => c.namespace === g.namespace && c.podName === g.pod && !c.init);
+        const inPod = byPod.get(`${g.namespace}/${g.pod}`) ?? [];
+        const appContainers = inPod.filter((c) => !c.init);
         const containerName = g.container ?? (appContainers.length === 1 ? appContainers[0]!.status.name : undefined);
-        const c = containerName ? containers.find((x) => x.namespace === g.namespace && x.podName === g.pod && x.status.name === containerName) : undefined;
+        const c = containerName ? inPod.find((x) => x.status.name === containerName) : undefined;
 
         const recentUnhealthy = g.unhealthy.filter((e) => within(view.now, eventLastTime(e), windowMs));
         const failures = recentUnhealthy.reduce((n, e) => n + eventCount(e), 0);
