@@ -277,7 +277,10 @@ describe('OOMKilled from kernel memcg reports', () => {
     expect(drafts[0]!.category).toBe('OOMKilled');
     expect(drafts[0]!.subject).toEqual({ kind: 'Node', name: 'edge-test' });
     expect(drafts[0]!.detail).toBe('/system.slice/fluent-bit.service');
+    expect(drafts[0]!.occurrences).toBe(1);
     expect(drafts[0]!.message).toContain('not the node running out of memory');
+    // Kernels that print only the structured line still count one kill.
+    expect(parseMemcgOomKills(logs.slice(0, 1)).map((k) => [k.pid, k.comm, k.cgroup])).toEqual([[812, 'fluent-bit', '/system.slice/fluent-bit.service']]);
   });
 
   it('ignores kills older than the window', () => {

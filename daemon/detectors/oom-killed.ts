@@ -56,7 +56,6 @@ export interface MemcgOomKill {
 }
 
 const MEMCG_KILL = /Memory cgroup out of memory: Kill(?:ed)? process (\d+) \(([^)]*)\)/;
-const OOM_KILL_KV = /^oom-kill:(.*)$/;
 const POD_UID = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/gi;
 const CONTAINER_ID = /(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])/g;
 const CGROUP_IN_LINE =
