@@ -11,6 +11,7 @@ import { createEvictedDetector, type EvictedOptions } from './evicted.js';
 import { createHostMemoryDetector, type HostMemoryOptions } from './host-memory.js';
 import { createImagePullDetector, type ImagePullOptions } from './image-pull.js';
 import { createKubeletHealthDetector, type KubeletHealthOptions } from './kubelet-health.js';
+import { createLogRuleDetector, type LogRuleDetectorOptions } from './log-rules.js';
 import { createNodeConditionsDetector, type NodeConditionsOptions } from './node-conditions.js';
 import { createOomKilledDetector, type OomKilledOptions } from './oom-killed.js';
 import { createProbeFailureDetector, type ProbeFailureOptions } from './probe-failure.js';
@@ -29,11 +30,17 @@ export interface DetectorOptions {
   nodeConditions?: Partial<NodeConditionsOptions>;
   kubeletHealth?: Partial<KubeletHealthOptions>;
   statsSummary?: Partial<StatsSummaryOptions>;
+  /** The log-rule detector (rule files under daemon/rules plus site files). */
+  logRules?: LogRuleDetectorOptions;
   /** Options of the correlation pass that runs after the detectors. */
   correlation?: Partial<CorrelationOptions>;
 }
 
-/** Builds every detector with its options. */
+/**
+ * Builds every detector with its options. Loads and compiles the log rule files
+ * (I/O, once): call it at start-up, not per cycle. Throws RuleFileError on a bad
+ * rule file.
+ */
 export function createDetectors(opts: DetectorOptions = {}): Detector[] {
   return [
     createDiskDetector(opts.disk),
@@ -47,5 +54,6 @@ export function createDetectors(opts: DetectorOptions = {}): Detector[] {
     createContainerConfigDetector(opts.containerConfig),
     createProbeFailureDetector(opts.probeFailure),
     createEvictedDetector(opts.evicted),
+    createLogRuleDetector(opts.logRules),
   ];
 }
