@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readBundle } from '../daemon/collectors/bundle.js';
 import { KubeApiCollector, type KubeApiCollectorOptions } from '../daemon/collectors/kube-api.js';
+import { EventFilter } from '../daemon/collectors/kube/event-filter.js';
 import type { KubeEvent, KubeNode, KubePod } from '../daemon/core/kube.js';
 import type { Signal } from '../daemon/core/types.js';
 import { FakeApiServer, type FakeApiServerOptions, type Obj } from './harness/fake-apiserver.js';
@@ -205,6 +206,23 @@ describe('KubeApiCollector against the fake API server', () => {
     expect(collector.status().state).toBe('healthy');
   });
 
+  it('re-watches from the last (bookmarked) resourceVersion when the server ends a quiet watch, without relisting', async () => {
+    const { api, collector, signals } = await setup({}, { watchTimeoutSeconds: 1 });
+    await until(() => api.openWatches >= 6, 'watches open');
+    // A change elsewhere moves the global resourceVersion; a bookmark tells the pods watch about it.
+    api.addEvent({ metadata: { name: 'unrelated.1', namespace: 'other' }, involvedObject: { kind: 'Pod', name: 'x', namespace: 'other' }, reason: 'Pulled' });
+    api.bookmark();
+    const bookmarked = String(api.resourceVersion);
+    const listsBefore = api.requests.filter((r) => !r.watch).length;
+    const podWatches = () => api.requestsFor('/api/v1/pods').filter((r) => r.watch);
+    await until(() => podWatches().length >= 2, 'the pods watch reopened after the server-side timeout', 5000);
+    expect(podWatches()[0]!.query).toMatchObject({ allowWatchBookmarks: 'true', timeoutSeconds: '1', fieldSelector: `spec.nodeName=${NODE}` });
+    expect(podWatches()[1]!.query.resourceVersion).toBe(bookmarked);
+    expect(api.requests.filter((r) => !r.watch).length).toBe(listsBefore);
+    expect(signals.some((s) => s.type === 'gap')).toBe(false);
+    expect(collector.status()).toMatchObject({ state: 'healthy', detail: { retries: 0, relists: 0 } });
+  });
+
   for (const goneAs of ['watch-error', 'http'] as const) {
     it(`relists after 410 Gone (${goneAs}) and loses no update made while disconnected`, async () => {
       const { api, collector, signals } = await setup({ goneAs });
@@ -239,6 +257,11 @@ describe('KubeApiCollector against the fake API server', () => {
       const goneIdx = podReqs.findIndex((r) => r.watch && r.query.resourceVersion !== '' && Number(r.query.resourceVersion) < api.resourceVersion && (goneAs === 'http' ? r.status === 410 : r.status === 200));
       expect(goneIdx).toBeGreaterThan(0);
       expect(podReqs.slice(goneIdx + 1).some((r) => !r.watch && r.status === 200)).toBe(true);
+      // The relist is reported as a gap: what happened in between is known only by its end state.
+      const gaps = () => signals.filter((s): s is Extract<Signal, { type: 'gap' }> => s.type === 'gap');
+      await until(() => gaps().some((g) => /^(\S+, )*pods[ ,]/.test(g.detail)), 'gap signal for pods');
+      expect(gaps().every((g) => g.source === 'kube-api')).toBe(true);
+      expect(gaps().find((g) => /^(\S+, )*pods[ ,]/.test(g.detail))!.detail).toMatch(/ relisted after the watch expired \(410 Gone\): changes since \d{4}-\d\d-\d\dT[\d:.]+Z are seen only as their end state/);
       // No event doubled by the relist: each (uid, resourceVersion) once.
       const seen = events(signals).map((e) => `${e.metadata.uid}@${e.metadata.resourceVersion}`);
       expect(new Set(seen).size).toBe(seen.length);
@@ -334,5 +357,41 @@ describe('KubeApiCollector against the fake API server', () => {
     cleanups.push(() => collector.stop());
     await collector.start(() => undefined);
     expect(collector.status()).toMatchObject({ state: 'failing', lastError: expect.stringContaining('missing-kubeconfig.yaml cannot be read (ENOENT)') });
+  });
+});
+
+describe('EventFilter (which events become signals)', () => {
+  const pod = (name: string, uid: string): KubePod => ({ metadata: { name, namespace: 'shop', uid }, spec: { nodeName: NODE } });
+  const ev = (name: string, podUid: string, rv: string, podName = 'checkout'): KubeEvent => ({
+    metadata: { name, namespace: 'shop', uid: `ev-${name}`, resourceVersion: rv },
+    involvedObject: { kind: 'Pod', name: podName, namespace: 'shop', uid: podUid },
+    reason: 'BackOff',
+  });
+
+  it('emits an event once per resourceVersion, again when it repeats', () => {
+    const f = new EventFilter();
+    f.setPods([pod('checkout', 'u1')]);
+    expect(f.acceptPodEvent(ev('a', 'u1', '10'))).toHaveLength(1);
+    expect(f.acceptPodEvent(ev('a', 'u1', '10'))).toHaveLength(0); // the same event seen again by a relist
+    expect(f.acceptPodEvent(ev('a', 'u1', '12'))).toHaveLength(1); // count went up
+  });
+
+  it('holds an event that beats its pod and emits it when the pod appears; other nodes’ pods never', () => {
+    const f = new EventFilter({ maxPending: 3 });
+    f.setPods([]);
+    expect(f.acceptPodEvent(ev('early', 'u2', '5', 'cart'))).toEqual([]);
+    for (let i = 0; i < 5; i++) f.acceptPodEvent(ev(`other-${i}`, `elsewhere-${i}`, '6'));
+    // Bounded: only the three newest unmatched events are kept, so the early one fell out.
+    expect(f.dropped).toBe(3);
+    expect(f.setPods([pod('cart', 'u2')])).toEqual([]);
+    f.acceptPodEvent(ev('early-2', 'u3', '7', 'ledger'));
+    expect(f.setPods([pod('cart', 'u2'), pod('ledger', 'u3')]).map((e) => e.metadata.name)).toEqual(['early-2']);
+  });
+
+  it('keeps its memory of emitted events bounded', () => {
+    const f = new EventFilter({ maxTracked: 16 });
+    f.setPods([pod('checkout', 'u1')]);
+    for (let i = 0; i < 1000; i++) f.acceptPodEvent(ev(`e${i}`, 'u1', String(i)));
+    expect(f.tracked).toBe(16);
   });
 });

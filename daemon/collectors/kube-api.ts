@@ -89,6 +89,10 @@ export function loadKubeConfig(opts: Pick<KubeApiCollectorOptions, 'kubeconfigPa
     }
   } else {
     kc.loadFromCluster();
+    // Outside a pod the service host is unset and the client builds "https://undefined:undefined".
+    if (/^https?:\/\/(undefined|\[undefined\])(:|$)/.test(kc.getCurrentCluster()?.server ?? '')) {
+      throw new KubeSourceConfigError('not running in a Kubernetes pod (no KUBERNETES_SERVICE_HOST) and no kubeconfig given');
+    }
   }
   if (opts.context) kc.setCurrentContext(opts.context);
   if (!kc.getCurrentCluster()) throw new KubeSourceConfigError('the kubeconfig names no current cluster');
@@ -160,6 +164,9 @@ export class KubeApiCollector implements Collector {
   #signals = 0;
   #lastSignalAt: Timestamp | null = null;
   #eventsEmitted = 0;
+  #gapNames = new Set<string>();
+  #gapSince = Number.POSITIVE_INFINITY;
+  #gapTimer: NodeJS.Timeout | undefined;
 
   constructor(opts: KubeApiCollectorOptions) {
     if (!opts.nodeName) throw new KubeSourceConfigError('kube-api collector needs nodeName');
@@ -174,6 +181,7 @@ export class KubeApiCollector implements Collector {
     if (this.#running) return;
     this.#running = true;
     this.#sink = sink;
+    this.#configError = null;
     try {
       this.#transport = new KubeTransport(loadKubeConfig(this.#o), { requestTimeoutMs: this.#o.requestTimeoutMs });
     } catch (err) {
@@ -224,6 +232,8 @@ export class KubeApiCollector implements Collector {
     this.#running = false;
     if (this.#podsTimer) clearTimeout(this.#podsTimer);
     this.#podsTimer = undefined;
+    if (this.#gapTimer) clearTimeout(this.#gapTimer);
+    this.#gapTimer = undefined;
     const all = [...this.#core, ...this.#eventNs.values()];
     this.#core = [];
     this.#eventNs.clear();
@@ -275,8 +285,33 @@ export class KubeApiCollector implements Collector {
     return isoAt(this.#clock.now());
   }
 
+  /**
+   * Reflectors relist together after an outage; one gap signal says which
+   * collections were relisted and since when their changes were not followed.
+   */
+  #noteGap(name: string, sinceMs: number): void {
+    this.#gapNames.add(name);
+    this.#gapSince = Math.min(this.#gapSince, sinceMs);
+    this.#gapTimer ??= setTimeout(() => {
+      this.#gapTimer = undefined;
+      const names = [...this.#gapNames].sort();
+      const since = isoAt(this.#gapSince);
+      this.#gapNames.clear();
+      this.#gapSince = Number.POSITIVE_INFINITY;
+      this.#emit([
+        {
+          type: 'gap',
+          at: this.#now(),
+          source: 'kube-api',
+          detail: `${names.join(', ')} relisted after the watch expired (410 Gone): changes since ${since} are seen only as their end state; events that came and went in between are missing`,
+        },
+      ]);
+    }, 250);
+  }
+
   #reflector(name: string, path: string, fieldSelector: string, kind: string, handler: ReflectorHandler): Reflector {
     const transport = this.#transport!;
+    handler.relisted ??= (since) => this.#noteGap(name, since);
     const resource = path.split('/').pop() ?? path;
     return new Reflector({
       name,

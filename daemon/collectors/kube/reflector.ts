@@ -23,6 +23,11 @@ export interface ReflectorHandler {
   sync(items: WireObject[]): void;
   /** One change from the watch stream. */
   change(type: 'ADDED' | 'MODIFIED' | 'DELETED', obj: WireObject): void;
+  /**
+   * Called after a relist that replaced a watch (410 Gone): changes between
+   * `sinceMs` (last contact, clock ms) and now were not seen one by one.
+   */
+  relisted?(sinceMs: number): void;
 }
 
 /** Settings of one reflector. */
@@ -87,6 +92,8 @@ export class Reflector {
   #firstAttemptDone!: () => void;
   #rv = '';
   #expiredInRow = 0;
+  /** Clock time of the last list or watch event. */
+  #lastContactMs = 0;
   #stats: ReflectorStats;
 
   constructor(opts: ReflectorOptions) {
@@ -235,10 +242,14 @@ export class Reflector {
     } while (cont && !signal.aborted);
     if (signal.aborted) return;
     this.#o.gate?.reachable();
+    const relist = this.#stats.lists > 0;
+    const since = this.#lastContactMs;
     this.#stats.lists++;
     this.#stats.synced = true;
     this.#rv = rv;
+    this.#lastContactMs = o.clock.now();
     o.handler.sync(items);
+    if (relist) o.handler.relisted?.(since);
   }
 
   async #watch(signal: AbortSignal): Promise<'closed' | 'expired' | 'too-short' | 'aborted'> {
@@ -266,6 +277,7 @@ export class Reflector {
           return;
         }
         events++;
+        this.#lastContactMs = o.clock.now();
         if (events === 1) this.#recovered();
         const rv = obj.metadata?.resourceVersion;
         if (rv) this.#rv = rv;
