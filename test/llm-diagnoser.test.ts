@@ -10,7 +10,7 @@ import {
   LlmDiagnoser,
   type LlmDiagnoserOptions,
 } from '../daemon/diagnoser/llm-diagnoser.js';
-import { buildPrompt, DIAGNOSIS_LIMITS, DIAGNOSIS_SCHEMA, SYSTEM_PROMPT } from '../daemon/diagnoser/prompt.js';
+import { buildPrompt, COMPACT_DIAGNOSIS_SCHEMA, DIAGNOSIS_LIMITS, DIAGNOSIS_SCHEMA, SYSTEM_PROMPT } from '../daemon/diagnoser/prompt.js';
 import { type FindingFacts, RuleHintDiagnoser } from '../daemon/diagnoser/rule-hint.js';
 
 const logger = pino({ level: 'silent' });
@@ -255,7 +255,7 @@ describe('LLM diagnoser', () => {
     expect((await d2.diagnose(finding)).confidence).toBe('high');
   });
 
-  it('retries a cut-off answer once with a smaller prompt', async () => {
+  it('retries a cut-off answer once with a smaller prompt and a tighter grammar', async () => {
     const many = Array.from({ length: 14 }, (_, i) => ({ source: 'podLog' as const, at: at(31 + i), text: `ERROR step ${'abcdefghijklmn'[i]}${'opqrstuvwxyzab'[i]} failed while loading ledger partitions` }));
     const finding = crashLoop(many);
     const { backend, d } = diagnoserWith(
@@ -271,6 +271,9 @@ describe('LLM diagnoser', () => {
     expect(wordTokens(second?.userPrompt ?? '')).toBeLessThan(wordTokens(first?.userPrompt ?? ''));
     expect(wordTokens(second?.userPrompt ?? '')).toBeLessThanOrEqual(600);
     expect(second?.systemPrompt).toBe(first?.systemPrompt);
+    expect(first?.jsonSchema).toBe(DIAGNOSIS_SCHEMA);
+    expect(second?.jsonSchema).toBe(COMPACT_DIAGNOSIS_SCHEMA);
+    expect(second?.jsonSchema?.properties.probableCause.maxLength).toBeLessThan(DIAGNOSIS_SCHEMA.properties.probableCause.maxLength);
     expect(d.stats().retries).toBe(1);
   });
 
@@ -291,9 +294,11 @@ describe('LLM diagnoser', () => {
 
   it('falls back when the answer is not JSON or misses required fields', async () => {
     const finding = crashLoop();
-    const { d } = diagnoserWith([{ text: 'Sure! The node is fine, all good.' }, { text: '{"summary": "all good"' }]);
+    const { backend, d } = diagnoserWith([{ text: 'Sure! The node is fine, all good.' }, { text: '{"summary": "all good"' }]);
     const out = await d.diagnose(finding);
     expect(out.fallback).toBe('unparseable');
+    // Not cut off, just wrong: the retry keeps the full schema.
+    expect(backend.requests.map((r) => r.jsonSchema)).toEqual([DIAGNOSIS_SCHEMA, DIAGNOSIS_SCHEMA]);
     expect(out.diagnoser).toBe('rule-hint');
     const { d: d2 } = diagnoserWith([{ text: '{"summary": "all good"}' }, { text: '{"summary": "all good", "probableCause": "none", "nextSteps": []}' }]);
     const out2 = await d2.diagnose(finding);

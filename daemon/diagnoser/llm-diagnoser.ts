@@ -8,13 +8,15 @@
  * rule, and a cut-off answer is not JSON), strings and arrays are bounded,
  * every cited evidence number must exist in the prompt, and only read-only
  * diagnostic commands survive. When the answer is cut off or unusable the
- * diagnoser retries once with less evidence, then falls back to the rule hint
- * and says so in `fallback`, so metrics can count it.
+ * diagnoser retries once with less evidence (and, after a cut-off, a schema
+ * whose tighter bounds the grammar enforces, so the answer fits), then falls
+ * back to the rule hint and says so in `fallback`, so metrics can count it.
  */
 import type { Logger } from 'pino';
 import type { Diagnosis, Diagnoser, Finding } from '../core/types.js';
 import {
   buildPrompt,
+  COMPACT_DIAGNOSIS_SCHEMA,
   DIAGNOSIS_LIMITS,
   DIAGNOSIS_SCHEMA,
   type DiagnosisSchema,
@@ -160,7 +162,7 @@ function splitWords(cmd: string): string[] | null {
   return words;
 }
 
-/** The first word that is not a flag nor the value of one of `valueFlags`. */
+/** The words that are neither flags nor the value of one of `valueFlags`, in order. */
 function positionals(args: string[], valueFlags: ReadonlySet<string> = new Set()): string[] {
   const out: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -442,6 +444,8 @@ export class LlmDiagnoser implements Diagnoser {
 
     for (let attempt = 0; attempt < budgets.length; attempt++) {
       if (attempt > 0) this.#stats.retries++;
+      // Less evidence does not make an answer shorter; a tighter grammar does.
+      const schema = attempt > 0 && failure.reason === 'truncated' ? COMPACT_DIAGNOSIS_SCHEMA : DIAGNOSIS_SCHEMA;
       try {
         const prompt = await buildPrompt(
           finding,
@@ -451,7 +455,7 @@ export class LlmDiagnoser implements Diagnoser {
         const res = await backend.complete({
           systemPrompt: prompt.system,
           userPrompt: prompt.user,
-          jsonSchema: DIAGNOSIS_SCHEMA,
+          jsonSchema: schema,
           maxTokens: this.#o.maxTokens,
           signal: combined,
         });

@@ -21,8 +21,19 @@ import type { Finding, Severity, Subject } from '../core/types.js';
 import { maskLine } from '../detectors/templates/masks.js';
 import { factsOf, type RuleHint } from './rule-hint.js';
 
+/** Bounds of the fields of a diagnosis. */
+export interface DiagnosisLimits {
+  summaryChars: number;
+  probableCauseChars: number;
+  stepChars: number;
+  steps: number;
+  commandChars: number;
+  commands: number;
+  evidenceRefs: number;
+}
+
 /** Bounds of the diagnosis fields; the schema asks the grammar for them and the parser checks them again. */
-export const DIAGNOSIS_LIMITS = Object.freeze({
+export const DIAGNOSIS_LIMITS: Readonly<DiagnosisLimits> = Object.freeze({
   summaryChars: 200,
   probableCauseChars: 320,
   stepChars: 160,
@@ -33,34 +44,44 @@ export const DIAGNOSIS_LIMITS = Object.freeze({
 });
 
 /**
- * JSON schema of the model's answer, in the subset node-llama-cpp turns into
- * a grammar. `evidenceRefs` are the `[E<n>]` numbers of the prompt.
+ * Tighter bounds for the retry after a cut-off answer: the grammar then
+ * forces an answer of at most ~1,000 characters (about 300 tokens), so a
+ * rambling model fits the same `maxTokens` the second time.
  */
-export const DIAGNOSIS_SCHEMA = {
-  type: 'object',
-  properties: {
-    summary: { type: 'string', minLength: 1, maxLength: DIAGNOSIS_LIMITS.summaryChars },
-    probableCause: { type: 'string', minLength: 1, maxLength: DIAGNOSIS_LIMITS.probableCauseChars },
-    nextSteps: {
-      type: 'array',
-      items: { type: 'string', minLength: 1, maxLength: DIAGNOSIS_LIMITS.stepChars },
-      minItems: 1,
-      maxItems: DIAGNOSIS_LIMITS.steps,
-    },
-    commands: {
-      type: 'array',
-      items: { type: 'string', minLength: 1, maxLength: DIAGNOSIS_LIMITS.commandChars },
-      maxItems: DIAGNOSIS_LIMITS.commands,
-    },
-    confidence: { enum: ['low', 'medium', 'high'] },
-    evidenceRefs: { type: 'array', items: { type: 'integer' }, maxItems: DIAGNOSIS_LIMITS.evidenceRefs },
-  },
-  required: ['summary', 'probableCause', 'nextSteps', 'commands', 'confidence', 'evidenceRefs'],
-  additionalProperties: false,
-} as const;
+export const COMPACT_DIAGNOSIS_LIMITS: Readonly<DiagnosisLimits> = Object.freeze({
+  summaryChars: 120,
+  probableCauseChars: 200,
+  stepChars: 100,
+  steps: 3,
+  commandChars: 100,
+  commands: 3,
+  evidenceRefs: 4,
+});
 
-/** Type of {@link DIAGNOSIS_SCHEMA}. */
-export type DiagnosisSchema = typeof DIAGNOSIS_SCHEMA;
+function schemaFor(l: DiagnosisLimits) {
+  return {
+    type: 'object',
+    properties: {
+      summary: { type: 'string', minLength: 1, maxLength: l.summaryChars },
+      probableCause: { type: 'string', minLength: 1, maxLength: l.probableCauseChars },
+      nextSteps: { type: 'array', items: { type: 'string', minLength: 1, maxLength: l.stepChars }, minItems: 1, maxItems: l.steps },
+      commands: { type: 'array', items: { type: 'string', minLength: 1, maxLength: l.commandChars }, maxItems: l.commands },
+      confidence: { enum: ['low', 'medium', 'high'] },
+      evidenceRefs: { type: 'array', items: { type: 'integer' }, maxItems: l.evidenceRefs },
+    },
+    required: ['summary', 'probableCause', 'nextSteps', 'commands', 'confidence', 'evidenceRefs'],
+    additionalProperties: false,
+  } as const;
+}
+
+/** Shape of the answer schemas, in the subset node-llama-cpp turns into a grammar. */
+export type DiagnosisSchema = ReturnType<typeof schemaFor>;
+
+/** JSON schema of the model's answer. `evidenceRefs` are the `[E<n>]` numbers of the prompt. */
+export const DIAGNOSIS_SCHEMA: DiagnosisSchema = Object.freeze(schemaFor(DIAGNOSIS_LIMITS));
+
+/** The same schema with {@link COMPACT_DIAGNOSIS_LIMITS}, for the retry after a cut-off answer. */
+export const COMPACT_DIAGNOSIS_SCHEMA: DiagnosisSchema = Object.freeze(schemaFor(COMPACT_DIAGNOSIS_LIMITS));
 
 const SYSTEM_RULES = `You are nodesage, a troubleshooting assistant that runs on one Kubernetes node. You explain one problem that the node agent detected.
 The user message is a report written by the agent: the finding, its facts, a rule-based hint, optional runbook notes and numbered evidence lines.
