@@ -174,6 +174,22 @@ describe('KubeletCollector against the fake kubelet', () => {
     expect(ofType(signals, 'kubeletHealth')).toHaveLength(1);
   });
 
+  it('keeps polling stats when /healthz is forbidden (older kubelets want nodes/proxy for it) and says so', async () => {
+    writeFileSync(tokenFile, TOKEN);
+    const kubelet = await FakeKubelet.create({ bundleDir: FIXTURE, ca, tls: kubeletTls, tokens: [TOKEN] });
+    cleanups.push(() => kubelet.stop());
+    kubelet.forbid('/healthz');
+    const collector = new KubeletCollector({ kubeletUrl: kubelet.url, tokenFile, caFile, logger: silent, intervalMs: 30 });
+    cleanups.push(() => collector.stop());
+    const signals: Signal[] = [];
+    await collector.start((b) => signals.push(...b));
+    await until(() => ofType(signals, 'statsSummary').length >= 3, 'three polls');
+    expect(collector.status()).toMatchObject({ state: 'healthy', lastError: null, detail: { healthz: 'forbidden: needs RBAC get on nodes/healthz' } });
+    expect(ofType(signals, 'kubeletHealth')).toEqual([]);
+    // Asked once, not on every poll.
+    expect(kubelet.requests.filter((r) => r.path === '/healthz')).toHaveLength(1);
+  });
+
   it('says the kubelet is unreachable, retries with bounded backoff for an hour, and recovers', async () => {
     writeFileSync(tokenFile, TOKEN);
     const kubelet = await FakeKubelet.create({ bundleDir: FIXTURE, ca, tls: kubeletTls, tokens: [TOKEN] });

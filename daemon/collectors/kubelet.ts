@@ -7,7 +7,8 @@
  * `/pods` and `/healthz` need `get nodes/pods` and `get nodes/healthz`, the
  * fine-grained kubelet subresources (Kubernetes ≥ 1.33; older kubelets only
  * authorise those two paths with `nodes/proxy`, so there leave `emitPods` off
- * and let the API-server source provide pods). The bearer token file is
+ * and let the API-server source provide pods; a forbidden /healthz is skipped,
+ * shown in status detail and asked again every 10 minutes). The bearer token file is
  * re-read whenever it changes (projected tokens rotate hourly) and the CA file
  * likewise; TLS verification is on unless explicitly switched off.
  */
@@ -73,6 +74,9 @@ const ENDPOINTS = {
 
 type Endpoint = keyof typeof ENDPOINTS;
 
+/** After a 403 on /healthz, ask again this much later (RBAC may have been fixed). */
+const HEALTHZ_RECHECK_MS = 10 * 60_000;
+
 interface FileState {
   key: string;
   content: string;
@@ -106,6 +110,9 @@ export class KubeletCollector implements Collector {
   #consecutiveFailures = 0;
   #tokenReloads = 0;
   #lastHealthz: string | null = null;
+  /** Clock time before which /healthz is not asked again after a 403. */
+  #healthzForbiddenUntil = 0;
+  #healthzForbiddenLogged = false;
   #everSucceeded = false;
 
   constructor(opts: KubeletCollectorOptions) {
@@ -167,7 +174,8 @@ export class KubeletCollector implements Collector {
       insecureSkipTlsVerify: this.#insecure,
       emitPods: this.#emitPods,
     };
-    if (this.#lastHealthz !== null) detail.healthz = oneLine(this.#lastHealthz, 120);
+    if (this.#healthzForbiddenUntil > 0) detail.healthz = `forbidden: needs RBAC get on nodes/healthz`;
+    else if (this.#lastHealthz !== null) detail.healthz = oneLine(this.#lastHealthz, 120);
     return {
       name: this.name,
       state,
@@ -191,24 +199,42 @@ export class KubeletCollector implements Collector {
   /** One round over the endpoints; true when all answered. */
   async #pollOnce(): Promise<boolean> {
     this.#polls++;
-    this.#errors.clear();
+    // Filled during the round and swapped in at its end, so status never shows a half-finished round.
+    const errors = new Map<Endpoint | 'credentials', DescribedFailure>();
     let token: string;
     try {
       token = await this.#credentials();
     } catch (err) {
-      this.#errors.set('credentials', this.#describe(err, '/stats/summary'));
-      return this.#roundDone(false);
+      errors.set('credentials', this.#describe(err, '/stats/summary'));
+      return this.#roundDone(errors);
     }
-    const paths: Endpoint[] = ['/stats/summary', '/healthz'];
-    if (this.#emitPods) paths.splice(1, 0, '/pods');
+    const paths: Endpoint[] = ['/stats/summary'];
+    if (this.#emitPods) paths.push('/pods');
+    const now = this.#clock.now();
+    if (this.#healthzForbiddenUntil <= now) paths.push('/healthz');
     const results = await Promise.allSettled(paths.map((p) => this.#get(p, token)));
     const at = isoAt(this.#clock.now());
     const signals: Signal[] = [];
     results.forEach((r, i) => {
       const path = paths[i]!;
       if (r.status === 'rejected') {
-        this.#errors.set(path, this.#describe(r.reason, path));
+        if (path === '/healthz' && r.reason instanceof HttpStatusError && r.reason.status === 403) {
+          // Health is a bonus: kubelets before fine-grained authorization only allow /healthz with
+          // nodes/proxy, which nodesage never asks for. Stats still flow; look again later.
+          this.#healthzForbiddenUntil = now + HEALTHZ_RECHECK_MS;
+          this.#lastHealthz = null;
+          if (!this.#healthzForbiddenLogged) {
+            this.#healthzForbiddenLogged = true;
+            this.#log.warn({ kubeletUrl: this.#url.origin }, `kubelet /healthz is forbidden; it needs RBAC ${ENDPOINTS['/healthz']}. Polling stats without it`);
+          }
+          return;
+        }
+        errors.set(path, this.#describe(r.reason, path));
         return;
+      }
+      if (path === '/healthz') {
+        this.#healthzForbiddenUntil = 0;
+        this.#healthzForbiddenLogged = false;
       }
       const { status, body } = r.value;
       try {
@@ -224,14 +250,16 @@ export class KubeletCollector implements Collector {
           signals.push({ type: 'pods', at, pods });
         }
       } catch (err) {
-        this.#errors.set(path, { permanent: false, message: `kubelet ${path} sent a body that is not valid JSON: ${oneLine((err as Error).message)}` });
+        errors.set(path, { permanent: false, message: `kubelet ${path} sent a body that is not valid JSON: ${oneLine((err as Error).message)}` });
       }
     });
     if (signals.length > 0) this.#emit(signals);
-    return this.#roundDone(this.#errors.size === 0);
+    return this.#roundDone(errors);
   }
 
-  #roundDone(ok: boolean): boolean {
+  #roundDone(errors: Map<Endpoint | 'credentials', DescribedFailure>): boolean {
+    this.#errors = errors;
+    const ok = errors.size === 0;
     if (ok) {
       if (this.#consecutiveFailures > 0) this.#log.info({ failedPolls: this.#consecutiveFailures }, 'kubelet answers again');
       this.#consecutiveFailures = 0;
