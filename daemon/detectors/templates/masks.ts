@@ -59,6 +59,11 @@ const CALENDAR = new Set(
 );
 
 // Deployment pod name; the hash and suffix alphabets are Kubernetes' SafeEncodeString alphabet.
+// IPv6 (maybe bracketed, with zone and port) or MAC address: groups without digits happen ("fd00::a").
+const IPV6_OR_MAC = /^[[(]?(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?:%\w+)?[\])]?(?::\d{1,5})?[,;.]?$/;
+// Masked segments joined by value punctuation ("<*>:<*>:<*>" of a time) are one value.
+const ADJACENT_PARAMS = /<\*>(?:[-:.,/]+<\*>)+/g;
+
 const POD_NAME = /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?-[bcdfghjklmnpqrstvwxz2456789]{6,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$/;
 
 /** Index just past a path or URL that starts at `i`, and how many `/` it has. */
@@ -101,6 +106,8 @@ export function maskTokens(line: string): string[] {
     let segStart = i;
     let variable = false;
     let hyphens = 0;
+    let colons = 0;
+    let masked = 0;
     let dots = false;
     // Letters or digits outside masked segments: the token is not a bare value.
     let constText = false;
@@ -144,9 +151,12 @@ export function maskTokens(line: string): string[] {
         }
       }
       if (k & DELIM) {
+        if (c === 58) colons++;
         // Close the segment [segStart, i) and keep the delimiter.
-        if (variable || (hyphens >= 2 && isPodName(s, segStart, i))) out = (out ?? s.slice(start, segStart)) + PARAM;
-        else {
+        if (variable || (hyphens >= 2 && isPodName(s, segStart, i))) {
+          out = (out ?? s.slice(start, segStart)) + PARAM;
+          masked++;
+        } else {
           if (out !== null) out += s.slice(segStart, i);
           if (segText) constText = true;
         }
@@ -170,11 +180,17 @@ export function maskTokens(line: string): string[] {
       }
     }
     // Close the last segment [segStart, i).
-    if (variable || (hyphens >= 2 && isPodName(s, segStart, i))) out = (out ?? s.slice(start, segStart)) + PARAM;
-    else {
+    if (variable || (hyphens >= 2 && isPodName(s, segStart, i))) {
+      out = (out ?? s.slice(start, segStart)) + PARAM;
+      masked++;
+    } else {
       if (out !== null) out += s.slice(segStart, i);
       if (segText) constText = true;
     }
+    if (colons >= 2 && IPV6_OR_MAC.test(s.slice(start, i))) {
+      out = PARAM;
+      constText = false;
+    } else if (masked >= 2 && out !== null) out = out.replace(ADJACENT_PARAMS, PARAM);
     if (i > start) {
       if (out !== null && !constText) {
         // Parameters and punctuation only: one "<*>" for the whole run, which

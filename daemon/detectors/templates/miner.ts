@@ -225,7 +225,7 @@ export class TemplateMiner {
           same++;
           exact++;
         } else if (a === PARAM) same++;
-        else if (c.words[i] && (b === PARAM || (lineWords[i] ??= isWordToken(b)))) {
+        else if (c.words[i] && (b === PARAM || lineWord(lineWords, i, b))) {
           // A word of the template against another word or a value: another message.
           hard = true;
           break;
@@ -480,6 +480,16 @@ export class TemplateMiner {
     }
     return node;
   }
+}
+
+/** Word flag of a line token, computed once per line on first need. */
+function lineWord(cache: (boolean | undefined)[], i: number, token: string): boolean {
+  let w = cache[i];
+  if (w === undefined) {
+    w = isWordToken(token);
+    cache[i] = w;
+  }
+  return w;
 }
 
 function templateKey(n: number, template: string): string {
