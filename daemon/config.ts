@@ -31,6 +31,10 @@ export interface Config {
   kubeletUrl: string | null;
   /** Skip TLS verification of the kubelet (logged at every start). Defaults to false. */
   kubeletInsecureSkipTlsVerify: boolean;
+  /** Bearer token file for the kubelet. Defaults to the service-account token. */
+  kubeletTokenFile: string;
+  /** CA bundle of the kubelet's serving certificate. Defaults to the service-account ca.crt. */
+  kubeletCaFile: string;
   /** Path of a kubeconfig file. Defaults to $KUBECONFIG. */
   kubeconfig: string | null;
   /** Never contact the API server. Defaults to false. */
@@ -149,6 +153,9 @@ const ENV_KEYS: [string, string, 'string' | 'bool' | 'number' | 'list'][] = [
   ['NODESAGE_HOST_ROOT', 'hostRoot', 'string'],
   ['NODESAGE_KUBELET_URL', 'kubeletUrl', 'string'],
   ['NODESAGE_KUBELET_INSECURE_SKIP_TLS_VERIFY', 'kubeletInsecureSkipTlsVerify', 'bool'],
+  ['NODESAGE_KUBELET_TOKEN_FILE', 'kubeletTokenFile', 'string'],
+  ['NODESAGE_KUBELET_CA_FILE', 'kubeletCaFile', 'string'],
+  ['NODESAGE_KUBELET_INTERVAL_SECONDS', 'kubeletIntervalSeconds', 'number'],
   ['NODESAGE_STANDALONE', 'standalone', 'bool'],
   ['NODESAGE_LISTEN', 'listen', 'string'],
   ['NODESAGE_DATA_DIR', 'dataDir', 'string'],
@@ -195,6 +202,8 @@ const LEAVES: Record<string, [z.ZodType, string]> = {
   hostRoot: [z.string().startsWith('/').or(z.string().startsWith('.')), 'an absolute or relative folder path'],
   kubeletUrl: [z.string().url().regex(/^https?:\/\//).nullable(), 'an http(s) URL such as https://10.0.0.5:10250'],
   kubeletInsecureSkipTlsVerify: [z.boolean(), 'true or false'],
+  kubeletTokenFile: [z.string().min(1), 'a file path'],
+  kubeletCaFile: [z.string().min(1), 'a file path'],
   kubeconfig: [z.string().min(1).nullable(), 'a kubeconfig file path'],
   standalone: [z.boolean(), 'true or false'],
   listen: [z.string(), 'host:port (e.g. 127.0.0.1:8877) or unix:/path/to.sock'],
@@ -203,7 +212,7 @@ const LEAVES: Record<string, [z.ZodType, string]> = {
   logLevel: [z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'one of fatal, error, warn, info, debug, trace, silent'],
   detectIntervalSeconds: [num(0.05, 3600), 'a number of seconds from 0.05 to 3600'],
   hostIntervalSeconds: [num(0.05, 3600), 'a number of seconds from 0.05 to 3600'],
-  kubeletIntervalSeconds: [num(1, 3600), 'a number of seconds from 1 to 3600'],
+  kubeletIntervalSeconds: [num(0.05, 3600), 'a number of seconds from 0.05 to 3600'],
   quietPeriodMinutes: [num(0, 10080), 'a number of minutes from 0 to 10080'],
   'retention.maxAgeDays': [num(0.01, 3650), 'a number of days from 0.01 to 3650'],
   'retention.maxSizeMB': [num(1, 1_000_000), 'a size in MiB from 1'],
@@ -235,6 +244,8 @@ function defaults(): Raw {
     hostRoot: '/',
     kubeletUrl: null,
     kubeletInsecureSkipTlsVerify: false,
+    kubeletTokenFile: '/var/run/secrets/kubernetes.io/serviceaccount/token',
+    kubeletCaFile: '/var/run/secrets/kubernetes.io/serviceaccount/ca.crt',
     kubeconfig: null,
     standalone: false,
     listen: '127.0.0.1:8877',

@@ -17,7 +17,7 @@ import type { Collector, Detector, HostSnapshot, Signal, SourceName, SourceStatu
 import { runDetectors } from './detectors/run.js';
 import { NodeState } from './state/node-state.js';
 import type { CommitBatch, Store } from './store/store.js';
-import { FindingTracker } from './tracker/tracker.js';
+import { FindingTracker, type TrackedFinding } from './tracker/tracker.js';
 
 /** The package version, read once. */
 export const VERSION: string = (() => {
@@ -50,8 +50,8 @@ export interface DaemonParts {
   modelStatus?: () => StatusBody['model'];
   /** Extra API routes (ask, OpenAI-compatible). */
   extraRoutes?: (app: FastifyInstance) => void;
-  /** Called with each cycle's newly opened findings (diagnosis queue). */
-  onOpened?: (ids: string[]) => void;
+  /** Called after each committed cycle (diagnosis queue, exporters); must not block. */
+  onCycle?: (c: { open: TrackedFinding[]; opened: TrackedFinding[]; resolved: TrackedFinding[] }) => void;
   /** Disposes native resources (model) at stop. */
   dispose?: () => Promise<void>;
   /** Items waiting for a diagnosis (for /metrics). */
@@ -179,10 +179,14 @@ export class Daemon {
           { findings: result.opened.map((f) => ({ id: f.id, category: f.category, severity: f.severity, title: f.title })) },
           'findings opened',
         );
-        this.parts.onOpened?.(result.opened.map((f) => f.id));
       }
       if (result.resolved.length > 0) {
         this.parts.logger.info({ findings: result.resolved.map((f) => ({ id: f.id, category: f.category })) }, 'findings resolved');
+      }
+      try {
+        this.parts.onCycle?.({ open: this.tracker.openFindings(), opened: result.opened, resolved: result.resolved });
+      } catch (err) {
+        this.parts.logger.error({ err }, 'post-cycle hook failed');
       }
       return result.changed.length;
     } finally {

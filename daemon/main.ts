@@ -1,17 +1,30 @@
 /**
  * Wiring only: config → store → collectors, detectors → daemon. No logic here.
  */
+import { KubeConfig } from '@kubernetes/client-node';
 import pino, { type Logger } from 'pino';
 import { HostCollector } from './collectors/host.js';
+import { KubeApiCollector } from './collectors/kube-api.js';
+import { KubeletCollector } from './collectors/kubelet.js';
 import type { Config } from './config.js';
 import type { Collector } from './core/types.js';
-import { Daemon } from './daemon.js';
+import { Daemon, type DaemonParts } from './daemon.js';
 import { createDetectors } from './detectors/index.js';
+import { ConditionsExporter } from './exporters/conditions.js';
+import { EventsExporter } from './exporters/events.js';
+import { KubeWriters } from './exporters/kube-writers.js';
 import { Store } from './store/store.js';
 
 /** Creates the daemon's logger (JSON lines on stdout). */
 export function createLogger(config: Pick<Config, 'logLevel' | 'nodeName'>): Logger {
   return pino({ level: config.logLevel, base: { node: config.nodeName }, timestamp: pino.stdTimeFunctions.isoTime });
+}
+
+function kubeConfigFor(config: Readonly<Config>): KubeConfig {
+  const kc = new KubeConfig();
+  if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
+  else kc.loadFromCluster();
+  return kc;
 }
 
 /** Builds a daemon from a validated config. */
@@ -22,15 +35,51 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
     maxAgeDays: config.retention.maxAgeDays,
     maxSizeMB: config.retention.maxSizeMB,
   });
+  const log = (source: string) => logger.child({ source });
   const collectors: Collector[] = [];
   if (config.sources.host) {
-    collectors.push(new HostCollector({ hostRoot: config.hostRoot, intervalMs: config.hostIntervalSeconds * 1000, logger: logger.child({ source: 'host' }) }));
+    collectors.push(new HostCollector({ hostRoot: config.hostRoot, intervalMs: config.hostIntervalSeconds * 1000, logger: log('host') }));
   }
-  return new Daemon({
-    config,
-    logger,
-    store,
-    detectors: createDetectors(config.detectors),
-    collectors,
-  });
+  const useKubeApi = config.sources.kubeApi && !config.standalone && config.mode !== 'host';
+  if (config.sources.kubelet && config.kubeletUrl) {
+    collectors.push(
+      new KubeletCollector({
+        kubeletUrl: config.kubeletUrl,
+        tokenFile: config.kubeletTokenFile,
+        caFile: config.kubeletCaFile,
+        insecureSkipTlsVerify: config.kubeletInsecureSkipTlsVerify,
+        intervalMs: config.kubeletIntervalSeconds * 1000,
+        // Without the API server the kubelet's own pod list is the only one.
+        emitPods: !useKubeApi,
+        logger: log('kubelet'),
+      }),
+    );
+  }
+  const parts: DaemonParts = { config, logger, store, detectors: createDetectors(config.detectors), collectors };
+  if (useKubeApi) {
+    collectors.push(
+      new KubeApiCollector({
+        nodeName: config.nodeName,
+        ...(config.kubeconfig ? { kubeconfigPath: config.kubeconfig } : {}),
+        logger: log('kube-api'),
+      }),
+    );
+    if (config.exporters.conditions || config.exporters.events) {
+      const writers = new KubeWriters(kubeConfigFor(config));
+      const conditions = config.exporters.conditions
+        ? new ConditionsExporter({ nodeName: config.nodeName, writer: writers, logger: log('conditions-exporter') })
+        : undefined;
+      const events = config.exporters.events ? new EventsExporter({ nodeName: config.nodeName, writer: writers, logger: log('events-exporter') }) : undefined;
+      // The first write follows the first detection cycle, so a condition set by a previous run does not flap.
+      parts.onCycle = ({ open, opened }) => {
+        conditions?.update(open);
+        events?.publish(opened);
+      };
+      parts.dispose = async () => {
+        conditions?.stop();
+        events?.stop();
+      };
+    }
+  }
+  return new Daemon(parts);
 }
