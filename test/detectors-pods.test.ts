@@ -444,3 +444,27 @@ describe('node scope and reboots', () => {
     expect(parseEviction('Pod The node had condition: [DiskPressure]. ')).toEqual({ cause: 'node-pressure', resource: 'ephemeral-storage' });
   });
 });
+
+describe('ProbeFailure on a container that is ready now', () => {
+  it('does not report sporadic readiness failures below the threshold', () => {
+    const p = pod('api-6', [{ name: 'api', restartCount: 0, ready: true, state: { running: { startedAt: ago(600) } } }]);
+    const ev = podEvent('api-6', 'api', 'Unhealthy', 'Readiness probe failed: Get "http://10.1.0.9:8080/ready": context deadline exceeded', ago(14), ago(2), 4);
+    expect(createProbeFailureDetector().detect(view({ pods: [p], events: [ev] }))).toEqual([]);
+  });
+
+  it('reads events.k8s.io/v1 events (regarding, note, series)', () => {
+    const p = pod('api-7', [{ name: 'api', restartCount: 0, ready: false, state: { running: { startedAt: ago(600) } } }]);
+    const ev: KubeEvent = {
+      apiVersion: 'events.k8s.io/v1',
+      metadata: { name: 'api-7.1', namespace: 'demo', uid: 'ev-api-7' },
+      regarding: { kind: 'Pod', name: 'api-7', namespace: 'demo', fieldPath: 'spec.containers{api}' },
+      reason: 'Unhealthy',
+      note: 'Readiness probe failed: HTTP probe failed with statuscode: 503',
+      type: 'Warning',
+      eventTime: ago(20),
+      series: { count: 42, lastObservedTime: ago(0.5) },
+    };
+    const drafts = createProbeFailureDetector().detect(view({ pods: [p], events: [ev] }));
+    expect(drafts.map((d) => [d.subject.container, d.detail, d.occurrences])).toEqual([['api', 'readiness', 42]]);
+  });
+});

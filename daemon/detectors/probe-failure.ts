@@ -8,12 +8,12 @@
  * - liveness/startup: the probe killed the container within `restartWindowMinutes`,
  *   or it failed at least `minFailures` times with the last failure within
  *   `windowMinutes`;
- * - readiness: the last failure is within `windowMinutes` and the container is not
- *   ready now, or it is ready but failures went on after it became ready
- *   (`minFailures` or more).
+ * - readiness: the last failure is within `windowMinutes` and the running container
+ *   is not ready now (without pod status: `minFailures` or more failures).
  * Not reported: failures that stopped more than `windowMinutes` ago, readiness
- * failures during start-up that ended when the container became ready, pods
- * that are done or gone. Severity: warning.
+ * failures of a container that is ready now (start-up, a short dependency
+ * outage, failures below the threshold), pods that are done or gone.
+ * Severity: warning.
  */
 import { eventCount, eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent } from '../core/kube.js';
 import type { Detector, Evidence, FindingDraft, NodeView, Subject } from '../core/types.js';
@@ -29,7 +29,6 @@ import {
   listContainers,
   probeKillEvents,
   statusEvidence,
-  timeMs,
   within,
 } from './pod-status.js';
 
@@ -117,16 +116,12 @@ export function createProbeFailureDetector(opts: Partial<ProbeFailureOptions> = 
 
         let report = false;
         if (g.probe === 'readiness') {
+          // Readiness only matters while it keeps the container out of its Services: a container that
+          // is ready now has recovered (start-up, a short dependency outage) or fails below the threshold.
           if (lastFailure) {
             const ready = c?.status.ready;
-            if (ready === false && c?.status.state?.running) report = true;
-            else if (ready === undefined) report = failures >= o.minFailures;
-            else {
-              const readySince = pod?.status?.conditions?.find((x) => x.type === 'Ready' && x.status === 'True')?.lastTransitionTime;
-              // Failures that ended before the container became ready were start-up noise.
-              const afterReady = !readySince || timeMs(lastFailure) > timeMs(readySince);
-              report = afterReady && failures >= o.minFailures;
-            }
+            if (ready === undefined) report = failures >= o.minFailures;
+            else report = ready === false && c?.status.state?.running !== undefined;
           }
         } else {
           report = killCount > 0 || (lastFailure !== undefined && failures >= o.minFailures);
