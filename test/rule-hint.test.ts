@@ -140,6 +140,32 @@ describe('rule-hint diagnoser', () => {
     expect(d.confidence).toBe('high');
   });
 
+  it('reads the reason and groups of the log rule that matched', async () => {
+    const cases: [Category, FindingFacts, RegExp, string][] = [
+      ['RuntimeUnhealthy', { rule: 'kubelet-cni-not-ready', reason: 'NetworkPluginNotReady' }, /CNI/, 'ls /etc/cni/net.d'],
+      ['RuntimeUnhealthy', { rule: 'runtime-service-failed', reason: 'ContainerRuntimeFailed', service: 'crio.service' }, /socket/, 'systemctl status crio'],
+      ['KernelHungTask', { rule: 'unregister-netdevice', reason: 'UnregisterNetDevice', device: 'eth0' }, /network namespace/, 'journalctl -k --since -1h --no-pager --grep "unregister_netdevice"'],
+      ['KernelHungTask', { rule: 'task-hung', reason: 'TaskHung', comm: 'jbd2/sda1-8', seconds: '122' }, /I\/O/, 'cat /proc/pressure/io'],
+      ['KernelSoftLockup', { rule: 'kernel-oops', reason: 'KernelOops', location: 'nf_nat_setup_info+0x1c' }, /kernel or driver bug/, 'lsmod'],
+      ['ClockSkew', { rule: 'chrony-clock-stepped', reason: 'ClockJumped', offset: '+37.2 seconds', unit: 'chronyd.service' }, /time source/, 'chronyc sources'],
+      ['ClockSkew', { rule: 'timesyncd-no-reply', reason: 'ClockNotSynchronised', unit: 'systemd-timesyncd.service' }, /time source/, 'timedatectl timesync-status'],
+      ['DNSFailure', { rule: 'coredns-loop', reason: 'DNSForwardingLoop' }, /forwarding loop/, 'cat /etc/resolv.conf'],
+      ['FilesystemError', { rule: 'fs-readonly-remount', reason: 'ReadonlyFilesystem', device: 'sda1' }, /stopped writes/, 'journalctl -k --since -1h --no-pager --grep "sda1"'],
+      ['NetworkLinkDown', { rule: 'nic-link-flapping', reason: 'LinkFlapping', interface: 'enp3s0' }, /lost carrier/, 'ethtool enp3s0'],
+    ];
+    for (const [category, facts, cause, command] of cases) {
+      const subject = category === 'DNSFailure' ? container : nodeSubject;
+      const d = await diagnoser.diagnose(finding(category, subject, facts));
+      expect(d.probableCause, `${category}/${facts.reason}`).toMatch(cause);
+      expect(d.commands, `${category}/${facts.reason}`).toContain(command);
+      for (const c of d.commands) expect(isReadOnlyCommand(c), c).toBe(true);
+    }
+    const clock = await diagnoser.diagnose(finding('ClockSkew', nodeSubject, { reason: 'ClockJumped', offset: '+37.2 seconds' }));
+    expect(clock.summary).toContain('stepped by +37.2 seconds');
+    const flap = await diagnoser.diagnose(finding('NetworkLinkDown', nodeSubject, { reason: 'LinkFlapping', interface: 'enp3s0' }));
+    expect(flap.summary).toContain('enp3s0 on node edge-node-07 is flapping');
+  });
+
   it('says low confidence when the finding has no evidence', async () => {
     const d = await diagnoser.diagnose(finding('NodeMemoryPressure', nodeSubject, {}, false));
     expect(d.confidence).toBe('low');

@@ -225,7 +225,7 @@ function fsPath(label: string | undefined): string | undefined {
 }
 
 function runtimeUnit(c: Ctx): string {
-  const u = c.str('unit')?.replace(/\.service$/, '');
+  const u = (c.str('service') ?? c.str('unit'))?.replace(/\.service$/, '');
   return u && /^(containerd|crio|cri-o|docker|cri-dockerd)$/.test(u) ? u : 'containerd';
 }
 
@@ -466,7 +466,7 @@ const HINTS: Record<Category, HintBuilder> = {
   },
 
   KernelOOM: (c) => {
-    const proc = c.str('process');
+    const proc = c.str('process') ?? c.str('comm');
     return {
       summary: `The kernel OOM killer ran on node ${c.node}${proc ? ` and killed ${proc}` : ''}.`,
       probableCause: 'The node as a whole ran out of memory: pods without memory limits, system daemons, or overcommitted requests exceed the RAM.',
@@ -477,9 +477,21 @@ const HINTS: Record<Category, HintBuilder> = {
   },
 
   KernelHungTask: (c) => {
-    const task = c.str('task') ?? c.str('process');
+    if (c.str('reason') === 'UnregisterNetDevice') {
+      const dev = safeArg(c.str('device'));
+      return {
+        summary: `The kernel on node ${c.node} waits for network device${dev ? ` ${dev}` : ''} to become free.`,
+        probableCause:
+          'unregister_netdevice is stuck: a network namespace (usually of a deleted pod) still holds references. It is a kernel bug; pods can hang in Terminating and new pods may fail to get networking.',
+        nextSteps: ['Check for pods stuck in Terminating on this node.', 'Update the kernel; a node reboot clears the stuck device.'],
+        commands: [kernelLog('unregister_netdevice'), `kubectl get pods -A --field-selector spec.nodeName=${c.node}`, describeNode(c)],
+        confidence: 'high',
+      };
+    }
+    const task = c.str('comm') ?? c.str('task') ?? c.str('process');
+    const secs = c.num('seconds');
     return {
-      summary: `A task${task ? ` (${task})` : ''} on node ${c.node} was blocked for a long time in the kernel.`,
+      summary: `A task${task ? ` (${task})` : ''} on node ${c.node} was blocked in the kernel${secs !== undefined ? ` for more than ${secs} s` : ''}.`,
       probableCause: 'A process waited on I/O that did not complete: a slow or failing disk, a hung network filesystem (NFS, iSCSI) or a saturated storage device.',
       nextSteps: ['Check disk and network storage health and latency at the time of the message.', 'Look for I/O errors and storage timeouts in the kernel log just before.'],
       commands: [kernelLog('blocked for more than'), 'cat /proc/pressure/io', 'findmnt -t nfs,nfs4', 'lsblk', describeNode(c)],
@@ -487,33 +499,51 @@ const HINTS: Record<Category, HintBuilder> = {
     };
   },
 
-  KernelSoftLockup: (c) => ({
-    summary: `A CPU on node ${c.node} was stuck (soft/hard lockup or RCU stall).`,
-    probableCause: 'A CPU ran kernel code for too long without scheduling: a driver or kernel bug, or on virtual machines an overloaded hypervisor stealing CPU time.',
-    nextSteps: ['Check the stack trace after the lockup message for the driver involved.', 'On a VM, check CPU steal time and host overcommit.', 'Update the kernel and drivers if the trace points at a known bug.'],
-    commands: [kernelLog('lockup'), kernelLog('rcu'), 'cat /proc/pressure/cpu', 'uptime', describeNode(c)],
-    confidence: medium,
-  }),
+  KernelSoftLockup: (c) => {
+    const reason = c.str('reason');
+    const cpu = c.str('cpu');
+    if (reason === 'KernelOops') {
+      return {
+        summary: `The kernel on node ${c.node} hit a bug (oops)${c.str('location') ? ` in ${c.str('location')}` : ''}.`,
+        probableCause: 'A kernel or driver bug: the faulting task was killed and the kernel may be unstable until the node reboots.',
+        nextSteps: ['Read the stack trace after the oops for the module involved.', 'Update the kernel or the driver; plan a reboot of the node.'],
+        commands: [kernelLog('Oops'), 'uname -a', 'lsmod', describeNode(c)],
+        confidence: medium,
+      };
+    }
+    const what = reason === 'RCUStall' ? 'an RCU stall' : reason === 'HardLockup' ? 'a hard lockup' : 'a soft lockup';
+    return {
+      summary: `${cpu ? `CPU ${cpu}` : 'A CPU'} on node ${c.node} was stuck (${what}).`,
+      probableCause: 'A CPU ran kernel code for too long without scheduling: a driver or kernel bug, or on virtual machines an overloaded hypervisor stealing CPU time.',
+      nextSteps: ['Check the stack trace after the lockup message for the driver involved.', 'On a VM, check CPU steal time and host overcommit.', 'Update the kernel and drivers if the trace points at a known bug.'],
+      commands: [kernelLog(reason === 'RCUStall' ? 'rcu' : 'lockup'), 'cat /proc/pressure/cpu', 'uptime', describeNode(c)],
+      confidence: medium,
+    };
+  },
 
   FilesystemError: (c) => {
     const dev = safeArg(c.str('device'));
+    const readOnly = c.str('reason') === 'ReadonlyFilesystem' || c.str('reason') === 'XfsShutdown';
     return {
-      summary: `The kernel reported filesystem errors${dev ? ` on ${dev}` : ''} on node ${c.node}.`,
-      probableCause: 'The filesystem found corruption or the block device returned I/O errors; ext4/xfs may have remounted it read-only, so writes (logs, images, volumes) fail.',
+      summary: `The kernel reported filesystem errors${dev ? ` on ${dev}` : ''} on node ${c.node}${readOnly ? '; it is now read-only or shut down' : ''}.`,
+      probableCause: readOnly
+        ? 'The filesystem hit an error and the kernel stopped writes to protect it: everything that writes there (logs, images, volumes) fails until it is repaired and remounted.'
+        : 'The filesystem found corruption or the block device returned I/O errors; ext4/xfs may remount it read-only, so writes (logs, images, volumes) would fail.',
       nextSteps: ['Check whether the filesystem is now mounted read-only.', 'Check the disk health (SMART, cloud volume status).', 'Plan a repair (fsck/xfs_repair) with the node drained.'],
       commands: uniq([kernelLog('I/O error'), kernelLog(dev ? dev : 'EXT4-fs error'), 'findmnt -o TARGET,SOURCE,FSTYPE,OPTIONS', 'lsblk', describeNode(c)]),
-      confidence: medium,
+      confidence: dev ? 'high' : medium,
     };
   },
 
   NetworkLinkDown: (c) => {
     const iface = safeArg(c.str('interface') ?? c.str('iface') ?? c.str('device'));
+    const flapping = c.str('reason') === 'LinkFlapping';
     return {
-      summary: `Network link${iface ? ` ${iface}` : ''} on node ${c.node} went down or is flapping.`,
-      probableCause: 'The NIC lost carrier: cable, switch port, transceiver or driver problem; pods on the node lose connectivity meanwhile.',
+      summary: `Network link${iface ? ` ${iface}` : ''} on node ${c.node} ${flapping ? 'is flapping (going down and up repeatedly)' : 'went down'}.`,
+      probableCause: 'The NIC lost carrier: cable, switch port, transceiver or driver problem; pods on the node lose connectivity meanwhile and the node may turn NotReady.',
       nextSteps: ['Check the link state and error counters of the interface.', 'Check the switch port and cabling; look for driver resets in the kernel log.'],
       commands: [...(iface ? [`ip -s link show ${iface}`, `ethtool ${iface}`, kernelLog(iface)] : ['ip -s link show', kernelLog('Link is Down')]), describeNode(c)],
-      confidence: medium,
+      confidence: iface ? 'high' : medium,
     };
   },
 
@@ -522,14 +552,15 @@ const HINTS: Record<Category, HintBuilder> = {
     probableCause: 'More concurrent connections than nf_conntrack_max: a traffic burst, many short-lived connections, or a client leaking connections.',
     nextSteps: ['Compare the current count with the maximum.', 'Raise nf_conntrack_max (kube-proxy conntrack settings) or find the workload opening most connections.'],
     commands: ['cat /proc/sys/net/netfilter/nf_conntrack_count', 'sysctl net.netfilter.nf_conntrack_max', 'conntrack -S', describeNode(c)],
-    confidence: medium,
+    confidence: 'high',
   }),
 
   GPUXid: (c) => {
     const xid = c.num('xid');
+    const gpu = c.str('gpu');
     const known = xid !== undefined ? GPU_XID[xid] : undefined;
     return {
-      summary: `The NVIDIA driver on node ${c.node} reported ${xid !== undefined ? `Xid ${xid}` : 'an Xid error'}.`,
+      summary: `The NVIDIA driver on node ${c.node} reported ${xid !== undefined ? `Xid ${xid}` : 'an Xid error'}${gpu ? ` on GPU ${gpu}` : ''}.`,
       probableCause: known ? `${known}.` : 'An NVIDIA Xid error: the number identifies an application fault, a driver error or failing GPU hardware.',
       nextSteps: ['Check the GPU state and ECC counters.', 'Repeated hardware Xids (48, 79, 94, 95) mean the GPU needs a reset or replacement; application Xids (13, 31, 43) point at the workload.'],
       commands: ['nvidia-smi -q', kernelLog('NVRM'), describeNode(c)],
@@ -538,7 +569,7 @@ const HINTS: Record<Category, HintBuilder> = {
   },
 
   ThermalThrottle: (c) => ({
-    summary: `CPUs on node ${c.node} are throttled because of temperature.`,
+    summary: `CPUs on node ${c.node} are throttled because of temperature${c.str('cpu') ? ` (CPU ${c.str('cpu')}${c.str('scope') ? `, ${c.str('scope')}` : ''})` : ''}.`,
     probableCause: 'The CPU reached its thermal limit: cooling (fans, airflow, dust) is insufficient for the load, or the enclosure is too hot.',
     nextSteps: ['Check the temperatures and fan state.', 'Reduce the load or improve cooling; throttled CPUs slow every pod on the node.'],
     commands: ['sensors', kernelLog('temperature'), 'cat /sys/class/thermal/thermal_zone0/temp', describeNode(c)],
@@ -548,13 +579,16 @@ const HINTS: Record<Category, HintBuilder> = {
   KubeletUnhealthy: (c) => {
     const checks = c.str('failingChecks');
     const reason = c.str('reason');
+    const probable =
+      reason && /pleg/i.test(reason)
+        ? 'PLEG is not healthy: the kubelet cannot list containers from the runtime in time, usually an overloaded or hung container runtime or too many containers.'
+        : reason === 'FrequentKubeletRestart' || reason === 'KubeletFailed'
+          ? 'The kubelet service keeps failing and being restarted by systemd: its log just before each exit names the error (configuration, certificates, runtime socket, disk).'
+          : 'The kubelet reports failing health checks: the container runtime, PLEG or the kubelet itself is stuck or overloaded.';
     return {
       summary: `The kubelet on node ${c.node} is unhealthy${checks ? ` (failing checks: ${checks})` : reason ? ` (${reason})` : ''}.`,
-      probableCause:
-        reason && /pleg/i.test(reason)
-          ? 'PLEG is not healthy: the kubelet cannot list containers from the runtime in time, usually an overloaded or hung container runtime or too many containers.'
-          : 'The kubelet reports failing health checks: the container runtime, PLEG or the kubelet itself is stuck or overloaded.',
-      nextSteps: ['Read the kubelet log for the failing check.', 'Check that the container runtime answers (crictl ps) and is not overloaded.'],
+      probableCause: probable,
+      nextSteps: ['Read the kubelet log for the failing check or the error before each exit.', 'Check that the container runtime answers (crictl ps) and is not overloaded.'],
       commands: ['systemctl status kubelet', unitLog('kubelet'), 'crictl ps -a', 'crictl info', describeNode(c)],
       confidence: medium,
     };
@@ -562,9 +596,25 @@ const HINTS: Record<Category, HintBuilder> = {
 
   RuntimeUnhealthy: (c) => {
     const unit = runtimeUnit(c);
+    const reason = c.str('reason');
+    if (reason === 'NetworkPluginNotReady' || reason === 'PodSandboxFailure') {
+      return {
+        summary:
+          reason === 'NetworkPluginNotReady'
+            ? `The network plugin (CNI) on node ${c.node} is not ready.`
+            : `Pod sandboxes cannot be created on node ${c.node}${c.str('pod') ? ` (pod ${c.str('pod')})` : ''}.`,
+        probableCause:
+          'Pods cannot get a network namespace: the CNI plugin (its DaemonSet pod, binaries in /opt/cni/bin or config in /etc/cni/net.d) is missing or failing, or the pause image cannot be pulled.',
+        nextSteps: ['Check the CNI DaemonSet pod on this node and its log.', 'Check that /etc/cni/net.d holds a config and the pause image is present.'],
+        commands: [`kubectl get pods -A -o wide --field-selector spec.nodeName=${c.node}`, 'ls /etc/cni/net.d', unitLog('kubelet', 'cni'), 'crictl pods', describeNode(c)],
+        confidence: medium,
+      };
+    }
     return {
-      summary: `The container runtime (${unit}) on node ${c.node} reports errors.`,
-      probableCause: 'The runtime service is failing or restarting: pods cannot start or stop and the kubelet may mark the node NotReady.',
+      summary: `The container runtime (${unit}) on node ${c.node} reports errors${reason ? ` (${reason})` : ''}.`,
+      probableCause: /Frequent/.test(reason ?? '')
+        ? `The ${unit} service keeps restarting: pods cannot start or stop reliably and the kubelet may mark the node NotReady.`
+        : 'The runtime service is failing or not answering on its socket: pods cannot start or stop and the kubelet may mark the node NotReady.',
       nextSteps: [`Check the ${unit} service state and its log.`, 'Check free disk space of the image store and the runtime socket.'],
       commands: [`systemctl status ${unit}`, unitLog(unit), 'crictl info', 'crictl ps -a', describeNode(c)],
       confidence: medium,
@@ -573,9 +623,16 @@ const HINTS: Record<Category, HintBuilder> = {
 
   ClockSkew: (c) => {
     const unit = /^(chronyd?|systemd-timesyncd|ntpd?)(\.service)?$/.exec(c.str('unit') ?? '')?.[1] ?? 'chronyd';
+    const reason = c.str('reason');
+    const offset = c.str('offset');
     return {
-      summary: `The clock of node ${c.node} is not synchronised or jumped.`,
-      probableCause: 'The time service (chrony/systemd-timesyncd) has no usable time source, so the clock drifts; TLS, tokens and logs break when it is off by more than a few seconds.',
+      summary: `The clock of node ${c.node} ${reason === 'ClockJumped' ? `was stepped${offset ? ` by ${offset}` : ''}` : reason === 'ClocksourceUnstable' ? 'source is unstable' : 'is not synchronised'}.`,
+      probableCause:
+        reason === 'ClocksourceUnstable'
+          ? 'The kernel marked the clocksource unstable (often TSC on VMs) and switched to a slower one; time may drift or jump.'
+          : reason === 'CertificateNotYetValid'
+            ? 'Certificates are rejected as not yet valid: the node clock is behind the real time.'
+            : 'The time service has no usable time source, so the clock drifts or jumps; TLS, tokens and log times break when it is off by more than a few seconds.',
       nextSteps: ['Check the time sources and their reachability.', 'On air-gapped sites, point the node at a local NTP server.'],
       commands: ['timedatectl status', ...(unit === 'systemd-timesyncd' ? ['timedatectl timesync-status'] : ['chronyc tracking', 'chronyc sources']), unitLog(unit), describeNode(c)],
       confidence: medium,
@@ -583,25 +640,34 @@ const HINTS: Record<Category, HintBuilder> = {
   },
 
   CertificateExpiry: (c) => ({
-    summary: `A kubelet certificate on node ${c.node} is expired or near expiry.`,
+    summary: `A kubelet certificate on node ${c.node} is expired or near expiry${c.str('notAfter') ? ` (not after ${c.str('notAfter')})` : ''}.`,
     probableCause: 'Certificate rotation did not happen (rotation disabled, CSRs not approved, or the clock is wrong), so the kubelet fails TLS with the API server.',
     nextSteps: ['Check the validity dates of the kubelet client and serving certificates.', 'Check for pending CSRs and that rotateCertificates is enabled.'],
     commands: ['openssl x509 -in /var/lib/kubelet/pki/kubelet-client-current.pem -noout -dates', unitLog('kubelet', 'x509'), 'kubectl get csr', describeNode(c)],
     confidence: medium,
   }),
 
-  DNSFailure: (c) => ({
-    summary: `Name resolution fails for the ${c.who}.`,
-    probableCause: 'The cluster DNS (CoreDNS) is unreachable or its upstream resolver times out, or the name does not exist.',
-    nextSteps: ['Check that the cluster DNS pods are running and reachable from this node.', 'Check the upstream resolvers configured for CoreDNS and the node.'],
-    commands: [
-      ...podLogs(c, false),
-      'kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide',
-      'kubectl -n kube-system logs -l k8s-app=kube-dns --tail=50',
-      'cat /etc/resolv.conf',
-    ],
-    confidence: medium,
-  }),
+  DNSFailure: (c) => {
+    const name = c.str('host') ?? c.str('name') ?? c.str('javaHost') ?? c.str('nodeHost') ?? c.str('curlHost');
+    const reason = c.str('reason');
+    return {
+      summary: `Name resolution fails for the ${c.who}${name ? ` (${name})` : ''}.`,
+      probableCause:
+        reason === 'DNSForwardingLoop'
+          ? 'CoreDNS detected a forwarding loop: it forwards to the node resolver, which points back at CoreDNS (often a 127.0.0.53 stub resolver).'
+          : reason === 'DNSUpstreamUnreachable' || reason === 'DNSTimeout'
+            ? 'The cluster DNS cannot reach its upstream resolver in time: the upstream (or the path to it) is down, which is common on air-gapped sites without a local resolver.'
+            : 'The cluster DNS (CoreDNS) is unreachable or its upstream resolver fails, or the name does not exist.',
+      nextSteps: ['Check that the cluster DNS pods are running and reachable from this node.', 'Check the upstream resolvers configured for CoreDNS and the node.'],
+      commands: [
+        ...podLogs(c, false),
+        'kubectl -n kube-system get pods -l k8s-app=kube-dns -o wide',
+        'kubectl -n kube-system logs -l k8s-app=kube-dns --tail=50',
+        'cat /etc/resolv.conf',
+      ],
+      confidence: medium,
+    };
+  },
 
   LogErrorSpike: (c) => {
     const unit = safeArg(c.str('unit')?.replace(/\.service$/, ''));
