@@ -351,8 +351,9 @@ export class TemplateStats {
   }
 
   #example(text: string): string {
-    const t = text.length > this.#o.maxExampleLength ? text.slice(0, this.#o.maxExampleLength) : text;
-    return this.#o.redact(t);
+    // Redact the whole line first: a cut could split a secret so the redactor misses it.
+    const t = this.#o.redact(text);
+    return t.length > this.#o.maxExampleLength ? t.slice(0, this.#o.maxExampleLength) : t;
   }
 
   #pruneBuckets(e: Entry): void {
