@@ -128,7 +128,7 @@ describe('TemplateStats', () => {
   it('reports templates that merged as removed and their counts under the surviving id', () => {
     const stats = new TemplateStats();
     const users = ['alice', 'bob', 'carol', 'dave'];
-    users.forEach((u, i) => stats.observe(unitLine(i, `Accepted publickey for ${u} from 203.0.113.${i + 1} port ${50000 + i} ssh2`)));
+    for (const [i, u] of users.entries()) stats.observe(unitLine(i, `Accepted publickey for ${u} from 203.0.113.${i + 1} port ${50000 + i} ssh2`));
     const changes = stats.takeChanges();
     // Rows existed for alice, bob and carol; dave's line arrived as the merge happened.
     expect(changes.removed).toHaveLength(2);
@@ -143,7 +143,7 @@ describe('TemplateStats', () => {
     for (let i = 0; i < 3; i++) stats.observe(podLine(i, 'hello', `c${i}`));
     expect(stats.streamCount).toBe(2);
     const words = ['apple', 'banana', 'cherry', 'damson', 'elder', 'fig', 'grape', 'hazel'];
-    words.forEach((w, i) => stats.observe(podLine(10 + i, `${w} basket is ${w === 'fig' ? 'full' : 'empty'} today ${w}`, 'fruit')));
+    for (const [i, w] of words.entries()) stats.observe(podLine(10 + i, `${w} basket is ${w === 'fig' ? 'full' : 'empty'} today ${w}`, 'fruit'));
     const fruit = stats.rows().templates.filter((r) => r.stream.endsWith('/fruit'));
     expect(fruit.length).toBeLessThanOrEqual(5);
     const { removed } = stats.takeChanges();
