@@ -95,6 +95,10 @@ export interface RequestRecord {
   query: Record<string, string>;
   status: number;
   watch: boolean;
+  /** Request body (writes only). */
+  body?: string;
+  /** Content-Type of a write. */
+  contentType?: string;
 }
 
 /** Options of the fake API server. */
@@ -459,7 +463,73 @@ export class FakeApiServer {
     const isWatch = query.watch === 'true' || query.watch === '1';
     const record: RequestRecord = { method: req.method ?? 'GET', path: url.pathname, query, status: 0, watch: isWatch };
     this.requests.push(record);
+    if (req.method === 'PATCH' || req.method === 'POST') {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        record.body = Buffer.concat(chunks).toString('utf8');
+        record.contentType = req.headers['content-type'] ?? '';
+        record.status = this.#routeWrite(req, res, url, record.body);
+      });
+      return;
+    }
     record.status = this.#route(req, res, url, isWatch);
+  }
+
+  /**
+   * The two writes nodesage's exporters make: a strategic-merge patch of a
+   * Node's status (conditions merge by `type`, as the real server does) and
+   * the creation of a core/v1 Event.
+   */
+  #routeWrite(req: IncomingMessage, res: ServerResponse, url: URL, body: string): number {
+    if (req.headers.authorization !== `Bearer ${this.token}`) return this.#status(res, 401, 'Unauthorized', 'Unauthorized');
+    if (this.#failStatus !== null) return this.#status(res, this.#failStatus, 'InternalError', `injected failure ${this.#failStatus}`);
+    let data: Obj;
+    try {
+      data = JSON.parse(body) as Obj;
+    } catch {
+      return this.#status(res, 400, 'BadRequest', 'body is not JSON');
+    }
+    const parts = url.pathname.split('/').filter(Boolean);
+    const reply = (code: number, obj: Obj): number => {
+      res.writeHead(code, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(obj));
+      return code;
+    };
+    // PATCH /api/v1/nodes/{name}/status
+    if (req.method === 'PATCH' && parts.length === 5 && parts[2] === 'nodes' && parts[4] === 'status') {
+      if (this.#forbidden.has('nodes')) {
+        return this.#status(res, 403, 'Forbidden', 'nodes "x" is forbidden: cannot patch resource "nodes/status"');
+      }
+      if (!/strategic-merge-patch|merge-patch/.test(req.headers['content-type'] ?? '')) {
+        return this.#status(res, 415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json`);
+      }
+      const name = parts[3]!;
+      if (!this.#store.nodes.has(name)) return this.#status(res, 404, 'NotFound', `nodes "${name}" not found`);
+      const patch = (data as { status?: { conditions?: { type: string }[] } }).status?.conditions ?? [];
+      const updated = this.#modify('nodes', name, (n) => {
+        const status = ((n as { status?: Record<string, unknown> }).status ??= {});
+        const conditions = ((status.conditions as { type: string }[] | undefined) ?? []).slice();
+        for (const c of patch) {
+          const i = conditions.findIndex((x) => x.type === c.type);
+          if (i >= 0) conditions[i] = { ...conditions[i], ...c };
+          else conditions.push(c);
+        }
+        status.conditions = conditions;
+      });
+      return reply(200, this.#typed('nodes', updated));
+    }
+    // POST /api/v1/namespaces/{ns}/events
+    if (req.method === 'POST' && parts.length === 5 && parts[2] === 'namespaces' && parts[4] === 'events') {
+      const ns = parts[3]!;
+      data.metadata = { ...data.metadata, namespace: data.metadata?.namespace ?? ns };
+      if (data.metadata.namespace !== ns) return this.#status(res, 400, 'BadRequest', 'the namespace of the object does not match the namespace on the request');
+      if (this.#store.events.has(this.#key('events', data))) {
+        return this.#status(res, 409, 'AlreadyExists', `events "${data.metadata.name}" already exists`);
+      }
+      return reply(201, this.#typed('events', this.#commit('events', 'ADDED', data)));
+    }
+    return this.#status(res, 405, 'MethodNotAllowed', `the fake API server does not serve ${req.method} ${url.pathname}`);
   }
 
   #route(req: IncomingMessage, res: ServerResponse, url: URL, isWatch: boolean): number {
