@@ -468,3 +468,42 @@ describe('ProbeFailure on a container that is ready now', () => {
     expect(drafts.map((d) => [d.subject.container, d.detail, d.occurrences])).toEqual([['api', 'readiness', 42]]);
   });
 });
+
+describe('OOMKilled by the node-wide OOM killer', () => {
+  const uid = '5e4d3c2b-1a09-4f8e-9d7c-6b5a4f3e2d1c';
+  const cid = 'a'.repeat(8) + '1234567890abcdef'.repeat(3) + 'b'.repeat(8);
+  const kernel = (pid: number, withTask: boolean): LogLine[] =>
+    [
+      'java invoked oom-killer: gfp_mask=0x140cca(GFP_HIGHUSER_MOVABLE|__GFP_COMP), order=0, oom_score_adj=1000',
+      withTask
+        ? `oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=cri-containerd-${cid}.scope,mems_allowed=0,global_oom,task_memcg=/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod${uid.replace(/-/g, '_')}.slice/cri-containerd-${cid}.scope,task=java,pid=${pid},uid=185`
+        : `oom-kill:constraint=CONSTRAINT_NONE,nodemask=(null),cpuset=/,mems_allowed=0,global_oom,task_memcg=/system.slice/backup.service,task=rsync,pid=${pid},uid=0`,
+      `Out of memory: Killed process ${pid} (${withTask ? 'java' : 'rsync'}) total-vm:9823412kB, anon-rss:6123400kB, file-rss:0kB, shmem-rss:0kB, UID:185 pgtables:13000kB oom_score_adj:1000`,
+    ].map((text, i) => ({ source: 'kmsg' as const, at: new Date(Date.parse(ago(4)) + i).toISOString(), text }));
+
+  it('tells the container the node ran out of memory, not its limit', () => {
+    const p = pod(
+      'spark-0',
+      [
+        {
+          name: 'worker',
+          restartCount: 1,
+          ready: true,
+          containerID: `containerd://${cid}`,
+          state: { running: { startedAt: ago(3) } },
+          lastState: { terminated: { exitCode: 137, reason: 'OOMKilled', finishedAt: ago(4) } },
+        },
+      ],
+      { uid },
+    );
+    const drafts = createOomKilledDetector().detect(view({ pods: [p], logs: kernel(91234, true) }));
+    expect(drafts).toHaveLength(1);
+    expect(drafts[0]!.title).toBe('Container worker of demo/spark-0 was OOM-killed (node out of memory)');
+    expect(drafts[0]!.facts).toMatchObject({ nodeWide: true, memcg: false, kills: 1 });
+    expect(drafts[0]!.evidence.some((e) => e.source === 'kmsg' && e.text.startsWith('Out of memory: Killed process 91234 (java)'))).toBe(true);
+  });
+
+  it('leaves a node-wide kill of a system service to KernelOOM', () => {
+    expect(createOomKilledDetector().detect(view({ pods: [], logs: kernel(4242, false) }))).toEqual([]);
+  });
+});

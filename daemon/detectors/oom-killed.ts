@@ -7,6 +7,10 @@
  * cpuset. A memcg OOM is a container problem, never KernelOOM (the node-wide OOM
  * killer); kernel kills that match no pod on the node are reported on the Node.
  *
+ * A container without a memory limit, or one the node-wide OOM killer picked,
+ * is said to have died of the node running out of memory (correlation links it
+ * to KernelOOM / NodeMemoryPressure).
+ *
  * Severity: critical when it repeats (two or more kills in the window, or the
  * container is in CrashLoopBackOff after an OOM kill), warning for a single kill.
  * A kill older than the window of a container that has run fine since is not
@@ -38,9 +42,11 @@ export interface OomKilledOptions {
 /** Defaults of OomKilledOptions. */
 export const OOM_KILLED_DEFAULTS: OomKilledOptions = { windowMinutes: 60, criticalKills: 2 };
 
-/** One memory-cgroup OOM kill read from the kernel log. */
+/** One OOM kill read from the kernel log. */
 export interface MemcgOomKill {
   at: string;
+  /** True for the node-wide OOM killer (the node ran out of memory), false for a memory cgroup limit. */
+  global: boolean;
   pid: number;
   comm: string;
   /** Pod UIDs named by the cgroup paths of the report (dashes restored). */
@@ -56,6 +62,11 @@ export interface MemcgOomKill {
 }
 
 const MEMCG_KILL = /Memory cgroup out of memory: Kill(?:ed)? process (\d+) \(([^)]*)\)/;
+const GLOBAL_KILL = /^Out of memory(?: \([\w_]+\))?: Kill(?:ed)? process (\d+) \(([^)]*)\)/;
+/** Either kill line; group 1 is the pid, group 2 the command. */
+function killLine(text: string): RegExpExecArray | null {
+  return MEMCG_KILL.exec(text) ?? GLOBAL_KILL.exec(text);
+}
 const POD_UID = /pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})/gi;
 const CONTAINER_ID = /(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])/g;
 const CGROUP_IN_LINE =
@@ -96,22 +107,32 @@ export function kernelLines(logs: LogLine[]): LogLine[] {
  * before it, to 1 s after it.
  */
 export function parseMemcgOomKills(lines: LogLine[]): MemcgOomKill[] {
+  return parseOomKills(lines).filter((k) => !k.global);
+}
+
+/**
+ * Finds OOM kills in kernel lines, memory-cgroup and node-wide ones (oldest
+ * first), each with the lines of its report. Node-wide kills are KernelOOM's
+ * business; the OOMKilled detector uses them only to tell a container that the
+ * node, not its own limit, ran out of memory.
+ */
+export function parseOomKills(lines: LogLine[]): MemcgOomKill[] {
   const kills: MemcgOomKill[] = [];
   const killIdx: number[] = [];
   for (let i = 0; i < lines.length; i++) {
     const text = lines[i]!.text;
     // Cheap substring tests first: kernel logs are large and kills are rare.
-    if (text.includes('Memory cgroup out of memory')) {
-      if (MEMCG_KILL.test(text)) killIdx.push(i);
+    if (text.includes('ut of memory')) {
+      if (killLine(text)) killIdx.push(i);
       continue;
     }
-    // Kernels that print only the structured line: count it when it names a memcg constraint.
-    if (text.startsWith('oom-kill:') && text.includes('constraint=CONSTRAINT_MEMCG')) {
+    // Kernels that print only the structured line: count it when no kill line goes with it.
+    if (text.startsWith('oom-kill:') && text.includes('constraint=')) {
       const pid = /(?:^|,)pid=(\d+)/.exec(text)?.[1];
       const at = timeMs(lines[i]!.at);
       const hasKillLine = lines
         .slice(Math.max(0, i - 3), i + 4)
-        .some((l) => MEMCG_KILL.exec(l.text)?.[1] === pid && Math.abs(timeMs(l.at) - at) <= 2000);
+        .some((l) => killLine(l.text)?.[1] === pid && Math.abs(timeMs(l.at) - at) <= 2000);
       if (!hasKillLine) killIdx.push(i);
     }
   }
@@ -130,7 +151,8 @@ export function parseMemcgOomKills(lines: LogLine[]): MemcgOomKill[] {
     for (; j < lines.length && j - i < MAX_REPORT_LINES && !isKill.has(j) && lines[j]!.at <= notAfter; j++) report.push(lines[j]!);
     // The next report starts after this one's trailing lines ("Killed process ..." of the old format).
     prev = j - 1;
-    const m = MEMCG_KILL.exec(line.text);
+    const m = killLine(line.text);
+    const global = m ? !line.text.includes('Memory cgroup out of memory') : !line.text.includes('constraint=CONSTRAINT_MEMCG');
     let pid = m ? Number(m[1]) : Number(/(?:^|,)pid=(\d+)/.exec(line.text)?.[1] ?? 0);
     let comm = m ? m[2]! : (/(?:^|,)task=([^,]+)/.exec(line.text)?.[1] ?? 'unknown');
     // The old two-line form names the chosen victim on the next "Killed process" line.
@@ -156,6 +178,7 @@ export function parseMemcgOomKills(lines: LogLine[]): MemcgOomKill[] {
     }
     const kill: MemcgOomKill = {
       at: line.at,
+      global,
       pid,
       comm,
       podUids: [...podUids],
@@ -235,12 +258,13 @@ export function createOomKilledDetector(opts: Partial<OomKilledOptions> = {}): D
       };
       const containerTarget = (c: ContainerContext) => target(`c:${c.namespace}/${c.podName}/${c.status.name}`, c.subject, c);
 
-      for (const kill of parseMemcgOomKills(kernelLines(view.logs))) {
+      for (const kill of parseOomKills(kernelLines(view.logs))) {
         if (!within(view.now, kill.at, windowMs)) continue;
         const a = attribute(kill, byId, byUid);
         if (a.container) containerTarget(a.container).kills.push(kill);
         else if (a.pod) target(`p:${a.pod.namespace}/${a.pod.podName}`, { kind: 'Pod', namespace: a.pod.namespace, name: a.pod.podName }).kills.push(kill);
-        else target(`n:${kill.cgroup ?? 'memcg'}`, { kind: 'Node', name: view.nodeName }).kills.push(kill);
+        // A node-wide kill of no known pod is KernelOOM alone.
+        else if (!kill.global) target(`n:${kill.cgroup ?? 'memcg'}`, { kind: 'Node', name: view.nodeName }).kills.push(kill);
       }
 
       // Pod status: the kubelet's own record of OOM kills.
@@ -295,10 +319,14 @@ export function createOomKilledDetector(opts: Partial<OomKilledOptions> = {}): D
         const lastKill = t.kills[t.kills.length - 1];
         let title: string;
         let message: string;
+        // Without a limit of its own (or with the kernel saying so) the node ran out of memory, not the container.
+        const nodeWide = t.kills.some((k) => k.global) || (c !== undefined && !limit);
         if (c) {
-          title = `Container ${c.status.name} of ${c.namespace}/${c.podName} was OOM-killed${kills > 1 ? ` ${kills} times` : ''}${limit ? ` (memory limit ${limit})` : ''}`;
-          message = `The ${containerLabel(c)} was killed by the kernel for exceeding its memory limit${limit ? ` of ${limit}` : ''}: ${kills} OOM kill${kills > 1 ? 's' : ''} in the last ${o.windowMinutes} minutes, the last at ${lastAt}.`;
-          if (lastKill) message += ` The kernel killed process ${lastKill.pid} (${lastKill.comm}) in the container's memory cgroup.`;
+          title = `Container ${c.status.name} of ${c.namespace}/${c.podName} was OOM-killed${kills > 1 ? ` ${kills} times` : ''}${limit ? ` (memory limit ${limit})` : nodeWide ? ' (node out of memory)' : ''}`;
+          message = nodeWide
+            ? `The ${containerLabel(c)} was killed by the node-wide OOM killer${limit ? '' : ' (it has no memory limit)'}: the node ran out of memory. ${kills} OOM kill${kills > 1 ? 's' : ''} in the last ${o.windowMinutes} minutes, the last at ${lastAt}.`
+            : `The ${containerLabel(c)} was killed by the kernel for exceeding its memory limit${limit ? ` of ${limit}` : ''}: ${kills} OOM kill${kills > 1 ? 's' : ''} in the last ${o.windowMinutes} minutes, the last at ${lastAt}.`;
+          if (lastKill) message += ` The kernel killed process ${lastKill.pid} (${lastKill.comm})${lastKill.global ? '' : " in the container's memory cgroup"}.`;
           if (c.status.state?.running) message += ` It is running again (restart ${c.status.restartCount}).`;
           else if (backOff) message += ' It is now in CrashLoopBackOff.';
         } else {
@@ -317,7 +345,7 @@ export function createOomKilledDetector(opts: Partial<OomKilledOptions> = {}): D
           occurrences: kills,
           lifecycle: 'event',
           detector: 'oom-killed',
-          facts: { kills, memcg: t.kills.length > 0, fromStatus: s !== undefined },
+          facts: { kills, memcg: t.kills.some((k) => !k.global), nodeWide, fromStatus: s !== undefined },
         };
         if (t.subject.kind === 'Node') draft.detail = lastKill?.cgroup ?? 'memcg';
         if (firstAt && firstAt < draft.at) draft.firstAt = firstAt;
