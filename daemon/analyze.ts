@@ -10,6 +10,7 @@ import type { Evidence, Finding, FindingDraft, Severity } from './core/types.js'
 import { severityRank } from './core/types.js';
 import { createDetectors, type DetectorOptions } from './detectors/index.js';
 import { runDetectors } from './detectors/run.js';
+import { TemplateStats } from './detectors/templates/stats.js';
 import { createRedactor } from './redact.js';
 import { NodeState } from './state/node-state.js';
 
@@ -121,12 +122,15 @@ export function sortFindings(findings: Finding[]): Finding[] {
  */
 export async function analyzeBundle(dir: string, opts: AnalyzeOptions = {}): Promise<AnalyzeResult> {
   const bundle = await readBundle(dir);
+  const redact = createRedactor(opts.redactPatterns ?? []);
   const state = new NodeState(bundle.meta.nodeName, {}, bundle.meta.bootTime);
   state.ingest(bundle.signals);
-  const view = state.takeView(bundle.meta.capturedAt);
+  // The bundle's log history stands in for the daemon's running template statistics.
+  const templates = new TemplateStats({ redact });
+  for (const s of bundle.signals) if (s.type === 'log') templates.observe(s.line);
+  const view = state.takeView(bundle.meta.capturedAt, templates.snapshot(bundle.meta.capturedAt));
   const detectorOpts = opts.detectors ?? {};
   const { drafts, failures } = runDetectors(view, createDetectors(detectorOpts), detectorOpts.correlation);
-  const redact = createRedactor(opts.redactPatterns ?? []);
   const redacted = drafts.map((d) => ({
     ...d,
     message: redact(d.message),

@@ -11,6 +11,7 @@ import { createEvictedDetector, type EvictedOptions } from './evicted.js';
 import { createHostMemoryDetector, type HostMemoryOptions } from './host-memory.js';
 import { createImagePullDetector, type ImagePullOptions } from './image-pull.js';
 import { createKubeletHealthDetector, type KubeletHealthOptions } from './kubelet-health.js';
+import { createLogErrorSpikeDetector, type LogErrorSpikeOptions } from './log-error-spike.js';
 import { createLogRuleDetector, type LogRuleDetectorOptions } from './log-rules.js';
 import { createNodeConditionsDetector, type NodeConditionsOptions } from './node-conditions.js';
 import { createOomKilledDetector, type OomKilledOptions } from './oom-killed.js';
@@ -32,6 +33,8 @@ export interface DetectorOptions {
   statsSummary?: Partial<StatsSummaryOptions>;
   /** The log-rule detector (rule files under daemon/rules plus site files). */
   logRules?: LogRuleDetectorOptions;
+  /** New or bursting error templates (reads the view's template statistics). */
+  logErrorSpike?: Partial<LogErrorSpikeOptions>;
   /** Options of the correlation pass that runs after the detectors. */
   correlation?: Partial<CorrelationOptions>;
 }
@@ -55,5 +58,6 @@ export function createDetectors(opts: DetectorOptions = {}): Detector[] {
     createProbeFailureDetector(opts.probeFailure),
     createEvictedDetector(opts.evicted),
     createLogRuleDetector(opts.logRules),
+    createLogErrorSpikeDetector(opts.logErrorSpike),
   ];
 }
