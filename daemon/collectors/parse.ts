@@ -262,8 +262,9 @@ export class CriReader {
     let safe = this.offset;
     for (const g of this.pend) if (g && g.start < safe) safe = g.start;
     if (this.discardFrom >= 0 && this.discardFrom < safe) safe = this.discardFrom;
-    if (safe === this.offset) return { offset: safe, skip: 0 };
-    let skip = 0;
+    // Messages still to be suppressed after a restore were emitted before: they stay counted.
+    if (safe === this.offset) return { offset: safe, skip: this.suppress };
+    let skip = this.suppress;
     for (const o of this.doneOffsets) if (o >= safe) skip++;
     return { offset: safe, skip };
   }
