@@ -128,7 +128,10 @@ export async function analyzeBundle(dir: string, opts: AnalyzeOptions = {}): Pro
   // The bundle's log history stands in for the daemon's running template statistics.
   const templates = new TemplateStats({ redact });
   for (const s of bundle.signals) if (s.type === 'log') templates.observe(s.line);
-  const view = state.takeView(bundle.meta.capturedAt, templates.snapshot(bundle.meta.capturedAt));
+  // Counts are kept in buckets aligned to the clock; a capture taken on a bucket boundary (10:00:00) would
+  // judge an empty bucket that starts at capture time, so judge the last moment the bundle covers.
+  const lastCovered = new Date(Date.parse(bundle.meta.capturedAt) - 1).toISOString();
+  const view = state.takeView(bundle.meta.capturedAt, templates.snapshot(lastCovered));
   const detectorOpts = opts.detectors ?? {};
   const { drafts, failures } = runDetectors(view, createDetectors(detectorOpts), detectorOpts.correlation);
   const redacted = drafts.map((d) => ({

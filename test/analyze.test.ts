@@ -89,6 +89,30 @@ describe('analyzeBundle', () => {
     expect(crash.evidence.filter((e) => e.source === 'podLog').map((e) => e.text)).toHaveLength(2);
   });
 
+  it('feeds the bundle\'s log history to the template statistics (LogErrorSpike)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'nodesage-analyze-'));
+    tmp.push(dir);
+    const uid = '0a9b8c7d-6e5f-4a3b-8c1d-2e3f4a5b6c7d';
+    await writeFile(join(dir, 'meta.json'), JSON.stringify({ nodeName: 'n1', capturedAt: '2025-01-01T10:00:00Z' }));
+    const logDir = join(dir, 'logs', 'pods', `shop_checkout-1_${uid}`, 'checkout');
+    await mkdir(logDir, { recursive: true });
+    const lines: string[] = [];
+    const start = Date.parse('2025-01-01T09:20:00Z');
+    for (let i = 0; i < 160; i++) {
+      const t = new Date(start + i * 15_000).toISOString().replace('Z', '000000Z');
+      lines.push(`${t} stdout F 2025-01-01 level=info msg="order placed" order_id=${10_000 + i} items=${(i % 4) + 1} latency_ms=${20 + (i % 13)}`);
+    }
+    for (let i = 0; i < 30; i++) {
+      const t = new Date(Date.parse('2025-01-01T09:56:00Z') + i * 7_000).toISOString().replace('Z', '000000Z');
+      lines.push(`${t} stderr F 2025-01-01 level=error msg="payment call failed" err="dial tcp 10.43.12.7:8443: connect: connection refused" order_id=${20_000 + i}`);
+    }
+    await writeFile(join(logDir, '0.log'), `${lines.join('\n')}\n`);
+    const { findings } = await analyzeBundle(dir);
+    const spike = findings.find((f) => f.category === 'LogErrorSpike');
+    expect(spike?.subject).toEqual({ kind: 'Container', namespace: 'shop', name: 'checkout-1', container: 'checkout' });
+    expect(spike!.evidence.some((e) => e.text.includes('payment call failed'))).toBe(true);
+  });
+
   it('fails with a BundleError on a folder that is not a bundle', async () => {
     await expect(analyzeBundle(join(tmpdir(), 'nodesage-no-such-bundle'))).rejects.toMatchObject({ code: 'BUNDLE_INVALID' });
   });
