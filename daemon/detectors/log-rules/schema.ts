@@ -23,8 +23,12 @@ const examplesSchema = z.strictObject({
 const subjectSchema = z.strictObject({
   /** Named groups whose values split findings (added to the finding's detail), e.g. the interface. Defaults to none. */
   detail: z.array(z.string().regex(GROUP_NAME)).optional(),
-  /** False leaves the rule id out of the finding's detail so it merges with the same category from other detectors. Defaults to true. */
-  ruleInDetail: z.boolean().optional(),
+  /**
+   * Start of the finding's detail instead of the rule id ("" for none), so the
+   * finding merges with another detector's finding on the same problem
+   * (e.g. "kubelet" for the kubelet-health detector). Defaults to the rule id.
+   */
+  detailPrefix: z.string().regex(/^[A-Za-z0-9:._-]*$/).optional(),
   /** Named group holding a cgroup path (`/kubepods/.../pod<uid>/<container id>`): the finding is about that pod's container. */
   cgroup: z.string().regex(GROUP_NAME).optional(),
   /** Named group with the pod namespace (with `pod`): the finding is about that pod. */
