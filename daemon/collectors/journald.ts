@@ -151,7 +151,7 @@ export class JournaldCollector implements Collector {
     this.checkpoints = opts.checkpoints ?? noCheckpoints;
     this.logger = opts.logger ?? pino({ level: 'silent' });
     this.journalctl = opts.journalctl ?? 'journalctl';
-    this.units = [...(opts.units ?? DEFAULT_JOURNAL_UNITS), ...(opts.timeSyncUnits ?? DEFAULT_TIME_SYNC_UNITS)].map(unitName);
+    this.units = [...new Set([...(opts.units ?? DEFAULT_JOURNAL_UNITS), ...(opts.timeSyncUnits ?? DEFAULT_TIME_SYNC_UNITS)].map(unitName))];
     this.unitSet = new Set(this.units);
     this.kernel = opts.kernel ?? true;
     this.initialLines = opts.initialLines ?? 1000;

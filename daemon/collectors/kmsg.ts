@@ -56,6 +56,12 @@ export interface KmsgCollectorOptions {
   timers?: Timers;
 }
 
+/** Raised when the kmsg path exists but cannot be opened (no CAP_SYSLOG, dmesg_restrict, not a device or file). */
+export class KmsgOpenError extends Error {
+  readonly code = 'KMSG_OPEN_FAILED';
+  override readonly name = 'KmsgOpenError';
+}
+
 /** Opens a kmsg character device for non-blocking reads. */
 export async function openKmsgDevice(path: string): Promise<KmsgDevice> {
   const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK);
@@ -235,7 +241,7 @@ export class KmsgCollector implements Collector {
       this.fileOffset = 0;
       this.mode = 'file';
     } else {
-      throw new Error(`${this.path} is neither the kmsg device nor a file of records`);
+      throw new KmsgOpenError(`${this.path} is neither the kmsg device nor a file of records`);
     }
     this.counters.reopens++;
     return true;
@@ -247,7 +253,7 @@ export class KmsgCollector implements Collector {
       if (!(await this.ensureOpen())) return;
     } catch (err) {
       this.state = 'failing';
-      throw new Error(`cannot open ${this.path}: ${(err as Error).message}`);
+      throw new KmsgOpenError(`cannot open ${this.path}: ${(err as Error).message}`);
     }
     const out: Signal[] = [];
     const before = this.lastSeq;

@@ -80,6 +80,12 @@ export interface PodLogCollectorOptions {
   timers?: Timers;
 }
 
+/** Raised by a poll when `<hostRoot>/var/log/pods` cannot be listed (missing, no permission). */
+export class PodLogRootError extends Error {
+  readonly code = 'POD_LOG_ROOT_UNREADABLE';
+  override readonly name = 'PodLogRootError';
+}
+
 /** A token bucket: `take()` is true while the rate allows one more line. */
 export class TokenBucket {
   private tokens: number;
@@ -476,7 +482,7 @@ export class PodLogCollector implements Collector {
       podDirs = await readdir(this.root);
     } catch (err) {
       this.rescanRequested = true;
-      throw new Error(errCode(err) === 'ENOENT' ? `${this.root} not found` : `${this.root}: ${errorMessage(err)}`);
+      throw new PodLogRootError(errCode(err) === 'ENOENT' ? `${this.root} not found` : `${this.root}: ${errorMessage(err)}`);
     }
     const tail = this.firstStart && this.discoveries === 0;
     this.discoveries++;
