@@ -2,7 +2,7 @@
  * Prometheus metrics of the daemon, on a registry of its own (never the
  * global one, so tests and embedders do not collide).
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, type Metric, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SourceStatus } from '../core/types.js';
 
 /** Callbacks the metrics read at scrape time. */
@@ -30,7 +30,15 @@ export class DaemonMetrics {
 
   constructor(src: MetricsSources) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
+    // prom-client's defaults include gauges named *_total (nodejs_active_handles_total...), which
+    // Prometheus naming rules reserve for counters: keep every default metric but those.
+    const defaults = new Registry();
+    collectDefaultMetrics({ register: defaults });
+    for (const m of defaults.getMetricsAsArray()) {
+      const metric = m as unknown as { name: string; type?: string };
+      if (metric.name.endsWith('_total') && metric.type !== 'counter') continue;
+      this.registry.registerMetric(m as unknown as Metric);
+    }
     new Gauge({
       name: 'nodesage_findings_open',
       help: 'Open findings by category and severity.',

@@ -1,0 +1,43 @@
+/**
+ * A scrape of the running daemon passes `promtool check metrics` (Prometheus'
+ * own linter, Debian package prometheus) and carries the metrics an operator
+ * alerts on.
+ */
+import { spawnSync } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type DaemonProcess, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
+
+let running: DaemonProcess | undefined;
+afterEach(async () => {
+  await running?.kill('SIGKILL');
+  running = undefined;
+});
+
+describe('/metrics', () => {
+  it('passes promtool check metrics and exports findings, sources and database size', async () => {
+    const promtool = spawnSync('promtool', ['--version']);
+    expect(promtool.error, 'promtool is missing: apt-get install prometheus (.ci/run does)').toBeUndefined();
+    running = await startDaemon({
+      env: { NODESAGE_DATA_DIR: tempDir(), NODESAGE_DISK_WARN_PERCENT: '1', NODESAGE_DETECT_INTERVAL_SECONDS: '0.2' },
+    });
+    const body = await waitFor(async () => {
+      const text = await (await fetch(`${running!.url}/metrics`)).text();
+      return text.includes('nodesage_findings_open{category="DiskFull"') ? text : null;
+    });
+    const check = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
+    expect(check.stdout + check.stderr).toBe('');
+    expect(check.status).toBe(0);
+    for (const name of [
+      'nodesage_findings_opened_total',
+      'nodesage_source_healthy',
+      'nodesage_signals_total',
+      'nodesage_detection_cycle_duration_seconds_bucket',
+      'nodesage_database_size_bytes',
+      'nodesage_diagnosis_queue_depth',
+      'process_resident_memory_bytes',
+    ]) {
+      expect(body, name).toContain(name);
+    }
+    expect(body).toMatch(/nodesage_source_healthy\{source="host",state="healthy"\} 1/);
+  });
+});
