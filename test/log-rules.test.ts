@@ -15,6 +15,7 @@ import {
   matchRules,
   RuleFileError,
   ruleMatchesExample,
+  UnknownRuleError,
 } from '../daemon/detectors/log-rules.js';
 
 const RULES = loadRuleFiles(defaultRuleDir());
@@ -474,9 +475,35 @@ describe('rule file validation', () => {
     expect(det.detect(view([kmsg(T0, 'md/raid1:md0: Disk failure on sdb1, disabling device.', 2)], at(T0, 1)))).toHaveLength(1);
   });
 
+  it('turns off disabled rules and rejects unknown ids in disabledRules', () => {
+    const line = kmsg(T0, 'nf_conntrack: nf_conntrack: table full, dropping packet', 4);
+    expect(createLogRuleDetectorFromRules(RULES).detect(view([line], at(T0, 1)))).toHaveLength(1);
+    expect(createLogRuleDetectorFromRules(RULES, { disabledRules: ['conntrack-table-full'] }).detect(view([line], at(T0, 1)))).toEqual([]);
+    expect(() => createLogRuleDetectorFromRules(RULES, { disabledRules: ['conntrack-full'] })).toThrow(UnknownRuleError);
+  });
+
   it('reports a file that is not JSON with its path', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nodesage-rules-'));
     writeFileSync(join(dir, 'broken.json'), '{"rules": [');
     expect(() => loadRuleFiles(dir)).toThrow(/broken\.json: not valid JSON/);
+  });
+});
+
+describe('rule patterns on hostile lines', () => {
+  // A log line is attacker-controlled text (a container can print anything): no pattern may backtrack badly.
+  const fillers = ['a'.repeat(4000), ' '.repeat(4000), ':'.repeat(4000), '"\\'.repeat(2000), 'ab: '.repeat(1000), '0'.repeat(4000)];
+  it.each(RULES.map((r) => [r.spec.id, r] as [string, CompiledRule]))('%s stays linear', (_id, rule) => {
+    const t = performance.now();
+    for (const example of rule.spec.examples.match) {
+      const last = example.split('\n').at(-1)!;
+      for (const f of fillers) {
+        const mid = Math.floor(last.length / 2);
+        ruleMatchesExample(rule, `${last.slice(0, mid)}${f}${last.slice(mid)}`);
+        ruleMatchesExample(rule, `${last}${f}`);
+        ruleMatchesExample(rule, `${f}${rule.spec.keywords[0] ?? ''}${f}`);
+      }
+    }
+    // Measured well under 10 ms per rule; the bound leaves room for a loaded machine.
+    expect(performance.now() - t).toBeLessThan(500);
   });
 });

@@ -17,6 +17,13 @@ export type { MatchContext, RuleEngineOptions } from './log-rules/engine.js';
 export { RuleEngine, subjectFromCgroup } from './log-rules/engine.js';
 export { type LogRuleSpec, RuleFileError } from './log-rules/schema.js';
 
+/** `disabledRules` names a rule id that no loaded file defines (a typo would silently keep the rule on). */
+export class UnknownRuleError extends Error {
+  /** Stable error code. */
+  readonly code = 'RULE_UNKNOWN';
+  override readonly name = 'UnknownRuleError';
+}
+
 /** Name of the detector, stored with each finding. */
 export const LOG_RULES_DETECTOR = 'log-rules';
 
@@ -61,6 +68,8 @@ export function loadRules(opts: Pick<LogRuleDetectorOptions, 'ruleDir' | 'extraR
 /** A detector over compiled rules; keeps the bounded matcher state across cycles. */
 export function createLogRuleDetectorFromRules(rules: readonly CompiledRule[], opts: Omit<LogRuleDetectorOptions, 'ruleDir' | 'extraRuleFiles'> = {}): Detector {
   const disabled = new Set(opts.disabledRules ?? []);
+  const known = new Set(rules.map((r) => r.spec.id));
+  for (const id of disabled) if (!known.has(id)) throw new UnknownRuleError(`disabledRules: no rule has the id ${JSON.stringify(id)}`);
   const engineOpts: Partial<RuleEngineOptions> = {
     redact: opts.redact ?? createRedactor(),
     detector: LOG_RULES_DETECTOR,
