@@ -28,12 +28,6 @@ export const VERSION: string = (() => {
   }
 })();
 
-/** Reads committed read positions; collectors resume from them. */
-export interface CheckpointReader {
-  get(source: SourceName, key: string): string | undefined;
-  list(source: SourceName): Map<string, string>;
-}
-
 /** What the daemon is built from (main.ts wires it). */
 export interface DaemonParts {
   config: Readonly<Config>;

@@ -1,13 +1,19 @@
 /**
  * Wiring only: config → store → collectors, detectors → daemon. No logic here.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import pino, { type Logger } from 'pino';
+import type { CheckpointReader } from './collectors/checkpoints.js';
 import { HostCollector } from './collectors/host.js';
+import { JournaldCollector } from './collectors/journald.js';
+import { KmsgCollector } from './collectors/kmsg.js';
+import { PodLogCollector } from './collectors/pod-logs.js';
 import { KubeApiCollector } from './collectors/kube-api.js';
 import { KubeletCollector } from './collectors/kubelet.js';
 import type { Config } from './config.js';
-import type { Collector } from './core/types.js';
+import type { Collector, SourceStatus } from './core/types.js';
 import { Daemon, type DaemonParts } from './daemon.js';
 import { createDetectors } from './detectors/index.js';
 import { ConditionsExporter } from './exporters/conditions.js';
@@ -36,9 +42,27 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
     maxSizeMB: config.retention.maxSizeMB,
   });
   const log = (source: string) => logger.child({ source });
+  const checkpoints: CheckpointReader = {
+    get: (source, key) => store.getCheckpoint(source, key),
+    list: (source) => store.listCheckpoints(source),
+  };
   const collectors: Collector[] = [];
   if (config.sources.host) {
     collectors.push(new HostCollector({ hostRoot: config.hostRoot, intervalMs: config.hostIntervalSeconds * 1000, logger: log('host') }));
+  }
+  const unavailable: SourceStatus[] = [];
+  const podLogDir = join(config.hostRoot, 'var/log/pods');
+  if (config.sources.podLogs && config.mode === 'host' && !existsSync(podLogDir)) {
+    // A plain Linux machine: there are no container logs to read, which is not a failure.
+    unavailable.push({ name: 'pod-logs', state: 'disabled', signals: 0, lastSignalAt: null, lastError: `${podLogDir} does not exist (not a Kubernetes node)` });
+  } else if (config.sources.podLogs) {
+    collectors.push(new PodLogCollector({ hostRoot: config.hostRoot, checkpoints, logger: log('pod-logs') }));
+  }
+  if (config.sources.journald) {
+    collectors.push(new JournaldCollector({ hostRoot: config.hostRoot, checkpoints, units: [...config.journaldUnits], logger: log('journald') }));
+  }
+  if (config.sources.kmsg) {
+    collectors.push(new KmsgCollector({ hostRoot: config.hostRoot, checkpoints, logger: log('kmsg') }));
   }
   const useKubeApi = config.sources.kubeApi && !config.standalone && config.mode !== 'host';
   if (config.sources.kubelet && config.kubeletUrl) {
@@ -55,7 +79,7 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
       }),
     );
   }
-  const parts: DaemonParts = { config, logger, store, detectors: createDetectors(config.detectors), collectors };
+  const parts: DaemonParts = { config, logger, store, detectors: createDetectors(config.detectors), collectors, unavailable };
   if (useKubeApi) {
     collectors.push(
       new KubeApiCollector({
