@@ -260,27 +260,23 @@ describe('diagnosis queue', () => {
 
   it('enqueues in constant time, also when full', () => {
     const sev: Severity[] = ['warning', 'critical', 'warning'];
-    /** Best of three runs of 30,000 enqueues into a full queue of `maxSize`, in ms. */
-    const time = (maxSize: number) => {
-      let best = Number.POSITIVE_INFINITY;
-      for (let run = 0; run < 3; run++) {
-        const q = new DiagnosisQueue({ diagnoser: new GatedDiagnoser(), logger, getFinding: () => undefined, saveDiagnosis: () => {}, maxSize });
-        queues.push(q);
-        for (let i = 0; i < maxSize; i++) q.enqueue(`fill${i}`, 'warning');
-        const started = performance.now();
-        for (let i = 0; i < 30_000; i++) q.enqueue(`f${i}`, sev[i % 3] as Severity);
-        best = Math.min(best, performance.now() - started);
-        expect(q.depth()).toBe(maxSize);
-        expect(q.stats().dropped).toBe(30_000);
-      }
-      return best;
+    const ids = Array.from({ length: 20_000 }, (_, i) => `f${i}`);
+    /** 20,000 enqueues into a full queue of 50,000, in ms. */
+    const run = () => {
+      const q = new DiagnosisQueue({ diagnoser: new GatedDiagnoser(), logger, getFinding: () => undefined, saveDiagnosis: () => {}, maxSize: 50_000 });
+      queues.push(q);
+      for (let i = 0; i < 50_000; i++) q.enqueue(`fill${i}`, 'warning');
+      const started = performance.now();
+      for (let i = 0; i < ids.length; i++) q.enqueue(ids[i] as string, sev[i % 3] as Severity);
+      const ms = performance.now() - started;
+      expect(q.depth()).toBe(50_000);
+      expect(q.stats().dropped).toBe(20_000);
+      return ms;
     };
-    time(200); // warm-up
-    const small = time(200);
-    const large = time(20_000);
-    // A queue that scans (or a Map used as a FIFO, which walks its deleted
-    // entries) gets an order of magnitude slower with 100 times more items.
-    expect(large / small).toBeLessThan(4);
+    // Measured on the 2-core machine: ~0.2-0.4 s alone. A queue that walks
+    // its items per enqueue (a scan, or a Map used as a FIFO: V8 steps over
+    // the deleted entries at its front) takes 2-3 s.
+    expect(Math.min(run(), run())).toBeLessThan(1200);
   });
 });
 
