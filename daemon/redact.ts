@@ -40,8 +40,10 @@ interface Rule {
 
 const has =
   (...needles: string[]) =>
-  (t: string): boolean =>
-    needles.some((n) => t.includes(n));
+  (t: string): boolean => {
+    for (const n of needles) if (t.includes(n)) return true;
+    return false;
+  };
 const hasI =
   (re: RegExp) =>
   (t: string): boolean =>
