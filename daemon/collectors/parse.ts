@@ -438,8 +438,10 @@ export class CriReader {
       this.unparseable++;
       return;
     }
-    const line: LogLine = { source: 'podLog', at, text, stream: STREAMS[idx]! };
-    if (this.container) line.container = this.container;
+    // One literal with every usual field keeps a single object shape on the hot path.
+    const line: LogLine = this.container
+      ? { source: 'podLog', at, text, stream: STREAMS[idx]!, container: this.container }
+      : { source: 'podLog', at, text, stream: STREAMS[idx]! };
     if (truncated) {
       line.truncated = true;
       this.truncated++;
