@@ -20,22 +20,33 @@ import { createStatsSummaryDetector, type StatsSummaryOptions } from './stats-su
 
 /** Options of every detector, as the `detectors` section of the config holds them. */
 export interface DetectorOptions {
+  /** DiskFull / InodeExhaustion thresholds. Defaults to DISK_DEFAULTS. */
   disk?: Partial<DiskOptions>;
+  /** Host memory (PSI, available memory) thresholds. Defaults to HOST_MEMORY_DEFAULTS. */
   hostMemory?: Partial<HostMemoryOptions>;
+  /** CrashLoop window and restart counts. Defaults to CRASHLOOP_DEFAULTS. */
   crashLoop?: Partial<CrashLoopOptions>;
+  /** OOMKilled window and repeat count. Defaults to OOM_KILLED_DEFAULTS. */
   oomKilled?: Partial<OomKilledOptions>;
+  /** ImagePull waiting reasons. Defaults to IMAGE_PULL_DEFAULTS. */
   imagePull?: Partial<ImagePullOptions>;
+  /** ContainerConfig waiting reasons and mount window. Defaults to CONTAINER_CONFIG_DEFAULTS. */
   containerConfig?: Partial<ContainerConfigOptions>;
+  /** ProbeFailure windows and failure count. Defaults to PROBE_FAILURE_DEFAULTS. */
   probeFailure?: Partial<ProbeFailureOptions>;
+  /** How long an eviction is a warning. Defaults to EVICTED_DEFAULTS. */
   evicted?: Partial<EvictedOptions>;
+  /** Extra node conditions and stuck-terminating age. Defaults to NODE_CONDITIONS_DEFAULTS. */
   nodeConditions?: Partial<NodeConditionsOptions>;
+  /** Severity of an unhealthy kubelet. Defaults to KUBELET_HEALTH_DEFAULTS. */
   kubeletHealth?: Partial<KubeletHealthOptions>;
+  /** PID and memory thresholds on the kubelet's stats summary. Defaults to STATS_SUMMARY_DEFAULTS. */
   statsSummary?: Partial<StatsSummaryOptions>;
-  /** The log-rule detector (rule files under daemon/rules plus site files). */
+  /** The log-rule detector (rule files under daemon/rules plus site files). Defaults to the shipped rules. */
   logRules?: LogRuleDetectorOptions;
-  /** New or bursting error templates (reads the view's template statistics). */
+  /** New or bursting error templates (reads the view's template statistics). Defaults to LOG_ERROR_SPIKE_DEFAULTS. */
   logErrorSpike?: Partial<LogErrorSpikeOptions>;
-  /** Options of the correlation pass that runs after the detectors. */
+  /** Options of the correlation pass that runs after the detectors. Defaults to CORRELATION_DEFAULTS. */
   correlation?: Partial<CorrelationOptions>;
 }
 
