@@ -214,6 +214,9 @@ describe('journald with a stand-in journalctl', () => {
     expect(calls().slice(0, 2).every((a) => a.some((x) => x.startsWith('--after-cursor=s=dead')))).toBe(true);
     expect(calls()[2]).toContain(`--since=@${Math.floor((T0 + 6 * 1_000_000) / 1e6)}`);
     expect(log.lines.map((l) => nOf(l.text))).toEqual(relevant(nodeEntries(6, 6)).map((e) => nOf(e.fields.MESSAGE!)));
+    expect(log.gaps).toEqual([
+      'journal cursor not found (journal rotated, vacuumed or replaced); resumed from 2025-01-15T08:00:06.000Z: records after the cursor that were removed are lost, records of that second may repeat',
+    ]);
   });
 });
 

@@ -324,6 +324,13 @@ export class JournaldCollector implements Collector {
           if (this.cursorFailures >= 2 && this.cursor) {
             this.since = cursorTimeSeconds(this.cursor);
             this.logger.warn({ cursor: this.cursor, since: this.since }, 'journal cursor unusable, resuming by time');
+            // Records between the cursor and now may have been vacuumed, and some at that second come again: say so.
+            const at = this.since === undefined ? 'the last --lines records' : new Date(this.since * 1000).toISOString();
+            this.counters.gaps++;
+            this.deliver(
+              [{ type: 'gap', at: new Date(this.now()).toISOString(), source: 'journald', detail: `journal cursor not found (journal rotated, vacuumed or replaced); resumed from ${at}: records after the cursor that were removed are lost, records of that second may repeat` }],
+              1,
+            );
             this.cursor = undefined;
             this.cursorFailures = 0;
           }

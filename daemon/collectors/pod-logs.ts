@@ -648,18 +648,24 @@ export class PodLogCollector implements Collector {
       throw err;
     }
     const listed: ListedFile[] = [];
+    const unreadable = new Set<string>();
     for (const name of names) {
       if (!LOG_NAME.test(name) || name.endsWith('.tmp')) continue;
       try {
         const st = await stat(join(c.dir, name));
         if (!st.isFile()) continue;
         listed.push({ name, dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs, gz: name.endsWith('.gz') });
-      } catch {
-        // Deleted between readdir and stat.
+      } catch (err) {
+        // ENOENT: deleted between readdir and stat. Anything else must not pass for a vanished file.
+        if (errCode(err) !== 'ENOENT') {
+          unreadable.add(name);
+          this.counters.fileErrors++;
+          this.lastError = `${c.key}/${name}: ${errorMessage(err)}`;
+        }
       }
     }
     for (const f of c.files) {
-      f.present = false;
+      f.present = unreadable.has(f.name) ? f.present : false;
       f.alias = undefined;
     }
     const unmatched: ListedFile[] = [];
