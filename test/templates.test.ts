@@ -131,6 +131,25 @@ describe('TemplateMiner', () => {
     expect(evicted).toEqual(['alpha started', 'beta finished cleanly']);
   });
 
+  it('keeps clusters and tree nodes bounded over an endless stream of new messages', () => {
+    const m = new TemplateMiner({ maxClusters: 50 });
+    const words = ['amber', 'birch', 'cedar', 'delta', 'ember', 'fjord', 'grove', 'heron', 'iris', 'jade'];
+    const feed = (from: number, to: number) => {
+      for (let i = from; i < to; i++) {
+        const w = (k: number) => words[Math.floor(i / 10 ** k) % 10] as string;
+        // New words in the routing positions, a new message every 2000 lines.
+        m.add(`${w(0)}${w(1)} ${w(2)} says ${w(3)}${w(4)} ${'hello '.repeat(i % 7)}done`);
+      }
+    };
+    feed(0, 20_000);
+    const nodes = m.treeNodes;
+    expect(m.size).toBeLessThanOrEqual(50);
+    feed(20_000, 60_000);
+    expect(m.size).toBeLessThanOrEqual(50);
+    // Twice as many more lines, no more tree than a few nodes per cluster.
+    expect(m.treeNodes).toBeLessThanOrEqual(Math.max(nodes, 50 * 4));
+  });
+
   it('restores stored templates under their ids so later lines join them', () => {
     const m = new TemplateMiner();
     m.restore('0123456789abcdef', 'Order <*> created for client <*> in <*>', 40);

@@ -25,7 +25,7 @@
  * or after the cluster was evicted and re-created. When clusters merge, the
  * oldest id survives; `resolveId` follows merged ids.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { maskTokens, PARAM } from './masks.js';
 
 /** Tunables of a TemplateMiner. */
@@ -91,13 +91,15 @@ interface Cluster extends TemplateCluster {
   tokens: string[];
   template: string;
   count: number;
-  /** Leaf lists this cluster is in (more than one after merges across leaves). */
-  leaves: Cluster[][];
+  /** Tree leaves this cluster is in (more than one after merges across leaves). */
+  leaves: TreeNode[];
   /** Sibling-index keys this cluster is registered under, and the position of each. */
-  siblingKeys: string[];
+  siblingKeys: number[];
   siblingPos: number[];
   /** Which template tokens are plain words (see isWordToken). */
   words: boolean[];
+  /** Template tokens that are not `<*>`. */
+  constants: number;
   /** Miner tick of the last line added: the least recent cluster is evicted first. */
   lastUsed: number;
 }
@@ -105,6 +107,11 @@ interface Cluster extends TemplateCluster {
 interface TreeNode {
   children: Map<string, TreeNode>;
   clusters: Cluster[];
+  /** Parent node and this node's key in it; null at the token-count level. */
+  parent: TreeNode | null;
+  key: string;
+  /** Token count of the lines below this node. */
+  length: number;
 }
 
 /** Error thrown when a stored template cannot be restored. */
@@ -119,8 +126,8 @@ const MAX_SIBLING_TOKENS = 128;
 // Constant tokens that sibling clusters must share besides the differing one.
 const MIN_SIBLING_CONTEXT = 2;
 
-function newNode(): TreeNode {
-  return { children: new Map(), clusters: [] };
+function newNode(parent: TreeNode | null, key: string, length: number): TreeNode {
+  return { children: new Map(), clusters: [], parent, key, length };
 }
 
 function hasParam(token: string): boolean {
@@ -170,7 +177,7 @@ export class TemplateMiner {
   readonly #root = new Map<number, TreeNode>();
   readonly #byId = new Map<string, Cluster>();
   readonly #byTemplate = new Map<string, Cluster>();
-  readonly #siblings = new Map<string, Cluster[]>();
+  readonly #siblings = new Map<number, Cluster[]>();
   readonly #aliases = new Map<string, string>();
   #seq = 0;
   #tick = 0;
@@ -183,6 +190,17 @@ export class TemplateMiner {
   /** Number of live clusters. */
   get size(): number {
     return this.#byId.size;
+  }
+
+  /** Number of prefix-tree nodes (bounded with the clusters: empty branches are removed). */
+  get treeNodes(): number {
+    let count = 0;
+    const walk = (node: TreeNode) => {
+      count++;
+      for (const c of node.children.values()) walk(c);
+    };
+    for (const node of this.#root.values()) walk(node);
+    return count;
   }
 
   /** Adds one line and returns the cluster it joined. */
@@ -199,20 +217,44 @@ export class TemplateMiner {
   addCluster(line: string): TemplateCluster {
     const text = line.length > this.#o.maxLineLength ? line.slice(0, this.#o.maxLineLength) : line;
     const tokens = maskTokens(text);
-    // Most lines equal their template once values are masked: one map lookup, no tree walk.
-    const hit = this.#byTemplate.get(templateKey(tokens.length, tokens.join(' ')));
-    if (hit) {
-      hit.count++;
-      this.#touch(hit);
-      return hit;
+    const n = tokens.length;
+    const found = this.#search(tokens);
+    if (found) {
+      found.count++;
+      this.#touch(found);
+      return generalise(found, tokens) ? this.#templateChanged(found) : found;
     }
-    const leaf = this.#leafFor(tokens);
+    const created = this.#create(tokens, this.#leafFor(tokens), 1);
+    return n === 0 ? created : this.#mergeSiblings(created);
+  }
+
+  /**
+   * The cluster a line joins: the best match in the leaf its first tokens
+   * lead to. A token without a branch of its own follows the `<*>` branch,
+   * where clusters whose routing tokens became parameters also live.
+   */
+  #search(tokens: readonly string[]): Cluster | undefined {
+    const root = this.#root.get(tokens.length);
+    if (!root) return undefined;
+    const levels = Math.min(this.#o.depth - 2, tokens.length);
+    // Word flags of the line's tokens, computed on first need (a mismatch).
+    const lineWords: (boolean | undefined)[] = [];
+    const visit = (node: TreeNode, d: number): Cluster | undefined => {
+      if (d === levels) return this.#bestIn(node, tokens, lineWords);
+      const token = tokens[d] as string;
+      const key = hasParam(token) ? PARAM : token;
+      // Drain's rule: the token's own branch when it exists, else the `<*>` branch.
+      const next = node.children.get(key) ?? node.children.get(PARAM);
+      return next ? visit(next, d + 1) : undefined;
+    };
+    return visit(root, 0);
+  }
+
+  #bestIn(leaf: TreeNode, tokens: readonly string[], lineWords: (boolean | undefined)[]): Cluster | undefined {
     let best: Cluster | undefined;
     let bestSame = -1;
     let bestExact = -1;
     const n = tokens.length;
-    // Word flags of the line's tokens, computed on first need (a mismatch).
-    const lineWords: (boolean | undefined)[] = [];
     for (const c of leaf.clusters) {
       const t = c.tokens;
       let same = 0;
@@ -222,29 +264,24 @@ export class TemplateMiner {
         const a = t[i] as string;
         const b = tokens[i] as string;
         if (a === b) {
+          // Equal text, or a masked value on both sides.
           same++;
-          exact++;
-        } else if (a === PARAM) same++;
-        else if (c.words[i] && (b === PARAM || lineWord(lineWords, i, b))) {
+          if (a !== PARAM) exact++;
+        } else if (a !== PARAM && c.words[i] && (b === PARAM || lineWord(lineWords, i, b))) {
           // A word of the template against another word or a value: another message.
           hard = true;
           break;
         }
       }
-      if (hard) continue;
+      // Shared literal text is required: two lines of values alone say nothing.
+      if (hard || (exact === 0 && c.constants > 0) || (n > 0 && same / n < this.#o.similarity)) continue;
       if (same > bestSame || (same === bestSame && exact > bestExact)) {
         best = c;
         bestSame = same;
         bestExact = exact;
       }
     }
-    if (best && (n === 0 || bestSame / n >= this.#o.similarity)) {
-      best.count++;
-      this.#touch(best);
-      return bestSame < n && generalise(best, tokens) ? this.#templateChanged(best) : best;
-    }
-    const created = this.#create(tokens, leaf, 1);
-    return this.#mergeSiblings(created);
+    return best;
   }
 
   /** Follows merges: the id that `id` now lives under (itself when never merged). */
@@ -292,10 +329,11 @@ export class TemplateMiner {
       template,
       count,
       seq: this.#seq++,
-      leaves: [leaf.clusters],
+      leaves: [leaf],
       siblingKeys: [],
       siblingPos: [],
       words: tokens.map(isWordToken),
+      constants: countConstants(tokens),
       lastUsed: ++this.#tick,
     };
     this.#aliases.delete(c.id);
@@ -309,7 +347,7 @@ export class TemplateMiner {
   }
 
   #newId(template: string): string {
-    const base = createHash('sha256').update(this.#o.idSalt).update('\u0000').update(template).digest('hex').slice(0, 16);
+    const base = hash('sha256', `${this.#o.idSalt}\u0000${template}`, 'hex').slice(0, 16);
     // The same first line as a live cluster happens only when a restored
     // cluster sits elsewhere in the tree: keep ids unique and deterministic.
     let id = base;
@@ -326,6 +364,13 @@ export class TemplateMiner {
     const oldKey = templateKey(c.tokens.length, c.template);
     if (this.#byTemplate.get(oldKey) === c) this.#byTemplate.delete(oldKey);
     c.template = c.tokens.join(' ');
+    c.constants = countConstants(c.tokens);
+    // A routing token that became `<*>`: lines with new values there find the cluster through the `<*>` branch.
+    const home = this.#leafFor(c.tokens);
+    if (!c.leaves.includes(home)) {
+      home.clusters.push(c);
+      c.leaves.push(home);
+    }
     this.#unindex(c);
     this.#index(c);
     const key = templateKey(c.tokens.length, c.template);
@@ -348,7 +393,7 @@ export class TemplateMiner {
   #mergeSiblings(c: Cluster): Cluster {
     if (this.#o.siblingMerge < 2) return c;
     for (let k = 0; k < c.siblingKeys.length; k++) {
-      const group = this.#siblings.get(c.siblingKeys[k] as string);
+      const group = this.#siblings.get(c.siblingKeys[k] as number);
       if (!group || group.length < 2) continue;
       const pos = c.siblingPos[k] as number;
       const members = group.filter((o) => o === c || sameExcept(o.tokens, c.tokens, pos));
@@ -367,13 +412,17 @@ export class TemplateMiner {
 
   #merge(drop: Cluster, keep: Cluster): void {
     keep.count += drop.count;
-    for (const list of drop.leaves) {
+    for (const leaf of drop.leaves) {
+      const list = leaf.clusters;
       const i = list.indexOf(drop);
-      if (i < 0) continue;
-      if (list.includes(keep)) list.splice(i, 1);
-      else {
-        list[i] = keep;
-        keep.leaves.push(list);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) {
+        // Lines that came this way now reach `keep` through the `<*>` branch.
+        this.#prune(leaf);
+      } else if (!list.includes(keep)) {
+        // The branch stays for other clusters, so it must lead to `keep` too.
+        list.push(keep);
+        keep.leaves.push(leaf);
       }
     }
     drop.leaves = [];
@@ -403,7 +452,8 @@ export class TemplateMiner {
       const isParam = tok === PARAM;
       // Siblings must share real text: "generating <*>" and "store <*>" share nothing.
       if (constants - (isParam ? 0 : 1) >= MIN_SIBLING_CONTEXT) {
-        const key = `${n}.${i}.${prefix}.${suffix[i + 1]}`;
+        // 53 bits: 32 of the prefix hash (mixed with n and i), 21 of the suffix hash.
+        const key = (Math.imul(prefix ^ Math.imul(i + 1, 0x9e3779b1), 0x85ebca6b) ^ n) * 0x200000 + ((suffix[i + 1] as number) & 0x1fffff);
         const group = this.#siblings.get(key);
         if (group) group.push(c);
         else this.#siblings.set(key, [c]);
@@ -433,9 +483,10 @@ export class TemplateMiner {
       for (const o of this.#byId.values()) if (o !== keep && (!c || o.lastUsed < c.lastUsed)) c = o;
       if (!c) return;
       this.#byId.delete(c.id);
-      for (const list of c.leaves) {
-        const i = list.indexOf(c);
-        if (i >= 0) list.splice(i, 1);
+      for (const leaf of c.leaves) {
+        const i = leaf.clusters.indexOf(c);
+        if (i >= 0) leaf.clusters.splice(i, 1);
+        this.#prune(leaf);
       }
       c.leaves = [];
       this.#unindex(c);
@@ -453,11 +504,22 @@ export class TemplateMiner {
     }
   }
 
+  /** Removes empty tree nodes upwards, so the tree shrinks with evictions. */
+  #prune(leaf: TreeNode): void {
+    let node: TreeNode | null = leaf;
+    while (node && node.clusters.length === 0 && node.children.size === 0) {
+      if (node.parent) node.parent.children.delete(node.key);
+      else this.#root.delete(node.length);
+      node = node.parent;
+    }
+  }
+
   #leafFor(tokens: readonly string[]): TreeNode {
-    let node: TreeNode | undefined = this.#root.get(tokens.length);
+    const n = tokens.length;
+    let node: TreeNode | undefined = this.#root.get(n);
     if (!node) {
-      node = newNode();
-      this.#root.set(tokens.length, node);
+      node = newNode(null, '', n);
+      this.#root.set(n, node);
     }
     const levels = Math.min(this.#o.depth - 2, tokens.length);
     for (let d = 0; d < levels; d++) {
@@ -468,11 +530,11 @@ export class TemplateMiner {
         if (key !== PARAM && node.children.size + 1 >= this.#o.maxChildren) {
           child = node.children.get(PARAM);
           if (!child) {
-            child = newNode();
+            child = newNode(node, PARAM, n);
             node.children.set(PARAM, child);
           }
         } else {
-          child = newNode();
+          child = newNode(node, key, n);
           node.children.set(key, child);
         }
       }
@@ -480,6 +542,12 @@ export class TemplateMiner {
     }
     return node;
   }
+}
+
+function countConstants(tokens: readonly string[]): number {
+  let k = 0;
+  for (const t of tokens) if (t !== PARAM) k++;
+  return k;
 }
 
 /** Word flag of a line token, computed once per line on first need. */
