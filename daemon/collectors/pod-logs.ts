@@ -517,6 +517,8 @@ export class PodLogCollector implements Collector {
         this.rescanRequested = true;
         this.task?.trigger(100);
       });
+      // Watches only make polls come sooner; they must not keep a stopping process alive.
+      this.rootWatcher.unref();
       this.rootWatcher.on('error', () => {
         this.rootWatcher?.close();
         this.rootWatcher = undefined;
@@ -533,6 +535,7 @@ export class PodLogCollector implements Collector {
     if (!this.useWatch || c.watcher || this.watchState !== 'inotify' || this.watchers >= this.maxWatches) return;
     try {
       c.watcher = watch(c.dir, () => this.task?.trigger(100));
+      c.watcher.unref();
       c.watcher.on('error', () => {
         c.watcher?.close();
         c.watcher = undefined;
@@ -590,8 +593,9 @@ export class PodLogCollector implements Collector {
       signals.push({ type: 'log', line });
       delivered++;
     }
-    if (delivered > 0) {
-      this.signals += delivered;
+    const gaps = signals.length - delivered;
+    if (delivered + gaps > 0) {
+      this.signals += delivered + gaps;
       this.lastSignalAt = new Date(this.now()).toISOString();
     }
 
