@@ -15,6 +15,7 @@ import { DaemonMetrics } from './api/metrics.js';
 import { formatListen, type Config } from './config.js';
 import type { Collector, Detector, HostSnapshot, Signal, SourceName, SourceStatus } from './core/types.js';
 import { runDetectors } from './detectors/run.js';
+import type { TemplateStats } from './detectors/templates/stats.js';
 import { NodeState } from './state/node-state.js';
 import type { CommitBatch, Store } from './store/store.js';
 import { FindingTracker, type TrackedFinding } from './tracker/tracker.js';
@@ -40,6 +41,8 @@ export interface DaemonParts {
   unavailable?: SourceStatus[];
   /** Maps evidence text before it is stored (redaction). Defaults to identity. */
   redact?: (text: string) => string;
+  /** Log template statistics (LogErrorSpike, `ask`); restored from the store at start. */
+  templates?: TemplateStats;
   /** Model status for /v1/status. Defaults to none. */
   modelStatus?: () => StatusBody['model'];
   /** Extra API routes (ask, OpenAI-compatible). */
@@ -73,6 +76,11 @@ export class Daemon {
   constructor(private readonly parts: DaemonParts) {
     const { config, store } = parts;
     this.state = new NodeState(config.nodeName);
+    if (parts.templates) {
+      // Baselines survive a restart: the same lines keep their template ids and rates.
+      const since = new Date(Date.now() - 24 * 3_600_000).toISOString();
+      parts.templates.restore(store.listTemplates(), store.listTemplateBuckets(since));
+    }
     this.tracker = new FindingTracker(store.loadOpenFindings(), { quietPeriodMinutes: config.quietPeriodMinutes });
     this.metrics = new DaemonMetrics({
       openCounts: () => store.openCounts(),
@@ -140,6 +148,11 @@ export class Daemon {
       // Take the view and the read positions at the same instant: every line
       // before these checkpoints is in this view.
       const view = this.state.takeView(now);
+      const templates = this.parts.templates;
+      if (templates) {
+        templates.observeAll(view.logs);
+        view.templates = templates.snapshot(now);
+      }
       const checkpoints = this.pendingCheckpoints;
       const gaps = this.pendingGaps;
       const lineCounts = this.pendingLineCounts;
@@ -147,7 +160,7 @@ export class Daemon {
       this.pendingGaps = [];
       this.pendingLineCounts = new Map();
 
-      const { drafts, failures } = runDetectors(view, this.parts.detectors);
+      const { drafts, failures } = runDetectors(view, this.parts.detectors, this.parts.config.detectors.correlation);
       for (const f of failures) {
         this.metrics.detectorFailures.inc({ detector: f.detector });
         this.parts.logger.error({ err: f.error, detector: f.detector }, 'detector failed; others still ran');
@@ -166,7 +179,15 @@ export class Daemon {
         const f = store.getFinding(id);
         return f && f.status === 'resolved' ? f : undefined;
       });
-      store.commit({ at: now, findings: result.changed, checkpoints, gaps, lineCounts });
+      const t = templates?.takeChanges();
+      store.commit({
+        at: now,
+        findings: result.changed,
+        checkpoints,
+        gaps,
+        lineCounts,
+        ...(t ? { templates: t.templates, templateBuckets: t.buckets, templatesRemoved: t.removed, templateBucketsBefore: t.pruneBefore } : {}),
+      });
       for (const f of result.opened) this.metrics.findingsOpened.inc({ category: f.category, severity: f.severity });
       if (result.opened.length > 0) {
         this.parts.logger.info(

@@ -16,6 +16,8 @@ import type { Config } from './config.js';
 import type { Collector, SourceStatus } from './core/types.js';
 import { Daemon, type DaemonParts } from './daemon.js';
 import { createDetectors } from './detectors/index.js';
+import { TemplateStats } from './detectors/templates/stats.js';
+import { createRedactor } from './redact.js';
 import { ConditionsExporter } from './exporters/conditions.js';
 import { EventsExporter } from './exporters/events.js';
 import { KubeWriters } from './exporters/kube-writers.js';
@@ -79,7 +81,18 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
       }),
     );
   }
-  const parts: DaemonParts = { config, logger, store, detectors: createDetectors(config.detectors), collectors, unavailable };
+  const redact = createRedactor([...config.redactPatterns]);
+  const detectors = createDetectors({ ...config.detectors, logRules: { ...config.detectors.logRules, redact } });
+  const parts: DaemonParts = {
+    config,
+    logger,
+    store,
+    detectors,
+    collectors,
+    unavailable,
+    redact,
+    templates: new TemplateStats({ redact }),
+  };
   if (useKubeApi) {
     collectors.push(
       new KubeApiCollector({

@@ -23,6 +23,8 @@ describe('daemon in host mode', () => {
   it('serves status with a healthy host source and a real DiskFull finding; survives a restart with the same finding', async () => {
     const dataDir = tempDir();
     running = await startDaemon({ env: hostEnv(dataDir) });
+    // Ready once the store is open and the first collection ran.
+    await waitFor(async () => (await getJson(`${running!.url}/readyz`)).status === 200);
     const status = await getJson<StatusBody>(`${running.url}/v1/status`);
     expect(status.status).toBe(200);
     expect(status.body.mode).toBe('host');
@@ -31,7 +33,6 @@ describe('daemon in host mode', () => {
     expect(host?.signals).toBeGreaterThan(0);
     expect(status.body.model.state).toBe('none');
     expect(status.body.rulesOnly).toBe(true);
-    expect((await getJson(`${running.url}/readyz`)).status).toBe(200);
 
     const first = await waitFor(async () => {
       const r = await getJson<{ items: Finding[] }>(`${running!.url}/v1/findings?category=DiskFull`);

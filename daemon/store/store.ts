@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import type { Category, Diagnosis, Evidence, Severity, SourceName, Subject } from '../core/types.js';
 import type { TrackedFinding } from '../tracker/tracker.js';
+import type { TemplateBucketRow, TemplateRow } from '../detectors/templates/stats.js';
 import { MIGRATIONS } from './migrations.js';
 
 /** Database file name inside dataDir. */
@@ -41,25 +42,6 @@ export interface FindingQuery {
   cursor?: string;
 }
 
-/** A per-stream template row (see the template miner). */
-export interface TemplateRow {
-  stream: string;
-  templateId: string;
-  template: string;
-  isError: boolean;
-  firstSeen: string;
-  lastSeen: string;
-  count: number;
-  example?: string;
-}
-
-/** A per-bucket template count. */
-export interface TemplateBucketRow {
-  stream: string;
-  templateId: string;
-  bucketStart: string;
-  count: number;
-}
 
 /** Everything one detection cycle writes, in one transaction. */
 export interface CommitBatch {
@@ -71,6 +53,10 @@ export interface CommitBatch {
   lineCounts: Map<string, number>;
   templates?: TemplateRow[];
   templateBuckets?: TemplateBucketRow[];
+  /** Templates that no longer exist (merged, evicted, stream gone): deleted with their buckets. */
+  templatesRemoved?: { stream: string; templateId: string }[];
+  /** Bucket rows older than this are outside every baseline: deleted. */
+  templateBucketsBefore?: string;
 }
 
 /** Raised for a bad pagination cursor. */
@@ -218,6 +204,9 @@ export class Store {
       upsertBucket: db.prepare(
         'INSERT INTO template_buckets (stream, template_id, bucket_start, count) VALUES (?, ?, ?, ?) ON CONFLICT(stream, template_id, bucket_start) DO UPDATE SET count = excluded.count',
       ),
+      deleteTemplate: db.prepare('DELETE FROM log_templates WHERE stream = ? AND template_id = ?'),
+      deleteTemplateBuckets: db.prepare('DELETE FROM template_buckets WHERE stream = ? AND template_id = ?'),
+      pruneBuckets: db.prepare('DELETE FROM template_buckets WHERE bucket_start < ?'),
       cacheGet: db.prepare('SELECT diagnosis FROM diagnosis_cache WHERE key = ?'),
       cachePut: db.prepare('INSERT OR REPLACE INTO diagnosis_cache (key, diagnosis, created_at) VALUES (?, ?, ?)'),
       upsertSample: db.prepare(`
@@ -260,9 +249,14 @@ export class Store {
     for (const g of b.gaps) s.insertGap.run(g.source, g.at, g.detail);
     for (const [stream, n] of b.lineCounts) if (n > 0) s.addLines.run(stream, n, b.at);
     for (const t of b.templates ?? []) {
-      s.upsertTemplate.run({ ...t, isError: t.isError ? 1 : 0, example: t.example ?? null });
+      s.upsertTemplate.run({ ...t, isError: t.isError ? 1 : 0, example: t.example });
     }
     for (const t of b.templateBuckets ?? []) s.upsertBucket.run(t.stream, t.templateId, t.bucketStart, t.count);
+    for (const r of b.templatesRemoved ?? []) {
+      s.deleteTemplate.run(r.stream, r.templateId);
+      s.deleteTemplateBuckets.run(r.stream, r.templateId);
+    }
+    if (b.templateBucketsBefore) s.pruneBuckets.run(b.templateBucketsBefore);
   }
 
   /** Writes one detection cycle atomically. */
@@ -410,7 +404,7 @@ export class Store {
       example: string | null;
     }[];
     return rows.map((r) => {
-      const t: TemplateRow = {
+      return {
         stream: r.stream,
         templateId: r.template_id,
         template: r.template,
@@ -418,9 +412,8 @@ export class Store {
         firstSeen: r.first_seen,
         lastSeen: r.last_seen,
         count: r.count,
+        example: r.example ?? '',
       };
-      if (r.example !== null) t.example = r.example;
-      return t;
     });
   }
 
