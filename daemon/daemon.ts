@@ -226,7 +226,8 @@ export class Daemon {
       sources: this.sourceStatuses(),
       model,
       store: { path: store.path, sizeBytes: store.sizeBytes(), recoveredFrom: store.recoveredFrom },
-      rulesOnly: model.state !== 'ready' && model.state !== 'loading',
+      // A configured model that is merely not loaded yet (lazy) still serves diagnoses.
+      rulesOnly: !config.model || model.state === 'refused' || model.state === 'failed',
     };
   }
 

@@ -16,6 +16,8 @@ import type { Config } from './config.js';
 import type { Collector, SourceStatus } from './core/types.js';
 import { Daemon, type DaemonParts } from './daemon.js';
 import { createDetectors } from './detectors/index.js';
+import { buildDiagnoser } from './diagnoser/build.js';
+import { DiagnosisQueue } from './diagnoser/queue.js';
 import { TemplateStats } from './detectors/templates/stats.js';
 import { createRedactor } from './redact.js';
 import { ConditionsExporter } from './exporters/conditions.js';
@@ -83,6 +85,25 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
   }
   const redact = createRedactor([...config.redactPatterns]);
   const detectors = createDetectors({ ...config.detectors, logRules: { ...config.detectors.logRules, redact } });
+  const diagnosis = buildDiagnoser({
+    config,
+    logger,
+    context: (f) => ({
+      causes: (f.causes ?? [])
+        .map((id) => store.getFinding(id))
+        .filter((c) => c !== undefined)
+        .map((c) => ({ category: c.category, title: c.title })),
+    }),
+  });
+  const queue = new DiagnosisQueue({
+    diagnoser: diagnosis.diagnoser,
+    logger: log('diagnosis'),
+    getFinding: (id) => store.getFinding(id),
+    saveDiagnosis: (id, d) => store.setDiagnosis(id, d),
+    cache: { get: (k) => store.cacheGet(k), put: (k, d) => store.cachePut(k, d) },
+  });
+  const exporterHooks: NonNullable<DaemonParts['onCycle']>[] = [];
+  const disposers: (() => Promise<void>)[] = [];
   const parts: DaemonParts = {
     config,
     logger,
@@ -92,6 +113,18 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
     unavailable,
     redact,
     templates: new TemplateStats({ redact }),
+    modelStatus: () => diagnosis.modelStatus(),
+    queueDepth: () => queue.depth(),
+    // Detection never waits for a diagnosis: enqueue is synchronous and bounded.
+    onCycle: (c) => {
+      for (const f of c.opened) queue.enqueue(f.id, f.severity);
+      for (const hook of exporterHooks) hook(c);
+    },
+    dispose: async () => {
+      await queue.stop();
+      for (const d of disposers) await d();
+      await diagnosis.dispose();
+    },
   };
   if (useKubeApi) {
     collectors.push(
@@ -108,14 +141,14 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
         : undefined;
       const events = config.exporters.events ? new EventsExporter({ nodeName: config.nodeName, writer: writers, logger: log('events-exporter') }) : undefined;
       // The first write follows the first detection cycle, so a condition set by a previous run does not flap.
-      parts.onCycle = ({ open, opened }) => {
+      exporterHooks.push(({ open, opened }) => {
         conditions?.update(open);
         events?.publish(opened);
-      };
-      parts.dispose = async () => {
+      });
+      disposers.push(async () => {
         conditions?.stop();
         events?.stop();
-      };
+      });
     }
   }
   return new Daemon(parts);
