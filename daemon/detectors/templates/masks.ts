@@ -126,7 +126,7 @@ export function maskTokens(line: string): string[] {
       }
       if (k & SPACE) break;
       if (c === 46) {
-        if (s.charCodeAt(i + 1) === 46) {
+        if (i + 1 < n && s.charCodeAt(i + 1) === 46) {
           dots = true;
           break;
         }
@@ -136,7 +136,7 @@ export function maskTokens(line: string): string[] {
         hyphens++;
         continue;
       }
-      if (c === 58 && i > segStart) {
+      if (c === 58 && i > segStart && i + 2 < n) {
         if (s.charCodeAt(i + 1) === 47 && s.charCodeAt(i + 2) === 47) {
           // "scheme://host/path": the scheme and the rest are one value.
           variable = true;
@@ -167,14 +167,14 @@ export function maskTokens(line: string): string[] {
         hyphens = 0;
         continue;
       }
-      if (i === segStart && (c === 47 || c === 126) && (s.charCodeAt(i + 1) === 47 || cls(s.charCodeAt(i + 1)) & (LETTER | DIGIT))) {
+      if (i === segStart && (c === 47 || c === 126) && i + 1 < n && (s.charCodeAt(i + 1) === 47 || cls(s.charCodeAt(i + 1)) & (LETTER | DIGIT))) {
         // A path starting here: "/var/lib/x", "~/x", with any query string.
         const [pe, slashes] = pathEnd(s, i);
         if (slashes >= 2 || (c === 126 && slashes >= 1)) {
           variable = true;
           i = pe - 1;
         }
-      } else if (c === 42 && s.charCodeAt(i - 1) === 60 && s.charCodeAt(i + 1) === 62) {
+      } else if (c === 42 && i > start && i + 1 < n && s.charCodeAt(i - 1) === 60 && s.charCodeAt(i + 1) === 62) {
         // A "<*>" already in the text.
         variable = true;
       }
@@ -211,7 +211,7 @@ export function maskTokens(line: string): string[] {
       // Leader dots pad to a width: one "..." token whatever the run length.
       tokens.push('...');
       lastParam = false;
-      while (s.charCodeAt(i) === 46) i++;
+      while (i < n && s.charCodeAt(i) === 46) i++;
     }
   }
   return tokens;
@@ -224,9 +224,10 @@ export function maskLine(line: string): string {
 
 /** Cheap pre-check: calendar words start with one of these capitals, maybe after a bracket. */
 function maybeCalendar(t: string): boolean {
+  if (t.length < 3) return false;
   const c = cls(t.charCodeAt(0)) & LETTER ? t.charCodeAt(0) : t.charCodeAt(1);
   // A D F J M N O S T W
-  return t.length >= 3 && (c === 65 || c === 68 || c === 70 || c === 74 || c === 77 || c === 78 || c === 79 || c === 83 || c === 84 || c === 87);
+  return (c === 65 || c === 68 || c === 70 || c === 74 || c === 77 || c === 78 || c === 79 || c === 83 || c === 84 || c === 87);
 }
 
 function isAlnum(c: number): boolean {
@@ -246,7 +247,8 @@ function isCalendar(t: string): boolean {
 }
 
 function isUnitOrCalendar(t: string): boolean {
-  if (t.length > 10) return false;
+  // Units and calendar words are short and start with a letter (or µ), maybe after a bracket.
+  if (t.length > 11 || !(cls(t.charCodeAt(0)) & LETTER || (t.length > 1 && cls(t.charCodeAt(1)) & LETTER))) return false;
   const b = bare(t);
   return UNITS.has(b) || CALENDAR.has(b);
 }

@@ -181,6 +181,8 @@ export class TemplateMiner {
   readonly #aliases = new Map<string, string>();
   #seq = 0;
   #tick = 0;
+  /** Agreeing tokens of the last #bestIn result. */
+  #matched = 0;
 
   /** Creates a miner; options are merged over TEMPLATE_MINER_DEFAULTS. */
   constructor(opts: Partial<TemplateMinerOptions> = {}) {
@@ -222,6 +224,8 @@ export class TemplateMiner {
     if (found) {
       found.count++;
       this.#touch(found);
+      // Every token agreed: nothing to generalise.
+      if (this.#matched === n) return found;
       return generalise(found, tokens) ? this.#templateChanged(found) : found;
     }
     const created = this.#create(tokens, this.#leafFor(tokens), 1);
@@ -234,23 +238,19 @@ export class TemplateMiner {
    * where clusters whose routing tokens became parameters also live.
    */
   #search(tokens: readonly string[]): Cluster | undefined {
-    const root = this.#root.get(tokens.length);
-    if (!root) return undefined;
+    let node = this.#root.get(tokens.length);
     const levels = Math.min(this.#o.depth - 2, tokens.length);
-    // Word flags of the line's tokens, computed on first need (a mismatch).
-    const lineWords: (boolean | undefined)[] = [];
-    const visit = (node: TreeNode, d: number): Cluster | undefined => {
-      if (d === levels) return this.#bestIn(node, tokens, lineWords);
+    for (let d = 0; node && d < levels; d++) {
       const token = tokens[d] as string;
-      const key = hasParam(token) ? PARAM : token;
       // Drain's rule: the token's own branch when it exists, else the `<*>` branch.
-      const next = node.children.get(key) ?? node.children.get(PARAM);
-      return next ? visit(next, d + 1) : undefined;
-    };
-    return visit(root, 0);
+      node = (hasParam(token) ? undefined : node.children.get(token)) ?? node.children.get(PARAM);
+    }
+    return node ? this.#bestIn(node, tokens) : undefined;
   }
 
-  #bestIn(leaf: TreeNode, tokens: readonly string[], lineWords: (boolean | undefined)[]): Cluster | undefined {
+  #bestIn(leaf: TreeNode, tokens: readonly string[]): Cluster | undefined {
+    // Word flags of the line's tokens, computed on first need (a mismatch).
+    const lineWords: (boolean | undefined)[] = [];
     let best: Cluster | undefined;
     let bestSame = -1;
     let bestExact = -1;
@@ -281,6 +281,7 @@ export class TemplateMiner {
         bestExact = exact;
       }
     }
+    this.#matched = bestSame;
     return best;
   }
 
