@@ -150,10 +150,18 @@ program
   .description('analyse a node snapshot bundle offline and print its findings')
   .requiredOption('--bundle <dir>', 'bundle folder (meta.json, node.json, pods.json, logs/...)')
   .addOption(new Option('--format <format>', 'output format').choices(['json', 'text']).default('json'))
-  .action(async (opts: { bundle: string; format: 'json' | 'text' }) => {
+  .option('--model <file>', 'also explain each warning/critical finding with this GGUF model (on this machine\'s CPU/GPU)')
+  .action(async (opts: { bundle: string; format: 'json' | 'text'; model?: string }) => {
     try {
       const { analyzeBundle, formatFindingsText } = await import('./analyze.js');
       const result = await analyzeBundle(opts.bundle);
+      if (opts.model) {
+        const config = configOrExit({ model: opts.model, logLevel: 'silent' });
+        const { diagnoseAll } = await import('./diagnoser/offline.js');
+        // Commands in the hints name the bundle's node, not this machine.
+        const bundleConfig = { ...config, nodeName: result.meta.nodeName };
+        await diagnoseAll(result.findings, bundleConfig, createLogger({ ...bundleConfig, logLevel: 'warn' }, process.stderr));
+      }
       process.stdout.write(opts.format === 'json' ? `${JSON.stringify(result.findings, null, 2)}\n` : formatFindingsText(result.findings));
     } catch (err) {
       fail(err);

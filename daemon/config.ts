@@ -169,6 +169,11 @@ const ENV_KEYS: [string, string, 'string' | 'bool' | 'number' | 'list'][] = [
   ['NODESAGE_LLM_MEMORY_BUDGET_MB', 'llm.memoryBudgetMB', 'number'],
   ['NODESAGE_LLM_THREADS', 'llm.threads', 'number'],
   ['NODESAGE_LLM_GPU', 'llm.gpu', 'string'],
+  ['NODESAGE_LLM_CONTEXT_SIZE', 'llm.contextSize', 'number'],
+  ['NODESAGE_LLM_MAX_TOKENS', 'llm.maxTokens', 'number'],
+  ['NODESAGE_LLM_TIMEOUT_SECONDS', 'llm.timeoutSeconds', 'number'],
+  ['NODESAGE_LLM_IDLE_UNLOAD_SECONDS', 'llm.idleUnloadSeconds', 'number'],
+  ['NODESAGE_LLM_SHA256', 'llm.sha256', 'string'],
   ['NODESAGE_EXPORT_CONDITIONS', 'exporters.conditions', 'bool'],
   ['NODESAGE_EXPORT_EVENTS', 'exporters.events', 'bool'],
 ];

@@ -25,9 +25,10 @@ import { EventsExporter } from './exporters/events.js';
 import { KubeWriters } from './exporters/kube-writers.js';
 import { Store } from './store/store.js';
 
-/** Creates the daemon's logger (JSON lines on stdout). */
-export function createLogger(config: Pick<Config, 'logLevel' | 'nodeName'>): Logger {
-  return pino({ level: config.logLevel, base: { node: config.nodeName }, timestamp: pino.stdTimeFunctions.isoTime });
+/** Creates the daemon's logger (JSON lines on stdout, or another stream). */
+export function createLogger(config: Pick<Config, 'logLevel' | 'nodeName'>, stream?: NodeJS.WritableStream): Logger {
+  const opts = { level: config.logLevel, base: { node: config.nodeName }, timestamp: pino.stdTimeFunctions.isoTime };
+  return stream ? pino(opts, stream) : pino(opts);
 }
 
 function kubeConfigFor(config: Readonly<Config>): KubeConfig {
