@@ -224,6 +224,26 @@ describe('mineStream (nodesage logs mine)', () => {
     expect(streamed[3]?.templateId).toBe(streamed[0]?.templateId);
   });
 
+  it('prints what it holds once a live input goes quiet, when asked to', async () => {
+    const input = new PassThrough();
+    const out: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        out.push(chunk.toString('utf8'));
+        cb();
+      },
+    });
+    const done = mineStream(input, sink, { idleFlushMs: 20 });
+    input.write('GET /healthz 200 3ms\nGET /healthz 200 4ms\n');
+    await new Promise((r) => setTimeout(r, 200));
+    // Printed before the input ended.
+    expect(out.join('').split('\n').filter(Boolean)).toHaveLength(2);
+    input.end('GET /readyz 200 1ms\n');
+    await done;
+    const rows = out.join('').trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows.map((r) => r.template)).toEqual(['GET /healthz <*>', 'GET /healthz <*>', 'GET /readyz <*>']);
+  });
+
   it('prints nothing for empty input and stops quietly when the reader goes away', async () => {
     expect(await runMine([])).toEqual([]);
     const input = new PassThrough();

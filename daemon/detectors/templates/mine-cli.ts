@@ -17,6 +17,12 @@ import { type TemplateCluster, TemplateMiner, type TemplateMinerOptions } from '
 export interface MineStreamOptions {
   /** Lines held before their results are printed. Defaults to 100000. */
   batchLines: number;
+  /**
+   * Print what is held once the input has been quiet this long (ms), for
+   * following a live log (`kubectl logs -f | nodesage logs mine`). 0 waits for
+   * a full batch or the end of input. Defaults to 0.
+   */
+  idleFlushMs: number;
   /** Options of the miner. Defaults to the miner's defaults with maxClusters 20000. */
   miner: Partial<TemplateMinerOptions>;
 }
@@ -24,6 +30,7 @@ export interface MineStreamOptions {
 /** Defaults of MineStreamOptions. */
 export const MINE_STREAM_DEFAULTS: Readonly<MineStreamOptions> = Object.freeze({
   batchLines: 100_000,
+  idleFlushMs: 0,
   miner: Object.freeze({ maxClusters: 20_000 }),
 });
 
@@ -50,10 +57,9 @@ export async function mineStream(
   };
   output.on('error', onError);
 
-  const flush = async () => {
-    if (pending.length === 0) return;
+  const print = async (batch: TemplateCluster[]) => {
     let chunk = '';
-    for (const c of pending) {
+    for (const c of batch) {
       // A cluster merged since lives on under the older id; an evicted one keeps its last state.
       const live = miner.get(c.id) ?? c;
       chunk += `${JSON.stringify({ templateId: live.id, template: live.template })}\n`;
@@ -62,8 +68,26 @@ export async function mineStream(
         chunk = '';
       }
     }
-    pending.length = 0;
     if (chunk) await write(output, chunk);
+  };
+  // Batches print one after the other, in input order, even when an idle flush overlaps.
+  let printing: Promise<void> = Promise.resolve();
+  const flush = () => {
+    if (pending.length > 0) {
+      const batch = pending.splice(0);
+      printing = printing.then(() => (outputError ? undefined : print(batch)));
+    }
+    return printing;
+  };
+  let idleTimer: NodeJS.Timeout | undefined;
+  const armIdleFlush = () => {
+    if (o.idleFlushMs <= 0) return;
+    clearTimeout(idleTimer);
+    idleTimer = setTimeout(() => {
+      flush().catch((err: Error) => {
+        outputError ??= err;
+      });
+    }, o.idleFlushMs);
   };
 
   const addLine = async (bytes: Uint8Array) => {
@@ -88,12 +112,14 @@ export async function mineStream(
         start = nl + 1;
       }
       if (start < buf.length) rest = Buffer.from(buf.subarray(start));
+      armIdleFlush();
     }
     if (rest && !outputError) await addLine(rest);
     if (!outputError) await flush();
   } catch (err) {
     if (!isBrokenPipe(err)) throw err;
   } finally {
+    clearTimeout(idleTimer);
     output.removeListener('error', onError);
   }
   if (outputError && !isBrokenPipe(outputError)) throw outputError;
