@@ -148,6 +148,14 @@ describe('TemplateStats', () => {
     expect(fruit.length).toBeLessThanOrEqual(5);
     const { removed } = stats.takeChanges();
     expect(removed.some((r) => r.stream.endsWith('/c0'))).toBe(true);
+
+    // A budget over all streams drops the idlest stream.
+    const budget = new TemplateStats({ maxTemplates: 4 });
+    for (let i = 0; i < 4; i++) budget.observe(podLine(i, `container ${i} started cleanly`, `c${i}`));
+    expect(budget.templateCount).toBe(4);
+    budget.observe(podLine(5, 'a fifth message', 'c4'));
+    expect(budget.templateCount).toBe(4);
+    expect(budget.rows().templates.map((r) => r.stream.split('/').pop())).toEqual(['c1', 'c2', 'c3', 'c4']);
   });
 
   it('drops streams idle longer than streamIdleMs', () => {

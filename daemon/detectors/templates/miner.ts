@@ -121,7 +121,7 @@ export class TemplateRestoreError extends Error {
   override readonly name = 'TemplateRestoreError';
 }
 
-// Sibling keys cost one map entry per word position: long lines are left out.
+// Sibling keys cost one map entry per token: long lines are left out.
 const MAX_SIBLING_TOKENS = 128;
 // Constant tokens that sibling clusters must share besides the differing one.
 const MIN_SIBLING_CONTEXT = 2;
@@ -445,8 +445,7 @@ export class TemplateMiner {
     const suffix = new Array<number>(n + 1);
     suffix[n] = 0x2545f491;
     for (let i = n - 1; i >= 0; i--) suffix[i] = fnv(t[i] as string, Math.imul(suffix[i + 1] as number, 31) ^ 0x9e3779b9);
-    let constants = 0;
-    for (const tok of t) if (tok !== PARAM) constants++;
+    const constants = c.constants;
     let prefix = 0x811c9dc5;
     for (let i = 0; i < n; i++) {
       const tok = t[i] as string;

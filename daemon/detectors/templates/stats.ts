@@ -24,10 +24,12 @@ export interface TemplateStatsOptions {
   bucketMs: number;
   /** Buckets before the current one that form the baseline. Defaults to 12 (one hour). */
   baselineBuckets: number;
-  /** Streams kept; the one idle longest is dropped beyond that. Defaults to 1000. */
+  /** Streams kept; the one idle longest is dropped beyond that. Defaults to 500. */
   maxStreams: number;
-  /** Templates kept per stream and level class (least recently used evicted). Defaults to 300. */
+  /** Templates kept per stream and level class (least recently used evicted). Defaults to 200. */
   maxTemplatesPerStream: number;
+  /** Templates kept over all streams; beyond that the stream idle longest is dropped. Defaults to 20000. */
+  maxTemplates: number;
   /** A stream without lines for this long is dropped with its templates. Defaults to 86400000 (24 h). */
   streamIdleMs: number;
   /** Characters kept of a template's example line. Defaults to 500. */
@@ -42,8 +44,9 @@ export interface TemplateStatsOptions {
 export const TEMPLATE_STATS_DEFAULTS: Readonly<TemplateStatsOptions> = Object.freeze({
   bucketMs: 5 * 60_000,
   baselineBuckets: 12,
-  maxStreams: 1000,
-  maxTemplatesPerStream: 300,
+  maxStreams: 500,
+  maxTemplatesPerStream: 200,
+  maxTemplates: 20_000,
   streamIdleMs: 24 * 3_600_000,
   maxExampleLength: 500,
   redact: (text: string) => text,
@@ -142,6 +145,8 @@ export class TemplateStats {
   #removed: { stream: string; templateId: string }[] = [];
   #latest = 0;
   #lastExpiry = 0;
+  /** Entries over all streams. */
+  #templates = 0;
 
   /** Creates empty statistics; options are merged over TEMPLATE_STATS_DEFAULTS. */
   constructor(opts: Partial<TemplateStatsOptions> = {}) {
@@ -177,6 +182,16 @@ export class TemplateStats {
     this.#pruneBuckets(e);
     this.#markDirty(key, e.id, b);
     this.#maybeExpire(at);
+    while (this.#templates > this.#o.maxTemplates && this.#streams.size > 1) {
+      const idlest = this.#idlest(s);
+      if (!idlest) break;
+      this.#dropStream(idlest);
+    }
+  }
+
+  /** Number of templates over all streams. */
+  get templateCount(): number {
+    return this.#templates;
   }
 
   /** Mines every line, oldest first. */
@@ -383,11 +398,16 @@ export class TemplateStats {
     };
     this.#streams.set(key, s);
     if (this.#streams.size > this.#o.maxStreams) {
-      let idlest: Stream | undefined;
-      for (const o of this.#streams.values()) if (o !== s && (!idlest || o.lastSeen < idlest.lastSeen)) idlest = o;
+      const idlest = this.#idlest(s);
       if (idlest) this.#dropStream(idlest);
     }
     return s;
+  }
+
+  #idlest(except: Stream): Stream | undefined {
+    let idlest: Stream | undefined;
+    for (const o of this.#streams.values()) if (o !== except && (!idlest || o.lastSeen < idlest.lastSeen)) idlest = o;
+    return idlest;
   }
 
   #entry(s: Stream, c: TemplateCluster, isError: boolean, at: number): Entry {
@@ -395,6 +415,7 @@ export class TemplateStats {
     if (!e) {
       e = { id: c.id, template: c.template, isError, firstSeen: at, lastSeen: at, count: 0, example: '', buckets: new Map() };
       s.entries.set(c.id, e);
+      this.#templates++;
     }
     if (e.template !== c.template) {
       e.template = c.template;
@@ -407,12 +428,14 @@ export class TemplateStats {
     const a = s.entries.get(from.id);
     if (!a) return;
     s.entries.delete(from.id);
+    this.#templates--;
     this.#removed.push({ stream: s.key, templateId: from.id });
     let b = s.entries.get(into.id);
     if (!b) {
       b = { ...a, id: into.id, buckets: new Map() };
       b.count = 0;
       s.entries.set(into.id, b);
+      this.#templates++;
     }
     b.template = into.template;
     b.count += a.count;
@@ -429,11 +452,14 @@ export class TemplateStats {
   }
 
   #dropEntry(s: Stream, id: string): void {
-    if (s.entries.delete(id)) this.#removed.push({ stream: s.key, templateId: id });
+    if (!s.entries.delete(id)) return;
+    this.#templates--;
+    this.#removed.push({ stream: s.key, templateId: id });
   }
 
   #dropStream(s: Stream): void {
     this.#streams.delete(s.key);
+    this.#templates -= s.entries.size;
     for (const id of s.entries.keys()) this.#removed.push({ stream: s.key, templateId: id });
     this.#dirty.delete(s.key);
     this.#dirtyBuckets.delete(s.key);
