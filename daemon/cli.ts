@@ -132,6 +132,25 @@ addConfigOptions(program.command('findings').description('list findings (open by
     }
   });
 
+addConfigOptions(program.command('capture').description('write a node snapshot bundle (redacted) from the live sources, for offline analysis'))
+  .requiredOption('--out <dir>', 'new folder for the bundle')
+  .option('--seconds <n>', 'how long to collect', '5')
+  .action(async (opts) => {
+    try {
+      const config = configOrExit(opts);
+      const { capture } = await import('./capture.js');
+      const seconds = Number(opts.seconds);
+      if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 600) throw new Error(`--seconds must be a number from 0 to 600, got ${opts.seconds}`);
+      const logger = createLogger({ ...config, logLevel: opts.logLevel ?? 'warn' }, process.stderr);
+      const r = await capture(config, logger, opts.out, { durationMs: seconds * 1000 });
+      process.stdout.write(`bundle written to ${opts.out} (${r.signals} signals; parts: ${r.parts.join(', ')})\n`);
+      for (const s of r.sources) process.stdout.write(`  ${s.name.padEnd(9)} ${s.state.padEnd(9)} ${s.signals} signals${s.lastError ? `  ${s.lastError}` : ''}\n`);
+      for (const [part, n] of Object.entries(r.truncated)) process.stdout.write(`  ${part}: ${n} older lines left out (size cap)\n`);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
 const logs = program.command('logs').description('log tools');
 logs
   .command('mine')

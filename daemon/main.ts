@@ -38,19 +38,13 @@ function kubeConfigFor(config: Readonly<Config>): KubeConfig {
   return kc;
 }
 
-/** Builds a daemon from a validated config. */
-export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
-  const store = Store.open({
-    dir: config.dataDir,
-    logger,
-    maxAgeDays: config.retention.maxAgeDays,
-    maxSizeMB: config.retention.maxSizeMB,
-  });
+/** Builds every configured source. Shared by the daemon and `nodesage capture`. */
+export function createCollectors(
+  config: Readonly<Config>,
+  logger: Logger,
+  checkpoints: CheckpointReader,
+): { collectors: Collector[]; unavailable: SourceStatus[] } {
   const log = (source: string) => logger.child({ source });
-  const checkpoints: CheckpointReader = {
-    get: (source, key) => store.getCheckpoint(source, key),
-    list: (source) => store.listCheckpoints(source),
-  };
   const collectors: Collector[] = [];
   if (config.sources.host) {
     collectors.push(new HostCollector({ hostRoot: config.hostRoot, intervalMs: config.hostIntervalSeconds * 1000, logger: log('host') }));
@@ -69,7 +63,7 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
   if (config.sources.kmsg) {
     collectors.push(new KmsgCollector({ hostRoot: config.hostRoot, checkpoints, logger: log('kmsg') }));
   }
-  const useKubeApi = config.sources.kubeApi && !config.standalone && config.mode !== 'host';
+  const useKubeApi = usesKubeApi(config);
   if (config.sources.kubelet && config.kubeletUrl) {
     collectors.push(
       new KubeletCollector({
@@ -84,6 +78,36 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
       }),
     );
   }
+  if (useKubeApi) {
+    collectors.push(
+      new KubeApiCollector({
+        nodeName: config.nodeName,
+        ...(config.kubeconfig ? { kubeconfigPath: config.kubeconfig } : {}),
+        logger: log('kube-api'),
+      }),
+    );
+  }
+  return { collectors, unavailable };
+}
+
+function usesKubeApi(config: Readonly<Config>): boolean {
+  return config.sources.kubeApi && !config.standalone && config.mode !== 'host';
+}
+
+/** Builds a daemon from a validated config. */
+export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
+  const store = Store.open({
+    dir: config.dataDir,
+    logger,
+    maxAgeDays: config.retention.maxAgeDays,
+    maxSizeMB: config.retention.maxSizeMB,
+  });
+  const log = (source: string) => logger.child({ source });
+  const checkpoints: CheckpointReader = {
+    get: (source, key) => store.getCheckpoint(source, key),
+    list: (source) => store.listCheckpoints(source),
+  };
+  const { collectors, unavailable } = createCollectors(config, logger, checkpoints);
   const redact = createRedactor([...config.redactPatterns]);
   const detectors = createDetectors({ ...config.detectors, logRules: { ...config.detectors.logRules, redact } });
   const diagnosis = buildDiagnoser({
@@ -127,14 +151,7 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
       await diagnosis.dispose();
     },
   };
-  if (useKubeApi) {
-    collectors.push(
-      new KubeApiCollector({
-        nodeName: config.nodeName,
-        ...(config.kubeconfig ? { kubeconfigPath: config.kubeconfig } : {}),
-        logger: log('kube-api'),
-      }),
-    );
+  if (usesKubeApi(config)) {
     if (config.exporters.conditions || config.exporters.events) {
       const writers = new KubeWriters(kubeConfigFor(config));
       const conditions = config.exporters.conditions

@@ -1,0 +1,68 @@
+/**
+ * `nodesage capture --out DIR`: runs every configured source for a short
+ * while, from scratch (no checkpoints: the recent tail of each log, the
+ * kernel ring buffer, the current Kubernetes state), and writes what it saw as
+ * a node snapshot bundle, redacted and size-capped. Nothing is sent anywhere:
+ * the operator decides where the folder goes.
+ */
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { BundleMeta } from './collectors/bundle.js';
+import { type WriteBundleOptions, type WriteBundleResult, writeBundle } from './collectors/bundle-writer.js';
+import { noCheckpoints } from './collectors/checkpoints.js';
+import type { Config } from './config.js';
+import type { Signal, SourceStatus } from './core/types.js';
+import { createCollectors } from './main.js';
+import { createRedactor } from './redact.js';
+
+/** Options of capture. */
+export interface CaptureOptions {
+  /** How long the sources run, in ms. Defaults to 5000. */
+  durationMs?: number;
+  /** Size caps per part. Defaults to the bundle writer's. */
+  caps?: Omit<WriteBundleOptions, 'redact'>;
+}
+
+/** What capture wrote and how each source did. */
+export interface CaptureResult extends WriteBundleResult {
+  meta: BundleMeta;
+  sources: SourceStatus[];
+  signals: number;
+}
+
+/** Raised when the output folder exists and is not empty. */
+export class CaptureOutputError extends Error {
+  readonly code = 'CAPTURE_OUTPUT_NOT_EMPTY';
+  override readonly name = 'CaptureOutputError';
+}
+
+/** Boot time of the host from `<hostRoot>/proc/stat` (btime), when readable. */
+export function hostBootTime(hostRoot: string): string | undefined {
+  try {
+    const m = /^btime (\d+)$/m.exec(readFileSync(join(hostRoot, 'proc/stat'), 'utf8'));
+    return m ? new Date(Number(m[1]) * 1000).toISOString() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Captures a bundle of this node into `outDir`. */
+export async function capture(config: Readonly<Config>, logger: Logger, outDir: string, opts: CaptureOptions = {}): Promise<CaptureResult> {
+  if (existsSync(outDir) && readdirSync(outDir).length > 0) {
+    throw new CaptureOutputError(`${outDir} exists and is not empty; choose a new folder`);
+  }
+  const { collectors, unavailable } = createCollectors(config, logger, noCheckpoints);
+  const signals: Signal[] = [];
+  const sink = (batch: Signal[]) => {
+    for (const s of batch) if (s.type !== 'checkpoint') signals.push(s);
+  };
+  await Promise.allSettled(collectors.map((c) => c.start(sink)));
+  await new Promise((r) => setTimeout(r, opts.durationMs ?? 5000));
+  const sources = [...collectors.map((c) => c.status()), ...unavailable];
+  await Promise.allSettled(collectors.map((c) => c.stop()));
+  const bootTime = hostBootTime(config.hostRoot);
+  const meta: BundleMeta = { nodeName: config.nodeName, capturedAt: new Date().toISOString(), ...(bootTime ? { bootTime } : {}) };
+  const result = writeBundle(outDir, meta, signals, { ...opts.caps, redact: createRedactor([...config.redactPatterns]) });
+  return { ...result, meta, sources, signals: signals.length };
+}
