@@ -58,7 +58,7 @@ function writeHost(dir: string, h: HostSnapshot): void {
       available: f.availBytes,
       use: f.usedBytes + f.availBytes > 0 ? Math.round((f.usedBytes / (f.usedBytes + f.availBytes)) * 10000) / 100 : 0,
       mount: f.mount,
-      rw: f.readOnly ? false : true,
+      rw: !f.readOnly,
     })),
   );
   const inodes = h.filesystems
@@ -152,7 +152,10 @@ export function writeBundle(dir: string, meta: BundleMeta, signals: Signal[], op
       const c = l.container;
       const file = join('logs', 'pods', `${c.namespace}_${c.pod}_${c.uid}`, c.container, `${c.restart ?? 0}.log`);
       let lines = perFile.get(file);
-      if (!lines) perFile.set(file, (lines = []));
+      if (!lines) {
+        lines = [];
+        perFile.set(file, lines);
+      }
       // One CRI line per message line so the file stays parseable.
       for (const part of text.split('\n')) lines.push(`${l.at} ${l.stream ?? 'stdout'} F ${part}`);
     } else if (l.source === 'journald') {
@@ -172,7 +175,12 @@ export function writeBundle(dir: string, meta: BundleMeta, signals: Signal[], op
       journal.push(JSON.stringify(rec));
     } else if (l.source === 'kmsg') {
       const usec = bootMs !== undefined ? Math.max(0, (Date.parse(l.at) - bootMs) * 1000) : 0;
-      const escaped = text.replace(/[\x00-\x1f\\]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`);
+      // The kernel escapes control characters and backslashes as \xNN.
+      let escaped = '';
+      for (const ch of text) {
+        const code = ch.charCodeAt(0);
+        escaped += code < 0x20 || ch === '\\' ? `\\x${code.toString(16).padStart(2, '0')}` : ch;
+      }
       kmsg.push(`${l.priority ?? 6},${kmsgSeq++},${usec},-;${escaped}`);
     }
   }

@@ -103,7 +103,8 @@ export class EventsExporter {
       type: f.severity === 'info' ? 'Normal' : 'Warning',
       count: Math.max(1, f.count),
       firstTimestamp: f.firstSeen,
-      lastTimestamp: f.lastSeen > at ? at : f.lastSeen,
+      // Never in the future.
+      lastTimestamp: Math.min(f.lastSeen , at),
       source: { component: 'nodesage', host: this.opts.nodeName },
       reportingComponent: 'nodesage',
       reportingInstance: this.opts.nodeName,

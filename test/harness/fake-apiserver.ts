@@ -508,7 +508,9 @@ export class FakeApiServer {
       if (!this.#store.nodes.has(name)) return this.#status(res, 404, 'NotFound', `nodes "${name}" not found`);
       const patch = (data as { status?: { conditions?: { type: string }[] } }).status?.conditions ?? [];
       const updated = this.#modify('nodes', name, (n) => {
-        const status = ((n as { status?: Record<string, unknown> }).status ??= {});
+        const holder = n as { status?: Record<string, unknown> };
+        holder.status ??= {};
+        const status = holder.status;
         const conditions = ((status.conditions as { type: string }[] | undefined) ?? []).slice();
         for (const c of patch) {
           const i = conditions.findIndex((x) => x.type === c.type);
