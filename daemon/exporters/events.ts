@@ -104,7 +104,7 @@ export class EventsExporter {
       count: Math.max(1, f.count),
       firstTimestamp: f.firstSeen,
       // Never in the future.
-      lastTimestamp: Math.min(f.lastSeen , at),
+      lastTimestamp: new Date(Math.min(Date.parse(f.lastSeen), now)).toISOString(),
       source: { component: 'nodesage', host: this.opts.nodeName },
       reportingComponent: 'nodesage',
       reportingInstance: this.opts.nodeName,
