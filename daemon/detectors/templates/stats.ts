@@ -102,15 +102,22 @@ export interface MinedTemplateStat extends TemplateStat {
 }
 
 interface Entry {
+  stream: string;
   id: string;
   template: string;
   isError: boolean;
   firstSeen: number;
   lastSeen: number;
   count: number;
+  /** Redacted example, as of the last time it was read. */
   example: string;
+  /** Latest line, not yet redacted (redaction runs when the example is read, not per line). */
+  raw: string | null;
   /** Bucket start (ms) → lines. */
   buckets: Map<number, number>;
+  /** Changed since the last takeChanges(): the template row, and these buckets. */
+  dirty: boolean;
+  dirtyBuckets: Set<number>;
 }
 
 interface Stream {
@@ -122,11 +129,20 @@ interface Stream {
   entries: Map<string, Entry>;
 }
 
+// Collectors reuse one ContainerRef per log file: its key is built once.
+const containerKeys = new WeakMap<object, string>();
+
 /** The stream key of a log line, or null for lines that are not mined (kmsg). */
 export function streamKey(line: LogLine): string | null {
   if (line.source === 'podLog') {
     const c = line.container;
-    return c ? `podLog:${c.namespace}/${c.pod}/${c.container}` : null;
+    if (!c) return null;
+    let key = containerKeys.get(c);
+    if (key === undefined) {
+      key = `podLog:${c.namespace}/${c.pod}/${c.container}`;
+      containerKeys.set(c, key);
+    }
+    return key;
   }
   if (line.source === 'journald') return `journald:${line.unit ?? 'unknown'}`;
   return null;
@@ -140,8 +156,7 @@ function iso(ms: number): Timestamp {
 export class TemplateStats {
   readonly #o: TemplateStatsOptions;
   readonly #streams = new Map<string, Stream>();
-  readonly #dirty = new Map<string, Set<string>>();
-  readonly #dirtyBuckets = new Map<string, Map<string, Set<number>>>();
+  readonly #dirty = new Set<Entry>();
   #removed: { stream: string; templateId: string }[] = [];
   #latest = 0;
   #lastExpiry = 0;
@@ -174,13 +189,13 @@ export class TemplateStats {
     e.count++;
     if (at >= e.lastSeen) {
       e.lastSeen = at;
-      e.example = this.#example(line.text);
+      e.raw = line.text;
     }
     if (at < e.firstSeen) e.firstSeen = at;
     const b = this.#bucket(at);
     e.buckets.set(b, (e.buckets.get(b) ?? 0) + 1);
     this.#pruneBuckets(e);
-    this.#markDirty(key, e.id, b);
+    this.#markDirty(e, b);
     this.#maybeExpire(at);
     while (this.#templates > this.#o.maxTemplates && this.#streams.size > 1) {
       const idlest = this.#idlest(s);
@@ -231,29 +246,17 @@ export class TemplateStats {
   takeChanges(): TemplateStatsChanges {
     const templates: TemplateRow[] = [];
     const buckets: TemplateBucketRow[] = [];
-    for (const [key, ids] of this.#dirty) {
-      const s = this.#streams.get(key);
-      if (!s) continue;
-      for (const id of ids) {
-        const e = s.entries.get(id);
-        if (e) templates.push(this.#row(key, e));
+    for (const e of this.#dirty) {
+      if (e.dirty) templates.push(this.#row(e));
+      for (const b of e.dirtyBuckets) {
+        const count = e.buckets.get(b);
+        if (count !== undefined) buckets.push({ stream: e.stream, templateId: e.id, bucketStart: iso(b), count });
       }
-    }
-    for (const [key, byId] of this.#dirtyBuckets) {
-      const s = this.#streams.get(key);
-      if (!s) continue;
-      for (const [id, starts] of byId) {
-        const e = s.entries.get(id);
-        if (!e) continue;
-        for (const b of starts) {
-          const count = e.buckets.get(b);
-          if (count !== undefined) buckets.push({ stream: key, templateId: id, bucketStart: iso(b), count });
-        }
-      }
+      e.dirty = false;
+      e.dirtyBuckets.clear();
     }
     const removed = this.#removed;
     this.#dirty.clear();
-    this.#dirtyBuckets.clear();
     this.#removed = [];
     return { templates, buckets, removed, pruneBefore: iso(this.#retainFrom()) };
   }
@@ -264,7 +267,7 @@ export class TemplateStats {
     const buckets: TemplateBucketRow[] = [];
     for (const s of this.#streams.values()) {
       for (const e of s.entries.values()) {
-        templates.push(this.#row(s.key, e));
+        templates.push(this.#row(e));
         for (const [b, count] of e.buckets) buckets.push({ stream: s.key, templateId: e.id, bucketStart: iso(b), count });
       }
     }
@@ -292,6 +295,9 @@ export class TemplateStats {
         e.firstSeen = first;
         e.lastSeen = last;
         e.example = r.example;
+        // Restored as stored: nothing to write back.
+        e.dirty = false;
+        this.#dirty.delete(e);
       } else {
         // Another row already holds this template: fold this one into it.
         e.count += r.count;
@@ -299,9 +305,10 @@ export class TemplateStats {
         if (last >= e.lastSeen) {
           e.lastSeen = last;
           e.example = r.example;
+          e.raw = null;
         }
         this.#removed.push({ stream: r.stream, templateId: r.templateId });
-        this.#markDirty(r.stream, e.id);
+        this.#markDirty(e);
       }
     }
     for (const r of buckets) {
@@ -314,7 +321,7 @@ export class TemplateStats {
       const start = this.#bucket(b);
       e.buckets.set(start, (e.buckets.get(start) ?? 0) + r.count);
       this.#pruneBuckets(e);
-      if (e.id !== r.templateId) this.#markDirty(r.stream, e.id, start);
+      if (e.id !== r.templateId) this.#markDirty(e, start);
     }
   }
 
@@ -327,7 +334,7 @@ export class TemplateStats {
       firstSeen: iso(e.firstSeen),
       recentCount: recent,
       baselinePerBucket: baseline,
-      example: e.example,
+      example: this.#exampleOf(e),
       lastSeen: iso(e.lastSeen),
       streamFirstSeen: iso(s.firstSeen),
       bucketMs,
@@ -344,16 +351,16 @@ export class TemplateStats {
     return sum / span;
   }
 
-  #row(stream: string, e: Entry): TemplateRow {
+  #row(e: Entry): TemplateRow {
     return {
-      stream,
+      stream: e.stream,
       templateId: e.id,
       template: e.template,
       isError: e.isError,
       firstSeen: iso(e.firstSeen),
       lastSeen: iso(e.lastSeen),
       count: e.count,
-      example: e.example,
+      example: this.#exampleOf(e),
     };
   }
 
@@ -365,10 +372,16 @@ export class TemplateStats {
     return this.#bucket(this.#latest) - this.#o.baselineBuckets * this.#o.bucketMs;
   }
 
-  #example(text: string): string {
-    // Redact the whole line first: a cut could split a secret so the redactor misses it.
-    const t = this.#o.redact(text);
-    return t.length > this.#o.maxExampleLength ? t.slice(0, this.#o.maxExampleLength) : t;
+  #exampleOf(e: Entry): string {
+    if (e.raw !== null) {
+      // Redact the whole line first: a cut could split a secret so the redactor misses it.
+      const t = this.#o.redact(e.raw);
+      const cut = t.length > this.#o.maxExampleLength ? t.slice(0, this.#o.maxExampleLength) : t;
+      // A copy, so the example does not keep the collector's read buffer alive.
+      e.example = Buffer.from(cut, 'utf8').toString('utf8');
+      e.raw = null;
+    }
+    return e.example;
   }
 
   #pruneBuckets(e: Entry): void {
@@ -413,13 +426,27 @@ export class TemplateStats {
   #entry(s: Stream, c: TemplateCluster, isError: boolean, at: number): Entry {
     let e = s.entries.get(c.id);
     if (!e) {
-      e = { id: c.id, template: c.template, isError, firstSeen: at, lastSeen: at, count: 0, example: '', buckets: new Map() };
+      e = {
+        stream: s.key,
+        id: c.id,
+        template: c.template,
+        isError,
+        firstSeen: at,
+        lastSeen: at,
+        count: 0,
+        example: '',
+        raw: null,
+        buckets: new Map(),
+        dirty: false,
+        dirtyBuckets: new Set(),
+      };
       s.entries.set(c.id, e);
       this.#templates++;
+      this.#markDirty(e);
     }
     if (e.template !== c.template) {
       e.template = c.template;
-      this.#markDirty(s.key, e.id);
+      this.#markDirty(e);
     }
     return e;
   }
@@ -430,10 +457,11 @@ export class TemplateStats {
     s.entries.delete(from.id);
     this.#templates--;
     this.#removed.push({ stream: s.key, templateId: from.id });
+    a.dirty = false;
+    this.#dirty.delete(a);
     let b = s.entries.get(into.id);
     if (!b) {
-      b = { ...a, id: into.id, buckets: new Map() };
-      b.count = 0;
+      b = { ...a, id: into.id, count: 0, buckets: new Map(), dirtyBuckets: new Set() };
       s.entries.set(into.id, b);
       this.#templates++;
     }
@@ -443,16 +471,20 @@ export class TemplateStats {
     if (a.lastSeen > b.lastSeen) {
       b.lastSeen = a.lastSeen;
       b.example = a.example;
+      b.raw = a.raw;
     }
     for (const [start, count] of a.buckets) {
       b.buckets.set(start, (b.buckets.get(start) ?? 0) + count);
-      this.#markDirty(s.key, b.id, start);
+      this.#markDirty(b, start);
     }
-    this.#markDirty(s.key, b.id);
+    this.#markDirty(b);
   }
 
   #dropEntry(s: Stream, id: string): void {
-    if (!s.entries.delete(id)) return;
+    const e = s.entries.get(id);
+    if (!e) return;
+    s.entries.delete(id);
+    this.#dirty.delete(e);
     this.#templates--;
     this.#removed.push({ stream: s.key, templateId: id });
   }
@@ -460,9 +492,10 @@ export class TemplateStats {
   #dropStream(s: Stream): void {
     this.#streams.delete(s.key);
     this.#templates -= s.entries.size;
-    for (const id of s.entries.keys()) this.#removed.push({ stream: s.key, templateId: id });
-    this.#dirty.delete(s.key);
-    this.#dirtyBuckets.delete(s.key);
+    for (const e of s.entries.values()) {
+      this.#removed.push({ stream: s.key, templateId: e.id });
+      this.#dirty.delete(e);
+    }
   }
 
   #maybeExpire(at: number): void {
@@ -472,24 +505,13 @@ export class TemplateStats {
     for (const s of [...this.#streams.values()]) if (at - s.lastSeen > this.#o.streamIdleMs) this.#dropStream(s);
   }
 
-  #markDirty(stream: string, id: string, bucket?: number): void {
-    let ids = this.#dirty.get(stream);
-    if (!ids) {
-      ids = new Set();
-      this.#dirty.set(stream, ids);
+  /** Marks an entry's row (and a bucket of it) for the next takeChanges(). */
+  #markDirty(e: Entry, bucket?: number): void {
+    if (bucket === undefined) e.dirty = true;
+    else {
+      e.dirty = true;
+      e.dirtyBuckets.add(bucket);
     }
-    ids.add(id);
-    if (bucket === undefined) return;
-    let byId = this.#dirtyBuckets.get(stream);
-    if (!byId) {
-      byId = new Map();
-      this.#dirtyBuckets.set(stream, byId);
-    }
-    let starts = byId.get(id);
-    if (!starts) {
-      starts = new Set();
-      byId.set(id, starts);
-    }
-    starts.add(bucket);
+    this.#dirty.add(e);
   }
 }
