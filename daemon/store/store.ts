@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Category, Diagnosis, Evidence, Severity, SourceName, Subject } from '../core/types.js';
 import type { TrackedFinding } from '../tracker/tracker.js';
 import type { TemplateBucketRow, TemplateRow } from '../detectors/templates/stats.js';
+import { toFtsQuery } from './fts-query.js';
 import { MIGRATIONS } from './migrations.js';
 
 /** Database file name inside dataDir. */
@@ -503,6 +504,110 @@ export class Store {
     return { deleted };
   }
 
+  /**
+   * Full-text search over findings (title, message, category, subject,
+   * diagnosis summary and cause, evidence lines), log templates and runbooks,
+   * best bm25 match first. Any text is a valid question: it is reduced to
+   * quoted terms (fts-query.ts), so operators in it are never parsed. A
+   * finding's score adds its own match to half of its best evidence line's.
+   */
+  search(question: string, opts: SearchOptions = {}): SearchResult {
+    const query = toFtsQuery(question);
+    if (query === null) return { query, findings: [], templates: [], runbooks: [] };
+    const limit = Math.min(Math.max(opts.limit ?? 10, 1), 100);
+    const since = opts.since ?? null;
+    const findingRows = this.db
+      .prepare(
+        `WITH fh AS (SELECT rowid AS rid, rank AS s FROM findings_fts WHERE findings_fts MATCH @q ORDER BY rank LIMIT 1000),
+          eh AS (SELECT ev.finding_id AS fid, min(h.s) AS s
+            FROM (SELECT rowid AS rid, rank AS s FROM evidence_fts WHERE evidence_fts MATCH @q ORDER BY rank LIMIT 2000) h
+            JOIN evidence ev ON ev.rowid = h.rid GROUP BY ev.finding_id),
+          hits AS (SELECT fi.id AS fid, fh.s AS s FROM fh JOIN findings fi ON fi.rowid = fh.rid
+            UNION ALL SELECT fid, 0.5 * s FROM eh)
+        SELECT fi.*, sum(hits.s) AS score FROM hits JOIN findings fi ON fi.id = hits.fid
+        WHERE @since IS NULL OR fi.last_seen >= @since
+        GROUP BY fi.id ORDER BY score, fi.last_seen DESC, fi.id LIMIT @limit`,
+      )
+      .all({ q: query, since, limit }) as (FindingRow & { score: number })[];
+    const templateRows = this.db
+      .prepare(
+        `SELECT t.*, h.s AS score
+        FROM (SELECT rowid AS rid, rank AS s FROM templates_fts WHERE templates_fts MATCH @q ORDER BY rank LIMIT 1000) h
+        JOIN log_templates t ON t.rowid = h.rid
+        WHERE @since IS NULL OR t.last_seen >= @since
+        ORDER BY h.s, t.last_seen DESC LIMIT @limit`,
+      )
+      .all({ q: query, since, limit }) as {
+      stream: string;
+      template_id: string;
+      template: string;
+      is_error: number;
+      first_seen: string;
+      last_seen: string;
+      count: number;
+      example: string | null;
+      score: number;
+    }[];
+    const runbookRows = this.db
+      .prepare(
+        `SELECT r.id, r.title, r.body, h.s AS score
+        FROM (SELECT rowid AS rid, rank AS s FROM runbooks_fts WHERE runbooks_fts MATCH @q ORDER BY rank LIMIT @limit) h
+        JOIN runbooks r ON r.rowid = h.rid ORDER BY h.s, r.id`,
+      )
+      .all({ q: query, limit }) as { id: string; title: string; body: string; score: number }[];
+    return {
+      query,
+      findings: findingRows.map((r) => ({ finding: this.rowToFinding(r), score: r.score })),
+      templates: templateRows.map((r) => ({
+        stream: r.stream,
+        templateId: r.template_id,
+        template: r.template,
+        example: r.example ?? '',
+        isError: r.is_error === 1,
+        count: r.count,
+        firstSeen: r.first_seen,
+        lastSeen: r.last_seen,
+        score: r.score,
+      })),
+      runbooks: runbookRows,
+    };
+  }
+
+  /**
+   * Writes runbook changes in one transaction: `upsert` rows whose content
+   * differs from the stored one, `remove` ids. Returns how many rows changed.
+   */
+  applyRunbooks(changes: { upsert: RunbookRecord[]; remove: string[] }): { upserted: number; removed: number } {
+    const upsert = this.db.prepare(`
+      INSERT INTO runbooks (id, title, body, path, size, mtime_ms, sha256, indexed_at)
+      VALUES (@id, @title, @body, @path, @size, @mtimeMs, @sha256, @indexedAt)
+      ON CONFLICT(id) DO UPDATE SET title = excluded.title, body = excluded.body, path = excluded.path, size = excluded.size,
+        mtime_ms = excluded.mtime_ms, sha256 = excluded.sha256, indexed_at = excluded.indexed_at
+      WHERE runbooks.sha256 IS NOT excluded.sha256 OR runbooks.title IS NOT excluded.title OR runbooks.path IS NOT excluded.path`);
+    const remove = this.db.prepare('DELETE FROM runbooks WHERE id = ?');
+    const tx = this.db.transaction(() => {
+      const at = new Date().toISOString();
+      let upserted = 0;
+      let removed = 0;
+      for (const r of changes.upsert) upserted += upsert.run({ ...r, indexedAt: at }).changes;
+      for (const id of changes.remove) removed += remove.run(id).changes;
+      return { upserted, removed };
+    });
+    return tx();
+  }
+
+  /** Stored runbooks without their bodies, by id. */
+  listRunbooks(): Omit<RunbookRecord, 'body'>[] {
+    return this.db.prepare('SELECT id, title, path, size, mtime_ms AS mtimeMs, sha256 FROM runbooks ORDER BY id').all() as Omit<RunbookRecord, 'body'>[];
+  }
+
+  /** One stored runbook. */
+  getRunbook(id: string): RunbookRecord | undefined {
+    return this.db.prepare('SELECT id, title, body, path, size, mtime_ms AS mtimeMs, sha256 FROM runbooks WHERE id = ?').get(id) as
+      | RunbookRecord
+      | undefined;
+  }
+
   /** Checkpoints the WAL into the main file and closes. */
   close(): void {
     if (!this.db.open) return;
@@ -518,4 +623,63 @@ export class Store {
 export class CorruptDatabaseError extends Error {
   readonly code = 'DB_CORRUPT';
   override readonly name = 'CorruptDatabaseError';
+}
+
+/** Options of Store.search. */
+export interface SearchOptions {
+  /** Only findings and templates seen at or after this RFC3339 time (runbooks are timeless). */
+  since?: string;
+  /** Most results of each kind. Defaults to 10 (at most 100). */
+  limit?: number;
+}
+
+/** A finding that matched a search; `score` is bm25 (lower is a better match). */
+export interface FindingHit {
+  finding: TrackedFinding;
+  score: number;
+}
+
+/** A log template that matched a search. */
+export interface TemplateHit {
+  /** `podLog:<ns>/<pod>/<container>` or `journald:<unit>`. */
+  stream: string;
+  templateId: string;
+  template: string;
+  /** Last example line (redacted). */
+  example: string;
+  isError: boolean;
+  count: number;
+  firstSeen: string;
+  lastSeen: string;
+  score: number;
+}
+
+/** A runbook that matched a search. */
+export interface RunbookHit {
+  id: string;
+  title: string;
+  body: string;
+  score: number;
+}
+
+/** What Store.search returns, best match first in each list. */
+export interface SearchResult {
+  /** The FTS5 expression the question became; null when it held no searchable word. */
+  query: string | null;
+  findings: FindingHit[];
+  templates: TemplateHit[];
+  runbooks: RunbookHit[];
+}
+
+/** One indexed runbook (a markdown file of runbooksDir). */
+export interface RunbookRecord {
+  /** File name without `.md`. */
+  id: string;
+  /** First `# ` heading, else the id. */
+  title: string;
+  body: string;
+  path: string;
+  size: number;
+  mtimeMs: number;
+  sha256: string;
 }
