@@ -11,10 +11,14 @@
  * `kubelet.go:1953]` → `kubelet.go:<*>]`). A token that contains a digit is a
  * parameter in the great majority of log statements.
  *
+ * Within a token, masked segments joined only by value punctuation are one
+ * `<*>` (`time="2025-03-12T10:15:30Z"` → `time="<*>"`).
+ *
  * Values without digits are caught by shape: URLs (`scheme://...`), paths with
- * two or more segments (with their query string), Windows paths and
- * Kubernetes pod names (`<name>-<pod-template-hash>-<suffix>`, whose hashes
- * use a vowel-free alphabet).
+ * two or more segments (with their query string), Windows paths, IPv6 and MAC
+ * addresses whose groups happen to be letters (`fd00::a`), and Kubernetes pod
+ * names (`<name>-<pod-template-hash>-<suffix>`, whose hashes use a vowel-free
+ * alphabet).
  *
  * Then every run of tokens that hold only parameters and punctuation (`<*>`,
  * `<*>:<*>:<*>`, `(<*>)`, `[<*>::<*>]:<*>`) becomes one `<*>`, and unit words

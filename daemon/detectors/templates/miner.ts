@@ -67,6 +67,7 @@ export const TEMPLATE_MINER_DEFAULTS: Readonly<TemplateMinerOptions> = Object.fr
 
 /** What `add` reports for one line. */
 export interface AddResult {
+  /** Id of the cluster the line joined (see the module comment for its stability). */
   templateId: string;
   /** The cluster's template after this line joined it. */
   template: string;
@@ -76,6 +77,7 @@ export interface AddResult {
 
 /** A cluster of lines sharing one template. */
 export interface TemplateCluster {
+  /** Stable id: a hash of the line that created the cluster. */
   readonly id: string;
   /** Template tokens; parameters are `<*>`. */
   readonly tokens: readonly string[];
