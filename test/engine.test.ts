@@ -376,7 +376,8 @@ describe('LlmEngine life cycle', () => {
     expect(r1.timings.loadMs).toBeGreaterThan(0);
     expect(e.status().loaded).toBe(true);
     const deadline = Date.now() + 5000;
-    while (e.status().loaded && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const unloadedLogged = () => logLines.some((l) => l.msg === 'model unloaded' && l.why === 'idle');
+    while ((e.status().loaded || !unloadedLogged()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     expect(e.status()).toMatchObject({ loaded: false, state: 'none', reason: null });
     expect(logLines.some((l) => l.msg === 'model unloaded' && l.why === 'idle')).toBe(true);
     const r2 = await e.complete({ systemPrompt: SYSTEM, userPrompt: 'two', maxTokens: 2 });

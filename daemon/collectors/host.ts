@@ -174,7 +174,8 @@ export class HostCollector implements Collector {
   }
 
   status(): SourceStatus {
-    const staleAfter = this.intervalMs * 3;
+    // A slow sample on a busy node is not an outage: stale means no data for a while.
+    const staleAfter = Math.max(this.intervalMs * 3, 30_000);
     const stale = this.lastSignalAt !== null && Date.now() - Date.parse(this.lastSignalAt) > staleAfter;
     return {
       name: 'host',

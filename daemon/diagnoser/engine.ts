@@ -620,6 +620,8 @@ export class LlmEngine implements AsyncDisposable {
     const loaded = this.#loaded;
     if (!loaded) return;
     this.#loaded = null;
+    // Status changes with `loaded`, not after the native disposal finishes.
+    if (this.#state === 'ready') this.#setState('none', null);
     const done = (async () => {
       await loaded.context.dispose();
       await loaded.model.dispose();
@@ -630,7 +632,6 @@ export class LlmEngine implements AsyncDisposable {
     } finally {
       this.#unloading = null;
     }
-    if (this.#state === 'ready') this.#setState('none', null);
     this.#log.info({ why }, 'model unloaded');
   }
 
