@@ -57,6 +57,7 @@ const diagnosisSchema = {
     tokens: { type: 'object', properties: { prompt: { type: 'integer' }, completion: { type: 'integer' } } },
     latencyMs: { type: 'number' },
     evidenceRefs: { type: 'array', items: { type: 'integer' } },
+    fallback: { type: 'string' },
   },
 } as const;
 

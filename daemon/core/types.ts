@@ -86,6 +86,11 @@ export interface Diagnosis {
   latencyMs: number;
   /** Indexes into the finding's evidence array that the diagnosis cites. */
   evidenceRefs?: number[];
+  /**
+   * Set when the LLM could not give a usable answer and the rule hint stands in:
+   * `truncated | unparseable | invalid | timeout | error`.
+   */
+  fallback?: string;
 }
 
 /** A problem as the API and `analyze --format json` print it. */
@@ -229,6 +234,12 @@ export interface TemplateStat {
   baselinePerBucket: number;
   /** Last example line (redacted). */
   example: string;
+  /** Time of the template's latest line. */
+  lastSeen?: Timestamp;
+  /** Time of the stream's first line (its warm-up starts there). */
+  streamFirstSeen?: Timestamp;
+  /** Bucket width in milliseconds (recentCount is per bucket). */
+  bucketMs?: number;
 }
 
 /**
