@@ -12,6 +12,11 @@ import { KmsgCollector } from './collectors/kmsg.js';
 import { PodLogCollector } from './collectors/pod-logs.js';
 import { KubeApiCollector } from './collectors/kube-api.js';
 import { KubeletCollector } from './collectors/kubelet.js';
+import { registerAskRoutes } from './api/ask-routes.js';
+import { registerOpenAiRoutes } from './api/openai.js';
+import { EngineGate } from './ask/gate.js';
+import { RunbookIndexer } from './ask/runbooks.js';
+import { AskService } from './ask/service.js';
 import type { Config } from './config.js';
 import type { Collector, SourceStatus } from './core/types.js';
 import { Daemon, type DaemonParts } from './daemon.js';
@@ -120,15 +125,36 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
         .map((c) => ({ category: c.category, title: c.title })),
     }),
   });
+  // The queue outlives construction; metrics are recorded once the daemon exists.
+  let daemon: Daemon | undefined;
   const queue = new DiagnosisQueue({
     diagnoser: diagnosis.diagnoser,
     logger: log('diagnosis'),
     getFinding: (id) => store.getFinding(id),
-    saveDiagnosis: (id, d) => store.setDiagnosis(id, d),
+    saveDiagnosis: (id, d) => {
+      store.setDiagnosis(id, d);
+      daemon?.recordDiagnosis(d);
+    },
     cache: { get: (k) => store.cacheGet(k), put: (k, d) => store.cachePut(k, d) },
   });
   const exporterHooks: NonNullable<DaemonParts['onCycle']>[] = [];
   const disposers: (() => Promise<void>)[] = [];
+  const engine = diagnosis.engine ? { engine: diagnosis.engine } : {};
+  // `ask` and the OpenAI-compatible routes share one bounded queue in front of the model.
+  const gate = new EngineGate();
+  const ask = new AskService({
+    store,
+    ...engine,
+    nodeName: config.nodeName,
+    maxTokens: config.llm.maxTokens,
+    timeoutMs: config.llm.timeoutSeconds * 1000,
+    logger,
+  });
+  if (config.runbooksDir) {
+    const runbooks = new RunbookIndexer({ dir: config.runbooksDir, store, logger });
+    void runbooks.start();
+    disposers.push(async () => runbooks.stop());
+  }
   const parts: DaemonParts = {
     config,
     logger,
@@ -140,6 +166,10 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
     templates: new TemplateStats({ redact }),
     modelStatus: () => diagnosis.modelStatus(),
     queueDepth: () => queue.depth(),
+    extraRoutes: (app) => {
+      registerAskRoutes(app, { ask, gate, logger });
+      registerOpenAiRoutes(app, { ...engine, gate, logger });
+    },
     // Detection never waits for a diagnosis: enqueue is synchronous and bounded.
     onCycle: (c) => {
       for (const f of c.opened) queue.enqueue(f.id, f.severity);
@@ -169,5 +199,6 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
       });
     }
   }
-  return new Daemon(parts);
+  daemon = new Daemon(parts);
+  return daemon;
 }
