@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import { type StatusBody, buildApi } from './api/server.js';
 import { DaemonMetrics } from './api/metrics.js';
 import { formatListen, type Config } from './config.js';
-import type { Collector, Detector, HostSnapshot, Signal, SourceName, SourceStatus } from './core/types.js';
+import type { Collector, Detector, Diagnosis, HostSnapshot, Signal, SourceName, SourceStatus } from './core/types.js';
 import { runDetectors } from './detectors/run.js';
 import type { TemplateStats } from './detectors/templates/stats.js';
 import { NodeState } from './state/node-state.js';
@@ -136,6 +136,16 @@ export class Daemon {
       this.parts.store.addSamples(Date.parse(h.at), samples);
     } catch (err) {
       this.parts.logger.warn({ err }, 'storing host samples failed');
+    }
+  }
+
+  /** Counts a stored diagnosis in /metrics. */
+  recordDiagnosis(d: Diagnosis): void {
+    const outcome = d.fallback ? `fallback_${d.fallback}` : 'ok';
+    this.metrics.diagnoses.inc({ diagnoser: d.diagnoser.startsWith('llm:') ? 'llm' : d.diagnoser, outcome });
+    this.metrics.diagnosisDuration.observe({ diagnoser: d.diagnoser.startsWith('llm:') ? 'llm' : 'rule-hint' }, d.latencyMs / 1000);
+    if (d.tokens.completion > 0 && d.latencyMs > 0) {
+      this.metrics.llmTokensPerSecond.set({ phase: 'overall' }, ((d.tokens.prompt + d.tokens.completion) / d.latencyMs) * 1000);
     }
   }
 

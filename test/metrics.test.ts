@@ -22,7 +22,7 @@ describe('/metrics', () => {
     });
     const body = await waitFor(async () => {
       const text = await (await fetch(`${running!.url}/metrics`)).text();
-      return text.includes('nodesage_findings_open{category="DiskFull"') ? text : null;
+      return text.includes('nodesage_findings_open{category="DiskFull"') && text.includes('nodesage_diagnoses_total{') ? text : null;
     });
     const check = spawnSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
     expect(check.stdout + check.stderr).toBe('');
@@ -34,6 +34,9 @@ describe('/metrics', () => {
       'nodesage_detection_cycle_duration_seconds_bucket',
       'nodesage_database_size_bytes',
       'nodesage_diagnosis_queue_depth',
+      'nodesage_diagnoses_total{diagnoser="rule-hint",outcome="ok"}',
+      'nodesage_diagnosis_duration_seconds_bucket',
+      'nodesage_log_lines_read_total',
       'process_resident_memory_bytes',
     ]) {
       expect(body, name).toContain(name);

@@ -77,11 +77,22 @@ export class DaemonMetrics {
     });
     this.signals = new Counter({ name: 'nodesage_signals_total', help: 'Signals received per source.', labelNames: ['source'], registers });
     this.logLines = new Counter({ name: 'nodesage_log_lines_read_total', help: 'Log lines read per source.', labelNames: ['source'], registers });
+    // Sources count their own drops (rate limits, unparseable lines); follow those counters.
+    const seenDrops = new Map<string, number>();
     this.logLinesDropped = new Counter({
       name: 'nodesage_log_lines_dropped_total',
-      help: 'Log lines dropped (rate limits, backlog) per source.',
+      help: 'Log lines dropped (rate limits, backlog, unparseable) per source.',
       labelNames: ['source'],
       registers,
+      collect() {
+        for (const s of src.sources()) {
+          const d = s.detail ?? {};
+          const dropped = ['droppedLines', 'unparseableLines', 'unparseable'].reduce((n, k) => n + (typeof d[k] === 'number' ? (d[k] as number) : 0), 0);
+          const prev = seenDrops.get(s.name) ?? 0;
+          if (dropped > prev) this.inc({ source: s.name }, dropped - prev);
+          seenDrops.set(s.name, Math.max(prev, dropped));
+        }
+      },
     });
     this.detectionDuration = new Histogram({
       name: 'nodesage_detection_cycle_duration_seconds',
