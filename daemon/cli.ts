@@ -151,6 +151,19 @@ addConfigOptions(program.command('capture').description('write a node snapshot b
     }
   });
 
+addConfigOptions(program.command('ask').description('ask the daemon a question about this node; prints the answer as it is generated, then its citations'))
+  .argument('<question>', 'the question, in plain words')
+  .option('--since <time>', 'only findings and log templates seen since this RFC3339 time')
+  .option('--json', 'print the JSON body (no streaming)')
+  .action(async (question: string, opts) => {
+    try {
+      const { runAsk } = await import('./cli/ask.js');
+      await runAsk(configOrExit(opts).listen, question, { since: opts.since, json: opts.json === true }, process.stdout);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
 const logs = program.command('logs').description('log tools');
 logs
   .command('mine')

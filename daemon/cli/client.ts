@@ -21,6 +21,8 @@ export class ClientError extends Error {
 export interface RequestOptions {
   method?: 'GET' | 'POST';
   body?: unknown;
+  /** Extra request headers (e.g. `accept: text/event-stream`). */
+  headers?: Record<string, string>;
   /** Called with each chunk of the body (streaming); the promise then resolves with ''. */
   onChunk?: (chunk: string) => void;
   /** Milliseconds. Defaults to 30000. */
@@ -40,7 +42,7 @@ export function callDaemon(listen: Listen, path: string, opts: RequestOptions = 
         ...target,
         path,
         method: opts.method ?? 'GET',
-        headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
+        headers: { ...opts.headers, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
         timeout: opts.timeoutMs ?? 30_000,
       },
       (res) => {
