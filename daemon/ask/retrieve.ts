@@ -64,6 +64,11 @@ function words(text: string): string[] {
   return text.toLowerCase().match(/[\p{L}\p{N}']+/gu) ?? [];
 }
 
+/** A crude stem, the same on both sides of a comparison ("certificates" ~ "certificate"). */
+function stem(w: string): string {
+  return w.replace(/(?:ing|ed|es|s|e)$/, '');
+}
+
 /** True when the question names nothing beyond "what is wrong / status". */
 export function isGeneralQuestion(question: string): boolean {
   const w = words(question).filter((x) => !STOP.test(x));
@@ -72,7 +77,7 @@ export function isGeneralQuestion(question: string): boolean {
 
 /** The sections of a markdown body that share the most words with the question, in document order, within `maxChars`. */
 export function runbookExcerpt(body: string, question: string, maxChars: number): string {
-  const terms = new Set(words(question).filter((w) => w.length >= 3 && !STOP.test(w)).map((w) => w.replace(/(?:ing|ed|es|s)$/, '')));
+  const terms = new Set(words(question).filter((w) => w.length >= 3 && !STOP.test(w)).map(stem));
   // Sections start at headings; long sections are split at blank lines so a match is not buried.
   const sections: string[] = [];
   for (const sec of body.split(/\n(?=\s{0,3}#{1,6}\s)/)) {
@@ -87,7 +92,7 @@ export function runbookExcerpt(body: string, question: string, maxChars: number)
     if (chunk.trim()) sections.push(chunk);
   }
   const scored = sections.map((text, i) => {
-    const w = new Set(words(text).map((x) => x.replace(/(?:ing|ed|es|s)$/, '')));
+    const w = new Set(words(text).map(stem));
     let score = 0;
     for (const t of terms) if (w.has(t)) score++;
     return { text: text.trim(), i, score };
@@ -111,6 +116,9 @@ export function runbookExcerpt(body: string, question: string, maxChars: number)
 
 const ID = /\b[0-9a-f]{16}\b/g;
 
+// bm25 scores are negative (lower is better): this multiplies an open finding's relevance.
+const OPEN_BOOST = 1.5;
+
 /** Finds what the question is about. Never throws on odd text (the store sanitises the search). */
 export function retrieve(store: RetrievalStore, question: string, options: RetrieveOptions = {}): Retrieved {
   const maxFindings = options.maxFindings ?? 6;
@@ -125,11 +133,17 @@ export function retrieve(store: RetrievalStore, question: string, options: Retri
     if (f && picked.size < maxFindings) picked.set(f.id, { finding: f, reason: 'id' });
   }
   const hits = store.search(question, { ...(since ? { since } : {}), limit: Math.max(maxFindings, maxRunbooks, maxTemplates) });
-  for (const h of hits.findings) {
+  // "What is wrong with this node?" matches every node finding by the word "node": the open ones answer it better.
+  const general = isGeneralQuestion(question);
+  // What is open now answers "is the disk full?" better than an equally worded resolved finding.
+  const ranked = hits.findings
+    .map((h) => ({ ...h, score: h.finding.status === 'open' ? h.score * OPEN_BOOST : h.score }))
+    .sort((a, b) => a.score - b.score);
+  for (const h of general ? [] : ranked) {
     if (picked.size >= maxFindings) break;
     if (!picked.has(h.finding.id)) picked.set(h.finding.id, { finding: h.finding, reason: 'match' });
   }
-  if (picked.size === 0 || isGeneralQuestion(question)) {
+  if (picked.size === 0 || general) {
     const q: FindingQuery = { status: 'open', limit: 200, ...(since ? { since } : {}) };
     const open = store
       .listFindings(q)

@@ -43,7 +43,7 @@ const ALIASES: Record<string, string[]> = {
 
 /** A crude stem for comparing question words with category words ("looping" ~ "loop"). */
 function stem(w: string): string {
-  return w.replace(/(?:ing|ed|es|s)$/, '');
+  return w.replace(/(?:ing|ed|es|s|e)$/, '');
 }
 
 const CATEGORY_WORDS: { category: string; words: string[] }[] = CATEGORIES.map((c) => ({
