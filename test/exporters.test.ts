@@ -50,7 +50,7 @@ function finding(category: TrackedFinding['category'], extra: Partial<TrackedFin
 
 function nodeConditions(f: FakeApiServer): { type: string; status: string; reason?: string; message?: string }[] {
   const node = f.objects('nodes').find((n) => n.metadata.name === NODE)!;
-  return (node as { status: { conditions: { type: string; status: string; reason?: string }[] } }).status.conditions;
+  return (node as unknown as { status: { conditions: { type: string; status: string; reason?: string }[] } }).status.conditions;
 }
 
 describe('conditions exporter', () => {
@@ -95,7 +95,7 @@ describe('events exporter', () => {
     await until(() => exp.stats.sent === 2, 'two events sent', 10_000);
     const created = fake.objects('events').filter((e) => (e as { source?: { component?: string } }).source?.component === 'nodesage');
     expect(created).toHaveLength(2);
-    const byReason = Object.fromEntries(created.map((e) => [(e as { reason: string }).reason, e as Record<string, unknown>]));
+    const byReason = Object.fromEntries(created.map((e) => [(e as unknown as { reason: string }).reason, e as Record<string, unknown>]));
     expect(byReason.KernelOOM).toMatchObject({ type: 'Warning', involvedObject: { kind: 'Node', name: NODE }, metadata: { namespace: 'default' } });
     expect(byReason.DNSFailure).toMatchObject({ involvedObject: { kind: 'Pod', name: 'api-6d4f7c9b8-x2x9z', namespace: 'shop' } });
     expect(String(byReason.DNSFailure!.message)).toContain('container api');

@@ -91,7 +91,7 @@ async function writeFixture(): Promise<{ physical: number; messages: number; byt
       physical++;
     }
     if (chunk.length > 1 << 20) {
-      if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
+      if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
       chunk = '';
     }
   }
