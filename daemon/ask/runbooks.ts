@@ -209,7 +209,10 @@ export class RunbookIndexer {
       this.#warned.delete('missing');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      // The folder is the truth: no folder, no runbooks.
+      // The folder is the truth: no folder, no runbooks. A watch on the deleted folder would
+      // never see it come back: drop it, the next poll watches the new one.
+      this.#watcher?.close();
+      this.#watcher = null;
       this.#warnOnce('missing', {}, 'runbook folder does not exist; no runbooks until it appears');
       names = [];
     }
