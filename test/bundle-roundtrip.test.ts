@@ -31,6 +31,7 @@ describe('bundle writer', () => {
           filesystems: [{ mount: '/', device: '/dev/sda1', fsType: 'ext4', sizeBytes: 1000, usedBytes: 900, availBytes: 100, inodesTotal: 50, inodesUsed: 49 }],
           memory: { totalBytes: 8e9, availableBytes: 1e9, swapTotalBytes: 0, swapUsedBytes: 0 },
           psi: { memory: { some: { avg10: 1, avg60: 2, avg300: 3 } } },
+          network: [{ iface: 'enp175s0f1', operstate: 'down', speedMbps: null }],
         },
       },
       ...lines.map((line): Signal => ({ type: 'log', line })),
@@ -49,6 +50,7 @@ describe('bundle writer', () => {
     expect(got.find((l) => l.source === 'podLog')?.container).toEqual(container);
     const host = b.signals.find((s) => s.type === 'host');
     expect(host && host.type === 'host' && host.snapshot.filesystems[0]).toMatchObject({ mount: '/', usedBytes: 900, inodesUsed: 49 });
+    expect(host && host.type === 'host' && host.snapshot.network).toEqual([{ iface: 'enp175s0f1', operstate: 'down', speedMbps: null }]);
     const health = b.signals.find((s) => s.type === 'kubeletHealth');
     expect(health && health.type === 'kubeletHealth' && health.ok).toBe(false);
     expect(b.signals.filter((s) => s.type === 'event')).toHaveLength(1);

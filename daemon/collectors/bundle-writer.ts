@@ -81,6 +81,8 @@ function writeHost(dir: string, h: HostSnapshot): void {
     });
   }
   if (h.psi) writeJson(join(dir, 'psi.json'), h.psi);
+  if (h.network) writeJson(join(dir, 'network.json'), h.network);
+  if (h.gpus) writeJson(join(dir, 'gpus.json'), h.gpus);
   const cpuTemp = h.temperatures?.find((t) => t.label === 'cpu');
   if (cpuTemp) writeJson(join(dir, 'cpuTemperature.json'), { main: cpuTemp.celsius, cores: [] });
 }

@@ -142,7 +142,7 @@ export function fsFromSystemInformation(
   });
 }
 
-/** Reads `host/*.json` (systeminformation shapes, plus nodesage's `inodes.json` and `psi.json`). */
+/** Reads `host/*.json` (systeminformation shapes, plus nodesage's `inodes.json`, `psi.json`, `network.json`, `gpus.json`). */
 async function readHost(dir: string, at: Timestamp): Promise<HostSnapshot | undefined> {
   if (!existsSync(dir)) return undefined;
   const fsSize = await readJson<Parameters<typeof fsFromSystemInformation>[0]>(join(dir, 'fsSize.json'));
@@ -166,6 +166,10 @@ async function readHost(dir: string, at: Timestamp): Promise<HostSnapshot | unde
     if (load.currentLoad !== undefined) snap.load.currentLoadPct = load.currentLoad;
   }
   if (psi) snap.psi = psi;
+  const network = await readJson<HostSnapshot['network']>(join(dir, 'network.json'));
+  if (network) snap.network = network;
+  const gpus = await readJson<HostSnapshot['gpus']>(join(dir, 'gpus.json'));
+  if (gpus) snap.gpus = gpus;
   if (temps && typeof temps.main === 'number') snap.temperatures = [{ label: 'cpu', celsius: temps.main }];
   return snap;
 }

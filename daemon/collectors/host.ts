@@ -93,6 +93,7 @@ export class HostCollector implements Collector {
   private readonly hostRoot: string;
   private readonly intervalMs: number;
   private readonly logger: Logger | undefined;
+  private nvidiaSmi: boolean | undefined;
   private timer: NodeJS.Timeout | undefined;
   private signals = 0;
   private lastSignalAt: string | null = null;
@@ -137,7 +138,35 @@ export class HostCollector implements Collector {
       const t = await si.cpuTemperature().catch(() => undefined);
       if (t && typeof t.main === 'number' && t.main > 0) snap.temperatures = [{ label: 'cpu', celsius: t.main }];
     }
+    const nics = await si.networkInterfaces().catch(() => []);
+    const physical = (Array.isArray(nics) ? nics : [nics]).filter((n) => !n.virtual && !n.internal && n.type !== 'virtual');
+    if (physical.length > 0) {
+      snap.network = physical.map((n) => ({ iface: n.iface, operstate: n.operstate, speedMbps: n.speed ?? null, mtu: n.mtu ?? undefined }));
+    }
+    if (this.hasNvidiaSmi()) {
+      const g = await si.graphics().catch(() => undefined);
+      const gpus = (g?.controllers ?? []).filter((c) => /nvidia/i.test(c.vendor ?? ''));
+      if (gpus.length > 0) {
+        snap.gpus = gpus.map((c) => ({
+          model: c.model,
+          vendor: c.vendor,
+          ...(c.memoryTotal != null ? { memoryTotalMiB: c.memoryTotal } : {}),
+          ...(c.memoryUsed != null ? { memoryUsedMiB: c.memoryUsed } : {}),
+          ...(c.utilizationGpu != null ? { utilizationPct: c.utilizationGpu } : {}),
+          ...(c.temperatureGpu != null ? { temperatureC: c.temperatureGpu } : {}),
+        }));
+      }
+    }
     return snap;
+  }
+
+  /**
+   * systeminformation asks nvidia-smi for GPU facts; look for it once where
+   * distributions and the NVIDIA container toolkit put it.
+   */
+  private hasNvidiaSmi(): boolean {
+    this.nvidiaSmi ??= ['/usr/bin', '/usr/local/bin', '/usr/local/nvidia/bin', '/bin'].some((d) => existsSync(join(d, 'nvidia-smi')));
+    return this.nvidiaSmi;
   }
 
   private async tick(sink: SignalSink): Promise<void> {

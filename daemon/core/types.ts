@@ -217,6 +217,10 @@ export interface HostSnapshot {
   load?: { avg1: number; avg5: number; avg15: number; cpus: number; currentLoadPct?: number };
   psi?: { cpu?: PsiReading; memory?: PsiReading; io?: PsiReading };
   temperatures?: { label: string; celsius: number }[];
+  /** Physical network interfaces (virtual ones — veth, bridges, tunnels — are left out). */
+  network?: { iface: string; operstate: string; speedMbps: number | null; mtu?: number }[];
+  /** GPUs when nvidia-smi exists (systeminformation's graphics controllers). */
+  gpus?: { model: string; vendor: string; memoryTotalMiB?: number; memoryUsedMiB?: number; utilizationPct?: number; temperatureC?: number }[];
 }
 
 /** Summary of a mined log template, as the LogErrorSpike detector reads it. */
