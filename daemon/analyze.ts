@@ -5,14 +5,14 @@
  * or as text for a person.
  */
 import { type BundleMeta, readBundle } from './collectors/bundle.js';
-import { fingerprint } from './core/fingerprint.js';
-import type { Evidence, Finding, FindingDraft, Severity } from './core/types.js';
+import type { Finding, FindingDraft } from './core/types.js';
 import { severityRank } from './core/types.js';
 import { createDetectors, type DetectorOptions } from './detectors/index.js';
 import { runDetectors } from './detectors/run.js';
 import { TemplateStats } from './detectors/templates/stats.js';
 import { createRedactor } from './redact.js';
 import { NodeState } from './state/node-state.js';
+import { FindingTracker, toPublicFinding } from './tracker/tracker.js';
 
 /** Options of analyzeBundle. */
 export interface AnalyzeOptions {
@@ -42,64 +42,17 @@ export interface AnalyzeResult {
   skipped: Record<string, number>;
 }
 
-function byTime(a: Evidence, b: Evidence): number {
-  return a.at < b.at ? -1 : a.at > b.at ? 1 : 0;
-}
-
-function worse(a: Severity, b: Severity): Severity {
-  return severityRank(a) >= severityRank(b) ? a : b;
-}
-
 /**
- * Turns one cycle's drafts into Findings as a fresh tracker would: id from the
- * fingerprint, drafts with the same id merged, causes kept only when present,
- * `rootCause` when none of its causes is.
+ * Turns one cycle's drafts into Findings with the daemon's own tracker (a
+ * fresh one): ids from the fingerprint, drafts with the same id merged, causes
+ * kept only when present, `rootCause` when none of its causes is.
  */
 export function findingsFromDrafts(drafts: readonly FindingDraft[], maxEvidence = 20): Finding[] {
-  const byId = new Map<string, Finding>();
-  const causes = new Map<string, Set<string>>();
-  for (const d of drafts) {
-    const id = fingerprint(d.category, d.subject, d.detail);
-    const firstSeen = d.firstAt && d.firstAt < d.at ? d.firstAt : d.at;
-    const prev = byId.get(id);
-    if (!prev) {
-      byId.set(id, {
-        id,
-        category: d.category,
-        severity: d.severity,
-        subject: d.subject,
-        title: d.title,
-        message: d.message,
-        evidence: [...d.evidence],
-        firstSeen,
-        lastSeen: d.at,
-        count: d.occurrences ?? 1,
-        status: 'open',
-        causes: [],
-        rootCause: true,
-        diagnosis: null,
-      });
-      causes.set(id, new Set(d.causes ?? []));
-    } else {
-      prev.severity = worse(prev.severity, d.severity);
-      if (d.at > prev.lastSeen) {
-        prev.lastSeen = d.at;
-        prev.title = d.title;
-        prev.message = d.message;
-      }
-      if (firstSeen < prev.firstSeen) prev.firstSeen = firstSeen;
-      prev.count += d.occurrences ?? 1;
-      const known = new Set(prev.evidence.map((e) => `${e.source}\u0000${e.at}\u0000${e.text}`));
-      prev.evidence.push(...d.evidence.filter((e) => !known.has(`${e.source}\u0000${e.at}\u0000${e.text}`)));
-      for (const c of d.causes ?? []) causes.get(id)!.add(c);
-    }
-  }
-  for (const f of byId.values()) {
-    if (f.evidence.length > maxEvidence) f.evidence = [...f.evidence].sort(byTime).slice(-maxEvidence);
-    f.causes = [...(causes.get(f.id) ?? [])].filter((c) => c !== f.id && byId.has(c));
-    f.rootCause = f.causes.length === 0;
-  }
-  return sortFindings([...byId.values()]);
+  const now = drafts.reduce((latest, d) => (d.at > latest ? d.at : latest), '');
+  const tracker = new FindingTracker([], { maxEvidence });
+  // No detector counts as "ran": nothing resolves in a one-shot analysis.
+  tracker.apply([...drafts], now, new Set());
+  return sortFindings(tracker.openFindings().map(toPublicFinding));
 }
 
 /** Root causes first, then worst severity, newest, and a stable order by category and subject. */

@@ -103,6 +103,7 @@ export class FindingTracker {
           at: maxTime(prev.at, d.at),
           firstAt: minTime(prev.firstAt ?? prev.at, d.firstAt ?? d.at),
           occurrences: (prev.occurrences ?? 1) + (d.occurrences ?? 1),
+          causes: [...new Set([...(prev.causes ?? []), ...(d.causes ?? [])])],
         });
       }
     }
