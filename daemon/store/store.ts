@@ -505,34 +505,59 @@ export class Store {
   }
 
   /**
+   * Indexes the findings and log templates that changed since the last call
+   * (the triggers of migration 2 note them). `search` calls it first, so
+   * results are always current. Returns the number of documents indexed.
+   */
+  refreshSearchIndex(): number {
+    const tx = this.db.transaction(() => {
+      const n = (this.db.prepare('SELECT count(*) AS n FROM search_dirty').get() as { n: number }).n;
+      if (n === 0) return 0;
+      this.db.exec(`
+        DELETE FROM findings_fts WHERE rowid IN
+          (SELECT f.rowid FROM search_dirty d JOIN findings f ON f.id = d.ref WHERE d.kind = 'finding');
+        INSERT INTO findings_fts (rowid, title, message, category, subject, diagnosis, evidence)
+          SELECT f.rowid, f.title, f.message, f.category,
+            CASE WHEN json_valid(f.subject) THEN concat_ws(' ', json_extract(f.subject, '$.kind'), json_extract(f.subject, '$.namespace'),
+              json_extract(f.subject, '$.name'), json_extract(f.subject, '$.container')) END,
+            CASE WHEN json_valid(f.diagnosis) THEN concat_ws(' ', json_extract(f.diagnosis, '$.summary'), json_extract(f.diagnosis, '$.probableCause')) END,
+            (SELECT group_concat(e.text, char(10)) FROM evidence e WHERE e.finding_id = f.id)
+          FROM search_dirty d JOIN findings f ON f.id = d.ref WHERE d.kind = 'finding';
+        DELETE FROM templates_fts WHERE rowid IN (SELECT ref FROM search_dirty WHERE kind = 'template');
+        INSERT INTO templates_fts (rowid, template, example, stream)
+          SELECT t.rowid, t.template, t.example, t.stream FROM search_dirty d JOIN log_templates t ON t.rowid = d.ref WHERE d.kind = 'template';
+        DELETE FROM search_dirty;
+      `);
+      return n;
+    });
+    return tx();
+  }
+
+  /**
    * Full-text search over findings (title, message, category, subject,
    * diagnosis summary and cause, evidence lines), log templates and runbooks,
    * best bm25 match first. Any text is a valid question: it is reduced to
-   * quoted terms (fts-query.ts), so operators in it are never parsed. A
-   * finding's score adds its own match to half of its best evidence line's.
+   * quoted terms (fts-query.ts), so operators in it are never parsed.
    */
   search(question: string, opts: SearchOptions = {}): SearchResult {
     const query = toFtsQuery(question);
     if (query === null) return { query, findings: [], templates: [], runbooks: [] };
+    this.refreshSearchIndex();
     const limit = Math.min(Math.max(opts.limit ?? 10, 1), 100);
     const since = opts.since ?? null;
     const findingRows = this.db
       .prepare(
-        `WITH fh AS (SELECT rowid AS rid, rank AS s FROM findings_fts WHERE findings_fts MATCH @q ORDER BY rank LIMIT 1000),
-          eh AS (SELECT ev.finding_id AS fid, min(h.s) AS s
-            FROM (SELECT rowid AS rid, rank AS s FROM evidence_fts WHERE evidence_fts MATCH @q ORDER BY rank LIMIT 2000) h
-            JOIN evidence ev ON ev.rowid = h.rid GROUP BY ev.finding_id),
-          hits AS (SELECT fi.id AS fid, fh.s AS s FROM fh JOIN findings fi ON fi.rowid = fh.rid
-            UNION ALL SELECT fid, 0.5 * s FROM eh)
-        SELECT fi.*, sum(hits.s) AS score FROM hits JOIN findings fi ON fi.id = hits.fid
+        `SELECT fi.*, h.s AS score
+        FROM (SELECT rowid AS rid, rank AS s FROM findings_fts WHERE findings_fts MATCH @q) h
+        JOIN findings fi ON fi.rowid = h.rid
         WHERE @since IS NULL OR fi.last_seen >= @since
-        GROUP BY fi.id ORDER BY score, fi.last_seen DESC, fi.id LIMIT @limit`,
+        ORDER BY h.s, fi.last_seen DESC, fi.id LIMIT @limit`,
       )
       .all({ q: query, since, limit }) as (FindingRow & { score: number })[];
     const templateRows = this.db
       .prepare(
         `SELECT t.*, h.s AS score
-        FROM (SELECT rowid AS rid, rank AS s FROM templates_fts WHERE templates_fts MATCH @q ORDER BY rank LIMIT 1000) h
+        FROM (SELECT rowid AS rid, rank AS s FROM templates_fts WHERE templates_fts MATCH @q) h
         JOIN log_templates t ON t.rowid = h.rid
         WHERE @since IS NULL OR t.last_seen >= @since
         ORDER BY h.s, t.last_seen DESC LIMIT @limit`,
