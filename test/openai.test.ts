@@ -138,8 +138,11 @@ describe('OpenAI client against the daemon with a local model', () => {
       model: modelId,
       messages: [{ role: 'user', content: 'Any JSON object.' }],
       max_tokens: 200,
+      // Sampled output may run past max_tokens (finish_reason length, JSON cut): greedy is deterministic.
+      temperature: 0,
       response_format: { type: 'json_object' },
     });
+    expect(obj.choices[0]!.finish_reason).toBe('stop');
     const parsed = JSON.parse(obj.choices[0]!.message.content!) as unknown;
     expect(typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)).toBe(true);
   }, 60_000);
@@ -230,7 +233,9 @@ describe('one bounded queue for the model (in process, real engine)', () => {
     const stream = await openai.chat.completions.create({
       model: engine.id,
       messages: [{ role: 'user', content: 'Tell me everything.' }],
-      max_tokens: 400,
+      // Greedy: this prompt never samples an end token, so the generation surely outlasts the requests below.
+      temperature: 0,
+      max_tokens: 1500,
       stream: true,
     });
     const it = stream[Symbol.asyncIterator]();
@@ -243,9 +248,9 @@ describe('one bounded queue for the model (in process, real engine)', () => {
     expect(ask.status).toBe(503);
     expect(ask.headers.get('retry-after')).toBe('10');
     expect(((await ask.json()) as { error: { code: string } }).error.code).toBe('MODEL_BUSY');
-    for (let c = await it.next(); !c.done; c = await it.next()) {
-      // drain
-    }
+    let finish: string | null = null;
+    for (let c = await it.next(); !c.done; c = await it.next()) finish = c.value.choices[0]?.finish_reason ?? finish;
+    expect(finish).toBe('length');
     const ok = await openai.chat.completions.create({ model: engine.id, messages: [{ role: 'user', content: 'hi' }], max_tokens: 4 });
     expect(ok.choices[0]!.finish_reason).toBeDefined();
   }, 120_000);
