@@ -123,6 +123,10 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
         .map((id) => store.getFinding(id))
         .filter((c) => c !== undefined)
         .map((c) => ({ category: c.category, title: c.title })),
+      // The operators' own runbooks that match the problem, best two, as grounding.
+      runbooks: store
+        .search(`${f.category} ${f.title}`, { limit: 2 })
+        .runbooks.map((r) => ({ title: r.title, text: r.body.slice(0, 800) })),
     }),
   });
   // The queue outlives construction; metrics are recorded once the daemon exists.
