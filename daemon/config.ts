@@ -76,7 +76,7 @@ export interface Config {
   llm: {
     /** Memory the model may use (weights + KV cache), MiB. Defaults to 1536. */
     memoryBudgetMB: number;
-    /** Context size in tokens. Defaults to 2048. */
+    /** Context size in tokens; system prompt, evidence and answer must fit (KV cache memory grows with it). Defaults to 4096. */
     contextSize: number;
     /** Threads; 0 = from the container's CPU quota. Defaults to 0. */
     threads: number;
@@ -268,7 +268,7 @@ function defaults(): Raw {
     runbooksDir: null,
     llm: {
       memoryBudgetMB: 1536,
-      contextSize: 2048,
+      contextSize: 4096,
       threads: 0,
       gpu: 'auto',
       gpuLayers: -1,
