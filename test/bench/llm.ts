@@ -38,14 +38,18 @@ export const SETTINGS = Object.freeze({
   batchSize: 512,
   /** Threads for the engine-vs-plain comparison (the machine has 2 cores). */
   threads: 2,
-  /** Generated tokens per call in the generation comparison and the grammar's cost (no grammar / grammar). */
-  throughputMaxTokens: 16,
   /** Generated tokens per call in the prompt comparison (prompt time is what counts there). */
   promptMaxTokens: 4,
-  /** Interleaved pairs (engine, plain) in the generation comparison: many short calls average out the load of other processes. */
-  genPairs: 6,
-  /** Interleaved pairs (no grammar, grammar) for the grammar's cost. */
-  grammarPairs: 3,
+  /**
+   * Interleaved pairs (engine, plain) in the generation comparison, and tokens
+   * per call: many short calls alternate faster than the load of other
+   * processes changes, so both sides see the same machine.
+   */
+  genPairs: 12,
+  genMaxTokens: 6,
+  /** Interleaved pairs (no grammar, grammar) for the grammar's cost, and tokens per call. */
+  grammarPairs: 4,
+  grammarMaxTokens: 16,
   /** Rounds of 1 thread vs 2 threads generation (interleaved). */
   threadRounds: 3,
   /** Generated tokens per call in the 1-vs-2-threads comparison. */
@@ -283,18 +287,20 @@ async function childThroughput(modelPath: string): Promise<Json> {
   }
 
   let call = 0;
-  // Warm-up: a short first evaluation on each context (page faults, thread start), not measured.
-  await viaEngine(nonce(call++), 'Say hello.', 4, false);
-  await viaPlain(nonce(call++), 'Say hello.', 4, false);
+  // Warm-up, not measured: a first evaluation of over one batch on each context
+  // (first touch of the KV cache and compute buffers, thread start).
+  const warmUser = pb.user.slice(0, 1200);
+  await viaEngine(nonce(call++), warmUser, 4, false);
+  await viaPlain(nonce(call++), warmUser, 4, false);
 
   // 1. Engine vs plain on the same prompt text, calls interleaved (E P, P E, ...),
   // each side on its own context; both sequences see the same prompts in the
   // same order, so both reuse the same tokens.
   // 1a. Prompt evaluation, a few tokens generated. Pair 0 is a first diagnosis:
-  // nothing cached, the whole prompt is evaluated. Pairs 1-2 are the steady
+  // nothing cached, the whole prompt is evaluated. Pairs 1-5 are the steady
   // state: the fixed system prompt is reused from the KV cache and the next
   // finding's user part is evaluated.
-  const users = [pa.user, pb.user, pa.user];
+  const users = [pa.user, pb.user, pa.user, pb.user, pa.user, pb.user];
   const promptPairs: Pair[] = [];
   for (let i = 0; i < users.length; i++) {
     promptPairs.push(await pair(i, users[i] as string, SETTINGS.promptMaxTokens, i > 0));
@@ -302,17 +308,19 @@ async function childThroughput(modelPath: string): Promise<Json> {
   // 1b. Generation: the same prompt again (all but its last token reused), then
   // a fixed number of tokens.
   const genPairs: Pair[] = [];
-  for (let i = 0; i < SETTINGS.genPairs; i++) genPairs.push(await pair(i, pa.user, SETTINGS.throughputMaxTokens, true));
+  // The last prompt pair's text, so nothing but its last token is evaluated again.
+  const genUser = users[users.length - 1] as string;
+  for (let i = 0; i < SETTINGS.genPairs; i++) genPairs.push(await pair(i, genUser, SETTINGS.genMaxTokens, true));
 
   // 2. The grammar's cost, through the engine: the same prompt with and without it,
   // the prompt reused from the cache (generation is what differs).
   const grammarPairs: { free: CallStats; grammar: CallStats }[] = [];
   for (let i = 0; i < SETTINGS.grammarPairs; i++) {
-    const user = pa.user;
+    const user = genUser;
     const order = i % 2 === 0 ? [false, true] : [true, false];
     const got: { free?: CallStats; grammar?: CallStats } = {};
     for (const g of order) {
-      const r = await viaEngine(SYSTEM_PROMPT, user, SETTINGS.throughputMaxTokens, g);
+      const r = await viaEngine(SYSTEM_PROMPT, user, SETTINGS.grammarMaxTokens, g);
       if (g) got.grammar = r;
       else got.free = r;
     }
@@ -364,13 +372,14 @@ async function childThroughput(modelPath: string): Promise<Json> {
 
   const systemTokens = await engine.countTokens(SYSTEM_PROMPT);
   const status = engine.status();
+  const plainThreads = context.currentThreads;
   await engine.dispose();
   await context.dispose();
   await model.dispose();
   return {
     threads: SETTINGS.threads,
     engineThreads: status.threads,
-    plainThreads: context.currentThreads,
+    plainThreads,
     backend: status.backend,
     llamaCpp: { ...llama.llamaCppRelease, buildType: llama.buildType, cpuMathCores: llama.cpuMathCores, systemInfo: llama.systemInfo },
     engineLoadMs,
@@ -409,7 +418,12 @@ interface Attempt {
   timings: EngineResult['timings'];
   latencyMs: number;
   schema: 'full' | 'compact';
+  /** Set when the engine call threw (no generation). */
+  error?: string;
 }
+
+/** Context size of the second pipeline run, when the default one cannot hold prompt + answer. */
+export const PIPELINE_LARGE_CONTEXT = 4096;
 
 async function childPipeline(modelPath: string): Promise<Json> {
   const { loadConfig } = await dist<typeof import('../../daemon/config.ts')>('config.js');
@@ -419,150 +433,175 @@ async function childPipeline(modelPath: string): Promise<Json> {
   const { buildPrompt, estimateTokens, SYSTEM_PROMPT, COMPACT_DIAGNOSIS_SCHEMA } = await dist<typeof import('../../daemon/diagnoser/prompt.ts')>(
     'diagnoser/prompt.js',
   );
+  const fa = checkoutCrashLoop();
+  const fb = ingestCrashLoop();
 
-  const dataDir = mkdtempSync(join(tmpdir(), 'nodesage-bench-pipeline-'));
-  try {
-    const log = logger();
-    // The daemon's configuration with every default, only the model and the data folder set.
-    const config = loadConfig({
-      env: { NODESAGE_NODE_NAME: 'bench-node', NODESAGE_MODEL: modelPath, NODESAGE_DATA_DIR: dataDir, NODESAGE_STANDALONE: 'true' },
-      cwd: dataDir,
-      serviceAccountDir: join(dataDir, 'no-service-account'),
-    });
-    // As daemon/main.ts wires them.
-    const store = Store.open({ dir: config.dataDir, logger: log, maxAgeDays: config.retention.maxAgeDays, maxSizeMB: config.retention.maxSizeMB });
-    const diagnosis = buildDiagnoser({
-      config,
-      logger: log,
-      context: (f) => ({
-        causes: (f.causes ?? [])
-          .map((id) => store.getFinding(id))
-          .filter((c) => c !== undefined)
-          .map((c) => ({ category: c.category, title: c.title })),
-      }),
-    });
-    const queue = new DiagnosisQueue({
-      diagnoser: diagnosis.diagnoser,
-      logger: log,
-      getFinding: (id) => store.getFinding(id),
-      saveDiagnosis: (id, d) => store.setDiagnosis(id, d),
-      cache: { get: (k) => store.cacheGet(k), put: (k, d) => store.cachePut(k, d) },
-    });
-    const engine = diagnosis.engine;
-    if (!engine) throw new Error('no engine: the model was not configured');
-
-    // Observe each generation (the diagnoser holds this same object as its backend).
-    const attempts: Attempt[] = [];
-    let current = '';
-    const complete = engine.complete.bind(engine);
-    engine.complete = async (req) => {
-      const r = await complete(req);
-      attempts.push({
-        finding: current,
-        stopReason: r.stopReason,
-        tokens: r.tokens,
-        timings: r.timings,
-        latencyMs: r.latencyMs,
-        schema: req.jsonSchema === COMPACT_DIAGNOSIS_SCHEMA ? 'compact' : 'full',
-      });
-      return r;
-    };
-
-    const rss0 = procStatus();
-    async function diagnoseOne(label: string, f: BenchFinding): Promise<Json> {
-      current = label;
-      const before = attempts.length;
-      const t0 = performance.now();
-      store.commit({ at: new Date().toISOString(), findings: [f as never], checkpoints: [], gaps: [], lineCounts: new Map() });
-      const enq = queue.enqueue(f.id, f.severity);
-      await queue.drain();
-      const wallMs = ms(t0);
-      const stored = store.getFinding(f.id)?.diagnosis as (Record<string, unknown> & { fallback?: string }) | null | undefined;
-      const mine = attempts.slice(before);
-      say(`${label}: stored in ${(wallMs / 1000).toFixed(1)} s, ${mine.length} generation(s): ${mine.map((a) => `${a.stopReason} ${a.tokens.completion} tok`).join(', ')}`);
-      return {
-        label,
-        enqueue: enq,
-        wallMs,
-        stored: stored != null,
-        diagnoser: stored?.diagnoser ?? null,
-        fallback: stored?.fallback ?? null,
-        tokens: stored?.tokens ?? null,
-        latencyMs: stored?.latencyMs ?? null,
-        summary: typeof stored?.summary === 'string' ? stored.summary.slice(0, 160) : null,
-        attempts: mine,
-        cutOff: mine.some((a) => a.stopReason === 'maxTokens'),
-        rssAfter: procStatus().VmRSS,
-      };
-    }
-
-    const fa = checkoutCrashLoop();
-    const fb = ingestCrashLoop();
-    const cold = await diagnoseOne('cold (checkout, model not loaded)', fa);
-    const loadMs = engine.status().loadMs;
-    const warm = await diagnoseOne('warm (ingest-worker, different finding)', fb);
-    // The same finding again: a diagnosis-cache hit, no generation.
-    const t0 = performance.now();
-    store.commit({ at: new Date().toISOString(), findings: [fa as never], checkpoints: [], gaps: [], lineCounts: new Map() });
-    queue.enqueue(fa.id, fa.severity);
-    await queue.drain();
-    const cacheHitMs = ms(t0);
-    const qstats = queue.stats();
-
-    // Prompt sizes as the diagnoser built them (first attempt, full budget), with the
-    // model's tokenizer, and the chars/3.5 estimate a trained tokenizer is close to.
-    const count = (t: string) => engine.countTokens(t);
-    const prompts: Json[] = [];
-    for (const f of [fa, fb]) {
-      const hint = diagnosis.ruleHint.hint(f as never);
-      const real = await buildPrompt(f as never, { hint }, { countTokens: count, maxUserTokens: 600 });
-      const est = await buildPrompt(f as never, { hint }, { maxUserTokens: 600 });
-      const fullEvidence = await buildPrompt(f as never, { hint }, { countTokens: count, maxUserTokens: 100_000 });
-      prompts.push({
-        finding: f.subject.name,
-        evidenceLines: f.evidence.length,
-        userTokens: real.userTokens,
-        userChars: real.user.length,
-        evidenceItems: real.evidenceIndex.length,
-        droppedEvidence: real.droppedEvidence,
-        overBudget: real.overBudget,
-        charsPerToken: real.user.length / real.userTokens,
-        allEvidenceUserTokens: fullEvidence.userTokens,
-        allEvidenceItems: fullEvidence.evidenceIndex.length,
-        allEvidenceChars: fullEvidence.user.length,
-        estimatedTrainedTokensAllEvidence: estimateTokens(fullEvidence.user),
-        estimatedTrainedEvidenceItems: est.evidenceIndex.length,
-      });
-    }
-    const systemTokens = await count(SYSTEM_PROMPT);
-    const status = engine.status();
-    const stats = (diagnosis.diagnoser as { stats?: () => unknown }).stats?.() ?? null;
-    await queue.stop();
-    await diagnosis.dispose();
-    store.close();
-    return {
-      config: {
-        contextSize: config.llm.contextSize,
-        maxTokens: config.llm.maxTokens,
-        timeoutSeconds: config.llm.timeoutSeconds,
-        gpu: config.llm.gpu,
-        threads: config.llm.threads,
-        memoryBudgetMB: config.llm.memoryBudgetMB,
+  /** One daemon-shaped setup, a cold then a warm diagnosis, then a cache hit. */
+  async function scenario(name: string, env: Record<string, string>, analysePrompts: boolean): Promise<Json> {
+    const dataDir = mkdtempSync(join(tmpdir(), 'nodesage-bench-pipeline-'));
+    // Warnings go to stderr and are kept: the diagnoser says there why it fell back.
+    const warnings: { msg: string; detail?: string; reason?: string }[] = [];
+    const log = pino(
+      { level: 'warn', base: { bench: 'llm' } },
+      {
+        write(line: string) {
+          const o = JSON.parse(line) as { msg: string; detail?: string; reason?: string };
+          warnings.push({ msg: o.msg, ...(o.detail ? { detail: o.detail } : {}), ...(o.reason ? { reason: o.reason } : {}) });
+          process.stderr.write(line);
+        },
       },
-      engine: { threads: status.threads, threadBasis: status.threadBasis, backend: status.backend, contextSize: status.contextSize, loadMs, parameters: status.parameters },
-      rssStart: rss0.VmRSS,
-      cold,
-      warm,
-      cacheHitMs,
-      queue: qstats,
-      diagnoserStats: stats,
-      systemTokens,
-      systemChars: SYSTEM_PROMPT.length,
-      prompts,
-    };
-  } finally {
-    rmSync(dataDir, { recursive: true, force: true });
+    );
+    try {
+      // The daemon's configuration with every default, only the model, the data folder and `env` set.
+      const config = loadConfig({
+        env: { NODESAGE_NODE_NAME: 'bench-node', NODESAGE_MODEL: modelPath, NODESAGE_DATA_DIR: dataDir, NODESAGE_STANDALONE: 'true', ...env },
+        cwd: dataDir,
+        serviceAccountDir: join(dataDir, 'no-service-account'),
+      });
+      // As daemon/main.ts wires them.
+      const store = Store.open({ dir: config.dataDir, logger: log, maxAgeDays: config.retention.maxAgeDays, maxSizeMB: config.retention.maxSizeMB });
+      const diagnosis = buildDiagnoser({
+        config,
+        logger: log,
+        context: (f) => ({
+          causes: (f.causes ?? [])
+            .map((id) => store.getFinding(id))
+            .filter((c) => c !== undefined)
+            .map((c) => ({ category: c.category, title: c.title })),
+        }),
+      });
+      const queue = new DiagnosisQueue({
+        diagnoser: diagnosis.diagnoser,
+        logger: log,
+        getFinding: (id) => store.getFinding(id),
+        saveDiagnosis: (id, d) => store.setDiagnosis(id, d),
+        cache: { get: (k) => store.cacheGet(k), put: (k, d) => store.cachePut(k, d) },
+      });
+      const engine = diagnosis.engine;
+      if (!engine) throw new Error('no engine: the model was not configured');
+
+      // Observe each generation (the diagnoser holds this same object as its backend).
+      const attempts: Attempt[] = [];
+      let current = '';
+      const complete = engine.complete.bind(engine);
+      engine.complete = async (req) => {
+        const schema = req.jsonSchema === COMPACT_DIAGNOSIS_SCHEMA ? 'compact' : 'full';
+        try {
+          const r = await complete(req);
+          attempts.push({ finding: current, stopReason: r.stopReason, tokens: r.tokens, timings: r.timings, latencyMs: r.latencyMs, schema });
+          return r;
+        } catch (err) {
+          const zero = { queuedMs: 0, loadMs: 0, promptMs: 0, generationMs: 0 };
+          attempts.push({ finding: current, stopReason: 'error', tokens: { prompt: 0, completion: 0, cachedPrompt: 0 }, timings: zero, latencyMs: 0, schema, error: (err as Error).message });
+          throw err;
+        }
+      };
+
+      async function diagnoseOne(label: string, f: BenchFinding): Promise<Json> {
+        current = label;
+        const before = attempts.length;
+        const w0 = warnings.length;
+        const t0 = performance.now();
+        store.commit({ at: new Date().toISOString(), findings: [f as never], checkpoints: [], gaps: [], lineCounts: new Map() });
+        const enq = queue.enqueue(f.id, f.severity);
+        await queue.drain();
+        const wallMs = ms(t0);
+        const stored = store.getFinding(f.id)?.diagnosis as (Record<string, unknown> & { fallback?: string }) | null | undefined;
+        const mine = attempts.slice(before);
+        const fellBack = warnings.slice(w0).find((w) => w.msg === 'falling back to the rule hint');
+        say(
+          `${name} ${label}: stored in ${(wallMs / 1000).toFixed(1)} s, ${mine.length} call(s): ${mine.map((a) => (a.error ? `error (${a.error})` : `${a.stopReason} ${a.tokens.completion} tok`)).join(', ')}`,
+        );
+        return {
+          label,
+          enqueue: enq,
+          wallMs,
+          stored: stored != null,
+          diagnoser: stored?.diagnoser ?? null,
+          fallback: stored?.fallback ?? null,
+          fallbackDetail: fellBack?.detail ?? null,
+          tokens: stored?.tokens ?? null,
+          latencyMs: stored?.latencyMs ?? null,
+          summary: typeof stored?.summary === 'string' ? stored.summary.slice(0, 160) : null,
+          attempts: mine,
+          cutOff: mine.some((a) => a.stopReason === 'maxTokens'),
+          rssAfter: procStatus().VmRSS,
+        };
+      }
+
+      const cold = await diagnoseOne('cold (checkout, model not loaded)', fa);
+      const loadMs = engine.status().loadMs;
+      const warm = await diagnoseOne('warm (ingest-worker, a different finding)', fb);
+      // The first finding again, unchanged: a diagnosis-cache hit when the model's answer was kept.
+      const t0 = performance.now();
+      store.commit({ at: new Date().toISOString(), findings: [fa as never], checkpoints: [], gaps: [], lineCounts: new Map() });
+      queue.enqueue(fa.id, fa.severity);
+      await queue.drain();
+      const againMs = ms(t0);
+      const qstats = queue.stats();
+
+      // Prompt sizes as the diagnoser builds them (first attempt, full budget), with the
+      // model's tokenizer, and with the chars/3.5 estimate a trained tokenizer is close to.
+      const prompts: Json[] = [];
+      let systemTokens = 0;
+      if (analysePrompts) {
+        const count = (t: string) => engine.countTokens(t);
+        for (const f of [fa, fb]) {
+          const hint = diagnosis.ruleHint.hint(f as never);
+          const real = await buildPrompt(f as never, { hint }, { countTokens: count, maxUserTokens: 600 });
+          const est = await buildPrompt(f as never, { hint }, { maxUserTokens: 600 });
+          const fullEvidence = await buildPrompt(f as never, { hint }, { countTokens: count, maxUserTokens: 100_000 });
+          prompts.push({
+            finding: f.subject.name,
+            evidenceLines: f.evidence.length,
+            userTokens: real.userTokens,
+            userChars: real.user.length,
+            evidenceItems: real.evidenceIndex.length,
+            droppedEvidence: real.droppedEvidence,
+            overBudget: real.overBudget,
+            charsPerToken: real.user.length / real.userTokens,
+            allEvidenceUserTokens: fullEvidence.userTokens,
+            allEvidenceItems: fullEvidence.evidenceIndex.length,
+            allEvidenceChars: fullEvidence.user.length,
+            estimatedTrainedTokensAllEvidence: estimateTokens(fullEvidence.user),
+            estimatedTrainedEvidenceItems: est.evidenceIndex.length,
+            estimatedTrainedUserTokens: est.userTokens,
+          });
+        }
+        systemTokens = await count(SYSTEM_PROMPT);
+      }
+      const status = engine.status();
+      const stats = (diagnosis.diagnoser as { stats?: () => unknown }).stats?.() ?? null;
+      await queue.stop();
+      await diagnosis.dispose();
+      store.close();
+      return {
+        name,
+        env,
+        config: {
+          contextSize: config.llm.contextSize,
+          maxTokens: config.llm.maxTokens,
+          timeoutSeconds: config.llm.timeoutSeconds,
+          gpu: config.llm.gpu,
+          threads: config.llm.threads,
+          memoryBudgetMB: config.llm.memoryBudgetMB,
+        },
+        engine: { threads: status.threads, threadBasis: status.threadBasis, backend: status.backend, contextSize: status.contextSize, loadMs, parameters: status.parameters },
+        cold,
+        warm,
+        againMs,
+        queue: qstats,
+        diagnoserStats: stats,
+        ...(analysePrompts ? { systemTokens, systemChars: SYSTEM_PROMPT.length, prompts } : {}),
+      };
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   }
+
+  const defaults = await scenario('defaults', {}, false);
+  const large = await scenario(`context ${PIPELINE_LARGE_CONTEXT}`, { NODESAGE_LLM_CONTEXT_SIZE: String(PIPELINE_LARGE_CONTEXT) }, true);
+  return { scenarios: [defaults, large], systemTokens: large.systemTokens, systemChars: large.systemChars, prompts: large.prompts };
 }
 
 // ---------------------------------------------------------------------------
