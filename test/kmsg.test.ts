@@ -249,8 +249,9 @@ describe('the real /dev/kmsg', () => {
     await c.start(log.sink);
     if (!canReadRealKmsg()) {
       // Not root / no CAP_SYSLOG / dmesg_restrict: the source must say so, not pretend to be idle.
-      expect(c.status().state).toBe('failing');
-      expect(c.status().lastError).toMatch(/EPERM|EACCES|operation not permitted|permission denied/i);
+      expect(c.status().state).toBe('disabled');
+      expect(c.status().lastError).toMatch(/EPERM|EACCES/);
+      expect(c.status().lastError).toContain('journald');
       return;
     }
     const bootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
@@ -280,3 +281,27 @@ describe('the real /dev/kmsg', () => {
     expect(log.lines.length - before).toBe(newer.reduce((n, r) => n + r.lines, 0));
   });
 });
+
+describe('an unprivileged pod', () => {
+  it('reports kmsg as disabled with the reason when the device refuses it (EPERM), and keeps retrying quietly', async () => {
+    const log = new CommitLog();
+    let attempts = 0;
+    const c = new KmsgCollector({
+      hostRoot: '/',
+      checkpoints: log.store,
+      pollIntervalMs: 3_600_000,
+      openDevice: async () => {
+        attempts++;
+        throw Object.assign(new Error('EPERM: operation not permitted, open /dev/kmsg'), { code: 'EPERM' });
+      },
+    });
+    collectors.push(c);
+    await c.start(log.sink);
+    expect(c.status().state).toBe('disabled');
+    expect(c.status().lastError).toMatch(/EPERM.*journald/);
+    await c.pollNow();
+    expect(attempts).toBe(2);
+    expect(log.lines).toHaveLength(0);
+  });
+});
+

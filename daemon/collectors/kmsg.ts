@@ -252,6 +252,14 @@ export class KmsgCollector implements Collector {
     try {
       if (!(await this.ensureOpen())) return;
     } catch (err) {
+      const code = errCode(err);
+      if (code === 'EPERM' || code === 'EACCES') {
+        // Container runtimes refuse /dev/kmsg to unprivileged pods whatever their capabilities:
+        // not a fault to page anyone about. Kernel lines still come through journald.
+        this.state = 'disabled';
+        this.lastError = `cannot open ${this.path}: ${code} (unprivileged container or dmesg_restrict); kernel messages come from journald (_TRANSPORT=kernel) instead`;
+        return;
+      }
       this.state = 'failing';
       throw new KmsgOpenError(`cannot open ${this.path}: ${(err as Error).message}`);
     }
