@@ -16,6 +16,7 @@ import { Backoff, type BackoffOptions, type Periodic, type RestartLoop, type Tim
 import { type CheckpointReader, noCheckpoints } from './checkpoints.js';
 import { type JournalRecord, journalToLogLine } from './parse.js';
 import { FileFollower, parseSyslogLine, syslogToLogLine } from './syslog.js';
+import { errCode } from './errno.js';
 
 /** Checkpoint key of the journal cursor. */
 export const JOURNAL_CURSOR_KEY = 'cursor';
@@ -84,10 +85,6 @@ export function journalMatches(units: readonly string[], kernel: boolean): strin
 export function cursorTimeSeconds(cursor: string): number | undefined {
   const m = /(?:^|;)t=([0-9a-f]+)/.exec(cursor);
   return m ? Math.floor(Number.parseInt(m[1]!, 16) / 1e6) : undefined;
-}
-
-function errCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
 /** Raised when journalctl exits. */

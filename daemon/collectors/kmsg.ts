@@ -17,6 +17,7 @@ import type { Collector, Signal, SignalSink, SourceStatus, Timestamp } from '../
 import { type Periodic, type Timers, periodic } from './backoff.js';
 import { type CheckpointReader, noCheckpoints, readJsonCheckpoint } from './checkpoints.js';
 import { type KmsgRecord, kmsgToLogLines, parseKmsgRecord } from './parse.js';
+import { errCode } from './errno.js';
 
 /** The one checkpoint key of this source. */
 export const KMSG_CHECKPOINT_KEY = 'position';
@@ -98,10 +99,6 @@ export async function readBootId(hostRoot: string): Promise<string> {
   } catch {
     return 'unknown';
   }
-}
-
-function errCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
 /** Reads kernel log records from /dev/kmsg (or a file of records). */

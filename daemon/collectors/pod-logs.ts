@@ -33,6 +33,7 @@ import {
   readHead,
 } from './file-identity.js';
 import { CriReader, containerRefFromPath, parsePodLogDir } from './parse.js';
+import { errCode, errorMessage } from './errno.js';
 
 /** Per-container rate limit of delivered lines. */
 export interface RateLimit {
@@ -224,14 +225,6 @@ function readOrder(a: TrackedFile, b: TrackedFile): number {
   const kb = KUBELET_ROTATED.exec(sb)?.[1];
   if (ka && kb && ka !== kb) return ka < kb ? -1 : 1;
   return a.mtimeMs - b.mtimeMs || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
-}
-
-function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-function errCode(err: unknown): string | undefined {
-  return (err as NodeJS.ErrnoException | undefined)?.code;
 }
 
 /** Tails the container log files of every pod on this node. */
