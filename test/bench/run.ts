@@ -279,8 +279,11 @@ const NOTES = `## Limits of these measurements
   about 2.2 characters per token where trained tokenizers need 3–4, so prompts here are about 1.5× the
   tokens they would be for a real 0.5B model; the prompt tables give both counts.
 - **A shared machine.** Other work ran on the same 2 cores. With 2 llama.cpp threads on 2 cores, a
-  competing process can slow a single call by 10× (section 5), so single measurements vary a lot; the
-  comparisons alternate many short calls and report the median of the per-pair ratios.
+  competing process can slow a single call by 10×: in an earlier run on this machine (load average 4–6
+  from other engineers' model tests), 2-thread generation fell from ~9–13 tok/s to 0.3–1 tok/s for
+  minutes, and a 1-thread engine generated 8–12 tok/s against 1–6 for the 2-thread one. So single
+  measurements vary a lot; the comparisons alternate many short calls and report the median of the
+  per-pair ratios, and section 5 shows which thread count won during this run.
 - **One run.** Nothing here is averaged over runs; re-running gives other absolute numbers, and the
   ratios move by a few percent.
 `;
