@@ -198,6 +198,15 @@ async function childThroughput(modelPath: string): Promise<Json> {
   t0 = performance.now();
   const grammar = await llama.createGrammarForJsonSchema(DIAGNOSIS_SCHEMA as never);
   const grammarCreateMs = ms(t0);
+  // What a LlamaChatSession with the default chatWrapper "auto" pays when it is
+  // created: resolving the wrapper from the model's template (the engine does it once at load).
+  const resolveTimes: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const r0 = performance.now();
+    nlc.resolveChatWrapper(model);
+    resolveTimes.push(ms(r0));
+  }
+  const chatWrapperResolveMs = [...resolveTimes].sort((a, b) => a - b)[1] as number;
 
   const ruleHint = new RuleHintDiagnoser({ nodeName: 'bench-node' });
   const count = (t: string) => engine.countTokens(t);
@@ -388,6 +397,7 @@ async function childThroughput(modelPath: string): Promise<Json> {
     engineLoadMs,
     plainLoadMs,
     grammarCreateMs,
+    chatWrapperResolveMs,
     systemTokens,
     promptA: { userTokens: pa.userTokens, droppedEvidence: pa.droppedEvidence, evidenceItems: pa.evidenceIndex.length, userChars: pa.user.length },
     promptB: { userTokens: pb.userTokens, droppedEvidence: pb.droppedEvidence, evidenceItems: pb.evidenceIndex.length, userChars: pb.user.length },

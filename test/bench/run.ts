@@ -157,13 +157,14 @@ function section(name: string, body: string): string {
   return `<!-- bench:${name}:start -->\n${body.trimEnd()}\n<!-- bench:${name}:end -->`;
 }
 
-/** A results file written by another benchmark, its headings moved two levels down. */
-function embedded(file: string): string {
+/** A results file written by another benchmark, its headings moved two levels down, with a line naming it. */
+function embedded(file: string, what: string): string {
   const path = join(HERE, file);
   if (!existsSync(path)) return `(\`test/bench/${file}\` not found)`;
-  return readFileSync(path, 'utf8')
+  const text = readFileSync(path, 'utf8')
     .trim()
     .replace(/^(#{1,4}) /gm, (_m, h: string) => `${h}## `);
+  return `The rest of this section is \`test/bench/${file}\` as its author wrote it (${what}):\n\n${text}`;
 }
 
 const loads = (l: number[]) => l.map((x) => x.toFixed(2)).join(', ');
@@ -194,10 +195,10 @@ function render(rec: RunRecord, previous: string): string {
         ? '## CRI log reading (test/bench/cri.ts)\n\n' +
           `\`node test/bench/cri.ts --runs ${r.runs}\` — this run, ${(r.ms / 1000).toFixed(0)} s; load average ${loads(r.load)} at its start.\n\n` +
           `${fixture}; best of ${r.runs} runs.\n\n${table}\n\n${ratio}.\n\nEach run (wall/CPU ms):\n\n\`\`\`\n${runLines.join('\n')}\n\`\`\`\n\n` +
-          '**What this means:** the pod-log collector turns CRI files into `LogLine`s at about the speed `readline` only splits them into lines; ' +
+          `**What this means:** the pod-log collector's reader turns CRI files into \`LogLine\`s at ${m ? `${m[1]}× (wall) and ${m[2]}× (CPU)` : 'a fraction of'} the speed of a \`readline\` loop that only splits them into lines; ` +
           'the CPU-time ratio is the steadier figure on a shared machine.\n\n' +
-          `### Description and an earlier run (test/bench/RESULTS-cri.md, written by \`cri.ts --write\`)\n\n${embedded('RESULTS-cri.md')}`
-        : `## CRI log reading (test/bench/cri.ts)\n\nFailed in this run (exit ${r.code}); run it alone: \`npm run build && node test/bench/cri.ts\`.\n\n${embedded('RESULTS-cri.md')}`;
+          embedded('RESULTS-cri.md', 'an earlier run with `cri.ts --write`, and what each reader does')
+        : `## CRI log reading (test/bench/cri.ts)\n\nFailed in this run (exit ${r.code}); run it alone: \`npm run build && node test/bench/cri.ts\`.\n\n${embedded('RESULTS-cri.md', 'an earlier run')}`;
   }
 
   if (rec.loghub) {
@@ -213,13 +214,13 @@ function render(rec: RunRecord, previous: string): string {
           `\`node test/bench/loghub.ts ${r.dir}\` — this run, ${(r.ms / 1000).toFixed(0)} s; load average ${loads(r.load)} at its start.\n\n` +
           `\`\`\`\n${r.stdout.trim()}\n\`\`\`\n\n` +
           '**What this means:** grouping accuracy is deterministic (the same every run); throughput is wall clock on a shared machine, the per-CPU-second figure is steadier.\n\n' +
-          `### Method, results and notes (test/bench/RESULTS-loghub.md)\n\n${embedded('RESULTS-loghub.md')}`
-        : `## Log template mining on Loghub 2k samples (test/bench/loghub.ts)\n\nFailed in this run (exit ${r.code}).\n\n${embedded('RESULTS-loghub.md')}`;
+          embedded('RESULTS-loghub.md', 'the method, what changed the accuracy, and earlier throughput runs')
+        : `## Log template mining on Loghub 2k samples (test/bench/loghub.ts)\n\nFailed in this run (exit ${r.code}).\n\n${embedded('RESULTS-loghub.md', 'an earlier run')}`;
   } else if (!previousSection(previous, 'loghub')) {
     sections.loghub =
       '## Log template mining on Loghub 2k samples (test/bench/loghub.ts)\n\n' +
       'Not run: the data is not in this repository. Run `npm run bench -- --loghub DIR` (DIR holds `<D>/<D>_2k.log_structured.csv` folders), ' +
-      `or alone: \`npm run bench:loghub -- DIR\`.\n\n${embedded('RESULTS-loghub.md')}`;
+      `or alone: \`npm run bench:loghub -- DIR\`.\n\n${embedded('RESULTS-loghub.md', 'an earlier run')}`;
   }
 
   const m = rec.machine;
