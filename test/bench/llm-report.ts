@@ -391,7 +391,7 @@ function renderPipeline(pl: Pipeline, out: string[]): void {
   out.push("Prompt size (the model's tokenizer; the user part has a 600-token budget, `maxPromptTokens`; the trained-tokenizer columns use the prompt module's own estimate, characters ÷ 3.5):");
   out.push('');
   out.push(
-    '| finding | user part tokens | chars | chars/token | evidence items kept (of the 15 lines' groups) | over budget? | all evidence, no budget | est. trained tokenizer: user part tokens, evidence items kept |',
+    '| finding | user part tokens | chars | chars/token | evidence items kept (of the groups of 15 lines) | over budget? | all evidence, no budget | est. trained tokenizer: user part tokens, evidence items kept |',
   );
   out.push('|---|---:|---:|---:|---:|---|---:|---:|');
   for (const p of pl.prompts) {
