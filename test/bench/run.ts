@@ -10,7 +10,7 @@
  *   reuse, 1 vs 2 threads, RSS with mmap off and on. Generates the `realistic`
  *   model once into node_modules/.cache/nodesage-bench-models/.
  * - cri (test/bench/cri.ts): CRI log reading throughput vs readline.
- * - loghub (test/bench/loghub.ts): template mining accuracy and throughput on
+ * - loghub (test/bench/template-mining.ts): template mining accuracy and throughput on
  *   the Loghub 2k samples; only with `--loghub DIR` (the data is not in the repository).
  *
  * A skipped or unavailable benchmark keeps its section from the previous
@@ -135,8 +135,8 @@ async function measure(opts: { skip: Set<string>; loghub?: string; criRuns: numb
   }
   if (!opts.skip.has('loghub') && opts.loghub) {
     const dir = resolve(opts.loghub);
-    log(`Loghub template mining (test/bench/loghub.ts ${dir})`);
-    record.loghub = { ...(await runScript(['test/bench/loghub.ts', dir], 600_000)), dir: opts.loghub };
+    log(`Loghub template mining (test/bench/template-mining.ts ${dir})`);
+    record.loghub = { ...(await runScript(['test/bench/template-mining.ts', dir], 600_000)), dir: opts.loghub };
   }
   clearInterval(sampler);
   loadSamples.push(os.loadavg()[0] ?? 0);
@@ -210,17 +210,17 @@ function render(rec: RunRecord, previous: string): string {
     if (thr) summary.push(`| Loghub: template mining throughput (absolute) | ${thr[1]} lines/s wall, ${thr[3]} lines per CPU-s | | | |`);
     sections.loghub =
       r.code === 0
-        ? '## Log template mining on Loghub 2k samples (test/bench/loghub.ts)\n\n' +
-          `\`node test/bench/loghub.ts ${r.dir}\` — this run, ${(r.ms / 1000).toFixed(0)} s; load average ${loads(r.load)} at its start.\n\n` +
+        ? '## Log template mining on Loghub 2k samples (test/bench/template-mining.ts)\n\n' +
+          `\`node test/bench/template-mining.ts ${r.dir}\` — this run, ${(r.ms / 1000).toFixed(0)} s; load average ${loads(r.load)} at its start.\n\n` +
           `\`\`\`\n${r.stdout.trim()}\n\`\`\`\n\n` +
           '**What this means:** grouping accuracy is deterministic (the same every run); throughput is wall clock on a shared machine, the per-CPU-second figure is steadier.\n\n' +
-          embedded('RESULTS-loghub.md', 'the method, what changed the accuracy, and earlier throughput runs')
-        : `## Log template mining on Loghub 2k samples (test/bench/loghub.ts)\n\nFailed in this run (exit ${r.code}).\n\n${embedded('RESULTS-loghub.md', 'an earlier run')}`;
+          embedded('RESULTS-template-mining.md', 'the method, what changed the accuracy, and earlier throughput runs')
+        : `## Log template mining on Loghub 2k samples (test/bench/template-mining.ts)\n\nFailed in this run (exit ${r.code}).\n\n${embedded('RESULTS-template-mining.md', 'an earlier run')}`;
   } else if (!previousSection(previous, 'loghub')) {
     sections.loghub =
-      '## Log template mining on Loghub 2k samples (test/bench/loghub.ts)\n\n' +
+      '## Log template mining on Loghub 2k samples (test/bench/template-mining.ts)\n\n' +
       'Not run: the data is not in this repository. Run `npm run bench -- --loghub DIR` (DIR holds `<D>/<D>_2k.log_structured.csv` folders), ' +
-      `or alone: \`npm run bench:loghub -- DIR\`.\n\n${embedded('RESULTS-loghub.md', 'an earlier run')}`;
+      `or alone: \`npm run bench:loghub -- DIR\`.\n\n${embedded('RESULTS-template-mining.md', 'an earlier run')}`;
   }
 
   const m = rec.machine;

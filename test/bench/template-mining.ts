@@ -1,7 +1,7 @@
 /**
  * Grouping accuracy and throughput of the template miner on Loghub 2k samples.
  *
- *   npm run build && node test/bench/loghub.ts DIR
+ *   npm run build && node test/bench/template-mining.ts DIR
  *
  * DIR holds one folder per dataset with `<D>_2k.log_structured.csv`
  * (columns include `Content` and `EventId`). Each dataset's `Content` rows go
@@ -114,7 +114,7 @@ function loadDataset(dir: string, name: string): Dataset | null {
 
 const dir = process.argv[2];
 if (!dir) {
-  process.stderr.write('usage: node test/bench/loghub.ts DIR\n');
+  process.stderr.write('usage: node test/bench/template-mining.ts DIR\n');
   process.exit(2);
 }
 const datasets = readdirSync(dir)
