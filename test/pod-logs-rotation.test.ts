@@ -6,42 +6,29 @@
  */
 import { statSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PodLogCollector, type PodLogCollectorOptions } from '../daemon/collectors/pod-logs.js';
-import { CommitLog, ContainerLogDir, type HostRoot, criLine, makeHostRoot } from './helpers/host-root.js';
+import type { PodLogCollector, PodLogCollectorOptions } from '../daemon/collectors/pod-logs.js';
+import { CommitLog, ContainerLogDir, type HostRoot, criLine } from './helpers/host-root.js';
+import { PodLogHarness } from './helpers/pod-log-harness.js';
 
+let harness: PodLogHarness;
 let host: HostRoot;
-let running: PodLogCollector[] = [];
 
 beforeEach(() => {
-  host = makeHostRoot();
-  running = [];
+  harness = new PodLogHarness({ rotationGraceMs: 3_600_000 });
+  host = harness.host;
 });
 
 afterEach(async () => {
-  for (const c of running) await c.stop();
-  host.cleanup();
+  await harness.cleanup();
 });
 
 /** Starts a collector driven by pollNow() only (no timer, no watch), so each step is deterministic. */
-async function startCollector(log: CommitLog, opts: PodLogCollectorOptions = {}): Promise<PodLogCollector> {
-  const c = new PodLogCollector({
-    hostRoot: host.root,
-    checkpoints: log.store,
-    pollIntervalMs: 3_600_000,
-    scanIntervalMs: 0,
-    watch: false,
-    rateLimit: null,
-    rotationGraceMs: 3_600_000,
-    ...opts,
-  });
-  running.push(c);
-  await c.start(log.sink);
-  return c;
+function startCollector(log: CommitLog, opts: PodLogCollectorOptions = {}): Promise<PodLogCollector> {
+  return harness.start(log, opts);
 }
 
-async function stopCollector(c: PodLogCollector): Promise<void> {
-  await c.stop();
-  running = running.filter((r) => r !== c);
+function stopCollector(c: PodLogCollector): Promise<void> {
+  return harness.stop(c);
 }
 
 function container(name = 'api'): ContainerLogDir {

@@ -7,42 +7,31 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PodLogCollector, type PodLogCollectorOptions } from '../daemon/collectors/pod-logs.js';
+import type { PodLogCollector, PodLogCollectorOptions } from '../daemon/collectors/pod-logs.js';
 import { CriReader } from '../daemon/collectors/parse.js';
 import type { LogLine } from '../daemon/core/types.js';
-import { CommitLog, ContainerLogDir, type HostRoot, criLine, lineId, makeHostRoot } from './helpers/host-root.js';
+import { CommitLog, ContainerLogDir, type HostRoot, criLine, lineId } from './helpers/host-root.js';
+import { PodLogHarness } from './helpers/pod-log-harness.js';
 
+let harness: PodLogHarness;
 let host: HostRoot;
-let running: PodLogCollector[] = [];
 
 beforeEach(() => {
-  host = makeHostRoot();
-  running = [];
+  harness = new PodLogHarness();
+  host = harness.host;
 });
 
 afterEach(async () => {
-  for (const c of running) await c.stop();
-  host.cleanup();
+  await harness.cleanup();
 });
 
-async function startCollector(log: CommitLog, opts: PodLogCollectorOptions = {}): Promise<PodLogCollector> {
-  const c = new PodLogCollector({
-    hostRoot: host.root,
-    checkpoints: log.store,
-    pollIntervalMs: 3_600_000,
-    scanIntervalMs: 0,
-    watch: false,
-    rateLimit: null,
-    ...opts,
-  });
-  running.push(c);
-  await c.start(log.sink);
-  return c;
+/** Starts a collector driven by pollNow() only (no timer, no watch), so each step is deterministic. */
+function startCollector(log: CommitLog, opts: PodLogCollectorOptions = {}): Promise<PodLogCollector> {
+  return harness.start(log, opts);
 }
 
-async function stopCollector(c: PodLogCollector): Promise<void> {
-  await c.stop();
-  running = running.filter((r) => r !== c);
+function stopCollector(c: PodLogCollector): Promise<void> {
+  return harness.stop(c);
 }
 
 /** A store that has seen the node before (so new containers are read from their start). */
