@@ -23,9 +23,9 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createTestCa, type KeyPair, type TestCa } from './tls.js';
+import { cutOff, listenLoopback } from './loopback.js';
 
 /** A Kubernetes object in wire form. */
 export type Obj = { apiVersion?: string; kind?: string; metadata: { name?: string; namespace?: string; resourceVersion?: string; uid?: string; [k: string]: unknown }; [k: string]: unknown };
@@ -197,14 +197,7 @@ export class FakeApiServer {
   /** Starts (or restarts, on the same port) listening. */
   async start(): Promise<void> {
     if (this.#listening) return;
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(this.#port, '127.0.0.1', () => {
-        this.#server.off('error', reject);
-        resolve();
-      });
-    });
-    this.#port = (this.#server.address() as AddressInfo).port;
+    this.#port = await listenLoopback(this.#server, this.#port);
     this.#listening = true;
   }
 
@@ -213,9 +206,7 @@ export class FakeApiServer {
     if (!this.#listening) return;
     this.#listening = false;
     for (const w of this.#watchers) this.#endWatch(w, true);
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    this.#server.closeAllConnections();
-    await closed;
+    await cutOff(this.#server);
   }
 
   /** Stops for good. */

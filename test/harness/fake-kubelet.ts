@@ -7,9 +7,9 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { createTestCa, type KeyPair, type TestCa } from './tls.js';
+import { cutOff, listenLoopback } from './loopback.js';
 
 /** Paths the fake serves, with the kubelet authorization subresource of each. */
 const SUBRESOURCE = { '/stats/summary': 'stats', '/pods': 'pods', '/healthz': 'healthz' } as const;
@@ -81,14 +81,7 @@ export class FakeKubelet {
   /** Starts (or restarts on the same port). */
   async start(): Promise<void> {
     if (this.#listening) return;
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen(this.#port, '127.0.0.1', () => {
-        this.#server.off('error', reject);
-        resolve();
-      });
-    });
-    this.#port = (this.#server.address() as AddressInfo).port;
+    this.#port = await listenLoopback(this.#server, this.#port);
     this.#listening = true;
   }
 
@@ -96,9 +89,7 @@ export class FakeKubelet {
   async stop(): Promise<void> {
     if (!this.#listening) return;
     this.#listening = false;
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    this.#server.closeAllConnections();
-    await closed;
+    await cutOff(this.#server);
   }
 
   /** Sets the /healthz answer; a body other than "ok" is served with 500, like the kubelet. */
