@@ -1,6 +1,8 @@
 /**
- * The benchmark model: the generator's `realistic` preset (~0.45B parameters,
- * llama architecture, Q8_0, ~470 MB), generated once into
+ * The benchmark model: the generator's `realistic` preset, the shape of
+ * Qwen2.5-0.5B-Instruct Q8_0 (qwen2, 24 blocks of 896, 14 heads / 2 KV heads,
+ * feed-forward 4864, separate output matrix: 630M stored parameters, ~676 MB)
+ * with Qwen2.5's real tokenizer and random weights, generated once into
  * node_modules/.cache/nodesage-bench-models/ and reused by every later run.
  * The file name carries a hash of the generator source and the preset, so a
  * changed generator never serves a stale file.
@@ -30,10 +32,16 @@ export interface BenchModel {
   generatedMs: number | null;
 }
 
-/** Parameters of a llama-shaped model as the generator writes it. */
+/**
+ * Parameters the generator writes for a shape, counted as llama.cpp counts them
+ * (every stored tensor): a separate output matrix counts twice the vocabulary
+ * embedding, and qwen2 adds the q/k/v biases. Qwen2.5-0.5B's published 0.49B
+ * counts the tied embedding once; its q8_0 file stores 630M.
+ */
 export function parametersOf(s: ModelShape): number {
   const headDim = s.embedding / s.heads;
-  const attn = s.embedding * s.embedding * 2 + s.embedding * headDim * s.headsKv * 2;
+  const kv = headDim * s.headsKv;
+  const attn = s.embedding * s.embedding * 2 + s.embedding * kv * 2 + (s.architecture === 'qwen2' ? s.embedding + 2 * kv : 0);
   const ffn = s.embedding * s.feedForward * 3;
   const perBlock = attn + ffn + 2 * s.embedding;
   return s.vocab * s.embedding * (s.separateOutput ? 2 : 1) + s.blocks * perBlock + s.embedding;

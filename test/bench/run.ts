@@ -272,13 +272,12 @@ Other engineers' builds and tests shared the 2 cores during the run; the load av
 const NOTES = `## Limits of these measurements
 
 - **Random weights.** The LLM numbers use a generated model: speed and memory are real for its shape
-  (0.44B parameters, Q8_0), but the text is noise. Its answers are as long as chance and the grammar make
+  (Qwen2.5-0.5B-Instruct's, Q8_0), but the text is noise. Its answers are as long as chance and the grammar make
   them (a few hundred tokens of gibberish that still passes the diagnoser's structural checks), so the
   latencies in section 2 are not what a trained model's short answers cost, and answer quality is not
   measured at all.
-- **Its vocabulary.** The generator's tokenizer (English and log words, letter bigrams and trigrams) needs
-  about 2.2 characters per token where trained tokenizers need 3–4, so prompts here are about 1.5× the
-  tokens they would be for a real 0.5B model; the prompt tables give both counts.
+- **Its tokenizer is the real one.** The model carries Qwen2.5's trained BPE tokenizer, so prompt token
+  counts are those of the recommended model; only the answers' lengths are not.
 - **A shared machine.** Other work ran on the same 2 cores. With 2 llama.cpp threads on 2 cores, a
   competing process can slow a single call by 10×: in an earlier run on this machine (load average 4–6
   from other engineers' model tests), 2-thread generation fell from ~9–13 tok/s to 0.3–1 tok/s for
