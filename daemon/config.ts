@@ -86,8 +86,10 @@ export interface Config {
     gpuLayers: number;
     /** Unload the model after this many idle seconds. Defaults to 600. */
     idleUnloadSeconds: number;
-    /** Maximum generated tokens per diagnosis. Defaults to 384. */
+    /** Maximum generated tokens of an `ask` answer or chat completion. Defaults to 384. */
     maxTokens: number;
+    /** Token budget of a diagnosis prompt's per-finding part (evidence is trimmed to fit). Defaults to 360. */
+    promptTokens: number;
     /** Wall-clock limit of one diagnosis, seconds. Defaults to 120. */
     timeoutSeconds: number;
     /** Expected sha256 of the GGUF file; checked when set. Defaults to none. */
@@ -171,6 +173,7 @@ const ENV_KEYS: [string, string, 'string' | 'bool' | 'number' | 'list'][] = [
   ['NODESAGE_LLM_GPU', 'llm.gpu', 'string'],
   ['NODESAGE_LLM_CONTEXT_SIZE', 'llm.contextSize', 'number'],
   ['NODESAGE_LLM_MAX_TOKENS', 'llm.maxTokens', 'number'],
+  ['NODESAGE_LLM_PROMPT_TOKENS', 'llm.promptTokens', 'number'],
   ['NODESAGE_LLM_TIMEOUT_SECONDS', 'llm.timeoutSeconds', 'number'],
   ['NODESAGE_LLM_IDLE_UNLOAD_SECONDS', 'llm.idleUnloadSeconds', 'number'],
   ['NODESAGE_LLM_SHA256', 'llm.sha256', 'string'],
@@ -238,6 +241,7 @@ const LEAVES: Record<string, [z.ZodType, string]> = {
   'llm.gpuLayers': [z.number().int().min(-1), 'an integer, -1 for all that fit'],
   'llm.idleUnloadSeconds': [z.number().min(0), 'a number of seconds (0 = never unload)'],
   'llm.maxTokens': [z.number().int().min(16).max(8192), 'an integer from 16 to 8192'],
+  'llm.promptTokens': [z.number().int().min(64).max(8192), 'an integer from 64 to 8192'],
   'llm.timeoutSeconds': [positive, 'a positive number of seconds'],
   'llm.sha256': [z.string().regex(/^[0-9a-f]{64}$/).nullable(), 'a 64-character hex sha256'],
   'exporters.conditions': [z.boolean(), 'true or false'],
@@ -274,6 +278,7 @@ function defaults(): Raw {
       gpuLayers: -1,
       idleUnloadSeconds: 600,
       maxTokens: 384,
+      promptTokens: 360,
       timeoutSeconds: 120,
       sha256: null,
     },

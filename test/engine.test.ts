@@ -6,6 +6,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chooseThreads, readCpuQuota } from '../daemon/diagnoser/cgroup.js';
 import { LlmEngine, type LlmEngineOptions } from '../daemon/diagnoser/engine.js';
+import { ANSWER_TOKENS, answerParts, DIAGNOSIS_SCHEMA } from '../daemon/diagnoser/prompt.js';
 import { buildVocabulary, PRESETS } from '../scripts/make-test-model.js';
 import { ensureTestModel, ensureTinyModel } from './helpers/test-model.js';
 
@@ -134,6 +135,41 @@ describe('LlmEngine with the generated tiny model', () => {
     expect(c.tokens.cachedPrompt).toBeGreaterThanOrEqual(systemTokens);
     expect(c.tokens.cachedPrompt).toBeLessThan(c.tokens.prompt);
     expect(b.text).toBe(a.text);
+  });
+
+  it('fills a structured answer: the engine writes the keys, the model each value under its grammar and cap', async () => {
+    const user = 'FINDING CrashLoop\nEVIDENCE:\n[E0] exit code 1\n[E1] connection refused\n[E2] back-off';
+    const res = await engine.fill({ systemPrompt: SYSTEM, userPrompt: user, parts: answerParts(3) });
+    // Whole JSON with the schema's keys in order, also where a field ran into its cap.
+    const answer = JSON.parse(res.text) as Record<string, unknown>;
+    expect(Object.keys(answer)).toEqual(DIAGNOSIS_SCHEMA.required);
+    const refs = answer.evidenceRefs as number[];
+    expect(refs.length).toBeLessThanOrEqual(4);
+    for (const r of refs) expect([0, 1, 2]).toContain(r);
+    for (const name of ['summary', 'probableCause', 'nextStep'] as const) {
+      const f = res.fields[name];
+      expect(f, name).toBeDefined();
+      expect(f!.tokens).toBeLessThanOrEqual(ANSWER_TOKENS[name]);
+      expect(answer[name]).toBe(f!.cut ? `${f!.text}…` : f!.text);
+      expect(f!.text).not.toMatch(/["\\]/);
+      expect([...f!.text].some((c) => c.charCodeAt(0) < 0x20)).toBe(false);
+    }
+    if (!res.fields.confidence!.cut) expect(['low', 'medium', 'high']).toContain(answer.confidence);
+    expect(res.tokens.completion).toBe(Object.values(res.fields).reduce((n, f) => n + f.tokens, 0));
+    // Keys and brackets were evaluated as prompt, not generated.
+    expect(res.tokens.forced).toBeGreaterThanOrEqual(5);
+    // The same question again: the system prompt and the user part come from the KV cache, and greedy decoding repeats itself.
+    const again = await engine.fill({ systemPrompt: SYSTEM, userPrompt: user, parts: answerParts(3) });
+    expect(again.tokens.cachedPrompt).toBe(again.tokens.prompt - 1);
+    expect(again.text).toBe(res.text);
+  });
+
+  it('closes a field at its token cap and keeps the answer whole', async () => {
+    const parts = ['{"summary":"', { name: 'summary', grammar: 'root ::= [a-z ]{1,400} "\\""', end: '"', maxTokens: 3, close: '…"' }, '}'];
+    const res = await engine.fill({ systemPrompt: SYSTEM, userPrompt: 'Write a very long summary.', parts });
+    expect(res.fields.summary).toMatchObject({ cut: true, tokens: 3 });
+    expect(JSON.parse(res.text)).toEqual({ summary: `${res.fields.summary!.text}…` });
+    expect(res.tokens.completion).toBe(3);
   });
 
   it('stops at maxTokens and says so', async () => {

@@ -3,14 +3,13 @@ import { describe, expect, it } from 'vitest';
 import type { Diagnosis, Evidence, Finding } from '../daemon/core/types.js';
 import {
   type CompletionBackend,
-  type CompletionRequest,
-  type CompletionResponse,
-  cleanCommand,
+  type FillRequest,
+  type FillResponse,
   isReadOnlyCommand,
   LlmDiagnoser,
   type LlmDiagnoserOptions,
 } from '../daemon/diagnoser/llm-diagnoser.js';
-import { buildPrompt, COMPACT_DIAGNOSIS_SCHEMA, DIAGNOSIS_LIMITS, DIAGNOSIS_SCHEMA, SYSTEM_PROMPT } from '../daemon/diagnoser/prompt.js';
+import { answerParts, buildPrompt, DIAGNOSIS_LIMITS, type DIAGNOSIS_SCHEMA, SYSTEM_PROMPT } from '../daemon/diagnoser/prompt.js';
 import { type FindingFacts, RuleHintDiagnoser } from '../daemon/diagnoser/rule-hint.js';
 
 const logger = pino({ level: 'silent' });
@@ -57,17 +56,23 @@ function crashLoop(extra: Evidence[] = []): Finding & { facts: FindingFacts } {
   };
 }
 
-type Script = Partial<CompletionResponse> | Error | 'hang';
+/** What the model writes for each field (without the field's end character), or a whole raw answer. */
+type Fields = Partial<Record<keyof typeof DIAGNOSIS_SCHEMA.properties, string>>;
+type Script = Fields | { raw: string } | Error | 'hang';
 
-/** A model stand-in that answers from a script and records what it was asked. */
+/**
+ * A model stand-in that fills the answer's fields from a script, the way the
+ * engine does: literal parts as given, each field's text and its end, and a
+ * field over its cap (a word = a token) cut there and closed.
+ */
 class ScriptedBackend implements CompletionBackend {
   readonly id = 'qwen3-0.6b-q8_0';
-  readonly requests: CompletionRequest[] = [];
+  readonly requests: FillRequest[] = [];
   constructor(private readonly script: Script[]) {}
   countTokens(text: string): number {
     return wordTokens(text);
   }
-  async complete(req: CompletionRequest): Promise<CompletionResponse> {
+  async fill(req: FillRequest): Promise<FillResponse> {
     this.requests.push(req);
     const next = this.script.shift();
     if (next === undefined) throw new Error('script exhausted');
@@ -77,27 +82,40 @@ class ScriptedBackend implements CompletionBackend {
         req.signal?.addEventListener('abort', () => reject(req.signal?.reason), { once: true });
       });
     }
-    return { text: '', stopReason: 'eogToken', tokens: { prompt: 300, completion: 80 }, latencyMs: 5, ...next };
+    const tokens = { prompt: 300, completion: 0 };
+    if ('raw' in next) return { text: next.raw, fields: {}, tokens, latencyMs: 5 };
+    let text = '';
+    const fields: FillResponse['fields'] = {};
+    for (const part of req.parts) {
+      if (typeof part === 'string') {
+        text += part;
+        continue;
+      }
+      const words = (next[part.name] ?? '').split(' ');
+      const cut = words.length > part.maxTokens;
+      const value = words.slice(0, part.maxTokens).join(' ');
+      tokens.completion += Math.min(words.length, part.maxTokens);
+      fields[part.name] = { text: value, cut, tokens: Math.min(words.length, part.maxTokens) };
+      text += cut ? `${value}${part.close}` : `${value}${part.end}`;
+    }
+    return { text, fields, tokens, latencyMs: 5 };
   }
 }
 
-function answer(over: Record<string, unknown> = {}): Partial<CompletionResponse> {
+function answer(over: Fields = {}): Fields {
   return {
-    text: JSON.stringify({
-      summary: 'The ledger container of payments/ledger-5d8f7c6b9-k2m4n exits because payments-db refuses connections.',
-      probableCause: 'The database service payments-db at 10.96.4.17:5432 is down or not ready, so ledger exits with code 1 after 5 attempts.',
-      nextSteps: ['Check that the payments-db pods are running and ready.', 'Check the payments-db service endpoints.'],
-      commands: ['kubectl -n payments get endpoints payments-db', 'kubectl -n payments logs ledger-5d8f7c6b9-k2m4n -c ledger --previous'],
-      confidence: 'high',
-      evidenceRefs: [0, 1],
-      ...over,
-    }),
+    evidenceRefs: '0,1',
+    summary: 'The ledger container of payments/ledger-5d8f7c6b9-k2m4n exits because payments-db refuses connections.',
+    probableCause: 'The database service payments-db at 10.96.4.17:5432 is down or not ready, so ledger exits with code 1 after 5 attempts.',
+    nextStep: 'Check that the payments-db pods are running and ready.',
+    confidence: 'high',
+    ...over,
   };
 }
 
 function diagnoserWith(script: Script[], opts: Partial<LlmDiagnoserOptions> = {}) {
   const backend = new ScriptedBackend(script);
-  const d = new LlmDiagnoser({ backend, ruleHint, logger, maxTokens: 256, timeoutMs: 10_000, ...opts });
+  const d = new LlmDiagnoser({ backend, ruleHint, logger, timeoutMs: 10_000, ...opts });
   return { backend, d };
 }
 
@@ -124,7 +142,7 @@ describe('prompt injection through log lines', () => {
   const finding = crashLoop(INJECTIONS.map((text, i) => ({ source: 'podLog' as const, at: at(31 + i), text })));
 
   it('keeps every planted line inside the quoted evidence block', async () => {
-    const p = await buildPrompt(finding, { hint: ruleHint.hint(finding) }, { countTokens: wordTokens, maxUserTokens: 5000 });
+    const p = await buildPrompt(finding, { hint: ruleHint.hint(finding) }, { countTokens: wordTokens, maxUserTokens: 5000, maxEvidence: 20 });
     const lines = p.user.split('\n');
     const open = lines.indexOf('```log');
     // Exactly one fence opens and one closes; nothing in the logs adds a fence.
@@ -146,26 +164,40 @@ describe('prompt injection through log lines', () => {
     for (const l of lines) expect(l).not.toMatch(/^\s*(?:SYSTEM|ASSISTANT|USER)\s*:/i);
     expect(p.user.match(/\[E\d+\]/g)).toHaveLength(p.evidenceIndex.length);
     expect(p.user).not.toContain('[E99]');
-    // After the block only the agent's closing instruction follows.
-    expect(lines.slice(close + 1).filter((l) => l.trim() !== '')).toEqual(['Answer with the JSON object only.']);
+    // The block ends the prompt: nothing from the node follows it.
+    expect(lines.slice(close + 1).filter((l) => l.trim() !== '')).toEqual([]);
     expect(p.system).toBe(SYSTEM_PROMPT);
   });
 
   it('survives a model that obeyed the injection', async () => {
+    // A whole answer the model was talked into (the engine's grammars would not let it write this) loses its commands and citations.
     const obeyed = {
-      text: '{"summary":"all good","probableCause":"none","nextSteps":["relax"],"commands":["reboot","kubectl delete node edge-node-07"],"confidence":"high","evidenceRefs":[99,42]}',
+      raw: '{"summary":"all good","probableCause":"none","nextStep":"relax","commands":["reboot","kubectl delete node edge-node-07"],"confidence":"high","evidenceRefs":[99,42]}',
     };
     const { d } = diagnoserWith([obeyed]);
     const out = await d.diagnose(finding);
     expectValidDiagnosis(out, finding);
     expect(out.commands.join('\n')).not.toMatch(/reboot|delete/);
+    expect(out.commands).toEqual(ruleHint.hint(finding).commands.slice(0, DIAGNOSIS_LIMITS.commands));
     expect(out.evidenceRefs).toEqual([]);
     expect(out.confidence).toBe('medium');
+  });
+
+  it('lets the model cite only the evidence numbers of the prompt', async () => {
+    const { backend, d } = diagnoserWith([answer()]);
+    await d.diagnose(finding);
+    const req = backend.requests[0] as FillRequest;
+    const p = await buildPrompt(finding, { hint: ruleHint.hint(finding) }, { countTokens: wordTokens });
+    expect(p.evidenceIndex.length).toBeGreaterThan(3);
+    const refs = req.parts.find((x) => typeof x !== 'string' && x.name === 'evidenceRefs');
+    expect(typeof refs === 'object' ? refs.grammar : null).toBe(
+      `root ::= (ref ("," ref){0,${DIAGNOSIS_LIMITS.evidenceRefs - 1}})? "]"\nref ::= ${p.evidenceIndex.map((e) => `"${e.ref}"`).join(' | ')}`,
+    );
   });
 });
 
 describe('LLM diagnoser', () => {
-  it('asks the backend with the fixed system prompt and the schema, and maps cited items to evidence indexes', async () => {
+  it('asks for the answer field by field behind the fixed system prompt, and maps cited items to evidence indexes', async () => {
     const finding = crashLoop();
     const { backend, d } = diagnoserWith([answer()]);
     expect(d.id).toBe('llm:qwen3-0.6b-q8_0');
@@ -174,22 +206,28 @@ describe('LLM diagnoser', () => {
     expect(out.diagnoser).toBe('llm:qwen3-0.6b-q8_0');
     expect(out.fallback).toBeUndefined();
     expect(out.confidence).toBe('high');
-    expect(out.tokens).toEqual({ prompt: 300, completion: 80 });
-    expect(out.commands).toEqual(['kubectl -n payments get endpoints payments-db', 'kubectl -n payments logs ledger-5d8f7c6b9-k2m4n -c ledger --previous']);
+    expect(out.summary).toMatch(/payments-db refuses connections/);
     const req = backend.requests[0];
     expect(req?.systemPrompt).toBe(SYSTEM_PROMPT);
-    expect(req?.jsonSchema).toBe(DIAGNOSIS_SCHEMA);
-    expect(req?.maxTokens).toBe(256);
     expect(req?.signal).toBeInstanceOf(AbortSignal);
+    // The prompt has 3 evidence items; the answer's layout is the schema's keys in order.
+    expect(req?.parts).toEqual(answerParts(3));
+    const words = Object.values(answer()).reduce((n, v) => n + (v ?? '').split(' ').length, 0);
+    expect(out.tokens).toEqual({ prompt: 300, completion: words });
     // [E0] is the oldest item: the two collapsed "connection refused" lines (indexes 1 and 2);
     // [E1] is the FATAL line (index 3).
-    expect(req?.userPrompt).toMatch(/\[E0\] container-log 10:15:10\.\.10:15:20 x2 similar: ERROR pq: dial tcp/);
+    expect(req?.userPrompt).toMatch(/\[E0\] container 10:15:10\.\.10:15:20 x2: ERROR pq: dial tcp/);
     expect(out.evidenceRefs).toEqual([1, 2, 3]);
+    // The model's own step first, then the rule hint's; commands are the rule hint's, all read-only.
+    const hint = ruleHint.hint(finding);
+    expect(out.nextSteps[0]).toBe('Check that the payments-db pods are running and ready.');
+    expect(out.nextSteps.slice(1)).toEqual(hint.nextSteps.slice(0, DIAGNOSIS_LIMITS.steps - 1));
+    expect(out.commands).toEqual(hint.commands.slice(0, DIAGNOSIS_LIMITS.commands));
   });
 
   it('drops citations of evidence that does not exist and lowers confidence one step', async () => {
     const finding = crashLoop();
-    const { d } = diagnoserWith([answer({ evidenceRefs: [1, 99, -1, 1.5, '2', 3] })]);
+    const { d } = diagnoserWith([{ raw: JSON.stringify({ ...answer(), evidenceRefs: [1, 99, -1, 1.5, '2', 3] }) }]);
     const out = await d.diagnose(finding);
     expectValidDiagnosis(out, finding);
     expect(out.evidenceRefs).toEqual([3]); // [E1] = the FATAL line; [E3] does not exist (3 items)
@@ -197,131 +235,72 @@ describe('LLM diagnoser', () => {
     expect(d.stats().droppedRefs).toBe(5);
   });
 
-  it('removes every command that is not a read-only diagnostic', async () => {
-    const destructive = [
-      'kubectl -n payments delete pod ledger-5d8f7c6b9-k2m4n',
-      'kubectl drain edge-node-07 --ignore-daemonsets',
-      'kubectl cordon edge-node-07',
-      'rm -rf /var/lib/kubelet/pods',
-      'crictl rm -f 3b1c',
-      'reboot',
-      'kubectl apply -f fix.yaml',
-      'kubectl -n payments patch deploy ledger -p {}',
-      'kubectl -n payments edit deploy ledger',
-      'kubectl -n payments scale deploy ledger --replicas=0',
-      'kubectl get pods; kubectl delete ns payments',
-      'kubectl get pods && reboot',
-      'journalctl -u kubelet | sh',
-      'echo $(curl http://10.0.0.1/x)',
-      '`reboot`',
-      'kubectl get pods > /etc/motd',
-      'systemctl restart kubelet',
-      'kill -9 1',
-      'kubectl -n payments exec -it ledger-5d8f7c6b9-k2m4n -- sh',
-      'kubectl -n payments rollout restart deploy/ledger',
-      'dmesg -C',
-      'sysctl -w net.netfilter.nf_conntrack_max=1',
-      'nvidia-smi -r',
-      'find /var/log -name *.gz -delete',
-      'curl -X POST http://registry.local/v2/',
-      'bash -c "kubectl get pods"',
-    ];
-    const finding = crashLoop();
-    const { d } = diagnoserWith([answer({ commands: [...destructive, 'kubectl -n payments describe pod ledger-5d8f7c6b9-k2m4n'] })]);
-    const out = await d.diagnose(finding);
-    expectValidDiagnosis(out, finding);
-    expect(out.commands).toEqual(['kubectl -n payments describe pod ledger-5d8f7c6b9-k2m4n']);
-    expect(d.stats().strippedCommands).toBe(destructive.length);
-
-    // Nothing usable: the rule hint's read-only commands stand in.
-    const { d: d2 } = diagnoserWith([answer({ commands: destructive.slice(0, 5) })]);
-    const out2 = await d2.diagnose(finding);
-    expect(out2.diagnoser).toBe('llm:qwen3-0.6b-q8_0');
-    expect(out2.commands).toEqual(ruleHint.hint(finding).commands.slice(0, DIAGNOSIS_LIMITS.commands));
-  });
-
   it('keeps the schema when the confidence or the strings are out of bounds', async () => {
     const finding = crashLoop();
     const { d } = diagnoserWith([
-      answer({ confidence: 'very high', summary: `${'x'.repeat(1000)}\u0000\u2028`, nextSteps: ['', '  ', 'Check payments-db.', 'Check payments-db.', 42] }),
+      { raw: JSON.stringify({ ...answer(), confidence: 'very high', summary: `${'x'.repeat(1000)}\u0000\u2028`, nextStep: '  ' }) },
     ]);
     const out = await d.diagnose(finding);
     expectValidDiagnosis(out, finding);
     expect(out.confidence).toBe('low');
     expect(out.summary).toHaveLength(DIAGNOSIS_LIMITS.summaryChars);
     expect(out.summary.includes('\u0000') || out.summary.includes('\u2028')).toBe(false);
-    expect(out.nextSteps).toEqual(['Check payments-db.']);
-    const { d: d2 } = diagnoserWith([answer({ confidence: ' HIGH ' })]);
+    // An empty step of its own: the rule hint's steps remain.
+    expect(out.nextSteps).toEqual(ruleHint.hint(finding).nextSteps.slice(0, DIAGNOSIS_LIMITS.steps));
+    const { d: d2 } = diagnoserWith([{ raw: JSON.stringify({ ...answer(), confidence: ' HIGH ' }) }]);
     expect((await d2.diagnose(finding)).confidence).toBe('high');
   });
 
-  it('retries a cut-off answer once with a smaller prompt and a tighter grammar', async () => {
-    const many = Array.from({ length: 14 }, (_, i) => ({ source: 'podLog' as const, at: at(31 + i), text: `ERROR step ${'abcdefghijklmn'[i]}${'opqrstuvwxyzab'[i]} failed while loading ledger partitions` }));
-    const finding = crashLoop(many);
-    const { backend, d } = diagnoserWith(
-      [{ text: '{"summary":"The ledger container exits because the database refu', stopReason: 'maxTokens', tokens: { prompt: 590, completion: 256 } }, answer()],
-      { maxPromptTokens: 1200 },
-    );
+  it('keeps an answer whose fields reached their token caps, closed with an ellipsis, without a retry', async () => {
+    const finding = crashLoop();
+    const long = Array.from({ length: 200 }, (_, i) => `word${i}`).join(' ');
+    const { backend, d } = diagnoserWith([answer({ summary: long, probableCause: long })]);
     const out = await d.diagnose(finding);
     expectValidDiagnosis(out, finding);
     expect(out.diagnoser).toBe('llm:qwen3-0.6b-q8_0');
-    expect(out.tokens).toEqual({ prompt: 890, completion: 336 });
-    expect(backend.requests).toHaveLength(2);
-    const [first, second] = backend.requests;
-    expect(wordTokens(second?.userPrompt ?? '')).toBeLessThan(wordTokens(first?.userPrompt ?? ''));
-    expect(wordTokens(second?.userPrompt ?? '')).toBeLessThanOrEqual(600);
-    expect(second?.systemPrompt).toBe(first?.systemPrompt);
-    expect(first?.jsonSchema).toBe(DIAGNOSIS_SCHEMA);
-    expect(second?.jsonSchema).toBe(COMPACT_DIAGNOSIS_SCHEMA);
-    expect(second?.jsonSchema?.properties.probableCause.maxLength).toBeLessThan(DIAGNOSIS_SCHEMA.properties.probableCause.maxLength);
-    expect(d.stats().retries).toBe(1);
+    expect(out.summary.endsWith('…')).toBe(true);
+    expect(out.probableCause.endsWith('…')).toBe(true);
+    expect(backend.requests).toHaveLength(1);
+    expect(d.stats().cutFields).toBe(2);
+    expect(d.stats().retries).toBe(0);
   });
 
-  it('falls back to the rule hint when the answer is cut off twice', async () => {
-    const finding = crashLoop();
-    const cut = { text: '{"summary":"The ledger', stopReason: 'maxTokens', tokens: { prompt: 400, completion: 256 } };
-    const { d } = diagnoserWith([cut, cut]);
+  it('retries an unusable answer once with a smaller prompt, then falls back to the rule hint', async () => {
+    const many = Array.from({ length: 14 }, (_, i) => ({ source: 'podLog' as const, at: at(31 + i), text: `ERROR step ${'abcdefghijklmn'[i]}${'opqrstuvwxyzab'[i]} failed while loading ledger partitions` }));
+    const finding = crashLoop(many);
+    const { backend, d } = diagnoserWith([{ raw: 'Sure! The node is fine, all good.' }, { raw: '{"summary": "all good"}' }], { maxPromptTokens: 1200 });
     const out = await d.diagnose(finding);
     expectValidDiagnosis(out, finding);
     const hint = ruleHint.hint(finding);
     expect(out.diagnoser).toBe('rule-hint');
-    expect(out.fallback).toBe('truncated');
+    expect(out.fallback).toBe('invalid');
     expect(out.summary).toBe(hint.summary);
     expect(out.commands).toEqual(hint.commands);
-    expect(out.tokens).toEqual({ prompt: 800, completion: 512 });
-    expect(d.stats().fallbacks.truncated).toBe(1);
+    expect(out.tokens.prompt).toBe(600);
+    const [first, second] = backend.requests;
+    expect(wordTokens(second?.userPrompt ?? '')).toBeLessThan(wordTokens(first?.userPrompt ?? ''));
+    expect(wordTokens(second?.userPrompt ?? '')).toBeLessThanOrEqual(600);
+    expect(second?.systemPrompt).toBe(first?.systemPrompt);
+    expect(d.stats().retries).toBe(1);
+    expect(d.stats().fallbacks.invalid).toBe(1);
+
+    const { d: d2 } = diagnoserWith([{ raw: 'no json here' }, { raw: 'still none' }]);
+    expect((await d2.diagnose(finding)).fallback).toBe('unparseable');
   });
 
-  it('falls back when the answer is not JSON or misses required fields', async () => {
-    const finding = crashLoop();
-    const { backend, d } = diagnoserWith([{ text: 'Sure! The node is fine, all good.' }, { text: '{"summary": "all good"' }]);
-    const out = await d.diagnose(finding);
-    expect(out.fallback).toBe('unparseable');
-    // Not cut off, just wrong: the retry keeps the full schema.
-    expect(backend.requests.map((r) => r.jsonSchema)).toEqual([DIAGNOSIS_SCHEMA, DIAGNOSIS_SCHEMA]);
-    expect(out.diagnoser).toBe('rule-hint');
-    const { d: d2 } = diagnoserWith([{ text: '{"summary": "all good"}' }, { text: '{"summary": "all good", "probableCause": "none", "nextSteps": []}' }]);
-    const out2 = await d2.diagnose(finding);
-    expect(out2.fallback).toBe('invalid');
-    expectValidDiagnosis(out2, finding);
-  });
-
-  it('parses an answer wrapped in prose or a fence', async () => {
-    const finding = crashLoop();
-    const a = answer().text as string;
-    const { d } = diagnoserWith([{ text: `Here is the diagnosis:\n\`\`\`json\n${a}\n\`\`\`` }]);
-    const out = await d.diagnose(finding);
-    expect(out.fallback).toBeUndefined();
-    expect(out.summary).toMatch(/payments-db refuses connections/);
-  });
-
-  it('retries with a smaller prompt when the engine says the prompt is too long', async () => {
-    const finding = crashLoop();
-    const tooLong = Object.assign(new Error('prompt of 2100 tokens + 256 output tokens exceeds the context of 2048 tokens'), { code: 'ERR_PROMPT_TOO_LONG' });
-    const { backend, d } = diagnoserWith([tooLong, answer()]);
+  it('rebuilds a prompt that does not fit the context to the room that is left', async () => {
+    const many = Array.from({ length: 14 }, (_, i) => ({ source: 'podLog' as const, at: at(31 + i), text: `ERROR step ${'abcdefghijklmn'[i]}${'opqrstuvwxyzab'[i]} failed while loading ledger partitions` }));
+    const finding = crashLoop(many);
+    const first = await buildPrompt(finding, { hint: ruleHint.hint(finding) }, { countTokens: wordTokens, maxUserTokens: 1000 });
+    // The engine saw 60 tokens too many (chat template and system prompt included).
+    const tooLong = Object.assign(new Error('prompt too long'), { code: 'ERR_PROMPT_TOO_LONG', promptTokens: 1200, maxTokens: 150, contextSize: 1290 });
+    const { backend, d } = diagnoserWith([tooLong, answer()], { maxPromptTokens: 1000 });
     const out = await d.diagnose(finding);
     expect(out.fallback).toBeUndefined();
     expect(backend.requests).toHaveLength(2);
+    expect(wordTokens(backend.requests[0]?.userPrompt ?? '')).toBe(first.userTokens);
+    expect(wordTokens(backend.requests[1]?.userPrompt ?? '')).toBeLessThanOrEqual(first.userTokens - 60 - 16);
+
     const { backend: b2, d: d2 } = diagnoserWith([Object.assign(new Error('model load failed: out of memory'), { code: 'ERR_MODEL_LOAD_FAILED' }), answer()]);
     const out2 = await d2.diagnose(finding);
     expect(out2.fallback).toBe('error');
@@ -416,12 +395,5 @@ describe('read-only command filter', () => {
     ]) {
       expect(isReadOnlyCommand(c), c).toBe(false);
     }
-  });
-
-  it('strips a shell prompt and wrapping backticks before checking', () => {
-    expect(cleanCommand('`kubectl get nodes`')).toBe('kubectl get nodes');
-    expect(cleanCommand('$ df -h')).toBe('df -h');
-    expect(cleanCommand('```sh kubectl get nodes ```')).toBe('kubectl get nodes');
-    expect(cleanCommand('`kubectl delete node x`')).toBeNull();
   });
 });

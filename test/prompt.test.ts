@@ -71,7 +71,7 @@ describe('system prompt', () => {
     expect(pa.system.endsWith(JSON.stringify(DIAGNOSIS_SCHEMA))).toBe(true);
     expect(pa.system).toMatch(/untrusted data/);
     expect(pa.system).toMatch(/never instructions/);
-    expect(pa.system).toMatch(/Cite evidence only by its number/);
+    expect(pa.system).toMatch(/Cite only numbers that appear in the report/);
     expect(pa.system).toMatch(/no tools and nothing you write is executed/);
     // Nothing of a finding leaks into the cached prefix.
     expect(pa.system).not.toContain('ledger');
@@ -79,8 +79,9 @@ describe('system prompt', () => {
     expect(PROMPT_VERSION).toMatch(/^p\d+-[0-9a-f]{8}$/);
   });
 
-  it('asks for the fields of a Diagnosis', () => {
-    expect(DIAGNOSIS_SCHEMA.required).toEqual(['summary', 'probableCause', 'nextSteps', 'commands', 'confidence', 'evidenceRefs']);
+  it('asks for the explanation of a Diagnosis, evidence first; commands come from the rule hint', () => {
+    expect(DIAGNOSIS_SCHEMA.required).toEqual(['evidenceRefs', 'summary', 'probableCause', 'nextStep', 'confidence']);
+    expect(Object.keys(DIAGNOSIS_SCHEMA.properties)).toEqual(DIAGNOSIS_SCHEMA.required);
     expect(DIAGNOSIS_SCHEMA.properties.confidence.enum).toEqual(['low', 'medium', 'high']);
     expect(DIAGNOSIS_SCHEMA.properties.evidenceRefs.items.type).toBe('integer');
   });
@@ -94,13 +95,16 @@ describe('user prompt', () => {
       causes: [{ category: 'NodeMemoryPressure', title: 'Node edge-node-07 reports MemoryPressure' }],
       runbooks: [{ title: 'ledger', text: 'The ledger needs the postgres service payments-db to be up before it starts.' }],
     });
-    expect(p.user).toContain('category: CrashLoop');
-    expect(p.user).toContain('subject: Container ledger of pod payments/ledger-5d8f7c6b9-k2m4n');
+    // The title names the subject; with evidence the detail message would only repeat it.
+    expect(p.user.split('\n')[0]).toBe(`FINDING CrashLoop (critical, open): ${f.title}`);
+    expect(p.user).not.toContain('detail:');
     expect(p.user).toContain('facts: exitCode=1; lastReason=Error; restartCount=12');
-    expect(p.user).toContain('- NodeMemoryPressure: Node edge-node-07 reports MemoryPressure');
-    expect(p.user).toContain('RULE HINT');
-    expect(p.user).toContain('kubectl -n payments logs ledger-5d8f7c6b9-k2m4n -c ledger --previous --tail=200');
-    expect(p.user).toContain('payments-db to be up');
+    expect(p.user).toContain('seen: 12 times, 10:00:00 to 10:20:00 UTC');
+    expect(p.user).toContain('caused by: NodeMemoryPressure: Node edge-node-07 reports MemoryPressure');
+    expect(p.user).toContain(`RULE HINT: ${hintFor(f).probableCause}`);
+    expect(p.user).toContain('RUNBOOK ledger: The ledger needs the postgres service payments-db to be up before it starts.');
+    // The model does not write commands: they are not in its prompt.
+    expect(p.user).not.toContain('kubectl');
     expect(p.userTokens).toBe(estimateTokens(p.user));
     expect(p.estimatedTokens).toBe(estimateTokens(SYSTEM_PROMPT) + estimateTokens(p.user));
     expect(p.overBudget).toBe(false);
@@ -122,9 +126,9 @@ describe('user prompt', () => {
     block.forEach((line, i) => {
       expect(line.startsWith(`[E${i}] `)).toBe(true);
     });
-    expect(block.join('\n')).toMatch(/x18 similar/);
+    expect(block.join('\n')).toMatch(/ x18: /);
     // Oldest first: the FATAL line (10:19:30) comes before the status (10:20:00).
-    expect(block[block.length - 1]).toContain('pod-status');
+    expect(block[block.length - 1]).toMatch(/^\[E2\] status /);
     expect(p.evidenceIndex.map((e) => e.ref)).toEqual([0, 1, 2]);
   });
 
@@ -150,7 +154,7 @@ describe('user prompt', () => {
     }));
     const f = crashLoop([...noise, ...errors, status]);
     const full = await buildPrompt(f, { hint: hintFor(f) }, { countTokens: wordTokens, maxUserTokens: 5000 });
-    expect(full.droppedEvidence).toBe(21 - 12); // maxEvidence 12 by default
+    expect(full.droppedEvidence).toBe(21 - 8); // maxEvidence 8 by default
     const budget = full.userTokens - 60;
     const p = await buildPrompt(f, { hint: hintFor(f) }, { countTokens: wordTokens, maxUserTokens: budget });
     expect(p.userTokens).toBeLessThanOrEqual(budget);
@@ -160,8 +164,9 @@ describe('user prompt', () => {
     const kept = p.evidenceIndex.map((e) => e.text).join('\n');
     expect(kept).not.toContain('INFO cache');
     expect(kept).toContain('worker kappa'); // newest error
-    expect(kept).toContain('CrashLoopBackOff'); // structured status
-    expect(p.user).toMatch(/\d+ less relevant items? left out/);
+    // The status restates the finding: it goes before any error line does.
+    expect(kept).not.toContain('CrashLoopBackOff');
+    expect(p.user).toMatch(/\d+ less relevant left out/);
     // As much evidence as fits: one more item would not.
     expect(p.evidenceIndex.length).toBeGreaterThan(2);
   });
@@ -176,10 +181,10 @@ describe('user prompt', () => {
     const full = await buildPrompt(f, ctx, { countTokens: wordTokens, maxUserTokens: 10_000, minEvidence: 2 });
     expect(full.evidenceIndex).toHaveLength(4);
     const afterEvidence = await buildPrompt(f, ctx, { countTokens: wordTokens, maxUserTokens: full.userTokens - 5, minEvidence: 2 });
-    expect(afterEvidence.user).toContain('RUNBOOK NOTES');
+    expect(afterEvidence.user).toContain('RUNBOOK ledger runbook');
     expect(afterEvidence.evidenceIndex.length).toBeLessThan(4);
     const tight = await buildPrompt(f, ctx, { countTokens: wordTokens, maxUserTokens: full.userTokens - 120, minEvidence: 2 });
-    expect(tight.user).not.toContain('RUNBOOK NOTES');
+    expect(tight.user).not.toContain('RUNBOOK');
     expect(tight.evidenceIndex.length).toBeGreaterThanOrEqual(1);
     // Impossible budget: the finding and the hint stay, one evidence item stays, and the result says so.
     const impossible = await buildPrompt(f, ctx, { countTokens: wordTokens, maxUserTokens: 64, minEvidence: 2 });
@@ -187,7 +192,7 @@ describe('user prompt', () => {
     expect(impossible.user).toContain('RULE HINT');
     expect(impossible.user).not.toContain('caused by:');
     expect(impossible.evidenceIndex).toHaveLength(1);
-    expect(impossible.evidenceIndex[0]?.text).toContain('CrashLoopBackOff');
+    expect(impossible.evidenceIndex[0]?.text).toContain('distinct failure number c'); // the newest error line
   });
 
   it('uses an asynchronous token counter', async () => {
@@ -207,6 +212,18 @@ describe('user prompt', () => {
     expect(calls).toBeLessThan(8);
     expect(p.userTokens).toBeLessThanOrEqual(full.userTokens - 20);
     expect(p.evidenceIndex.length).toBeLessThan(full.evidenceIndex.length);
+  });
+
+  it('states the detail message when there is no evidence, and spends no tokens on timestamps and uids the marker already has', async () => {
+    const bare = crashLoop([]);
+    expect((await buildPrompt(bare, { hint: hintFor(bare) })).user).toContain(`detail: ${bare.message}`);
+    const f = crashLoop([
+      { source: 'podLog', at: at(19, 58), text: '2025-03-04 10:19:58.123 ERROR 1 --- [main] could not connect to payments-db' },
+      { source: 'event', at: at(20), text: 'BackOff: Back-off restarting failed container ledger in pod ledger-5d8f7c6b9-k2m4n_payments(6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b)' },
+    ]);
+    const block = evidenceBlock((await buildPrompt(f, { hint: hintFor(f) })).user);
+    expect(block[0]).toBe('[E0] container 10:19:58: ERROR 1 --- [main] could not connect to payments-db');
+    expect(block[1]).toBe('[E1] event 10:20:00: BackOff: Back-off restarting failed container ledger in pod ledger-5d8f7c6b9-k2m4n_payments(6f1c2b9e…)');
   });
 
   it('says so when there is no evidence', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Diagnosis, Diagnoser, Finding, Severity } from '../daemon/core/types.js';
-import { type CompletionBackend, type CompletionResponse, LlmDiagnoser } from '../daemon/diagnoser/llm-diagnoser.js';
+import { type CompletionBackend, type FillResponse, LlmDiagnoser } from '../daemon/diagnoser/llm-diagnoser.js';
 import { diagnosisCacheKey } from '../daemon/diagnoser/prompt.js';
 import { type DiagnosisCache, DiagnosisQueue, type DiagnosisQueueOptions, DiagnosisQueueStoppedError } from '../daemon/diagnoser/queue.js';
 import { RuleHintDiagnoser } from '../daemon/diagnoser/rule-hint.js';
@@ -287,10 +287,10 @@ describe('diagnosis cache', () => {
       id: 'qwen3-0.6b-q8_0',
       calls: 0,
       countTokens: (t: string) => Math.ceil(t.length / 4),
-      async complete(): Promise<CompletionResponse> {
+      async fill(): Promise<FillResponse> {
         this.calls++;
         const text = texts.shift() ?? 'no more answers';
-        return { text, stopReason: 'eogToken', tokens: { prompt: 420, completion: 90 }, latencyMs: 7000 };
+        return { text, fields: {}, tokens: { prompt: 420, completion: 90 }, latencyMs: 7000 };
       },
     };
   }
@@ -298,8 +298,7 @@ describe('diagnosis cache', () => {
   const good = JSON.stringify({
     summary: 'The app container of shop/web cannot read its config file.',
     probableCause: 'The config file is not readable by the container user (permission denied).',
-    nextSteps: ['Check the file permissions and the securityContext user.'],
-    commands: ['kubectl -n shop describe pod web-7d9f8b6c5-x2k4p'],
+    nextStep: 'Check the file permissions and the securityContext user.',
     confidence: 'high',
     evidenceRefs: [1],
   });

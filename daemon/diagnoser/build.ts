@@ -62,7 +62,7 @@ export function buildDiagnoser(input: BuildDiagnoserInput): DiagnosisSetup {
     backend: engine,
     ruleHint,
     logger: logger.child({ component: 'diagnoser' }),
-    maxTokens: llm.maxTokens,
+    maxPromptTokens: llm.promptTokens,
     timeoutMs: llm.timeoutSeconds * 1000,
     ...(input.context ? { context: input.context } : {}),
   });

@@ -29,10 +29,12 @@ import {
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaGrammar,
+  LlamaGrammarEvaluationState,
   LlamaChatSession,
   LlamaLogLevel,
   type LlamaModel,
   resolveChatWrapper,
+  type Token,
 } from 'node-llama-cpp';
 import type { Logger } from 'pino';
 import { chooseThreads, type ThreadChoice } from './cgroup.js';
@@ -196,6 +198,66 @@ export interface CompletionResult {
   };
 }
 
+/**
+ * One field of a structured answer: the model writes it under a GBNF grammar
+ * that ends with `end` (and allows `end` nowhere else), for at most
+ * `maxTokens` tokens. A field that reaches the cap is closed by the engine
+ * with `close` (the text is then marked `cut`), so the answer stays whole.
+ */
+export interface AnswerField {
+  name: string;
+  /** GBNF of the field's text, `end` included. */
+  grammar: string;
+  /** The character that ends the field; the first generated token containing it ends it. */
+  end: string;
+  maxTokens: number;
+  /** Written after a cut-off field's text (e.g. `…"` for a string, `]` for a list). */
+  close: string;
+}
+
+/** Input of {@link LlmEngine.fill}. */
+export interface FillRequest {
+  systemPrompt: string;
+  userPrompt: string;
+  /**
+   * The assistant's answer in order: strings are written by the engine (and
+   * evaluated as one batch with what precedes them, at prompt speed), fields
+   * are written by the model.
+   */
+  parts: readonly (string | AnswerField)[];
+  /** Penalty on tokens already generated in this answer (1 disables). Defaults to 1.1. */
+  repeatPenalty?: number;
+  signal?: AbortSignal;
+}
+
+/** A field as the model wrote it. */
+export interface FilledField {
+  /** Text of the field without its `end` character (or `close`). */
+  text: string;
+  /** True when the field reached `maxTokens` and the engine closed it. */
+  cut: boolean;
+  tokens: number;
+}
+
+/** Result of {@link LlmEngine.fill}. */
+export interface FillResult {
+  /** The whole answer as it stands in the context (literal parts, fields, ends and closes). */
+  text: string;
+  fields: Record<string, FilledField>;
+  tokens: {
+    /** Tokens of the rendered prompt (chat template included). */
+    prompt: number;
+    /** Prompt tokens that were already in the KV cache and not evaluated again. */
+    cachedPrompt: number;
+    /** Tokens of the literal parts, evaluated in batches. */
+    forced: number;
+    /** Tokens the model generated. */
+    completion: number;
+  };
+  latencyMs: number;
+  timings: CompletionResult['timings'];
+}
+
 interface Loaded {
   llama: Llama;
   model: LlamaModel;
@@ -211,7 +273,7 @@ interface FileSignature {
 
 const DEFAULT_IDLE_UNLOAD_MS = 600_000;
 const DEFAULT_BATCH_SIZE = 512;
-const MAX_CACHED_GRAMMARS = 16;
+const MAX_CACHED_GRAMMARS = 32;
 
 function fail(message: string): never {
   throw new TypeError(`LlmEngine options: ${message}`);
@@ -425,6 +487,121 @@ export class LlmEngine implements AsyncDisposable {
     return this.#generate(request.messages, request);
   }
 
+  /**
+   * Writes a structured answer: the engine writes the fixed parts (JSON keys
+   * and punctuation) and the model only the field values, each under its own
+   * grammar and token cap. Fixed text is evaluated in one batch with the next
+   * field's start instead of one generated token at a time, and no field can
+   * run away with the whole budget: a field at its cap is closed and marked
+   * `cut`, so the answer is always complete.
+   */
+  fill(request: FillRequest): Promise<FillResult> {
+    const started = performance.now();
+    for (const p of request.parts) {
+      if (typeof p === 'string') continue;
+      if (!Number.isInteger(p.maxTokens) || p.maxTokens < 1) throw new TypeError(`field ${p.name}: maxTokens must be a positive integer`);
+      if (p.end.length !== 1) throw new TypeError(`field ${p.name}: end must be one character`);
+    }
+    return this.#exclusive(request.signal, async (queuedMs) => {
+      const loadStarted = performance.now();
+      const wasLoaded = this.#loaded !== null;
+      const h = await this.#ensureLoaded(request.signal);
+      const loadMs = wasLoaded ? 0 : performance.now() - loadStarted;
+      const signal = request.signal;
+      signal?.throwIfAborted();
+
+      const history = toHistory([
+        { role: 'system', content: request.systemPrompt },
+        { role: 'user', content: request.userPrompt },
+      ]);
+      const promptTokens = h.chatWrapper
+        .generateContextState({ chatHistory: [...history, { type: 'model', response: [] }] })
+        .contextText.tokenize(h.model.tokenizer);
+      const budget = request.parts.reduce((n, p) => n + (typeof p === 'string' ? Math.ceil(p.length / 2) + 1 : p.maxTokens + 2), 0);
+      if (promptTokens.length + budget >= h.context.contextSize) {
+        throw new PromptTooLongError(promptTokens.length, budget, h.context.contextSize);
+      }
+      const cachedPrompt = Math.min(h.sequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
+
+      const tokens = [...promptTokens];
+      const generated: Token[] = [];
+      const fields: Record<string, FilledField> = {};
+      let text = '';
+      let forced = 0;
+      let firstTokenAt: number | null = null;
+      const evalStarted = performance.now();
+      const penalty = request.repeatPenalty ?? 1.1;
+
+      for (const part of request.parts) {
+        if (typeof part === 'string') {
+          const t = h.model.tokenize(part, false);
+          tokens.push(...t);
+          forced += t.length;
+          text += part;
+          continue;
+        }
+        const grammar = await this.#gbnf(h.llama, part.grammar);
+        const state = new LlamaGrammarEvaluationState({ model: h.model, grammar });
+        // Keep what the sequence already holds of `tokens`; evaluate the rest (at least one token, for logits).
+        const keep = Math.min(h.sequence.compareContextTokens(tokens).firstDifferentIndex, tokens.length - 1);
+        if (h.sequence.nextTokenIndex > keep) await h.sequence.eraseContextTokenRanges([{ start: keep, end: h.sequence.nextTokenIndex }]);
+        const mine: Token[] = [];
+        let ended = false;
+        const it = h.sequence.evaluate(tokens.slice(keep), {
+          temperature: 0,
+          grammarEvaluationState: state,
+          ...(penalty !== 1 ? { repeatPenalty: { punishTokens: () => generated.slice(-64), penalty } } : {}),
+        });
+        try {
+          for await (const token of it) {
+            firstTokenAt ??= performance.now();
+            mine.push(token);
+            generated.push(token);
+            // `end` is ASCII, so one token's text shows it even when other characters span tokens.
+            if (h.model.detokenize([token]).includes(part.end)) {
+              ended = true;
+              break;
+            }
+            if (mine.length >= part.maxTokens) break;
+            if (signal?.aborted) break;
+          }
+        } finally {
+          await it.return();
+        }
+        signal?.throwIfAborted();
+        tokens.push(...mine);
+        if (ended) {
+          const all = h.model.detokenize(mine);
+          const value = all.slice(0, all.lastIndexOf(part.end));
+          text += `${value}${part.end}`;
+          fields[part.name] = { text: value, cut: false, tokens: mine.length };
+        } else {
+          // Cut at the cap (or the model stopped): the bytes of the field so far, then the engine's close.
+          const whole = h.model.detokenize(mine).replace(/\uFFFD+$/, '');
+          const closeTokens = h.model.tokenize(part.close, false);
+          tokens.push(...closeTokens);
+          forced += closeTokens.length;
+          text += `${whole}${part.close}`;
+          fields[part.name] = { text: whole, cut: true, tokens: mine.length };
+        }
+      }
+      const ended = performance.now();
+      this.#calls++;
+      return {
+        text,
+        fields,
+        tokens: { prompt: promptTokens.length, cachedPrompt, forced, completion: generated.length },
+        latencyMs: Math.round(ended - started),
+        timings: {
+          queuedMs: Math.round(queuedMs),
+          loadMs: Math.round(loadMs),
+          promptMs: Math.round((firstTokenAt ?? ended) - evalStarted),
+          generationMs: Math.round(ended - (firstTokenAt ?? ended)),
+        },
+      };
+    });
+  }
+
   /** Frees the model and its context now; the next call loads them again. */
   async unload(): Promise<void> {
     await this.#exclusive(undefined, () => this.#unloadNow('requested'), false);
@@ -534,6 +711,18 @@ export class LlmEngine implements AsyncDisposable {
       g = llama.createGrammarForJsonSchema<GbnfJsonSchema>(schema);
       g.catch(() => this.#grammars.delete(key));
       // Callers of the chat endpoint may send any schema: keep the newest few.
+      if (this.#grammars.size >= MAX_CACHED_GRAMMARS) this.#grammars.delete(this.#grammars.keys().next().value as string);
+      this.#grammars.set(key, g);
+    }
+    return g;
+  }
+
+  #gbnf(llama: Llama, text: string): Promise<LlamaGrammar> {
+    const key = `gbnf\u0000${text}`;
+    let g = this.#grammars.get(key);
+    if (!g) {
+      g = llama.createGrammar({ grammar: text });
+      g.catch(() => this.#grammars.delete(key));
       if (this.#grammars.size >= MAX_CACHED_GRAMMARS) this.#grammars.delete(this.#grammars.keys().next().value as string);
       this.#grammars.set(key, g);
     }

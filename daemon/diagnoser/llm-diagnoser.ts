@@ -2,47 +2,40 @@
  * The LLM diagnoser: asks the local model to explain a finding, then trusts
  * nothing it says until checked.
  *
- * The model reads untrusted log text and its answer is shown to operators who
- * may paste the commands it suggests, so its output is treated as untrusted
- * too: the JSON is parsed again (the grammar does not enforce every schema
- * rule, and a cut-off answer is not JSON), strings and arrays are bounded,
- * every cited evidence number must exist in the prompt, and only read-only
- * diagnostic commands survive. When the answer is cut off or unusable the
- * diagnoser retries once with less evidence (and, after a cut-off, a schema
- * whose tighter bounds the grammar enforces, so the answer fits), then falls
- * back to the rule hint and says so in `fallback`, so metrics can count it.
+ * The model writes only the values of its answer, field by field, each under
+ * a grammar and a token cap (`answerParts`, `LlmEngine.fill`): evidence
+ * numbers it may cite are the ones in the prompt, free text cannot hold
+ * quotes or control characters, and a field at its cap is closed rather than
+ * cut off, so every answer is whole JSON. It is still parsed again and
+ * bounded, and citations are mapped to evidence indexes. Commands and the
+ * further next steps come from the rule hint: no command the model wrote
+ * reaches an operator. When the prompt does not fit the context it is
+ * rebuilt to fit; when the engine fails or the answer is unusable the
+ * diagnoser falls back to the rule hint and says so in `fallback`.
  */
 import type { Logger } from 'pino';
 import type { Diagnosis, Diagnoser, Finding } from '../core/types.js';
-import {
-  buildPrompt,
-  COMPACT_DIAGNOSIS_SCHEMA,
-  DIAGNOSIS_LIMITS,
-  DIAGNOSIS_SCHEMA,
-  type DiagnosisSchema,
-  type PromptContext,
-  type PromptEvidence,
-} from './prompt.js';
+import { type AnswerFieldSpec, answerParts, buildPrompt, DEFAULT_PROMPT_TOKENS, DIAGNOSIS_LIMITS, type PromptContext, type PromptEvidence } from './prompt.js';
 import type { RuleHint, RuleHintDiagnoser } from './rule-hint.js';
 
-/** One generation request, in the shape `LlmEngine.complete` accepts. */
-export interface CompletionRequest {
+/** A structured-answer request, in the shape `LlmEngine.fill` accepts. */
+export interface FillRequest {
   /** Fixed instructions (kept identical across calls for KV-cache reuse). */
   systemPrompt: string;
   /** The per-finding part. */
   userPrompt: string;
-  /** Constrains the output to this schema (grammar). */
-  jsonSchema?: DiagnosisSchema;
-  /** Maximum tokens to generate. */
-  maxTokens: number;
+  /** The answer: literal text and the fields the model writes. */
+  parts: readonly (string | AnswerFieldSpec)[];
   /** Aborts the call; it then rejects. */
   signal?: AbortSignal;
 }
 
-/** What a generation returns; `stopReason: 'maxTokens'` means the text was cut off. */
-export interface CompletionResponse {
+/** What the model wrote. */
+export interface FillResponse {
+  /** The whole answer (one JSON object). */
   text: string;
-  stopReason: string;
+  /** Per field: its text, whether it was closed at its token cap, tokens spent. */
+  fields: Record<string, { text: string; cut: boolean; tokens: number }>;
   tokens: { prompt: number; completion: number };
   latencyMs: number;
 }
@@ -56,15 +49,15 @@ export interface CompletionBackend {
   readonly id: string;
   /** Tokens of `text` as the model counts them. */
   countTokens(text: string, signal?: AbortSignal): number | Promise<number>;
-  /** Generates an answer. */
-  complete(request: CompletionRequest): Promise<CompletionResponse>;
+  /** Writes a structured answer. */
+  fill(request: FillRequest): Promise<FillResponse>;
 }
 
 /** Why a diagnosis fell back to the rule hint. */
-export type FallbackReason = 'truncated' | 'unparseable' | 'invalid' | 'timeout' | 'error';
+export type FallbackReason = 'unparseable' | 'invalid' | 'timeout' | 'error';
 
 /** Every fallback reason, for metrics labels. */
-export const FALLBACK_REASONS: readonly FallbackReason[] = ['truncated', 'unparseable', 'invalid', 'timeout', 'error'];
+export const FALLBACK_REASONS: readonly FallbackReason[] = ['unparseable', 'invalid', 'timeout', 'error'];
 
 /** A diagnosis from this diagnoser: `fallback` is set when the rule hint stands in for the model. */
 export interface LlmDiagnosis extends Diagnosis {
@@ -81,13 +74,11 @@ export interface LlmDiagnoserOptions {
   logger: Logger;
   /** Correlated findings and runbook snippets for a finding. Defaults to none. */
   context?: (finding: Finding) => Omit<PromptContext, 'hint'> | Promise<Omit<PromptContext, 'hint'>>;
-  /** Maximum generated tokens per attempt. Defaults to 384. */
-  maxTokens?: number;
   /** Wall-clock limit of one diagnosis, both attempts included, in ms. Defaults to 120000. */
   timeoutMs?: number;
-  /** Token budget of the user part of the prompt. Defaults to 600. */
+  /** Token budget of the user part of the prompt. Defaults to {@link DEFAULT_PROMPT_TOKENS}. */
   maxPromptTokens?: number;
-  /** Share of the prompt budget used by the retry. Defaults to 0.5. */
+  /** Share of the prompt budget used by the retry after an unusable answer. Defaults to 0.5. */
   retryBudgetFactor?: number;
 }
 
@@ -99,12 +90,12 @@ export interface LlmDiagnoserStats {
   fromModel: number;
   /** Second attempts. */
   retries: number;
+  /** Answer fields the model filled up to their token cap (closed with `…`). */
+  cutFields: number;
   /** Fallbacks to the rule hint by reason. */
   fallbacks: Record<FallbackReason, number>;
   /** Evidence references dropped because they did not exist. */
   droppedRefs: number;
-  /** Commands dropped because they were not read-only. */
-  strippedCommands: number;
   /** Prompt and generated tokens spent. */
   promptTokens: number;
   completionTokens: number;
@@ -258,15 +249,6 @@ export function isReadOnlyCommand(cmd: string): boolean {
   return check(args);
 }
 
-/** A model command cleaned of decoration (surrounding backticks, a `$ ` prompt), or null when it is not read-only. */
-export function cleanCommand(raw: string): string | null {
-  let s = raw.trim().replace(/\s+/g, ' ');
-  const fenced = /^`{1,3}(?:sh|bash|shell)?\s*([^`]+?)\s*`{1,3}$/.exec(s);
-  if (fenced) s = fenced[1] as string;
-  s = s.replace(/^[$#] /, '').trim();
-  return isReadOnlyCommand(s) ? s : null;
-}
-
 // ---------------------------------------------------------------------------
 // Parsing and validating the answer.
 
@@ -310,8 +292,6 @@ export type ValidationResult =
       value: Pick<Diagnosis, 'summary' | 'probableCause' | 'nextSteps' | 'commands' | 'confidence' | 'evidenceRefs'>;
       /** Cited numbers that did not exist in the prompt. */
       droppedRefs: number;
-      /** Commands removed as not read-only. */
-      strippedCommands: number;
     }
   | { ok: false; reason: string };
 
@@ -326,21 +306,14 @@ export function validateAnswer(raw: Record<string, unknown>, evidence: readonly 
   if (!summary) return { ok: false, reason: 'summary missing or empty' };
   const probableCause = cleanText(raw.probableCause, L.probableCauseChars);
   if (!probableCause) return { ok: false, reason: 'probableCause missing or empty' };
-  if (!Array.isArray(raw.nextSteps)) return { ok: false, reason: 'nextSteps is not an array' };
-  const nextSteps = [...new Set(raw.nextSteps.map((s) => cleanText(s, L.stepChars)).filter((s): s is string => s !== null))].slice(0, L.steps);
-  if (nextSteps.length === 0) return { ok: false, reason: 'nextSteps empty' };
-
-  const rawCommands = Array.isArray(raw.commands) ? raw.commands : [];
-  const kept: string[] = [];
-  let strippedCommands = 0;
-  for (const c of rawCommands) {
-    const cleaned = typeof c === 'string' ? cleanCommand(c) : null;
-    if (cleaned === null) strippedCommands++;
-    else if (!kept.includes(cleaned)) kept.push(cleaned);
-  }
-  // Read-only commands naming the subject are what an operator needs first;
-  // when the model offers none that pass, the rule hint's stand in.
-  const commands = (kept.length > 0 ? kept : hint.commands.filter(isReadOnlyCommand)).slice(0, L.commands);
+  // The model writes the step specific to its evidence; the rule hint's steps and commands follow.
+  const own = cleanText(raw.nextStep, L.stepChars);
+  const nextSteps = [...new Set([...(own ? [own] : []), ...hint.nextSteps.map((x) => cleanText(x, L.stepChars)).filter((x): x is string => x !== null)])].slice(
+    0,
+    L.steps,
+  );
+  if (nextSteps.length === 0) return { ok: false, reason: 'nextStep missing and the rule hint has none' };
+  const commands = hint.commands.filter(isReadOnlyCommand).slice(0, L.commands);
 
   const c = typeof raw.confidence === 'string' ? raw.confidence.trim().toLowerCase() : '';
   let confidence: Diagnosis['confidence'] = (CONFIDENCES as readonly string[]).includes(c) ? (c as Diagnosis['confidence']) : 'low';
@@ -366,7 +339,6 @@ export function validateAnswer(raw: Record<string, unknown>, evidence: readonly 
     ok: true,
     value: { summary, probableCause, nextSteps, commands, confidence, evidenceRefs: [...indexes].sort((a, b) => a - b) },
     droppedRefs,
-    strippedCommands,
   };
 }
 
@@ -379,9 +351,18 @@ class AttemptFailed {
   ) {}
 }
 
-function errorCode(err: unknown): string | undefined {
-  const c = (err as { code?: unknown } | null)?.code;
-  return typeof c === 'string' ? c : undefined;
+/**
+ * After ERR_PROMPT_TOO_LONG: the user-part budget that fits, from the tokens
+ * the prompt overran the context by (with a margin for the chat template);
+ * null for any other error or when nothing would fit.
+ */
+function roomLeft(err: unknown, userTokens: number): number | null {
+  const e = err as { code?: unknown; promptTokens?: unknown; maxTokens?: unknown; contextSize?: unknown } | null;
+  if (e?.code !== 'ERR_PROMPT_TOO_LONG') return null;
+  const { promptTokens, maxTokens, contextSize } = e;
+  if (typeof promptTokens !== 'number' || typeof maxTokens !== 'number' || typeof contextSize !== 'number') return null;
+  const fits = userTokens - (promptTokens + maxTokens - contextSize) - 16;
+  return fits >= 64 ? fits : null;
 }
 
 /** Diagnoser backed by a local model, with the rule hint as grounding and fallback. */
@@ -394,23 +375,21 @@ export class LlmDiagnoser implements Diagnoser {
     diagnoses: 0,
     fromModel: 0,
     retries: 0,
-    fallbacks: { truncated: 0, unparseable: 0, invalid: 0, timeout: 0, error: 0 },
+    cutFields: 0,
+    fallbacks: { unparseable: 0, invalid: 0, timeout: 0, error: 0 },
     droppedRefs: 0,
-    strippedCommands: 0,
     promptTokens: 0,
     completionTokens: 0,
   };
 
   constructor(options: LlmDiagnoserOptions) {
-    const maxTokens = options.maxTokens ?? 384;
     const timeoutMs = options.timeoutMs ?? 120_000;
-    const maxPromptTokens = options.maxPromptTokens ?? 600;
+    const maxPromptTokens = options.maxPromptTokens ?? DEFAULT_PROMPT_TOKENS;
     const retryBudgetFactor = options.retryBudgetFactor ?? 0.5;
-    if (!Number.isInteger(maxTokens) || maxTokens < 16) throw new TypeError('LlmDiagnoser: maxTokens must be an integer >= 16');
     if (!(timeoutMs > 0)) throw new TypeError('LlmDiagnoser: timeoutMs must be > 0');
     if (!(maxPromptTokens >= 64)) throw new TypeError('LlmDiagnoser: maxPromptTokens must be >= 64');
     if (!(retryBudgetFactor > 0 && retryBudgetFactor <= 1)) throw new TypeError('LlmDiagnoser: retryBudgetFactor must be in (0, 1]');
-    this.#o = Object.freeze({ ...options, maxTokens, timeoutMs, maxPromptTokens, retryBudgetFactor });
+    this.#o = Object.freeze({ ...options, timeoutMs, maxPromptTokens, retryBudgetFactor });
     this.id = `llm:${options.backend.id}`;
     this.#log = options.logger.child({ component: 'llm-diagnoser', diagnoser: this.id });
   }
@@ -432,7 +411,7 @@ export class LlmDiagnoser implements Diagnoser {
     const { backend, ruleHint } = this.#o;
     const hint = ruleHint.hint(finding);
     const tokens = { prompt: 0, completion: 0 };
-    const budgets = [this.#o.maxPromptTokens, Math.max(64, Math.floor(this.#o.maxPromptTokens * this.#o.retryBudgetFactor))];
+    let budget = this.#o.maxPromptTokens;
     let failure = new AttemptFailed('error', 'no attempt');
 
     let extra: Omit<PromptContext, 'hint'> = {};
@@ -442,35 +421,29 @@ export class LlmDiagnoser implements Diagnoser {
       this.#log.warn({ err, findingId: finding.id }, 'diagnosis context unavailable; continuing without it');
     }
 
-    for (let attempt = 0; attempt < budgets.length; attempt++) {
+    for (let attempt = 0; attempt < 2; attempt++) {
       if (attempt > 0) this.#stats.retries++;
-      // Less evidence does not make an answer shorter; a tighter grammar does.
-      const schema = attempt > 0 && failure.reason === 'truncated' ? COMPACT_DIAGNOSIS_SCHEMA : DIAGNOSIS_SCHEMA;
+      let userTokens = 0;
       try {
-        const prompt = await buildPrompt(
-          finding,
-          { ...extra, hint },
-          { maxUserTokens: budgets[attempt] as number, countTokens: (t) => backend.countTokens(t, combined) },
-        );
-        const res = await backend.complete({
+        const prompt = await buildPrompt(finding, { ...extra, hint }, { maxUserTokens: budget, countTokens: (t) => backend.countTokens(t, combined) });
+        userTokens = prompt.userTokens;
+        const res = await backend.fill({
           systemPrompt: prompt.system,
           userPrompt: prompt.user,
-          jsonSchema: schema,
-          maxTokens: this.#o.maxTokens,
+          parts: answerParts(prompt.evidenceIndex.length),
           signal: combined,
         });
         tokens.prompt += res.tokens.prompt;
         tokens.completion += res.tokens.completion;
-        if (res.stopReason === 'abort') throw combined.reason ?? new Error('aborted');
-        if (res.stopReason === 'maxTokens') throw new AttemptFailed('truncated', `answer cut off at ${res.tokens.completion} tokens`);
+        const cut = Object.entries(res.fields).filter(([, f]) => f.cut).map(([name]) => name);
         const raw = parseModelJson(res.text);
         if (!raw) throw new AttemptFailed('unparseable', 'answer is not a JSON object');
         const v = validateAnswer(raw, prompt.evidenceIndex, hint);
         if (!v.ok) throw new AttemptFailed('invalid', v.reason);
         this.#stats.droppedRefs += v.droppedRefs;
-        this.#stats.strippedCommands += v.strippedCommands;
-        if (v.droppedRefs > 0 || v.strippedCommands > 0) {
-          this.#log.info({ findingId: finding.id, droppedRefs: v.droppedRefs, strippedCommands: v.strippedCommands }, 'model answer cleaned');
+        this.#stats.cutFields += cut.length;
+        if (v.droppedRefs > 0 || cut.length > 0) {
+          this.#log.info({ findingId: finding.id, droppedRefs: v.droppedRefs, cutFields: cut }, 'model answer cleaned');
         }
         return this.#done({
           ...v.value,
@@ -483,16 +456,19 @@ export class LlmDiagnoser implements Diagnoser {
         if (err instanceof AttemptFailed) {
           failure = err;
           this.#log.info({ findingId: finding.id, attempt, reason: err.reason, detail: err.detail }, 'model answer unusable');
+          budget = Math.max(64, Math.floor(Math.min(budget, userTokens) * this.#o.retryBudgetFactor));
           continue;
         }
         if (timeout.aborted) {
           failure = new AttemptFailed('timeout', `no answer within ${this.#o.timeoutMs} ms`);
           break;
         }
-        // A prompt too long for the context is fixed by the smaller retry; other engine errors are not.
         failure = new AttemptFailed('error', err instanceof Error ? err.message : String(err));
         this.#log.warn({ err, findingId: finding.id, attempt }, 'model call failed');
-        if (errorCode(err) !== 'ERR_PROMPT_TOO_LONG') break;
+        // A prompt too long for the context is rebuilt to fit what is left of it; other engine errors end here.
+        const fit = roomLeft(err, userTokens);
+        if (fit === null || fit >= budget) break;
+        budget = fit;
       }
     }
 

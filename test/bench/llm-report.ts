@@ -36,11 +36,10 @@ interface Throughput {
 }
 
 interface Attempt {
-  stopReason: string;
-  tokens: { prompt: number; completion: number; cachedPrompt: number };
+  cutFields: string[];
+  tokens: { prompt: number; cachedPrompt: number; forced: number; completion: number };
   timings: { queuedMs: number; loadMs: number; promptMs: number; generationMs: number };
   latencyMs: number;
-  schema: 'full' | 'compact';
   error?: string;
 }
 
@@ -53,7 +52,8 @@ interface DiagnosisRun {
   fallbackDetail: string | null;
   summary: string | null;
   attempts: Attempt[];
-  cutOff: boolean;
+  /** Answer fields that ran to their token cap. */
+  cutFields: number;
 }
 
 interface PromptInfo {
@@ -68,15 +68,13 @@ interface PromptInfo {
   allEvidenceUserTokens: number;
   allEvidenceItems: number;
   allEvidenceChars: number;
-  estimatedTrainedTokensAllEvidence: number;
-  estimatedTrainedEvidenceItems: number;
-  estimatedTrainedUserTokens: number;
+  estimatedTokensAllEvidence: number;
 }
 
 interface Scenario {
   name: string;
   env: Record<string, string>;
-  config: { contextSize: number; maxTokens: number; timeoutSeconds: number; gpu: string; threads: number; memoryBudgetMB: number };
+  config: { contextSize: number; promptTokens: number; timeoutSeconds: number; gpu: string; threads: number; memoryBudgetMB: number };
   engine: { threads: number; threadBasis: string; backend: string; contextSize: number; loadMs: number | null; parameters: number };
   cold: DiagnosisRun;
   warm: DiagnosisRun;
@@ -86,6 +84,8 @@ interface Scenario {
 
 interface Pipeline {
   scenarios: Scenario[];
+  /** Token caps of the fields the model writes. */
+  answerTokens: Record<string, number>;
   systemTokens: number;
   systemChars: number;
   prompts: PromptInfo[];
@@ -317,13 +317,13 @@ function renderThreads(t: Throughput, settings: Settings, out: string[]): { genR
 }
 
 function attemptCells(a: Attempt): string {
-  if (a.error) return `| ${a.schema} | – | – | – | – | – | – | error: ${a.error.replace(/\|/g, '¦')} | – |`;
+  if (a.error) return `| – | – | – | – | – | – | – | error: ${a.error.replace(/\|/g, '¦')} | – |`;
   const evaluated = a.tokens.prompt - a.tokens.cachedPrompt;
   const pTps = evaluated / (a.timings.promptMs / 1000);
-  const gTps = a.tokens.completion > 1 ? (a.tokens.completion - 1) / (a.timings.generationMs / 1000) : 0;
+  const gTps = a.tokens.completion > 1 ? a.tokens.completion / (a.timings.generationMs / 1000) : 0;
   return (
-    `| ${a.schema} | ${f0(a.tokens.prompt)} | ${f0(a.tokens.cachedPrompt)} | ${f0(evaluated)} | ${f0(a.timings.promptMs)} ms (${f1(pTps)} tok/s) | ${a.tokens.completion} | ` +
-    `${f0(a.timings.generationMs)} ms (${f1(gTps)} tok/s) | ${a.stopReason}${a.stopReason === 'maxTokens' ? ' (cut off)' : ''} | ${a.timings.loadMs ? `${f0(a.timings.loadMs)} ms` : '–'} |`
+    `| ${f0(a.tokens.prompt)} | ${f0(a.tokens.cachedPrompt)} | ${f0(evaluated)} | ${f0(a.timings.promptMs)} ms (${f1(pTps)} tok/s) | ${a.tokens.forced} | ${a.tokens.completion} | ` +
+    `${f0(a.timings.generationMs)} ms (${f1(gTps)} tok/s) | ${a.cutFields.join(', ') || 'none'} | ${a.timings.loadMs ? `${f0(a.timings.loadMs)} ms` : '–'} |`
   );
 }
 
@@ -331,17 +331,6 @@ function scenarioOutcome(d: DiagnosisRun): string {
   if (!d.stored) return 'nothing stored';
   if (!d.fallback) return `model answer (${d.diagnoser})`;
   return `rule hint, fallback \`${d.fallback}\`${d.fallbackDetail ? `: ${d.fallbackDetail.replace(/\|/g, '¦')}` : ''}`;
-}
-
-/** Warm time a trained model would need at the rates of the first warm model answer: ~trained user tokens + a 150-token answer. */
-function derivedTrained(pl: Pipeline): { user: number; seconds: number } | null {
-  const sc = pl.scenarios.find((x) => !x.warm.fallback && x.warm.attempts.some((a) => !a.error && a.tokens.completion > 1));
-  const wa = sc?.warm.attempts.find((a) => !a.error && a.tokens.completion > 1);
-  if (!wa) return null;
-  const pTps = (wa.tokens.prompt - wa.tokens.cachedPrompt) / (wa.timings.promptMs / 1000);
-  const gTps = (wa.tokens.completion - 1) / (wa.timings.generationMs / 1000);
-  const user = Math.min(600, pl.prompts[1]?.estimatedTrainedUserTokens ?? 600);
-  return { user, seconds: user / pTps + 150 / gTps };
 }
 
 /** How a pipeline setup is named: by its context, and as a second run when it repeats the defaults. */
@@ -352,14 +341,18 @@ function label(sc: Scenario, base: Scenario): string {
 
 function renderPipeline(pl: Pipeline, out: string[]): void {
   const base = pl.scenarios[0] as Scenario;
+  const caps = Object.entries(pl.answerTokens)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
   out.push("### 2. CrashLoop finding → stored diagnosis (the daemon's pieces)");
   out.push('');
   out.push(
-    `\`loadConfig()\` defaults with only the model and a temp data dir set (context ${base.config.contextSize}, maxTokens ${base.config.maxTokens}, timeout ${base.config.timeoutSeconds} s, ` +
+    `\`loadConfig()\` defaults with only the model and a temp data dir set (context ${base.config.contextSize}, prompt budget \`llm.promptTokens\` ${base.config.promptTokens}, timeout ${base.config.timeoutSeconds} s, ` +
       `gpu \`${base.config.gpu}\` → backend ${base.engine.backend}, threads ${base.config.threads === 0 ? 'auto' : base.config.threads} → ${base.engine.threads} (${base.engine.threadBasis})), ` +
       "`Store.open` in a temp dir, `buildDiagnoser()` (LlmEngine + LlmDiagnoser + rule hint) and `DiagnosisQueue` with the store's diagnosis cache, as `daemon/main.ts` wires them. " +
       'Timed from `store.commit()` of the finding and `queue.enqueue()` to `queue.drain()` with the diagnosis in SQLite. ' +
       'Each finding has 15 evidence lines (2 pod-status lines, the back-off event, 12 log lines before the exit). ' +
+      `The answer is written field by field (\`LlmEngine.fill\`): the engine writes the JSON keys and brackets (evaluated in batches, at prompt speed), the model each value under its own grammar and token cap (${caps}). ` +
       (pl.scenarios.length < 2
         ? ''
         : pl.scenarios[1]?.config.contextSize === base.config.contextSize
@@ -367,86 +360,60 @@ function renderPipeline(pl: Pipeline, out: string[]): void {
           : `Run twice: with every default, and with \`NODESAGE_LLM_CONTEXT_SIZE=${pl.scenarios[1]?.config.contextSize ?? '?'}\` (the only change).`),
   );
   out.push('');
-  out.push('| setup | diagnosis | time to stored diagnosis | model load (inside) | engine calls | answer cut off? | stored |');
-  out.push('|---|---|---:|---:|---:|---|---|');
+  out.push('| setup | diagnosis | time to stored diagnosis | model load (inside) | engine calls | fields at their token cap | stored |');
+  out.push('|---|---|---:|---:|---:|---:|---|');
   for (const sc of pl.scenarios) {
     for (const d of [sc.cold, sc.warm]) {
       out.push(
-        `| ${label(sc, base)} | ${d.label} | **${s1(d.wallMs)}** | ${d === sc.cold && sc.engine.loadMs ? s1(sc.engine.loadMs) : '–'} | ${d.attempts.length} | ${d.cutOff ? `yes (${d.attempts.filter((a) => a.stopReason === 'maxTokens').length} of ${d.attempts.length})` : 'no'} | ${scenarioOutcome(d)} |`,
+        `| ${label(sc, base)} | ${d.label} | **${s1(d.wallMs)}** | ${d === sc.cold && sc.engine.loadMs ? s1(sc.engine.loadMs) : '–'} | ${d.attempts.length} | ${d.cutFields} | ${scenarioOutcome(d)} |`,
       );
     }
     out.push(`| ${label(sc, base)} | the checkout finding again, unchanged | ${f0(sc.againMs)} ms | – | – | – | ${sc.queue.cacheHits ? 'diagnosis-cache hit' : 'no cache hit (fallbacks are not cached): diagnosed again'} |`);
   }
   out.push('');
-  out.push('Each engine call of those diagnoses:');
+  out.push('Each engine call of those diagnoses (generation time includes the batches of engine-written tokens between fields):');
   out.push('');
-  out.push('| setup | diagnosis | schema | prompt tokens | reused from cache | evaluated | prompt time | generated | generation time | stop | load |');
-  out.push('|---|---|---|---:|---:|---:|---:|---:|---:|---|---:|');
+  out.push('| setup | diagnosis | prompt tokens | reused from cache | evaluated | prompt time | written by the engine | generated by the model | generation time | fields at cap | load |');
+  out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|');
   for (const sc of pl.scenarios) {
     for (const d of [sc.cold, sc.warm]) {
       for (const a of d.attempts) out.push(`| ${label(sc, base)} | ${d === sc.cold ? 'cold' : 'warm'} ${attemptCells(a)}`);
     }
   }
   out.push('');
-  out.push("Prompt size (the model's tokenizer; the user part has a 600-token budget, `maxPromptTokens`; the trained-tokenizer columns use the prompt module's own estimate, characters ÷ 3.5):");
+  out.push(`Prompt size with the model's tokenizer (the user part's budget is \`llm.promptTokens\`, ${base.config.promptTokens}):`);
   out.push('');
-  out.push(
-    '| finding | user part tokens | chars | chars/token | evidence items kept (of the groups of 15 lines) | over budget? | all evidence, no budget | est. trained tokenizer: user part tokens, evidence items kept |',
-  );
-  out.push('|---|---:|---:|---:|---:|---|---:|---:|');
+  out.push('| part | tokens | chars | chars/token | evidence items kept (of the groups of 15 lines) | over budget? | all evidence, no budget |');
+  out.push('|---|---:|---:|---:|---:|---|---:|');
   for (const p of pl.prompts) {
     out.push(
-      `| ${p.finding} | **${f0(p.userTokens)}** | ${f0(p.userChars)} | ${f2(p.charsPerToken)} | ${p.evidenceItems} (of ${p.allEvidenceItems} groups) | ${p.overBudget ? 'yes' : 'no'} | ${f0(p.allEvidenceUserTokens)} tokens | ${f0(p.estimatedTrainedUserTokens)}, ${p.estimatedTrainedEvidenceItems} of ${p.allEvidenceItems} |`,
+      `| user part, ${p.finding} | **${f0(p.userTokens)}** | ${f0(p.userChars)} | ${f2(p.charsPerToken)} | ${p.evidenceItems} (of ${p.allEvidenceItems} groups) | ${p.overBudget ? 'yes' : 'no'} | ${f0(p.allEvidenceUserTokens)} tokens |`,
     );
   }
-  out.push(`| system prompt (fixed, cached) | ${f0(pl.systemTokens)} | ${f0(pl.systemChars)} | ${f2(pl.systemChars / pl.systemTokens)} | | | | ${f0(pl.systemChars / 3.5)} |`);
+  out.push(`| system prompt (fixed, cached) | ${f0(pl.systemTokens)} | ${f0(pl.systemChars)} | ${f2(pl.systemChars / pl.systemTokens)} | | | |`);
   out.push('');
 
   const lines: string[] = [];
-  const tooLong = pl.scenarios.find((sc) => [sc.cold, sc.warm].some((d) => d.fallbackDetail?.includes('exceeds the context')));
-  if (tooLong) {
-    lines.push(
-      `**with ${label(tooLong, base)} the model is never asked**: system prompt (${f0(pl.systemTokens)} tokens) + user part (${pl.prompts.map((p) => f0(p.userTokens)).join(' / ')} tokens) + maxTokens ${tooLong.config.maxTokens} exceed the ${tooLong.config.contextSize}-token context, ` +
-        'the half-budget retry cannot shrink the finding and the rule hint, and the rule hint is stored (fallback `error`) in milliseconds once the model is loaded.',
-    );
-  }
   const answered = pl.scenarios.filter((sc) => !sc.warm.fallback && !sc.cold.fallback);
   for (const sc of answered) {
     lines.push(
-      `${label(sc, base)[0]?.toUpperCase()}${label(sc, base).slice(1)} (context ${sc.config.contextSize}): cold ${s1(sc.cold.wallMs)} (model load ${sc.engine.loadMs ? s1(sc.engine.loadMs) : '?'} and the first evaluation of the ${f0(pl.systemTokens)}-token system prompt inside), ` +
+      `${label(sc, base)[0]?.toUpperCase()}${label(sc, base).slice(1)}: cold ${s1(sc.cold.wallMs)} (model load ${sc.engine.loadMs ? s1(sc.engine.loadMs) : '?'} and the first evaluation of the ${f0(pl.systemTokens)}-token system prompt inside), ` +
         `warm ${s1(sc.warm.wallMs)} (target ≤ 10 s: ${sc.warm.wallMs <= 10_000 ? 'met' : 'not met'}).`,
     );
   }
+  const failed = pl.scenarios.filter((sc) => sc.warm.fallback || sc.cold.fallback);
+  for (const sc of failed) lines.push(`${label(sc, base)}: the rule hint was stored instead (${[sc.cold, sc.warm].map((d) => d.fallback ?? 'model').join(' / ')}).`);
   const first = answered[0];
-  if (first) {
-    if ([first.cold, first.warm].some((d) => d.cutOff)) {
-      lines.push(
-        `The random-weight model's answer hit maxTokens (${first.config.maxTokens}) and was cut off; the diagnoser then retries with half the evidence budget and the compact schema. ` +
-          'Generating those hundreds of tokens is most of the time, and a trained model does not do it (its answers are ~100–200 tokens that end with `}`).',
-      );
-    } else {
-      const n = [first.cold, first.warm].flatMap((d) => d.attempts.filter((a) => !a.error).map((a) => a.tokens.completion));
-      lines.push(
-        `No answer was cut off: the answers were ${n.join(' and ')} tokens of grammar-shaped gibberish that ended when the grammar closed the JSON, and the diagnoser stored them (its checks are structural). A trained model's answer is shorter and means something; its time is estimated below.`,
-      );
-    }
-    if (pl.scenarios.some((sc) => [sc.cold, sc.warm].some((d) => d.fallback === 'timeout'))) {
-      lines.push(`Some diagnoses did not fit the ${first.config.timeoutSeconds}-second diagnosis timeout at this machine's speed, so the rule hint was stored when it expired.`);
-    }
-    const wa = first.warm.attempts.find((a) => !a.error && a.tokens.completion > 1);
-    if (wa) {
-      const user = wa.tokens.prompt - wa.tokens.cachedPrompt;
-      const pTps = user / (wa.timings.promptMs / 1000);
-      const gTps = (wa.tokens.completion - 1) / (wa.timings.generationMs / 1000);
-      const trainedUser = Math.min(600, pl.prompts[1]?.estimatedTrainedUserTokens ?? 600);
-      const est = (tokens: number, answer: number) => tokens / pTps + answer / gTps;
-      const fits = (budget: number) => Math.max(0, Math.floor((budget - trainedUser / pTps) * gTps));
-      lines.push(
-        `Derived, not measured (the warm call's own rates: ${f1(pTps)} prompt tok/s, ${f1(gTps)} gen tok/s): of the warm ${s1(first.warm.wallMs)}, ${s1(wa.timings.promptMs)} went to the ${f0(user)} evaluated prompt tokens and ${s1(wa.timings.generationMs)} to the ${wa.tokens.completion}-token answer. ` +
-          `A trained model's ~150-token answer to the ~${f0(trainedUser)}-token user part its tokenizer would need takes about ${f1(est(trainedUser, 150))} s at these rates; ` +
-          `within 10 s there is room for ${fits(10)} generated tokens after that prompt, so the 10-second target needs a faster machine, fewer prompt tokens, or answers of a few dozen tokens.`,
-      );
-    }
+  const wa = first?.warm.attempts.find((a) => !a.error && a.tokens.completion > 1);
+  if (first && wa) {
+    const evaluated = wa.tokens.prompt - wa.tokens.cachedPrompt;
+    lines.push(
+      `Of the warm ${s1(first.warm.wallMs)}, ${s1(wa.timings.promptMs)} went to the ${f0(evaluated)} evaluated prompt tokens and ${s1(wa.timings.generationMs)} to the answer: ${wa.tokens.completion} generated tokens and ${wa.tokens.forced} written by the engine. ` +
+        (wa.cutFields.length > 0
+          ? `Random weights never end a sentence, so ${wa.cutFields.join(', ')} ran to their caps: this is the longest answer the diagnoser allows, and a trained model that ends its sentences sooner takes less. `
+          : '') +
+        'The rest is the queue, the store and tokenizing the prompt while fitting it to its budget.',
+    );
   }
   if (pl.scenarios.length > 1 && pl.scenarios.every((sc) => sc.config.contextSize === base.config.contextSize) && answered.length > 1) {
     const a = answered[0] as Scenario;
@@ -454,8 +421,7 @@ function renderPipeline(pl: Pipeline, out: string[]): void {
     lines.push(`The second run of the same setup measured cold ${s1(b.cold.wallMs)} and warm ${s1(b.warm.wallMs)} against ${s1(a.cold.wallMs)} and ${s1(a.warm.wallMs)}: that spread is the machine's, the work was the same token for token.`);
   }
   lines.push(
-    `Token counts: this model's made-up vocabulary (English and log words, then letter bigrams and trigrams) averages ${f2(pl.prompts[0]?.charsPerToken ?? 0)} characters per token on the user part and ${f2(pl.systemChars / pl.systemTokens)} on the system prompt (JSON schema punctuation); ` +
-      'the prompt module budgets with 3.5 for trained tokenizers. So the real token counts here are an upper bound: the same prompt costs a trained 0.5B model fewer tokens, and its 600-token budget keeps more evidence.',
+    `Token counts are a real model's: the benchmark model carries Qwen2.5's tokenizer, ${f2(pl.prompts[0]?.charsPerToken ?? 0)} characters per token on the user part (log lines with ids and paths cost more tokens than English) and ${f2(pl.systemChars / pl.systemTokens)} on the system prompt.`,
   );
   out.push(`**What this means:** ${lines.join(' ')}`);
   out.push('');
@@ -496,7 +462,7 @@ function renderPrefix(t: Throughput, pl: Pipeline | null, out: string[]): void {
     `**What this means:** keeping one sequence alive makes every diagnosis after the first skip the ${f0(t.systemTokens)}-token system prompt: ` +
       `${pct(c.cachedTokens / c.promptTokens)} of the prompt's tokens. In time, ${f0(u.promptMs - c.promptMs)} ms (engine) and ${f0(pu.promptMs - pc.promptMs)} ms (plain) were saved in these two single measurements (absolute, machine shared); ` +
       `at the steady-state prompt rate of this run (${f1(steady)} tok/s, both sides) the ${f0(c.cachedTokens)} reused tokens are worth ${s1((c.cachedTokens / steady) * 1000)} per diagnosis. ` +
-      "The evaluated part is then the user part alone (finding, rule hint, evidence), which the 600-token budget bounds. The reuse is the library's own (the plain side reuses the same tokens); the engine's part is keeping the system prompt byte-identical and the sequence alive between calls.",
+      "The evaluated part is then the user part alone (finding, rule hint, evidence), which the prompt budget (`llm.promptTokens`) bounds. The reuse is the library's own (the plain side reuses the same tokens); the engine's part is keeping the system prompt byte-identical and the sequence alive between calls.",
   );
   out.push('');
 }
@@ -544,8 +510,8 @@ export function renderLlm(r: LlmResults): { markdown: string; summary: string[] 
   const summary: string[] = [];
   const sh = r.model.shape as Record<string, unknown>;
   out.push(
-    `Model: \`scripts/make-test-model.ts --preset realistic\` — llama architecture, ${sh.blocks} blocks, embedding ${sh.embedding}, feed-forward ${sh.feedForward}, ` +
-      `${sh.heads} heads / ${sh.headsKv} KV heads, vocabulary ${f0(Number(sh.vocab))}, ${String(sh.weightType).toUpperCase()}, separate output matrix, ChatML template; ` +
+    `Model: \`scripts/make-test-model.ts --preset realistic\` — the shape of Qwen2.5-0.5B-Instruct: ${sh.architecture} architecture, ${sh.blocks} blocks, embedding ${sh.embedding}, feed-forward ${sh.feedForward}, ` +
+      `${sh.heads} heads / ${sh.headsKv} KV heads, vocabulary ${f0(Number(sh.vocab))} with ${sh.tokenizer === 'qwen2.5' ? "Qwen2.5's trained BPE tokenizer (so token counts are a real model's)" : 'a synthetic tokenizer'}, ${String(sh.weightType).toUpperCase()}, separate output matrix, Qwen chat template; ` +
       `**${f1(r.model.parameters / 1e6)}M parameters, ${f1(r.model.bytes / 1e6)} MB**; random weights (seed 1). ` +
       `Cached in \`node_modules/.cache/nodesage-bench-models/\` (${r.model.generatedMs === null ? 'taken from the cache in this run' : `generated in this run in ${s1(r.model.generatedMs)}`}). ` +
       'Random weights give real speed and memory but meaningless text: the quality of diagnoses is not measured here, and answer lengths are whatever chance and the grammar give.',
@@ -579,16 +545,14 @@ export function renderLlm(r: LlmResults): { markdown: string; summary: string[] 
     renderPipeline(pl, out);
     const maxUser = Math.max(...pl.prompts.map((x) => x.userTokens));
     summary.push(
-      `| User part of the diagnosis prompt (system prompt ${f0(pl.systemTokens)}, cached) | ${pl.prompts.map((x) => f0(x.userTokens)).join(', ')} tokens (est. trained tokenizer ${pl.prompts.map((x) => f0(x.estimatedTrainedUserTokens)).join(', ')}) | | ≤ 600 | ${maxUser <= 600 ? 'met' : 'not met'} |`,
+      `| User part of the diagnosis prompt (system prompt ${f0(pl.systemTokens)}, cached; budget \`llm.promptTokens\` ${pl.scenarios[0]?.config.promptTokens ?? '?'}) | ${pl.prompts.map((x) => `${f0(x.userTokens)} tokens, ${x.evidenceItems} evidence items`).join('; ')} | | ≤ 600 | ${maxUser <= 600 ? 'met' : 'not met'} |`,
     );
     const base = pl.scenarios[0] as Scenario;
     for (const sc of pl.scenarios) {
       summary.push(
-        `| CrashLoop → stored diagnosis, ${label(sc, base)} (context ${sc.config.contextSize}): cold (load ${sc.engine.loadMs ? s1(sc.engine.loadMs) : '?'} inside) / warm | ${s1(sc.cold.wallMs)} / **${s1(sc.warm.wallMs)}**; warm stored: ${sc.warm.fallback ? `rule hint (fallback \`${sc.warm.fallback}\`)` : "the model's answer"}, ${sc.warm.cutOff ? 'cut off at maxTokens' : 'not cut off'} | | warm ≤ 10 s | ${sc.warm.wallMs <= 10_000 && !sc.warm.fallback ? 'met' : 'not met'} |`,
+        `| CrashLoop → stored diagnosis, ${label(sc, base)} (context ${sc.config.contextSize}): cold (load ${sc.engine.loadMs ? s1(sc.engine.loadMs) : '?'} inside) / warm | ${s1(sc.cold.wallMs)} / **${s1(sc.warm.wallMs)}**; warm stored: ${sc.warm.fallback ? `rule hint (fallback \`${sc.warm.fallback}\`)` : "the model's answer"}, ${sc.warm.cutFields} field(s) at their token cap | | warm ≤ 10 s | ${sc.warm.wallMs <= 10_000 && !sc.warm.fallback ? 'met' : 'not met'} |`,
       );
     }
-    const d = derivedTrained(pl);
-    if (d) summary.push(`| Warm diagnosis derived for a trained model (~${f0(d.user)} user tokens, 150-token answer) at this run's rates | ≈ ${f1(d.seconds)} s (estimate) | | ≤ 10 s | ${d.seconds <= 10 ? 'met' : 'not met'} |`);
   } else {
     out.push(`### 2. CrashLoop finding → stored diagnosis\n\nFailed: ${(r.pipeline as { error: string }).error}\n`);
   }

@@ -426,11 +426,11 @@ function strip(s: CallStats): Omit<CallStats, 'text'> {
 
 interface Attempt {
   finding: string;
-  stopReason: string;
-  tokens: EngineResult['tokens'];
+  /** Answer fields the model filled up to their token cap. */
+  cutFields: string[];
+  tokens: { prompt: number; cachedPrompt: number; forced: number; completion: number };
   timings: EngineResult['timings'];
   latencyMs: number;
-  schema: 'full' | 'compact';
   /** Set when the engine call threw (no generation). */
   error?: string;
 }
@@ -443,7 +443,7 @@ async function childPipeline(modelPath: string): Promise<Json> {
   const { Store } = await dist<typeof import('../../daemon/store/store.ts')>('store/store.js');
   const { buildDiagnoser } = await dist<typeof import('../../daemon/diagnoser/build.ts')>('diagnoser/build.js');
   const { DiagnosisQueue } = await dist<typeof import('../../daemon/diagnoser/queue.ts')>('diagnoser/queue.js');
-  const { buildPrompt, estimateTokens, SYSTEM_PROMPT, COMPACT_DIAGNOSIS_SCHEMA } = await dist<typeof import('../../daemon/diagnoser/prompt.ts')>(
+  const { ANSWER_TOKENS, buildPrompt, estimateTokens, SYSTEM_PROMPT } = await dist<typeof import('../../daemon/diagnoser/prompt.ts')>(
     'diagnoser/prompt.js',
   );
   const fa = checkoutCrashLoop();
@@ -496,16 +496,18 @@ async function childPipeline(modelPath: string): Promise<Json> {
       // Observe each generation (the diagnoser holds this same object as its backend).
       const attempts: Attempt[] = [];
       let current = '';
-      const complete = engine.complete.bind(engine);
-      engine.complete = async (req) => {
-        const schema = req.jsonSchema === COMPACT_DIAGNOSIS_SCHEMA ? 'compact' : 'full';
+      const fill = engine.fill.bind(engine);
+      engine.fill = async (req) => {
         try {
-          const r = await complete(req);
-          attempts.push({ finding: current, stopReason: r.stopReason, tokens: r.tokens, timings: r.timings, latencyMs: r.latencyMs, schema });
+          const r = await fill(req);
+          const cutFields = Object.entries(r.fields)
+            .filter(([, f]) => f.cut)
+            .map(([name]) => name);
+          attempts.push({ finding: current, cutFields, tokens: r.tokens, timings: r.timings, latencyMs: r.latencyMs });
           return r;
         } catch (err) {
           const zero = { queuedMs: 0, loadMs: 0, promptMs: 0, generationMs: 0 };
-          attempts.push({ finding: current, stopReason: 'error', tokens: { prompt: 0, completion: 0, cachedPrompt: 0 }, timings: zero, latencyMs: 0, schema, error: (err as Error).message });
+          attempts.push({ finding: current, cutFields: [], tokens: { prompt: 0, cachedPrompt: 0, forced: 0, completion: 0 }, timings: zero, latencyMs: 0, error: (err as Error).message });
           throw err;
         }
       };
@@ -523,7 +525,7 @@ async function childPipeline(modelPath: string): Promise<Json> {
         const mine = attempts.slice(before);
         const fellBack = warnings.slice(w0).find((w) => w.msg === 'falling back to the rule hint');
         say(
-          `${name} ${label}: stored in ${(wallMs / 1000).toFixed(1)} s, ${mine.length} call(s): ${mine.map((a) => (a.error ? `error (${a.error})` : `${a.stopReason} ${a.tokens.completion} tok`)).join(', ')}`,
+          `${name} ${label}: stored in ${(wallMs / 1000).toFixed(1)} s, ${mine.length} call(s): ${mine.map((a) => (a.error ? `error (${a.error})` : `${a.tokens.prompt - a.tokens.cachedPrompt} prompt + ${a.tokens.forced} forced + ${a.tokens.completion} generated tok, at cap: ${a.cutFields.join(' ') || 'none'}`)).join(', ')}`,
         );
         return {
           label,
@@ -537,7 +539,7 @@ async function childPipeline(modelPath: string): Promise<Json> {
           latencyMs: stored?.latencyMs ?? null,
           summary: typeof stored?.summary === 'string' ? stored.summary.slice(0, 160) : null,
           attempts: mine,
-          cutOff: mine.some((a) => a.stopReason === 'maxTokens'),
+          cutFields: mine.reduce((n, a) => n + a.cutFields.length, 0),
           rssAfter: procStatus().VmRSS,
         };
       }
@@ -553,17 +555,16 @@ async function childPipeline(modelPath: string): Promise<Json> {
       const againMs = ms(t0);
       const qstats = queue.stats();
 
-      // Prompt sizes as the diagnoser builds them (first attempt, full budget), with the
-      // model's tokenizer, and with the chars/3.5 estimate a trained tokenizer is close to.
+      // Prompt sizes as the diagnoser builds them (first attempt, the configured budget), with the
+      // model's tokenizer, and what all the evidence would take without a budget.
       const prompts: Json[] = [];
       let systemTokens = 0;
       if (analysePrompts) {
         const count = (t: string) => engine.countTokens(t);
         for (const f of [fa, fb]) {
           const hint = diagnosis.ruleHint.hint(f as never);
-          const real = await buildPrompt(f as never, { hint }, { countTokens: count, maxUserTokens: 600 });
-          const est = await buildPrompt(f as never, { hint }, { maxUserTokens: 600 });
-          const fullEvidence = await buildPrompt(f as never, { hint }, { countTokens: count, maxUserTokens: 100_000 });
+          const real = await buildPrompt(f as never, { hint }, { countTokens: count, maxUserTokens: config.llm.promptTokens });
+          const fullEvidence = await buildPrompt(f as never, { hint }, { countTokens: count, maxUserTokens: 100_000, maxEvidence: 100 });
           prompts.push({
             finding: f.subject.name,
             evidenceLines: f.evidence.length,
@@ -576,9 +577,7 @@ async function childPipeline(modelPath: string): Promise<Json> {
             allEvidenceUserTokens: fullEvidence.userTokens,
             allEvidenceItems: fullEvidence.evidenceIndex.length,
             allEvidenceChars: fullEvidence.user.length,
-            estimatedTrainedTokensAllEvidence: estimateTokens(fullEvidence.user),
-            estimatedTrainedEvidenceItems: est.evidenceIndex.length,
-            estimatedTrainedUserTokens: est.userTokens,
+            estimatedTokensAllEvidence: estimateTokens(fullEvidence.user),
           });
         }
         systemTokens = await count(SYSTEM_PROMPT);
@@ -593,7 +592,7 @@ async function childPipeline(modelPath: string): Promise<Json> {
         env,
         config: {
           contextSize: config.llm.contextSize,
-          maxTokens: config.llm.maxTokens,
+          promptTokens: config.llm.promptTokens,
           timeoutSeconds: config.llm.timeoutSeconds,
           gpu: config.llm.gpu,
           threads: config.llm.threads,
@@ -621,7 +620,7 @@ async function childPipeline(modelPath: string): Promise<Json> {
     defaultContext < PIPELINE_LARGE_CONTEXT
       ? await scenario(`context ${PIPELINE_LARGE_CONTEXT}`, { NODESAGE_LLM_CONTEXT_SIZE: String(PIPELINE_LARGE_CONTEXT) }, true)
       : await scenario('defaults, second run', {}, true);
-  return { scenarios: [defaults, second], systemTokens: second.systemTokens, systemChars: second.systemChars, prompts: second.prompts };
+  return { scenarios: [defaults, second], answerTokens: ANSWER_TOKENS, systemTokens: second.systemTokens, systemChars: second.systemChars, prompts: second.prompts };
 }
 
 // ---------------------------------------------------------------------------
