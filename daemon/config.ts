@@ -88,7 +88,7 @@ export interface Config {
     idleUnloadSeconds: number;
     /** Maximum generated tokens of an `ask` answer or chat completion. Defaults to 384. */
     maxTokens: number;
-    /** Token budget of a diagnosis prompt's per-finding part (evidence is trimmed to fit). Defaults to 360. */
+    /** Token budget of a diagnosis prompt's per-finding part (evidence is trimmed to fit). Defaults to 320. */
     promptTokens: number;
     /** Wall-clock limit of one diagnosis, seconds. Defaults to 120. */
     timeoutSeconds: number;
@@ -278,7 +278,7 @@ function defaults(): Raw {
       gpuLayers: -1,
       idleUnloadSeconds: 600,
       maxTokens: 384,
-      promptTokens: 360,
+      promptTokens: 320,
       timeoutSeconds: 120,
       sha256: null,
     },

@@ -226,6 +226,22 @@ describe('user prompt', () => {
     expect(block[1]).toBe('[E1] event 10:20:00: BackOff: Back-off restarting failed container ledger in pod ledger-5d8f7c6b9-k2m4n_payments(6f1c2b9e…)');
   });
 
+  it('keeps the error that names something over the generic errors after it and the status lines', async () => {
+    const f = crashLoop([
+      { source: 'podLog', at: at(19, 50), text: 'ERROR could not connect to payments-db.payments.svc:5432: connection refused' },
+      { source: 'podLog', at: at(19, 55), text: 'ERROR o.s.boot.SpringApplication : Application run failed' },
+      { source: 'podLog', at: at(19, 56), text: 'INFO cache warmed in 40ms' },
+      status,
+    ]);
+    const one = await buildPrompt(f, { hint: hintFor(f) }, { countTokens: wordTokens, maxUserTokens: 64 });
+    expect(one.evidenceIndex.map((e) => e.text)).toEqual(['ERROR could not connect to payments-db.payments.svc:5432: connection refused']);
+    const full = await buildPrompt(f, { hint: hintFor(f) }, { countTokens: wordTokens, maxUserTokens: 5000 });
+    const two = await buildPrompt(f, { hint: hintFor(f) }, { countTokens: wordTokens, maxUserTokens: full.userTokens - 12 });
+    // The plain INFO line goes first; the status, which restates the finding, before any error.
+    expect(two.evidenceIndex.map((e) => e.text)).not.toContain('INFO cache warmed in 40ms');
+    expect(full.evidenceIndex).toHaveLength(4);
+  });
+
   it('says so when there is no evidence', async () => {
     const f = crashLoop([]);
     const p = await buildPrompt(f, { hint: hintFor(f) });

@@ -48,13 +48,13 @@ export const DIAGNOSIS_LIMITS: Readonly<DiagnosisLimits> = Object.freeze({
 /**
  * Tokens the model may spend on each field it writes. On a 2-core CPU node a
  * 0.5B model generates about 13-15 tokens/s, so these caps bound the answer's
- * cost (about 75 tokens, 5-6 s, at most); a field at its cap is closed with
+ * cost (about 70 tokens, 5 s, at most); a field at its cap is closed with
  * `…`. With a trained tokenizer 20 tokens are about 85 characters of English
  * ("checkout crash-loops: PostgreSQL at orders-db:5432 refuses connections"
- * is 18), 32 about 135, 16 about 70: short sentences, which is also what a
+ * is 18), 28 about 120, 16 about 70: short sentences, which is also what a
  * small model writes best.
  */
-export const ANSWER_TOKENS = Object.freeze({ summary: 20, probableCause: 32, nextStep: 16, evidenceRefs: 12, confidence: 8 });
+export const ANSWER_TOKENS = Object.freeze({ summary: 20, probableCause: 28, nextStep: 16, evidenceRefs: 12, confidence: 8 });
 
 function schemaFor(l: DiagnosisLimits) {
   return {
@@ -153,9 +153,9 @@ export function answerParts(evidenceCount: number): (string | AnswerFieldSpec)[]
 /**
  * Default token budget of the user part. Prompt tokens are the other half of
  * a diagnosis's cost: a 0.5B model reads about 70-110 tokens/s on 2 CPU cores,
- * so 360 tokens take 4-6 s. Enough for the finding, the hint and 4-6 evidence lines.
+ * so 320 tokens take 3-5 s. Enough for the finding, the hint and 3-5 evidence lines.
  */
-export const DEFAULT_PROMPT_TOKENS = 360;
+export const DEFAULT_PROMPT_TOKENS = 320;
 
 /** A finding that this one is a consequence of, as the prompt names it. */
 export interface CorrelatedFinding {
@@ -290,6 +290,8 @@ const STRUCTURED = new Set(['podStatus', 'event', 'kubelet', 'host']);
 const ERRORISH =
   /\b(?:err(?:or)?s?|fail(?:ed|ure|ing)?|fatal|panic|sig(?:segv|bus|abrt|kill|term)|segmentation|missing|warn(?:ing)?|abort(?:ed)?|traceback|caused by|exception|killed|oom|out of memory|denied|refused|forbidden|unauthori[sz]ed|time[ds]? ?out|timeout|unable|cannot|can't|could not|invalid|not found|no such|unhealthy|back-?off|segfault|lockup|blocked|x509|expired|exceeded|full|read-only|i\/o|crash\w*|evict\w*|throttl\w*|xid|down)\b/i;
 
+const SPECIFIC = /[\w-]+(?:\.[\w-]+)*:\d{2,5}\b|\b\d{1,3}(?:\.\d{1,3}){3}\b|(?:^|[\s=:"'(])\/[\w.-]+\/[\w./-]+|"[\w.-]*[a-z][\w.-]*\.[\w.-]+"|'[^'\s]{3,}'/i;
+
 interface EvidenceGroup {
   key: string;
   source: string;
@@ -326,7 +328,9 @@ function groupEvidence(finding: Finding): EvidenceGroup[] {
   const out = [...groups.values()];
   // An error in a log says what the structured lines cannot (they mostly restate the finding's
   // state and facts); the structured lines come next, log lines without an error last.
-  for (const g of out) g.score = STRUCTURED.has(g.source) ? 2 : ERRORISH.test(g.text) ? 3 : 0;
+  // Among errors, one that names something (a host:port, an address, a path, a quoted name or key) is
+  // usually the cause; the generic wrappers after it ("Application run failed") go first.
+  for (const g of out) g.score = STRUCTURED.has(g.source) ? 2 : ERRORISH.test(g.text) ? (SPECIFIC.test(g.text) ? 4 : 3) : 0;
   // Chronological order is the order the model reads them in.
   out.sort((a, b) => (a.lastAt < b.lastAt ? -1 : a.lastAt > b.lastAt ? 1 : a.lastIndex - b.lastIndex));
   return out;
