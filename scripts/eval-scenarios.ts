@@ -2,7 +2,16 @@
  * Scenario evaluation: runs `analyzeBundle` over every bundle folder under DIR
  * that holds an expected.json and scores the findings against it.
  *
- *   npm run eval:scenarios -- DIR [--json] [--verbose]
+ *   npm run eval:scenarios -- DIR [--json] [--verbose] [--model FILE.gguf]
+ *
+ * With `--model`, every expected finding that was found is also explained by
+ * that model (the daemon's LlmDiagnoser and engine, `NODESAGE_LLM_*` settings
+ * apply), and each explanation is scored on what can be checked without a
+ * reference answer: it came from the model (not the rule-hint fallback), it
+ * cites evidence, it names its subject, and it uses a word from the evidence it
+ * cites that the finding's title and rule hint do not already contain (so
+ * copying the hint scores nothing). Latency and tokens are reported; the scores
+ * are a measurement and never change the exit code.
  *
  * expected.json: `expect` entries match a finding by category and subject (a
  * Pod-level finding is accepted for a Container subject, never the reverse);
@@ -13,7 +22,13 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import pino from 'pino';
 import { analyzeBundle } from '../dist/daemon/analyze.js';
+import { loadConfig } from '../dist/daemon/config.js';
+import { buildDiagnoser, type DiagnosisSetup } from '../dist/daemon/diagnoser/build.js';
+import { LlmDiagnoser } from '../dist/daemon/diagnoser/llm-diagnoser.js';
+import { RuleHintDiagnoser } from '../dist/daemon/diagnoser/rule-hint.js';
+import type { Finding } from '../dist/daemon/core/types.js';
 
 interface Subject {
   kind: string;
@@ -35,7 +50,24 @@ interface FindingLike {
   title: string;
 }
 
+/** How one model explanation of an expected finding scored. */
+interface DiagnosisScore {
+  finding: string;
+  diagnoser: string;
+  fallback: string | null;
+  fromModel: boolean;
+  citesEvidence: boolean;
+  namesSubject: boolean;
+  /** Words of the cited evidence (not in the title or rule hint) that the explanation uses. */
+  evidenceWords: string[];
+  latencyMs: number;
+  tokens: { prompt: number; completion: number };
+  summary: string;
+  probableCause: string;
+}
+
 interface Row {
+  diagnoses?: DiagnosisScore[];
   bundle: string;
   expected: string[];
   found: string[];
@@ -66,7 +98,51 @@ function matches(f: FindingLike, e: { category: string; subject: Subject }): boo
   return a.kind === 'Pod' || (a.kind === 'Container' && a.container === b.container);
 }
 
-async function evalBundle(dir: string, name: string): Promise<Row> {
+/** The model and what each bundle's diagnoser needs besides it. */
+interface ModelEval {
+  setup: DiagnosisSetup;
+  promptTokens: number;
+  timeoutMs: number;
+}
+
+const STOP = new Set(['container', 'containers', 'restart', 'restarts', 'restarted', 'error', 'errors', 'failed', 'because', 'there', 'which', 'their', 'about', 'could', 'would', 'should', 'after', 'before', 'while', 'other', 'check', 'pod', 'pods']);
+
+function wordsOf(text: string): Set<string> {
+  return new Set((text.toLowerCase().match(/[a-z0-9][a-z0-9._:/-]*[a-z0-9]/g) ?? []).filter((w) => (w.length >= 5 || /\d/.test(w)) && !STOP.has(w)));
+}
+
+/** Explains one finding with the model and scores the explanation. */
+async function scoreDiagnosis(f: Finding, nodeName: string, m: ModelEval): Promise<DiagnosisScore> {
+  const ruleHint = new RuleHintDiagnoser({ nodeName });
+  const engine = m.setup.engine;
+  if (!engine) throw new Error('no model engine');
+  const diagnoser = new LlmDiagnoser({ backend: engine, ruleHint, logger: pino({ level: 'silent' }), maxPromptTokens: m.promptTokens, timeoutMs: m.timeoutMs });
+  const d = (await diagnoser.diagnose(f)) as Finding['diagnosis'] & { fallback?: string };
+  if (!d) throw new Error('no diagnosis');
+  const hint = ruleHint.hint(f);
+  const said = `${d.summary} ${d.probableCause}`;
+  const known = wordsOf(`${f.title} ${hint.summary} ${hint.probableCause}`);
+  const cited = wordsOf((d.evidenceRefs ?? []).map((i) => f.evidence[i]?.text ?? '').join(' '));
+  const evidenceWords = [...wordsOf(said)].filter((w) => cited.has(w) && !known.has(w));
+  const s = f.subject;
+  const workload = s.name.replace(/-[a-z0-9]{8,10}-[a-z0-9]{5}$|-[a-z0-9]{5}$/, '');
+  const names = [s.name, workload, s.container].filter((n): n is string => typeof n === 'string' && n.length > 0).map((n) => n.toLowerCase());
+  return {
+    finding: label(f.category, s),
+    diagnoser: d.diagnoser,
+    fallback: d.fallback ?? null,
+    fromModel: d.diagnoser.startsWith('llm:') && !d.fallback,
+    citesEvidence: (d.evidenceRefs ?? []).length > 0,
+    namesSubject: names.some((n) => said.toLowerCase().includes(n)),
+    evidenceWords,
+    latencyMs: d.latencyMs,
+    tokens: d.tokens,
+    summary: d.summary,
+    probableCause: d.probableCause,
+  };
+}
+
+async function evalBundle(dir: string, name: string, model?: ModelEval): Promise<Row> {
   const expected = JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')) as Expected;
   const row: Row = {
     bundle: name,
@@ -78,8 +154,11 @@ async function evalBundle(dir: string, name: string): Promise<Row> {
     extra: [],
   };
   let findings: FindingLike[];
+  let nodeName = '';
   try {
-    findings = (await analyzeBundle(dir)).findings as FindingLike[];
+    const result = await analyzeBundle(dir);
+    findings = result.findings as FindingLike[];
+    nodeName = result.meta.nodeName;
   } catch (err) {
     row.error = err instanceof Error ? err.message : String(err);
     row.missing = row.expected;
@@ -90,6 +169,10 @@ async function evalBundle(dir: string, name: string): Promise<Row> {
     const hit = findings.find((f) => matches(f, e));
     if (hit) {
       row.found.push(label(e.category, e.subject));
+      if (model) {
+        row.diagnoses ??= [];
+        row.diagnoses.push(await scoreDiagnosis(hit as unknown as Finding, nodeName, model));
+      }
       used.add(hit);
       for (const f of findings) if (matches(f, e)) used.add(f);
     } else row.missing.push(label(e.category, e.subject));
@@ -121,9 +204,11 @@ async function main(): Promise<number> {
   const args = process.argv.slice(2);
   const json = args.includes('--json');
   const verbose = args.includes('--verbose');
-  const dirArg = args.find((a) => !a.startsWith('--'));
-  if (!dirArg) {
-    process.stderr.write('usage: node scripts/eval-scenarios.ts DIR [--json] [--verbose]\n');
+  const modelAt = args.indexOf('--model');
+  const modelFile = modelAt >= 0 ? args[modelAt + 1] : undefined;
+  const dirArg = args.find((a, i) => !a.startsWith('--') && (modelAt < 0 || i !== modelAt + 1));
+  if (!dirArg || (modelAt >= 0 && (!modelFile || modelFile.startsWith('--')))) {
+    process.stderr.write('usage: node scripts/eval-scenarios.ts DIR [--json] [--verbose] [--model FILE.gguf]\n');
     return 2;
   }
   const root = resolve(dirArg);
@@ -138,13 +223,29 @@ async function main(): Promise<number> {
     process.stderr.write(`eval-scenarios: no bundle with an expected.json under ${root}\n`);
     return 2;
   }
+  let model: ModelEval | undefined;
+  if (modelFile) {
+    // The daemon's settings (NODESAGE_LLM_* from the environment), this model; node names come from each bundle.
+    const config = loadConfig({ flags: { model: resolve(modelFile), nodeName: 'eval', standalone: true, logLevel: 'silent' } });
+    const setup = buildDiagnoser({ config, logger: pino({ level: 'warn' }, process.stderr) });
+    if (!setup.engine) throw new Error('model not configured');
+    await setup.engine.check();
+    model = { setup, promptTokens: config.llm.promptTokens, timeoutMs: config.llm.timeoutSeconds * 1000 };
+  }
   const rows: Row[] = [];
-  for (const n of names) rows.push(await evalBundle(join(root, n), n));
+  try {
+    for (const n of names) rows.push(await evalBundle(join(root, n), n, model));
+  } finally {
+    await model?.setup.dispose();
+  }
+  const scores = rows.flatMap((r) => r.diagnoses ?? []);
   const expectedTotal = rows.reduce((s, r) => s + r.expected.length, 0);
   const foundTotal = rows.reduce((s, r) => s + r.found.length, 0);
   const bad = rows.filter((r) => r.error || r.missing.length > 0 || r.forbiddenFound.length > 0 || r.noise.length > 0);
   if (json) {
-    process.stdout.write(`${JSON.stringify({ rows, expected: expectedTotal, found: foundTotal, failedBundles: bad.length }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ rows, expected: expectedTotal, found: foundTotal, failedBundles: bad.length, ...(model ? { model: modelSummary(scores) } : {}) }, null, 2)}\n`,
+    );
   } else {
     process.stdout.write(`${table(rows)}\n\n`);
     if (verbose) {
@@ -154,8 +255,40 @@ async function main(): Promise<number> {
     process.stdout.write(
       `${rows.length} bundles: ${foundTotal}/${expectedTotal} expected findings found, ${expectedTotal - foundTotal} missing, ${forbiddenTotal} forbidden or healthy-node findings; ${bad.length === 0 ? 'PASS' : `FAIL (${bad.map((r) => r.bundle).join(', ')})`}\n`,
     );
+    if (model) process.stdout.write(`\n${modelTable(scores, verbose)}\n`);
   }
   return bad.length === 0 ? 0 : 1;
+}
+
+/** Totals of the model's explanations. */
+function modelSummary(scores: DiagnosisScore[]) {
+  const n = scores.length;
+  const share = (p: (s: DiagnosisScore) => boolean) => (n === 0 ? 0 : scores.filter(p).length / n);
+  const lat = scores.map((s) => s.latencyMs).sort((a, b) => a - b);
+  return {
+    diagnoses: n,
+    fromModel: share((s) => s.fromModel),
+    citesEvidence: share((s) => s.citesEvidence),
+    namesSubject: share((s) => s.namesSubject),
+    usesEvidence: share((s) => s.evidenceWords.length > 0),
+    medianLatencyMs: lat[Math.floor(lat.length / 2)] ?? 0,
+    maxLatencyMs: lat[lat.length - 1] ?? 0,
+  };
+}
+
+function modelTable(scores: DiagnosisScore[], verbose: boolean): string {
+  const yes = (b: boolean) => (b ? 'yes' : 'no');
+  const out = ['model explanations of the expected findings:', 'finding | from model | cites evidence | names subject | uses evidence | latency'];
+  for (const s of scores) {
+    out.push(`${s.finding} | ${s.fromModel ? 'yes' : `no (${s.fallback ?? s.diagnoser})`} | ${yes(s.citesEvidence)} | ${yes(s.namesSubject)} | ${s.evidenceWords.length > 0 ? `yes (${s.evidenceWords.slice(0, 3).join(', ')})` : 'no'} | ${(s.latencyMs / 1000).toFixed(1)} s`);
+    if (verbose) out.push(`  summary: ${s.summary}\n  cause: ${s.probableCause}`);
+  }
+  const t = modelSummary(scores);
+  const pct = (x: number) => `${Math.round(x * 100)}%`;
+  out.push(
+    `${t.diagnoses} explanations: ${pct(t.fromModel)} from the model, ${pct(t.citesEvidence)} cite evidence, ${pct(t.namesSubject)} name their subject, ${pct(t.usesEvidence)} use a word of the cited evidence beyond the hint; latency median ${(t.medianLatencyMs / 1000).toFixed(1)} s, max ${(t.maxLatencyMs / 1000).toFixed(1)} s`,
+  );
+  return out.join('\n');
 }
 
 process.exitCode = await main();
