@@ -246,7 +246,7 @@ in one run and the ratio is the result; absolute times are labelled as such and 
 | \`uptime\` at the end | ${rec.uptimeAtEnd} |
 | total time | ${rec.totalMinutes.toFixed(1)} min |
 
-Other engineers' builds and tests shared the 2 cores during the run; the load average is what the benchmarks competed with.
+The machine is shared: the load average above, whatever its source, is what the benchmarks competed with.
 `;
 
   const summaryBlock = summary.length
@@ -272,15 +272,15 @@ Other engineers' builds and tests shared the 2 cores during the run; the load av
 const NOTES = `## Limits of these measurements
 
 - **Random weights.** The LLM numbers use a generated model: speed and memory are real for its shape
-  (Qwen2.5-0.5B-Instruct's, Q8_0), but the text is noise. Its answers are as long as chance and the grammar make
-  them (a few hundred tokens of gibberish that still passes the diagnoser's structural checks), so the
-  latencies in section 2 are not what a trained model's short answers cost, and answer quality is not
-  measured at all.
+  (Qwen2.5-0.5B-Instruct's, Q8_0), but the text is noise. Random weights never end a sentence, so every
+  free-text field of a diagnosis runs to its token cap: the latencies in section 2 are those of the longest
+  answer the diagnoser allows (a trained model that ends its sentences sooner is faster), and answer
+  quality is not measured at all (\`npm run eval:scenarios\` and a real GGUF do that).
 - **Its tokenizer is the real one.** The model carries Qwen2.5's trained BPE tokenizer, so prompt token
   counts are those of the recommended model; only the answers' lengths are not.
-- **A shared machine.** Other work ran on the same 2 cores. With 2 llama.cpp threads on 2 cores, a
+- **A shared machine.** Other work can run on the same 2 cores. With 2 llama.cpp threads on 2 cores, a
   competing process can slow a single call by 10×: in an earlier run on this machine (load average 4–6
-  from other engineers' model tests), 2-thread generation fell from ~9–13 tok/s to 0.3–1 tok/s for
+  from other model tests), 2-thread generation fell from ~9–13 tok/s to 0.3–1 tok/s for
   minutes, and a 1-thread engine generated 8–12 tok/s against 1–6 for the 2-thread one. So single
   measurements vary a lot; the comparisons alternate many short calls and report the median of the
   per-pair ratios, and section 5 shows which thread count won during this run.
