@@ -412,7 +412,7 @@ function renderPipeline(pl: Pipeline, out: string[]): void {
         (wa.cutFields.length > 0
           ? `Random weights never end a sentence, so ${wa.cutFields.join(', ')} ran to their caps: this is the longest answer the diagnoser allows, and a trained model that ends its sentences sooner takes less. `
           : '') +
-        'The rest is the queue, the store and tokenizing the prompt while fitting it to its budget.',
+        `The remaining ${f0(Math.max(0, first.warm.wallMs - wa.timings.promptMs - wa.timings.generationMs))} ms are the queue, the store and tokenizing the prompt while fitting it to its budget.`,
     );
   }
   if (pl.scenarios.length > 1 && pl.scenarios.every((sc) => sc.config.contextSize === base.config.contextSize) && answered.length > 1) {
