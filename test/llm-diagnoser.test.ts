@@ -180,7 +180,8 @@ describe('prompt injection through log lines', () => {
     expect(out.commands.join('\n')).not.toMatch(/reboot|delete/);
     expect(out.commands).toEqual(ruleHint.hint(finding).commands.slice(0, DIAGNOSIS_LIMITS.commands));
     expect(out.evidenceRefs).toEqual([]);
-    expect(out.confidence).toBe('medium');
+    // Nothing it cited exists: the answer rests on nothing.
+    expect(out.confidence).toBe('low');
   });
 
   it('lets the model cite only the evidence numbers of the prompt', async () => {
@@ -235,10 +236,19 @@ describe('LLM diagnoser', () => {
     expect(d.stats().droppedRefs).toBe(5);
   });
 
+  it('gives an answer that cites none of the evidence it was shown low confidence', async () => {
+    const finding = crashLoop();
+    const { d } = diagnoserWith([answer({ evidenceRefs: '', confidence: 'high' })]);
+    const out = await d.diagnose(finding);
+    expect(out.diagnoser).toBe('llm:qwen3-0.6b-q8_0');
+    expect(out.evidenceRefs).toEqual([]);
+    expect(out.confidence).toBe('low');
+  });
+
   it('keeps the schema when the confidence or the strings are out of bounds', async () => {
     const finding = crashLoop();
     const { d } = diagnoserWith([
-      { raw: JSON.stringify({ ...answer(), confidence: 'very high', summary: `${'x'.repeat(1000)}\u0000\u2028`, nextStep: '  ' }) },
+      { raw: JSON.stringify({ ...answer(), evidenceRefs: [0, 1], confidence: 'very high', summary: `${'x'.repeat(1000)}\u0000\u2028`, nextStep: '  ' }) },
     ]);
     const out = await d.diagnose(finding);
     expectValidDiagnosis(out, finding);
@@ -247,7 +257,7 @@ describe('LLM diagnoser', () => {
     expect(out.summary.includes('\u0000') || out.summary.includes('\u2028')).toBe(false);
     // An empty step of its own: the rule hint's steps remain.
     expect(out.nextSteps).toEqual(ruleHint.hint(finding).nextSteps.slice(0, DIAGNOSIS_LIMITS.steps));
-    const { d: d2 } = diagnoserWith([{ raw: JSON.stringify({ ...answer(), confidence: ' HIGH ' }) }]);
+    const { d: d2 } = diagnoserWith([{ raw: JSON.stringify({ ...answer(), evidenceRefs: [0, 1], confidence: ' HIGH ' }) }]);
     expect((await d2.diagnose(finding)).confidence).toBe('high');
   });
 

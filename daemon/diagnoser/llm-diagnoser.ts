@@ -333,8 +333,10 @@ export function validateAnswer(raw: Record<string, unknown>, evidence: readonly 
     seen.add(n);
     for (const i of item.indexes) indexes.add(i);
   }
-  // Citing evidence that is not there is a sign the answer is not grounded.
+  // Citing evidence that is not there is a sign the answer is not grounded;
+  // citing none of the evidence it was shown, that nothing grounds it.
   if (droppedRefs > 0) confidence = lower(confidence);
+  if (indexes.size === 0 && evidence.length > 0) confidence = 'low';
   return {
     ok: true,
     value: { summary, probableCause, nextSteps, commands, confidence, evidenceRefs: [...indexes].sort((a, b) => a - b) },
