@@ -1,6 +1,7 @@
 /**
  * The local LLM engine: owns one GGUF model run by llama.cpp through
- * node-llama-cpp, and runs one generation at a time on one context sequence.
+ * node-llama-cpp, and runs one generation at a time on two context sequences
+ * (diagnoses; ask and chat).
  *
  * Why it is shaped this way (measured on a 2-core CPU node):
  * - Threads follow the container's CPU quota (cgroup.ts); oversubscription
@@ -11,10 +12,13 @@
  * - The context size is explicit and the memory check is ours
  *   (gguf-check.ts): node-llama-cpp's estimates are far above real CPU use and
  *   would refuse models that fit.
- * - Prompt evaluation dominates on CPU, so one sequence stays alive across
- *   calls: node-llama-cpp compares the new prompt's tokens with those already
- *   evaluated and only evaluates the part after the first difference, so a
- *   fixed system prompt is paid once.
+ * - Prompt evaluation dominates on CPU, so the sequences stay alive across
+ *   calls: the new prompt's tokens are compared with those already evaluated
+ *   and only the part after the first difference is evaluated, so a fixed
+ *   system prompt is paid once. Diagnoses and ask/chat use a sequence each, so
+ *   a question does not evict the diagnosis prompt (and the other way round).
+ * - A diagnosis is written field by field (`fill`): the fixed JSON is
+ *   evaluated in batches, the model generates only values, each capped.
  * - The binary is the prebuilt one shipped in the npm package: `build: 'never'`
  *   and `skipDownload` so nothing is compiled or fetched (air-gapped nodes).
  */
@@ -262,7 +266,10 @@ interface Loaded {
   llama: Llama;
   model: LlamaModel;
   context: LlamaContext;
+  /** Diagnoses (`fill`): its KV cache keeps the diagnosis system prompt. */
   sequence: LlamaContextSequence;
+  /** `complete` and `chat` (ask, the OpenAI-compatible routes): their prompts never evict the diagnosis prefix. */
+  chatSequence: LlamaContextSequence;
   chatWrapper: ChatWrapper;
 }
 
@@ -274,6 +281,13 @@ interface FileSignature {
 const DEFAULT_IDLE_UNLOAD_MS = 600_000;
 const DEFAULT_BATCH_SIZE = 512;
 const MAX_CACHED_GRAMMARS = 32;
+/**
+ * Two sequences, each with a KV cache of `contextSize` cells: one for
+ * diagnoses, one for ask and chat, so neither evicts the other's cached
+ * system prompt. Generation is still one at a time. For a 0.5B model with 2
+ * KV heads the second cache costs ~50 MiB at 4096 tokens.
+ */
+const SEQUENCES = 2;
 
 function fail(message: string): never {
   throw new TypeError(`LlmEngine options: ${message}`);
@@ -432,7 +446,7 @@ export class LlmEngine implements AsyncDisposable {
       const summary = await inspectGguf(this.#opts.modelPath);
       if (this.#opts.sha256) await assertSha256(summary, this.#opts.sha256);
       const contextSize = Math.min(this.#opts.contextSize, summary.trainedContextLength ?? this.#opts.contextSize);
-      const estimate = estimateMemory(summary, contextSize, Math.min(this.#opts.batchSize, contextSize));
+      const estimate = estimateMemory(summary, contextSize, Math.min(this.#opts.batchSize, contextSize), SEQUENCES);
       this.#summary = summary;
       this.#estimate = estimate;
       this.#contextSize = contextSize;
@@ -651,10 +665,10 @@ export class LlmEngine implements AsyncDisposable {
       }
       // What node-llama-cpp will keep: the common prefix, minus the last prompt
       // token, which is always evaluated again to get the first logits.
-      const cachedPrompt = Math.min(h.sequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
+      const cachedPrompt = Math.min(h.chatSequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
       const grammar = req.jsonSchema ? await this.#grammar(h.llama, req.jsonSchema) : undefined;
 
-      const session = new LlamaChatSession({ contextSequence: h.sequence, chatWrapper: h.chatWrapper, autoDisposeSequence: false });
+      const session = new LlamaChatSession({ contextSequence: h.chatSequence, chatWrapper: h.chatWrapper, autoDisposeSequence: false });
       let completionTokens = 0;
       let firstTokenAt: number | null = null;
       const evalStarted = performance.now();
@@ -897,7 +911,7 @@ export class LlmEngine implements AsyncDisposable {
       const context = await model.createContext({
         contextSize: this.#contextSize,
         batchSize: Math.min(this.#opts.batchSize, this.#contextSize),
-        sequences: 1,
+        sequences: SEQUENCES,
         threads: this.#threads.threads,
         ignoreMemorySafetyChecks: onCpu,
         failedCreationRemedy: false,
@@ -907,6 +921,7 @@ export class LlmEngine implements AsyncDisposable {
         model,
         context,
         sequence: context.getSequence(),
+        chatSequence: context.getSequence(),
         chatWrapper: resolveChatWrapper(model),
       };
       this.#loaded = loaded;

@@ -269,9 +269,10 @@ export const RUNTIME_OVERHEAD_BYTES = 64 * 1024 * 1024;
  * node-llama-cpp's GgufInsights is not used: its context estimate is several
  * times what CPU inference really allocates.
  */
-export function estimateMemory(model: GgufSummary, contextSize: number, batchSize: number): MemoryEstimate {
+export function estimateMemory(model: GgufSummary, contextSize: number, batchSize: number, sequences = 1): MemoryEstimate {
   const weightsBytes = model.sizeBytes;
-  const kvCacheBytes = model.kvHeadsTotal * (model.keyLength + model.valueLength) * contextSize * 2;
+  // Each sequence has a KV cache of its own of `contextSize` cells.
+  const kvCacheBytes = model.kvHeadsTotal * (model.keyLength + model.valueLength) * contextSize * 2 * sequences;
   const computeBytes = batchSize * (model.vocabSize + 2 * model.feedForwardLength + 4 * model.embeddingLength) * 4;
   const overheadBytes = RUNTIME_OVERHEAD_BYTES;
   return { weightsBytes, kvCacheBytes, computeBytes, overheadBytes, totalBytes: weightsBytes + kvCacheBytes + computeBytes + overheadBytes };
