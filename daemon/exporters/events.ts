@@ -94,7 +94,6 @@ export class EventsExporter {
   private toEvent(f: TrackedFinding, now: number): EventBody {
     const isPod = f.subject.kind !== 'Node';
     const namespace = isPod ? (f.subject.namespace ?? 'default') : 'default';
-    const at = new Date(now).toISOString();
     return {
       metadata: { name: `${isPod ? f.subject.name : this.opts.nodeName}.nodesage.${f.id}.${now.toString(16)}`.slice(0, 253), namespace },
       involvedObject: isPod ? { kind: 'Pod', name: f.subject.name, namespace } : { kind: 'Node', name: this.opts.nodeName },
