@@ -11,6 +11,7 @@ import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { readCatalog, resolveModel } from './models.js';
 import type { DetectorOptions } from './detectors/index.js';
 
 /** Where the HTTP API listens. */
@@ -92,8 +93,10 @@ export interface Config {
     promptTokens: number;
     /** Wall-clock limit of one diagnosis, seconds. Defaults to 120. */
     timeoutSeconds: number;
-    /** Expected sha256 of the GGUF file; checked when set. Defaults to none. */
+    /** Expected sha256 of the GGUF file; checked when set. Defaults to none (a catalog id brings the catalog's, when known). */
     sha256: string | null;
+    /** Folder where a `model` given as a catalog id is looked for. Defaults to /var/lib/nodesage/models. */
+    modelsDir: string;
   };
   /** Opt-in writers to the API server. Both default to false. */
   exporters: { conditions: boolean; events: boolean };
@@ -177,6 +180,7 @@ const ENV_KEYS: [string, string, 'string' | 'bool' | 'number' | 'list'][] = [
   ['NODESAGE_LLM_TIMEOUT_SECONDS', 'llm.timeoutSeconds', 'number'],
   ['NODESAGE_LLM_IDLE_UNLOAD_SECONDS', 'llm.idleUnloadSeconds', 'number'],
   ['NODESAGE_LLM_SHA256', 'llm.sha256', 'string'],
+  ['NODESAGE_LLM_MODELS_DIR', 'llm.modelsDir', 'string'],
   ['NODESAGE_EXPORT_CONDITIONS', 'exporters.conditions', 'bool'],
   ['NODESAGE_EXPORT_EVENTS', 'exporters.events', 'bool'],
 ];
@@ -244,6 +248,7 @@ const LEAVES: Record<string, [z.ZodType, string]> = {
   'llm.promptTokens': [z.number().int().min(64).max(8192), 'an integer from 64 to 8192'],
   'llm.timeoutSeconds': [positive, 'a positive number of seconds'],
   'llm.sha256': [z.string().regex(/^[0-9a-f]{64}$/).nullable(), 'a 64-character hex sha256'],
+  'llm.modelsDir': [z.string().min(1), 'a folder path'],
   'exporters.conditions': [z.boolean(), 'true or false'],
   'exporters.events': [z.boolean(), 'true or false'],
 };
@@ -281,6 +286,7 @@ function defaults(): Raw {
       promptTokens: 320,
       timeoutSeconds: 120,
       sha256: null,
+      modelsDir: '/var/lib/nodesage/models',
     },
     exporters: { conditions: false, events: false },
   };
@@ -400,6 +406,21 @@ export function loadConfig(input: LoadConfigInput = {}): Readonly<Config> {
   }
   if (raw.standalone) sources.kubeApi = false;
 
+  // A catalog id names a file staged under llm.modelsDir (never downloaded).
+  let model = raw.model ? String(raw.model) : null;
+  const llm = raw.llm as Config['llm'];
+  if (model) {
+    const modelsDir = resolve(cwd, llm.modelsDir);
+    const resolved = resolveModel(model, modelsDir);
+    if (!resolved) {
+      const ids = readCatalog().map((m) => m.id);
+      throw new ConfigError(origin.get('model') ?? 'model', model, `a GGUF file path or a catalog id (${ids.join(', ') || 'no catalog found'})`);
+    }
+    if (resolved.id) model = resolved.path;
+    llm.modelsDir = modelsDir;
+    if (resolved.sha256 && !llm.sha256) llm.sha256 = resolved.sha256;
+  }
+
   const cfg: Config = {
     ...(raw as unknown as Config),
     mode,
@@ -409,7 +430,7 @@ export function loadConfig(input: LoadConfigInput = {}): Readonly<Config> {
     listen,
     dataDir,
     sources,
-    model: raw.model ? String(raw.model) : null,
+    model,
     configFile: configFile ? resolve(cwd, configFile) : null,
   };
   return deepFreeze(cfg);

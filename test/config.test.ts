@@ -1,7 +1,8 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseListen } from '../daemon/config.js';
+import { looksLikeId, readCatalog, resolveModel } from '../daemon/models.js';
 import { tempDir } from './helpers/daemon-process.js';
 
 const noSa = '/nonexistent-service-account';
@@ -71,5 +72,46 @@ describe('config', () => {
     expect(parseListen(':8877')).toEqual({ kind: 'tcp', host: '0.0.0.0', port: 8877 });
     expect(parseListen('localhost:99999')).toBeNull();
     expect(parseListen('unix:relative')).toBeNull();
+  });
+});
+
+describe('model from the catalog', () => {
+  const catalog = JSON.parse(readFileSync('models/catalog.json', 'utf8')) as { models: { id: string; file: string; sha256: string | null }[] };
+  const first = catalog.models[0]!;
+
+  it('resolves a catalog id to its file under llm.modelsDir, and keeps a path as given', () => {
+    const byId = loadConfig({ env: { NODESAGE_MODEL: first.id, NODE_NAME: 'n1' }, serviceAccountDir: noSa });
+    expect(byId.model).toBe(join('/var/lib/nodesage/models', first.file));
+    expect(byId.llm.sha256).toBe(first.sha256);
+    const elsewhere = loadConfig({ env: { NODESAGE_MODEL: first.id, NODESAGE_LLM_MODELS_DIR: '/srv/models', NODE_NAME: 'n1' }, serviceAccountDir: noSa });
+    expect(elsewhere.model).toBe(join('/srv/models', first.file));
+    const byPath = loadConfig({ flags: { model: './my-model.gguf', nodeName: 'n1' }, serviceAccountDir: noSa });
+    expect(byPath.model).toBe('./my-model.gguf');
+  });
+
+  it('refuses an id the catalog does not have, naming the ids it has', () => {
+    let err: unknown;
+    try {
+      loadConfig({ env: { NODESAGE_MODEL: 'qwen9-70b-instruct', NODE_NAME: 'n1' }, serviceAccountDir: noSa });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).message).toContain('NODESAGE_MODEL');
+    expect((err as ConfigError).message).toContain(first.id);
+  });
+
+  it('reads only well-formed entries and knows a path from an id', () => {
+    const dir = tempDir();
+    const file = join(dir, 'catalog.json');
+    const sha = 'a'.repeat(64);
+    writeFileSync(file, JSON.stringify({ models: [{ id: 'ok', file: 'ok.gguf', sha256: sha }, { id: 'escape', file: '../../etc/passwd.gguf', sha256: null }, { id: 3 }] }));
+    const models = readCatalog(file);
+    expect(models.map((m) => m.id)).toEqual(['ok']);
+    expect(resolveModel('ok', '/m', models)).toEqual({ path: '/m/ok.gguf', id: 'ok', sha256: sha });
+    expect(resolveModel('escape', '/m', models)).toBeNull();
+    expect(looksLikeId('/var/lib/nodesage/models/x.gguf')).toBe(false);
+    expect(looksLikeId('x.GGUF')).toBe(false);
+    expect(looksLikeId('qwen2.5-0.5b-instruct-q8_0')).toBe(true);
   });
 });
