@@ -9,6 +9,7 @@ import { classifyImagePull, createImagePullDetector } from '../daemon/detectors/
 import { createOomKilledDetector, kernelLines, parseMemcgOomKills } from '../daemon/detectors/oom-killed.js';
 import { keyLogLine } from '../daemon/detectors/pod-status.js';
 import { createProbeFailureDetector } from '../daemon/detectors/probe-failure.js';
+import { NodeState } from '../daemon/state/node-state.js';
 
 const FIXTURES = new URL('./fixtures/bundles/', import.meta.url).pathname;
 
@@ -254,6 +255,53 @@ describe('OOMKilled from kernel memcg reports', () => {
     expect(drafts[0]!.subject).toEqual({ kind: 'Container', namespace: 'demo', name: 'search-0', container: 'search' });
     expect(drafts[0]!.severity).toBe('warning');
     expect(drafts[0]!.title).toContain('1Gi');
+  });
+
+  it('attributes a report split across two detection cycles to its container, and counts the kill once', () => {
+    const uid = '0d5b8c3e-2f1a-4e6b-9c7d-8a9b0c1d2e3f';
+    const cid = '9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08';
+    const cg = `/kubepods/burstable/pod${uid}/${cid}`;
+    const t0 = Date.parse(NOW) - 4000;
+    const line = (ms: number, text: string): LogLine => ({ source: 'kmsg', at: new Date(t0 + ms).toISOString(), text });
+    const before = [
+      line(0, 'java invoked oom-killer: gfp_mask=0xcc0(GFP_KERNEL), order=0, oom_score_adj=999'),
+      line(1, 'memory: usage 1048576kB, limit 1048576kB, failcnt 412'),
+      line(2, `oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=${cid},mems_allowed=0,oom_memcg=${cg},task_memcg=${cg},task=java,pid=3121,uid=0`),
+    ];
+    const after = [line(3, 'Memory cgroup out of memory: Killed process 3121 (java) total-vm:4718592kB, anon-rss:1040000kB, file-rss:16000kB, shmem-rss:0kB, UID:0')];
+    const search: KubePod = {
+      metadata: { name: 'search-0', namespace: 'demo', uid },
+      spec: { containers: [{ name: 'search', resources: { limits: { memory: '1Gi' } } }] },
+      status: { phase: 'Running', containerStatuses: [{ name: 'search', restartCount: 0, ready: true, containerID: `containerd://${cid}`, state: { running: {} } }] },
+    };
+    const state = new NodeState('edge-test');
+    const detector = createOomKilledDetector();
+    const cycle = (lines: LogLine[], at: number) => {
+      state.ingest(lines.map((l) => ({ type: 'log' as const, line: l })));
+      const v = state.takeView(new Date(t0 + at).toISOString());
+      return detector.detect({ ...v, pods: [search] });
+    };
+    // The oom-kill: line alone already names the memcg: the kill is counted in the first cycle...
+    const first = cycle(before, 2500);
+    expect(first.map((d) => d.subject)).toEqual([{ kind: 'Container', namespace: 'demo', name: 'search-0', container: 'search' }]);
+    // ...and the "Killed process" line arriving a cycle later is the same kill, not a new one on the Node.
+    const second = cycle(after, 4000);
+    expect(second.filter((d) => d.subject.kind === 'Node')).toEqual([]);
+
+    // Without the structured line the kill line needs the report's earlier lines, which came a cycle before.
+    const state2 = new NodeState('edge-test');
+    const oldFormat = [
+      line(0, 'java invoked oom-killer: gfp_mask=0x24000c0, order=0, oom_score_adj=999'),
+      line(1, `Task in ${cg} killed as a result of limit of ${cg}`),
+      line(2, 'memory: usage 1048576kB, limit 1048576kB, failcnt 412'),
+    ];
+    state2.ingest(oldFormat.map((l) => ({ type: 'log' as const, line: l })));
+    expect(detector.detect({ ...state2.takeView(new Date(t0 + 2500).toISOString()), pods: [search] })).toEqual([]);
+    state2.ingest([{ type: 'log', line: line(3, 'Memory cgroup out of memory: Killed process 3121 (java) total-vm:4718592kB, anon-rss:1040000kB') }]);
+    const drafts = detector.detect({ ...state2.takeView(new Date(t0 + 4000).toISOString()), pods: [search] });
+    expect(drafts.map((d) => d.subject)).toEqual([{ kind: 'Container', namespace: 'demo', name: 'search-0', container: 'search' }]);
+    // Seen once: the next cycle, with the report only in the context, reports no new kill.
+    expect(detector.detect({ ...state2.takeView(new Date(t0 + 5500).toISOString()), pods: [search] })).toEqual([]);
   });
 
   it('counts a kernel line mirrored into journald once and ignores the global OOM killer', () => {

@@ -289,6 +289,13 @@ export interface NodeView {
   host?: HostSnapshot;
   /** New log lines since the last cycle, oldest first. */
   logs: LogLine[];
+  /**
+   * Kernel lines already seen in earlier cycles, from the last seconds before
+   * this one, oldest first: context for a kernel report split across cycles
+   * (an OOM report whose kill line arrives a cycle after its cgroup lines).
+   * Never reported on their own. Empty for a bundle.
+   */
+  kernelContext?: LogLine[];
   /** The last lines of each container's log, key `<ns>/<pod>/<container>`, oldest first. */
   containerLogTail: Map<string, LogLine[]>;
   /** Template statistics from the log miner (empty when the miner is off). */

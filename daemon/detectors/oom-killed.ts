@@ -258,7 +258,10 @@ export function createOomKilledDetector(opts: Partial<OomKilledOptions> = {}): D
       };
       const containerTarget = (c: ContainerContext) => target(`c:${c.namespace}/${c.podName}/${c.status.name}`, c.subject, c);
 
-      for (const kill of parseOomKills(kernelLines(view.logs))) {
+      // Earlier kernel lines complete a report whose kill line is new; kills seen before are not counted again.
+      const seen = new Set(view.kernelContext ?? []);
+      for (const kill of parseOomKills(kernelLines([...(view.kernelContext ?? []), ...view.logs]))) {
+        if (seen.has(kill.lines[0] as LogLine)) continue;
         if (!within(view.now, kill.at, windowMs)) continue;
         const a = attribute(kill, byId, byUid);
         if (a.container) containerTarget(a.container).kills.push(kill);

@@ -7,6 +7,15 @@ import { eventLastTime, type KubeEvent, type KubeNode, type KubePod, type StatsS
 import { containerKey } from '../core/fingerprint.js';
 import type { HostSnapshot, LogLine, NodeView, Signal, TemplateStat, Timestamp } from '../core/types.js';
 
+/** How far back kernel lines stay as context: a kernel OOM report spans well under 10 s. */
+const KERNEL_CONTEXT_MS = 15_000;
+/** At most this many context lines (a report is a few dozen; a kernel flood must not grow it). */
+const KERNEL_CONTEXT_LINES = 400;
+
+function isKernelLine(l: LogLine): boolean {
+  return l.source === 'kmsg' || (l.source === 'journald' && l.unit === 'kernel');
+}
+
 /** Bounds of the node state. */
 export interface NodeStateLimits {
   /** Events kept (newest win). Defaults to 2000. */
@@ -121,6 +130,9 @@ export class NodeState {
     }
   }
 
+  /** Kernel lines of recent cycles (see `NodeView.kernelContext`). */
+  private kernelTail: LogLine[] = [];
+
   /** Number of log lines waiting for the next detection cycle. */
   get pendingLines(): number {
     return this.pending.length;
@@ -133,11 +145,16 @@ export class NodeState {
   takeView(now: Timestamp, templates: TemplateStat[] = []): NodeView {
     const logs = this.pending;
     this.pending = [];
+    const kernelContext = this.kernelTail;
+    // The kernel lines of the last KERNEL_CONTEXT_MS stay as context for the next cycle.
+    const since = new Date(Date.parse(now) - KERNEL_CONTEXT_MS).toISOString();
+    this.kernelTail = [...kernelContext, ...logs.filter(isKernelLine)].filter((l) => l.at >= since).slice(-KERNEL_CONTEXT_LINES);
     const view: NodeView = {
       nodeName: this.nodeName,
       now,
       events: [...this.events.values()],
       logs,
+      kernelContext,
       containerLogTail: new Map([...this.tails].map(([k, v]) => [k, [...v]])),
       templates,
     };
