@@ -173,6 +173,9 @@ describe('the CPU image, reproduced without Docker', () => {
       NODESAGE_DATA_DIR: state,
       NODESAGE_HOST_ROOT: host,
       NODESAGE_STANDALONE: 'true',
+      // A catalog id resolves against the image's models/catalog.json; the file is not staged here.
+      NODESAGE_MODEL: 'qwen2.5-0.5b-instruct-q8_0',
+      NODESAGE_LLM_MODELS_DIR: join(work, 'models'),
     };
     const stderr: string[] = [];
     daemon = spawn(process.execPath, [join(app, 'dist/daemon/cli.js'), 'daemon'], { cwd: app, env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -187,8 +190,23 @@ describe('the CPU image, reproduced without Docker', () => {
       await new Promise((r) => setTimeout(r, 200));
     }
     expect(health?.status, stderr.join('')).toBe(200);
-    const status = (await (await fetch(`${base}/v1/status`)).json()) as { mode: string; nodeName: string; store: { path: string } };
+    const status = (await (await fetch(`${base}/v1/status`)).json()) as {
+      mode: string;
+      nodeName: string;
+      store: { path: string };
+      model: { state: string; id: string | null; reason: string | null };
+    };
     expect(status.mode).toBe('host');
+    // Rules-only until the file is staged, and /v1/status says where it is looked for.
+    expect(status.model.id).toBe('qwen2.5-0.5b-instruct-q8_0');
+    const deadlineModel = Date.now() + 10_000;
+    let model = status.model;
+    while (model.state !== 'refused' && Date.now() < deadlineModel) {
+      await new Promise((r) => setTimeout(r, 200));
+      model = ((await (await fetch(`${base}/v1/status`)).json()) as typeof status).model;
+    }
+    expect(model.state).toBe('refused');
+    expect(model.reason).toContain(join(work, 'models', 'qwen2.5-0.5b-instruct-q8_0.gguf'));
     expect(status.nodeName).toBe('edge-node-1');
     expect(status.store.path.startsWith(state)).toBe(true);
     expect(statSync(status.store.path).size).toBeGreaterThan(0);
