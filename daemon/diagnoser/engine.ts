@@ -352,6 +352,16 @@ function toHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
   });
 }
 
+/** Timings of a call from its marks (performance.now() values). */
+function callTimings(queuedMs: number, loadMs: number, evalStarted: number, firstTokenAt: number | null, ended: number): CompletionResult['timings'] {
+  return {
+    queuedMs: Math.round(queuedMs),
+    loadMs: Math.round(loadMs),
+    promptMs: Math.round((firstTokenAt ?? ended) - evalStarted),
+    generationMs: Math.round(ended - (firstTokenAt ?? ended)),
+  };
+}
+
 const LOG_LEVEL_RANK: Record<string, number> = { fatal: 0, error: 1, warn: 2, info: 3, log: 3, debug: 4 };
 
 /**
@@ -516,26 +526,15 @@ export class LlmEngine implements AsyncDisposable {
       if (!Number.isInteger(p.maxTokens) || p.maxTokens < 1) throw new TypeError(`field ${p.name}: maxTokens must be a positive integer`);
       if (p.end.length !== 1) throw new TypeError(`field ${p.name}: end must be one character`);
     }
+    const messages: ChatMessage[] = [
+      { role: 'system', content: request.systemPrompt },
+      { role: 'user', content: request.userPrompt },
+    ];
+    // Room for the answer: every field's cap and every literal part (at worst a token per 2 characters).
+    const budget = request.parts.reduce((n, p) => n + (typeof p === 'string' ? Math.ceil(p.length / 2) + 1 : p.maxTokens + 2), 0);
     return this.#exclusive(request.signal, async (queuedMs) => {
-      const loadStarted = performance.now();
-      const wasLoaded = this.#loaded !== null;
-      const h = await this.#ensureLoaded(request.signal);
-      const loadMs = wasLoaded ? 0 : performance.now() - loadStarted;
+      const { h, loadMs, promptTokens, cachedPrompt } = await this.#start(messages, budget, 'sequence', request.signal);
       const signal = request.signal;
-      signal?.throwIfAborted();
-
-      const history = toHistory([
-        { role: 'system', content: request.systemPrompt },
-        { role: 'user', content: request.userPrompt },
-      ]);
-      const promptTokens = h.chatWrapper
-        .generateContextState({ chatHistory: [...history, { type: 'model', response: [] }] })
-        .contextText.tokenize(h.model.tokenizer);
-      const budget = request.parts.reduce((n, p) => n + (typeof p === 'string' ? Math.ceil(p.length / 2) + 1 : p.maxTokens + 2), 0);
-      if (promptTokens.length + budget >= h.context.contextSize) {
-        throw new PromptTooLongError(promptTokens.length, budget, h.context.contextSize);
-      }
-      const cachedPrompt = Math.min(h.sequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
 
       const tokens = [...promptTokens];
       const generated: Token[] = [];
@@ -606,12 +605,7 @@ export class LlmEngine implements AsyncDisposable {
         fields,
         tokens: { prompt: promptTokens.length, cachedPrompt, forced, completion: generated.length },
         latencyMs: Math.round(ended - started),
-        timings: {
-          queuedMs: Math.round(queuedMs),
-          loadMs: Math.round(loadMs),
-          promptMs: Math.round((firstTokenAt ?? ended) - evalStarted),
-          generationMs: Math.round(ended - (firstTokenAt ?? ended)),
-        },
+        timings: callTimings(queuedMs, loadMs, evalStarted, firstTokenAt, ended),
       };
     });
   }
@@ -649,23 +643,8 @@ export class LlmEngine implements AsyncDisposable {
     if (last?.role !== 'user') throw new TypeError('the last message must be from the user');
     if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1) throw new TypeError('maxTokens must be a positive integer');
     return this.#exclusive(req.signal, async (queuedMs) => {
-      const loadStarted = performance.now();
-      const wasLoaded = this.#loaded !== null;
-      const h = await this.#ensureLoaded(req.signal);
-      const loadMs = wasLoaded ? 0 : performance.now() - loadStarted;
-      req.signal?.throwIfAborted();
-
+      const { h, loadMs, promptTokens, cachedPrompt } = await this.#start(messages, req.maxTokens, 'chatSequence', req.signal);
       const history = toHistory(messages.slice(0, -1));
-      const promptTokens = h.chatWrapper
-        .generateContextState({ chatHistory: [...history, { type: 'user', text: last.content }, { type: 'model', response: [] }] })
-        .contextText.tokenize(h.model.tokenizer);
-      const contextSize = h.context.contextSize;
-      if (promptTokens.length + req.maxTokens >= contextSize) {
-        throw new PromptTooLongError(promptTokens.length, req.maxTokens, contextSize);
-      }
-      // What node-llama-cpp will keep: the common prefix, minus the last prompt
-      // token, which is always evaluated again to get the first logits.
-      const cachedPrompt = Math.min(h.chatSequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
       const grammar = req.jsonSchema ? await this.#grammar(h.llama, req.jsonSchema) : undefined;
 
       const session = new LlamaChatSession({ contextSequence: h.chatSequence, chatWrapper: h.chatWrapper, autoDisposeSequence: false });
@@ -705,17 +684,35 @@ export class LlmEngine implements AsyncDisposable {
           stopReason: res.stopReason,
           tokens: { prompt: promptTokens.length, completion: completionTokens, cachedPrompt },
           latencyMs: Math.round(ended - started),
-          timings: {
-            queuedMs: Math.round(queuedMs),
-            loadMs: Math.round(loadMs),
-            promptMs: Math.round((firstTokenAt ?? ended) - evalStarted),
-            generationMs: Math.round(ended - (firstTokenAt ?? ended)),
-          },
+          timings: callTimings(queuedMs, loadMs, evalStarted, firstTokenAt, ended),
         };
       } finally {
         session.dispose({ disposeSequence: false });
       }
     });
+  }
+
+  /**
+   * The start of a call, on the sequence it runs on: the model loaded (timed
+   * when this call loads it), the chat rendered and tokenized up to the
+   * answer, checked against the context with room for `answerTokens`, and
+   * how many of its tokens the sequence already holds.
+   */
+  async #start(messages: readonly ChatMessage[], answerTokens: number, on: 'sequence' | 'chatSequence', signal: AbortSignal | undefined) {
+    const loadStarted = performance.now();
+    const wasLoaded = this.#loaded !== null;
+    const h = await this.#ensureLoaded(signal);
+    const loadMs = wasLoaded ? 0 : performance.now() - loadStarted;
+    signal?.throwIfAborted();
+    const promptTokens = h.chatWrapper
+      .generateContextState({ chatHistory: [...toHistory(messages), { type: 'model', response: [] }] })
+      .contextText.tokenize(h.model.tokenizer);
+    if (promptTokens.length + answerTokens >= h.context.contextSize) {
+      throw new PromptTooLongError(promptTokens.length, answerTokens, h.context.contextSize);
+    }
+    // What is kept: the common prefix, minus the last prompt token, which is always evaluated again for the first logits.
+    const cachedPrompt = Math.min(h[on].compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
+    return { h, loadMs, promptTokens, cachedPrompt };
   }
 
   #grammar(llama: Llama, schema: GbnfJsonSchema): Promise<LlamaGrammar> {
