@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Evidence, Finding } from '../daemon/core/types.js';
 import {
   buildPrompt,
+  compactLine,
   DIAGNOSIS_SCHEMA,
   diagnosisCacheKey,
   estimateTokens,
@@ -240,6 +241,14 @@ describe('user prompt', () => {
     // The plain INFO line goes first; the status, which restates the finding, before any error.
     expect(two.evidenceIndex.map((e) => e.text)).not.toContain('INFO cache warmed in 40ms');
     expect(full.evidenceIndex).toHaveLength(4);
+  });
+
+  it('shows a JSON log line as key=value pairs without its time', () => {
+    expect(
+      compactLine('{"level":"warn","ts":"2026-11-22T00:40:31.207Z","caller":"config/load.go:71","msg":"config key missing, using zero value","key":"sink.s3.bucket","n":3,"tags":["a"]}'),
+    ).toBe('level=warn caller=config/load.go:71 msg="config key missing, using zero value" key=sink.s3.bucket n=3 tags="[\\"a\\"]"');
+    expect(compactLine('{not json} at all')).toBe('{not json} at all');
+    expect(compactLine('2025-03-04T10:19:58Z {"msg":"x=1","time":"10:19"}')).toBe('msg="x=1"');
   });
 
   it('says so when there is no evidence', async () => {

@@ -392,6 +392,35 @@ interface Parts {
 }
 
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
+/** Keys of a JSON log line that hold its time: the `[E<n>]` marker already does. */
+const JSON_TIME_KEYS = new Set(['ts', 'time', 'timestamp', '@timestamp', 'datetime', 'date', 't']);
+
+/**
+ * A log line as the prompt shows it: without the timestamp it starts with, pod
+ * UIDs shortened, and a JSON object line (the usual structured logger) as
+ * `key=value` pairs without its time, which is a third fewer tokens.
+ */
+export function compactLine(text: string): string {
+  let s = text.replace(LEADING_TIME, '');
+  if (s.startsWith('{') && s.trimEnd().endsWith('}')) {
+    try {
+      const o: unknown = JSON.parse(s);
+      if (o !== null && typeof o === 'object' && !Array.isArray(o)) {
+        s = Object.entries(o as Record<string, unknown>)
+          .filter(([k]) => !JSON_TIME_KEYS.has(k.toLowerCase()))
+          .map(([k, v]) => {
+            const val = typeof v === 'string' ? v : JSON.stringify(v);
+            return `${k}=${/[\s="]/.test(val) || val === '' ? JSON.stringify(val) : val}`;
+          })
+          .join(' ');
+      }
+    } catch {
+      // Not JSON after all: shown as it is.
+    }
+  }
+  return s.replace(UUID, (u) => `${u.slice(0, 8)}…`);
+}
+
 const UUID = /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/gi;
 const LEADING_TIME = /^\s*\[?\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?\]?\s+(?=\S)/;
 
@@ -428,7 +457,7 @@ function renderUser(p: Parts, keep: Set<EvidenceGroup>): { text: string; index: 
     lines.push('```log');
     kept.forEach((g, ref) => {
       // The marker carries the time: a timestamp the line starts with would only cost tokens.
-      const text = q(g.text.replace(LEADING_TIME, '').replace(UUID, (u) => `${u.slice(0, 8)}…`), p.maxLineChars);
+      const text = q(compactLine(g.text), p.maxLineChars);
       const n = g.indexes.length;
       const when = n > 1 && g.firstAt !== g.lastAt ? `${timeOf(g.firstAt, day !== null)}..${timeOf(g.lastAt, day !== null)}` : timeOf(g.lastAt, day !== null);
       lines.push(`[E${ref}] ${SOURCE_LABEL[g.source] ?? 'other'} ${when}${n > 1 ? ` x${n}` : ''}: ${text}`);
