@@ -48,6 +48,7 @@ export interface AnalyzeResult {
  * kept only when present, `rootCause` when none of its causes is.
  */
 export function findingsFromDrafts(drafts: readonly FindingDraft[], maxEvidence = 20): Finding[] {
+  // biome-ignore lint/complexity/useMathMinMax: ISO timestamps, compared as strings.
   const now = drafts.reduce((latest, d) => (d.at > latest ? d.at : latest), '');
   const tracker = new FindingTracker([], { maxEvidence });
   // No detector counts as "ran": nothing resolves in a one-shot analysis.
