@@ -1,7 +1,6 @@
 /**
  * The local LLM engine: owns one GGUF model run by llama.cpp through
- * node-llama-cpp, and runs one generation at a time on two context sequences
- * (diagnoses; ask and chat).
+ * node-llama-cpp, and runs one generation at a time on one context sequence.
  *
  * Why it is shaped this way (measured on a 2-core CPU node):
  * - Threads follow the container's CPU quota (cgroup.ts); oversubscription
@@ -12,11 +11,13 @@
  * - The context size is explicit and the memory check is ours
  *   (gguf-check.ts): node-llama-cpp's estimates are far above real CPU use and
  *   would refuse models that fit.
- * - Prompt evaluation dominates on CPU, so the sequences stay alive across
+ * - Prompt evaluation dominates on CPU, so the sequence stays alive across
  *   calls: the new prompt's tokens are compared with those already evaluated
  *   and only the part after the first difference is evaluated, so a fixed
- *   system prompt is paid once. Diagnoses and ask/chat use a sequence each, so
- *   a question does not evict the diagnosis prompt (and the other way round).
+ *   system prompt is paid once. One sequence only: a second one (so that ask and
+ *   chat would not evict the diagnosis prompt) made every generated token
+ *   5.6% slower (18.7 vs 17.6 tok/s, 6 of 6 interleaved pairs, plain
+ *   node-llama-cpp, the 0.5B benchmark model), and diagnoses outnumber questions.
  * - A diagnosis is written field by field (`fill`): the fixed JSON is
  *   evaluated in batches, the model generates only values, each capped.
  * - The binary is the prebuilt one shipped in the npm package: `build: 'never'`
@@ -266,10 +267,7 @@ interface Loaded {
   llama: Llama;
   model: LlamaModel;
   context: LlamaContext;
-  /** Diagnoses (`fill`): its KV cache keeps the diagnosis system prompt. */
   sequence: LlamaContextSequence;
-  /** `complete` and `chat` (ask, the OpenAI-compatible routes): their prompts never evict the diagnosis prefix. */
-  chatSequence: LlamaContextSequence;
   chatWrapper: ChatWrapper;
 }
 
@@ -281,13 +279,7 @@ interface FileSignature {
 const DEFAULT_IDLE_UNLOAD_MS = 600_000;
 const DEFAULT_BATCH_SIZE = 512;
 const MAX_CACHED_GRAMMARS = 32;
-/**
- * Two sequences, each with a KV cache of `contextSize` cells: one for
- * diagnoses, one for ask and chat, so neither evicts the other's cached
- * system prompt. Generation is still one at a time. For a 0.5B model with 2
- * KV heads the second cache costs ~50 MiB at 4096 tokens.
- */
-const SEQUENCES = 2;
+
 
 function fail(message: string): never {
   throw new TypeError(`LlmEngine options: ${message}`);
@@ -456,7 +448,7 @@ export class LlmEngine implements AsyncDisposable {
       const summary = await inspectGguf(this.#opts.modelPath);
       if (this.#opts.sha256) await assertSha256(summary, this.#opts.sha256);
       const contextSize = Math.min(this.#opts.contextSize, summary.trainedContextLength ?? this.#opts.contextSize);
-      const estimate = estimateMemory(summary, contextSize, Math.min(this.#opts.batchSize, contextSize), SEQUENCES);
+      const estimate = estimateMemory(summary, contextSize, Math.min(this.#opts.batchSize, contextSize));
       this.#summary = summary;
       this.#estimate = estimate;
       this.#contextSize = contextSize;
@@ -533,7 +525,7 @@ export class LlmEngine implements AsyncDisposable {
     // Room for the answer: every field's cap and every literal part (at worst a token per 2 characters).
     const budget = request.parts.reduce((n, p) => n + (typeof p === 'string' ? Math.ceil(p.length / 2) + 1 : p.maxTokens + 2), 0);
     return this.#exclusive(request.signal, async (queuedMs) => {
-      const { h, loadMs, promptTokens, cachedPrompt } = await this.#start(messages, budget, 'sequence', request.signal);
+      const { h, loadMs, promptTokens, cachedPrompt } = await this.#start(messages, budget, request.signal);
       const signal = request.signal;
 
       const tokens = [...promptTokens];
@@ -643,11 +635,11 @@ export class LlmEngine implements AsyncDisposable {
     if (last?.role !== 'user') throw new TypeError('the last message must be from the user');
     if (!Number.isInteger(req.maxTokens) || req.maxTokens < 1) throw new TypeError('maxTokens must be a positive integer');
     return this.#exclusive(req.signal, async (queuedMs) => {
-      const { h, loadMs, promptTokens, cachedPrompt } = await this.#start(messages, req.maxTokens, 'chatSequence', req.signal);
+      const { h, loadMs, promptTokens, cachedPrompt } = await this.#start(messages, req.maxTokens, req.signal);
       const history = toHistory(messages.slice(0, -1));
       const grammar = req.jsonSchema ? await this.#grammar(h.llama, req.jsonSchema) : undefined;
 
-      const session = new LlamaChatSession({ contextSequence: h.chatSequence, chatWrapper: h.chatWrapper, autoDisposeSequence: false });
+      const session = new LlamaChatSession({ contextSequence: h.sequence, chatWrapper: h.chatWrapper, autoDisposeSequence: false });
       let completionTokens = 0;
       let firstTokenAt: number | null = null;
       const evalStarted = performance.now();
@@ -693,12 +685,12 @@ export class LlmEngine implements AsyncDisposable {
   }
 
   /**
-   * The start of a call, on the sequence it runs on: the model loaded (timed
+   * The start of a call: the model loaded (timed
    * when this call loads it), the chat rendered and tokenized up to the
    * answer, checked against the context with room for `answerTokens`, and
    * how many of its tokens the sequence already holds.
    */
-  async #start(messages: readonly ChatMessage[], answerTokens: number, on: 'sequence' | 'chatSequence', signal: AbortSignal | undefined) {
+  async #start(messages: readonly ChatMessage[], answerTokens: number, signal: AbortSignal | undefined) {
     const loadStarted = performance.now();
     const wasLoaded = this.#loaded !== null;
     const h = await this.#ensureLoaded(signal);
@@ -711,7 +703,7 @@ export class LlmEngine implements AsyncDisposable {
       throw new PromptTooLongError(promptTokens.length, answerTokens, h.context.contextSize);
     }
     // What is kept: the common prefix, minus the last prompt token, which is always evaluated again for the first logits.
-    const cachedPrompt = Math.min(h[on].compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
+    const cachedPrompt = Math.min(h.sequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
     return { h, loadMs, promptTokens, cachedPrompt };
   }
 
@@ -908,7 +900,7 @@ export class LlmEngine implements AsyncDisposable {
       const context = await model.createContext({
         contextSize: this.#contextSize,
         batchSize: Math.min(this.#opts.batchSize, this.#contextSize),
-        sequences: SEQUENCES,
+        sequences: 1,
         threads: this.#threads.threads,
         ignoreMemorySafetyChecks: onCpu,
         failedCreationRemedy: false,
@@ -918,7 +910,6 @@ export class LlmEngine implements AsyncDisposable {
         model,
         context,
         sequence: context.getSequence(),
-        chatSequence: context.getSequence(),
         chatWrapper: resolveChatWrapper(model),
       };
       this.#loaded = loaded;

@@ -269,10 +269,9 @@ export const RUNTIME_OVERHEAD_BYTES = 64 * 1024 * 1024;
  * node-llama-cpp's GgufInsights is not used: its context estimate is several
  * times what CPU inference really allocates.
  */
-export function estimateMemory(model: GgufSummary, contextSize: number, batchSize: number, sequences = 1): MemoryEstimate {
+export function estimateMemory(model: GgufSummary, contextSize: number, batchSize: number): MemoryEstimate {
   const weightsBytes = model.sizeBytes;
-  // Each sequence has a KV cache of its own of `contextSize` cells.
-  const kvCacheBytes = model.kvHeadsTotal * (model.keyLength + model.valueLength) * contextSize * 2 * sequences;
+  const kvCacheBytes = model.kvHeadsTotal * (model.keyLength + model.valueLength) * contextSize * 2;
   const computeBytes = batchSize * (model.vocabSize + 2 * model.feedForwardLength + 4 * model.embeddingLength) * 4;
   const overheadBytes = RUNTIME_OVERHEAD_BYTES;
   return { weightsBytes, kvCacheBytes, computeBytes, overheadBytes, totalBytes: weightsBytes + kvCacheBytes + computeBytes + overheadBytes };
