@@ -20,6 +20,24 @@ export interface Fingerprint {
   len: number;
 }
 
+/**
+ * A followed file as a checkpoint stores it (short keys: one per file, in
+ * SQLite). A file is the same file again when device, inode and fingerprint
+ * all match; reading resumes at `o`.
+ */
+export interface StoredPosition {
+  /** Name or path the file had. */
+  n: string;
+  /** Device and inode. */
+  d: number;
+  i: number;
+  /** Fingerprint hash and length. */
+  f: string;
+  l: number;
+  /** Resume offset. */
+  o: number;
+}
+
 /** Hash of buf[0, len). */
 export function hashPrefix(buf: Buffer, len: number): string {
   return createHash('sha256').update(buf.subarray(0, len)).digest('hex').slice(0, 16);

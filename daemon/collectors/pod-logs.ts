@@ -31,6 +31,7 @@ import {
   readGzipFrom,
   readGzipHead,
   readHead,
+  type StoredPosition,
 } from './file-identity.js';
 import { CriReader, containerRefFromPath, parsePodLogDir } from './parse.js';
 import { errCode, errorMessage } from './errno.js';
@@ -113,18 +114,9 @@ export class TokenBucket {
   }
 }
 
-/** One file of a container as stored in its checkpoint. */
-interface StoredFile {
-  /** Name last seen in the container directory. */
-  n: string;
-  /** Device and inode. */
-  d: number;
-  i: number;
-  /** Fingerprint hash and length. */
-  f: string;
-  l: number;
-  /** Resume offset and messages to skip after it (CriReader.position). */
-  o: number;
+/** One file of a container as stored in its checkpoint (`n` is its name in the container directory). */
+interface StoredFile extends StoredPosition {
+  /** Messages to skip after the resume offset (CriReader.position). */
   k: number;
   /** Size last seen (-1 for gzip files). */
   z: number;

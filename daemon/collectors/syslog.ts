@@ -8,7 +8,7 @@
 import { type FileHandle, open, readdir, stat } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { LogLine, Timestamp } from '../core/types.js';
-import { type Fingerprint, FINGERPRINT_BYTES, fingerprintOf, headMatches, readHead } from './file-identity.js';
+import { type Fingerprint, FINGERPRINT_BYTES, fingerprintOf, headMatches, readHead, type StoredPosition } from './file-identity.js';
 
 /** One syslog line: time, host, identifier (program), pid and message. */
 export interface SyslogLine {
@@ -71,16 +71,8 @@ export function syslogToLogLine(s: SyslogLine, units: ReadonlySet<string>, kerne
   return { source: 'journald', at: s.at, text: s.message, unit };
 }
 
-/** Checkpoint of a followed file. */
-interface FollowPosition {
-  /** Path the file had. */
-  n: string;
-  d: number;
-  i: number;
-  f: string;
-  l: number;
-  o: number;
-}
+/** Checkpoint of a followed file (`n` is its path). */
+type FollowPosition = StoredPosition;
 
 interface Followed {
   path: string;

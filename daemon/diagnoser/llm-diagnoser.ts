@@ -16,29 +16,16 @@
 import type { Logger } from 'pino';
 import type { Diagnosis, Diagnoser, Finding } from '../core/types.js';
 import { type AnswerFieldSpec, answerParts, buildPrompt, DEFAULT_PROMPT_TOKENS, DIAGNOSIS_LIMITS, type PromptContext, type PromptEvidence } from './prompt.js';
+import type { FillRequest as EngineFillRequest, FillResult } from './engine.js';
 import type { RuleHint, RuleHintDiagnoser } from './rule-hint.js';
 
-/** A structured-answer request, in the shape `LlmEngine.fill` accepts. */
-export interface FillRequest {
-  /** Fixed instructions (kept identical across calls for KV-cache reuse). */
-  systemPrompt: string;
-  /** The per-finding part. */
-  userPrompt: string;
-  /** The answer: literal text and the fields the model writes. */
+/** A structured-answer request as the diagnoser makes it: `LlmEngine.fill`'s, with the answer's own fields. */
+export type FillRequest = Pick<EngineFillRequest, 'systemPrompt' | 'userPrompt' | 'signal'> & {
   parts: readonly (string | AnswerFieldSpec)[];
-  /** Aborts the call; it then rejects. */
-  signal?: AbortSignal;
-}
+};
 
-/** What the model wrote. */
-export interface FillResponse {
-  /** The whole answer (one JSON object). */
-  text: string;
-  /** Per field: its text, whether it was closed at its token cap, tokens spent. */
-  fields: Record<string, { text: string; cut: boolean; tokens: number }>;
-  tokens: { prompt: number; completion: number };
-  latencyMs: number;
-}
+/** What the diagnoser reads of `LlmEngine.fill`'s result. */
+export type FillResponse = Pick<FillResult, 'text' | 'fields' | 'latencyMs'> & { tokens: Pick<FillResult['tokens'], 'prompt' | 'completion'> };
 
 /**
  * The model as the diagnoser needs it. `LlmEngine` (engine.ts) satisfies it;
@@ -56,8 +43,6 @@ export interface CompletionBackend {
 /** Why a diagnosis fell back to the rule hint. */
 export type FallbackReason = 'unparseable' | 'invalid' | 'timeout' | 'error';
 
-/** Every fallback reason, for metrics labels. */
-export const FALLBACK_REASONS: readonly FallbackReason[] = ['unparseable', 'invalid', 'timeout', 'error'];
 
 /** A diagnosis from this diagnoser: `fallback` is set when the rule hint stands in for the model. */
 export interface LlmDiagnosis extends Diagnosis {

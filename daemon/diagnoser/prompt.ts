@@ -19,6 +19,7 @@
 import { createHash } from 'node:crypto';
 import type { Finding, Severity, Subject } from '../core/types.js';
 import { maskLine } from '../detectors/templates/masks.js';
+import type { AnswerField } from './engine.js';
 import { factsOf, type RuleHint } from './rule-hint.js';
 
 /** Bounds of the fields of a diagnosis. */
@@ -104,15 +105,8 @@ export const PROMPT_VERSION = `p2-${createHash('sha256').update(SYSTEM_PROMPT).d
 // ---------------------------------------------------------------------------
 // The answer, written field by field.
 
-/** A field of the answer that the model writes (see `LlmEngine.fill`). */
-export interface AnswerFieldSpec {
-  name: keyof DiagnosisSchema['properties'];
-  /** GBNF of the field's text, `end` included. */
-  grammar: string;
-  end: string;
-  maxTokens: number;
-  close: string;
-}
+/** A field of the answer that the model writes (see `LlmEngine.fill`), named by its schema key. */
+export type AnswerFieldSpec = AnswerField & { name: keyof DiagnosisSchema['properties'] };
 
 // A JSON string's content without quotes, backslashes or control characters: prose needs none of them.
 const gbnfString = (maxChars: number) => `root ::= [^"\\\\\\x00-\\x1F\\x7F]{1,${maxChars}} "\\""`;

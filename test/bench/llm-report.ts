@@ -67,8 +67,6 @@ interface PromptInfo {
   charsPerToken: number;
   allEvidenceUserTokens: number;
   allEvidenceItems: number;
-  allEvidenceChars: number;
-  estimatedTokensAllEvidence: number;
 }
 
 interface Scenario {

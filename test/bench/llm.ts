@@ -399,8 +399,6 @@ async function childThroughput(modelPath: string): Promise<Json> {
     grammarCreateMs,
     chatWrapperResolveMs,
     systemTokens,
-    promptA: { userTokens: pa.userTokens, droppedEvidence: pa.droppedEvidence, evidenceItems: pa.evidenceIndex.length, userChars: pa.user.length },
-    promptB: { userTokens: pb.userTokens, droppedEvidence: pb.droppedEvidence, evidenceItems: pb.evidenceIndex.length, userChars: pb.user.length },
     systemChars: SYSTEM_PROMPT.length,
     promptPairs: promptPairs.map(pairOut),
     genPairs: genPairs.map(pairOut),
@@ -443,7 +441,7 @@ async function childPipeline(modelPath: string): Promise<Json> {
   const { Store } = await dist<typeof import('../../daemon/store/store.ts')>('store/store.js');
   const { buildDiagnoser } = await dist<typeof import('../../daemon/diagnoser/build.ts')>('diagnoser/build.js');
   const { DiagnosisQueue } = await dist<typeof import('../../daemon/diagnoser/queue.ts')>('diagnoser/queue.js');
-  const { ANSWER_TOKENS, buildPrompt, estimateTokens, SYSTEM_PROMPT } = await dist<typeof import('../../daemon/diagnoser/prompt.ts')>(
+  const { ANSWER_TOKENS, buildPrompt, SYSTEM_PROMPT } = await dist<typeof import('../../daemon/diagnoser/prompt.ts')>(
     'diagnoser/prompt.js',
   );
   const fa = checkoutCrashLoop();
@@ -576,8 +574,6 @@ async function childPipeline(modelPath: string): Promise<Json> {
             charsPerToken: real.user.length / real.userTokens,
             allEvidenceUserTokens: fullEvidence.userTokens,
             allEvidenceItems: fullEvidence.evidenceIndex.length,
-            allEvidenceChars: fullEvidence.user.length,
-            estimatedTokensAllEvidence: estimateTokens(fullEvidence.user),
           });
         }
         systemTokens = await count(SYSTEM_PROMPT);
