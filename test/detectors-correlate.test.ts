@@ -3,12 +3,7 @@ import { analyzeBundle } from '../daemon/analyze.js';
 import type { Category, Finding, FindingDraft, Subject } from '../daemon/core/types.js';
 import { correlate, draftId } from '../daemon/detectors/correlate.js';
 
-const FIXTURES = new URL('./fixtures/bundles/', import.meta.url).pathname;
-const NOW = '2025-04-01T12:00:00.000Z';
-
-function ago(minutes: number): string {
-  return new Date(Date.parse(NOW) - minutes * 60_000).toISOString();
-}
+import { ago, FIXTURES, NOW } from './helpers/detector-view.js';
 
 const NODE: Subject = { kind: 'Node', name: 'edge-test' };
 const APP: Subject = { kind: 'Container', namespace: 'demo', name: 'app-1', container: 'app' };

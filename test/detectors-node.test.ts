@@ -1,21 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { analyzeBundle } from '../daemon/analyze.js';
 import type { KubeNode, KubeNodeCondition, StatsSummary } from '../daemon/core/kube.js';
-import type { NodeView } from '../daemon/core/types.js';
 import { createKubeletHealthDetector, failingHealthChecks } from '../daemon/detectors/kubelet-health.js';
 import { createNodeConditionsDetector } from '../daemon/detectors/node-conditions.js';
 import { createStatsSummaryDetector, parseQuantity } from '../daemon/detectors/stats-summary.js';
 
-const FIXTURES = new URL('./fixtures/bundles/', import.meta.url).pathname;
-const NOW = '2025-04-01T12:00:00.000Z';
-
-function ago(minutes: number): string {
-  return new Date(Date.parse(NOW) - minutes * 60_000).toISOString();
-}
-
-function view(parts: Partial<NodeView> = {}): NodeView {
-  return { nodeName: 'edge-test', now: NOW, events: [], logs: [], containerLogTail: new Map(), templates: [], ...parts };
-}
+import { ago, FIXTURES, NOW, view } from './helpers/detector-view.js';
 
 function condition(type: string, status: string, reason = '', message = '', since = ago(60 * 24)): KubeNodeCondition {
   return { type, status, reason, message, lastHeartbeatTime: ago(0.3), lastTransitionTime: since };

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { analyzeBundle } from '../daemon/analyze.js';
 import type { KubeContainerStatus, KubeEvent, KubePod } from '../daemon/core/kube.js';
-import type { Finding, LogLine, NodeView } from '../daemon/core/types.js';
+import type { Finding, LogLine } from '../daemon/core/types.js';
 import { parseConfigProblem, createContainerConfigDetector } from '../daemon/detectors/container-config.js';
 import { createCrashLoopDetector } from '../daemon/detectors/crashloop.js';
 import { createEvictedDetector, parseEviction } from '../daemon/detectors/evicted.js';
@@ -11,17 +11,7 @@ import { keyLogLine } from '../daemon/detectors/pod-status.js';
 import { createProbeFailureDetector } from '../daemon/detectors/probe-failure.js';
 import { NodeState } from '../daemon/state/node-state.js';
 
-const FIXTURES = new URL('./fixtures/bundles/', import.meta.url).pathname;
-
-const NOW = '2025-04-01T12:00:00.000Z';
-
-function ago(minutes: number): string {
-  return new Date(Date.parse(NOW) - minutes * 60_000).toISOString();
-}
-
-function view(parts: Partial<NodeView> = {}): NodeView {
-  return { nodeName: 'edge-test', now: NOW, events: [], logs: [], containerLogTail: new Map(), templates: [], ...parts };
-}
+import { ago, FIXTURES, NOW, view } from './helpers/detector-view.js';
 
 function pod(name: string, statuses: KubeContainerStatus[], extra: { start?: string; phase?: string; ns?: string; uid?: string; limits?: Record<string, string> } = {}): KubePod {
   return {
