@@ -3,6 +3,8 @@
  * The `nodesage` command line: `daemon` runs the agent; the other commands talk
  * to a running daemon or work offline on a bundle.
  */
+// First: on an unsupported Node, one line saying what to do, before any dependency loads.
+import './node-version.js';
 import { Command, Option } from 'commander';
 import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config.js';
 import { callDaemon, } from './cli/client.js';

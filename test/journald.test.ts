@@ -86,29 +86,19 @@ async function until(cond: () => boolean, ms = 10_000): Promise<void> {
   }
 }
 
-function hasJournalctl(): boolean {
-  try {
-    execFileSync('journalctl', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
+/** systemd-journal-remote writes real journal files and journalctl reads them; both are test tools (.ci/run installs them). */
+function requireJournalRemote(): string {
+  const remote = journalRemoteBinary();
+  if (!remote) throw new Error('systemd-journal-remote is not installed (apt-get install systemd-journal-remote)');
+  execFileSync('journalctl', ['--version'], { stdio: 'ignore' });
+  return remote;
 }
 
 describe('journald with real journal files', () => {
   it('follows the journal filtered to the node units, checkpoints the cursor and resumes after it', async () => {
-    const remote = journalRemoteBinary();
+    const remote = requireJournalRemote();
     const journalDir = join(host.root, 'var/log/journal/0123456789abcdef0123456789abcdef');
     mkdirSync(journalDir, { recursive: true });
-    if (!remote || !hasJournalctl()) {
-      // No way to write journal files here: what remains checkable is how the source reports it.
-      const log = new CommitLog();
-      const c = await start(log, {});
-      const st = c.status();
-      if (hasJournalctl()) expect(st).toMatchObject({ state: 'healthy', detail: { backend: 'journalctl', running: true } });
-      else expect(st.lastError).toMatch(/journalctl not found/);
-      return;
-    }
     appendJournal(remote, journalDir, nodeEntries(0, 24));
     const log = new CommitLog();
     let c = await start(log, {});
@@ -134,6 +124,23 @@ describe('journald with real journal files', () => {
     await until(() => log.lines.length >= 35);
     await new Promise((r) => setTimeout(r, 200));
     expect(log.lines.map((l) => nOf(l.text))).toEqual(relevant(nodeEntries(0, 42)).map((e) => nOf(e.fields.MESSAGE!)));
+  });
+});
+
+describe('journald on a node whose journal has no entries yet', () => {
+  it('is healthy while the journal folder is empty and reads the first entries when they are written', async () => {
+    const remote = requireJournalRemote();
+    const journalDir = join(host.root, 'var/log/journal/0123456789abcdef0123456789abcdef');
+    mkdirSync(journalDir, { recursive: true });
+    const log = new CommitLog();
+    const c = await start(log, {});
+    // Past the settle time: journalctl would have exited by now on an empty folder.
+    await new Promise((r) => setTimeout(r, 1200));
+    expect(c.status()).toMatchObject({ state: 'healthy', lastError: null, detail: { backend: 'journalctl', running: true, restarts: 0 } });
+    appendJournal(remote, journalDir, nodeEntries(0, 6));
+    await until(() => log.lines.length >= 5);
+    expect(log.lines.map((l) => nOf(l.text))).toEqual(relevant(nodeEntries(0, 6)).map((e) => nOf(e.fields.MESSAGE!)));
+    expect(c.status()).toMatchObject({ state: 'healthy', detail: { restarts: 0 } });
   });
 });
 

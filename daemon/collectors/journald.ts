@@ -235,7 +235,11 @@ export class JournaldCollector implements Collector {
 
   /** The journalctl command line for the current position. */
   journalctlArgs(): string[] {
-    const args = ['-o', 'json', '--follow', '--no-pager', '--output-fields=MESSAGE,PRIORITY,_SYSTEMD_UNIT,UNIT,SYSLOG_IDENTIFIER,_TRANSPORT'];
+    // --merge: without it, systemd 252's --follow limits the read to the current boot, so a
+    // journal folder with no entries yet makes journalctl exit 1 ("No such boot ID in journal")
+    // and a cursor from before a reboot would skip that boot's last records (the interesting ones
+    // after a power cut or panic).
+    const args = ['-o', 'json', '--follow', '--merge', '--no-pager', '--output-fields=MESSAGE,PRIORITY,_SYSTEMD_UNIT,UNIT,SYSLOG_IDENTIFIER,_TRANSPORT'];
     if (this.journalDir) args.push(`--directory=${this.journalDir}`);
     if (this.cursor) args.push(`--after-cursor=${this.cursor}`, '--no-tail');
     else if (this.since !== undefined) args.push(`--since=@${this.since}`, '--no-tail');

@@ -643,6 +643,9 @@ export class LlmEngine implements AsyncDisposable {
       let completionTokens = 0;
       let firstTokenAt: number | null = null;
       const evalStarted = performance.now();
+      // onToken misses tokens held back as a possible stop trigger and then dropped; the
+      // sequence's meter counts every sampled token, so usage and finish reason agree.
+      const outputBefore = h.sequence.tokenMeter.usedOutputTokens;
       try {
         session.setChatHistory(history);
         const res = await session.promptWithMeta(last.content, {
@@ -661,6 +664,7 @@ export class LlmEngine implements AsyncDisposable {
           ...(req.onToken ? { onTextChunk: req.onToken } : {}),
         });
         const ended = performance.now();
+        completionTokens = Math.max(completionTokens, h.sequence.tokenMeter.usedOutputTokens - outputBefore);
         let json: unknown;
         if (grammar && res.stopReason !== 'maxTokens') {
           try {
