@@ -67,6 +67,8 @@ export interface Config {
   sources: { host: boolean; podLogs: boolean; journald: boolean; kmsg: boolean; kubelet: boolean; kubeApi: boolean };
   /** journald units read. Defaults to kubelet, containerd, crio, docker, chronyd, systemd-timesyncd. */
   journaldUnits: string[];
+  /** Network filesystem mount points (NFS, CIFS, Ceph...) the host source measures; others are skipped, since statfs on a dead server hangs. Defaults to none. */
+  networkMounts: string[];
   /** Detector thresholds. */
   detectors: DetectorOptions;
   /** Extra redaction regexes applied to evidence. Defaults to none. */
@@ -235,6 +237,7 @@ const LEAVES: Record<string, [z.ZodType, string]> = {
   'sources.kubelet': [z.boolean(), 'true or false'],
   'sources.kubeApi': [z.boolean(), 'true or false'],
   journaldUnits: [z.array(z.string().min(1)), 'a list of systemd unit names'],
+  networkMounts: [z.array(z.string().startsWith('/')), 'a list of absolute mount points'],
   detectors: [z.record(z.string(), z.record(z.string(), z.unknown())), 'a map of detector name to options'],
   redactPatterns: [z.array(z.string()), 'a list of regular expressions'],
   runbooksDir: [z.string().min(1).nullable(), 'a folder path'],
@@ -271,6 +274,7 @@ function defaults(): Raw {
     quietPeriodMinutes: 30,
     retention: { maxAgeDays: 30, maxSizeMB: 256 },
     sources: { host: true, podLogs: true, journald: true, kmsg: true, kubelet: true, kubeApi: true },
+    networkMounts: [],
     journaldUnits: ['kubelet', 'containerd', 'crio', 'docker', 'chronyd', 'chrony', 'systemd-timesyncd'],
     detectors: {},
     redactPatterns: [],

@@ -91,7 +91,8 @@ export class Daemon {
     const ctx = {
       store,
       status: () => this.status(),
-      ready: () => this.firstCycleDone && !this.stopping,
+      // Not ready while no source delivers: a pod whose every source fails should not look fine.
+      ready: () => this.firstCycleDone && !this.stopping && this.sourceStatuses().some((st) => st.state === 'healthy'),
       metrics: this.metrics.registry,
       logger: parts.logger,
       ...(parts.extraRoutes ? { extraRoutes: parts.extraRoutes } : {}),

@@ -52,7 +52,7 @@ export function createCollectors(
   const log = (source: string) => logger.child({ source });
   const collectors: Collector[] = [];
   if (config.sources.host) {
-    collectors.push(new HostCollector({ hostRoot: config.hostRoot, intervalMs: config.hostIntervalSeconds * 1000, logger: log('host') }));
+    collectors.push(new HostCollector({ hostRoot: config.hostRoot, intervalMs: config.hostIntervalSeconds * 1000, networkMounts: config.networkMounts, logger: log('host') }));
   }
   const unavailable: SourceStatus[] = [];
   const podLogDir = join(config.hostRoot, 'var/log/pods');

@@ -27,7 +27,7 @@ export interface StatusBody {
 export interface ApiContext {
   store: Store;
   status(): StatusBody;
-  /** Ready once the store is open and the first collection ran. */
+  /** Ready once the store is open, the first collection ran and at least one source is healthy. */
   ready(): boolean;
   metrics?: Registry;
   logger?: Logger;
@@ -112,7 +112,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
 
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    if (!ctx.ready()) return sendError(reply, 503, 'NOT_READY', 'store not open or first collection not finished');
+    if (!ctx.ready()) return sendError(reply, 503, 'NOT_READY', 'store not open, first collection not finished, or no source is healthy');
     return { status: 'ready' };
   });
 

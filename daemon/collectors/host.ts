@@ -4,7 +4,8 @@
  * machine it runs on; with another hostRoot (a container with the host's /proc
  * mounted there) it reads the host's mount table and /proc/pressure.
  */
-import { existsSync, readFileSync, statSync, statfsSync } from 'node:fs';
+import { type StatsFs, existsSync, readFileSync, statSync } from 'node:fs';
+import { statfs as statfsAsync } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -17,6 +18,12 @@ export interface HostCollectorOptions {
   hostRoot?: string;
   /** Milliseconds between samples. Defaults to 30000. */
   intervalMs?: number;
+  /** Network filesystem mount points to measure anyway (NFS, CIFS, Ceph... are skipped otherwise). Defaults to none. */
+  networkMounts?: readonly string[];
+  /** Milliseconds a filesystem probe may take before that mount is reported as not answering. Defaults to 2000. */
+  statfsTimeoutMs?: number;
+  /** statfs(2). Defaults to fs.promises.statfs; tests pass one that never returns, as a hung mount does. */
+  statfs?: (path: string) => Promise<StatsFs>;
   logger?: Logger;
 }
 
@@ -36,47 +43,115 @@ const PSEUDO_FS = new Set([
   'efivarfs', 'selinuxfs', 'fuse.lxcfs', 'shm',
 ]);
 
-function statfsEntry(mount: string, path: string, device: string, fsType: string, readOnly: boolean): HostFilesystem | null {
-  try {
-    const s = statfsSync(path);
-    if (s.blocks === 0) return null;
-    const size = s.blocks * s.bsize;
-    const avail = s.bavail * s.bsize;
-    const used = (s.blocks - s.bfree) * s.bsize;
-    const fsEntry: HostFilesystem = { mount, device, fsType, sizeBytes: size, usedBytes: used, availBytes: avail };
-    if (s.files > 0) {
-      fsEntry.inodesTotal = s.files;
-      fsEntry.inodesUsed = s.files - s.ffree;
-    }
-    if (readOnly) fsEntry.readOnly = true;
-    return fsEntry;
-  } catch {
-    return null;
-  }
+/**
+ * Network filesystems: a server that is gone makes statfs(2) hang in the kernel
+ * for minutes (hard NFS mounts: forever), so they are only measured when listed.
+ */
+const NETWORK_FS = /^(nfs|nfs4|cifs|smb3|smbfs|ceph|glusterfs|lustre|gpfs|9p|afs|ncpfs|fuse\.(sshfs|glusterfs|ceph-fuse|s3fs|rclone|juicefs|gcsfuse|cephfs))$/;
+
+/** One filesystem to measure, from the mount table. */
+export interface MountEntry {
+  mount: string;
+  /** Where to statfs it (under hostRoot). */
+  path: string;
+  device: string;
+  fsType: string;
+  readOnly: boolean;
 }
 
-/** Reads a mount table (/proc/<pid>/mounts) and statfs's each real filesystem. */
-export function readFilesystems(hostRoot: string): HostFilesystem[] {
+/** Reads a mount table (/proc/1/mounts) and lists the real filesystems to measure. */
+export function readMountTable(hostRoot: string, networkMounts: readonly string[] = []): { mounts: MountEntry[]; skipped: string[] } {
   const table = existsSync(join(hostRoot, 'proc/1/mounts')) ? join(hostRoot, 'proc/1/mounts') : join(hostRoot, 'proc/mounts');
-  if (!existsSync(table)) return [];
+  if (!existsSync(table)) return { mounts: [], skipped: [] };
   const rootDev = hostRoot === '/' ? undefined : safeDev('/');
-  const out: HostFilesystem[] = [];
+  const mounts: MountEntry[] = [];
+  const skipped: string[] = [];
   const seen = new Set<string>();
   for (const line of readFileSync(table, 'utf8').split('\n')) {
     const [device, rawMount, fsType, options] = line.split(' ');
     if (!device || !rawMount || !fsType || PSEUDO_FS.has(fsType)) continue;
     if (fsType === 'tmpfs' && !rawMount.startsWith('/dev/shm') && rawMount !== '/tmp') continue;
     const mount = rawMount.replace(/\\040/g, ' ');
+    if (NETWORK_FS.test(fsType) && !networkMounts.includes(mount)) {
+      skipped.push(mount);
+      continue;
+    }
     const path = hostRoot === '/' ? mount : join(hostRoot, mount);
     // Inside a container only the host paths that are mounted in are real; the rest is our own overlay.
-    if (rootDev !== undefined && safeDev(path) === rootDev) continue;
+    // (stat, not statfs: a network mount that got here was listed by the operator.)
+    if (rootDev !== undefined && !NETWORK_FS.test(fsType) && safeDev(path) === rootDev) continue;
     const key = `${device}:${mount}`;
     if (seen.has(key)) continue;
     seen.add(key);
-    const e = statfsEntry(mount, path, device, fsType, (options ?? '').split(',').includes('ro'));
-    if (e) out.push(e);
+    mounts.push({ mount, path, device, fsType, readOnly: (options ?? '').split(',').includes('ro') });
   }
-  return out;
+  return { mounts, skipped };
+}
+
+function toFilesystem(m: MountEntry, s: StatsFs): HostFilesystem | null {
+  if (s.blocks === 0) return null;
+  const fsEntry: HostFilesystem = {
+    mount: m.mount,
+    device: m.device,
+    fsType: m.fsType,
+    sizeBytes: s.blocks * s.bsize,
+    usedBytes: (s.blocks - s.bfree) * s.bsize,
+    availBytes: s.bavail * s.bsize,
+  };
+  if (s.files > 0) {
+    fsEntry.inodesTotal = s.files;
+    fsEntry.inodesUsed = s.files - s.ffree;
+  }
+  if (m.readOnly) fsEntry.readOnly = true;
+  return fsEntry;
+}
+
+/**
+ * Measures filesystems off the event loop, each probe bounded by a timeout. A
+ * probe that does not return keeps its libuv thread, so a mount with a probe
+ * still outstanding is not probed again until it returns: a hung mount costs
+ * one thread, never the whole pool.
+ */
+export class FilesystemProbe {
+  private readonly pending = new Set<string>();
+  constructor(
+    private readonly statfs: (path: string) => Promise<StatsFs>,
+    private readonly timeoutMs: number,
+  ) {}
+
+  /** The measured filesystems, and the mounts that did not answer in time. */
+  async measure(mounts: readonly MountEntry[]): Promise<{ filesystems: HostFilesystem[]; hung: string[] }> {
+    const hung: string[] = [];
+    const results = await Promise.all(
+      mounts.map(async (m): Promise<HostFilesystem | null> => {
+        if (this.pending.has(m.path)) {
+          hung.push(m.mount);
+          return null;
+        }
+        this.pending.add(m.path);
+        const probe = this.statfs(m.path).finally(() => this.pending.delete(m.path));
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<'timeout'>((resolve) => {
+          timer = setTimeout(() => resolve('timeout'), this.timeoutMs);
+          timer.unref();
+        });
+        try {
+          const r = await Promise.race([probe, timeout]);
+          if (r === 'timeout') {
+            hung.push(m.mount);
+            probe.catch(() => undefined);
+            return null;
+          }
+          return toFilesystem(m, r);
+        } catch {
+          return null;
+        } finally {
+          clearTimeout(timer);
+        }
+      }),
+    );
+    return { filesystems: results.filter((f) => f !== null), hung };
+  }
 }
 
 function safeDev(path: string): number | undefined {
@@ -93,11 +168,14 @@ export class HostCollector implements Collector {
   private readonly hostRoot: string;
   private readonly intervalMs: number;
   private readonly logger: Logger | undefined;
+  private readonly networkMounts: readonly string[];
+  private readonly probe: FilesystemProbe;
   private nvidiaSmi: boolean | undefined;
   private timer: NodeJS.Timeout | undefined;
   private signals = 0;
   private lastSignalAt: string | null = null;
   private lastError: string | null = null;
+  private hungMounts: string[] = [];
   private failing = false;
   private running = false;
   private stopped = false;
@@ -106,12 +184,22 @@ export class HostCollector implements Collector {
     this.hostRoot = opts.hostRoot ?? '/';
     this.intervalMs = opts.intervalMs ?? 30_000;
     this.logger = opts.logger;
+    this.networkMounts = opts.networkMounts ?? [];
+    this.probe = new FilesystemProbe(opts.statfs ?? ((p) => statfsAsync(p)), opts.statfsTimeoutMs ?? 2000);
   }
 
   /** Takes one snapshot. */
   async sample(): Promise<HostSnapshot> {
     const at = new Date().toISOString();
-    const snap: HostSnapshot = { at, filesystems: readFilesystems(this.hostRoot) };
+    const { mounts } = readMountTable(this.hostRoot, this.networkMounts);
+    const { filesystems, hung } = await this.probe.measure(mounts);
+    const snap: HostSnapshot = { at, filesystems };
+    if (hung.length > 0) {
+      this.hungMounts = hung;
+      this.logger?.warn({ mounts: hung }, 'filesystems not answering statfs; skipped');
+    } else {
+      this.hungMounts = [];
+    }
     const mem = await si.mem();
     snap.memory = {
       totalBytes: mem.total,
@@ -179,7 +267,7 @@ export class HostCollector implements Collector {
       this.signals++;
       this.lastSignalAt = snapshot.at;
       this.failing = false;
-      this.lastError = null;
+      this.lastError = this.hungMounts.length > 0 ? `not answering statfs: ${this.hungMounts.join(', ')}` : null;
     } catch (err) {
       this.failing = true;
       this.lastError = (err as Error).message;
