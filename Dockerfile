@@ -127,7 +127,10 @@ ENV NODE_ENV=production \
     NODE_LLAMA_CPP_SKIP_DOWNLOAD=true \
     # node-llama-cpp and Node may look for a home folder; the root filesystem
     # is read-only in the DaemonSet and /tmp is its writable emptyDir.
-    HOME=/tmp
+    HOME=/tmp \
+    # V8's young generation defaults to 16 MiB semi-spaces; 2 MiB keeps ~14 MiB
+    # off an idle agent's RSS for a few more (cheap) scavenges under load.
+    NODE_OPTIONS=--max-semi-space-size=2
 
 # Fails the build, not the node, when a native module cannot load here. The
 # llama check runs from a file: node-llama-cpp tests its binary in a fork that

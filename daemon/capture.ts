@@ -52,7 +52,7 @@ export async function capture(config: Readonly<Config>, logger: Logger, outDir: 
   if (existsSync(outDir) && readdirSync(outDir).length > 0) {
     throw new CaptureOutputError(`${outDir} exists and is not empty; choose a new folder`);
   }
-  const { collectors, unavailable } = createCollectors(config, logger, noCheckpoints);
+  const { collectors, unavailable } = await createCollectors(config, logger, noCheckpoints);
   const signals: Signal[] = [];
   const sink = (batch: Signal[]) => {
     for (const s of batch) if (s.type !== 'checkpoint') signals.push(s);

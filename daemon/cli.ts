@@ -10,8 +10,8 @@ import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config
 import { callDaemon, } from './cli/client.js';
 import { formatFindingsTable, formatStatus } from './cli/format.js';
 import type { Finding } from './core/types.js';
-import { VERSION } from './daemon.js';
-import { createDaemon, createLogger } from './main.js';
+import { VERSION } from './version.js';
+import { createLogger } from './logger.js';
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage. */
 const EXIT_CONFIG = 2;
@@ -52,8 +52,10 @@ function configOrExit(opts: Record<string, unknown>): Readonly<Config> {
 
 async function runDaemon(opts: Record<string, unknown>): Promise<void> {
   const config = configOrExit(opts);
+  // The daemon's parts load only for the daemon: client commands stay small and quick.
+  const { createDaemon } = await import('./main.js');
   const logger = createLogger(config);
-  const daemon = createDaemon(config, logger);
+  const daemon = await createDaemon(config, logger);
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;

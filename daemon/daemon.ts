@@ -7,7 +7,6 @@
  * findings and the read positions (checkpoints) of every signal consumed. A
  * crash between cycles therefore re-reads lines instead of losing them.
  */
-import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { type StatusBody, buildApi } from './api/server.js';
@@ -20,14 +19,8 @@ import { NodeState } from './state/node-state.js';
 import type { CommitBatch, Store } from './store/store.js';
 import { FindingTracker, type TrackedFinding } from './tracker/tracker.js';
 
-/** The package version, read once. */
-export const VERSION: string = (() => {
-  try {
-    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return '0.0.0';
-  }
-})();
+export { VERSION } from './version.js';
+import { VERSION } from './version.js';
 
 /** What the daemon is built from (main.ts wires it). */
 export interface DaemonParts {

@@ -1,16 +1,20 @@
 /**
  * Wiring only: config → store → collectors, detectors → daemon. No logic here.
+ *
+ * The Kubernetes client (~85 MiB resident once imported) is imported only in
+ * cluster and kubeconfig modes, and node-llama-cpp (~45 MiB) only when a model
+ * is opened (diagnoser/llama-cpp.ts): host mode on a small edge node pays for
+ * neither.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
-import pino, { type Logger } from 'pino';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
 import type { CheckpointReader } from './collectors/checkpoints.js';
 import { HostCollector } from './collectors/host.js';
 import { JournaldCollector } from './collectors/journald.js';
 import { KmsgCollector } from './collectors/kmsg.js';
 import { PodLogCollector } from './collectors/pod-logs.js';
-import { KubeApiCollector } from './collectors/kube-api.js';
 import { KubeletCollector } from './collectors/kubelet.js';
 import { registerAskRoutes } from './api/ask-routes.js';
 import { registerOpenAiRoutes } from './api/openai.js';
@@ -27,16 +31,12 @@ import { TemplateStats } from './detectors/templates/stats.js';
 import { createRedactor } from './redact.js';
 import { ConditionsExporter } from './exporters/conditions.js';
 import { EventsExporter } from './exporters/events.js';
-import { KubeWriters } from './exporters/kube-writers.js';
 import { Store } from './store/store.js';
 
-/** Creates the daemon's logger (JSON lines on stdout, or another stream). */
-export function createLogger(config: Pick<Config, 'logLevel' | 'nodeName'>, stream?: NodeJS.WritableStream): Logger {
-  const opts = { level: config.logLevel, base: { node: config.nodeName }, timestamp: pino.stdTimeFunctions.isoTime };
-  return stream ? pino(opts, stream) : pino(opts);
-}
+export { createLogger } from './logger.js';
 
-function kubeConfigFor(config: Readonly<Config>): KubeConfig {
+async function kubeConfigFor(config: Readonly<Config>): Promise<KubeConfig> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
   if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
   else kc.loadFromCluster();
@@ -44,11 +44,11 @@ function kubeConfigFor(config: Readonly<Config>): KubeConfig {
 }
 
 /** Builds every configured source. Shared by the daemon and `nodesage capture`. */
-export function createCollectors(
+export async function createCollectors(
   config: Readonly<Config>,
   logger: Logger,
   checkpoints: CheckpointReader,
-): { collectors: Collector[]; unavailable: SourceStatus[] } {
+): Promise<{ collectors: Collector[]; unavailable: SourceStatus[] }> {
   const log = (source: string) => logger.child({ source });
   const collectors: Collector[] = [];
   if (config.sources.host) {
@@ -84,6 +84,7 @@ export function createCollectors(
     );
   }
   if (useKubeApi) {
+    const { KubeApiCollector } = await import('./collectors/kube-api.js');
     collectors.push(
       new KubeApiCollector({
         nodeName: config.nodeName,
@@ -100,7 +101,7 @@ function usesKubeApi(config: Readonly<Config>): boolean {
 }
 
 /** Builds a daemon from a validated config. */
-export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
+export async function createDaemon(config: Readonly<Config>, logger: Logger): Promise<Daemon> {
   const store = Store.open({
     dir: config.dataDir,
     logger,
@@ -112,7 +113,7 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
     get: (source, key) => store.getCheckpoint(source, key),
     list: (source) => store.listCheckpoints(source),
   };
-  const { collectors, unavailable } = createCollectors(config, logger, checkpoints);
+  const { collectors, unavailable } = await createCollectors(config, logger, checkpoints);
   const redact = createRedactor([...config.redactPatterns]);
   const detectors = createDetectors({ ...config.detectors, logRules: { ...config.detectors.logRules, redact } });
   const diagnosis = buildDiagnoser({
@@ -187,7 +188,8 @@ export function createDaemon(config: Readonly<Config>, logger: Logger): Daemon {
   };
   if (usesKubeApi(config)) {
     if (config.exporters.conditions || config.exporters.events) {
-      const writers = new KubeWriters(kubeConfigFor(config));
+      const { KubeWriters } = await import('./exporters/kube-writers.js');
+      const writers = new KubeWriters(await kubeConfigFor(config));
       const conditions = config.exporters.conditions
         ? new ConditionsExporter({ nodeName: config.nodeName, writer: writers, logger: log('conditions-exporter') })
         : undefined;

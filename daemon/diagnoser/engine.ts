@@ -25,25 +25,22 @@
  */
 import { stat } from 'node:fs/promises';
 import { basename } from 'node:path';
-import {
-  type ChatHistoryItem,
-  type ChatWrapper,
-  type GbnfJsonSchema,
-  getLlama,
-  type Llama,
-  type LlamaContext,
-  type LlamaContextSequence,
-  type LlamaGrammar,
-  LlamaGrammarEvaluationState,
-  LlamaChatSession,
+import type {
+  ChatHistoryItem,
+  ChatWrapper,
+  GbnfJsonSchema,
+  Llama,
+  LlamaContext,
+  LlamaContextSequence,
+  LlamaGrammar,
   LlamaLogLevel,
-  type LlamaModel,
-  resolveChatWrapper,
-  type Token,
+  LlamaModel,
+  Token,
 } from 'node-llama-cpp';
 import type { Logger } from 'pino';
 import { chooseThreads, type ThreadChoice } from './cgroup.js';
 import { EngineDisposedError, LlmError, type LlmErrorCode, ModelLoadError, ModelRefusedError, PromptTooLongError } from './errors.js';
+import { llamaCpp } from './llama-cpp.js';
 import { assertSha256, assertWithinBudget, estimateMemory, type GgufSummary, inspectGguf, type MemoryEstimate } from './gguf-check.js';
 
 /** GPU selection: `auto` uses CUDA or Vulkan when the prebuilt binary for it loads, else CPU. */
@@ -546,7 +543,7 @@ export class LlmEngine implements AsyncDisposable {
           continue;
         }
         const grammar = await this.#gbnf(h.llama, part.grammar);
-        const state = new LlamaGrammarEvaluationState({ model: h.model, grammar });
+        const state = new (await llamaCpp()).LlamaGrammarEvaluationState({ model: h.model, grammar });
         // Keep what the sequence already holds of `tokens`; evaluate the rest (at least one token, for logits).
         const keep = Math.min(h.sequence.compareContextTokens(tokens).firstDifferentIndex, tokens.length - 1);
         if (h.sequence.nextTokenIndex > keep) await h.sequence.eraseContextTokenRanges([{ start: keep, end: h.sequence.nextTokenIndex }]);
@@ -639,7 +636,7 @@ export class LlmEngine implements AsyncDisposable {
       const history = toHistory(messages.slice(0, -1));
       const grammar = req.jsonSchema ? await this.#grammar(h.llama, req.jsonSchema) : undefined;
 
-      const session = new LlamaChatSession({ contextSequence: h.sequence, chatWrapper: h.chatWrapper, autoDisposeSequence: false });
+      const session = new (await llamaCpp()).LlamaChatSession({ contextSequence: h.sequence, chatWrapper: h.chatWrapper, autoDisposeSequence: false });
       let completionTokens = 0;
       let firstTokenAt: number | null = null;
       const evalStarted = performance.now();
@@ -877,6 +874,7 @@ export class LlmEngine implements AsyncDisposable {
     let model: LlamaModel | null = null;
     let stage = 'llama.cpp backend';
     try {
+      const { getLlama, LlamaLogLevel, resolveChatWrapper } = await llamaCpp();
       this.#llama ??= await getLlama({
         gpu: this.#opts.gpu,
         build: 'never',

@@ -7,7 +7,8 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
-import { GgmlType, readGgufFileInfo } from 'node-llama-cpp';
+import type { readGgufFileInfo } from 'node-llama-cpp';
+import { llamaCpp } from './llama-cpp.js';
 import {
   ModelArchitectureError,
   ModelChecksumError,
@@ -49,7 +50,8 @@ let knownArchitectures: Promise<ReadonlySet<string>> | undefined;
 export function llamaCppArchitectures(): Promise<ReadonlySet<string>> {
   // The typings declare this enum `const`, which verbatimModuleSyntax cannot
   // enumerate; the module exports it as a plain object at run time.
-  knownArchitectures ??= import('node-llama-cpp' as string).then((mod: Record<string, unknown>) => {
+  knownArchitectures ??= llamaCpp().then((m) => {
+    const mod = m as unknown as Record<string, unknown>;
     const values = Object.values((mod.GgufArchitectureType ?? {}) as Record<string, string>);
     return new Set(values.filter((a) => a !== '(unknown)'));
   });
@@ -63,41 +65,58 @@ export function architectureProblem(architecture: string, known: ReadonlySet<str
   return null;
 }
 
-// [elements per block, bytes per block] of ggml types (ggml/src/ggml.c type_traits).
-const TYPE_LAYOUT: Partial<Record<number, readonly [number, number]>> = {
-  [GgmlType.F32]: [1, 4],
-  [GgmlType.F16]: [1, 2],
-  [GgmlType.BF16]: [1, 2],
-  [GgmlType.F64]: [1, 8],
-  [GgmlType.I8]: [1, 1],
-  [GgmlType.I16]: [1, 2],
-  [GgmlType.I32]: [1, 4],
-  [GgmlType.I64]: [1, 8],
-  [GgmlType.Q4_0]: [32, 18],
-  [GgmlType.Q4_1]: [32, 20],
-  [GgmlType.Q5_0]: [32, 22],
-  [GgmlType.Q5_1]: [32, 24],
-  [GgmlType.Q8_0]: [32, 34],
-  [GgmlType.Q8_1]: [32, 36],
-  [GgmlType.IQ4_NL]: [32, 18],
-  [GgmlType.MXFP4]: [32, 17],
-  [GgmlType.Q2_K]: [256, 84],
-  [GgmlType.Q3_K]: [256, 110],
-  [GgmlType.Q4_K]: [256, 144],
-  [GgmlType.Q5_K]: [256, 176],
-  [GgmlType.Q6_K]: [256, 210],
-  [GgmlType.Q8_K]: [256, 292],
-  [GgmlType.IQ2_XXS]: [256, 66],
-  [GgmlType.IQ2_XS]: [256, 74],
-  [GgmlType.IQ2_S]: [256, 82],
-  [GgmlType.IQ3_XXS]: [256, 98],
-  [GgmlType.IQ3_S]: [256, 110],
-  [GgmlType.IQ1_S]: [256, 50],
-  [GgmlType.IQ1_M]: [256, 56],
-  [GgmlType.IQ4_XS]: [256, 136],
-  [GgmlType.TQ1_0]: [256, 54],
-  [GgmlType.TQ2_0]: [256, 66],
+// [elements per block, bytes per block] of ggml types (ggml/src/ggml.c type_traits),
+// keyed by type name: node-llama-cpp's GgmlType gives the numbers, once it is loaded.
+const TYPE_LAYOUT_BY_NAME: Readonly<Record<string, readonly [number, number]>> = {
+  F32: [1, 4],
+  F16: [1, 2],
+  BF16: [1, 2],
+  F64: [1, 8],
+  I8: [1, 1],
+  I16: [1, 2],
+  I32: [1, 4],
+  I64: [1, 8],
+  Q4_0: [32, 18],
+  Q4_1: [32, 20],
+  Q5_0: [32, 22],
+  Q5_1: [32, 24],
+  Q8_0: [32, 34],
+  Q8_1: [32, 36],
+  IQ4_NL: [32, 18],
+  MXFP4: [32, 17],
+  Q2_K: [256, 84],
+  Q3_K: [256, 110],
+  Q4_K: [256, 144],
+  Q5_K: [256, 176],
+  Q6_K: [256, 210],
+  Q8_K: [256, 292],
+  IQ2_XXS: [256, 66],
+  IQ2_XS: [256, 74],
+  IQ2_S: [256, 82],
+  IQ3_XXS: [256, 98],
+  IQ3_S: [256, 110],
+  IQ1_S: [256, 50],
+  IQ1_M: [256, 56],
+  IQ4_XS: [256, 136],
+  TQ1_0: [256, 54],
+  TQ2_0: [256, 66],
 };
+
+let typeLayout: Promise<Partial<Record<number, readonly [number, number]>>> | undefined;
+
+/** Block layout by ggml type number. */
+function ggmlTypeLayout(): Promise<Partial<Record<number, readonly [number, number]>>> {
+  typeLayout ??= llamaCpp().then(({ GgmlType }) => {
+    const ids = GgmlType as unknown as Record<string, number>;
+    const out: Partial<Record<number, readonly [number, number]>> = {};
+    for (const [name, layout] of Object.entries(TYPE_LAYOUT_BY_NAME)) {
+      const id = ids[name];
+      if (typeof id === 'number') out[id] = layout;
+    }
+    return out;
+  });
+  return typeLayout;
+}
 
 /** What the engine needs to know about a model file. */
 export interface GgufSummary {
@@ -180,7 +199,7 @@ export async function inspectGguf(path: string): Promise<GgufSummary> {
 
   let info: Awaited<ReturnType<typeof readGgufFileInfo>>;
   try {
-    info = await readGgufFileInfo(path, { sourceType: 'filesystem', logWarnings: false, spliceSplitFiles: false });
+    info = await (await llamaCpp()).readGgufFileInfo(path, { sourceType: 'filesystem', logWarnings: false, spliceSplitFiles: false });
   } catch (err) {
     // The metadata itself runs past the end of the file: a partial copy, not a corrupt format.
     if (err instanceof RangeError || /out of range|beyond|end of (the )?file|EOF/i.test(String(err))) {
@@ -199,6 +218,7 @@ export async function inspectGguf(path: string): Promise<GgufSummary> {
   const problem = architectureProblem(architecture, await llamaCppArchitectures());
   if (problem) throw new ModelArchitectureError(architecture, problem);
 
+  const TYPE_LAYOUT = await ggmlTypeLayout();
   let dataEnd = info.infoEndOffset ?? 0;
   let tensorDataBytes = 0;
   let parameters = 0;
