@@ -197,7 +197,7 @@ function renderThroughput(t: Throughput, settings: Settings, out: string[]): Rat
   });
   out.push('');
   out.push(
-    `**Generation** (${settings.genPairs} pairs of ${settings.genMaxTokens} tokens per call: short calls alternate faster than the other processes' load changes; ` +
+    `**Generation** (${settings.genPairs} pairs of ${settings.genMaxTokens} tokens per call, engine and plain alternating; ` +
       'the same prompt again, so only its last token is evaluated). Gen tok/s = (generated − 1) ÷ time from the first to the last generated token.',
   );
   out.push('');
