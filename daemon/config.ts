@@ -65,7 +65,7 @@ export interface Config {
   };
   /** Which sources run. Each defaults to true (kube sources only outside host mode). */
   sources: { host: boolean; podLogs: boolean; journald: boolean; kmsg: boolean; kubelet: boolean; kubeApi: boolean };
-  /** journald units read. Defaults to kubelet, containerd, crio, docker, chronyd, systemd-timesyncd. */
+  /** journald units read. Defaults to kubelet, containerd, crio, docker, the time-sync units, the k3s, RKE2, k0s and MicroK8s units, smartd, kdump and abrtd. */
   journaldUnits: string[];
   /** Network filesystem mount points (NFS, CIFS, Ceph...) the host source measures; others are skipped, since statfs on a dead server hangs. Defaults to none. */
   networkMounts: string[];
@@ -275,7 +275,8 @@ function defaults(): Raw {
     retention: { maxAgeDays: 30, maxSizeMB: 256 },
     sources: { host: true, podLogs: true, journald: true, kmsg: true, kubelet: true, kubeApi: true },
     networkMounts: [],
-    journaldUnits: ['kubelet', 'containerd', 'crio', 'docker', 'chronyd', 'chrony', 'systemd-timesyncd'],
+    // Edge distributions run the kubelet (and containerd) inside their own units; smartd, kdump and ABRT report disk health and kernel crashes.
+    journaldUnits: ['kubelet', 'containerd', 'crio', 'docker', 'chronyd', 'chrony', 'systemd-timesyncd', 'k3s', 'k3s-agent', 'rke2-server', 'rke2-agent', 'k0sworker', 'k0scontroller', 'snap.microk8s.daemon-kubelite', 'snap.microk8s.daemon-containerd', 'smartd', 'smartmontools', 'kdump', 'kdump-tools', 'abrtd'],
     detectors: {},
     redactPatterns: [],
     runbooksDir: null,

@@ -49,6 +49,9 @@ export const CATEGORIES = [
   'CertificateExpiry',
   'DNSFailure',
   'LogErrorSpike',
+  'KernelOops',
+  'HardwareError',
+  'DiskFailure',
 ] as const;
 
 /** One problem-catalog category id. */

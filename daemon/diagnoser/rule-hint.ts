@@ -477,17 +477,6 @@ const HINTS: Record<Category, HintBuilder> = {
   },
 
   KernelHungTask: (c) => {
-    if (c.str('reason') === 'UnregisterNetDevice') {
-      const dev = safeArg(c.str('device'));
-      return {
-        summary: `The kernel on node ${c.node} waits for network device${dev ? ` ${dev}` : ''} to become free.`,
-        probableCause:
-          'unregister_netdevice is stuck: a network namespace (usually of a deleted pod) still holds references. It is a kernel bug; pods can hang in Terminating and new pods may fail to get networking.',
-        nextSteps: ['Check for pods stuck in Terminating on this node.', 'Update the kernel; a node reboot clears the stuck device.'],
-        commands: [kernelLog('unregister_netdevice'), `kubectl get pods -A --field-selector spec.nodeName=${c.node}`, describeNode(c)],
-        confidence: 'high',
-      };
-    }
     const task = c.str('comm') ?? c.str('task') ?? c.str('process');
     const secs = c.num('seconds');
     return {
@@ -502,15 +491,6 @@ const HINTS: Record<Category, HintBuilder> = {
   KernelSoftLockup: (c) => {
     const reason = c.str('reason');
     const cpu = c.str('cpu');
-    if (reason === 'KernelOops') {
-      return {
-        summary: `The kernel on node ${c.node} hit a bug (oops)${c.str('location') ? ` in ${c.str('location')}` : ''}.`,
-        probableCause: 'A kernel or driver bug: the faulting task was killed and the kernel may be unstable until the node reboots.',
-        nextSteps: ['Read the stack trace after the oops for the module involved.', 'Update the kernel or the driver; plan a reboot of the node.'],
-        commands: [kernelLog('Oops'), 'uname -a', 'lsmod', describeNode(c)],
-        confidence: medium,
-      };
-    }
     const what = reason === 'RCUStall' ? 'an RCU stall' : reason === 'HardLockup' ? 'a hard lockup' : 'a soft lockup';
     return {
       summary: `${cpu ? `CPU ${cpu}` : 'A CPU'} on node ${c.node} was stuck (${what}).`,
@@ -518,6 +498,83 @@ const HINTS: Record<Category, HintBuilder> = {
       nextSteps: ['Check the stack trace after the lockup message for the driver involved.', 'On a VM, check CPU steal time and host overcommit.', 'Update the kernel and drivers if the trace points at a known bug.'],
       commands: [kernelLog(reason === 'RCUStall' ? 'rcu' : 'lockup'), 'cat /proc/pressure/cpu', 'uptime', describeNode(c)],
       confidence: medium,
+    };
+  },
+
+  KernelOops: (c) => {
+    const reason = c.str('reason');
+    if (reason === 'UnregisterNetDevice') {
+      const dev = safeArg(c.str('device'));
+      return {
+        summary: `The kernel on node ${c.node} leaked a reference to network device${dev ? ` ${dev}` : ''} and cannot free it.`,
+        probableCause:
+          'unregister_netdevice waits forever: something in the kernel (usually in the network namespace of a deleted pod) never dropped its reference to the device. It is a kernel bug; namespace cleanup is blocked behind it, so pods can hang in Terminating and new pods may fail to get networking.',
+        nextSteps: ['Check for pods stuck in Terminating or ContainerCreating on this node.', 'Update the kernel; a node reboot clears the stuck device.'],
+        commands: [kernelLog('unregister_netdevice'), `kubectl get pods -A --field-selector spec.nodeName=${c.node}`, 'uname -r', describeNode(c)],
+        confidence: 'high',
+      };
+    }
+    const crash = reason === 'KernelCrashDump';
+    return {
+      summary: crash
+        ? `The kernel on node ${c.node} crashed; a crash dump (vmcore) was saved${c.str('path') ? ` in ${c.str('path')}` : ''}.`
+        : `The kernel on node ${c.node} hit a bug (oops)${c.str('location') ? ` at ${c.str('location')}` : ''}${c.str('function') ? ` in ${c.str('function')}` : ''}.`,
+      probableCause: crash
+        ? 'The node panicked and rebooted into the capture kernel, which saved the memory image: a kernel or driver bug, or a hardware fault (check for machine checks and memory errors too).'
+        : 'A kernel or driver bug (or corrupted memory): the faulting task was killed and the kernel may be unstable until the node reboots.',
+      nextSteps: crash
+        ? ['Read vmcore-dmesg.txt next to the vmcore for the panic message and stack.', 'Look for hardware errors (MCE, EDAC) before the crash; update the kernel or driver named in the trace.']
+        : ['Read the stack trace after the oops for the module involved.', 'Update the kernel or the driver; drain and reboot the node.'],
+      commands: crash
+        ? ['ls -l /var/crash', 'journalctl --list-boots --no-pager', 'journalctl -k -b -1 -p err --no-pager', 'uname -r', describeNode(c)]
+        : [kernelLog('Oops'), 'uname -a', 'lsmod', 'journalctl -k -b -1 -p err --no-pager', describeNode(c)],
+      confidence: medium,
+    };
+  },
+
+  HardwareError: (c) => {
+    const reason = c.str('reason') ?? '';
+    const memory = /Memory/.test(reason);
+    const pcie = /PCIe/.test(reason);
+    const what = memory ? 'memory (ECC)' : pcie ? 'PCIe' : /MachineCheck/.test(reason) ? 'CPU machine check' : 'hardware';
+    const uncorrected = /Uncorrectable|Fatal/.test(reason);
+    return {
+      summary: `The hardware of node ${c.node} reported ${uncorrected ? 'an uncorrectable' : 'a'} ${what} error${c.str('dimm') ? ` on ${c.str('dimm')}` : ''}.`,
+      probableCause: uncorrected
+        ? 'A hardware component failed in a way the hardware could not correct: data was lost and the affected process or the whole node may have crashed.'
+        : 'The hardware detected and corrected an error. Single ones are harmless; a rising rate means a DIMM, CPU, PCIe link or device is degrading.',
+      nextSteps: [
+        'Look at the error counters and which component (DIMM slot, CPU bank, PCIe device) they name.',
+        uncorrected ? 'Drain the node and have the component replaced.' : 'Watch the rate; schedule a replacement if it keeps rising.',
+      ],
+      commands: uniq([
+        kernelLog('Hardware Error'),
+        ...(memory ? ['grep -r . /sys/devices/system/edac/mc/mc0'] : []),
+        ...(pcie ? ['lspci -vv'] : []),
+        describeNode(c),
+      ]),
+      confidence: medium,
+    };
+  },
+
+  DiskFailure: (c) => {
+    const dev = safeArg(c.str('device') ?? c.str('port'));
+    const smart = /^Disk(BadBlock|HealthFailed|SectorsReallocated)$/.test(c.str('reason') ?? '');
+    const path = dev && !dev.startsWith('ata') ? `/dev/${dev}` : undefined;
+    return {
+      summary: `Disk${dev ? ` ${dev}` : ''} on node ${c.node} is failing${smart ? ' (SMART)' : ' (I/O errors)'}.`,
+      probableCause: smart
+        ? 'The disk reports its own failure: unreadable, pending or reallocated sectors or a failed health check. Data on it is at risk and it will get worse.'
+        : 'Reads or writes to the device fail below the filesystem: a failing disk, cable, controller, or a cloud volume that went away. Filesystems on it will report errors next.',
+      nextSteps: ['Check the disk health and error log.', 'Move workloads off the node and replace the disk; restore data that lives only there.'],
+      commands: uniq([
+        ...(path ? [`smartctl -a ${path}`] : []),
+        kernelLog(dev ?? 'I/O error'),
+        'lsblk -o NAME,SIZE,MODEL,SERIAL,STATE',
+        'journalctl -u smartd -u smartmontools --since -1d --no-pager',
+        describeNode(c),
+      ]),
+      confidence: dev ? 'high' : medium,
     };
   },
 

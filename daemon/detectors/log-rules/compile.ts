@@ -30,6 +30,18 @@ export interface CompiledRule {
   readonly units: ReadonlySet<string>;
 }
 
+/**
+ * Unit groups a rule names with `journald:@<group>`: the systemd units that run
+ * one component on each supported distribution, so a kubelet rule is written
+ * once and applies on kubeadm, k3s, RKE2, k0s and MicroK8s nodes alike.
+ * k3s, RKE2 and k0s run the kubelet (and k0s its containerd) inside their own
+ * unit; MicroK8s runs the kubelet in `kubelite` and containerd as its own snap service.
+ */
+export const UNIT_GROUPS: Readonly<Record<string, readonly string[]>> = Object.freeze({
+  kubelet: ['kubelet', 'k3s', 'k3s-agent', 'rke2-server', 'rke2-agent', 'k0sworker', 'k0scontroller', 'snap.microk8s.daemon-kubelite'],
+  containerd: ['containerd', 'k3s', 'k3s-agent', 'rke2-server', 'rke2-agent', 'k0sworker', 'k0scontroller', 'snap.microk8s.daemon-containerd'],
+});
+
 const BUILTIN_PLACEHOLDERS = new Set(['count', 'unit']);
 
 /** Normalises a journald unit for matching: `kubelet.service` → `kubelet`, `init.scope` → `systemd`. */
@@ -123,7 +135,11 @@ export function compileRule(file: string, raw: unknown, index: number): Compiled
     if (s === 'kmsg' || s === 'journald:kernel') kernel = true;
     else if (s === 'podLog') podLog = true;
     else if (s === 'journald') journaldAll = true;
-    else units.add(normalizeUnit(s.slice('journald:'.length)));
+    else if (s.startsWith('journald:@')) {
+      const group = UNIT_GROUPS[s.slice('journald:@'.length)];
+      if (!group) fail('source', `unknown unit group ${JSON.stringify(s.slice('journald:'.length))} (known: ${Object.keys(UNIT_GROUPS).map((g) => `@${g}`).join(', ')})`);
+      for (const u of group ?? []) units.add(u);
+    } else units.add(normalizeUnit(s.slice('journald:'.length)));
   }
   const lower = (k: string): string => (spec.ignoreCase ? k.toLowerCase() : k);
   return Object.freeze({

@@ -9,8 +9,12 @@
 import { z } from 'zod';
 import { CATEGORIES } from '../../core/types.js';
 
-/** Where a rule looks: `kmsg` (kernel lines from /dev/kmsg and journald's kernel transport, counted once), `journald:<unit>` (`.service` optional), `journald` (every unit), `podLog` (container logs). */
-const SOURCE = /^(?:kmsg|podLog|journald(?::[A-Za-z0-9_.@-]+)?)$/;
+/**
+ * Where a rule looks: `kmsg` (kernel lines from /dev/kmsg and journald's kernel transport, counted once),
+ * `journald:<unit>` (`.service` optional), `journald:@<group>` (every unit of a group in UNIT_GROUPS, e.g. the
+ * units that run a kubelet on kubeadm, k3s, RKE2, k0s and MicroK8s nodes), `journald` (every unit), `podLog` (container logs).
+ */
+const SOURCE = /^(?:kmsg|podLog|journald(?::@?[A-Za-z0-9_.@-]+)?)$/;
 const GROUP_NAME = /^[A-Za-z][A-Za-z0-9]*$/;
 
 const examplesSchema = z.strictObject({
@@ -46,6 +50,17 @@ const thresholdSchema = z.strictObject({
   count: z.number().int().min(2).max(1000),
   /** Sliding window of the count, in seconds of log time. */
   windowSeconds: z.number().positive().max(7 * 24 * 3600),
+});
+
+const citationSchema = z.strictObject({
+  /** Upstream repository (`owner/name` on GitHub) whose code writes the message. */
+  repo: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/, 'must be owner/name'),
+  /** File in that repository that holds the message. */
+  path: z.string().min(1),
+  /** The message (format string) as written there. */
+  message: z.string().min(1),
+  /** Versions or context this citation holds for (e.g. "kernel < 5.14"). Defaults to every supported version. */
+  note: z.string().min(1).optional(),
 });
 
 /** One rule as written in a rule file. */
@@ -89,6 +104,13 @@ export const ruleSchema = z.strictObject({
   message: z.string().min(1),
   subject: subjectSchema.optional(),
   examples: examplesSchema,
+  /** Why the rule is as it is (category choice, thresholds), for people reading the file. Defaults to none. */
+  comment: z.string().min(1).optional(),
+  /**
+   * Where the matched messages come from upstream. Every shipped rule has at least one (test/log-rules.test.ts);
+   * site rules may match their own programs' lines and leave it out. Defaults to none.
+   */
+  citations: z.array(citationSchema).min(1).optional(),
 });
 
 /** One rule as written in a rule file. */
