@@ -23,14 +23,21 @@ const RULES = loadRuleFiles(defaultRuleDir());
 describe('shipped rule files', () => {
   it('load, validate and cover the node-problem-detector defaults plus the extended catalog', () => {
     const reasons = new Set(RULES.map((r) => r.spec.reason));
-    for (const r of ['OOMKilling', 'TaskHung', 'KernelOops', 'Ext4Error', 'Ext4Warning', 'IOError', 'ReadonlyFilesystem', 'XfsShutdown', 'UnregisterNetDevice', 'FrequentKubeletRestart', 'FrequentContainerdRestart', 'FrequentDockerRestart']) {
+    for (const r of ['OOMKilling', 'TaskHung', 'KernelOops', 'Ext4Error', 'Ext4Warning', 'IOError', 'ReadonlyFilesystem', 'XfsShutdown', 'UnregisterNetDevice', 'FrequentKubeletRestart', 'FrequentContainerdRestart', 'FrequentDockerRestart', 'MemoryReadError', 'CperHardwareErrorCorrected', 'CperHardwareErrorFatal', 'DiskBadBlock', 'CorruptDockerOverlay2', 'DockerContainerStartupFailure', 'CorruptContainerImageLayer']) {
       expect(reasons, r).toContain(r);
     }
     const categories = new Set(RULES.map((r) => r.spec.category));
-    for (const c of ['KernelOOM', 'KernelHungTask', 'KernelSoftLockup', 'FilesystemError', 'NetworkLinkDown', 'ConntrackFull', 'GPUXid', 'ThermalThrottle', 'KubeletUnhealthy', 'RuntimeUnhealthy', 'ClockSkew', 'CertificateExpiry', 'DNSFailure'] as const) {
+    for (const c of ['KernelOOM', 'KernelHungTask', 'KernelSoftLockup', 'KernelOops', 'HardwareError', 'DiskFailure', 'FilesystemError', 'NetworkLinkDown', 'ConntrackFull', 'GPUXid', 'ThermalThrottle', 'KubeletUnhealthy', 'RuntimeUnhealthy', 'ClockSkew', 'CertificateExpiry', 'DNSFailure'] as const) {
       expect(categories, c).toContain(c);
     }
     for (const r of RULES) expect(CATEGORIES).toContain(r.spec.category);
+  });
+
+  it('every shipped rule cites the upstream message it matches and carries examples', () => {
+    expect(uncited(RULES)).toEqual([]);
+    // The check itself: a rule without citations (allowed for site rules) is named.
+    const [site] = compileRuleFile('site.json', { rules: [{ ...SITE_MEMCG_RULE, id: 'site-uncited' }] });
+    expect(uncited([site!])).toEqual(['site-uncited: no citations']);
   });
 
   describe.each(RULES.map((r) => [r.spec.id, r] as [string, CompiledRule]))('rule %s', (_id, rule) => {
@@ -42,6 +49,20 @@ describe('shipped rule files', () => {
     });
   });
 });
+
+/** Shipped rules that lack an upstream citation (repository, file, message) or an example of each kind. */
+function uncited(rules: readonly CompiledRule[]): string[] {
+  const bad: string[] = [];
+  for (const r of rules) {
+    const { citations, examples } = r.spec;
+    if (!citations || citations.length === 0) bad.push(`${r.spec.id}: no citations`);
+    for (const c of citations ?? []) {
+      if (!/^[\w.-]+\/[\w.-]+$/.test(c.repo) || c.path.trim() === '' || c.message.trim() === '') bad.push(`${r.spec.id}: incomplete citation ${JSON.stringify(c)}`);
+    }
+    if (examples.match.length === 0 || examples.noMatch.length === 0) bad.push(`${r.spec.id}: missing examples`);
+  }
+  return bad;
+}
 
 // ---------- detector behaviour on real-shaped sequences ----------
 
