@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -31,8 +31,12 @@ interface EvalJson {
 
 describe('eval:scenarios', () => {
   it('scores the detectors on every bundle with an expected.json and exits 0 when all are found', async () => {
-    const { stdout } = await run(process.execPath, ['scripts/eval-scenarios.ts', scenarios('crashloop-oom-memcg', 'image-pull-causes'), '--json']);
+    // Every fixture bundle of the project, so each one's expected.json stays satisfied.
+    const all = readdirSync('test/fixtures/bundles').filter((n) => existsSync(join('test/fixtures/bundles', n, 'expected.json')));
+    expect(all).toEqual(expect.arrayContaining(['crashloop-oom-memcg', 'image-pull-causes', 'disk-failing-sata-smart', 'k3s-agent-restart-loop']));
+    const { stdout } = await run(process.execPath, ['scripts/eval-scenarios.ts', scenarios(...all), '--json']);
     const r = JSON.parse(stdout) as EvalJson;
+    expect(r.rows.map((row) => row.bundle).sort()).toEqual([...all].sort());
     expect(r.failedBundles).toBe(0);
     expect(r.found).toBe(r.expected);
     expect(r.expected).toBeGreaterThanOrEqual(3);

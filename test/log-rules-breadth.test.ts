@@ -140,7 +140,7 @@ describe('one failing disk is one DiskFailure finding', () => {
       kmsg(2, 'I/O error, dev sr0, sector 0 op 0x0:(READ) flags 0x80700 phys_seg 1 prio class 0'),
       kmsg(3, 'Buffer I/O error on dev loop3, logical block 0, async page read'),
     ]);
-    expect(fs.map((f) => f.title).sort()).toEqual(['Disk sdb failing: I/O errors', 'Disk sdc failing: I/O errors']);
+    expect(fs.map((f) => f.title).sort()).toEqual(['Disk sdb is failing', 'Disk sdc is failing']);
   });
 });
 
