@@ -6,6 +6,7 @@
  * tracker merge as `nodesage analyze`, so "one problem, one finding" is checked
  * on what a user sees.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { findingsFromDrafts } from '../daemon/analyze.js';
 import { loadConfig } from '../daemon/config.js';
@@ -247,5 +248,99 @@ describe('edge distributions: kubelet and runtime rules apply to their units', (
       expect(err).toBeInstanceOf(RuleFileError);
       expect((err as RuleFileError).message).toBe('site.json: rule site-x: source: unknown unit group "@kublet" (known: @kubelet, @containerd)');
     }
+  });
+});
+
+/**
+ * node-problem-detector's shipped Linux rules (config/*.json at
+ * kubernetes/node-problem-detector 6632ca67), each with a line its pattern
+ * matches and the nodesage category the same problem gets. The table in
+ * daemon/rules/README.md is checked against this list.
+ */
+const NPD_PARITY: { reason: string; category: string; lines: LogLine[] }[] = [
+  { reason: 'OOMKilling', category: 'KernelOOM', lines: [kmsg(0, 'Out of memory: Killed process 3121 (stress-ng-vm) total-vm:2108196kB, anon-rss:1983364kB, file-rss:4kB, shmem-rss:0kB, UID:0 pgtables:3920kB oom_score_adj:1000')] },
+  { reason: 'TaskHung', category: 'KernelHungTask', lines: [kmsg(0, 'INFO: task jbd2/nvme0n1p1-8:412 blocked for more than 122 seconds.')] },
+  { reason: 'DockerHung', category: 'KernelHungTask', lines: [kmsg(0, 'INFO: task docker:1180 blocked for more than 120 seconds.')] },
+  { reason: 'UnregisterNetDevice', category: 'KernelOops', lines: [kmsg(0, 'unregister_netdevice: waiting for lo to become free. Usage count = 2')] },
+  { reason: 'FrequentUnregisterNetDevice', category: 'KernelOops', lines: [0, 10, 20].map((s) => kmsg(s, 'unregister_netdevice: waiting for eth0 to become free. Usage count = 1')) },
+  { reason: 'KernelOops', category: 'KernelOops', lines: [kmsg(0, 'BUG: unable to handle kernel NULL pointer dereference at 0000000000000008'), kmsg(9, 'divide error: 0000 [#1] SMP')] },
+  { reason: 'Ext4Error', category: 'FilesystemError', lines: [kmsg(0, 'EXT4-fs error (device sda1): ext4_find_entry:1455: inode #2: comm ls: reading directory lblock 0')] },
+  { reason: 'Ext4Warning', category: 'FilesystemError', lines: [kmsg(0, 'EXT4-fs warning (device sda1): ext4_dx_add_entry:2461: Directory (ino: 2097153) index full, reach max htree level :2')] },
+  { reason: 'IOError', category: 'DiskFailure', lines: [kmsg(0, 'Buffer I/O error on dev sdb1, logical block 8192, lost async page write')] },
+  { reason: 'XfsShutdown', category: 'FilesystemError', lines: [kmsg(0, 'XFS (dm-3): Corruption of in-memory data detected.  Shutting down filesystem')] },
+  { reason: 'ReadonlyFilesystem', category: 'FilesystemError', lines: [kmsg(0, 'EXT4-fs (sda1): Remounting filesystem read-only')] },
+  {
+    reason: 'MemoryReadError',
+    category: 'HardwareError',
+    lines: [0, 60, 120].map((s) => kmsg(s, 'EDAC MC0: 1 CE memory read error on CPU_SrcID#0_Ha#0_Chan#1_DIMM#0 (channel:1 slot:0 page:0x4cb1b8 offset:0x240 grain:32 syndrome:0x0)')),
+  },
+  { reason: 'CperHardwareErrorCorrected', category: 'HardwareError', lines: [kmsg(0, '{1}[Hardware Error]: event severity: corrected')] },
+  { reason: 'CperHardwareErrorRecoverable', category: 'HardwareError', lines: [kmsg(0, '{1}[Hardware Error]: event severity: recoverable')] },
+  { reason: 'CperHardwareErrorFatal', category: 'HardwareError', lines: [kmsg(0, '{1}[Hardware Error]: event severity: fatal')] },
+  {
+    reason: 'CorruptDockerImage',
+    category: 'RuntimeUnhealthy',
+    lines: [journal('docker.service', 0, 'time="2022-01-03T10:11:12Z" level=error msg="Error trying v2 registry: failed to register layer: rename /var/lib/docker/image/overlay2/layerdb/tmp/write-set-1234 /var/lib/docker/image/overlay2/layerdb/sha256/ab12: directory not empty"')],
+  },
+  { reason: 'CorruptDockerOverlay2', category: 'RuntimeUnhealthy', lines: [journal('docker.service', 0, 'time="2023-05-11T03:00:01Z" level=error msg="Handler for GET /v1.41/containers/json returned error: readlink /var/lib/docker/overlay2/l: invalid argument"')] },
+  {
+    reason: 'DockerContainerStartupFailure',
+    category: 'RuntimeUnhealthy',
+    lines: [journal('docker.service', 0, 'time="2020-06-01T10:00:00Z" level=error msg="Handler for POST /v1.40/containers/4c3d/start returned error: OCI runtime start failed: container process is already dead: unknown"')],
+  },
+  { reason: 'KubeletStart', category: 'KubeletUnhealthy', lines: [0, 60, 120, 180, 240].map((s) => journal('kubelet.service', s, 'Started kubelet.service - kubelet: The Kubernetes Node Agent.')) },
+  { reason: 'FrequentKubeletRestart', category: 'KubeletUnhealthy', lines: [journal('kubelet.service', 0, 'kubelet.service: Scheduled restart job, restart counter is at 5.')] },
+  { reason: 'DockerStart', category: 'RuntimeUnhealthy', lines: [0, 60, 120, 180, 240].map((s) => journal('docker.service', s, 'Started docker.service - Docker Application Container Engine.')) },
+  { reason: 'FrequentDockerRestart', category: 'RuntimeUnhealthy', lines: [0, 60, 120, 180, 240].map((s) => journal('docker.service', s, 'Started Docker Application Container Engine.')) },
+  { reason: 'ContainerdStart', category: 'RuntimeUnhealthy', lines: [0, 60, 120, 180, 240].map((s) => journal('containerd.service', s, 'Started containerd.service - containerd container runtime.')) },
+  { reason: 'FrequentContainerdRestart', category: 'RuntimeUnhealthy', lines: [0, 60, 120, 180, 240].map((s) => journal('containerd.service', s, 'Started containerd container runtime.')) },
+  {
+    reason: 'ContainerCreationFailed',
+    category: 'RuntimeUnhealthy',
+    lines: [
+      journal(
+        'containerd.service',
+        0,
+        'time="2023-02-01T10:00:00Z" level=error msg="CreateContainer within sandbox \\"a1b2\\" for &ContainerMetadata{Name:app,Attempt:0,} failed" error="failed to create containerd container: error unpacking image: failed to extract layer sha256:9c1b: wrong diff id calculated on extraction \\"sha256:1f2e\\""',
+      ),
+    ],
+  },
+  {
+    reason: 'CorruptContainerImageLayer',
+    category: 'RuntimeUnhealthy',
+    lines: [journal('kubelet.service', 0, 'E0201 10:00:00.000000    1234 remote_image.go:180] "PullImage from image service failed" err="rpc error: code = Unknown desc = failed to pull and unpack image \\"docker.io/library/nginx:1.25\\": failed to extract layer sha256:5d4c: archive/tar: invalid tar header: unknown" image="nginx:1.25"')],
+  },
+  { reason: 'DiskBadBlock', category: 'DiskFailure', lines: [journal('smartd.service', 0, 'Device: /dev/sda [SAT], 120 Currently unreadable (pending) sectors')] },
+  { reason: 'VMcore', category: 'KernelOops', lines: [journal('abrtd.service', 0, 'System encountered a fatal error in __mutex_lock()')] },
+  { reason: 'KernelOops (ABRT)', category: 'KernelOops', lines: [journal('abrtd.service', 0, 'System encountered a non-fatal error in nf_nat_setup_info()')] },
+  { reason: 'NTPProblem', category: 'ClockSkew', lines: [journal('chronyd.service', 0, "Can't synchronise: no majority")] },
+  { reason: 'ConntrackFull', category: 'ConntrackFull', lines: [kmsg(0, 'nf_conntrack: nf_conntrack: table full, dropping packet', 4)] },
+  {
+    reason: 'DNSUnreachable',
+    category: 'DNSFailure',
+    lines: [0, 5, 10].map((s) => ({ ...journal('x', s, 'dial udp 10.96.0.10:53: i/o timeout'), source: 'podLog' as const, unit: undefined, container: { namespace: 'shop', pod: 'web-0', uid: 'u', container: 'app' } })),
+  },
+  {
+    reason: 'ContainerRuntimeUnhealthy',
+    category: 'RuntimeUnhealthy',
+    lines: [journal('kubelet.service', 0, 'E0513 09:12:44.129873    1733 kubelet.go:2359] "Skipping pod synchronization" err="container runtime is down"', 3)],
+  },
+];
+
+describe('node-problem-detector parity', () => {
+  it.each(NPD_PARITY.map((p) => [p.reason, p] as const))('%s', (_reason, p) => {
+    // "Now" a minute after the last line: conditions (PLEG, runtime down) are still held.
+    const last = Math.max(...p.lines.map((l) => (Date.parse(l.at) - Date.parse(T0)) / 1000));
+    expect(categories(findings(p.lines, last + 60))).toEqual([p.category]);
+  });
+
+  it('daemon/rules/README.md lists exactly these mappings', () => {
+    const readme = readFileSync(new URL('../daemon/rules/README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('## node-problem-detector rules'));
+    const rows = [...section.matchAll(/^\| `([^`]+)` \| [^|]+ \| ([^|]+?) \| ([^|]+?) \|$/gm)].map((m) => ({ reason: m[1]!, category: m[2]!.trim(), shownBy: m[3]!.trim() }));
+    const tested = rows.filter((r) => r.shownBy.startsWith('log-rules-breadth'));
+    expect(tested.map((r) => [r.reason, r.category]).sort()).toEqual(NPD_PARITY.map((p) => [p.reason, p.category]).sort());
+    // Rows shown elsewhere or not covered say so.
+    for (const r of rows.filter((x) => !x.shownBy.startsWith('log-rules-breadth'))) expect(r.shownBy, r.reason).toMatch(/^(?:detectors-node|not covered)/);
   });
 });
