@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { findingsFromDrafts } from '../daemon/analyze.js';
+import { DEFAULT_EMBEDDED_LOG_FILES } from '../daemon/collectors/journald.js';
 import { loadConfig } from '../daemon/config.js';
 import type { Finding, FindingDraft, LogLine, NodeView } from '../daemon/core/types.js';
 import { compileRuleFile, createLogRuleDetectorFromRules, defaultRuleDir, loadRuleFiles, RuleFileError } from '../daemon/detectors/log-rules.js';
@@ -189,7 +190,9 @@ describe('certificate manager phrasings are CertificateExpiry', () => {
 describe('edge distributions: kubelet and runtime rules apply to their units', () => {
   it('every unit of the kubelet group is read by default and matched by the kubelet rules', () => {
     const units = loadConfig({ env: {}, serviceAccountDir: '/nonexistent' }).journaldUnits;
-    for (const u of [...UNIT_GROUPS.kubelet!, ...UNIT_GROUPS.containerd!]) expect(units, u).toContain(u);
+    // Journal units are read by default; the rest are the k3s/RKE2 log files the journald collector follows.
+    const files = DEFAULT_EMBEDDED_LOG_FILES.map((f) => f.unit);
+    for (const u of [...UNIT_GROUPS.kubelet!, ...UNIT_GROUPS.containerd!]) expect([...units, ...files], u).toContain(u);
     const pleg = (unit: string) =>
       journal(unit, 0, 'E1206 10:00:00.000000    1234 kubelet.go:2412] "Skipping pod synchronization" err="PLEG is not healthy: pleg was last seen active 3m30.1s ago; threshold is 3m0s"', 3);
     for (const unit of ['k3s.service', 'k3s-agent.service', 'rke2-agent.service', 'k0sworker.service', 'snap.microk8s.daemon-kubelite.service']) {

@@ -25,6 +25,51 @@ export const SYSLOG_POSITION_KEY = 'syslog';
 
 /** Units read by default: the node agent and the container runtimes. */
 export const DEFAULT_JOURNAL_UNITS = ['kubelet', 'containerd', 'crio', 'docker', 'k3s', 'k3s-agent'];
+/** A log file an edge distribution's embedded component writes instead of the journal, read as that pseudo-unit's journal. */
+export interface EmbeddedLogFile {
+  /** Path under the host root. */
+  path: string;
+  /** Unit name its lines carry (a member of a log-rule unit group, e.g. `rke2-kubelet`). */
+  unit: string;
+}
+
+/**
+ * k3s and RKE2 write their embedded containerd's log (and RKE2 its kubelet's)
+ * to files under /var/lib/rancher, not to the journal. A file that does not
+ * exist is skipped and picked up when it appears.
+ */
+export const DEFAULT_EMBEDDED_LOG_FILES: readonly EmbeddedLogFile[] = Object.freeze([
+  { path: 'var/lib/rancher/k3s/agent/containerd/containerd.log', unit: 'k3s-containerd' },
+  { path: 'var/lib/rancher/rke2/agent/containerd/containerd.log', unit: 'rke2-containerd' },
+  { path: 'var/lib/rancher/rke2/agent/logs/kubelet.log', unit: 'rke2-kubelet' },
+]);
+
+const LOGFMT_TIME = /^time="([^"]+)"/;
+const KLOG_HEAD = /^[IWEF](\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{1,6})\s/;
+
+/**
+ * Time of a line of an embedded log file: containerd's logfmt `time="…"`, or
+ * klog's `I1206 10:00:00.123456` header (no year: the year that puts it not more
+ * than a day ahead of now). Lines without either take `nowMs`.
+ */
+export function embeddedLineTime(line: string, nowMs: number): Timestamp {
+  const lf = LOGFMT_TIME.exec(line);
+  if (lf) {
+    const ms = Date.parse(lf[1]!.replace(' ', 'T').replace(/(\d\d:\d\d:\d\d(?:\.\d+)?)$/, '$1Z'));
+    if (!Number.isNaN(ms)) return new Date(ms).toISOString();
+  }
+  const k = KLOG_HEAD.exec(line);
+  if (k) {
+    const year = new Date(nowMs).getUTCFullYear();
+    const [mo, d, h, mi, se] = [k[1], k[2], k[3], k[4], k[5]].map(Number) as [number, number, number, number, number];
+    const frac = Number(k[6]!.padEnd(3, '0').slice(0, 3));
+    let ms = Date.UTC(year, mo - 1, d, h, mi, se, frac);
+    if (ms > nowMs + 86_400_000) ms = Date.UTC(year - 1, mo - 1, d, h, mi, se, frac);
+    if (!Number.isNaN(ms)) return new Date(ms).toISOString();
+  }
+  return new Date(nowMs).toISOString();
+}
+
 /** Time synchronisation units read by default (ClockSkew). */
 export const DEFAULT_TIME_SYNC_UNITS = ['chronyd', 'chrony', 'systemd-timesyncd'];
 
@@ -42,6 +87,8 @@ export interface JournaldCollectorOptions {
   units?: string[];
   /** Time sync units read as well. Defaults to DEFAULT_TIME_SYNC_UNITS. */
   timeSyncUnits?: string[];
+  /** Log files of embedded components read alongside the journal. Defaults to DEFAULT_EMBEDDED_LOG_FILES. */
+  logFiles?: readonly EmbeddedLogFile[];
   /** Read kernel messages (`_TRANSPORT=kernel`). Defaults to true. */
   kernel?: boolean;
   /** Records read back when there is no cursor yet. Defaults to 1000. */
@@ -60,6 +107,11 @@ export interface JournaldCollectorOptions {
   now?: () => number;
   /** Timers. Defaults to the process timers. */
   timers?: Timers;
+}
+
+/** Checkpoint key of an embedded log file's position. */
+function embeddedKey(file: EmbeddedLogFile): string {
+  return `file:${file.path}`;
 }
 
 /** Unit name with its type suffix (`kubelet` → `kubelet.service`). */
@@ -133,6 +185,9 @@ export class JournaldCollector implements Collector {
   private flushTimer: unknown;
   private syslog: FileFollower | undefined;
   private syslogTask: Periodic | undefined;
+  private readonly logFiles: readonly EmbeddedLogFile[];
+  private embedded: { file: EmbeddedLogFile; follower: FileFollower }[] = [];
+  private embeddedTask: Periodic | undefined;
   private firstAttempt: (() => void) | undefined;
   private stopped = false;
 
@@ -151,6 +206,7 @@ export class JournaldCollector implements Collector {
     this.units = [...new Set([...(opts.units ?? DEFAULT_JOURNAL_UNITS), ...(opts.timeSyncUnits ?? DEFAULT_TIME_SYNC_UNITS)].map(unitName))];
     this.unitSet = new Set(this.units);
     this.kernel = opts.kernel ?? true;
+    this.logFiles = opts.logFiles ?? DEFAULT_EMBEDDED_LOG_FILES;
     this.initialLines = opts.initialLines ?? 1000;
     this.flushIntervalMs = opts.flushIntervalMs ?? 200;
     this.maxBatch = opts.maxBatch ?? 1000;
@@ -171,6 +227,7 @@ export class JournaldCollector implements Collector {
     this.sink = sink;
     this.stopped = false;
     this.cursor = this.checkpoints.get('journald', JOURNAL_CURSOR_KEY);
+    await this.startEmbedded();
     if (this.hostRoot !== '/' && !this.journalDir) {
       await this.startSyslog(`no journal under ${this.hostRoot} (var/log/journal, run/log/journal)`);
       return;
@@ -210,6 +267,55 @@ export class JournaldCollector implements Collector {
     this.syslogTask = undefined;
     await this.syslog?.close();
     this.syslog = undefined;
+    await this.embeddedTask?.stop();
+    this.embeddedTask = undefined;
+    for (const e of this.embedded) await e.follower.close();
+    this.embedded = [];
+  }
+
+  /** Reads the embedded log files now (after a read in progress); for tests. */
+  async pollEmbeddedNow(): Promise<void> {
+    await this.embeddedTask?.runNow();
+  }
+
+  private async startEmbedded(): Promise<void> {
+    if (this.logFiles.length === 0) return;
+    this.embedded = this.logFiles.map((file) => {
+      const follower = new FileFollower(join(this.hostRoot, file.path));
+      follower.restore(this.checkpoints.get('journald', embeddedKey(file)));
+      return { file, follower };
+    });
+    this.embeddedTask = periodic(() => this.pollEmbedded(), {
+      name: 'embedded-logs',
+      intervalMs: this.syslogPollIntervalMs,
+      logger: this.logger,
+      timers: this.timers,
+    });
+    await this.embeddedTask.runNow();
+  }
+
+  private async pollEmbedded(): Promise<void> {
+    const out: Signal[] = [];
+    let logs = 0;
+    const nowMs = this.now();
+    for (const { file, follower } of this.embedded) {
+      if (this.stopped) return;
+      const before = follower.checkpoint();
+      const { lines, gaps } = await follower.poll();
+      for (const g of gaps) {
+        this.counters.gaps++;
+        out.push({ type: 'gap', at: new Date(nowMs).toISOString(), source: 'journald', detail: g });
+      }
+      for (const text of lines) {
+        if (text.length === 0) continue;
+        this.counters.records++;
+        out.push({ type: 'log', line: { source: 'journald', unit: file.unit, at: embeddedLineTime(text, nowMs), text } });
+        logs++;
+      }
+      const after = follower.checkpoint();
+      if (after !== undefined && after !== before) out.push({ type: 'checkpoint', source: 'journald', key: embeddedKey(file), value: after });
+    }
+    this.deliver(out, logs);
   }
 
   status(): SourceStatus {

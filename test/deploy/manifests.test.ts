@@ -9,6 +9,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_EMBEDDED_LOG_FILES } from '../../daemon/collectors/journald.js';
 import { loadConfig } from '../../daemon/config.js';
 import { type K8sObject, kubectlVersions, render, renderWith, repoRoot } from '../helpers/k8s-schema-deploy.js';
 import { validateObject } from '../helpers/k8s-schema.js';
@@ -27,6 +28,7 @@ beforeAll(() => {
   for (const o of OVERLAYS) renders.set(o, render(`daemonset/${o}`));
   renders.set('cpu+exporters', renderWith(['daemonset/overlays/cpu'], ['daemonset/components/exporters']));
   renders.set('cpu+kmsg-privileged', renderWith(['daemonset/overlays/cpu'], ['daemonset/components/kmsg-privileged']));
+  renders.set('cpu+k3s-logs+rke2-logs', renderWith(['daemonset/overlays/cpu'], ['daemonset/components/k3s-logs', 'daemonset/components/rke2-logs']));
 }, 120_000);
 
 /** The renders that operators get by default (every opt-in component left out). */
@@ -50,7 +52,7 @@ const selects = (selector: Record<string, string>, labels: Record<string, string
   Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 
 describe('every rendered object passes the Kubernetes schema', () => {
-  it.each([...DEFAULT_RENDERS, 'cpu+kmsg-privileged'])('%s', (name) => {
+  it.each([...DEFAULT_RENDERS, 'cpu+kmsg-privileged', 'cpu+k3s-logs+rke2-logs'])('%s', (name) => {
     const objs = get(name);
     expect(objs.length).toBeGreaterThan(5);
     for (const o of objs) {
@@ -179,6 +181,18 @@ describe('the pod is locked down', () => {
       const tmp = containersOf(ds)[0].volumeMounts.find((m: Any) => m.mountPath === '/tmp');
       expect(volumes.get(tmp.name).emptyDir).toBeDefined();
     }
+  });
+
+  it('the k3s and RKE2 log components mount only the embedded log folders, read-only, where the journald collector looks', () => {
+    const ds = one(get('cpu+k3s-logs+rke2-logs'), 'DaemonSet');
+    const volumes = new Map<string, Any>(ds.spec.template.spec.volumes.map((v: Any) => [v.name, v]));
+    const rancher = ds.spec.template.spec.containers[0].volumeMounts.filter((m: Any) => m.mountPath.startsWith('/host/var/lib/rancher'));
+    expect(rancher.map((m: Any) => [m.mountPath, m.readOnly, volumes.get(m.name).hostPath.path])).toEqual([
+      ['/host/var/lib/rancher/k3s/agent/containerd', true, '/var/lib/rancher/k3s/agent/containerd'],
+      ['/host/var/lib/rancher/rke2/agent/logs', true, '/var/lib/rancher/rke2/agent/logs'],
+      ['/host/var/lib/rancher/rke2/agent/containerd', true, '/var/lib/rancher/rke2/agent/containerd'],
+    ]);
+    for (const f of DEFAULT_EMBEDDED_LOG_FILES) expect(rancher.some((m: Any) => `/host/${f.path}`.startsWith(`${m.mountPath}/`)), f.path).toBe(true);
   });
 
   it('the opt-in kmsg component is the only way to a privileged pod, and stays valid for the API', () => {

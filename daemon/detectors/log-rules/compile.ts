@@ -36,10 +36,12 @@ export interface CompiledRule {
  * once and applies on kubeadm, k3s, RKE2, k0s and MicroK8s nodes alike.
  * k3s, RKE2 and k0s run the kubelet (and k0s its containerd) inside their own
  * unit; MicroK8s runs the kubelet in `kubelite` and containerd as its own snap service.
+ * `k3s-containerd`, `rke2-containerd` and `rke2-kubelet` are the log files k3s and
+ * RKE2 write for their embedded containerd and kubelet (journald collector).
  */
 export const UNIT_GROUPS: Readonly<Record<string, readonly string[]>> = Object.freeze({
-  kubelet: ['kubelet', 'k3s', 'k3s-agent', 'rke2-server', 'rke2-agent', 'k0sworker', 'k0scontroller', 'snap.microk8s.daemon-kubelite'],
-  containerd: ['containerd', 'k3s', 'k3s-agent', 'rke2-server', 'rke2-agent', 'k0sworker', 'k0scontroller', 'snap.microk8s.daemon-containerd'],
+  kubelet: ['kubelet', 'k3s', 'k3s-agent', 'rke2-server', 'rke2-agent', 'rke2-kubelet', 'k0sworker', 'k0scontroller', 'snap.microk8s.daemon-kubelite'],
+  containerd: ['containerd', 'k3s', 'k3s-agent', 'k3s-containerd', 'rke2-server', 'rke2-agent', 'rke2-containerd', 'k0sworker', 'k0scontroller', 'snap.microk8s.daemon-containerd'],
 });
 
 const BUILTIN_PLACEHOLDERS = new Set(['count', 'unit']);
