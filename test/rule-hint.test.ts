@@ -173,6 +173,22 @@ describe('rule-hint diagnoser', () => {
     expect(flap.summary).toContain('enp3s0 on node edge-node-07 is flapping');
   });
 
+  it('points kubelet, runtime and certificate commands at the distribution the finding came from', async () => {
+    const cases: [Category, FindingFacts, string[]][] = [
+      ['KubeletUnhealthy', { rule: 'kubelet-restart-loop', reason: 'FrequentKubeletRestart', service: 'k3s-agent', unit: 'k3s-agent.service' }, ['systemctl status k3s-agent', 'crictl --runtime-endpoint unix:///run/k3s/containerd/containerd.sock ps -a']],
+      ['KubeletUnhealthy', { rule: 'kubelet-pleg-unhealthy', reason: 'PLEGNotHealthy', unit: 'rke2-kubelet' }, ['systemctl status rke2-agent']],
+      ['KubeletUnhealthy', { rule: 'kubelet-pleg-unhealthy', reason: 'PLEGNotHealthy', unit: 'k0sworker.service' }, ['crictl --runtime-endpoint unix:///run/k0s/containerd.sock info']],
+      ['RuntimeUnhealthy', { rule: 'containerd-cri-plugin-failed', reason: 'ContainerRuntimeUnhealthy', unit: 'snap.microk8s.daemon-containerd.service' }, ['systemctl status snap.microk8s.daemon-containerd', 'crictl --runtime-endpoint unix:///var/snap/microk8s/common/run/containerd.sock info']],
+      ['CertificateExpiry', { rule: 'kubelet-cert-expired', reason: 'CertificateExpired', unit: 'rke2-agent.service' }, ['openssl x509 -in /var/lib/rancher/rke2/agent/client-kubelet.crt -noout -dates']],
+      ['CertificateExpiry', { rule: 'kubelet-cert-expired', reason: 'CertificateExpired', unit: 'kubelet.service' }, ['openssl x509 -in /var/lib/kubelet/pki/kubelet-client-current.pem -noout -dates']],
+    ];
+    for (const [category, facts, commands] of cases) {
+      const d = await diagnoser.diagnose(finding(category, nodeSubject, facts));
+      for (const cmd of commands) expect(d.commands, `${category} ${facts.unit ?? facts.service}`).toContain(cmd);
+      for (const cmd of d.commands) expect(isReadOnlyCommand(cmd), cmd).toBe(true);
+    }
+  });
+
   it('says low confidence when the finding has no evidence', async () => {
     const d = await diagnoser.diagnose(finding('NodeMemoryPressure', nodeSubject, {}, false));
     expect(d.confidence).toBe('low');

@@ -224,9 +224,51 @@ function fsPath(label: string | undefined): string | undefined {
   return safeArg(label);
 }
 
+/** Where a Kubernetes distribution keeps what the kubelet and runtime hints point at. */
+interface Distro {
+  /** systemd unit that runs the kubelet. */
+  kubeletUnit: string;
+  /** systemd unit that runs containerd, when it is not the kubelet's. */
+  runtimeUnit: string;
+  /** crictl pointed at the distribution's containerd socket. */
+  crictl: string;
+  /** Read-only command that shows the kubelet client certificate's validity. */
+  clientCert: string;
+}
+
+const KUBEADM: Distro = {
+  kubeletUnit: 'kubelet',
+  runtimeUnit: 'containerd',
+  crictl: 'crictl',
+  clientCert: 'openssl x509 -in /var/lib/kubelet/pki/kubelet-client-current.pem -noout -dates',
+};
+
+/**
+ * The distribution of the unit a finding came from (its `service` or `unit`
+ * fact): k3s and RKE2 run kubelet and containerd in their own unit with the
+ * socket under /run/k3s, k0s under /run/k0s, MicroK8s in snap services.
+ */
+function distroOf(c: Ctx): Distro {
+  const raw = (c.str('service') ?? c.str('unit') ?? '').replace(/\.service$/, '');
+  // The log files k3s and RKE2 write for their embedded components belong to the agent unit.
+  const u = raw === 'k3s-containerd' ? 'k3s-agent' : raw === 'rke2-kubelet' || raw === 'rke2-containerd' ? 'rke2-agent' : raw;
+  if (/^k0s(?:worker|controller)$/.test(u)) {
+    return { kubeletUnit: u, runtimeUnit: u, crictl: 'crictl --runtime-endpoint unix:///run/k0s/containerd.sock', clientCert: 'openssl x509 -in /var/lib/k0s/kubelet/pki/kubelet-client-current.pem -noout -dates' };
+  }
+  if (/^(?:k3s(?:-agent)?|rke2-(?:server|agent))$/.test(u)) {
+    const dir = u.startsWith('rke2') ? 'rke2' : 'k3s';
+    return { kubeletUnit: u, runtimeUnit: u, crictl: 'crictl --runtime-endpoint unix:///run/k3s/containerd/containerd.sock', clientCert: `openssl x509 -in /var/lib/rancher/${dir}/agent/client-kubelet.crt -noout -dates` };
+  }
+  if (u.startsWith('snap.microk8s.')) {
+    return { kubeletUnit: 'snap.microk8s.daemon-kubelite', runtimeUnit: 'snap.microk8s.daemon-containerd', crictl: 'crictl --runtime-endpoint unix:///var/snap/microk8s/common/run/containerd.sock', clientCert: 'ls -l /var/snap/microk8s/current/certs' };
+  }
+  return KUBEADM;
+}
+
 function runtimeUnit(c: Ctx): string {
   const u = (c.str('service') ?? c.str('unit'))?.replace(/\.service$/, '');
-  return u && /^(containerd|crio|cri-o|docker|cri-dockerd)$/.test(u) ? u : 'containerd';
+  if (u && /^(containerd|crio|cri-o|docker|cri-dockerd)$/.test(u)) return u;
+  return distroOf(c).runtimeUnit;
 }
 
 // ---------------------------------------------------------------------------
@@ -634,6 +676,7 @@ const HINTS: Record<Category, HintBuilder> = {
   }),
 
   KubeletUnhealthy: (c) => {
+    const d = distroOf(c);
     const checks = c.str('failingChecks');
     const reason = c.str('reason');
     const probable =
@@ -646,7 +689,7 @@ const HINTS: Record<Category, HintBuilder> = {
       summary: `The kubelet on node ${c.node} is unhealthy${checks ? ` (failing checks: ${checks})` : reason ? ` (${reason})` : ''}.`,
       probableCause: probable,
       nextSteps: ['Read the kubelet log for the failing check or the error before each exit.', 'Check that the container runtime answers (crictl ps) and is not overloaded.'],
-      commands: ['systemctl status kubelet', unitLog('kubelet'), 'crictl ps -a', 'crictl info', describeNode(c)],
+      commands: [`systemctl status ${d.kubeletUnit}`, unitLog(d.kubeletUnit), `${d.crictl} ps -a`, `${d.crictl} info`, describeNode(c)],
       confidence: medium,
     };
   },
@@ -673,7 +716,7 @@ const HINTS: Record<Category, HintBuilder> = {
         ? `The ${unit} service keeps restarting: pods cannot start or stop reliably and the kubelet may mark the node NotReady.`
         : 'The runtime service is failing or not answering on its socket: pods cannot start or stop and the kubelet may mark the node NotReady.',
       nextSteps: [`Check the ${unit} service state and its log.`, 'Check free disk space of the image store and the runtime socket.'],
-      commands: [`systemctl status ${unit}`, unitLog(unit), 'crictl info', 'crictl ps -a', describeNode(c)],
+      commands: [`systemctl status ${unit}`, unitLog(unit), `${distroOf(c).crictl} info`, `${distroOf(c).crictl} ps -a`, describeNode(c)],
       confidence: medium,
     };
   },
@@ -700,7 +743,7 @@ const HINTS: Record<Category, HintBuilder> = {
     summary: `A kubelet certificate on node ${c.node} is expired or near expiry${c.str('notAfter') ? ` (not after ${c.str('notAfter')})` : ''}.`,
     probableCause: 'Certificate rotation did not happen (rotation disabled, CSRs not approved, or the clock is wrong), so the kubelet fails TLS with the API server.',
     nextSteps: ['Check the validity dates of the kubelet client and serving certificates.', 'Check for pending CSRs and that rotateCertificates is enabled.'],
-    commands: ['openssl x509 -in /var/lib/kubelet/pki/kubelet-client-current.pem -noout -dates', unitLog('kubelet', 'x509'), 'kubectl get csr', describeNode(c)],
+    commands: [distroOf(c).clientCert, unitLog(distroOf(c).kubeletUnit, 'x509'), 'kubectl get csr', describeNode(c)],
     confidence: medium,
   }),
 
