@@ -276,7 +276,7 @@ function defaults(): Raw {
     sources: { host: true, podLogs: true, journald: true, kmsg: true, kubelet: true, kubeApi: true },
     networkMounts: [],
     // Edge distributions run the kubelet (and containerd) inside their own units; smartd, kdump and ABRT report disk health and kernel crashes.
-    journaldUnits: ['kubelet', 'containerd', 'crio', 'docker', 'chronyd', 'chrony', 'systemd-timesyncd', 'k3s', 'k3s-agent', 'rke2-server', 'rke2-agent', 'k0sworker', 'k0scontroller', 'snap.microk8s.daemon-kubelite', 'snap.microk8s.daemon-containerd', 'smartd', 'smartmontools', 'kdump', 'kdump-tools', 'abrtd'],
+    journaldUnits: ['kubelet', 'containerd', 'crio', 'docker', 'chronyd', 'chrony', 'systemd-timesyncd', 'k3s', 'k3s-agent', 'rke2-server', 'rke2-agent', 'k0sworker', 'k0scontroller', 'snap.microk8s.daemon-kubelite', 'snap.microk8s.daemon-containerd', 'smartd', 'smartmontools', 'kdump', 'kdump-tools', 'systemd-pstore', 'abrtd'],
     detectors: {},
     redactPatterns: [],
     runbooksDir: null,

@@ -72,7 +72,7 @@ describe('kernel crashes are KernelOops', () => {
       journal('abrtd.service', 60, 'Process 1432 (nginx) crashed in ngx_http_process_request()'),
     ]);
     expect(fs.map((f) => f.category)).toEqual(['KernelOops', 'KernelOops']);
-    expect(fs.map((f) => f.title).sort()).toEqual(['ABRT reported a kernel problem', 'The kernel crashed: kdump saved a vmcore']);
+    expect(fs.map((f) => f.title).sort()).toEqual(['ABRT reported a kernel problem', 'The kernel crashed (previous boot)']);
   });
 });
 

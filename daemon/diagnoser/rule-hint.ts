@@ -559,16 +559,16 @@ const HINTS: Record<Category, HintBuilder> = {
     const crash = reason === 'KernelCrashDump';
     return {
       summary: crash
-        ? `The kernel on node ${c.node} crashed; a crash dump (vmcore) was saved${c.str('path') ? ` in ${c.str('path')}` : ''}.`
+        ? `The kernel on node ${c.node} crashed; its crash record (vmcore or pstore log) was saved${c.str('path') ? ` in ${c.str('path')}` : ''}.`
         : `The kernel on node ${c.node} hit a bug (oops)${c.str('location') ? ` at ${c.str('location')}` : ''}${c.str('function') ? ` in ${c.str('function')}` : ''}.`,
       probableCause: crash
-        ? 'The node panicked and rebooted into the capture kernel, which saved the memory image: a kernel or driver bug, or a hardware fault (check for machine checks and memory errors too).'
+        ? 'The node panicked and rebooted (kdump saves the memory image from a capture kernel, pstore keeps the last kernel log in firmware storage): a kernel or driver bug, or a hardware fault (check for machine checks and memory errors too).'
         : 'A kernel or driver bug (or corrupted memory): the faulting task was killed and the kernel may be unstable until the node reboots.',
       nextSteps: crash
-        ? ['Read vmcore-dmesg.txt next to the vmcore for the panic message and stack.', 'Look for hardware errors (MCE, EDAC) before the crash; update the kernel or driver named in the trace.']
+        ? ['Read vmcore-dmesg.txt next to the vmcore, or dmesg.txt in the pstore archive, for the panic message and stack.', 'Look for hardware errors (MCE, EDAC) before the crash; update the kernel or driver named in the trace.']
         : ['Read the stack trace after the oops for the module involved.', 'Update the kernel or the driver; drain and reboot the node.'],
       commands: crash
-        ? ['ls -l /var/crash', 'journalctl --list-boots --no-pager', 'journalctl -k -b -1 -p err --no-pager', 'uname -r', describeNode(c)]
+        ? ['ls -l /var/crash', 'ls -lR /var/lib/systemd/pstore', 'journalctl --list-boots --no-pager', 'journalctl -k -b -1 -p err --no-pager', 'uname -r', describeNode(c)]
         : [kernelLog('Oops'), 'uname -a', 'lsmod', 'journalctl -k -b -1 -p err --no-pager', describeNode(c)],
       confidence: medium,
     };
