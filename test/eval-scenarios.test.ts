@@ -1,10 +1,15 @@
 import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { defaultRuleDir, loadRuleFiles } from '../daemon/detectors/log-rules.js';
 import { ensureTinyModel } from './helpers/test-model.js';
+
+interface Expected {
+  expect: { category: string }[];
+}
 
 const run = promisify(execFile);
 const dirs: string[] = [];
@@ -41,6 +46,9 @@ describe('eval:scenarios', () => {
     expect(r.found).toBe(r.expected);
     expect(r.expected).toBeGreaterThanOrEqual(3);
     expect(r.model).toBeUndefined();
+    // Every category a shipped log rule can report has a fixture bundle that expects it.
+    const expected = new Set(all.flatMap((n) => (JSON.parse(readFileSync(join('test/fixtures/bundles', n, 'expected.json'), 'utf8')) as Expected).expect.map((e) => e.category)));
+    for (const rule of loadRuleFiles(defaultRuleDir())) expect([...expected], `${rule.spec.id} (${rule.spec.category})`).toContain(rule.spec.category);
   });
 
   it('with --model, explains every expected finding with that GGUF and scores each explanation', async () => {
