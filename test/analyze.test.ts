@@ -138,8 +138,9 @@ describe('formatFindingsText', () => {
     const { findings } = await analyzeBundle(`${FIXTURES}probe-liveness-disk-full`);
     const text = formatFindingsText(findings);
     const lines = text.split('\n');
-    expect(lines[0]).toBe('5 findings: 2 critical, 3 warning, 0 info; 2 root causes.');
-    const root = lines.findIndex((l) => l.startsWith('CRITICAL NodeDiskPressure node/edge-04'));
+    expect(lines[0]).toBe('4 findings: 2 critical, 2 warning, 0 info; 1 root cause.');
+    const root = lines.findIndex((l) => l.startsWith('CRITICAL DiskFull node/edge-04'));
+    expect(lines.findIndex((l) => l.startsWith('    ↳ CRITICAL NodeDiskPressure node/edge-04'))).toBe(root + 6);
     const child = lines.findIndex((l) => l.startsWith('    ↳ WARNING ProbeFailure media/transcoder-69f8b7c6d5-8n4kd/transcoder'));
     expect(root).toBeGreaterThanOrEqual(0);
     expect(child).toBeGreaterThan(root);

@@ -50,8 +50,12 @@ describe('correlation on fixture bundles', () => {
     expect(liveness.rootCause).toBe(false);
     expect(evicted.causes).toEqual(expect.arrayContaining([disk.id, pressure.id]));
     expect(disk.rootCause).toBe(true);
-    expect(pressure.rootCause).toBe(true);
-    expect(findings.filter((f) => f.rootCause).map((f) => f.category).sort()).toEqual(['DiskFull', 'NodeDiskPressure']);
+    // The kubelet's DiskPressure is the full nodefs seen from the kubelet: the disk is what to fix.
+    expect(pressure.causes).toEqual([disk.id]);
+    expect(pressure.rootCause).toBe(false);
+    expect(findings.filter((f) => f.rootCause).map((f) => f.category)).toEqual(['DiskFull']);
+    // Liveness and readiness of the one transcoder container failing together are one problem.
+    expect(findings.filter((f) => f.category === 'ProbeFailure')).toHaveLength(1);
   });
 
   it('chains NotReady to the kubelet and the kubelet to the runtime', async () => {
@@ -68,7 +72,7 @@ describe('correlation on fixture bundles', () => {
 
 describe('correlate()', () => {
   it('never links an eviction for the pod\'s own ephemeral-storage limit to node disk pressure', () => {
-    const pressure = draft('NodeDiskPressure', NODE, { detail: 'kubelet', firstAt: ago(60) });
+    const pressure = draft('NodeDiskPressure', NODE, { firstAt: ago(60) });
     const limit = draft('Evicted', { kind: 'Pod', namespace: 'demo', name: 'p1' }, { lifecycle: 'event', at: ago(10), facts: { cause: 'container-ephemeral-limit', resource: 'ephemeral-storage' } });
     const node = draft('Evicted', { kind: 'Pod', namespace: 'demo', name: 'p2' }, { lifecycle: 'event', at: ago(10), facts: { cause: 'node-pressure', resource: 'ephemeral-storage' } });
     const memory = draft('Evicted', { kind: 'Pod', namespace: 'demo', name: 'p3' }, { lifecycle: 'event', at: ago(10), facts: { cause: 'node-pressure', resource: 'memory' } });
@@ -98,17 +102,24 @@ describe('correlate()', () => {
 
   it('links a crash loop to the liveness probe that kills it, not to a readiness probe', () => {
     const crash = draft('CrashLoop', APP, { facts: { probeKill: true, lastReason: 'Error' } });
-    const liveness = draft('ProbeFailure', APP, { detail: 'liveness' });
-    const readiness = draft('ProbeFailure', APP, { detail: 'readiness' });
-    const otherPod = draft('ProbeFailure', { ...APP, name: 'app-2' }, { detail: 'liveness' });
-    expect(correlate([crash, liveness, readiness, otherPod])[0]!.causes).toEqual([draftId(liveness)]);
+    const liveness = draft('ProbeFailure', APP, { facts: { probe: 'liveness' } });
+    const otherPod = draft('ProbeFailure', { ...APP, name: 'app-2' }, { facts: { probe: 'liveness' } });
+    expect(correlate([crash, liveness, otherPod])[0]!.causes).toEqual([draftId(liveness)]);
+    const readiness = draft('ProbeFailure', APP, { facts: { probe: 'readiness' } });
+    expect(correlate([crash, readiness])[0]!.causes).toBeUndefined();
+    // Both probes of one container merged into one finding: its liveness part kills the container.
+    const both = draft('ProbeFailure', APP, { facts: { probe: 'liveness,readiness' } });
+    expect(correlate([crash, both])[0]!.causes).toEqual([draftId(both)]);
   });
 
   it('returns copies and never creates a cycle', () => {
     const all: FindingDraft[] = [
       draft('CrashLoop', APP, { facts: { lastReason: 'OOMKilled', probeKill: true } }),
       draft('OOMKilled', APP, { lifecycle: 'event' }),
-      draft('ProbeFailure', APP, { detail: 'liveness' }),
+      draft('ProbeFailure', APP, { facts: { probe: 'liveness' } }),
+      draft('ContainerFailed', { ...APP, container: 'job' }, { facts: { exitCode: 137 } }),
+      draft('LogErrorSpike', APP, { lifecycle: 'event' }),
+      draft('LogErrorSpike', NODE, { lifecycle: 'event', detail: 'journald:kubelet.service' }),
       draft('Evicted', { kind: 'Pod', namespace: 'demo', name: 'p' }, { lifecycle: 'event', facts: { cause: 'node-pressure' } }),
       draft('ImagePull', APP, { facts: { cause: 'network' } }),
       draft('KernelOOM', NODE, { lifecycle: 'event' }),
@@ -141,6 +152,6 @@ describe('correlate()', () => {
     expect([...edges.keys()].every(acyclic)).toBe(true);
     // Everything links somewhere except the node-level roots.
     const roots = out.filter((d) => !d.causes || d.causes.length === 0).map((d) => d.category).sort();
-    expect(roots).toEqual(['CertificateExpiry', 'DiskFull', 'InodeExhaustion', 'KernelOOM', 'NetworkLinkDown', 'NodeDiskPressure', 'NodeMemoryPressure', 'NodePIDPressure', 'RuntimeUnhealthy']);
+    expect(roots).toEqual(['CertificateExpiry', 'DiskFull', 'InodeExhaustion', 'KernelOOM', 'NetworkLinkDown', 'NodeMemoryPressure', 'NodePIDPressure', 'RuntimeUnhealthy']);
   });
 });

@@ -90,7 +90,7 @@ describe('node conditions', () => {
     ];
     const drafts = detector.detect(view({ node: node(conds), events }));
     expect(drafts).toHaveLength(1);
-    expect(drafts[0]).toMatchObject({ category: 'NodeMemoryPressure', severity: 'critical', detail: 'kubelet', firstAt: ago(12) });
+    expect(drafts[0]).toMatchObject({ category: 'NodeMemoryPressure', severity: 'critical', firstAt: ago(12) });
     expect(drafts[0]!.evidence.map((e) => e.text)).toEqual([
       expect.stringContaining('condition MemoryPressure=True'),
       'EvictionThresholdMet: Attempting to reclaim memory (x2 over 6m)',
@@ -138,7 +138,7 @@ describe('stats summary', () => {
     const cap = parseQuantity('8039920Ki');
     expect(cap).toBe(8039920 * 1024);
     const low = d.detect(view({ node: node(healthy()), statsSummary: summary({ memory: { time: ago(0.1), availableBytes: cap * 0.015, workingSetBytes: cap * 0.985 } }) }));
-    expect(low.map((x) => [x.category, x.severity, x.detail])).toEqual([['NodeMemoryPressure', 'critical', 'stats']]);
+    expect(low.map((x) => [x.category, x.severity, x.detail])).toEqual([['NodeMemoryPressure', 'critical', undefined]]);
     const fine = d.detect(view({ node: node(healthy()), statsSummary: summary({ memory: { availableBytes: cap * 0.3, workingSetBytes: cap * 0.7 }, rlimit: { maxpid: 32768, curproc: 900 } }) }));
     expect(fine).toEqual([]);
   });

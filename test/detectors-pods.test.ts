@@ -101,12 +101,15 @@ describe('pod detectors on fixture bundles', () => {
   it('reports liveness kills (exit 137) as ProbeFailure, never as OOMKilled or an inferred CrashLoop', async () => {
     const { findings } = await analyzeBundle(`${FIXTURES}probe-liveness-disk-full`);
     const probes = findings.filter((f) => f.category === 'ProbeFailure' && f.subject.container === 'transcoder');
+    // Liveness and readiness failing on one container: one finding that names both.
+    expect(probes).toHaveLength(1);
     const liveness = probes.find((f) => f.title.startsWith('Liveness'));
     expect(liveness).toBeDefined();
     expect(liveness!.title).toContain('4 restarts');
     expect(liveness!.message).toContain('exit code 137 is the kill signal, not an OOM');
     expect(liveness!.evidence.some((e) => e.source === 'event' && e.text.includes('failed liveness probe, will be restarted'))).toBe(true);
-    expect(probes.find((f) => f.title.startsWith('Readiness'))).toBeDefined();
+    expect(liveness!.message).toContain('Also seen: Readiness probe failing');
+    expect(liveness!.evidence.some((e) => e.text.startsWith('Unhealthy: Readiness probe failed'))).toBe(true);
     expect(findings.some((f) => f.category === 'OOMKilled' || f.category === 'CrashLoop')).toBe(false);
     const evicted = findings.find((f) => f.category === 'Evicted')!;
     expect(evicted.subject).toEqual({ kind: 'Pod', namespace: 'media', name: 'thumbnailer-5d6c7b8a9-c3v4b' });
@@ -389,7 +392,7 @@ describe('ProbeFailure', () => {
     const ev = podEvent('api-4', 'api', 'Unhealthy', 'Readiness probe failed: HTTP probe failed with statuscode: 500', ago(20), ago(0.2), 120);
     const drafts = detector.detect(view({ pods: [p], events: [ev] }));
     expect(drafts).toHaveLength(1);
-    expect(drafts[0]).toMatchObject({ category: 'ProbeFailure', severity: 'warning', detail: 'readiness', occurrences: 120 });
+    expect(drafts[0]).toMatchObject({ category: 'ProbeFailure', severity: 'warning', facts: { probe: 'readiness' }, occurrences: 120 });
     expect(drafts[0]!.message).toContain('receives no Service traffic');
   });
 
@@ -503,7 +506,7 @@ describe('ProbeFailure on a container that is ready now', () => {
       series: { count: 42, lastObservedTime: ago(0.5) },
     };
     const drafts = createProbeFailureDetector().detect(view({ pods: [p], events: [ev] }));
-    expect(drafts.map((d) => [d.subject.container, d.detail, d.occurrences])).toEqual([['api', 'readiness', 42]]);
+    expect(drafts.map((d) => [d.subject.container, d.facts?.probe, d.occurrences])).toEqual([['api', 'readiness', 42]]);
   });
 });
 

@@ -7,7 +7,7 @@ const NODE = 'edge-node-07';
 const diagnoser = new RuleHintDiagnoser({ nodeName: NODE });
 
 /** Categories whose findings are about a pod or one of its containers. */
-const POD_CATEGORIES = new Set<Category>(['CrashLoop', 'OOMKilled', 'ImagePull', 'ContainerConfig', 'ProbeFailure', 'Evicted', 'DNSFailure', 'LogErrorSpike']);
+const POD_CATEGORIES = new Set<Category>(['CrashLoop', 'OOMKilled', 'ImagePull', 'ContainerConfig', 'ProbeFailure', 'Evicted', 'DNSFailure', 'LogErrorSpike', 'ContainerFailed']);
 
 const container: Subject = { kind: 'Container', namespace: 'shop', name: 'checkout-6f7c9d8b5-q2w4x', container: 'api' };
 const podOnly: Subject = { kind: 'Pod', namespace: 'shop', name: 'checkout-6f7c9d8b5-q2w4x' };
@@ -60,6 +60,14 @@ describe('rule-hint diagnoser', () => {
         ).toBe(true);
       }
     }
+  });
+
+  it('explains a failed Job container by its exit signal and points at the Job', async () => {
+    const d = await diagnoser.diagnose(finding('ContainerFailed', container, { exitCode: 137, reason: 'Error', signal: 'SIGKILL', ownerKind: 'Job', ownerName: 'nightly-export' }));
+    expect(d.summary).toContain('exited with code 137');
+    expect(d.probableCause).toContain('SIGKILL');
+    expect(d.commands).toContain('kubectl -n shop describe job nightly-export');
+    expect(d.commands).toContain('kubectl -n shop logs checkout-6f7c9d8b5-q2w4x -c api --since=1h --tail=200');
   });
 
   it('points kubectl logs at the crashing container and its previous run', async () => {

@@ -49,6 +49,7 @@ export const CATEGORIES = [
   'CertificateExpiry',
   'DNSFailure',
   'LogErrorSpike',
+  'ContainerFailed',
   'KernelOops',
   'HardwareError',
   'DiskFailure',

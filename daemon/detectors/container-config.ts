@@ -24,7 +24,7 @@ import {
 
 /** Options of the ContainerConfig detector. */
 export interface ContainerConfigOptions {
-  /** Waiting reasons that mean the container cannot be created. Defaults to CreateContainerConfigError, CreateContainerError, RunContainerError. */
+  /** Waiting reasons that mean the container cannot be created or started. Defaults to CreateContainerConfigError, CreateContainerError, RunContainerError, PreCreateHookError, PreStartHookError, PostStartHookError, VerifyNonRootError. */
   reasons: string[];
   /** FailedMount events newer than this (minutes) explain a pod stuck in ContainerCreating (and, without any pod list, failure events newer than this are reported). Defaults to 30. */
   mountWindowMinutes: number;
@@ -32,7 +32,7 @@ export interface ContainerConfigOptions {
 
 /** Defaults of ContainerConfigOptions. */
 export const CONTAINER_CONFIG_DEFAULTS: ContainerConfigOptions = {
-  reasons: ['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError'],
+  reasons: ['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError', 'PreCreateHookError', 'PreStartHookError', 'PostStartHookError', 'VerifyNonRootError'],
   mountWindowMinutes: 30,
 };
 
@@ -90,8 +90,10 @@ export function createContainerConfigDetector(opts: Partial<ContainerConfigOptio
           const text = w.message ?? (events.length > 0 ? eventMessage(events[events.length - 1]!) : '');
           const p = parseConfigProblem(text);
           const evidence: Evidence[] = [...statusEvidence(c, view.now, ['state']), ...events.map((e) => eventEvidence(e, view.now))];
-          out.push(draftFor(view, c.subject, `The ${containerLabel(c)} cannot be created (${w.reason}): ${p.summary}.`, p, evidence, {
-            title: `${c.init ? 'Init container' : 'Container'} ${c.status.name} of ${ref} cannot be created: ${p.summary}`,
+          // A failing lifecycle hook (PreStartHookError, PostStartHookError...) stops a container that was created.
+          const what = /Hook/.test(w.reason) ? 'cannot start: its lifecycle hook failed' : 'cannot be created';
+          out.push(draftFor(view, c.subject, `The ${containerLabel(c)} ${what} (${w.reason}): ${p.summary}.`, p, evidence, {
+            title: `${c.init ? 'Init container' : 'Container'} ${c.status.name} of ${ref} ${what}: ${p.summary}`,
             firstAt: earliest(events.map((e) => eventFirstTime(e))),
             waitingReason: w.reason,
           }));

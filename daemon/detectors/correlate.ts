@@ -9,12 +9,23 @@
  * Rules (effect ← cause):
  * - CrashLoop whose last exit was OOMKilled ← OOMKilled of the same container;
  * - CrashLoop whose last exit was a liveness-probe kill ← ProbeFailure (liveness/startup);
+ * - CrashLoop or ContainerFailed whose log says the disk is full (ENOSPC) ← DiskFull,
+ *   InodeExhaustion or NodeDiskPressure at the same time; one killed with
+ *   SIGKILL (137) that was neither an OOM kill of its own nor a probe kill ←
+ *   KernelOOM or NodeMemoryPressure at the same time;
  * - OOMKilled ← KernelOOM or NodeMemoryPressure at the same time;
  * - ProbeFailure ← node pressure at the same time (NodeMemoryPressure,
  *   NodeDiskPressure, NodePIDPressure, DiskFull, InodeExhaustion);
  * - Evicted for node pressure (or an unstated reason) ← the pressure of the
  *   evicted resource at the same time; an eviction for the pod's own
  *   ephemeral-storage limit is never linked to the node;
+ * - NodeDiskPressure ← DiskFull or InodeExhaustion at the same time (the kubelet's
+ *   condition is the consequence; the full filesystem is what to fix);
+ * - LogErrorSpike of a container ← CrashLoop, ContainerFailed, OOMKilled or
+ *   ProbeFailure of the same container (the burst is the crash's own log); of a
+ *   node service ← a node problem at the same time that makes services log
+ *   errors (NodeNotReady, KubeletUnhealthy, RuntimeUnhealthy, NetworkLinkDown,
+ *   CertificateExpiry, DiskFull, NodeDiskPressure, FilesystemError);
  * - NodeNotReady ← KubeletUnhealthy, NetworkLinkDown, RuntimeUnhealthy,
  *   CertificateExpiry at the same time;
  * - KubeletUnhealthy ← RuntimeUnhealthy at the same time;
@@ -68,6 +79,25 @@ function sameWorkload(a: Subject, b: Subject): boolean {
   return a.container === undefined || b.container === undefined || a.container === b.container;
 }
 
+/** Log text of a process that failed because a filesystem was full (blocks or inodes). */
+const ENOSPC = /no space left on device|ENOSPC|disk quota exceeded/i;
+
+const NODE_LOG_CAUSES: Category[] = [
+  'NodeNotReady',
+  'KubeletUnhealthy',
+  'RuntimeUnhealthy',
+  'NetworkLinkDown',
+  'CertificateExpiry',
+  'DiskFull',
+  'NodeDiskPressure',
+  'FilesystemError',
+];
+
+/** Probe kinds a ProbeFailure draft covers (merged drafts name several). */
+function probes(d: FindingDraft): string[] {
+  return String(d.facts?.probe ?? '').split(',');
+}
+
 const NODE_PRESSURE: Category[] = ['NodeMemoryPressure', 'NodeDiskPressure', 'NodePIDPressure', 'DiskFull', 'InodeExhaustion'];
 
 /** Node findings that explain an eviction of the given resource. */
@@ -104,6 +134,11 @@ export function correlate(drafts: readonly FindingDraft[], opts: Partial<Correla
       for (const j of of(cats)) if (drafts[j]!.subject.kind === 'Node' && overlaps(d, drafts[j]!, slack)) add(j);
     };
     const f = d.facts ?? {};
+    // A container that died of a full disk or of the node's memory running out.
+    const exhaustion = () => {
+      if (d.evidence.some((e) => ENOSPC.test(e.text))) node(['DiskFull', 'InodeExhaustion', 'NodeDiskPressure']);
+      if (f.exitCode === 137 && f.lastReason !== 'OOMKilled' && f.reason !== 'OOMKilled' && f.probeKill !== true) node(['KernelOOM', 'NodeMemoryPressure']);
+    };
     switch (d.category) {
       case 'CrashLoop':
         if (f.lastReason === 'OOMKilled') {
@@ -112,9 +147,20 @@ export function correlate(drafts: readonly FindingDraft[], opts: Partial<Correla
         if (f.probeKill === true) {
           for (const j of of(['ProbeFailure'])) {
             const p = drafts[j]!;
-            if (sameWorkload(d.subject, p.subject) && p.detail !== 'readiness') add(j);
+            if (sameWorkload(d.subject, p.subject) && probes(p).some((k) => k === 'liveness' || k === 'startup')) add(j);
           }
         }
+        exhaustion();
+        break;
+      case 'ContainerFailed':
+        exhaustion();
+        break;
+      case 'NodeDiskPressure':
+        node(['DiskFull', 'InodeExhaustion']);
+        break;
+      case 'LogErrorSpike':
+        if (d.subject.kind === 'Node') node(NODE_LOG_CAUSES);
+        else for (const j of of(['CrashLoop', 'ContainerFailed', 'OOMKilled', 'ProbeFailure'])) if (sameWorkload(d.subject, drafts[j]!.subject)) add(j);
         break;
       case 'OOMKilled':
         if (d.subject.kind !== 'Node') node(['KernelOOM', 'NodeMemoryPressure']);

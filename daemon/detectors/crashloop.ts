@@ -9,7 +9,7 @@
  * (it is really looping), warning before that.
  *
  * Not reported: a single old restart of a container that runs fine since; pods
- * whose work is done (Succeeded Jobs); restarts inferred from the count alone when
+ * whose work is done (Succeeded Jobs) or that failed for good (ContainerFailed); restarts inferred from the count alone when
  * the last exit was an OOM kill or a liveness-probe kill (OOMKilled and
  * ProbeFailure report those, and correlation links a real CrashLoopBackOff to them).
  */
@@ -113,7 +113,8 @@ export function createCrashLoopDetector(opts: Partial<CrashLoopOptions> = {}): D
       if (!view.pods) return fromEventsOnly(view, o);
       const out: FindingDraft[] = [];
       for (const c of listContainers(view)) {
-        if (isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp) continue;
+        // A Failed pod restarts nothing any more: ContainerFailed reports its exits.
+        if (isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp || c.pod.status?.phase === 'Failed') continue;
         const st = c.status;
         const events = podEvents(view, c.namespace, c.podName, st.name);
         const backOff = st.state?.waiting?.reason === 'CrashLoopBackOff';

@@ -65,7 +65,6 @@ export function createHostMemoryDetector(opts: Partial<HostMemoryOptions> = {}):
           category: 'NodeMemoryPressure',
           severity: sev,
           subject: { kind: 'Node', name: view.nodeName },
-          detail: 'host',
           title: 'The node is short of memory',
           message: `${reasons.join('; ')}.`,
           evidence: reasons.map((text) => ({ source: 'host' as const, at: h.at, text })),

@@ -28,7 +28,7 @@ export type ImagePullCause = 'auth' | 'not-found' | 'network' | 'rate-limit' | '
 
 /** Options of the ImagePull detector. */
 export interface ImagePullOptions {
-  /** Waiting reasons that mean the image cannot be pulled. Defaults to ErrImagePull, ImagePullBackOff, InvalidImageName, ErrImageNeverPull, RegistryUnavailable. */
+  /** Waiting reasons that mean the image cannot be pulled. Defaults to ErrImagePull, ImagePullBackOff, InvalidImageName, ErrImageNeverPull, RegistryUnavailable, ImageInspectError, SignatureValidationFailed. */
   reasons: string[];
   /** Without any pod list, pull failures seen in events within this many minutes are reported. Defaults to 10. */
   eventWindowMinutes: number;
@@ -36,7 +36,7 @@ export interface ImagePullOptions {
 
 /** Defaults of ImagePullOptions. */
 export const IMAGE_PULL_DEFAULTS: ImagePullOptions = {
-  reasons: ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull', 'RegistryUnavailable'],
+  reasons: ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull', 'RegistryUnavailable', 'ImageInspectError', 'SignatureValidationFailed'],
   eventWindowMinutes: 10,
 };
 

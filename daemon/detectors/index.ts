@@ -4,6 +4,7 @@
  */
 import type { Detector } from '../core/types.js';
 import { type ContainerConfigOptions, createContainerConfigDetector } from './container-config.js';
+import { type ContainerFailedOptions, createContainerFailedDetector } from './container-failed.js';
 import type { CorrelationOptions } from './correlate.js';
 import { type CrashLoopOptions, createCrashLoopDetector } from './crashloop.js';
 import { createDiskDetector, type DiskOptions } from './disk.js';
@@ -11,9 +12,11 @@ import { createEvictedDetector, type EvictedOptions } from './evicted.js';
 import { createHostMemoryDetector, type HostMemoryOptions } from './host-memory.js';
 import { createImagePullDetector, type ImagePullOptions } from './image-pull.js';
 import { createKubeletHealthDetector, type KubeletHealthOptions } from './kubelet-health.js';
+import { createKubeletReasonsDetector, type KubeletReasonsOptions } from './kubelet-reasons.js';
 import { createLogErrorSpikeDetector, type LogErrorSpikeOptions } from './log-error-spike.js';
 import { createLogRuleDetector, type LogRuleDetectorOptions } from './log-rules.js';
 import { createNodeConditionsDetector, type NodeConditionsOptions } from './node-conditions.js';
+import { createNpdEventsDetector, type NpdEventsOptions } from './npd.js';
 import { createOomKilledDetector, type OomKilledOptions } from './oom-killed.js';
 import { createProbeFailureDetector, type ProbeFailureOptions } from './probe-failure.js';
 import { createStatsSummaryDetector, type StatsSummaryOptions } from './stats-summary.js';
@@ -32,12 +35,18 @@ export interface DetectorOptions {
   imagePull?: Partial<ImagePullOptions>;
   /** ContainerConfig waiting reasons and mount window. Defaults to CONTAINER_CONFIG_DEFAULTS. */
   containerConfig?: Partial<ContainerConfigOptions>;
+  /** How long a non-restarted failed container is a warning. Defaults to CONTAINER_FAILED_DEFAULTS. */
+  containerFailed?: Partial<ContainerFailedOptions>;
   /** ProbeFailure windows and failure count. Defaults to PROBE_FAILURE_DEFAULTS. */
   probeFailure?: Partial<ProbeFailureOptions>;
   /** How long an eviction is a warning. Defaults to EVICTED_DEFAULTS. */
   evicted?: Partial<EvictedOptions>;
   /** Extra node conditions and stuck-terminating age. Defaults to NODE_CONDITIONS_DEFAULTS. */
   nodeConditions?: Partial<NodeConditionsOptions>;
+  /** Window of node-problem-detector's events. Defaults to NPD_EVENTS_DEFAULTS. */
+  npdEvents?: Partial<NpdEventsOptions>;
+  /** Windows of the kubelet's other failure reasons (sandbox, volumes, hooks, GC, admission). Defaults to KUBELET_REASONS_DEFAULTS. */
+  kubeletReasons?: Partial<KubeletReasonsOptions>;
   /** Severity of an unhealthy kubelet. Defaults to KUBELET_HEALTH_DEFAULTS. */
   kubeletHealth?: Partial<KubeletHealthOptions>;
   /** PID and memory thresholds on the kubelet's stats summary. Defaults to STATS_SUMMARY_DEFAULTS. */
@@ -61,11 +70,14 @@ export function createDetectors(opts: DetectorOptions = {}): Detector[] {
     createHostMemoryDetector(opts.hostMemory),
     createNodeConditionsDetector(opts.nodeConditions),
     createKubeletHealthDetector(opts.kubeletHealth),
+    createNpdEventsDetector(opts.npdEvents),
+    createKubeletReasonsDetector(opts.kubeletReasons),
     createStatsSummaryDetector(opts.statsSummary),
     createCrashLoopDetector(opts.crashLoop),
     createOomKilledDetector(opts.oomKilled),
     createImagePullDetector(opts.imagePull),
     createContainerConfigDetector(opts.containerConfig),
+    createContainerFailedDetector(opts.containerFailed),
     createProbeFailureDetector(opts.probeFailure),
     createEvictedDetector(opts.evicted),
     createLogRuleDetector(opts.logRules),

@@ -83,7 +83,6 @@ export function createKubeletHealthDetector(opts: Partial<KubeletHealthOptions> 
         category: 'KubeletUnhealthy',
         severity: o.severity,
         subject: { kind: 'Node', name: view.nodeName },
-        detail: 'kubelet',
         title,
         message: sentences.join(' '),
         evidence,

@@ -6,12 +6,19 @@
  * - NodeMemoryPressure / NodeDiskPressure / NodePIDPressure: the kubelet's pressure
  *   conditions True. Critical: the kubelet is evicting pods to recover. Unknown
  *   (kubelet not reporting) is not pressure.
+ * - NetworkUnavailable True (the node's pod network is not set up: no route from
+ *   the cloud route controller, the CNI not initialised): NodeNotReady. The node
+ *   controller taints the node `node.kubernetes.io/network-unavailable` and the
+ *   scheduler keeps pods off it, as for Ready=False; the kubelet's Ready message
+ *   usually names the same cause (NetworkPluginNotReady), so both are one problem.
  * - Conditions set by node-problem-detector, when it runs next to nodesage, map to
- *   their catalog category (KernelDeadlock → KernelHungTask, ReadonlyFilesystem →
- *   FilesystemError, Frequent*Restart → KubeletUnhealthy / RuntimeUnhealthy).
+ *   their catalog category through npd.ts's table (KernelDeadlock → KernelHungTask,
+ *   ReadonlyFilesystem → FilesystemError, Frequent*Restart → KubeletUnhealthy /
+ *   RuntimeUnhealthy, ...), keyed on the device their message names.
  */
 import { eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeNodeCondition } from '../core/kube.js';
 import type { Category, Detector, Evidence, FindingDraft, NodeView, Severity } from '../core/types.js';
+import { NPD_CONDITIONS, npdObject } from './npd.js';
 import { ageMs, clip, earliest, eventEvidence, humanDuration, iso, nodePods, within } from './pod-status.js';
 
 /** Options of the node conditions detector. */
@@ -24,16 +31,7 @@ export interface NodeConditionsOptions {
 
 /** Defaults of NodeConditionsOptions. */
 export const NODE_CONDITIONS_DEFAULTS: NodeConditionsOptions = {
-  extraConditions: {
-    KernelDeadlock: 'KernelHungTask',
-    ReadonlyFilesystem: 'FilesystemError',
-    FrequentKubeletRestart: 'KubeletUnhealthy',
-    FrequentContainerdRestart: 'RuntimeUnhealthy',
-    FrequentDockerRestart: 'RuntimeUnhealthy',
-    FrequentCrioRestart: 'RuntimeUnhealthy',
-    ContainerRuntimeUnhealthy: 'RuntimeUnhealthy',
-    CorruptDockerOverlay2: 'RuntimeUnhealthy',
-  },
+  extraConditions: { ...NPD_CONDITIONS, NetworkUnavailable: 'NodeNotReady' },
   stuckTerminatingMinutes: 10,
 };
 
@@ -143,7 +141,6 @@ export function createNodeConditionsDetector(opts: Partial<NodeConditionsOptions
             category,
             severity: 'critical',
             subject,
-            detail: 'ready-condition',
             title: `${what} on node ${view.nodeName}`,
             message: `The kubelet reports the node NotReady because ${ready.message}.`,
             evidence: [conditionEvidence(ready, view.now)],
@@ -167,11 +164,11 @@ export function createNodeConditionsDetector(opts: Partial<NodeConditionsOptions
         const related = nodeEvents.filter((e) => (e.reason ?? '').includes(c.type) || (p !== undefined && reclaimEventFor(c.type, e.reason, eventMessage(e)) && within(view.now, eventLastTime(e), 3_600_000)));
         evidence.push(...related.map((e) => eventEvidence(e, view.now)));
         const severity: Severity = p ? 'critical' : 'warning';
+        const object = p ? undefined : npdObject(c.message ?? '');
         const draft: FindingDraft = {
           category,
-          severity,
+          severity: c.type === 'NetworkUnavailable' ? 'critical' : severity,
           subject,
-          detail: p ? 'kubelet' : `condition:${c.type}`,
           title: p ? `Node ${view.nodeName} has ${c.type}` : `Node ${view.nodeName} reports ${c.type}${c.reason ? ` (${c.reason})` : ''}`,
           message: p
             ? `The kubelet reports ${c.type} (${c.reason ?? 'no reason'}${c.message ? `: ${c.message}` : ''})${c.lastTransitionTime ? ` since ${c.lastTransitionTime}` : ''}: the node is short of ${p.what} and the kubelet evicts pods to reclaim it.${readyKnown ? '' : ' The node is also not ready.'}`
@@ -185,6 +182,11 @@ export function createNodeConditionsDetector(opts: Partial<NodeConditionsOptions
         const firstAt = earliest([c.lastTransitionTime, ...related.map((e) => eventFirstTime(e))]);
         if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
         if (related.length > 0 && !p) draft.message += ` ${eventMessage(related[related.length - 1]!)}`;
+        if (object) {
+          draft.detail = object;
+          draft.facts!.device = object;
+        }
+        if (c.type === 'NetworkUnavailable') draft.message += ' The pod network of this node is not set up: the node is tainted network-unavailable and new pods are not scheduled here.';
         out.push(draft);
       }
       return out;

@@ -156,7 +156,6 @@ export function createProbeFailureDetector(opts: Partial<ProbeFailureOptions> = 
           category: 'ProbeFailure',
           severity: 'warning',
           subject,
-          detail: g.probe,
           title: `${probeName} probe failing for ${where}${parts.length ? ` (${parts.join(', ')})` : ''}`,
           message,
           evidence: dedupeEvidence(evidence),

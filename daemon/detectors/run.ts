@@ -1,9 +1,11 @@
 /**
- * One detection cycle: every detector over one view, then correlation. A
+ * One detection cycle: every detector over one view, drafts of one problem
+ * merged into one, then correlation. A
  * detector that throws is reported and skipped; the others still run.
  */
 import type { Detector, FindingDraft, NodeView } from '../core/types.js';
 import { type CorrelationOptions, correlate } from './correlate.js';
+import { mergeDrafts } from './merge.js';
 
 /** A detector failure, reported by runDetectors. */
 export interface DetectorFailure {
@@ -17,7 +19,7 @@ export interface DetectionResult {
   failures: DetectorFailure[];
 }
 
-/** Runs every detector over the view and links causes between the drafts. */
+/** Runs every detector over the view, merges drafts of one problem and links causes between them. */
 export function runDetectors(
   view: NodeView,
   detectors: readonly Detector[],
@@ -32,5 +34,5 @@ export function runDetectors(
       failures.push({ detector: d.name, error: err instanceof Error ? err : new Error(String(err)) });
     }
   }
-  return { drafts: correlate(drafts, correlation), failures };
+  return { drafts: correlate(mergeDrafts(drafts), correlation), failures };
 }

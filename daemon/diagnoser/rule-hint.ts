@@ -782,6 +782,54 @@ const HINTS: Record<Category, HintBuilder> = {
       confidence: c.finding.evidence.length > 0 ? medium : 'low',
     };
   },
+
+  ContainerFailed: (c) => {
+    const code = c.num('exitCode');
+    const reason = c.str('reason');
+    const meaning = code !== undefined ? exitCodeMeaning(code) : undefined;
+    const owner = c.str('ownerKind');
+    const steps = [
+      `Read the log of the ${c.who}: its last lines before the exit usually name the error.`,
+      code === 137
+        ? 'Check whether it was killed for memory (a node OOM, the pod limit) or stopped by an activeDeadlineSeconds or a node shutdown.'
+        : 'Check its command, arguments, environment and the dependencies it reaches at start.',
+    ];
+    if (owner === 'Job') steps.push('The Job controller decides whether to retry (backoffLimit); its conditions say whether it gave up.');
+    return {
+      summary: `The ${c.who} exited${code !== undefined ? ` with code ${code}` : ''}${reason ? ` (${reason})` : ''} and is not restarted.`,
+      probableCause: meaning
+        ? `${meaning.charAt(0).toUpperCase()}${meaning.slice(1)}; the pod's restartPolicy does not restart it, so the pod stays failed.`
+        : 'The container ended with an error and its restartPolicy does not restart it.',
+      nextSteps: steps,
+      commands: uniq([...podLogs(c, false), ...podDescribe(c), ...podEvents(c), ...(owner === 'Job' && c.ns && safeArg(c.str('ownerName')) ? [`kubectl -n ${c.ns} describe job ${c.str('ownerName')}`] : [])]),
+      confidence: code !== undefined ? medium : 'low',
+    };
+  },
+
+  // Minimal hints: the log rules for these categories bring their own facts and wording.
+  KernelOops: (c) => ({
+    summary: `The kernel on node ${c.node} reported an oops or crash.`,
+    probableCause: 'A kernel bug or a faulty driver or device hit a fatal error in kernel code; the node may be unstable until rebooted.',
+    nextSteps: ['Read the full kernel report (call trace, tainted modules).', 'Check for a kernel or driver update; drain the node if it repeats.'],
+    commands: [kernelLog('Oops|BUG:|general protection'), describeNode(c)],
+    confidence: medium,
+  }),
+
+  HardwareError: (c) => ({
+    summary: `Node ${c.node} reported a hardware error.`,
+    probableCause: 'The CPU, memory or a PCIe device reported an error (machine check, ECC, APEI/GHES, AER): hardware is failing or about to.',
+    nextSteps: ['Read the hardware error lines and which component they name.', 'Check the BMC/IPMI event log; plan a replacement of the part.'],
+    commands: [kernelLog('Hardware Error|mce|EDAC|AER'), describeNode(c)],
+    confidence: medium,
+  }),
+
+  DiskFailure: (c) => ({
+    summary: `A disk of node ${c.node} is failing.`,
+    probableCause: 'The disk reports bad sectors, a health warning or I/O errors below the filesystem.',
+    nextSteps: ['Check the disk health (SMART, NVMe log).', 'Move workloads off the node and replace the disk.'],
+    commands: [kernelLog('I/O error'), 'lsblk', describeNode(c)],
+    confidence: medium,
+  }),
 };
 
 /** The deterministic hint for a finding. Never throws. */

@@ -1,0 +1,195 @@
+/**
+ * node-problem-detector interop, reading side: when NPD runs on the node it
+ * publishes NodeConditions (permanent problems) and Node Events (temporary
+ * problems, and each condition change). This file holds the one table that maps
+ * NPD's condition types and event reasons to nodesage categories, and the
+ * detector for NPD's events. Its conditions go through the node conditions
+ * detector (node-conditions.ts), which reads the condition half of the table.
+ *
+ * Condition types and reasons are NPD's shipped configs as written in
+ * kubernetes/node-problem-detector config/*.json (the `config` column). A
+ * problem nodesage also sees itself (its kmsg rule and NPD's event for the same
+ * XFS shutdown) gets the same category, subject and object (the device, when
+ * the message names one), so the two merge into one finding (merge.ts).
+ */
+import { eventCount, eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent } from '../core/kube.js';
+import type { Category, Detector, FindingDraft, NodeView, Severity } from '../core/types.js';
+import { dedupeEvidence, earliest, eventEvidence, latest, within } from './pod-status.js';
+
+/** One NPD condition type or event reason and what nodesage calls it. */
+export interface NpdMapping {
+  /** Condition type (`kind: condition`) or event reason (`kind: event`), as NPD writes it. */
+  name: string;
+  kind: 'condition' | 'event';
+  category: Category;
+  /** Severity of the finding an event gives (conditions: warning). */
+  severity: Severity;
+  /** NPD config file that defines it (kubernetes/node-problem-detector, config/). */
+  config: string;
+}
+
+/** Not mapped on purpose, with the reason (documented in COVERAGE.md). */
+export const NPD_UNMAPPED: Record<string, string> = {
+  KubeletStart: 'systemd-monitor counts starts; one start is not a problem (FrequentKubeletRestart is)',
+  DockerStart: 'systemd-monitor counts starts; one start is not a problem (FrequentDockerRestart is)',
+  ContainerdStart: 'systemd-monitor counts starts; one start is not a problem (FrequentContainerdRestart is)',
+  CCPPCrash: 'a host user-space program crashed (ABRT); no catalog category covers host programs',
+  UncaughtException: 'a host user-space program crashed (ABRT); no catalog category covers host programs',
+  XorgCrash: 'the display server crashed (ABRT); not a node problem for Kubernetes',
+  IPTablesVersionsMismatch: 'iptables-legacy and iptables-nft rules coexist; no catalog category covers kube-proxy configuration',
+};
+
+const row = (name: string, kind: NpdMapping['kind'], category: Category, severity: Severity, config: string): NpdMapping => ({ name, kind, category, severity, config });
+
+/** NPD's condition types and event reasons mapped to nodesage categories. */
+export const NPD_MAPPING: readonly NpdMapping[] = [
+  // Conditions (type) — a True status is the problem.
+  row('KernelDeadlock', 'condition', 'KernelHungTask', 'warning', 'kernel-monitor.json'),
+  row('XfsShutdown', 'condition', 'FilesystemError', 'critical', 'kernel-monitor.json'),
+  row('CperHardwareErrorFatal', 'condition', 'HardwareError', 'critical', 'kernel-monitor.json'),
+  row('ReadonlyFilesystem', 'condition', 'FilesystemError', 'critical', 'readonly-monitor.json'),
+  row('CorruptDockerOverlay2', 'condition', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json'),
+  row('FrequentKubeletRestart', 'condition', 'KubeletUnhealthy', 'warning', 'systemd-monitor-counter.json'),
+  row('FrequentDockerRestart', 'condition', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
+  row('FrequentContainerdRestart', 'condition', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
+  row('FrequentCrioRestart', 'condition', 'RuntimeUnhealthy', 'warning', '(site config: systemd-monitor-counter.json pattern for crio)'),
+  row('FrequentUnregisterNetDevice', 'condition', 'KernelHungTask', 'warning', 'kernel-monitor-counter.json'),
+  row('KubeletUnhealthy', 'condition', 'KubeletUnhealthy', 'critical', 'health-checker-kubelet.json'),
+  row('ContainerRuntimeUnhealthy', 'condition', 'RuntimeUnhealthy', 'critical', 'health-checker-containerd.json, health-checker-docker.json'),
+  row('NTPProblem', 'condition', 'ClockSkew', 'warning', 'custom-plugin-monitor.json'),
+  row('DiskBadBlock', 'condition', 'DiskFailure', 'critical', 'disk-log-message-filelog.json'),
+  // Events (reason) — temporary problems, and the reasons of condition changes.
+  row('OOMKilling', 'event', 'KernelOOM', 'critical', 'kernel-monitor.json'),
+  row('TaskHung', 'event', 'KernelHungTask', 'warning', 'kernel-monitor.json'),
+  row('UnregisterNetDevice', 'event', 'KernelHungTask', 'warning', 'kernel-monitor.json'),
+  row('KernelOops', 'event', 'KernelOops', 'critical', 'kernel-monitor.json, abrt-adaptor.json'),
+  row('VMcore', 'event', 'KernelOops', 'critical', 'abrt-adaptor.json'),
+  row('Ext4Error', 'event', 'FilesystemError', 'critical', 'kernel-monitor.json'),
+  row('Ext4Warning', 'event', 'FilesystemError', 'warning', 'kernel-monitor.json'),
+  row('IOError', 'event', 'DiskFailure', 'warning', 'kernel-monitor.json'),
+  row('XfsHasShutdown', 'event', 'FilesystemError', 'critical', 'kernel-monitor.json'),
+  row('MemoryReadError', 'event', 'HardwareError', 'warning', 'kernel-monitor.json'),
+  row('CperHardwareErrorCorrected', 'event', 'HardwareError', 'warning', 'kernel-monitor.json'),
+  row('CperHardwareErrorRecoverable', 'event', 'HardwareError', 'warning', 'kernel-monitor.json'),
+  row('CperHardwareErrorFatal', 'event', 'HardwareError', 'critical', 'kernel-monitor.json'),
+  row('DockerHung', 'event', 'KernelHungTask', 'critical', 'kernel-monitor.json'),
+  row('AUFSUmountHung', 'event', 'KernelHungTask', 'critical', 'kernel-monitor.json (older releases)'),
+  row('CorruptDockerImage', 'event', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json'),
+  row('CorruptDockerOverlay2', 'event', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json'),
+  row('DockerContainerStartupFailure', 'event', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json'),
+  row('FilesystemIsReadOnly', 'event', 'FilesystemError', 'critical', 'readonly-monitor.json'),
+  row('KubeletUnhealthy', 'event', 'KubeletUnhealthy', 'critical', 'health-checker-kubelet.json'),
+  row('ContainerdUnhealthy', 'event', 'RuntimeUnhealthy', 'critical', 'health-checker-containerd.json'),
+  row('DockerUnhealthy', 'event', 'RuntimeUnhealthy', 'critical', 'health-checker-docker.json'),
+  row('ContainerRuntimeUnhealthy', 'event', 'RuntimeUnhealthy', 'critical', 'health-checker-*.json (condition type as reason)'),
+  row('FrequentKubeletRestart', 'event', 'KubeletUnhealthy', 'warning', 'systemd-monitor-counter.json'),
+  row('FrequentDockerRestart', 'event', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
+  row('FrequentContainerdRestart', 'event', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
+  row('NTPIsDown', 'event', 'ClockSkew', 'warning', 'custom-plugin-monitor.json'),
+  row('NTPProblem', 'event', 'ClockSkew', 'warning', 'custom-plugin-monitor.json'),
+  row('ConntrackFull', 'event', 'ConntrackFull', 'warning', 'network-problem-monitor.json'),
+  row('DNSUnreachable', 'event', 'DNSFailure', 'warning', 'network-problem-monitor.json'),
+  row('DiskBadBlock', 'event', 'DiskFailure', 'critical', 'disk-log-message-filelog.json'),
+];
+
+/** NPD condition types → category (what node-conditions.ts reads). */
+export const NPD_CONDITIONS: Readonly<Record<string, Category>> = Object.fromEntries(
+  NPD_MAPPING.filter((m) => m.kind === 'condition').map((m) => [m.name, m.category]),
+);
+
+const NPD_EVENTS = new Map(NPD_MAPPING.filter((m) => m.kind === 'event').map((m) => [m.name, m]));
+
+/** Event sources NPD writes (`source.component`: the monitor config's `source`). */
+const NPD_COMPONENT = /-monitor$|^abrt-adaptor$|^health-checker$|^node-problem-detector$/;
+
+/**
+ * The object an NPD message names, the same one nodesage's kernel rules key
+ * their findings on: a block device, a network device.
+ */
+export function npdObject(message: string): string | undefined {
+  const m =
+    /\(device ([^)\s]+)\)/.exec(message) ??
+    /\b(?:XFS|EXT4-fs|BTRFS(?: \w+)?) \(([^)\s:]+)/.exec(message) ??
+    /Buffer I\/O error on dev(?:ice)? ([\w.-]+)/.exec(message) ??
+    /unregister_netdevice: waiting for (\S+) to become free/.exec(message);
+  return m?.[1];
+}
+
+/** Options of the NPD events detector. */
+export interface NpdEventsOptions {
+  /** NPD events last seen within this many minutes are reported. Defaults to 60. */
+  windowMinutes: number;
+}
+
+/** Defaults of NpdEventsOptions. */
+export const NPD_EVENTS_DEFAULTS: NpdEventsOptions = { windowMinutes: 60 };
+
+/** True when the event was written by node-problem-detector about this node. */
+export function isNpdEvent(e: KubeEvent, nodeName: string): boolean {
+  const o = eventObject(e);
+  if (o.kind !== 'Node' || (o.name !== undefined && o.name !== nodeName)) return false;
+  const component = e.source?.component ?? e.reportingController ?? '';
+  // Without a component the reason alone says it; the kubelet writes none of these reasons.
+  return component === '' || NPD_COMPONENT.test(component);
+}
+
+/** Creates the detector of node-problem-detector's Node events. */
+export function createNpdEventsDetector(opts: Partial<NpdEventsOptions> = {}): Detector {
+  const o: NpdEventsOptions = { ...NPD_EVENTS_DEFAULTS, ...opts };
+  const windowMs = o.windowMinutes * 60_000;
+  return {
+    name: 'npd-events',
+    detect(view: NodeView): FindingDraft[] {
+      const groups = new Map<string, { m: NpdMapping; object: string | undefined; memcg: boolean; events: KubeEvent[] }>();
+      for (const e of view.events) {
+        const m = e.reason ? NPD_EVENTS.get(e.reason) : undefined;
+        if (!m || e.type === 'Normal' || !isNpdEvent(e, view.nodeName) || !within(view.now, eventLastTime(e), windowMs)) continue;
+        const msg = eventMessage(e);
+        // NPD's OOMKilling pattern also matches memory-cgroup kills: a container's limit, not the node's memory.
+        const memcg = m.name === 'OOMKilling' && /Memory cgroup out of memory|oom_memcg=|constraint=CONSTRAINT_MEMCG/.test(msg);
+        const object = npdObject(msg);
+        const key = `${m.category}\u0000${object ?? ''}\u0000${memcg}`;
+        const g = groups.get(key) ?? { m, object, memcg, events: [] };
+        if (g.m.severity !== 'critical' && m.severity === 'critical') g.m = m;
+        g.events.push(e);
+        groups.set(key, g);
+      }
+      const out: FindingDraft[] = [];
+      for (const g of groups.values()) {
+        const n = g.events.reduce((s, e) => s + eventCount(e), 0);
+        const reasons = [...new Set(g.events.map((e) => e.reason ?? ''))].join(', ');
+        const components = [...new Set(g.events.map((e) => e.source?.component ?? e.reportingController).filter(Boolean))].join(', ');
+        const last = g.events[g.events.length - 1]!;
+        const category: Category = g.memcg ? 'OOMKilled' : g.m.category;
+        const at = latest(g.events.map((e) => eventLastTime(e))) ?? view.now;
+        const draft: FindingDraft = {
+          category,
+          severity: g.memcg ? 'warning' : g.m.severity,
+          subject: { kind: 'Node', name: view.nodeName },
+          title: `node-problem-detector reports ${reasons} on node ${view.nodeName}${g.object ? ` (${g.object})` : ''}`,
+          message: `node-problem-detector${components ? ` (${components})` : ''} reported ${reasons} ${n} time${n > 1 ? 's' : ''}, last at ${at}: ${eventMessage(last).trim()}`,
+          evidence: dedupeEvidence(g.events.map((e) => eventEvidence(e, view.now))),
+          at,
+          occurrences: n,
+          lifecycle: 'event',
+          detector: 'npd-events',
+          facts: { reason: g.m.name, npd: true },
+        };
+        if (g.object) {
+          draft.detail = g.object;
+          draft.facts!.device = g.object;
+        }
+        if (g.memcg) draft.facts!.memcg = true;
+        const pm = /Killed process (\d+) \(([^)]*)\)/.exec(eventMessage(last));
+        if (pm) {
+          draft.facts!.pid = Number(pm[1]);
+          draft.facts!.process = pm[2]!;
+        }
+        const firstAt = earliest(g.events.map((e) => eventFirstTime(e)));
+        if (firstAt && firstAt < at) draft.firstAt = firstAt;
+        out.push(draft);
+      }
+      return out;
+    },
+  };
+}
