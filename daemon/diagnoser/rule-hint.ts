@@ -811,7 +811,7 @@ const HINTS: Record<Category, HintBuilder> = {
     summary: `The kernel on node ${c.node} reported an oops or crash.`,
     probableCause: 'A kernel bug or a faulty driver or device hit a fatal error in kernel code; the node may be unstable until rebooted.',
     nextSteps: ['Read the full kernel report (call trace, tainted modules).', 'Check for a kernel or driver update; drain the node if it repeats.'],
-    commands: [kernelLog('Oops|BUG:|general protection'), describeNode(c)],
+    commands: [kernelLog('Oops'), describeNode(c)],
     confidence: medium,
   }),
 
@@ -819,7 +819,7 @@ const HINTS: Record<Category, HintBuilder> = {
     summary: `Node ${c.node} reported a hardware error.`,
     probableCause: 'The CPU, memory or a PCIe device reported an error (machine check, ECC, APEI/GHES, AER): hardware is failing or about to.',
     nextSteps: ['Read the hardware error lines and which component they name.', 'Check the BMC/IPMI event log; plan a replacement of the part.'],
-    commands: [kernelLog('Hardware Error|mce|EDAC|AER'), describeNode(c)],
+    commands: [kernelLog('Hardware Error'), describeNode(c)],
     confidence: medium,
   }),
 
