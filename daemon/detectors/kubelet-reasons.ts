@@ -50,6 +50,7 @@ export const KUBELET_REASONS: readonly KubeletReason[] = [
   r('FailedStatusPodSandBox', 'podEvent', 'RuntimeUnhealthy', 'warning', 'the container runtime could not report the pod sandbox status'),
   r('FailedKillPod', 'podEvent', 'RuntimeUnhealthy', 'warning', 'the kubelet could not stop the pod'),
   r('FailedCreatePodContainer', 'podEvent', 'RuntimeUnhealthy', 'warning', "the kubelet could not create the pod's cgroup"),
+  r('ExceededGracePeriod', 'podEvent', 'RuntimeUnhealthy', 'warning', 'the container runtime did not stop the pod within its grace period'),
   r('NetworkNotReady', 'podEvent', 'RuntimeUnhealthy', 'warning', 'the pod network (CNI) of the node is not ready'),
   r('FailedMount', 'podEvent', 'ContainerConfig', 'warning', 'a volume of the pod cannot be mounted'),
   r('FailedAttachVolume', 'podEvent', 'ContainerConfig', 'warning', 'a volume of the pod cannot be attached to the node'),

@@ -19,10 +19,15 @@ import { dedupeEvidence } from './pod-status.js';
 /** Seconds between a container's OOM kill in pod status and a kernel memcg kill for them to be one kill. */
 const OOM_FOLD_SECONDS = 120;
 
-/** Which draft speaks for a merged problem: the worst, then the one a detector saw most of. */
+/**
+ * Which draft speaks for a merged problem: the worst, then nodesage's own
+ * reading over node-problem-detector's relay, then the one with most evidence.
+ */
 function better(a: FindingDraft, b: FindingDraft): boolean {
   const s = severityRank(a.severity) - severityRank(b.severity);
   if (s !== 0) return s > 0;
+  const relayed = Number(b.detector === 'npd-events') - Number(a.detector === 'npd-events');
+  if (relayed !== 0) return relayed > 0;
   return a.evidence.length > b.evidence.length;
 }
 
