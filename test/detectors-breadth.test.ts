@@ -7,6 +7,7 @@
  * `nodesage analyze`. daemon/detectors/COVERAGE.md names these tests.
  */
 import { describe, expect, it } from 'vitest';
+import { analyzeBundle } from '../daemon/analyze.js';
 import type { KubeContainerStatus, KubeEvent, KubeNode, KubeNodeCondition, KubePod } from '../daemon/core/kube.js';
 import type { Category, FindingDraft, LogLine, NodeView, Severity } from '../daemon/core/types.js';
 import { exitSignal } from '../daemon/detectors/container-failed.js';
@@ -15,7 +16,7 @@ import { KUBELET_REASONS } from '../daemon/detectors/kubelet-reasons.js';
 import { NPD_MAPPING, NPD_UNMAPPED, npdObject } from '../daemon/detectors/npd.js';
 import { runDetectors } from '../daemon/detectors/run.js';
 
-import { ago, view } from './helpers/detector-view.js';
+import { ago, FIXTURES, view } from './helpers/detector-view.js';
 
 const NODE_NAME = 'edge-test';
 
@@ -429,5 +430,32 @@ describe('one problem, one finding', () => {
       statsSummary: { node: { nodeName: NODE_NAME, memory: { time: ago(0.1), availableBytes: 50 * 2 ** 20, workingSetBytes: 7.9 * 2 ** 30 } } },
     });
     expect(drafts.filter((d) => d.category === 'NodeMemoryPressure').map((d) => d.severity)).toEqual(['critical']);
+  });
+});
+
+describe('node-problem-detector interop bundle', () => {
+  it('gives one finding per problem, with evidence from NPD and from nodesage itself', async () => {
+    const { findings, failures } = await analyzeBundle(`${FIXTURES}npd-interop`);
+    expect(failures).toEqual([]);
+    expect(findings.map((f) => `${f.category} ${f.subject.kind}`).sort()).toEqual([
+      'ClockSkew Node',
+      'ConntrackFull Node',
+      'FilesystemError Node',
+      'KernelHungTask Node',
+      'OOMKilled Container',
+      'RuntimeUnhealthy Node',
+    ]);
+    const fs = findings.find((f) => f.category === 'FilesystemError')!;
+    // nodesage's own reading leads; NPD's condition and events are its evidence too.
+    expect(fs.title).toBe('Filesystem sdb1 remounted read-only');
+    expect(fs.severity).toBe('critical');
+    expect(new Set(fs.evidence.map((e) => e.source))).toEqual(new Set(['kmsg', 'event', 'kubelet']));
+    const hung = findings.find((f) => f.category === 'KernelHungTask')!;
+    expect(hung.severity).toBe('critical');
+    expect(hung.evidence.some((e) => e.text.startsWith('DockerHung'))).toBe(true);
+    const oom = findings.find((f) => f.category === 'OOMKilled')!;
+    expect(oom.subject).toEqual({ kind: 'Container', namespace: 'telemetry', name: 'ingest-api-5c8d7f9b6-kq2zt', container: 'ingest' });
+    expect(oom.evidence.some((e) => e.source === 'event' && e.text.startsWith('OOMKilling'))).toBe(true);
+    expect(findings.every((f) => f.rootCause)).toBe(true);
   });
 });

@@ -19,15 +19,31 @@ import { dedupeEvidence } from './pod-status.js';
 /** Seconds between a container's OOM kill in pod status and a kernel memcg kill for them to be one kill. */
 const OOM_FOLD_SECONDS = 120;
 
+/** Lifecycle of the draft that leads a merged draft (the merged one turns to `condition` when any part is). */
+const leadLifecycle = new WeakMap<FindingDraft, FindingDraft['lifecycle']>();
+
+function ownLifecycle(d: FindingDraft): FindingDraft['lifecycle'] {
+  return leadLifecycle.get(d) ?? d.lifecycle;
+}
+
+/** True when a draft (or the draft that leads a merged one) only relays node-problem-detector. */
+function relayed(d: FindingDraft): boolean {
+  return d.facts?.npd === true;
+}
+
 /**
- * Which draft speaks for a merged problem: the worst, then nodesage's own
- * reading over node-problem-detector's relay, then the one with most evidence.
+ * Which draft speaks for a merged problem (its title and message): nodesage's
+ * own reading over node-problem-detector's relay, then the worst, then a
+ * condition over an event, then the one with most evidence. The merged severity is the worst of all.
  */
 function better(a: FindingDraft, b: FindingDraft): boolean {
+  const r = Number(relayed(b)) - Number(relayed(a));
+  if (r !== 0) return r > 0;
   const s = severityRank(a.severity) - severityRank(b.severity);
   if (s !== 0) return s > 0;
-  const relayed = Number(b.detector === 'npd-events') - Number(a.detector === 'npd-events');
-  if (relayed !== 0) return relayed > 0;
+  // A state that still holds (remounted read-only) says more than the events that led to it.
+  const c = Number(ownLifecycle(a) === 'condition') - Number(ownLifecycle(b) === 'condition');
+  if (c !== 0) return c > 0;
   return a.evidence.length > b.evidence.length;
 }
 
@@ -36,9 +52,15 @@ function mergeTwo(a: FindingDraft, b: FindingDraft): FindingDraft {
   const merged: FindingDraft = {
     ...lead,
     evidence: dedupeEvidence([...lead.evidence, ...other.evidence]),
+    // biome-ignore lint/complexity/useMathMinMax: ISO timestamps, compared as strings.
     at: a.at > b.at ? a.at : b.at,
+    severity: severityRank(a.severity) >= severityRank(b.severity) ? a.severity : b.severity,
     facts: { ...other.facts, ...lead.facts },
   };
+  if (!relayed(lead) && relayed(other)) delete merged.facts!.npd;
+  // Every reason seen (Ext4Error, ReadonlyFilesystem): exporters and hints read them.
+  const reasons = new Set([a.facts?.reasons ?? a.facts?.reason, b.facts?.reasons ?? b.facts?.reason].flatMap((r) => (typeof r === 'string' && r !== '' ? r.split(',') : [])));
+  if (reasons.size > 0) merged.facts!.reasons = [...reasons].sort().join(',');
   const firsts = [a.firstAt ?? a.at, b.firstAt ?? b.at].sort();
   if (firsts[0]! < merged.at) merged.firstAt = firsts[0]!;
   else delete merged.firstAt;
@@ -59,6 +81,7 @@ function mergeTwo(a: FindingDraft, b: FindingDraft): FindingDraft {
   if (!merged.message.includes(other.title)) merged.message += ` Also seen: ${other.title}.`;
   const sources = new Set([...String(lead.facts?.seenBy ?? lead.detector).split(','), ...String(other.facts?.seenBy ?? other.detector).split(',')]);
   merged.facts!.seenBy = [...sources].sort().join(',');
+  leadLifecycle.set(merged, ownLifecycle(lead));
   return merged;
 }
 

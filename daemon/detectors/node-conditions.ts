@@ -182,6 +182,8 @@ export function createNodeConditionsDetector(opts: Partial<NodeConditionsOptions
         const firstAt = earliest([c.lastTransitionTime, ...related.map((e) => eventFirstTime(e))]);
         if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
         if (related.length > 0 && !p) draft.message += ` ${eventMessage(related[related.length - 1]!)}`;
+        // node-problem-detector's own conditions: relayed, so nodesage's reading of the same problem leads.
+        if (NPD_CONDITIONS[c.type]) draft.facts!.npd = true;
         if (object) {
           draft.detail = object;
           draft.facts!.device = object;

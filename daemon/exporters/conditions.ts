@@ -29,7 +29,8 @@ interface ConditionRule {
   match(f: TrackedFinding): string | null;
 }
 
-const text = (f: TrackedFinding) => `${f.detail ?? ''} ${f.title}`;
+// `reasons`: a finding merged from several views of one problem keeps every reason (merge.ts).
+const text = (f: TrackedFinding) => `${f.detail ?? ''} ${f.title} ${String(f.facts?.reasons ?? '')}`;
 
 /** The conditions nodesage sets; names and reasons follow node-problem-detector where they overlap. */
 export const CONDITION_RULES: readonly ConditionRule[] = [
