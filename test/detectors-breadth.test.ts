@@ -459,3 +459,27 @@ describe('node-problem-detector interop bundle', () => {
     expect(findings.every((f) => f.rootCause)).toBe(true);
   });
 });
+
+describe('inode exhaustion bundle', () => {
+  it('makes the inode exhaustion the root cause of the readiness failures, the ENOSPC crash loop, the disk pressure and the eviction', async () => {
+    const { findings } = await analyzeBundle(`${FIXTURES}inode-exhaustion-job-failed`);
+    const by = (c: Category) => findings.filter((f) => f.category === c);
+    expect(findings.map((f) => f.category).sort()).toEqual(['ContainerFailed', 'CrashLoop', 'Evicted', 'InodeExhaustion', 'NodeDiskPressure', 'ProbeFailure']);
+    const inodes = by('InodeExhaustion')[0]!;
+    const pressure = by('NodeDiskPressure')[0]!;
+    expect(inodes.rootCause).toBe(true);
+    expect(pressure.causes).toEqual([inodes.id]);
+    for (const c of ['ProbeFailure', 'CrashLoop', 'Evicted'] as const) {
+      const f = by(c)[0]!;
+      expect(f.causes, c).toEqual(expect.arrayContaining([inodes.id]));
+      expect(f.rootCause, c).toBe(false);
+    }
+    // The Job that failed on a database password is a problem of its own.
+    const job = by('ContainerFailed')[0]!;
+    expect(job.rootCause).toBe(true);
+    expect(job.causes).toEqual([]);
+    expect(job.title).toBe('Container report of batch/report-nightly-29342160-xk2pt failed (exit code 3)');
+    expect(job.message).toContain('password authentication failed');
+    expect(findings.filter((f) => f.rootCause).map((f) => f.category).sort()).toEqual(['ContainerFailed', 'InodeExhaustion']);
+  });
+});
