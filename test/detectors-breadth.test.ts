@@ -355,7 +355,10 @@ describe('node-problem-detector interop', () => {
   it('reads the device an NPD message names, as nodesage keys its own kernel findings', () => {
     expect(npdObject('EXT4-fs error (device sda1): ext4_find_entry:1455: inode #2: comm ls: reading directory lblock 0')).toBe('sda1');
     expect(npdObject('XFS (dm-3): Corruption of in-memory data detected.  Shutting down filesystem')).toBe('dm-3');
-    expect(npdObject('Buffer I/O error on dev nvme1n1, logical block 0, async page read')).toBe('nvme1n1');
+    // Disks by the whole-disk name and memory controllers by number, as the disk and hardware rules key them.
+    expect(npdObject('Buffer I/O error on dev nvme1n1p2, logical block 0, async page read')).toBe('nvme1');
+    expect(npdObject('Device: /dev/sdb [SAT], 8 Currently unreadable (pending) sectors')).toBe('sdb');
+    expect(npdObject('EDAC MC0: 1 CE memory read error on CPU_SrcID#0_Ha#0_Chan#1_DIMM#0 (channel:1 slot:0 page:0x4cb1b8)')).toBe('0');
     expect(npdObject('unregister_netdevice: waiting for eth0 to become free. Usage count = 1')).toBe('eth0');
     expect(npdObject('kubelet is unhealthy')).toBeUndefined();
   });

@@ -83,6 +83,8 @@ export function createKubeletHealthDetector(opts: Partial<KubeletHealthOptions> 
         category: 'KubeletUnhealthy',
         severity: o.severity,
         subject: { kind: 'Node', name: view.nodeName },
+        // The prefix of the kubelet's own log rules (PLEG): the same unhealthy kubelet, one finding.
+        detail: 'kubelet',
         title,
         message: sentences.join(' '),
         evidence,

@@ -116,18 +116,20 @@ function foldNodeOom(drafts: FindingDraft[]): FindingDraft[] {
 
 /**
  * The object a log rule's finding is about. The rule engine's detail is
- * `<rule id or detailPrefix>:<captured values>`; only the values (device,
- * interface, GPU) name the object, so two rules that see one problem on one
- * device (an XFS error and the shutdown it causes) get one fingerprint. A
- * detail without values is a prefix shared by design (`kubelet`): no object.
+ * `<detailPrefix or rule id>:<captured values>`. A rule without a
+ * `detailPrefix` gets its own id there, which would make two rules that see one
+ * problem on one device (an XFS error and the shutdown it causes) two
+ * findings: that default prefix is dropped, the values (device, interface,
+ * GPU) stay. A prefix a rule file sets on purpose groups rules into one
+ * problem and is kept.
  */
 function logRuleObject(d: FindingDraft): FindingDraft {
   if (d.detector !== 'log-rules' || d.detail === undefined) return d;
   const rule = String(d.facts?.rule ?? '');
+  if (rule === '' || (d.detail !== rule && !d.detail.startsWith(`${rule}:`))) return d;
   const out = { ...d };
-  const cut = d.detail.startsWith(`${rule}:`) ? rule.length : d.detail.indexOf(':');
-  if (d.detail === rule || cut < 0) delete out.detail;
-  else out.detail = d.detail.slice(cut + 1);
+  if (d.detail === rule) delete out.detail;
+  else out.detail = d.detail.slice(rule.length + 1);
   return out;
 }
 

@@ -18,7 +18,7 @@
  */
 import { eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeNodeCondition } from '../core/kube.js';
 import type { Category, Detector, Evidence, FindingDraft, NodeView, Severity } from '../core/types.js';
-import { NPD_CONDITIONS, npdObject } from './npd.js';
+import { NPD_CONDITION_ROWS, NPD_CONDITIONS, npdDetail, npdObject } from './npd.js';
 import { ageMs, clip, earliest, eventEvidence, humanDuration, iso, nodePods, within } from './pod-status.js';
 
 /** Options of the node conditions detector. */
@@ -184,10 +184,9 @@ export function createNodeConditionsDetector(opts: Partial<NodeConditionsOptions
         if (related.length > 0 && !p) draft.message += ` ${eventMessage(related[related.length - 1]!)}`;
         // node-problem-detector's own conditions: relayed, so nodesage's reading of the same problem leads.
         if (NPD_CONDITIONS[c.type]) draft.facts!.npd = true;
-        if (object) {
-          draft.detail = object;
-          draft.facts!.device = object;
-        }
+        const detail = p ? undefined : npdDetail(NPD_CONDITION_ROWS.get(c.type), object);
+        if (detail) draft.detail = detail;
+        if (object) draft.facts!.device = object;
         if (c.type === 'NetworkUnavailable') draft.message += ' The pod network of this node is not set up: the node is tainted network-unavailable and new pods are not scheduled here.';
         out.push(draft);
       }

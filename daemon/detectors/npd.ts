@@ -26,6 +26,11 @@ export interface NpdMapping {
   severity: Severity;
   /** NPD config file that defines it (kubernetes/node-problem-detector, config/). */
   config: string;
+  /**
+   * The detail prefix nodesage's own log rules give the same problem
+   * (daemon/rules: `subject.detailPrefix`), so both land on one fingerprint.
+   */
+  prefix?: string;
 }
 
 /** Not mapped on purpose, with the reason (documented in COVERAGE.md). */
@@ -39,63 +44,67 @@ export const NPD_UNMAPPED: Record<string, string> = {
   IPTablesVersionsMismatch: 'iptables-legacy and iptables-nft rules coexist; no catalog category covers kube-proxy configuration',
 };
 
-const row = (name: string, kind: NpdMapping['kind'], category: Category, severity: Severity, config: string): NpdMapping => ({ name, kind, category, severity, config });
+const row = (name: string, kind: NpdMapping['kind'], category: Category, severity: Severity, config: string, prefix?: string): NpdMapping =>
+  prefix === undefined ? { name, kind, category, severity, config } : { name, kind, category, severity, config, prefix };
 
 /** NPD's condition types and event reasons mapped to nodesage categories. */
 export const NPD_MAPPING: readonly NpdMapping[] = [
   // Conditions (type) — a True status is the problem.
   row('KernelDeadlock', 'condition', 'KernelHungTask', 'warning', 'kernel-monitor.json'),
   row('XfsShutdown', 'condition', 'FilesystemError', 'critical', 'kernel-monitor.json'),
-  row('CperHardwareErrorFatal', 'condition', 'HardwareError', 'critical', 'kernel-monitor.json'),
+  row('CperHardwareErrorFatal', 'condition', 'HardwareError', 'critical', 'kernel-monitor.json', 'ghes'),
   row('ReadonlyFilesystem', 'condition', 'FilesystemError', 'critical', 'readonly-monitor.json'),
-  row('CorruptDockerOverlay2', 'condition', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json'),
-  row('FrequentKubeletRestart', 'condition', 'KubeletUnhealthy', 'warning', 'systemd-monitor-counter.json'),
+  row('CorruptDockerOverlay2', 'condition', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json', 'runtime-storage'),
+  row('FrequentKubeletRestart', 'condition', 'KubeletUnhealthy', 'warning', 'systemd-monitor-counter.json', 'kubelet-frequent-restart'),
   row('FrequentDockerRestart', 'condition', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
   row('FrequentContainerdRestart', 'condition', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
   row('FrequentCrioRestart', 'condition', 'RuntimeUnhealthy', 'warning', '(site config: systemd-monitor-counter.json pattern for crio)'),
   row('FrequentUnregisterNetDevice', 'condition', 'KernelHungTask', 'warning', 'kernel-monitor-counter.json'),
-  row('KubeletUnhealthy', 'condition', 'KubeletUnhealthy', 'critical', 'health-checker-kubelet.json'),
+  row('KubeletUnhealthy', 'condition', 'KubeletUnhealthy', 'critical', 'health-checker-kubelet.json', 'kubelet'),
   row('ContainerRuntimeUnhealthy', 'condition', 'RuntimeUnhealthy', 'critical', 'health-checker-containerd.json, health-checker-docker.json'),
   row('NTPProblem', 'condition', 'ClockSkew', 'warning', 'custom-plugin-monitor.json'),
-  row('DiskBadBlock', 'condition', 'DiskFailure', 'critical', 'disk-log-message-filelog.json'),
+  row('DiskBadBlock', 'condition', 'DiskFailure', 'critical', 'disk-log-message-filelog.json', 'disk'),
   // Events (reason) — temporary problems, and the reasons of condition changes.
   row('OOMKilling', 'event', 'KernelOOM', 'critical', 'kernel-monitor.json'),
   row('TaskHung', 'event', 'KernelHungTask', 'warning', 'kernel-monitor.json'),
   row('UnregisterNetDevice', 'event', 'KernelHungTask', 'warning', 'kernel-monitor.json'),
-  row('KernelOops', 'event', 'KernelOops', 'critical', 'kernel-monitor.json, abrt-adaptor.json'),
-  row('VMcore', 'event', 'KernelOops', 'critical', 'abrt-adaptor.json'),
+  row('KernelOops', 'event', 'KernelOops', 'critical', 'kernel-monitor.json, abrt-adaptor.json', 'kernel-oops'),
+  row('VMcore', 'event', 'KernelOops', 'critical', 'abrt-adaptor.json', 'kernel-crash'),
   row('Ext4Error', 'event', 'FilesystemError', 'critical', 'kernel-monitor.json'),
   row('Ext4Warning', 'event', 'FilesystemError', 'warning', 'kernel-monitor.json'),
-  row('IOError', 'event', 'DiskFailure', 'warning', 'kernel-monitor.json'),
+  row('IOError', 'event', 'DiskFailure', 'warning', 'kernel-monitor.json', 'disk'),
   row('XfsHasShutdown', 'event', 'FilesystemError', 'critical', 'kernel-monitor.json'),
-  row('MemoryReadError', 'event', 'HardwareError', 'warning', 'kernel-monitor.json'),
-  row('CperHardwareErrorCorrected', 'event', 'HardwareError', 'warning', 'kernel-monitor.json'),
-  row('CperHardwareErrorRecoverable', 'event', 'HardwareError', 'warning', 'kernel-monitor.json'),
-  row('CperHardwareErrorFatal', 'event', 'HardwareError', 'critical', 'kernel-monitor.json'),
+  row('MemoryReadError', 'event', 'HardwareError', 'warning', 'kernel-monitor.json', 'memory-ecc'),
+  row('CperHardwareErrorCorrected', 'event', 'HardwareError', 'warning', 'kernel-monitor.json', 'ghes'),
+  row('CperHardwareErrorRecoverable', 'event', 'HardwareError', 'warning', 'kernel-monitor.json', 'ghes'),
+  row('CperHardwareErrorFatal', 'event', 'HardwareError', 'critical', 'kernel-monitor.json', 'ghes'),
   row('DockerHung', 'event', 'KernelHungTask', 'critical', 'kernel-monitor.json'),
   row('AUFSUmountHung', 'event', 'KernelHungTask', 'critical', 'kernel-monitor.json (older releases)'),
-  row('CorruptDockerImage', 'event', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json'),
-  row('CorruptDockerOverlay2', 'event', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json'),
-  row('DockerContainerStartupFailure', 'event', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json'),
+  row('CorruptDockerImage', 'event', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json', 'runtime-storage'),
+  row('CorruptDockerOverlay2', 'event', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json', 'runtime-storage'),
+  row('DockerContainerStartupFailure', 'event', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json', 'oci-runtime'),
   row('FilesystemIsReadOnly', 'event', 'FilesystemError', 'critical', 'readonly-monitor.json'),
-  row('KubeletUnhealthy', 'event', 'KubeletUnhealthy', 'critical', 'health-checker-kubelet.json'),
+  row('KubeletUnhealthy', 'event', 'KubeletUnhealthy', 'critical', 'health-checker-kubelet.json', 'kubelet'),
   row('ContainerdUnhealthy', 'event', 'RuntimeUnhealthy', 'critical', 'health-checker-containerd.json'),
   row('DockerUnhealthy', 'event', 'RuntimeUnhealthy', 'critical', 'health-checker-docker.json'),
   row('ContainerRuntimeUnhealthy', 'event', 'RuntimeUnhealthy', 'critical', 'health-checker-*.json (condition type as reason)'),
-  row('FrequentKubeletRestart', 'event', 'KubeletUnhealthy', 'warning', 'systemd-monitor-counter.json'),
+  row('FrequentKubeletRestart', 'event', 'KubeletUnhealthy', 'warning', 'systemd-monitor-counter.json', 'kubelet-frequent-restart'),
   row('FrequentDockerRestart', 'event', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
   row('FrequentContainerdRestart', 'event', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
   row('NTPIsDown', 'event', 'ClockSkew', 'warning', 'custom-plugin-monitor.json'),
   row('NTPProblem', 'event', 'ClockSkew', 'warning', 'custom-plugin-monitor.json'),
   row('ConntrackFull', 'event', 'ConntrackFull', 'warning', 'network-problem-monitor.json'),
   row('DNSUnreachable', 'event', 'DNSFailure', 'warning', 'network-problem-monitor.json'),
-  row('DiskBadBlock', 'event', 'DiskFailure', 'critical', 'disk-log-message-filelog.json'),
+  row('DiskBadBlock', 'event', 'DiskFailure', 'critical', 'disk-log-message-filelog.json', 'disk'),
 ];
 
 /** NPD condition types → category (what node-conditions.ts reads). */
 export const NPD_CONDITIONS: Readonly<Record<string, Category>> = Object.fromEntries(
   NPD_MAPPING.filter((m) => m.kind === 'condition').map((m) => [m.name, m.category]),
 );
+
+/** NPD condition types → their table row. */
+export const NPD_CONDITION_ROWS: ReadonlyMap<string, NpdMapping> = new Map(NPD_MAPPING.filter((m) => m.kind === 'condition').map((m) => [m.name, m]));
 
 const NPD_EVENTS = new Map(NPD_MAPPING.filter((m) => m.kind === 'event').map((m) => [m.name, m]));
 
@@ -110,9 +119,23 @@ export function npdObject(message: string): string | undefined {
   const m =
     /\(device ([^)\s]+)\)/.exec(message) ??
     /\b(?:XFS|EXT4-fs|BTRFS(?: \w+)?) \(([^)\s:]+)/.exec(message) ??
-    /Buffer I\/O error on dev(?:ice)? ([\w.-]+)/.exec(message) ??
     /unregister_netdevice: waiting for (\S+) to become free/.exec(message);
-  return m?.[1];
+  if (m) return m[1];
+  // Disk and memory-controller objects as the disk and hardware rules name them: the whole disk, the MC number.
+  const disk = /Buffer I\/O error on dev(?:ice)? (\S+?),|Device: \/dev\/(\S+?)[\s,]/.exec(message);
+  if (disk) return wholeDisk(disk[1] ?? disk[2]!);
+  return /EDAC MC(\d+):/.exec(message)?.[1];
+}
+
+/** `sdb1` → `sdb`, `nvme0n1p2` → `nvme0`: the disk a partition is on. */
+function wholeDisk(dev: string): string {
+  return /^(nvme\d+|mmcblk\d+|[shv]d[a-z]+|xvd[a-z]+|dm-\d+|md\d+)/.exec(dev)?.[1] ?? dev;
+}
+
+/** The fingerprint detail of an NPD problem: the rule prefix nodesage uses for it, then the object. */
+export function npdDetail(m: Pick<NpdMapping, 'prefix'> | undefined, object: string | undefined): string | undefined {
+  const parts = [m?.prefix, object].filter((p): p is string => p !== undefined && p !== '');
+  return parts.length > 0 ? parts.join(':') : undefined;
 }
 
 /** Options of the NPD events detector. */
@@ -148,7 +171,7 @@ export function createNpdEventsDetector(opts: Partial<NpdEventsOptions> = {}): D
         // NPD's OOMKilling pattern also matches memory-cgroup kills: a container's limit, not the node's memory.
         const memcg = m.name === 'OOMKilling' && /Memory cgroup out of memory|oom_memcg=|constraint=CONSTRAINT_MEMCG/.test(msg);
         const object = npdObject(msg);
-        const key = `${m.category}\u0000${object ?? ''}\u0000${memcg}`;
+        const key = `${m.category}\u0000${npdDetail(m, object) ?? ''}\u0000${memcg}`;
         const g = groups.get(key) ?? { m, object, memcg, events: [] };
         if (g.m.severity !== 'critical' && m.severity === 'critical') g.m = m;
         g.events.push(e);
@@ -175,10 +198,9 @@ export function createNpdEventsDetector(opts: Partial<NpdEventsOptions> = {}): D
           detector: 'npd-events',
           facts: { reason: g.m.name, npd: true },
         };
-        if (g.object) {
-          draft.detail = g.object;
-          draft.facts!.device = g.object;
-        }
+        const detail = g.memcg ? undefined : npdDetail(g.m, g.object);
+        if (detail) draft.detail = detail;
+        if (g.object) draft.facts!.device = g.object;
         if (g.memcg) draft.facts!.memcg = true;
         const pm = /Killed process (\d+) \(([^)]*)\)/.exec(eventMessage(last));
         if (pm) {
