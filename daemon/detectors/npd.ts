@@ -59,7 +59,7 @@ export const NPD_MAPPING: readonly NpdMapping[] = [
   row('FrequentDockerRestart', 'condition', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
   row('FrequentContainerdRestart', 'condition', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
   row('FrequentCrioRestart', 'condition', 'RuntimeUnhealthy', 'warning', '(site config: systemd-monitor-counter.json pattern for crio)'),
-  row('FrequentUnregisterNetDevice', 'condition', 'KernelHungTask', 'warning', 'kernel-monitor-counter.json'),
+  row('FrequentUnregisterNetDevice', 'condition', 'KernelOops', 'warning', 'kernel-monitor-counter.json'),
   row('KubeletUnhealthy', 'condition', 'KubeletUnhealthy', 'critical', 'health-checker-kubelet.json', 'kubelet'),
   row('ContainerRuntimeUnhealthy', 'condition', 'RuntimeUnhealthy', 'critical', 'health-checker-containerd.json, health-checker-docker.json'),
   row('NTPProblem', 'condition', 'ClockSkew', 'warning', 'custom-plugin-monitor.json'),
@@ -67,7 +67,7 @@ export const NPD_MAPPING: readonly NpdMapping[] = [
   // Events (reason) — temporary problems, and the reasons of condition changes.
   row('OOMKilling', 'event', 'KernelOOM', 'critical', 'kernel-monitor.json'),
   row('TaskHung', 'event', 'KernelHungTask', 'warning', 'kernel-monitor.json'),
-  row('UnregisterNetDevice', 'event', 'KernelHungTask', 'warning', 'kernel-monitor.json'),
+  row('UnregisterNetDevice', 'event', 'KernelOops', 'warning', 'kernel-monitor.json'),
   row('KernelOops', 'event', 'KernelOops', 'critical', 'kernel-monitor.json, abrt-adaptor.json', 'kernel-oops'),
   row('VMcore', 'event', 'KernelOops', 'critical', 'abrt-adaptor.json', 'kernel-crash'),
   row('Ext4Error', 'event', 'FilesystemError', 'critical', 'kernel-monitor.json'),
