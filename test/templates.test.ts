@@ -36,6 +36,46 @@ describe('masks', () => {
   });
 });
 
+describe('empty and present values in one slot', () => {
+  it('masks an empty value like a present one: key= and (), [], {}, "" ', () => {
+    expect(maskLine('authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=218.188.2.4')).toBe(
+      'authentication failure; logname=<*> uid=<*> euid=<*> tty=NODEVssh ruser=<*> rhost=<*>',
+    );
+    expect(maskLine('authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=')).toBe(
+      'authentication failure; logname=<*> uid=<*> euid=<*> tty=NODEVssh ruser=<*> rhost=<*>',
+    );
+    expect(maskLine('items=[] labels={} name="" called init()')).toBe('items=[<*>] labels={<*>} name="<*>" called init(<*>)');
+    // Not an empty value: an operator, a key followed by a spaced value.
+    expect(maskLine('a==b x= y')).toBe('a==b x=<*> y');
+  });
+
+  it('masks a host name alone in parentheses like the address or the empty () the same statement prints elsewhere', () => {
+    const lines = [
+      'connection from 206.196.21.129 () at Fri Jul 22 09:42:24 2005',
+      'connection from 82.83.227.67 (dsl-082-083-227-067.arcor-ip.net) at Sat Jun 18 02:08:10 2005',
+      'connection from 82.83.227.68 (mail.example.com) at Sat Jun 18 02:09:10 2005',
+    ];
+    expect(new Set(lines.map(maskLine))).toEqual(new Set(['connection from <*> at <*>']));
+    // A plain word in parentheses is text, and a Java frame keeps its file name.
+    expect(maskLine('state (Lifecycle) at Foo.bar(Foo.java)')).toBe('state (Lifecycle) at Foo.bar(Foo.java)');
+  });
+
+  it('mines lines whose value is empty in some and present in others into one template', () => {
+    const lines: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      lines.push(`pam_unix(sshd:auth): authentication failure; logname= uid=0 euid=0 tty=ssh ruser= rhost=${i % 3 === 0 ? '' : `10.1.2.${i}`}`);
+      lines.push(`ftpd: connection from 10.0.${i}.7 (${i % 2 === 0 ? '' : `host-${i}.example.net`}) at Sat Jun 18 02:08:10 2005`);
+      lines.push(`sshd: session opened for user ${['root', 'news', 'cyrus', 'test'][i % 4]} by (uid=${i % 2 === 0 ? '' : '0'})`);
+    }
+    const { miner } = mine(lines);
+    expect(miner.templates().map((t) => [t.template, t.count])).toEqual([
+      ['pam_unix(sshd:auth): authentication failure; logname=<*> uid=<*> euid=<*> tty=ssh ruser=<*> rhost=<*>', 30],
+      ['ftpd: connection from <*> at <*>', 30],
+      ['sshd: session opened for user <*> by (uid=<*>)', 30],
+    ]);
+  });
+});
+
 describe('TemplateMiner', () => {
   it('groups kubelet, containerd and app lines that differ only in values, and keeps different messages apart', () => {
     const lines = [

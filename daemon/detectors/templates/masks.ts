@@ -14,6 +14,12 @@
  * Within a token, masked segments joined only by value punctuation are one
  * `<*>` (`time="2025-03-12T10:15:30Z"` → `time="<*>"`).
  *
+ * An empty value is a parameter too: `key=` at the end of a token becomes
+ * `key=<*>` (also before `)`, `,`, `;`), an empty `()`, `[]`, `{}`, `""`
+ * becomes `(<*>)`..., and a dotted name alone in brackets is a value too
+ * (`(mail.example.com)`), so a
+ * statement whose value is sometimes empty keeps one template.
+ *
  * Values without digits are caught by shape: URLs (`scheme://...`), paths with
  * two or more segments (with their query string), Windows paths, IPv6 and MAC
  * addresses whose groups happen to be letters (`fd00::a`), and Kubernetes pod
@@ -67,6 +73,9 @@ const CALENDAR = new Set(
 const IPV6_OR_MAC = /^[[(]?(?:[0-9a-fA-F]{0,4}:){2,7}[0-9a-fA-F]{0,4}(?:%\w+)?[\])]?(?::\d{1,5})?[,;.]?$/;
 // Masked segments joined by value punctuation ("<*>:<*>:<*>" of a time) are one value.
 const ADJACENT_PARAMS = /<\*>(?:[-:.,/]+<\*>)+/g;
+
+// A host or file name alone in parentheses or brackets: "(mail.example.com)", "[db.internal]".
+const BRACKETED_NAME = /^(?:\([A-Za-z][\w-]*(?:\.[\w-]+)+\)|\[[A-Za-z][\w-]*(?:\.[\w-]+)+\])[,;:.]?$/;
 
 const POD_NAME = /^[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?-[bcdfghjklmnpqrstvwxz2456789]{6,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$/;
 
@@ -157,7 +166,7 @@ export function maskTokens(line: string): string[] {
       if (k & DELIM) {
         if (c === 58) colons++;
         // Close the segment [segStart, i) and keep the delimiter.
-        if (variable || (hyphens >= 2 && isPodName(s, segStart, i))) {
+        if (variable || (hyphens >= 2 && isPodName(s, segStart, i)) || (i === segStart && emptySlot(s, start, i))) {
           out = (out ?? s.slice(start, segStart)) + PARAM;
           masked++;
         } else {
@@ -184,7 +193,7 @@ export function maskTokens(line: string): string[] {
       }
     }
     // Close the last segment [segStart, i).
-    if (variable || (hyphens >= 2 && isPodName(s, segStart, i))) {
+    if (variable || (hyphens >= 2 && isPodName(s, segStart, i)) || (i === segStart && i > start && s.charCodeAt(i - 1) === 61 && i - 1 > start)) {
       out = (out ?? s.slice(start, segStart)) + PARAM;
       masked++;
     } else {
@@ -193,6 +202,10 @@ export function maskTokens(line: string): string[] {
     }
     if (colons >= 2 && IPV6_OR_MAC.test(s.slice(start, i))) {
       out = PARAM;
+      constText = false;
+    } else if (out === null && i - start > 4 && BRACKETED_NAME.test(s.slice(start, i))) {
+      // A dotted name alone in brackets is the value of its slot: "(mail.example.com)" where others print "(<*>)" or "()".
+      out = `${s[start]}${PARAM}${s[i - 1]}`;
       constText = false;
     } else if (masked >= 2 && out !== null) out = out.replace(ADJACENT_PARAMS, PARAM);
     if (i > start) {
@@ -219,6 +232,24 @@ export function maskTokens(line: string): string[] {
     }
   }
   return tokens;
+}
+
+/** Closing character of each opening bracket or quote. */
+const CLOSER: Record<number, number> = { 40: 41, 91: 93, 123: 125, 34: 34, 39: 39 };
+
+/**
+ * True when the empty segment that ends at `i` (at the delimiter s[i]) is a
+ * value left empty: `()`, `[]`, `{}`, `""`, `''` — the same slot holds a value
+ * in other lines of the statement (`connection from 10.0.0.7 ()` vs
+ * `(host-10-0-0-7.example)`), so it is a parameter like the value would be.
+ */
+function emptySlot(s: string, start: number, i: number): boolean {
+  if (i <= start) return false;
+  const prev = s.charCodeAt(i - 1);
+  const c = s.charCodeAt(i);
+  if (CLOSER[prev] === c) return true;
+  // "(uid=)", "a=,b=1": a key whose value is empty before a closing bracket or a separator.
+  return prev === 61 && i - 1 > start && s.charCodeAt(i - 2) !== 61 && (c === 41 || c === 93 || c === 125 || c === 44 || c === 59);
 }
 
 /** Masks one line as `maskTokens` does and joins the tokens with single spaces. */
