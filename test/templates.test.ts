@@ -44,9 +44,9 @@ describe('empty and present values in one slot', () => {
     expect(maskLine('authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=')).toBe(
       'authentication failure; logname=<*> uid=<*> euid=<*> tty=NODEVssh ruser=<*> rhost=<*>',
     );
-    expect(maskLine('items=[] labels={} name="" called init()')).toBe('items=[<*>] labels={<*>} name="<*>" called init(<*>)');
-    // Not an empty value: an operator, a key followed by a spaced value.
-    expect(maskLine('a==b x= y')).toBe('a==b x=<*> y');
+    expect(maskLine('items=[] labels={} name="" args ()')).toBe('items=[<*>] labels={<*>} name="<*>" args <*>');
+    // Not an empty value: an operator, a call without arguments, a key whose value is spaced into the next token.
+    expect(maskLine('a==b called init() status= true')).toBe('a==b called init() status= true');
   });
 
   it('masks a host name alone in parentheses like the address or the empty () the same statement prints elsewhere', () => {

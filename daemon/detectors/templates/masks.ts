@@ -193,7 +193,7 @@ export function maskTokens(line: string): string[] {
       }
     }
     // Close the last segment [segStart, i).
-    if (variable || (hyphens >= 2 && isPodName(s, segStart, i)) || (i === segStart && i > start && s.charCodeAt(i - 1) === 61 && i - 1 > start)) {
+    if (variable || (hyphens >= 2 && isPodName(s, segStart, i)) || (i === segStart && i - 1 > start && s.charCodeAt(i - 1) === 61 && emptyAtEnd(s, i))) {
       out = (out ?? s.slice(start, segStart)) + PARAM;
       masked++;
     } else {
@@ -247,9 +247,23 @@ function emptySlot(s: string, start: number, i: number): boolean {
   if (i <= start) return false;
   const prev = s.charCodeAt(i - 1);
   const c = s.charCodeAt(i);
-  if (CLOSER[prev] === c) return true;
+  // "init()" is a call without arguments, not an empty value.
+  if (CLOSER[prev] === c) return !(prev === 40 && i - 2 >= start && (isAlnum(s.charCodeAt(i - 2)) || s.charCodeAt(i - 2) === 95));
   // "(uid=)", "a=,b=1": a key whose value is empty before a closing bracket or a separator.
   return prev === 61 && i - 1 > start && s.charCodeAt(i - 2) !== 61 && (c === 41 || c === 93 || c === 125 || c === 44 || c === 59);
+}
+
+/**
+ * True when `key=` that ends a token at `i` has no value: the line ends or the
+ * next token is another `key=value` (`logname= uid=0`). `status= true` spaces
+ * its value into the next token instead.
+ */
+function emptyAtEnd(s: string, i: number): boolean {
+  let j = i;
+  while (j < s.length && cls(s.charCodeAt(j)) & SPACE) j++;
+  if (j >= s.length) return true;
+  for (; j < s.length && !(cls(s.charCodeAt(j)) & SPACE); j++) if (s.charCodeAt(j) === 61) return true;
+  return false;
 }
 
 /** Masks one line as `maskTokens` does and joins the tokens with single spaces. */
