@@ -15,7 +15,7 @@ import { HostCollector } from './collectors/host.js';
 import { JournaldCollector } from './collectors/journald.js';
 import { KmsgCollector } from './collectors/kmsg.js';
 import { PodLogCollector } from './collectors/pod-logs.js';
-import { KubeletCollector } from './collectors/kubelet.js';
+import { KubeletCollector, kubeconfigKubeletCredentials } from './collectors/kubelet.js';
 import { registerAskRoutes } from './api/ask-routes.js';
 import { registerOpenAiRoutes } from './api/openai.js';
 import { EngineGate } from './ask/gate.js';
@@ -79,6 +79,8 @@ export async function createCollectors(
         intervalMs: config.kubeletIntervalSeconds * 1000,
         // Without the API server the kubelet's own pod list is the only one.
         emitPods: !useKubeApi,
+        // kubeconfig mode: no service-account token in the pod's place; the kubeconfig user stands in.
+        ...(config.kubeconfig ? { fallbackCredentials: () => kubeconfigKubeletCredentials(config.kubeconfig!) } : {}),
         logger: log('kubelet'),
       }),
     );

@@ -6,8 +6,11 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { readBundle } from '../daemon/collectors/bundle.js';
-import { KubeletCollector, type KubeletCollectorOptions, kubeletUrlFor } from '../daemon/collectors/kubelet.js';
+import { noCheckpoints } from '../daemon/collectors/checkpoints.js';
+import { KubeletCollector, type KubeletCollectorOptions, kubeconfigKubeletCredentials, kubeletUrlFor } from '../daemon/collectors/kubelet.js';
+import { loadConfig } from '../daemon/config.js';
 import type { Signal } from '../daemon/core/types.js';
+import { createCollectors } from '../daemon/main.js';
 import { FakeKubelet } from './harness/fake-kubelet.js';
 import { ManualClock } from './harness/manual-clock.js';
 import { createTestCa, type KeyPair, type TestCa } from './harness/tls.js';
@@ -239,5 +242,107 @@ describe('KubeletCollector against the fake kubelet', () => {
     expect(kubeletUrlFor('192.168.40.21')).toBe('https://192.168.40.21:10250');
     expect(kubeletUrlFor('fd00::21')).toBe('https://[fd00::21]:10250');
     expect(() => new KubeletCollector({ kubeletUrl: 'http://192.168.40.21:10255' })).toThrow(expect.objectContaining({ code: 'KUBE_SOURCE_CONFIG' }));
+  });
+});
+
+/** A kubeconfig whose cluster CA is `caPem` and whose user is `user` (token or client certificate data). */
+function writeKubeconfig(name: string, caPem: string, user: Record<string, string>): string {
+  const path = join(dir, name);
+  const config = {
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'edge', cluster: { server: 'https://127.0.0.1:6443', 'certificate-authority-data': Buffer.from(caPem).toString('base64') } }],
+    users: [{ name: 'nodesage', user }],
+    contexts: [{ name: 'edge', context: { cluster: 'edge', user: 'nodesage' } }],
+    'current-context': 'edge',
+  };
+  writeFileSync(path, JSON.stringify(config));
+  return path;
+}
+
+describe('KubeletCollector in kubeconfig mode (no service-account token)', () => {
+  const absent = () => ({ tokenFile: join(dir, 'no-such-token'), caFile: join(dir, 'no-such-ca.crt') });
+
+  async function run(kubelet: FakeKubelet, kubeconfig: string | null) {
+    const collector = new KubeletCollector({
+      kubeletUrl: kubelet.url,
+      ...absent(),
+      ...(kubeconfig ? { fallbackCredentials: () => kubeconfigKubeletCredentials(kubeconfig) } : {}),
+      logger: silent,
+      intervalMs: 50,
+      backoff: { initialMs: 20, maxMs: 100 },
+    });
+    cleanups.push(() => collector.stop());
+    const signals: Signal[] = [];
+    await collector.start((b) => signals.push(...b));
+    return { collector, signals };
+  }
+
+  it("authenticates with the kubeconfig user's token and trusts the kubeconfig's CA", async () => {
+    const kubelet = await FakeKubelet.create({ bundleDir: FIXTURE, ca, tls: kubeletTls, tokens: ['kubeconfig-user-token'] });
+    cleanups.push(() => kubelet.stop());
+    const kubeconfig = writeKubeconfig('token.kubeconfig', ca.certPem, { token: 'kubeconfig-user-token' });
+    const { collector, signals } = await run(kubelet, kubeconfig);
+    expect(ofType(signals, 'statsSummary')).toHaveLength(1);
+    expect(collector.status()).toMatchObject({ state: 'healthy', lastError: null, detail: { credentials: `kubeconfig ${kubeconfig} (user nodesage)` } });
+    expect(kubelet.requests.length).toBeGreaterThan(0);
+    expect(kubelet.requests.every((r) => r.authorization === 'Bearer kubeconfig-user-token' && r.status === 200)).toBe(true);
+  });
+
+  it("authenticates with the kubeconfig user's client certificate when the kubelet takes no token", async () => {
+    const clientCa = createTestCa('kubelet-client-ca');
+    const client = clientCa.issueClient('nodesage', 'nodesage:readers');
+    const kubelet = await FakeKubelet.create({ bundleDir: FIXTURE, ca, tls: kubeletTls, tokens: [], clientCa });
+    cleanups.push(() => kubelet.stop());
+    const kubeconfig = writeKubeconfig('cert.kubeconfig', ca.certPem, {
+      'client-certificate-data': Buffer.from(client.certPem).toString('base64'),
+      'client-key-data': Buffer.from(client.keyPem).toString('base64'),
+    });
+    const { collector, signals } = await run(kubelet, kubeconfig);
+    expect(ofType(signals, 'kubeletHealth')[0]).toMatchObject({ ok: true });
+    expect(collector.status()).toMatchObject({ state: 'healthy', lastError: null });
+    expect(kubelet.requests.every((r) => r.authorization === undefined && r.clientCert === 'nodesage' && r.status === 200)).toBe(true);
+  });
+
+  it('says which credentials the kubelet refused, and without a kubeconfig names the missing token file', async () => {
+    const kubelet = await FakeKubelet.create({ bundleDir: FIXTURE, ca, tls: kubeletTls, tokens: ['the-right-one'] });
+    cleanups.push(() => kubelet.stop());
+    const kubeconfig = writeKubeconfig('wrong.kubeconfig', ca.certPem, { token: 'a-wrong-one' });
+    const refused = await run(kubelet, kubeconfig);
+    expect(refused.collector.status()).toMatchObject({ state: 'failing' });
+    expect(refused.collector.status().lastError).toContain(`the kubelet rejected the credentials of kubeconfig ${kubeconfig} (user nodesage) (401 Unauthorized)`);
+    await refused.collector.stop();
+
+    const none = await run(kubelet, null);
+    expect(none.collector.status()).toMatchObject({ state: 'failing' });
+    expect(none.collector.status().lastError).toContain(`service-account token file ${join(dir, 'no-such-token')} cannot be read (ENOENT)`);
+  });
+});
+
+describe('createCollectors in kubeconfig mode', () => {
+  it('wires the kubeconfig user into the kubelet source when no service-account token exists', async () => {
+    const kubelet = await FakeKubelet.create({ bundleDir: FIXTURE, ca, tls: kubeletTls, tokens: ['wired-token'] });
+    cleanups.push(() => kubelet.stop());
+    const kubeconfig = writeKubeconfig('wired.kubeconfig', ca.certPem, { token: 'wired-token' });
+    const config = loadConfig({
+      env: {
+        KUBECONFIG: kubeconfig,
+        NODE_NAME: 'edge-node-1',
+        NODESAGE_KUBELET_URL: kubelet.url,
+        NODESAGE_KUBELET_TOKEN_FILE: join(dir, 'no-such-token'),
+        NODESAGE_KUBELET_CA_FILE: join(dir, 'no-such-ca.crt'),
+      },
+      cwd: dir,
+      serviceAccountDir: join(dir, 'no-sa'),
+    });
+    expect(config.mode).toBe('kubeconfig');
+    const { collectors } = createCollectors({ ...config, sources: { host: false, podLogs: false, journald: false, kmsg: false, kubelet: true, kubeApi: false } }, silent, noCheckpoints);
+    expect(collectors.map((c) => c.name)).toEqual(['kubelet']);
+    const source = collectors[0]!;
+    cleanups.push(() => source.stop());
+    const signals: Signal[] = [];
+    await source.start((b) => signals.push(...b));
+    expect(ofType(signals, 'statsSummary')).toHaveLength(1);
+    expect(source.status()).toMatchObject({ state: 'healthy', detail: { credentials: `kubeconfig ${kubeconfig} (user nodesage)` } });
   });
 });

@@ -11,9 +11,15 @@
  * shown in status detail and asked again every 10 minutes). The bearer token file is
  * re-read whenever it changes (projected tokens rotate hourly) and the CA file
  * likewise; TLS verification is on unless explicitly switched off.
+ *
+ * Outside a pod (kubeconfig mode) there is no service-account token: when the
+ * token file does not exist, the kubeconfig user's credentials are used — its
+ * bearer token or its client certificate — and the kubeconfig cluster's CA when
+ * the kubelet CA file does not exist either.
  */
 import { readFile, stat } from 'node:fs/promises';
 import https from 'node:https';
+import { KubeConfig } from '@kubernetes/client-node';
 import { type Logger, pino } from 'pino';
 import type { KubePod, StatsSummary } from '../core/kube.js';
 import type { Collector, Signal, SignalSink, SourceStatus, Timestamp } from '../core/types.js';
@@ -47,6 +53,12 @@ export interface KubeletCollectorOptions {
   tokenFile?: string;
   /** CA bundle that signed the kubelet's serving certificate. Defaults to the service-account ca.crt. */
   caFile?: string;
+  /**
+   * Credentials used when `tokenFile` does not exist (kubeconfig mode), read on
+   * first need and again after the kubelet answers 401. Defaults to none (a
+   * missing token file is an error).
+   */
+  fallbackCredentials?: () => Promise<KubeletCredentials>;
   /** Skip TLS verification of the kubelet (a warning is logged at every start). Defaults to false. */
   insecureSkipTlsVerify?: boolean;
   /** Time between polls. Defaults to 30000. */
@@ -63,6 +75,45 @@ export interface KubeletCollectorOptions {
   clock?: Clock;
   /** Logger. Defaults to a pino logger named `kubelet`. */
   logger?: Logger;
+}
+
+/** Credentials for the kubelet from somewhere else than the service-account files. */
+export interface KubeletCredentials {
+  /** Bearer token. */
+  token?: string;
+  /** Client certificate (PEM), with `key`. */
+  cert?: string | Buffer;
+  /** Private key of `cert` (PEM). */
+  key?: string | Buffer;
+  /** CA bundle, used when the kubelet CA file does not exist. */
+  ca?: string | Buffer;
+  /** Where they come from, for status and messages: `kubeconfig /path (user nodesage)`. */
+  source: string;
+}
+
+/**
+ * The current user's credentials of a kubeconfig, as @kubernetes/client-node
+ * applies them to a request (token, token file, exec plugin, client
+ * certificate), and its cluster's CA.
+ */
+export async function kubeconfigKubeletCredentials(path: string): Promise<KubeletCredentials> {
+  const kc = new KubeConfig();
+  kc.loadFromFile(path);
+  const opts: https.RequestOptions = {};
+  await kc.applyToHTTPSOptions(opts);
+  const auth = (opts.headers as Record<string, string> | undefined)?.Authorization;
+  const creds: KubeletCredentials = { source: `kubeconfig ${path} (user ${kc.getCurrentUser()?.name ?? 'none'})` };
+  if (auth?.startsWith('Bearer ')) creds.token = auth.slice(7);
+  if (opts.cert && opts.key) {
+    creds.cert = opts.cert as string | Buffer;
+    creds.key = opts.key as string | Buffer;
+  }
+  if (opts.ca) creds.ca = opts.ca as string | Buffer;
+  return creds;
+}
+
+function missing(err: unknown): boolean {
+  return err instanceof CredentialFileError && (err.cause as { code?: string } | undefined)?.code === 'ENOENT';
 }
 
 /** The kubelet paths polled, and the RBAC each needs. */
@@ -101,6 +152,10 @@ export class KubeletCollector implements Collector {
   #sink: SignalSink | undefined;
   #token: FileState | undefined;
   #ca: FileState | undefined;
+  readonly #fallback: (() => Promise<KubeletCredentials>) | undefined;
+  #fallbackCreds: KubeletCredentials | undefined;
+  /** What authenticates the requests: the token file, or the fallback's source. */
+  #authSource = '';
   #agent: https.Agent | undefined;
   #signals = 0;
   #lastSignalAt: Timestamp | null = null;
@@ -127,6 +182,7 @@ export class KubeletCollector implements Collector {
     this.#tokenFile = opts.tokenFile ?? `${SERVICE_ACCOUNT_DIR}/token`;
     this.#caFile = opts.caFile ?? `${SERVICE_ACCOUNT_DIR}/ca.crt`;
     this.#insecure = opts.insecureSkipTlsVerify ?? false;
+    this.#fallback = opts.fallbackCredentials;
     this.#interval = opts.intervalMs ?? 30_000;
     this.#timeout = opts.requestTimeoutMs ?? 10_000;
     this.#emitPods = opts.emitPods ?? false;
@@ -174,6 +230,7 @@ export class KubeletCollector implements Collector {
       insecureSkipTlsVerify: this.#insecure,
       emitPods: this.#emitPods,
     };
+    if (this.#authSource !== '') detail.credentials = this.#authSource;
     if (this.#healthzForbiddenUntil > 0) detail.healthz = `forbidden: needs RBAC get on nodes/healthz`;
     else if (this.#lastHealthz !== null) detail.healthz = oneLine(this.#lastHealthz, 120);
     return {
@@ -201,7 +258,7 @@ export class KubeletCollector implements Collector {
     this.#polls++;
     // Filled during the round and swapped in at its end, so status never shows a half-finished round.
     const errors = new Map<Endpoint | 'credentials', DescribedFailure>();
-    let token: string;
+    let token: string | null;
     try {
       token = await this.#credentials();
     } catch (err) {
@@ -287,39 +344,77 @@ export class KubeletCollector implements Collector {
     }
   }
 
-  /** Re-reads the token (and CA) when the file changed; rebuilds the TLS agent when the CA did. */
-  async #credentials(): Promise<string> {
-    const token = await readIfChanged(this.#tokenFile, 'service-account token file', this.#token);
-    if (this.#token && token.content !== this.#token.content) {
+  /**
+   * Re-reads the token (and CA) when the file changed; rebuilds the TLS agent
+   * when the CA did. Without a token file, takes the fallback credentials (a
+   * kubeconfig user's token or client certificate). Returns the bearer token,
+   * or null when a client certificate authenticates instead.
+   */
+  async #credentials(): Promise<string | null> {
+    let token: FileState | undefined;
+    let fb: KubeletCredentials | undefined;
+    try {
+      token = await readIfChanged(this.#tokenFile, 'service-account token file', this.#token);
+    } catch (err) {
+      if (!this.#fallback || !missing(err)) throw err;
+      fb = await this.#fallbackCredentials();
+      if (!fb.token && !(fb.cert && fb.key)) {
+        throw new CredentialFileError(this.#tokenFile, `service-account token file (and ${fb.source} has neither a token nor a client certificate)`, err);
+      }
+    }
+    if (token && this.#token && token.content !== this.#token.content) {
       this.#tokenReloads++;
       this.#log.info({ tokenFile: this.#tokenFile }, 'service-account token changed; using the new one');
     }
     this.#token = token;
-    if (!this.#insecure) {
-      const ca = await readIfChanged(this.#caFile, 'kubelet CA file', this.#ca);
-      if (this.#ca && ca.content !== this.#ca.content) {
-        this.#log.info({ caFile: this.#caFile }, 'kubelet CA file changed; reconnecting with the new CA');
-        this.#agent?.destroy();
-        this.#agent = undefined;
-      }
-      this.#ca = ca;
+    const source = token ? this.#tokenFile : fb!.source;
+    if (source !== this.#authSource) {
+      if (!token) this.#log.info({ tokenFile: this.#tokenFile, credentials: fb!.source }, 'no service-account token; authenticating to the kubelet with the kubeconfig user');
+      this.#authSource = source;
+      this.#agent?.destroy();
+      this.#agent = undefined;
     }
+    let ca: string | Buffer | undefined;
+    if (!this.#insecure) {
+      try {
+        const file = await readIfChanged(this.#caFile, 'kubelet CA file', this.#ca);
+        if (this.#ca && file.content !== this.#ca.content) {
+          this.#log.info({ caFile: this.#caFile }, 'kubelet CA file changed; reconnecting with the new CA');
+          this.#agent?.destroy();
+          this.#agent = undefined;
+        }
+        this.#ca = file;
+        ca = file.content;
+      } catch (err) {
+        const alt = this.#fallback && missing(err) ? (await this.#fallbackCredentials()).ca : undefined;
+        if (!alt) throw err;
+        ca = alt;
+      }
+    }
+    const client = token ? undefined : fb;
     this.#agent ??= new https.Agent({
       keepAlive: true,
       maxSockets: 4,
-      ca: this.#insecure ? undefined : this.#ca?.content,
+      ca: this.#insecure ? undefined : ca,
       rejectUnauthorized: !this.#insecure,
+      ...(client?.cert && client.key && !client.token ? { cert: client.cert, key: client.key } : {}),
     });
-    return token.content.trim();
+    return token ? token.content.trim() : (fb!.token ?? null);
   }
 
-  #get(path: Endpoint, token: string): Promise<{ status: number; body: string }> {
+  /** The fallback credentials, read once (and again after a 401). */
+  async #fallbackCredentials(): Promise<KubeletCredentials> {
+    if (!this.#fallbackCreds) this.#fallbackCreds = await this.#fallback!();
+    return this.#fallbackCreds;
+  }
+
+  #get(path: Endpoint, token: string | null): Promise<{ status: number; body: string }> {
     const url = new URL(path, this.#url);
     const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#timeout)]);
     return new Promise((resolve, reject) => {
       const req = https.request(
         url,
-        { method: 'GET', agent: this.#agent, headers: { Authorization: `Bearer ${token}`, Accept: 'application/json' }, signal },
+        { method: 'GET', agent: this.#agent, headers: { ...(token !== null ? { Authorization: `Bearer ${token}` } : {}), Accept: 'application/json' }, signal },
         (res) => {
           const chunks: Buffer[] = [];
           let size = 0;
@@ -350,6 +445,15 @@ export class KubeletCollector implements Collector {
     if (err instanceof CredentialFileError) return { permanent: true, message: err.message };
     if (err instanceof HttpStatusError) {
       if (err.status === 401) {
+        // Kubeconfig credentials may have been renewed (exec plugin, rotated certificate): read them again next time.
+        const fb = this.#fallbackCreds;
+        this.#fallbackCreds = undefined;
+        if (!this.#token && fb) {
+          return {
+            permanent: true,
+            message: `the kubelet rejected the credentials of ${fb.source} (401 Unauthorized) on GET ${path}: the kubelet must accept that user's ${fb.token ? 'token (--authentication-token-webhook)' : 'client certificate (--client-ca-file)'}`,
+          };
+        }
         return {
           permanent: true,
           message: `the kubelet rejected the service-account token (401 Unauthorized) on GET ${path}: check ${this.#tokenFile} and that the kubelet runs with --authentication-token-webhook`,

@@ -7,6 +7,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { createTestCa, type KeyPair, type TestCa } from './tls.js';
 import { cutOff, listenLoopback } from './loopback.js';
@@ -22,6 +23,8 @@ export interface KubeletRequest {
   path: string;
   status: number;
   authorization: string | undefined;
+  /** Common name of a verified client certificate, if one was presented. */
+  clientCert?: string;
 }
 
 /** Options of the fake kubelet. */
@@ -34,6 +37,8 @@ export interface FakeKubeletOptions {
   tls?: KeyPair;
   /** Bearer tokens accepted. Defaults to [`fake-kubelet-token`]. */
   tokens?: string[];
+  /** CA whose client certificates authenticate too (the kubelet's --client-ca-file). Defaults to none. */
+  clientCa?: TestCa;
 }
 
 /** The fake kubelet. Create with `FakeKubelet.create()`. */
@@ -55,7 +60,11 @@ export class FakeKubelet {
   private constructor(opts: FakeKubeletOptions, ca: TestCa, tls: KeyPair) {
     this.ca = ca;
     this.tokens = new Set(opts.tokens ?? ['fake-kubelet-token']);
-    this.#server = https.createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => this.#handle(req, res));
+    // Like the kubelet: a client certificate is asked for but optional (a bearer token works without one).
+    this.#server = https.createServer(
+      { cert: tls.certPem, key: tls.keyPem, ...(opts.clientCa ? { ca: opts.clientCa.certPem, requestCert: true, rejectUnauthorized: false } : {}) },
+      (req, res) => this.#handle(req, res),
+    );
     if (opts.bundleDir) {
       const dir = opts.bundleDir;
       this.#summary = JSON.parse(readFileSync(join(dir, 'kubelet', 'stats-summary.json'), 'utf8'));
@@ -122,6 +131,11 @@ export class FakeKubelet {
   #handle(req: IncomingMessage, res: ServerResponse): void {
     const path = new URL(req.url ?? '/', 'https://fake').pathname;
     const record: KubeletRequest = { path, status: 0, authorization: req.headers.authorization };
+    const socket = req.socket as TLSSocket;
+    if (socket.authorized) {
+      const cn = socket.getPeerCertificate().subject?.CN;
+      if (cn) record.clientCert = Array.isArray(cn) ? cn[0] : cn;
+    }
     this.requests.push(record);
     const answer = () => {
       if (res.destroyed) return;
@@ -140,7 +154,9 @@ export class FakeKubelet {
       return status;
     };
     const auth = req.headers.authorization ?? '';
-    if (!auth.startsWith('Bearer ') || !this.tokens.has(auth.slice(7))) return text(401, 'Unauthorized');
+    // A bearer token is checked when sent (and must be valid); otherwise a verified client certificate authenticates.
+    const certOk = auth === '' && (req.socket as TLSSocket).authorized;
+    if (!certOk && (!auth.startsWith('Bearer ') || !this.tokens.has(auth.slice(7)))) return text(401, 'Unauthorized');
     if (!(path in SUBRESOURCE)) return text(404, '404 page not found');
     const p = path as KubeletPath;
     if (this.#forbidden.has(p)) {

@@ -18,6 +18,8 @@ export interface KeyPair {
 export interface TestCa extends KeyPair {
   /** Issues a server certificate for the given names (IPs and DNS names). Defaults to 127.0.0.1, ::1, localhost. */
   issue(hosts?: string[]): KeyPair;
+  /** Issues a client certificate (extendedKeyUsage clientAuth) with this common name and organisation. */
+  issueClient(commonName: string, organization?: string): KeyPair;
 }
 
 function openssl(dir: string, args: string[]): void {
@@ -36,31 +38,34 @@ export function createTestCa(commonName = 'nodesage-test-ca'): TestCa {
     const certPem = readFileSync(join(dir, 'ca.crt'), 'utf8');
     const keyPem = readFileSync(join(dir, 'ca.key'), 'utf8');
     let serial = 1;
+    const sign = (subject: string, ext: string): KeyPair => {
+      const work = mkdtempSync(join(tmpdir(), 'nodesage-cert-'));
+      try {
+        writeFileSync(join(work, 'ca.crt'), certPem);
+        writeFileSync(join(work, 'ca.key'), keyPem);
+        writeFileSync(join(work, 'ext.cnf'), `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n${ext}`);
+        openssl(work, [
+          'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+          '-keyout', 'leaf.key', '-out', 'leaf.csr', '-subj', subject,
+        ]);
+        openssl(work, [
+          'x509', '-req', '-in', 'leaf.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', String(serial++),
+          '-out', 'leaf.crt', '-days', '2', '-extfile', 'ext.cnf',
+        ]);
+        return { certPem: readFileSync(join(work, 'leaf.crt'), 'utf8'), keyPem: readFileSync(join(work, 'leaf.key'), 'utf8') };
+      } finally {
+        rmSync(work, { recursive: true, force: true });
+      }
+    };
     return {
       certPem,
       keyPem,
       issue(hosts = ['127.0.0.1', '::1', 'localhost']): KeyPair {
-        const work = mkdtempSync(join(tmpdir(), 'nodesage-cert-'));
-        try {
-          writeFileSync(join(work, 'ca.crt'), certPem);
-          writeFileSync(join(work, 'ca.key'), keyPem);
-          const san = hosts.map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
-          writeFileSync(
-            join(work, 'ext.cnf'),
-            `basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=${san}\n`,
-          );
-          openssl(work, [
-            'req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-            '-keyout', 'server.key', '-out', 'server.csr', '-subj', `/CN=${hosts[0] ?? 'localhost'}`,
-          ]);
-          openssl(work, [
-            'x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', String(serial++),
-            '-out', 'server.crt', '-days', '2', '-extfile', 'ext.cnf',
-          ]);
-          return { certPem: readFileSync(join(work, 'server.crt'), 'utf8'), keyPem: readFileSync(join(work, 'server.key'), 'utf8') };
-        } finally {
-          rmSync(work, { recursive: true, force: true });
-        }
+        const san = hosts.map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
+        return sign(`/CN=${hosts[0] ?? 'localhost'}`, `extendedKeyUsage=serverAuth\nsubjectAltName=${san}\n`);
+      },
+      issueClient(commonName: string, organization?: string): KeyPair {
+        return sign(`${organization ? `/O=${organization}` : ''}/CN=${commonName}`, 'extendedKeyUsage=clientAuth\n');
       },
     };
   } finally {
