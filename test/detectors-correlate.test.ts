@@ -112,6 +112,26 @@ describe('correlate()', () => {
     expect(correlate([crash, both])[0]!.causes).toEqual([draftId(both)]);
   });
 
+  it("links a container's error burst to its own crash loop, and a failed container to the memory or disk that ran out", () => {
+    const crash = draft('CrashLoop', APP, { facts: { exitCode: 1, lastReason: 'Error' } });
+    const burst = draft('LogErrorSpike', APP, { lifecycle: 'event' });
+    const otherBurst = draft('LogErrorSpike', { ...APP, name: 'app-2' }, { lifecycle: 'event' });
+    const out = correlate([crash, burst, otherBurst]);
+    expect(out[1]!.causes).toEqual([draftId(crash)]);
+    expect(out[2]!.causes).toBeUndefined();
+
+    const job = { ...APP, name: 'export-1', container: 'job' };
+    const oom = draft('KernelOOM', NODE, { lifecycle: 'event', at: ago(3) });
+    const killed = draft('ContainerFailed', job, { lifecycle: 'condition', at: ago(3), facts: { exitCode: 137, reason: 'Error' } });
+    const failedOwn = draft('ContainerFailed', { ...job, name: 'export-2' }, { at: ago(3), facts: { exitCode: 1, reason: 'Error' } });
+    const full = draft('DiskFull', NODE);
+    const enospc = draft('ContainerFailed', { ...job, name: 'export-3' }, { at: ago(3), facts: { exitCode: 1 }, evidence: [{ source: 'podLog', at: ago(3), text: "OSError: [Errno 28] No space left on device: '/tmp/out.csv'" }] });
+    const linked = correlate([oom, killed, failedOwn, full, enospc]);
+    expect(linked[1]!.causes).toEqual([draftId(oom)]);
+    expect(linked[2]!.causes).toBeUndefined();
+    expect(linked[4]!.causes).toEqual([draftId(full)]);
+  });
+
   it('returns copies and never creates a cycle', () => {
     const all: FindingDraft[] = [
       draft('CrashLoop', APP, { facts: { lastReason: 'OOMKilled', probeKill: true } }),
