@@ -19,7 +19,6 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import https from 'node:https';
-import { KubeConfig } from '@kubernetes/client-node';
 import { type Logger, pino } from 'pino';
 import type { KubePod, StatsSummary } from '../core/kube.js';
 import type { Collector, Signal, SignalSink, SourceStatus, Timestamp } from '../core/types.js';
@@ -97,6 +96,8 @@ export interface KubeletCredentials {
  * certificate), and its cluster's CA.
  */
 export async function kubeconfigKubeletCredentials(path: string): Promise<KubeletCredentials> {
+  // Loaded only here: host mode never needs the Kubernetes client.
+  const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
   kc.loadFromFile(path);
   const opts: https.RequestOptions = {};
