@@ -336,7 +336,7 @@ describe('createCollectors in kubeconfig mode', () => {
       serviceAccountDir: join(dir, 'no-sa'),
     });
     expect(config.mode).toBe('kubeconfig');
-    const { collectors } = createCollectors({ ...config, sources: { host: false, podLogs: false, journald: false, kmsg: false, kubelet: true, kubeApi: false } }, silent, noCheckpoints);
+    const { collectors } = await createCollectors({ ...config, sources: { host: false, podLogs: false, journald: false, kmsg: false, kubelet: true, kubeApi: false } }, silent, noCheckpoints);
     expect(collectors.map((c) => c.name)).toEqual(['kubelet']);
     const source = collectors[0]!;
     cleanups.push(() => source.stop());

@@ -805,31 +805,6 @@ const HINTS: Record<Category, HintBuilder> = {
       confidence: code !== undefined ? medium : 'low',
     };
   },
-
-  // Minimal hints: the log rules for these categories bring their own facts and wording.
-  KernelOops: (c) => ({
-    summary: `The kernel on node ${c.node} reported an oops or crash.`,
-    probableCause: 'A kernel bug or a faulty driver or device hit a fatal error in kernel code; the node may be unstable until rebooted.',
-    nextSteps: ['Read the full kernel report (call trace, tainted modules).', 'Check for a kernel or driver update; drain the node if it repeats.'],
-    commands: [kernelLog('Oops'), describeNode(c)],
-    confidence: medium,
-  }),
-
-  HardwareError: (c) => ({
-    summary: `Node ${c.node} reported a hardware error.`,
-    probableCause: 'The CPU, memory or a PCIe device reported an error (machine check, ECC, APEI/GHES, AER): hardware is failing or about to.',
-    nextSteps: ['Read the hardware error lines and which component they name.', 'Check the BMC/IPMI event log; plan a replacement of the part.'],
-    commands: [kernelLog('Hardware Error'), describeNode(c)],
-    confidence: medium,
-  }),
-
-  DiskFailure: (c) => ({
-    summary: `A disk of node ${c.node} is failing.`,
-    probableCause: 'The disk reports bad sectors, a health warning or I/O errors below the filesystem.',
-    nextSteps: ['Check the disk health (SMART, NVMe log).', 'Move workloads off the node and replace the disk.'],
-    commands: [kernelLog('I/O error'), 'lsblk', describeNode(c)],
-    confidence: medium,
-  }),
 };
 
 /** The deterministic hint for a finding. Never throws. */
