@@ -486,3 +486,28 @@ describe('inode exhaustion bundle', () => {
     expect(findings.filter((f) => f.rootCause).map((f) => f.category).sort()).toEqual(['ContainerFailed', 'InodeExhaustion']);
   });
 });
+
+describe('memory pressure bundle', () => {
+  it('makes the node running out of memory the root of the OOM kill, the eviction and the error burst, with the kernel line leading', async () => {
+    const { findings } = await analyzeBundle(`${FIXTURES}memory-pressure-oom-chain`);
+    const one = (c: Category) => {
+      const list = findings.filter((f) => f.category === c);
+      expect(list, c).toHaveLength(1);
+      return list[0]!;
+    };
+    const pressure = one('NodeMemoryPressure');
+    const oom = one('KernelOOM');
+    const killed = one('OOMKilled');
+    const evicted = one('Evicted');
+    const burst = one('LogErrorSpike');
+    expect(findings).toHaveLength(5);
+    expect(findings.filter((f) => f.rootCause).map((f) => f.id)).toEqual([pressure.id]);
+    // The kubelet's SystemOOM event and the kernel's own line are one KernelOOM; the kernel's reading leads.
+    expect(oom.title).toBe('Node ran out of memory: the kernel killed recommender');
+    expect(oom.evidence.some((e) => e.source === 'event' && e.text.startsWith('SystemOOM'))).toBe(true);
+    expect(oom.causes).toEqual([pressure.id]);
+    expect(killed.causes).toEqual(expect.arrayContaining([oom.id, pressure.id]));
+    expect(evicted.causes).toEqual([pressure.id]);
+    expect(burst.causes).toEqual([killed.id]);
+  });
+});

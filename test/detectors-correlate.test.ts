@@ -172,6 +172,6 @@ describe('correlate()', () => {
     expect([...edges.keys()].every(acyclic)).toBe(true);
     // Everything links somewhere except the node-level roots.
     const roots = out.filter((d) => !d.causes || d.causes.length === 0).map((d) => d.category).sort();
-    expect(roots).toEqual(['CertificateExpiry', 'DiskFull', 'InodeExhaustion', 'KernelOOM', 'NetworkLinkDown', 'NodeMemoryPressure', 'NodePIDPressure', 'RuntimeUnhealthy']);
+    expect(roots).toEqual(['CertificateExpiry', 'DiskFull', 'InodeExhaustion', 'NetworkLinkDown', 'NodeMemoryPressure', 'NodePIDPressure', 'RuntimeUnhealthy']);
   });
 });

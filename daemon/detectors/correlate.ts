@@ -14,6 +14,8 @@
  *   SIGKILL (137) that was neither an OOM kill of its own nor a probe kill ←
  *   KernelOOM or NodeMemoryPressure at the same time;
  * - OOMKilled ← KernelOOM or NodeMemoryPressure at the same time;
+ * - KernelOOM ← NodeMemoryPressure at the same time (the node ran out of memory;
+ *   the OOM killer is what that did);
  * - ProbeFailure ← node pressure at the same time (NodeMemoryPressure,
  *   NodeDiskPressure, NodePIDPressure, DiskFull, InodeExhaustion);
  * - Evicted for node pressure (or an unstated reason) ← the pressure of the
@@ -164,6 +166,9 @@ export function correlate(drafts: readonly FindingDraft[], opts: Partial<Correla
         break;
       case 'OOMKilled':
         if (d.subject.kind !== 'Node') node(['KernelOOM', 'NodeMemoryPressure']);
+        break;
+      case 'KernelOOM':
+        node(['NodeMemoryPressure']);
         break;
       case 'ProbeFailure':
         node(NODE_PRESSURE);

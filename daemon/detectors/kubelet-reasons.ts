@@ -188,6 +188,8 @@ export function createKubeletReasonsDetector(opts: Partial<KubeletReasonsOptions
         const firstAt = earliest(g.events.map((e) => eventFirstTime(e)));
         if (firstAt && firstAt < at) draft.firstAt = firstAt;
         if (k.category === 'Evicted') draft.facts!.cause = 'admission';
+        // The kubelet passes on what the kernel or the runtime saw: their own lines, when read, speak for the problem.
+        if (k.on === 'nodeEvent') draft.facts!.relayed = true;
         const victim = /victim process: ([^,]+), pid: (\d+)/.exec(lastText);
         if (victim) {
           draft.facts!.process = victim[1]!;

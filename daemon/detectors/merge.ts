@@ -26,9 +26,9 @@ function ownLifecycle(d: FindingDraft): FindingDraft['lifecycle'] {
   return leadLifecycle.get(d) ?? d.lifecycle;
 }
 
-/** True when a draft (or the draft that leads a merged one) only relays node-problem-detector. */
+/** True when a draft (or the draft that leads a merged one) relays what another component saw (NPD, the kubelet's SystemOOM). */
 function relayed(d: FindingDraft): boolean {
-  return d.facts?.npd === true;
+  return d.facts?.npd === true || d.facts?.relayed === true;
 }
 
 /**
@@ -57,7 +57,10 @@ function mergeTwo(a: FindingDraft, b: FindingDraft): FindingDraft {
     severity: severityRank(a.severity) >= severityRank(b.severity) ? a.severity : b.severity,
     facts: { ...other.facts, ...lead.facts },
   };
-  if (!relayed(lead) && relayed(other)) delete merged.facts!.npd;
+  if (!relayed(lead) && relayed(other)) {
+    delete merged.facts!.npd;
+    delete merged.facts!.relayed;
+  }
   // Every reason seen (Ext4Error, ReadonlyFilesystem): exporters and hints read them.
   const reasons = new Set([a.facts?.reasons ?? a.facts?.reason, b.facts?.reasons ?? b.facts?.reason].flatMap((r) => (typeof r === 'string' && r !== '' ? r.split(',') : [])));
   if (reasons.size > 0) merged.facts!.reasons = [...reasons].sort().join(',');
