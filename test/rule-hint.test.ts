@@ -67,7 +67,7 @@ describe('rule-hint diagnoser', () => {
     expect(d.summary).toContain('exited with code 137');
     expect(d.probableCause).toContain('SIGKILL');
     expect(d.commands).toContain('kubectl -n shop describe job nightly-export');
-    expect(d.commands).toContain('kubectl -n shop logs checkout-6f7c9d8b5-q2w4x -c api --since=1h --tail=200');
+    expect(d.commands).toContain('kubectl -n shop logs checkout-6f7c9d8b5-q2w4x -c api --tail=200');
   });
 
   it('points kubectl logs at the crashing container and its previous run', async () => {

@@ -801,7 +801,8 @@ const HINTS: Record<Category, HintBuilder> = {
         ? `${meaning.charAt(0).toUpperCase()}${meaning.slice(1)}; the pod's restartPolicy does not restart it, so the pod stays failed.`
         : 'The container ended with an error and its restartPolicy does not restart it.',
       nextSteps: steps,
-      commands: uniq([...podLogs(c, false), ...podDescribe(c), ...podEvents(c), ...(owner === 'Job' && c.ns && safeArg(c.str('ownerName')) ? [`kubectl -n ${c.ns} describe job ${c.str('ownerName')}`] : [])]),
+      // The container ended and is not restarted: its log is the current one, however old (no --since, no --previous).
+      commands: uniq([...podLogs(c, false).map((l) => l.replace(' --since=1h', '')), ...podDescribe(c), ...podEvents(c), ...(owner === 'Job' && c.ns && safeArg(c.str('ownerName')) ? [`kubectl -n ${c.ns} describe job ${c.str('ownerName')}`] : [])]),
       confidence: code !== undefined ? medium : 'low',
     };
   },
