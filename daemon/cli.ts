@@ -6,12 +6,13 @@
 // First: on an unsupported Node, one line saying what to do, before any dependency loads.
 import './node-version.js';
 import { Command, Option } from 'commander';
-import { type Config, ConfigError, type ConfigFlags, loadConfig } from './config.js';
+import { type Config, ConfigError, type ConfigFlags, loadConfig, proxyFromEnv } from './config.js';
 import { callDaemon, } from './cli/client.js';
 import { formatFindingsTable, formatStatus } from './cli/format.js';
 import type { Finding } from './core/types.js';
 import { VERSION } from './version.js';
 import { createLogger } from './logger.js';
+import { registerModelCommands } from './models/commands.js';
 
 /** Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage. */
 const EXIT_CONFIG = 2;
@@ -203,5 +204,7 @@ program
       fail(err);
     }
   });
+
+registerModelCommands(program, { addConfigOptions, config: configOrExit, proxy: () => proxyFromEnv(), fail });
 
 program.parseAsync(process.argv).catch(fail);

@@ -448,3 +448,16 @@ function deepFreeze<T>(o: T): Readonly<T> {
   }
   return o;
 }
+
+/** Proxy settings for `nodesage model pull` (the only command that uses the network): HTTPS_PROXY, HTTP_PROXY, NO_PROXY, either case. */
+export function proxyFromEnv(env: NodeJS.ProcessEnv = process.env): { httpsProxy?: string; httpProxy?: string; noProxy?: string } {
+  const pick = (name: string) => env[name] || env[name.toLowerCase()] || undefined;
+  const out: { httpsProxy?: string; httpProxy?: string; noProxy?: string } = {};
+  const https = pick('HTTPS_PROXY');
+  const http = pick('HTTP_PROXY');
+  const no = pick('NO_PROXY');
+  if (https) out.httpsProxy = https;
+  if (http) out.httpProxy = http;
+  if (no) out.noProxy = no;
+  return out;
+}
