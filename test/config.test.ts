@@ -76,7 +76,7 @@ describe('config', () => {
 });
 
 describe('model from the catalog', () => {
-  const catalog = JSON.parse(readFileSync('models/catalog.json', 'utf8')) as { models: { id: string; file: string; sha256: string | null }[] };
+  const catalog = JSON.parse(readFileSync('models/catalog.json', 'utf8')) as { models: ({ id: string; file: string; sha256: string | null } & Record<string, unknown>)[] };
   const first = catalog.models[0]!;
 
   it('resolves a catalog id to its file under llm.modelsDir, and keeps a path as given', () => {
@@ -101,13 +101,15 @@ describe('model from the catalog', () => {
     expect((err as ConfigError).message).toContain(first.id);
   });
 
-  it('reads only well-formed entries and knows a path from an id', () => {
+  it('refuses a malformed catalog, resolves ids of a good one, and knows a path from an id', () => {
     const dir = tempDir();
     const file = join(dir, 'catalog.json');
     const sha = 'a'.repeat(64);
-    writeFileSync(file, JSON.stringify({ models: [{ id: 'ok', file: 'ok.gguf', sha256: sha }, { id: 'escape', file: '../../etc/passwd.gguf', sha256: null }, { id: 3 }] }));
+    const entry = { ...catalog.models[0]!, id: 'ok', file: 'ok.gguf', sha256: sha, pinned: true };
+    writeFileSync(file, JSON.stringify({ models: [entry, { ...entry, id: 'escape', file: '../../etc/passwd.gguf' }] }));
+    expect(() => readCatalog(file)).toThrow('models.1.file');
+    writeFileSync(file, JSON.stringify({ models: [entry] }));
     const models = readCatalog(file);
-    expect(models.map((m) => m.id)).toEqual(['ok']);
     expect(resolveModel('ok', '/m', models)).toEqual({ path: '/m/ok.gguf', id: 'ok', sha256: sha });
     expect(resolveModel('escape', '/m', models)).toBeNull();
     expect(looksLikeId('/var/lib/nodesage/models/x.gguf')).toBe(false);

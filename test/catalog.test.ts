@@ -1,0 +1,66 @@
+/**
+ * The shipped model catalog: it parses under the schema the daemon and the
+ * CLI use, its entries are consistent, and the README table is generated
+ * from it (regenerate with `npm run catalog:readme`).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { CatalogError, parseCatalog, readCatalog } from '../daemon/models/catalog.js';
+import { withCatalogTable } from '../scripts/catalog-readme.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+const text = readFileSync(join(ROOT, 'models/catalog.json'), 'utf8');
+
+describe('models/catalog.json', () => {
+  const models = parseCatalog(text, 'models/catalog.json');
+
+  it('holds 6 to 8 models, each complete under the schema', () => {
+    expect(models.length).toBeGreaterThanOrEqual(6);
+    expect(models.length).toBeLessThanOrEqual(8);
+    expect(readCatalog().map((m) => m.id)).toEqual(models.map((m) => m.id));
+  });
+
+  it('points every entry at a Hugging Face file of the same name', () => {
+    for (const m of models) expect(m.url, m.id).toMatch(new RegExp(`^https://huggingface\\.co/[^/]+/[^/]+/resolve/main/${m.file.replace(/\./g, '\\.')}$`));
+  });
+
+  it('needs more RAM than the file size for every model, and more for more quality', () => {
+    for (const m of models) expect(m.ram.mib * 1024 * 1024, m.id).toBeGreaterThan(m.sizeBytes);
+    const measured = models.filter((m) => m.ram.basis === 'measured');
+    expect(measured.length).toBeGreaterThanOrEqual(3);
+    for (const m of measured) expect(m.speed?.basis, m.id).toBe('measured');
+  });
+
+  it('the README table is the one generated from the catalog', () => {
+    const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+    expect(withCatalogTable(readme, models), 'run npm run catalog:readme').toBe(readme);
+  });
+});
+
+describe('the catalog schema', () => {
+  const good = JSON.parse(text) as { models: Record<string, unknown>[] };
+  const variant = (change: (m: Record<string, unknown>) => void) => {
+    const c = structuredClone(good);
+    change(c.models[0]!);
+    return JSON.stringify(c);
+  };
+
+  it.each([
+    ['a file name with a path', (m: Record<string, unknown>) => void (m.file = '../../etc/passwd.gguf'), 'models.0.file'],
+    ['pinned without a digest', (m: Record<string, unknown>) => void (m.pinned = true), 'pinned must be true exactly when sha256 is set'],
+    ['a digest that is not hex', (m: Record<string, unknown>) => void (m.sha256 = 'abc'), 'models.0.sha256'],
+    ['a missing RAM figure', (m: Record<string, unknown>) => void delete m.ram, 'models.0.ram'],
+    ['an unknown field', (m: Record<string, unknown>) => void (m.ramMiB = 3), 'models.0'],
+    ['a RAM basis that is neither measured nor estimated', (m: Record<string, unknown>) => void (m.ram = { mib: 1, basis: 'guessed', contextSize: 4096 }), 'models.0.ram.basis'],
+  ])('refuses %s', (_what, change, message) => {
+    expect(() => parseCatalog(variant(change))).toThrow(CatalogError);
+    expect(() => parseCatalog(variant(change))).toThrow(message);
+  });
+
+  it('refuses two entries with one id', () => {
+    const c = structuredClone(good);
+    c.models.push({ ...c.models[0]!, file: 'other.gguf' });
+    expect(() => parseCatalog(JSON.stringify(c))).toThrow('ids must be unique');
+  });
+});
