@@ -99,11 +99,37 @@ export interface Config {
     sha256: string | null;
     /** Folder where a `model` given as a catalog id is looked for. Defaults to /var/lib/nodesage/models. */
     modelsDir: string;
+    /** LoRA adapter GGUFs applied to the model when its context is created, each verified like the model. Defaults to none. */
+    loras: LoraConfig[];
+    /** Opt-in site backend: an OpenAI-compatible server inside the site diagnoses instead of a local model, and redacted evidence leaves the node. Defaults to null (off: nothing is sent). */
+    backend: SiteBackendConfig | null;
   };
   /** Opt-in writers to the API server. Both default to false. */
   exporters: { conditions: boolean; events: boolean };
   /** Path of the config file that was read, if any. */
   configFile: string | null;
+}
+
+/** One LoRA adapter (`llm.loras[]`). */
+export interface LoraConfig {
+  /** Adapter GGUF file. */
+  path: string;
+  /** Strength; 1 applies it as trained. Defaults to 1. */
+  scale: number;
+  /** Expected sha256. Defaults to the `<path>.sha256` sidecar written by `nodesage model import`, else no check. */
+  sha256: string | null;
+}
+
+/** `llm.backend`: an OpenAI-compatible server inside the site (llama-server, vLLM, Ollama, LocalAI, another nodesage's /v1). */
+export interface SiteBackendConfig {
+  /** Base URL up to `/v1`, e.g. https://llm.site.internal/v1; https, or http to a loopback address only. */
+  url: string;
+  /** `model` field of the requests. Defaults to null (the server's default model). */
+  model: string | null;
+  /** CA bundle of the server's certificate. Defaults to null (the system's CAs). */
+  caFile: string | null;
+  /** File holding a bearer token, read at each request so rotation needs no restart. Defaults to null (no token). */
+  tokenFile: string | null;
 }
 
 /** A bad configuration value; the CLI prints `message` and exits 2. */
@@ -183,6 +209,10 @@ const ENV_KEYS: [string, string, 'string' | 'bool' | 'number' | 'list'][] = [
   ['NODESAGE_LLM_IDLE_UNLOAD_SECONDS', 'llm.idleUnloadSeconds', 'number'],
   ['NODESAGE_LLM_SHA256', 'llm.sha256', 'string'],
   ['NODESAGE_LLM_MODELS_DIR', 'llm.modelsDir', 'string'],
+  ['NODESAGE_LLM_BACKEND_URL', 'llm.backend.url', 'string'],
+  ['NODESAGE_LLM_BACKEND_MODEL', 'llm.backend.model', 'string'],
+  ['NODESAGE_LLM_BACKEND_CA_FILE', 'llm.backend.caFile', 'string'],
+  ['NODESAGE_LLM_BACKEND_TOKEN_FILE', 'llm.backend.tokenFile', 'string'],
   ['NODESAGE_EXPORT_CONDITIONS', 'exporters.conditions', 'bool'],
   ['NODESAGE_EXPORT_EVENTS', 'exporters.events', 'bool'],
 ];
@@ -252,6 +282,14 @@ const LEAVES: Record<string, [z.ZodType, string]> = {
   'llm.timeoutSeconds': [positive, 'a positive number of seconds'],
   'llm.sha256': [z.string().regex(/^[0-9a-f]{64}$/).nullable(), 'a 64-character hex sha256'],
   'llm.modelsDir': [z.string().min(1), 'a folder path'],
+  'llm.loras': [
+    z.array(z.object({ path: z.string().min(1), scale: z.number().finite().optional(), sha256: z.string().regex(/^[0-9a-f]{64}$/).optional() }).strict()),
+    'a list of {path, scale?, sha256?} LoRA adapter files',
+  ],
+  'llm.backend.url': [z.string().url().regex(/^https?:\/\//), 'an https URL of an OpenAI-compatible /v1 base, e.g. https://llm.site.internal/v1'],
+  'llm.backend.model': [z.string().min(1).nullable(), 'a model name'],
+  'llm.backend.caFile': [z.string().min(1).nullable(), 'a CA bundle file path'],
+  'llm.backend.tokenFile': [z.string().min(1).nullable(), 'a file path'],
   'exporters.conditions': [z.boolean(), 'true or false'],
   'exporters.events': [z.boolean(), 'true or false'],
 };
@@ -292,6 +330,8 @@ function defaults(): Raw {
       timeoutSeconds: 120,
       sha256: null,
       modelsDir: '/var/lib/nodesage/models',
+      loras: [],
+      backend: null,
     },
     exporters: { conditions: false, events: false },
   };
@@ -426,6 +466,9 @@ export function loadConfig(input: LoadConfigInput = {}): Readonly<Config> {
     if (resolved.sha256 && !llm.sha256) llm.sha256 = resolved.sha256;
   }
 
+  llm.loras = (llm.loras as { path: string; scale?: number; sha256?: string }[]).map((l) => ({ path: resolve(cwd, l.path), scale: l.scale ?? 1, sha256: l.sha256 ?? null }));
+  llm.backend = siteBackend(llm.backend as Partial<SiteBackendConfig> | null, origin, cwd, model);
+
   const cfg: Config = {
     ...(raw as unknown as Config),
     mode,
@@ -439,6 +482,24 @@ export function loadConfig(input: LoadConfigInput = {}): Readonly<Config> {
     configFile: configFile ? resolve(cwd, configFile) : null,
   };
   return deepFreeze(cfg);
+}
+
+/** `llm.backend` checked across its fields: a URL is required, plain http only to loopback, and no local model beside it. */
+function siteBackend(b: Partial<SiteBackendConfig> | null, origin: Map<string, string>, cwd: string, model: string | null): SiteBackendConfig | null {
+  if (!b || Object.values(b).every((v) => v == null)) return null;
+  const from = (k: string) => origin.get(`llm.backend.${k}`) ?? `llm.backend.${k}`;
+  if (!b.url) throw new ConfigError(from('url'), b.url ?? null, 'an https URL: llm.backend needs a url when any of its keys is set');
+  const u = new URL(b.url);
+  if (u.protocol === 'http:' && !['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname)) {
+    throw new ConfigError(from('url'), b.url, 'https (evidence leaves the node), or http to a loopback address only');
+  }
+  if (model) throw new ConfigError(from('url'), b.url, 'leave `model` unset when llm.backend is set: a node diagnoses with one or the other');
+  return {
+    url: b.url.replace(/\/+$/, ''),
+    model: b.model ?? null,
+    caFile: b.caFile ? resolve(cwd, b.caFile) : null,
+    tokenFile: b.tokenFile ? resolve(cwd, b.tokenFile) : null,
+  };
 }
 
 function deepFreeze<T>(o: T): Readonly<T> {

@@ -231,7 +231,7 @@ export class Daemon {
       model,
       store: { path: store.path, sizeBytes: store.sizeBytes(), recoveredFrom: store.recoveredFrom },
       // A configured model that is merely not loaded yet (lazy) still serves diagnoses.
-      rulesOnly: !config.model || model.state === 'refused' || model.state === 'failed',
+      rulesOnly: (!config.model && !config.llm.backend) || model.state === 'refused' || model.state === 'failed',
     };
   }
 

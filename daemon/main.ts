@@ -121,6 +121,7 @@ export async function createDaemon(config: Readonly<Config>, logger: Logger): Pr
   const diagnosis = buildDiagnoser({
     config,
     logger,
+    redact,
     context: (f) => ({
       causes: (f.causes ?? [])
         .map((id) => store.getFinding(id))

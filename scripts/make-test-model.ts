@@ -5,6 +5,7 @@
  *
  *   node scripts/make-test-model.ts --preset tiny|realistic --out FILE [--seed N]
  *        [--type f32|f16|q8_0] [--architecture NAME] [--context-length N] [--name NAME]
+ *   node scripts/make-test-model.ts --adapter --preset tiny --out FILE [--rank N]   (a LoRA adapter GGUF)
  *
  * A shape carries its architecture and its tokenizer: `tiny` is a small llama
  * with a synthetic SentencePiece vocabulary (no dependencies, for tests);
@@ -629,19 +630,6 @@ export function writeTestModel(options: WriteTestModelOptions): WrittenModel {
   plan.push({ name: 'output_norm.weight', dims: [n], type: 'f32', fill: 'ones' });
   if (shape.separateOutput) plan.push({ name: 'output.weight', dims: [n, shape.vocab], type: w, fill: 'random' });
 
-  let dataOffset = 0;
-  let parameters = 0;
-  const tensors: TensorPlan[] = plan.map((t) => {
-    const elements = t.dims.reduce((a, b) => a * b, 1);
-    parameters += elements;
-    const bytes = tensorBytes(t.type, elements);
-    const placed = { ...t, bytes, offset: dataOffset };
-    dataOffset += bytes;
-    dataOffset += (ALIGNMENT - (dataOffset % ALIGNMENT)) % ALIGNMENT;
-    return placed;
-  });
-
-  const h = new ByteWriter();
   const meta: [string, MetaValue][] = [
     ['general.architecture', { t: 'str', v: arch }],
     ['general.name', { t: 'str', v: options.name ?? `nodesage-test-${shape.blocks}x${shape.embedding}-${w}` }],
@@ -660,6 +648,40 @@ export function writeTestModel(options: WriteTestModelOptions): WrittenModel {
     [`${arch}.attention.layer_norm_rms_epsilon`, { t: 'f32', v: 1e-6 }],
     ...tokenizerMeta,
   ];
+  const written = writeGguf(options.outFile, meta, plan, shape, seed);
+  return {
+    path: written.path,
+    architecture: arch,
+    tokenizer: shape.tokenizer,
+    bytes: written.bytes,
+    parameters: written.parameters,
+    tensors: written.tensors,
+    vocab: shape.vocab,
+    ms: Math.round(performance.now() - started),
+  };
+}
+
+/** Lays out `plan`, writes header, metadata, tensor infos and data (atomic: temporary file + rename). */
+function writeGguf(
+  outFileOption: string,
+  meta: [string, MetaValue][],
+  plan: Omit<TensorPlan, 'bytes' | 'offset'>[],
+  shape: ModelShape,
+  seed: number,
+): { path: string; bytes: number; parameters: number; tensors: number } {
+  let dataOffset = 0;
+  let parameters = 0;
+  const tensors: TensorPlan[] = plan.map((t) => {
+    const elements = t.dims.reduce((a, b) => a * b, 1);
+    parameters += elements;
+    const bytes = tensorBytes(t.type, elements);
+    const placed = { ...t, bytes, offset: dataOffset };
+    dataOffset += bytes;
+    dataOffset += (ALIGNMENT - (dataOffset % ALIGNMENT)) % ALIGNMENT;
+    return placed;
+  });
+
+  const h = new ByteWriter();
   h.u32(GGUF_MAGIC);
   h.u32(GGUF_VERSION);
   h.u64(tensors.length);
@@ -674,7 +696,7 @@ export function writeTestModel(options: WriteTestModelOptions): WrittenModel {
   }
   h.pad(ALIGNMENT);
 
-  const outFile = resolve(options.outFile);
+  const outFile = resolve(outFileOption);
   mkdirSync(dirname(outFile), { recursive: true });
   const tmp = `${outFile}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   const fd = openSync(tmp, 'w');
@@ -696,16 +718,66 @@ export function writeTestModel(options: WriteTestModelOptions): WrittenModel {
   }
   closeSync(fd);
   renameSync(tmp, outFile);
-  return {
-    path: outFile,
-    architecture: arch,
-    tokenizer: shape.tokenizer,
-    bytes,
-    parameters,
-    tensors: tensors.length,
-    vocab: shape.vocab,
-    ms: Math.round(performance.now() - started),
+  return { path: outFile, bytes, parameters, tensors: tensors.length };
+}
+
+/** Options of {@link writeTestAdapter}. */
+export interface WriteTestAdapterOptions {
+  /** Destination file. */
+  outFile: string;
+  /** Shape of the base model the adapter fits. Defaults to the `tiny` preset. */
+  shape?: Partial<ModelShape>;
+  /** LoRA rank. Defaults to 4. */
+  rank?: number;
+  /** `adapter.lora.alpha`; the update is scaled by alpha / rank. Defaults to 8. */
+  alpha?: number;
+  /** Weights of every block that get an adapter. Defaults to attn_q and attn_v. */
+  targets?: readonly ('attn_q' | 'attn_k' | 'attn_v' | 'attn_output' | 'ffn_gate' | 'ffn_down' | 'ffn_up')[];
+  /** Seed of the random weights. Defaults to 2. */
+  seed?: number;
+}
+
+/**
+ * Writes a random LoRA adapter GGUF for a generated model, in the layout
+ * llama.cpp's adapter loader reads (llama-adapter.cpp): `general.type =
+ * adapter`, `adapter.type = lora`, `adapter.lora.alpha`, and for each adapted
+ * weight W of shape [in, out] a `<W>.lora_a` of [in, rank] and a
+ * `<W>.lora_b` of [rank, out] (ggml order).
+ */
+export function writeTestAdapter(options: WriteTestAdapterOptions): { path: string; bytes: number; tensors: number } {
+  const shape: ModelShape = { ...PRESETS.tiny, ...options.shape };
+  const rank = options.rank ?? 4;
+  const n = shape.embedding;
+  const kv = (n / shape.heads) * shape.headsKv;
+  const dims: Record<string, [number, number]> = {
+    attn_q: [n, n],
+    attn_k: [n, kv],
+    attn_v: [n, kv],
+    attn_output: [n, n],
+    ffn_gate: [n, shape.feedForward],
+    ffn_down: [shape.feedForward, n],
+    ffn_up: [n, shape.feedForward],
   };
+  const plan: Omit<TensorPlan, 'bytes' | 'offset'>[] = [];
+  for (let i = 0; i < shape.blocks; i++) {
+    for (const t of options.targets ?? ['attn_q', 'attn_v']) {
+      const [inDim, outDim] = dims[t]!;
+      plan.push(
+        { name: `blk.${i}.${t}.weight.lora_a`, dims: [inDim, rank], type: 'f32', fill: 'random' },
+        { name: `blk.${i}.${t}.weight.lora_b`, dims: [rank, outDim], type: 'f32', fill: 'random' },
+      );
+    }
+  }
+  const meta: [string, MetaValue][] = [
+    ['general.architecture', { t: 'str', v: shape.architecture }],
+    ['general.type', { t: 'str', v: 'adapter' }],
+    ['general.name', { t: 'str', v: `nodesage-test-lora-r${rank}` }],
+    ['general.alignment', { t: 'u32', v: ALIGNMENT }],
+    ['adapter.type', { t: 'str', v: 'lora' }],
+    ['adapter.lora.alpha', { t: 'f32', v: options.alpha ?? 8 }],
+  ];
+  const w = writeGguf(options.outFile, meta, plan, shape, options.seed ?? 2);
+  return { path: w.path, bytes: w.bytes, tensors: w.tensors };
 }
 
 function main(): void {
@@ -718,11 +790,14 @@ function main(): void {
       architecture: { type: 'string' },
       'context-length': { type: 'string' },
       name: { type: 'string' },
+      adapter: { type: 'boolean' },
+      rank: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   const usage =
-    'usage: node scripts/make-test-model.ts --preset tiny|realistic --out FILE [--seed N] [--type f32|f16|q8_0] [--architecture NAME] [--context-length N] [--name NAME]';
+    'usage: node scripts/make-test-model.ts --preset tiny|realistic --out FILE [--seed N] [--type f32|f16|q8_0] [--architecture NAME] [--context-length N] [--name NAME]\n' +
+    '       node scripts/make-test-model.ts --adapter --preset tiny|realistic --out FILE [--rank N] [--seed N]   (a LoRA adapter for that shape)';
   if (values.help) {
     console.log(usage);
     return;
@@ -739,6 +814,13 @@ function main(): void {
     // The realistic preset is one real model's shape and tokenizer; renaming its architecture would make it neither.
     if (preset !== 'tiny') throw new Error(`--architecture applies to the tiny preset only (${preset} is ${shape.architecture})\n${usage}`);
     shape.architecture = values.architecture;
+  }
+  if (values.adapter) {
+    const rank = Number(values.rank ?? 4);
+    if (!Number.isInteger(rank) || rank < 1) throw new Error(`--rank must be a positive integer\n${usage}`);
+    const a = writeTestAdapter({ outFile: values.out, shape, rank, seed });
+    console.log(`${a.path}: LoRA adapter (rank ${rank}) for the ${preset} shape, ${(a.bytes / 1e6).toFixed(2)} MB, ${a.tensors} tensors`);
+    return;
   }
   if (type) shape.weightType = type;
   if (values['context-length']) shape.contextLength = Number(values['context-length']);

@@ -17,7 +17,23 @@ export interface StatusBody {
   version: string;
   startedAt: string;
   sources: SourceStatus[];
-  model: { state: 'none' | 'loading' | 'ready' | 'refused' | 'failed'; id: string | null; reason: string | null; backend?: string | null; threads?: number | null };
+  model: {
+    state: 'none' | 'loading' | 'ready' | 'refused' | 'failed';
+    id: string | null;
+    reason: string | null;
+    backend?: string | null;
+    threads?: number | null;
+    /** Digest the model file is checked against before loading, and where it came from. */
+    sha256?: string | null;
+    sha256Source?: 'config' | 'catalog' | 'sidecar' | null;
+    /** LoRA adapters applied to the model. */
+    loras?: { path: string; scale: number; sha256: string | null; checked: boolean; applied: boolean; sizeBytes: number | null }[];
+    /** Site backend only: where diagnosis prompts go. */
+    endpoint?: string;
+    /** Site backend only: true, evidence (redacted) leaves the node. */
+    dataLeavesNode?: boolean;
+    notice?: string;
+  };
   store: { path: string; sizeBytes: number; recoveredFrom: string | null };
   /** True when no model is serving diagnoses: findings still come from the detectors. */
   rulesOnly: boolean;

@@ -41,7 +41,7 @@ import type { Logger } from 'pino';
 import { chooseThreads, type ThreadChoice } from './cgroup.js';
 import { EngineDisposedError, LlmError, type LlmErrorCode, ModelLoadError, ModelRefusedError, PromptTooLongError } from './errors.js';
 import { llamaCpp } from './llama-cpp.js';
-import { assertSha256, assertWithinBudget, estimateMemory, type GgufSummary, inspectGguf, type MemoryEstimate } from './gguf-check.js';
+import { type AdapterSummary, assertSha256, assertWithinBudget, estimateMemory, type GgufSummary, inspectAdapter, inspectGguf, type MemoryEstimate } from './gguf-check.js';
 
 /** GPU selection: `auto` uses CUDA or Vulkan when the prebuilt binary for it loads, else CPU. */
 export type GpuOption = 'auto' | 'cuda' | 'vulkan' | false;
@@ -76,11 +76,37 @@ export interface LlmEngineOptions {
   idleUnloadMs?: number;
   /** Tokens evaluated per batch while reading the prompt. Defaults to 512 (or the context size if smaller). */
   batchSize?: number;
+  /** LoRA adapters applied when the context is created; each is checked like the model before loading. Defaults to none. */
+  loras?: readonly LoraAdapterOption[];
   /** Logger for load, unload, refusals and llama.cpp warnings. */
   logger: Logger;
 }
 
-type ResolvedOptions = Readonly<Required<Omit<LlmEngineOptions, 'sha256' | 'threads' | 'logger'>>> & {
+/** One LoRA adapter of {@link LlmEngineOptions.loras}. */
+export interface LoraAdapterOption {
+  /** Adapter GGUF file (`general.type = adapter`). */
+  path: string;
+  /** How strongly the adapter applies; 1 is as trained. Defaults to 1. */
+  scale?: number;
+  /** Expected sha256; a different file is refused. Defaults to no check. */
+  sha256?: string | null;
+}
+
+/** A LoRA adapter as /v1/status shows it. */
+export interface LoraAdapterStatus {
+  path: string;
+  scale: number;
+  /** The digest it was checked against; null when none is known. */
+  sha256: string | null;
+  /** True once it passed the checks (file, kind, architecture, digest). */
+  checked: boolean;
+  /** True while it is applied to the loaded context. */
+  applied: boolean;
+  sizeBytes: number | null;
+}
+
+type ResolvedOptions = Readonly<Required<Omit<LlmEngineOptions, 'sha256' | 'threads' | 'logger' | 'loras'>>> & {
+  readonly loras: readonly Readonly<Required<LoraAdapterOption>>[];
   readonly sha256: string | null;
   readonly threads: number | null;
 };
@@ -124,6 +150,8 @@ export interface LlmEngineStatus {
   calls: number;
   /** Calls waiting for the sequence. */
   queued: number;
+  /** LoRA adapters, in the order they are applied. */
+  loras: LoraAdapterStatus[];
 }
 
 /** One chat message in OpenAI form. */
@@ -294,6 +322,13 @@ function resolveOptions(o: LlmEngineOptions): ResolvedOptions {
   const batchSize = Math.min(o.batchSize ?? DEFAULT_BATCH_SIZE, o.contextSize);
   if (!Number.isInteger(batchSize) || batchSize < 1) fail('batchSize must be a positive integer');
   if (o.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(o.sha256.trim())) fail('sha256 must be 64 hex characters');
+  const loras = (o.loras ?? []).map((l) => {
+    if (typeof l.path !== 'string' || l.path === '') fail('every LoRA adapter needs a path');
+    const scale = l.scale ?? 1;
+    if (!Number.isFinite(scale)) fail('LoRA scale must be a number');
+    if (l.sha256 && !/^[0-9a-fA-F]{64}$/.test(l.sha256.trim())) fail('LoRA sha256 must be 64 hex characters');
+    return Object.freeze({ path: l.path, scale, sha256: l.sha256?.trim().toLowerCase() || null });
+  });
   return Object.freeze({
     modelPath: o.modelPath,
     modelId: o.modelId ?? basename(o.modelPath).replace(/\.gguf$/i, ''),
@@ -306,6 +341,7 @@ function resolveOptions(o: LlmEngineOptions): ResolvedOptions {
     gpuLayers: o.gpuLayers ?? 'auto',
     idleUnloadMs,
     batchSize,
+    loras: Object.freeze(loras),
   });
 }
 
@@ -373,6 +409,7 @@ export class LlmEngine implements AsyncDisposable {
   /** The file as it was when refused or failed: retried only once it changes. */
   #failedFile: FileSignature | 'missing' | null = null;
   #summary: GgufSummary | null = null;
+  #adapters: AdapterSummary[] | null = null;
   #estimate: MemoryEstimate | null = null;
   #contextSize: number;
   #backend: Backend | null = null;
@@ -429,6 +466,14 @@ export class LlmEngine implements AsyncDisposable {
       lastUsedAt: iso(this.#lastUsedAt),
       calls: this.#calls,
       queued: this.#queued,
+      loras: this.#opts.loras.map((l, i) => ({
+        path: l.path,
+        scale: l.scale,
+        sha256: l.sha256,
+        checked: this.#adapters?.[i] !== undefined,
+        applied: this.#loaded !== null,
+        sizeBytes: this.#adapters?.[i]?.sizeBytes ?? null,
+      })),
     };
   }
 
@@ -444,6 +489,13 @@ export class LlmEngine implements AsyncDisposable {
     try {
       const summary = await inspectGguf(this.#opts.modelPath);
       if (this.#opts.sha256) await assertSha256(summary, this.#opts.sha256);
+      const adapters: AdapterSummary[] = [];
+      for (const l of this.#opts.loras) {
+        const a = await inspectAdapter(l.path, summary.architecture);
+        if (l.sha256) await assertSha256(a, l.sha256);
+        adapters.push(a);
+      }
+      this.#adapters = adapters;
       const contextSize = Math.min(this.#opts.contextSize, summary.trainedContextLength ?? this.#opts.contextSize);
       const estimate = estimateMemory(summary, contextSize, Math.min(this.#opts.batchSize, contextSize));
       this.#summary = summary;
@@ -906,6 +958,7 @@ export class LlmEngine implements AsyncDisposable {
         threads: this.#threads.threads,
         ignoreMemorySafetyChecks: onCpu,
         failedCreationRemedy: false,
+        ...(this.#opts.loras.length > 0 ? { lora: { adapters: this.#opts.loras.map((l) => ({ filePath: l.path, scale: l.scale })) } } : {}),
       });
       const loaded: Loaded = {
         llama,

@@ -14,6 +14,7 @@ export type LlmErrorCode =
   | 'ERR_MODEL_CHECKSUM'
   | 'ERR_MODEL_ARCHITECTURE'
   | 'ERR_MODEL_OVER_BUDGET'
+  | 'ERR_ADAPTER_INVALID'
   | 'ERR_MODEL_LOAD_FAILED'
   | 'ERR_PROMPT_TOO_LONG'
   | 'ERR_ENGINE_DISPOSED';
@@ -89,6 +90,13 @@ export class ModelOverBudgetError extends ModelRefusedError {
     );
     this.neededBytes = neededBytes;
     this.budgetBytes = budgetBytes;
+  }
+}
+
+/** A configured LoRA adapter is missing, not a LoRA GGUF, or made for another architecture. */
+export class AdapterRefusedError extends ModelRefusedError {
+  constructor(path: string, detail: string, options?: ErrorOptions) {
+    super('ERR_ADAPTER_INVALID', `LoRA adapter ${path} cannot be used: ${detail}`, options);
   }
 }
 

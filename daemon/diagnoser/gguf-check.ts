@@ -10,6 +10,7 @@ import { open, stat } from 'node:fs/promises';
 import type { readGgufFileInfo } from 'node-llama-cpp';
 import { llamaCpp } from './llama-cpp.js';
 import {
+  AdapterRefusedError,
   ModelArchitectureError,
   ModelChecksumError,
   ModelFileMissingError,
@@ -325,8 +326,50 @@ export async function sha256File(path: string, sizeBytes: number, mtimeMs: numbe
   return hex;
 }
 
-/** Throws {@link ModelChecksumError} unless the file's sha256 equals `expected` (hex, any case). */
-export async function assertSha256(model: GgufSummary, expected: string): Promise<void> {
+/** Throws {@link ModelChecksumError} unless the file's (model or adapter) sha256 equals `expected` (hex, any case). */
+export async function assertSha256(model: Pick<GgufSummary, 'path' | 'sizeBytes' | 'mtimeMs'>, expected: string): Promise<void> {
   const actual = await sha256File(model.path, model.sizeBytes, model.mtimeMs);
   if (actual !== expected.trim().toLowerCase()) throw new ModelChecksumError(model.path, expected.trim().toLowerCase(), actual);
+}
+
+/** What the engine needs to know about a LoRA adapter file. */
+export interface AdapterSummary {
+  path: string;
+  sizeBytes: number;
+  mtimeMs: number;
+  /** `adapter.lora.alpha`, when set. */
+  alpha: number | null;
+  tensorCount: number;
+}
+
+/**
+ * Checks a LoRA adapter before llama.cpp opens it: a GGUF file with
+ * `general.type = adapter` and `adapter.type = lora`, made for the model's
+ * architecture (llama.cpp refuses the others, llama-adapter.cpp). Throws
+ * {@link AdapterRefusedError}.
+ */
+export async function inspectAdapter(path: string, modelArchitecture: string): Promise<AdapterSummary> {
+  let st: Awaited<ReturnType<typeof stat>>;
+  try {
+    st = await stat(path);
+  } catch (err) {
+    throw new AdapterRefusedError(path, 'file not found', { cause: err });
+  }
+  const head = await readHeader(path);
+  if (head.length < 4 || !head.subarray(0, 4).equals(GGUF_MAGIC)) throw new AdapterRefusedError(path, 'not a GGUF file');
+  let info: Awaited<ReturnType<typeof readGgufFileInfo>>;
+  try {
+    info = await (await llamaCpp()).readGgufFileInfo(path, { sourceType: 'filesystem', logWarnings: false, spliceSplitFiles: false });
+  } catch (err) {
+    throw new AdapterRefusedError(path, err instanceof Error ? err.message : String(err), { cause: err });
+  }
+  if (info.infoEndOffset === undefined || info.infoEndOffset > st.size) throw new AdapterRefusedError(path, 'the file is truncated');
+  const meta = info.metadata as unknown as { general?: { type?: unknown; architecture?: unknown }; adapter?: { type?: unknown; lora?: { alpha?: unknown } } };
+  if (meta.general?.type !== 'adapter' || meta.adapter?.type !== 'lora') {
+    throw new AdapterRefusedError(path, `not a LoRA adapter (general.type=${String(meta.general?.type)}, adapter.type=${String(meta.adapter?.type)})`);
+  }
+  if (meta.general?.architecture !== modelArchitecture) {
+    throw new AdapterRefusedError(path, `made for architecture "${String(meta.general?.architecture)}", the model is "${modelArchitecture}"`);
+  }
+  return { path, sizeBytes: st.size, mtimeMs: st.mtimeMs, alpha: num(meta.adapter?.lora?.alpha), tensorCount: Number(info.tensorCount) };
 }
