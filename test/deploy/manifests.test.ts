@@ -11,12 +11,15 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_EMBEDDED_LOG_FILES } from '../../daemon/collectors/journald.js';
 import { loadConfig } from '../../daemon/config.js';
+import { readCatalog } from '../../daemon/models/catalog.js';
 import { type K8sObject, kubectlVersions, render, renderWith, repoRoot } from '../helpers/k8s-schema-deploy.js';
 import { validateObject } from '../helpers/k8s-schema.js';
 
 const version = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
 const OVERLAYS = ['overlays/cpu', 'overlays/nvidia', 'overlays/airgap'] as const;
+/** Model delivery methods besides the pre-staged hostPath of overlays/airgap. */
+const MODEL_COMPONENTS = ['model-image-init', 'model-image-volume', 'model-pvc'] as const;
 const renders = new Map<string, K8sObject[]>();
 
 beforeAll(() => {
@@ -29,10 +32,13 @@ beforeAll(() => {
   renders.set('cpu+exporters', renderWith(['daemonset/overlays/cpu'], ['daemonset/components/exporters']));
   renders.set('cpu+kmsg-privileged', renderWith(['daemonset/overlays/cpu'], ['daemonset/components/kmsg-privileged']));
   renders.set('cpu+k3s-logs+rke2-logs', renderWith(['daemonset/overlays/cpu'], ['daemonset/components/k3s-logs', 'daemonset/components/rke2-logs']));
+  for (const m of MODEL_COMPONENTS) renders.set(`cpu+${m}`, renderWith(['daemonset/overlays/cpu'], [`daemonset/components/${m}`]));
 }, 120_000);
 
 /** The renders that operators get by default (every opt-in component left out). */
 const DEFAULT_RENDERS = ['base', ...OVERLAYS, 'cpu+exporters'];
+/** Every render the product's promises are checked on: the defaults and each model delivery method. */
+const POLICY_RENDERS = [...DEFAULT_RENDERS, ...MODEL_COMPONENTS.map((m) => `cpu+${m}`)];
 
 const get = (name: string): K8sObject[] => {
   const r = renders.get(name);
@@ -52,7 +58,7 @@ const selects = (selector: Record<string, string>, labels: Record<string, string
   Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 
 describe('every rendered object passes the Kubernetes schema', () => {
-  it.each([...DEFAULT_RENDERS, 'cpu+kmsg-privileged', 'cpu+k3s-logs+rke2-logs'])('%s', (name) => {
+  it.each([...POLICY_RENDERS, 'cpu+kmsg-privileged', 'cpu+k3s-logs+rke2-logs'])('%s', (name) => {
     const objs = get(name);
     expect(objs.length).toBeGreaterThan(5);
     for (const o of objs) {
@@ -78,7 +84,7 @@ describe('RBAC is least-privilege', () => {
   const rules = (objs: K8sObject[]): Any[] =>
     [...ofKind(objs, 'ClusterRole'), ...ofKind(objs, 'Role')].flatMap((r) => r.rules ?? []);
 
-  it.each(DEFAULT_RENDERS)('%s: no nodes/proxy, no wildcard, no secrets', (name) => {
+  it.each(POLICY_RENDERS)('%s: no nodes/proxy, no wildcard, no secrets', (name) => {
     for (const rule of rules(get(name))) {
       expect(rule.resources).not.toContain('nodes/proxy');
       expect(rule.resources).not.toContain('secrets');
@@ -123,7 +129,7 @@ describe('RBAC is least-privilege', () => {
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'nodesage', namespace: 'nodesage' }]);
   });
 
-  it.each(DEFAULT_RENDERS)('%s: bindings name the ServiceAccount the DaemonSets run as', (name) => {
+  it.each(POLICY_RENDERS)('%s: bindings name the ServiceAccount the DaemonSets run as', (name) => {
     const objs = get(name);
     const sa = one(objs, 'ServiceAccount');
     for (const b of ofKind(objs, 'ClusterRoleBinding')) {
@@ -135,7 +141,7 @@ describe('RBAC is least-privilege', () => {
 });
 
 describe('the pod is locked down', () => {
-  it.each(DEFAULT_RENDERS)('%s', (name) => {
+  it.each(POLICY_RENDERS)('%s', (name) => {
     const daemonSets = ofKind(get(name), 'DaemonSet');
     expect(daemonSets.length).toBeGreaterThan(0);
     for (const ds of daemonSets) {
@@ -150,7 +156,9 @@ describe('the pod is locked down', () => {
         expect(sc.allowPrivilegeEscalation).toBe(false);
         expect(sc.readOnlyRootFilesystem).toBe(true);
         expect(sc.capabilities.drop).toEqual(['ALL']);
-        expect(sc.capabilities.add ?? []).toEqual(['SYSLOG']);
+        // SYSLOG is for the agent's /dev/kmsg; an init container gets no capability at all.
+        const isInit = (pod.initContainers ?? []).includes(c);
+        expect(sc.capabilities.add ?? [], c.name).toEqual(isInit ? [] : ['SYSLOG']);
         expect(c.resources.limits.cpu, 'cpu limit (also the model thread count)').toBeTruthy();
         expect(c.resources.limits.memory).toBeTruthy();
         expect(c.resources.requests.cpu).toBeTruthy();
@@ -159,7 +167,7 @@ describe('the pod is locked down', () => {
     }
   });
 
-  it.each(DEFAULT_RENDERS)('%s: every hostPath mount is read-only except /var/lib/nodesage', (name) => {
+  it.each(POLICY_RENDERS)('%s: every hostPath mount is read-only except /var/lib/nodesage', (name) => {
     for (const ds of ofKind(get(name), 'DaemonSet')) {
       const volumes = new Map<string, Any>(ds.spec.template.spec.volumes.map((v: Any) => [v.name, v]));
       let writableHostPaths = 0;
@@ -178,7 +186,7 @@ describe('the pod is locked down', () => {
       }
       expect(writableHostPaths).toBe(1);
       // A read-only root filesystem needs a writable /tmp, and it must not be the host's.
-      const tmp = containersOf(ds)[0].volumeMounts.find((m: Any) => m.mountPath === '/tmp');
+      const tmp = ds.spec.template.spec.containers[0].volumeMounts.find((m: Any) => m.mountPath === '/tmp');
       expect(volumes.get(tmp.name).emptyDir).toBeDefined();
     }
   });
@@ -209,7 +217,7 @@ describe('the pod is locked down', () => {
 });
 
 describe('the DaemonSet runs one agent per node', () => {
-  it.each(DEFAULT_RENDERS)('%s: scheduling, updates and probes', (name) => {
+  it.each(POLICY_RENDERS)('%s: scheduling, updates and probes', (name) => {
     const objs = get(name);
     for (const ds of ofKind(objs, 'DaemonSet')) {
       const pod = ds.spec.template.spec;
@@ -232,7 +240,7 @@ describe('the DaemonSet runs one agent per node', () => {
     expect(quota.spec.scopeSelector.matchExpressions[0]).toMatchObject({ scopeName: 'PriorityClass', values: ['system-node-critical'] });
   });
 
-  it.each(DEFAULT_RENDERS)('%s: everything lives in the nodesage namespace, which admits hostPath pods', (name) => {
+  it.each(POLICY_RENDERS)('%s: everything lives in the nodesage namespace, which admits hostPath pods', (name) => {
     const objs = get(name);
     const ns = one(objs, 'Namespace');
     expect(ns.metadata.name).toBe('nodesage');
@@ -291,8 +299,55 @@ describe('the DaemonSet runs one agent per node', () => {
   });
 });
 
+describe('model delivery: every method mounts a read-only models folder that NODESAGE_MODEL resolves into', () => {
+  const catalogIds = readCatalog().map((m) => m.id);
+  const modelsMount = (name: string) => {
+    const ds = one(get(name), 'DaemonSet');
+    const c = ds.spec.template.spec.containers[0];
+    const id = c.env.find((e: Any) => e.name === 'NODESAGE_MODEL')?.value as string;
+    const mount = c.volumeMounts.find((m: Any) => m.mountPath === '/var/lib/nodesage/models');
+    const volume = ds.spec.template.spec.volumes.find((v: Any) => v.name === mount?.name);
+    return { ds, c, id, mount, volume };
+  };
+
+  it.each(MODEL_COMPONENTS.map((m) => `cpu+${m}`))('%s: a catalog id, resolved under the read-only mount', (name) => {
+    const { id, mount } = modelsMount(name);
+    expect(catalogIds).toContain(id);
+    expect(mount.readOnly).toBe(true);
+    const config = loadConfig({ env: { NODE_NAME: 'edge-node-1', NODESAGE_MODEL: id }, serviceAccountDir: '/nonexistent' });
+    expect(config.model?.startsWith(`${mount.mountPath}/`)).toBe(true);
+  });
+
+  it('init container: the model image checks the sidecar before copying into a pod-local folder, unprivileged', () => {
+    const { ds, volume } = modelsMount('cpu+model-image-init');
+    expect(volume.emptyDir.sizeLimit).toBeTruthy();
+    const init = ds.spec.template.spec.initContainers.find((c: Any) => c.name === 'model-copy');
+    expect(init.image).toMatch(/^nodesage\/model:/);
+    const script = init.command.join(' ');
+    expect(script.indexOf('sha256sum -c')).toBeGreaterThan(-1);
+    expect(script.indexOf('sha256sum -c')).toBeLessThan(script.indexOf(' cp '));
+    expect(init.volumeMounts).toEqual([{ name: volume.name, mountPath: '/models' }]);
+  });
+
+  it('image volume: the model image is mounted, and `images:` renames it like a container image', () => {
+    const { volume } = modelsMount('cpu+model-image-volume');
+    expect(volume.image).toEqual({ reference: expect.stringMatching(/^nodesage\/model:/), pullPolicy: 'IfNotPresent' });
+    const renamed = renderWith(['daemonset/overlays/cpu'], ['daemonset/components/model-image-volume'], ['  - name: nodesage/model', '    newName: registry.example.internal/nodesage/model']);
+    const v = one(renamed, 'DaemonSet').spec.template.spec.volumes.find((x: Any) => x.name === volume.name);
+    expect(v.image.reference).toMatch(/^registry\.example\.internal\/nodesage\/model:/);
+  });
+
+  it('PVC: one ReadOnlyMany claim in the namespace, mounted read-only', () => {
+    const { volume } = modelsMount('cpu+model-pvc');
+    const pvc = one(get('cpu+model-pvc'), 'PersistentVolumeClaim', volume.persistentVolumeClaim.claimName);
+    expect(pvc.metadata.namespace).toBe('nodesage');
+    expect(pvc.spec.accessModes).toEqual(['ReadOnlyMany']);
+    expect(volume.persistentVolumeClaim.readOnly).toBe(true);
+  });
+});
+
 describe('network: node-local service, egress only to the API server and kubelet', () => {
-  it.each(DEFAULT_RENDERS)('%s', (name) => {
+  it.each(POLICY_RENDERS)('%s', (name) => {
     const objs = get(name);
     const svc = one(objs, 'Service');
     expect(svc.spec.internalTrafficPolicy).toBe('Local');
@@ -346,7 +401,7 @@ describe('the shipped configuration', () => {
     return { ds, c, config };
   };
 
-  it.each(DEFAULT_RENDERS)('%s: the daemon accepts it, and its paths are the mounted ones', (name) => {
+  it.each(POLICY_RENDERS)('%s: the daemon accepts it, and its paths are the mounted ones', (name) => {
     const { ds, c, config } = loadShipped(get(name));
     expect(config.nodeName).toBe('edge-node-1');
     expect(config.kubeletUrl).toBe('https://10.0.0.5:10250');

@@ -38,7 +38,7 @@ export function render(dir: string): K8sObject[] {
  * Renders an overlay with extra components, the way an operator composes them:
  * a throw-away kustomization that references the repository folders.
  */
-export function renderWith(resources: string[], components: string[]): K8sObject[] {
+export function renderWith(resources: string[], components: string[], images: string[] = []): K8sObject[] {
   const dir = mkdtempSync(join(tmpdir(), 'nodesage-kustomize-'));
   try {
     const rel = (p: string) => relative(dir, join(repoRoot, p));
@@ -51,6 +51,7 @@ export function renderWith(resources: string[], components: string[]): K8sObject
         ...resources.map((r) => `  - ${rel(r)}`),
         'components:',
         ...components.map((c) => `  - ${rel(c)}`),
+        ...(images.length > 0 ? ['images:', ...images] : []),
         '',
       ].join('\n'),
     );
