@@ -40,19 +40,16 @@ describe('models/catalog.json', () => {
 
 describe('the catalog schema', () => {
   const good = JSON.parse(text) as { models: Record<string, unknown>[] };
-  const variant = (change: (m: Record<string, unknown>) => void) => {
-    const c = structuredClone(good);
-    change(c.models[0]!);
-    return JSON.stringify(c);
-  };
+  // JSON.stringify drops the undefined ones: a missing field.
+  const variant = (change: Record<string, unknown>) => JSON.stringify({ ...good, models: [{ ...good.models[0], ...change }, ...good.models.slice(1)] });
 
   it.each([
-    ['a file name with a path', (m: Record<string, unknown>) => void (m.file = '../../etc/passwd.gguf'), 'models.0.file'],
-    ['pinned without a digest', (m: Record<string, unknown>) => void (m.pinned = true), 'pinned must be true exactly when sha256 is set'],
-    ['a digest that is not hex', (m: Record<string, unknown>) => void (m.sha256 = 'abc'), 'models.0.sha256'],
-    ['a missing RAM figure', (m: Record<string, unknown>) => void delete m.ram, 'models.0.ram'],
-    ['an unknown field', (m: Record<string, unknown>) => void (m.ramMiB = 3), 'models.0'],
-    ['a RAM basis that is neither measured nor estimated', (m: Record<string, unknown>) => void (m.ram = { mib: 1, basis: 'guessed', contextSize: 4096 }), 'models.0.ram.basis'],
+    ['a file name with a path', { file: '../../etc/passwd.gguf' }, 'models.0.file'],
+    ['pinned without a digest', { pinned: true }, 'pinned must be true exactly when sha256 is set'],
+    ['a digest that is not hex', { sha256: 'abc' }, 'models.0.sha256'],
+    ['a missing RAM figure', { ram: undefined }, 'models.0.ram'],
+    ['an unknown field', { ramMiB: 3 }, 'models.0'],
+    ['a RAM basis that is neither measured nor estimated', { ram: { mib: 1, basis: 'guessed', contextSize: 4096 } }, 'models.0.ram.basis'],
   ])('refuses %s', (_what, change, message) => {
     expect(() => parseCatalog(variant(change))).toThrow(CatalogError);
     expect(() => parseCatalog(variant(change))).toThrow(message);

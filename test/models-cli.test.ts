@@ -141,7 +141,7 @@ describe('model pull', () => {
     expect(v.stdout).toContain('matches the digest recorded at pull/import');
     // A changed file is caught.
     const bytes = readFileSync(join(dir, entry.file));
-    bytes[bytes.length - 1] ^= 0xff;
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0xff;
     writeFileSync(join(dir, entry.file), bytes);
     const bad = await run(['verify', entry.id], { NODESAGE_LLM_MODELS_DIR: dir });
     expect(bad.code).toBe(1);
