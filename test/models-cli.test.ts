@@ -10,8 +10,10 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { StatusBody } from '../daemon/api/server.js';
 import { readCatalog } from '../daemon/models/catalog.js';
+import { type DaemonProcess, getJson, startDaemon, waitFor } from './helpers/daemon-process.js';
 import { ensureTinyModel } from './helpers/test-model.js';
 
 const CLI = join(import.meta.dirname, '..', 'dist/daemon/cli.js');
@@ -271,4 +273,32 @@ describe('model list', () => {
     expect(body.models[0]!.staged).toEqual({ path: join(dir, entry.file), sizeBytes: model.length, recordedSha256: null, digest: 'none' });
     expect(body.models.slice(1).every((m) => m.staged === null)).toBe(true);
   });
+});
+
+describe('the daemon verifies a staged model before loading it', () => {
+  let daemon: DaemonProcess | undefined;
+  afterEach(async () => {
+    await daemon?.kill('SIGKILL');
+    daemon = undefined;
+  });
+
+  it.each([
+    ['matches', () => digest, 'none'],
+    ['does not match', () => 'e'.repeat(64), 'refused'],
+  ])('a catalog id whose sidecar %s', async (_what, sidecar, state) => {
+    const dir = tempDir();
+    const entry = readCatalog().find((m) => !m.pinned)!;
+    copyFileSync(await ensureTinyModel(), join(dir, entry.file));
+    writeFileSync(join(dir, `${entry.file}.sha256`), `${sidecar()}  ${entry.file}\n`);
+    daemon = await startDaemon({ env: { NODESAGE_DATA_DIR: join(dir, 'data'), NODESAGE_MODEL: entry.id, NODESAGE_LLM_MODELS_DIR: dir } });
+    // The file is checked at start; a refusal shows at once.
+    const status = await waitFor(async () => {
+      const s = (await getJson<StatusBody>(`${daemon!.url}/v1/status`)).body;
+      // A file that passes the check (digest included) is logged as checked; one that fails is refused.
+      const settled = state === 'none' ? daemon!.stdout().includes('model checked; loads on first use') : s.model.state === 'refused';
+      return settled ? s : null;
+    });
+    expect(status.model).toMatchObject({ state, sha256: sidecar(), sha256Source: 'sidecar' });
+    if (state === 'refused') expect(status.model.reason).toContain(`has sha256 ${digest}, expected ${sidecar()}`);
+  }, 60_000);
 });
