@@ -4,11 +4,10 @@
  * model too big for the node must be refused with a reason an operator can
  * act on, not crash or swap the node in the middle of an incident.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import type { readGgufFileInfo } from 'node-llama-cpp';
 import { llamaCpp } from './llama-cpp.js';
+import { sha256Of } from '../models/digest.js';
 import {
   AdapterRefusedError,
   ModelArchitectureError,
@@ -319,9 +318,7 @@ export async function sha256File(path: string, sizeBytes: number, mtimeMs: numbe
   const key = `${path}\0${sizeBytes}\0${mtimeMs}`;
   const cached = digestCache.get(key);
   if (cached) return cached;
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  const hex = hash.digest('hex');
+  const hex = await sha256Of(path);
   digestCache.set(key, hex);
   return hex;
 }
