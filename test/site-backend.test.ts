@@ -19,7 +19,7 @@ import { RuleHintDiagnoser } from '../daemon/diagnoser/rule-hint.js';
 import { SiteBackend } from '../daemon/diagnoser/site-backend.js';
 import { createRedactor } from '../daemon/redact.js';
 import { createTestCa } from './harness/tls.js';
-import { type DaemonProcess, getJson, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
+import { type DaemonProcess, getJson, runCli, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
 import { criLine } from './helpers/host-root.js';
 
 const SECRET_PASSWORD = 'Tr0ub4dor-and-3-more';
@@ -184,6 +184,8 @@ describe('site backend in the daemon', () => {
     expect(status.model).toMatchObject({ state: 'ready', backend: 'site', endpoint: url, dataLeavesNode: true });
     expect(status.model.notice).toContain('leaves this node');
     expect(status.rulesOnly).toBe(false);
+    const text = await runCli(['status'], { env: { NODESAGE_LISTEN: new URL(daemon.url).host } });
+    expect(text.stdout).toContain(`each diagnosis prompt, with its redacted evidence, leaves this node`);
     const sent = seen.slice(before);
     expect(sent.length).toBeGreaterThan(0);
     const all = sent.map((s) => s.body).join('\n');

@@ -35,12 +35,14 @@ export function formatStatus(s: Record<string, unknown>): string {
     startedAt: string;
     rulesOnly: boolean;
     sources: { name: string; state: string; signals: number; lastSignalAt: string | null; lastError: string | null }[];
-    model: { state: string; id: string | null; reason: string | null };
+    model: { state: string; id: string | null; reason: string | null; notice?: string; loras?: { path: string; scale: number }[] };
     store: { path: string; sizeBytes: number; recoveredFrom: string | null };
   };
   const out = [
     `node      ${st.nodeName} (mode ${st.mode}, nodesage ${st.version}, up since ${st.startedAt})`,
     `model     ${st.model.state}${st.model.id ? ` ${st.model.id}` : ''}${st.model.reason ? ` — ${st.model.reason}` : ''}${st.rulesOnly ? ' (rules-only mode: findings without LLM explanations)' : ''}`,
+    ...(st.model.notice ? [`          ${st.model.notice}`] : []),
+    ...(st.model.loras ?? []).map((l) => `          LoRA ${l.path} (scale ${l.scale})`),
     `store     ${st.store.path} (${(st.store.sizeBytes / 1024).toFixed(0)} KiB)${st.store.recoveredFrom ? ` — recovered: corrupt database kept at ${st.store.recoveredFrom}` : ''}`,
     'sources',
   ];
