@@ -90,6 +90,12 @@ describe('model pull', () => {
     expect(readFileSync(join(dir, 'tiny.gguf')).equals(model)).toBe(true);
     expect(readFileSync(join(dir, 'tiny.gguf.sha256'), 'utf8')).toBe(`${digest}  tiny.gguf\n`);
     expect(readdirSync(dir).sort()).toEqual(['tiny.gguf', 'tiny.gguf.sha256']);
+    // Pulling again checks what is there and downloads nothing.
+    const requests = seen.length;
+    const again = await run(['pull', `${base}/org/repo/resolve/main/tiny.gguf`], { NODESAGE_LLM_MODELS_DIR: dir });
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain(`already staged, sha256 ${digest} verified`);
+    expect(seen.length).toBe(requests);
   });
 
   it('continues a transfer cut halfway with a range request, and the result verifies', async () => {

@@ -143,10 +143,16 @@ export function registerModelCommands(program: Command, deps: ModelCommandDeps):
         if (given && entry?.sha256 && given !== entry.sha256) throw new ModelInputError(`--sha256 differs from the catalog's pinned ${entry.sha256}`);
         const expected = given ?? entry?.sha256 ?? null;
         mkdirSync(dir, { recursive: true });
+        const dest = join(dir, file);
+        const known = expected ?? readSidecar(dest);
+        if (known && existsSync(dest) && (await sha256Of(dest)) === known) {
+          out(`${dest}: already staged, sha256 ${known} verified; nothing downloaded\n`);
+          return;
+        }
         process.stderr.write(`pulling ${url}\n`);
         const r = await pullFile({
           url,
-          dest: join(dir, file),
+          dest,
           sha256: expected,
           proxy: deps.proxy(),
           retries: Number(opts.retries),
