@@ -7,13 +7,15 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect, type Socket } from 'node:net';
+import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { StatusBody } from '../daemon/api/server.js';
 import { readCatalog } from '../daemon/models/catalog.js';
 import { type DaemonProcess, getJson, startDaemon, waitFor } from './helpers/daemon-process.js';
+import { createTestCa } from './harness/tls.js';
 import { ensureTinyModel } from './helpers/test-model.js';
 
 const CLI = join(import.meta.dirname, '..', 'dist/daemon/cli.js');
@@ -175,6 +177,47 @@ describe('model pull', () => {
       expect(seen.filter((s) => s.url === '/proxied/tiny.gguf').map((s) => s.via)).toEqual(['proxy']);
     } finally {
       await new Promise<void>((r) => proxy.close(() => r()));
+    }
+  });
+});
+
+describe('model pull through HTTPS_PROXY', () => {
+  it('tunnels an https download through the proxy with CONNECT', async () => {
+    const ca = createTestCa();
+    const pair = ca.issue();
+    const caFile = join(tempDir(), 'ca.crt');
+    writeFileSync(caFile, ca.certPem);
+    const origin = createHttpsServer({ key: pair.keyPem, cert: pair.certPem }, serve);
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+    const tunnels: string[] = [];
+    const proxy = createServer((_req, res) => res.writeHead(405).end());
+    proxy.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+      tunnels.push(req.url ?? '');
+      const [host, port] = (req.url ?? '').split(':');
+      const upstream = connect(Number(port), host, () => {
+        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+        upstream.write(head);
+        upstream.pipe(socket);
+        socket.pipe(upstream);
+      });
+      upstream.on('error', () => socket.destroy());
+      socket.on('error', () => upstream.destroy());
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    try {
+      const target = `127.0.0.1:${(origin.address() as AddressInfo).port}`;
+      const dir = tempDir();
+      const r = await run(['pull', `https://${target}/secure/tiny.gguf`, '--sha256', digest], {
+        NODESAGE_LLM_MODELS_DIR: dir,
+        HTTPS_PROXY: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+        NODE_EXTRA_CA_CERTS: caFile,
+      });
+      expect(r.code, r.stderr).toBe(0);
+      expect(tunnels).toEqual([target]);
+      expect(readFileSync(join(dir, 'tiny.gguf')).equals(model)).toBe(true);
+    } finally {
+      await new Promise<void>((r) => proxy.close(() => r()));
+      await new Promise<void>((r) => origin.close(() => r()));
     }
   });
 });
