@@ -33,12 +33,15 @@ beforeAll(() => {
   renders.set('cpu+kmsg-privileged', renderWith(['daemonset/overlays/cpu'], ['daemonset/components/kmsg-privileged']));
   renders.set('cpu+k3s-logs+rke2-logs', renderWith(['daemonset/overlays/cpu'], ['daemonset/components/k3s-logs', 'daemonset/components/rke2-logs']));
   for (const m of MODEL_COMPONENTS) renders.set(`cpu+${m}`, renderWith(['daemonset/overlays/cpu'], [`daemonset/components/${m}`]));
+  renders.set('cpu+site-backend', renderWith(['daemonset/overlays/cpu'], ['daemonset/components/site-backend']));
 }, 120_000);
 
 /** The renders that operators get by default (every opt-in component left out). */
 const DEFAULT_RENDERS = ['base', ...OVERLAYS, 'cpu+exporters'];
 /** Every render the product's promises are checked on: the defaults and each model delivery method. */
 const POLICY_RENDERS = [...DEFAULT_RENDERS, ...MODEL_COMPONENTS.map((m) => `cpu+${m}`)];
+/** Opt-in components that widen what the pod may do; checked on their own. */
+const OPT_IN_RENDERS = ['cpu+kmsg-privileged', 'cpu+site-backend'];
 
 const get = (name: string): K8sObject[] => {
   const r = renders.get(name);
@@ -58,7 +61,7 @@ const selects = (selector: Record<string, string>, labels: Record<string, string
   Object.entries(selector).every(([k, v]) => labels?.[k] === v);
 
 describe('every rendered object passes the Kubernetes schema', () => {
-  it.each([...POLICY_RENDERS, 'cpu+kmsg-privileged', 'cpu+k3s-logs+rke2-logs'])('%s', (name) => {
+  it.each([...POLICY_RENDERS, ...OPT_IN_RENDERS, 'cpu+k3s-logs+rke2-logs'])('%s', (name) => {
     const objs = get(name);
     expect(objs.length).toBeGreaterThan(5);
     for (const o of objs) {
@@ -343,6 +346,31 @@ describe('model delivery: every method mounts a read-only models folder that NOD
     expect(pvc.metadata.namespace).toBe('nodesage');
     expect(pvc.spec.accessModes).toEqual(['ReadOnlyMany']);
     expect(volume.persistentVolumeClaim.readOnly).toBe(true);
+  });
+});
+
+describe('the opt-in site backend component', () => {
+  it('configures the daemon for the backend and opens egress only to it and to the cluster DNS', () => {
+    const objs = get('cpu+site-backend');
+    const ds = one(objs, 'DaemonSet');
+    const c = ds.spec.template.spec.containers[0];
+    const env = Object.fromEntries(c.env.filter((e: Any) => e.value !== undefined).map((e: Any) => [e.name, e.value]));
+    expect(env.NODESAGE_MODEL).toBeUndefined();
+    const config = loadConfig({ env: { ...env, NODESAGE_CONFIG: undefined, NODE_NAME: 'edge-node-1' }, serviceAccountDir: '/nonexistent' });
+    expect(config.llm.backend).toEqual({ url: 'https://llm.site.internal/v1', model: null, caFile: '/etc/nodesage/site-backend/ca.crt', tokenFile: '/etc/nodesage/site-backend/token' });
+    const mount = c.volumeMounts.find((m: Any) => m.mountPath === '/etc/nodesage/site-backend');
+    expect(mount.readOnly).toBe(true);
+    const extra = one(objs, 'NetworkPolicy', 'nodesage-site-backend');
+    expect(extra.metadata.namespace).toBe('nodesage');
+    expect(extra.spec.policyTypes).toEqual(['Egress']);
+    const ports = extra.spec.egress.flatMap((r: Any) => r.ports.map((p: Any) => `${p.protocol}/${p.port}`)).sort();
+    expect(ports).toEqual(['TCP/443', 'TCP/53', 'UDP/53']);
+    const dns = extra.spec.egress.find((r: Any) => r.ports.some((p: Any) => p.port === 53));
+    expect(dns.to).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'kube-system' } }, podSelector: { matchLabels: { 'k8s-app': 'kube-dns' } } }]);
+  });
+
+  it('is in no shipped overlay: nothing leaves the node unless an operator adds it', () => {
+    for (const o of OVERLAYS) expect(readFileSync(join(repoRoot, 'daemonset', o, 'kustomization.yaml'), 'utf8')).not.toMatch(/site-backend/);
   });
 });
 
