@@ -22,7 +22,7 @@
  * because this is where it leaves the node.
  */
 import { readFileSync } from 'node:fs';
-import { Agent, type Dispatcher, request } from 'undici';
+import type { Dispatcher } from 'undici';
 import type { SiteBackendConfig } from '../config.js';
 import type { Redactor } from '../redact.js';
 import type { CompletionBackend, FillRequest, FillResponse } from './llm-diagnoser.js';
@@ -80,7 +80,8 @@ function answerSchema(parts: FillRequest['parts']): Record<string, unknown> {
 export class SiteBackend implements CompletionBackend {
   readonly id: string;
   readonly #o: SiteBackendOptions;
-  readonly #dispatcher: Dispatcher;
+  // undici loads with the first request: a node that never sends pays nothing for it.
+  readonly #dispatcher: Promise<{ dispatcher: Dispatcher; request: typeof import('undici').request }>;
   #requests = 0;
   #failures = 0;
   #lastError: string | null = null;
@@ -91,7 +92,8 @@ export class SiteBackend implements CompletionBackend {
     const u = new URL(options.config.url);
     this.id = `${options.config.model ?? 'default'}@${u.host}`;
     // The CA is read once: a new CA needs a restart, like the kubelet's.
-    this.#dispatcher = new Agent(options.config.caFile ? { connect: { ca: readFileSync(options.config.caFile) } } : {});
+    const ca = options.config.caFile ? readFileSync(options.config.caFile) : null;
+    this.#dispatcher = import('undici').then(({ Agent, request }) => ({ dispatcher: new Agent(ca ? { connect: { ca } } : {}), request }));
   }
 
   /** Token counts are estimated: the server's tokenizer is not here. */
@@ -119,9 +121,10 @@ export class SiteBackend implements CompletionBackend {
     this.#requests++;
     this.#lastRequestAt = new Date().toISOString();
     try {
+      const { dispatcher, request } = await this.#dispatcher;
       const res = await request(`${this.#o.config.url}/chat/completions`, {
         method: 'POST',
-        dispatcher: this.#dispatcher,
+        dispatcher,
         headers,
         body: JSON.stringify(body),
         signal: req.signal ?? AbortSignal.timeout(this.#o.timeoutMs ?? 120_000),
@@ -185,6 +188,6 @@ export class SiteBackend implements CompletionBackend {
 
   /** Closes the connections. */
   async dispose(): Promise<void> {
-    await this.#dispatcher.close();
+    await (await this.#dispatcher).dispatcher.close();
   }
 }
