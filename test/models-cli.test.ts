@@ -24,8 +24,8 @@ let digest: string;
 let server: Server;
 let base: string;
 const seen: { url: string; range: string | undefined; via: string | undefined }[] = [];
-/** Paths whose first plain GET is cut after this many bytes. */
-const cutOnce = new Map<string, number>();
+/** Paths whose plain GETs (no Range) are cut after this many bytes; range requests are served whole. */
+const cutPlain = new Map<string, number>();
 const dirs: string[] = [];
 
 function tempDir(): string {
@@ -58,11 +58,11 @@ function serve(req: IncomingMessage, res: import('node:http').ServerResponse): v
     res.end(model.subarray(start));
     return;
   }
-  const cut = cutOnce.get(req.url);
+  const cut = cutPlain.get(req.url);
   res.writeHead(200, { 'content-length': model.length });
   if (cut !== undefined) {
-    cutOnce.delete(req.url);
-    res.write(model.subarray(0, cut), () => res.socket?.destroy());
+    // Give the client a moment to write what arrived before the connection drops.
+    res.write(model.subarray(0, cut), () => setTimeout(() => res.socket?.destroy(), 200));
     return;
   }
   res.end(model);
@@ -103,14 +103,15 @@ describe('model pull', () => {
   it('continues a transfer cut halfway with a range request, and the result verifies', async () => {
     const dir = tempDir();
     const half = Math.floor(model.length / 2);
-    cutOnce.set('/cut/tiny.gguf', half);
+    cutPlain.set('/cut/tiny.gguf', half);
     const r = await run(['pull', `${base}/cut/tiny.gguf`, '--sha256', digest, '--retry-delay-ms', '10'], { NODESAGE_LLM_MODELS_DIR: dir });
     expect(r.code, r.stderr).toBe(0);
     const ranges = seen.filter((s) => s.url === '/cut/tiny.gguf').map((s) => s.range);
-    expect(ranges).toHaveLength(2);
-    expect(ranges[0]).toBeUndefined();
-    // The second request continues from what arrived before the cut (at most what the server sent).
-    const from = Number(/^bytes=(\d+)-$/.exec(ranges[1] ?? '')?.[1]);
+    // Plain GETs are cut until some bytes reached the partial file (on a busy machine the first cut may leave none);
+    // then one range request continues from what arrived (at most what the server sent).
+    expect(ranges.length).toBeGreaterThanOrEqual(2);
+    expect(ranges.slice(0, -1).every((x) => x === undefined)).toBe(true);
+    const from = Number(/^bytes=(\d+)-$/.exec(ranges.at(-1) ?? '')?.[1]);
     expect(from).toBeGreaterThan(0);
     expect(from).toBeLessThanOrEqual(half);
     expect(r.stderr).toContain(`resuming at ${from} bytes of ${model.length}`);
