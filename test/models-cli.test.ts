@@ -16,7 +16,7 @@ import type { StatusBody } from '../daemon/api/server.js';
 import { readCatalog } from '../daemon/models/catalog.js';
 import { type DaemonProcess, getJson, startDaemon, waitFor } from './helpers/daemon-process.js';
 import { createTestCa } from './harness/tls.js';
-import { ensureTinyModel } from './helpers/test-model.js';
+import { ensureTestModel, ensureTinyModel } from './helpers/test-model.js';
 
 const CLI = join(import.meta.dirname, '..', 'dist/daemon/cli.js');
 let model: Buffer;
@@ -351,4 +351,24 @@ describe('the daemon verifies a staged model before loading it', () => {
     expect(status.model).toMatchObject({ state, sha256: sidecar(), sha256Source: 'sidecar' });
     if (state === 'refused') expect(status.model.reason).toContain(`has sha256 ${digest}, expected ${sidecar()}`);
   }, 60_000);
+});
+
+describe('model select with a staged file', () => {
+  it('judges it by the estimate the daemon applies before loading, not only the catalog figure', async () => {
+    const entry = readCatalog().find((m) => m.id === 'qwen2.5-0.5b-instruct-q4_k_m')!;
+    // A large vocabulary makes the logits buffer, and so the daemon's estimate, exceed the catalog's figure.
+    const big = await ensureTestModel('big-vocab', { shape: { vocab: 300_000 } });
+    const dir = tempDir();
+    copyFileSync(big, join(dir, entry.file));
+    const budget = String(entry.ram.mib + 10);
+    const bare = await run(['select', '--json', '--memory-mb', budget, '--cpus', '1']);
+    expect(JSON.parse(bare.stdout).chosen).toBe(entry.id);
+    const r = await run(['select', '--json', '--memory-mb', budget, '--cpus', '1'], { NODESAGE_LLM_MODELS_DIR: dir });
+    expect(r.code, r.stderr).toBe(0);
+    const s = JSON.parse(r.stdout) as { chosen: string | null; candidates: { id: string; reason: string }[] };
+    expect(s.chosen).toBeNull();
+    const reason = s.candidates.find((c) => c.id === entry.id)!.reason;
+    expect(reason).toMatch(/^needs \d+ MiB \(staged file, daemon estimate at 4096 tokens\)/);
+    expect(Number(/needs (\d+)/.exec(reason)![1])).toBeGreaterThan(entry.ram.mib + 10);
+  }, 120_000);
 });

@@ -217,7 +217,7 @@ export function registerModelCommands(program: Command, deps: ModelCommandDeps):
     .option('--json', 'print JSON')
     .option('--memory-mb <n>', 'plan for another node: the memory a model may use, MiB')
     .option('--cpus <n>', 'plan for another node: its CPU limit')
-    .action((opts) => {
+    .action(async (opts) => {
       try {
         const config = deps.config(opts);
         const num = (v: unknown, name: string) => {
@@ -230,7 +230,25 @@ export function registerModelCommands(program: Command, deps: ModelCommandDeps):
           ...(opts.memoryMb !== undefined ? { memoryMB: num(opts.memoryMb, '--memory-mb') } : {}),
           ...(opts.cpus !== undefined ? { cpus: num(opts.cpus, '--cpus') } : {}),
         });
-        const s = selectModel(readCatalog(), node);
+        // A staged file is judged by the estimate the daemon itself applies before loading it.
+        const catalog = readCatalog();
+        const needs = new Map<string, { mib: number; basis: string }>();
+        const dir = resolve(config.llm.modelsDir);
+        const staged = catalog.filter((m) => existsSync(join(dir, m.file)));
+        if (staged.length > 0) {
+          const { estimateMemory, inspectGguf } = await import('../diagnoser/gguf-check.js');
+          for (const m of staged) {
+            try {
+              const g = await inspectGguf(join(dir, m.file));
+              const ctx = Math.min(config.llm.contextSize, g.trainedContextLength ?? config.llm.contextSize);
+              const mib = Math.ceil(estimateMemory(g, ctx, Math.min(512, ctx)).totalBytes / 1024 / 1024);
+              needs.set(m.id, { mib: Math.max(mib, m.ram.mib), basis: `staged file, daemon estimate at ${ctx} tokens` });
+            } catch {
+              // An unusable file: `model verify` says why; select keeps the catalog's figure.
+            }
+          }
+        }
+        const s = selectModel(catalog, node, needs);
         if (opts.json) {
           out(`${JSON.stringify({ node: s.node, chosen: s.chosen?.id ?? null, candidates: s.candidates }, null, 2)}\n`);
           return;

@@ -98,16 +98,26 @@ export interface Selection {
   candidates: Candidate[];
 }
 
-/** Picks the highest-quality catalog model that fits the node; ties go to the smaller one. */
-export function selectModel(catalog: readonly CatalogModel[], node: NodeResources): Selection {
+/** Memory a model needs when it is known better than the catalog's figure (the engine's estimate from a staged file). */
+export type MemoryNeeds = ReadonlyMap<string, { mib: number; basis: string }>;
+
+/**
+ * Picks the highest-quality catalog model that fits the node; ties go to the
+ * smaller one. `needs` overrides the catalog's RAM figure for staged files:
+ * the daemon refuses a model by its own estimate, so select must not pick one
+ * that estimate rules out.
+ */
+export function selectModel(catalog: readonly CatalogModel[], node: NodeResources, needs: MemoryNeeds = new Map()): Selection {
+  const need = (m: CatalogModel) => needs.get(m.id) ?? { mib: m.ram.mib, basis: m.ram.basis };
   const misfit = (m: CatalogModel): string | null => {
-    if (m.ram.mib > node.memoryMiB) return `needs ${m.ram.mib} MiB (${m.ram.basis}), the budget is ${node.memoryMiB} MiB (${node.memorySource})`;
+    const n = need(m);
+    if (n.mib > node.memoryMiB) return `needs ${n.mib} MiB (${n.basis}), the budget is ${node.memoryMiB} MiB (${node.memorySource})`;
     if (m.minCpus > node.cpus) return `needs ${m.minCpus} CPUs to answer in time, the node has ${node.cpus} (${node.cpuSource})`;
     return null;
   };
   const fitting = catalog.filter((m) => misfit(m) === null);
   const chosen = fitting.reduce<CatalogModel | null>(
-    (best, m) => (best === null || m.quality > best.quality || (m.quality === best.quality && m.ram.mib < best.ram.mib) ? m : best),
+    (best, m) => (best === null || m.quality > best.quality || (m.quality === best.quality && need(m).mib < need(best).mib) ? m : best),
     null,
   );
   const candidates = [...catalog]
@@ -116,7 +126,7 @@ export function selectModel(catalog: readonly CatalogModel[], node: NodeResource
       const why = misfit(m);
       if (why) return { id: m.id, chosen: false, fits: false, reason: why };
       if (m === chosen) {
-        return { id: m.id, chosen: true, fits: true, reason: `best fit: quality ${m.quality}, ${m.ram.mib} of ${node.memoryMiB} MiB, ${m.minCpus}+ CPUs of ${node.cpus}` };
+        return { id: m.id, chosen: true, fits: true, reason: `best fit: quality ${m.quality}, ${need(m).mib} of ${node.memoryMiB} MiB (${need(m).basis}), ${m.minCpus}+ CPUs of ${node.cpus}` };
       }
       return { id: m.id, chosen: false, fits: true, reason: `fits, but ${chosen?.id} explains better (quality ${m.quality} < ${chosen?.quality})` };
     });
