@@ -19,6 +19,7 @@ export interface TableModel {
   quantisation: string;
   sizeBytes: number;
   ram: { mib: number; basis: 'measured' | 'estimated' };
+  budgetMiB: number;
   minCpus: number;
   contextLength: number;
   licence: string;
@@ -33,11 +34,11 @@ const END = '<!-- catalog:end -->';
 export function catalogTable(models: readonly TableModel[]): string {
   const rows = models.map(
     (m) =>
-      `| [\`${m.id}\`](${m.url}) | ${m.parameters} ${m.quantisation} | ${(m.sizeBytes / 1e9).toFixed(2)} GB | ${m.ram.mib.toLocaleString('en-US')} MiB ${m.ram.basis} | ${m.minCpus}+ | ${Math.round(m.contextLength / 1024)}k | ${m.licence} | ${m.pinned ? 'pinned' : 'recorded at first pull'} | ${m.note} |`,
+      `| [\`${m.id}\`](${m.url}) | ${m.parameters} ${m.quantisation} | ${(m.sizeBytes / 1e9).toFixed(2)} GB | ${m.ram.mib.toLocaleString('en-US')} MiB ${m.ram.basis} | ${m.budgetMiB.toLocaleString('en-US')} | ${m.minCpus}+ | ${Math.round(m.contextLength / 1024)}k | ${m.licence} | ${m.pinned ? 'pinned' : 'recorded at first pull'} | ${m.note} |`,
   );
   return [
-    '| id | model | file | RAM at 4k context | CPUs | trained context | licence | sha256 | when to pick it |',
-    '|---|---|---|---|---|---|---|---|---|',
+    '| id | model | file | RAM at 4k context | `llm.memoryBudgetMB` ≥ | CPUs | trained context | licence | sha256 | when to pick it |',
+    '|---|---|---|---|---|---|---|---|---|---|',
     ...rows,
   ].join('\n');
 }

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CatalogError, parseCatalog, readCatalog } from '../daemon/models/catalog.js';
+import { estimateMemory, type GgufSummary } from '../daemon/diagnoser/gguf-check.js';
 import { withCatalogTable } from '../scripts/catalog-readme.ts';
 
 const ROOT = join(import.meta.dirname, '..');
@@ -30,6 +31,28 @@ describe('models/catalog.json', () => {
     const measured = models.filter((m) => m.ram.basis === 'measured');
     expect(measured.length).toBeGreaterThanOrEqual(3);
     for (const m of measured) expect(m.speed?.basis, m.id).toBe('measured');
+  });
+
+  it("states the budget the daemon's own pre-load estimate needs, from each model's published shape", () => {
+    // [blocks, KV heads, head width, vocabulary, feed-forward, embedding] from each model's config.json.
+    const shapes: Record<string, [number, number, number, number, number, number]> = {
+      'qwen2.5-0.5b-instruct-q4_k_m': [24, 2, 64, 151936, 4864, 896],
+      'qwen2.5-0.5b-instruct-q8_0': [24, 2, 64, 151936, 4864, 896],
+      'llama-3.2-1b-instruct-q4_k_m': [16, 8, 64, 128256, 8192, 2048],
+      'qwen2.5-1.5b-instruct-q4_k_m': [28, 2, 128, 151936, 8960, 1536],
+      'qwen3-1.7b-q4_k_m': [28, 8, 128, 151936, 6144, 2048],
+      'qwen2.5-3b-instruct-q4_k_m': [36, 2, 128, 151936, 11008, 2048],
+      'llama-3.2-3b-instruct-q4_k_m': [28, 8, 128, 128256, 8192, 3072],
+      'qwen2.5-7b-instruct-q4_k_m': [28, 4, 128, 152064, 18944, 3584],
+    };
+    for (const m of models) {
+      const shape = shapes[m.id];
+      expect(shape, `published shape of ${m.id}`).toBeDefined();
+      const [blocks, kv, head, vocab, ff, emb] = shape!;
+      const summary = { sizeBytes: m.sizeBytes, kvHeadsTotal: blocks * kv, keyLength: head, valueLength: head, vocabSize: vocab, feedForwardLength: ff, embeddingLength: emb } as GgufSummary;
+      const mib = estimateMemory(summary, m.ram.contextSize, 512).totalBytes / 1024 / 1024;
+      expect(Math.abs(m.budgetMiB - mib), m.id).toBeLessThan(3);
+    }
   });
 
   it('the README table is the one generated from the catalog', () => {

@@ -35,6 +35,8 @@ export const CatalogEntrySchema = z
       basis: z.enum(['measured', 'estimated']),
       contextSize: z.number().int().positive(),
     }),
+    /** llm.memoryBudgetMB the daemon's pre-load estimate needs at ram.contextSize (gguf-check.ts estimateMemory). */
+    budgetMiB: z.number().int().positive(),
     /** Throughput measured here, when it was. */
     speed: z
       .object({

@@ -242,7 +242,7 @@ export function registerModelCommands(program: Command, deps: ModelCommandDeps):
               const g = await inspectGguf(join(dir, m.file));
               const ctx = Math.min(config.llm.contextSize, g.trainedContextLength ?? config.llm.contextSize);
               const mib = Math.ceil(estimateMemory(g, ctx, Math.min(512, ctx)).totalBytes / 1024 / 1024);
-              needs.set(m.id, { mib: Math.max(mib, m.ram.mib), basis: `staged file, daemon estimate at ${ctx} tokens` });
+              needs.set(m.id, { mib: Math.max(mib, m.ram.mib), basis: `staged file, the daemon's pre-load estimate at ${ctx} tokens` });
             } catch {
               // An unusable file: `model verify` says why; select keeps the catalog's figure.
             }

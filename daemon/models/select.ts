@@ -108,7 +108,9 @@ export type MemoryNeeds = ReadonlyMap<string, { mib: number; basis: string }>;
  * that estimate rules out.
  */
 export function selectModel(catalog: readonly CatalogModel[], node: NodeResources, needs: MemoryNeeds = new Map()): Selection {
-  const need = (m: CatalogModel) => needs.get(m.id) ?? { mib: m.ram.mib, basis: m.ram.basis };
+  // The larger of the resident memory (the cgroup limit) and the daemon's pre-load estimate (llm.memoryBudgetMB).
+  const need = (m: CatalogModel) =>
+    needs.get(m.id) ?? (m.budgetMiB > m.ram.mib ? { mib: m.budgetMiB, basis: "the daemon's pre-load estimate" } : { mib: m.ram.mib, basis: m.ram.basis });
   const misfit = (m: CatalogModel): string | null => {
     const n = need(m);
     if (n.mib > node.memoryMiB) return `needs ${n.mib} MiB (${n.basis}), the budget is ${node.memoryMiB} MiB (${node.memorySource})`;
