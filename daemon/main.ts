@@ -32,6 +32,8 @@ import { createRedactor } from './redact.js';
 import { ConditionsExporter } from './exporters/conditions.js';
 import { EventsExporter } from './exporters/events.js';
 import { Store } from './store/store.js';
+import type { AccessOptions } from './api/auth/access.js';
+import { readTokenFile, StaticTokens } from './api/auth/static-tokens.js';
 
 export { createLogger } from './logger.js';
 
@@ -100,8 +102,34 @@ function usesKubeApi(config: Readonly<Config>): boolean {
   return config.sources.kubeApi && !config.standalone && config.mode !== 'host';
 }
 
+/** The access check the config asks for. Throws TokenFileError for an unusable token file. */
+export async function accessFor(config: Readonly<Config>, logger: Logger): Promise<AccessOptions> {
+  const { auth, limits } = config;
+  // Like the collectors, the Kubernetes client loads only when the mode needs it.
+  const KubeReviewer = auth.mode === 'kubernetes' ? (await import('./api/auth/kube-review.js')).KubeReviewer : null;
+  const authenticator =
+    KubeReviewer
+      ? new KubeReviewer(await kubeConfigFor(config), {
+          allowTtlMs: auth.allowTtlSeconds * 1000,
+          denyTtlMs: auth.denyTtlSeconds * 1000,
+          staleMs: auth.staleSeconds * 1000,
+          timeoutMs: auth.reviewTimeoutSeconds * 1000,
+        })
+      : auth.mode === 'token-file'
+        ? new StaticTokens(readTokenFile(auth.tokenFile!))
+        : null;
+  return {
+    authenticator,
+    requestsPerSecond: limits.requestsPerSecond,
+    burst: limits.burst,
+    modelRequestsPerIdentity: limits.modelRequestsPerIdentity,
+    logger: logger.child({ component: 'access' }),
+  };
+}
+
 /** Builds a daemon from a validated config. */
 export async function createDaemon(config: Readonly<Config>, logger: Logger): Promise<Daemon> {
+  const access = await accessFor(config, logger);
   const store = Store.open({
     dir: config.dataDir,
     logger,
@@ -171,9 +199,10 @@ export async function createDaemon(config: Readonly<Config>, logger: Logger): Pr
     templates: new TemplateStats({ redact }),
     modelStatus: () => diagnosis.modelStatus(),
     queueDepth: () => queue.depth(),
+    access,
     extraRoutes: (app) => {
       registerAskRoutes(app, { ask, gate, logger });
-      registerOpenAiRoutes(app, { ...engine, gate, logger });
+      registerOpenAiRoutes(app, { ...engine, gate, maxTokens: config.llm.maxTokens, logger });
     },
     // Detection never waits for a diagnosis: enqueue is synchronous and bounded.
     onCycle: (c) => {
