@@ -7,7 +7,6 @@
  * Also the static token file and the node-local socket, over real sockets.
  */
 import { chmodSync, statSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
 import { join } from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,28 +14,8 @@ import { KubeReviewer } from '../daemon/api/auth/kube-review.js';
 import { ACCESS_ROLES } from '../daemon/api/auth/policy.js';
 import { createToken, readTokenFile, StaticTokens, TokenFileError } from '../daemon/api/auth/static-tokens.js';
 import { type FakeNonResourceRule, FakeApiServer } from './harness/fake-apiserver.js';
-import { type ServedApi, serveApi } from './helpers/access-app.js';
+import { type ServedApi, raw, serveApi } from './helpers/access-app.js';
 import { tempDir } from './helpers/daemon-process.js';
-
-/** One HTTP request over a real socket, the path sent as written (no client-side normalisation). */
-export function raw(
-  target: { port: number } | { socketPath: string },
-  method: string,
-  path: string,
-  headers: Record<string, string> = {},
-  body?: string,
-): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ ...('port' in target ? { host: '127.0.0.1', port: target.port } : target), method, path, headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (text += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 

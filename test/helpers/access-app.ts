@@ -3,6 +3,7 @@
  * buildApi with a store, the access hook and the servers' limits, as the
  * daemon wires them.
  */
+import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
@@ -62,4 +63,24 @@ export async function serveApi(opts: { access?: AccessOptions; limits?: ServingL
       store.close();
     },
   };
+}
+
+/** One HTTP request over a real socket, the path sent as written (no client-side normalisation). */
+export function raw(
+  target: { port: number } | { socketPath: string },
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  body?: string,
+): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ ...('port' in target ? { host: '127.0.0.1', port: target.port } : target), method, path, headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
 }

@@ -8,8 +8,9 @@
  * 4. otherwise, with an authenticator, a bearer token is required (401
  *    UNAUTHENTICATED), its holder must be allowed the path and verb (403
  *    FORBIDDEN), and a failed check is 503 AUTH_UNAVAILABLE, never an allow;
- * 5. a token bucket per client address (before any review, so random tokens
- *    cannot flood the API server) and per identity (429 RATE_LIMITED);
+ * 5. a token bucket per identity, and one per client address for failed
+ *    authentications, checked before any review, so random tokens cannot
+ *    flood the API server (429 RATE_LIMITED with Retry-After);
  * 6. routes whose config says `modelUse` admit a few running requests per
  *    identity (429 TOO_MANY_MODEL_REQUESTS).
  */
@@ -35,7 +36,7 @@ declare module 'fastify' {
 export interface AccessOptions {
   /** How tokens are checked; null serves without authentication (host mode on loopback, or allowUnauthenticated). */
   authenticator: Authenticator | null;
-  /** Sustained requests per second per identity and per client address. Defaults to 20. */
+  /** Sustained requests per second per identity (and failed authentications per client address). Defaults to 20. */
   requestsPerSecond?: number;
   /** Requests above the sustained rate allowed at once. Defaults to 60. */
   burst?: number;
@@ -73,6 +74,8 @@ function bearerToken(req: FastifyRequest): string | null {
 /** Registers the access hook. Call before any route is added. */
 export function installAccess(app: FastifyInstance, opts: AccessOptions, serving: ApiServing | undefined, sendError: SendError): void {
   const rate = new RateLimiter(opts.requestsPerSecond ?? 20, opts.burst ?? 60, opts.now);
+  // Failed authentications per client address, so random tokens cannot make the agent flood the API server with reviews.
+  const failures = new RateLimiter(opts.requestsPerSecond ?? 20, opts.burst ?? 60, opts.now);
   const models = new ConcurrencyLimiter(opts.modelRequestsPerIdentity ?? 1);
   const refuse = (reply: FastifyReply, r: Refusal) => {
     if (r.status === 401) reply.header('www-authenticate', 'Bearer realm="nodesage"');
@@ -103,15 +106,19 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions, serving
     } else if (!opts.authenticator) {
       identity = { name: `anonymous ${address}`, groups: [], via: 'none' };
     } else {
-      const wait = rate.take(`address ${address}`);
-      if (wait > 0) return tooMany(reply, wait, `too many requests from ${address}; retry later`);
+      const wait = failures.wait(address);
+      if (wait > 0) return tooMany(reply, wait, `too many failed authentications from ${address}; retry later`);
       const token = bearerToken(req);
       if (!token) {
+        failures.take(address);
         return refuse(reply, { status: 401, code: 'UNAUTHENTICATED', message: 'a bearer token is required (Authorization: Bearer <token>)' });
       }
       try {
         const authn = await opts.authenticator.authenticate(token);
-        if (!authn.ok) return refuse(reply, authn);
+        if (!authn.ok) {
+          if (authn.status === 401) failures.take(address);
+          return refuse(reply, authn);
+        }
         const verb = verbFor(req.method);
         const authz = await opts.authenticator.authorize(authn.identity, path, verb);
         if (!authz.ok) return refuse(reply, authz);

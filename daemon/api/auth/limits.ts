@@ -13,6 +13,21 @@ export class RateLimiter {
 
   /** Takes one token; returns 0 when allowed, else the seconds until one is available. */
   take(key: string): number {
+    const b = this.#refill(key);
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return 0;
+    }
+    return (1 - b.tokens) / this.rate;
+  }
+
+  /** Seconds until `key` has a token, without taking one (0: it has one now). */
+  wait(key: string): number {
+    const b = this.#refill(key);
+    return b.tokens >= 1 ? 0 : (1 - b.tokens) / this.rate;
+  }
+
+  #refill(key: string): { tokens: number; at: number } {
     const now = this.now();
     const b = this.#buckets.get(key) ?? { tokens: this.burst, at: now };
     b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.rate);
@@ -20,11 +35,7 @@ export class RateLimiter {
     this.#buckets.delete(key);
     this.#buckets.set(key, b);
     if (this.#buckets.size > this.maxKeys) this.#buckets.delete(this.#buckets.keys().next().value as string);
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return 0;
-    }
-    return (1 - b.tokens) / this.rate;
+    return b;
   }
 }
 
