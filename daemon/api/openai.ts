@@ -127,6 +127,16 @@ const bodySchema = z.looseObject({
 
 type ChatBody = z.infer<typeof bodySchema>;
 
+function parseChatBody(raw: unknown): ChatBody {
+  const parsed = bodySchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const param = issue?.path.join('.') || null;
+    throw new RequestError(400, 'invalid_request_error', null, `invalid request: ${param ? `${param}: ` : ''}${issue?.message ?? 'bad body'}`, param);
+  }
+  return parsed.data;
+}
+
 /** Reads OpenAI JSON-schema idioms the grammar builder does not know: `anyOf` becomes `oneOf`. */
 function toGrammarSchema(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(toGrammarSchema);
@@ -276,14 +286,9 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
       return modelObject();
     });
 
-    scope.post('/v1/chat/completions', { config: { modelUse: true } }, async (req, reply) => {
-      const parsed = bodySchema.safeParse(req.body);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        const param = issue?.path.join('.') || null;
-        throw new RequestError(400, 'invalid_request_error', null, `invalid request: ${param ? `${param}: ` : ''}${issue?.message ?? 'bad body'}`, param);
-      }
-      const body = parsed.data;
+    // Parsed before the per-identity model cap (a preHandler), so a bad body is a 400 whatever else runs.
+    scope.post('/v1/chat/completions', { config: { modelUse: true }, preValidation: async (req) => void parseChatBody(req.body) }, async (req, reply) => {
+      const body = parseChatBody(req.body);
       if (!engine || !usable()) return sendOpenAiError(reply, 503, 'server_error', 'model_unavailable', rulesOnlyMessage());
       if (body.model && body.model !== engine.id) {
         return sendOpenAiError(

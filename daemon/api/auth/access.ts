@@ -1,6 +1,7 @@
 /**
  * The one access check in front of every route (one fastify onRequest hook,
- * registered before any route, so routes added later are covered by default):
+ * registered before any route, so routes added later are covered by default;
+ * the model-use cap runs as a preHandler, once the body is validated):
  *
  * 1. the path must be canonical (400 BAD_PATH), so it is authorised as served;
  * 2. {@link OPEN_PATHS} pass;
@@ -71,7 +72,12 @@ function bearerToken(req: FastifyRequest): string | null {
   return m ? m[1]! : null;
 }
 
-/** Registers the access hook. Call before any route is added. */
+/** The key of an identity's limits: unauthenticated callers are told apart by address. */
+function identityKey(req: FastifyRequest, identity: Identity): string {
+  return identity.via === 'none' ? `address ${req.socket.remoteAddress ?? 'local'}` : `${identity.via} ${identity.name}`;
+}
+
+/** Registers the access hooks. Call before any route is added. */
 export function installAccess(app: FastifyInstance, opts: AccessOptions, serving: ApiServing | undefined, sendError: SendError): void {
   const rate = new RateLimiter(opts.requestsPerSecond ?? 20, opts.burst ?? 60, opts.now);
   // Failed authentications per client address, so random tokens cannot make the agent flood the API server with reviews.
@@ -131,10 +137,15 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions, serving
     }
     req.identity = identity;
 
-    const key = identity.via === 'none' ? `address ${address}` : `${identity.via} ${identity.name}`;
-    const wait = rate.take(key);
+    const wait = rate.take(identityKey(req, identity));
     if (wait > 0) return tooMany(reply, wait, `too many requests from ${identity.name}; retry later`);
+  });
 
+  // After the body is parsed and validated, so bad input is a 400 whatever else runs.
+  app.addHook('preHandler', async (req, reply) => {
+    const identity = req.identity;
+    if (!identity) return;
+    const key = identityKey(req, identity);
     const modelUse = req.routeOptions.config?.modelUse;
     if (modelUse === true || (typeof modelUse === 'function' && modelUse())) {
       const release = models.tryAcquire(key);
