@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KubeReviewer } from '../daemon/api/auth/kube-review.js';
 import { ACCESS_ROLES } from '../daemon/api/auth/policy.js';
 import { createToken, readTokenFile, StaticTokens, TokenFileError } from '../daemon/api/auth/static-tokens.js';
+import { assertListenProtected, loadConfig } from '../daemon/config.js';
 import { type FakeNonResourceRule, FakeApiServer } from './harness/fake-apiserver.js';
 import { type ServedApi, raw, serveApi } from './helpers/access-app.js';
 import { tempDir } from './helpers/daemon-process.js';
@@ -231,5 +232,35 @@ describe('the node-local socket', () => {
       await api.close();
     }
     expect(() => statSync(socket)).toThrow();
+  });
+});
+
+describe('configuration of access', () => {
+  const saDir = () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'token'), 't');
+    return dir;
+  };
+
+  it('checks callers with the API server in cluster and kubeconfig modes, needs nothing in host mode on loopback', () => {
+    const inCluster = loadConfig({ env: { KUBERNETES_SERVICE_HOST: '10.96.0.1', NODE_NAME: 'n1' }, serviceAccountDir: saDir() });
+    expect(inCluster.auth.mode).toBe('kubernetes');
+    const kubeconfig = loadConfig({ env: { KUBECONFIG: '/etc/k.yaml', NODE_NAME: 'n1' }, serviceAccountDir: tempDir() });
+    expect(kubeconfig.auth.mode).toBe('kubernetes');
+    const host = loadConfig({ env: { NODE_NAME: 'n1' }, serviceAccountDir: tempDir() });
+    expect(host.auth.mode).toBe('none');
+    expect(() => assertListenProtected(host)).not.toThrow();
+    const standalone = loadConfig({ env: { NODE_NAME: 'n1', NODESAGE_STANDALONE: 'true', NODESAGE_AUTH_TOKEN_FILE: 'tokens' }, serviceAccountDir: saDir(), cwd: '/etc/nodesage' });
+    expect(standalone.auth).toMatchObject({ mode: 'token-file', tokenFile: '/etc/nodesage/tokens' });
+  });
+
+  it('refuses contradictions with one line naming the key', () => {
+    expect(() => loadConfig({ env: { NODE_NAME: 'n1', NODESAGE_AUTH_MODE: 'token-file' }, serviceAccountDir: tempDir() })).toThrow(/NODESAGE_AUTH_MODE="token-file": token-file needs auth\.tokenFile/);
+    expect(() => loadConfig({ env: { NODE_NAME: 'n1', NODESAGE_AUTH_MODE: 'kubernetes' }, serviceAccountDir: tempDir() })).toThrow(/NODESAGE_AUTH_MODE.*needs the API server/);
+    expect(() => loadConfig({ env: { NODE_NAME: 'n1', NODESAGE_AUTH_MODE: 'open' }, serviceAccountDir: tempDir() })).toThrow(/one of kubernetes, token-file, none/);
+    const wide = loadConfig({ env: { NODE_NAME: 'n1', NODESAGE_LISTEN: '0.0.0.0:8877' }, serviceAccountDir: tempDir() });
+    expect(() => assertListenProtected(wide)).toThrow(/^invalid configuration auth\.mode="none": listen 0\.0\.0\.0:8877 is reachable from other hosts/);
+    const optedOut = loadConfig({ env: { NODE_NAME: 'n1', NODESAGE_LISTEN: '[::]:8877', NODESAGE_AUTH_ALLOW_UNAUTHENTICATED: '1' }, serviceAccountDir: tempDir() });
+    expect(() => assertListenProtected(optedOut)).not.toThrow();
   });
 });

@@ -169,28 +169,28 @@ describe('the model behind limits (in process, real engine)', () => {
 
   it('generates at most llm.maxTokens without max_tokens, and lowers a larger max_tokens to it', async () => {
     // Greedy on this prompt the tiny model never samples an end token (4,060 tokens without a cap): only the cap stops it.
-    const free = await client(alice).chat.completions.create({ messages: [{ role: 'user', content: 'Describe the node.' }], temperature: 0 });
+    const free = await client(alice).chat.completions.create({ model: engine.id, messages: [{ role: 'user', content: 'Describe the node.' }], temperature: 0 });
     expect(free.usage!.completion_tokens).toBe(CAP);
     expect(free.choices[0]!.finish_reason).toBe('length');
-    const big = await client(alice).chat.completions.create({ messages: [{ role: 'user', content: 'Describe the node.' }], temperature: 0, max_tokens: 5000 });
+    const big = await client(alice).chat.completions.create({ model: engine.id, messages: [{ role: 'user', content: 'Describe the node.' }], temperature: 0, max_tokens: 5000 });
     expect(big.usage!.completion_tokens).toBe(CAP);
-    const small = await client(alice).chat.completions.create({ messages: [{ role: 'user', content: 'Describe the node.' }], temperature: 0, max_tokens: 7 });
+    const small = await client(alice).chat.completions.create({ model: engine.id, messages: [{ role: 'user', content: 'Describe the node.' }], temperature: 0, max_tokens: 7 });
     expect(small.usage!.completion_tokens).toBe(7);
   }, 120_000);
 
   it('lets one identity run one model request at a time (429), others queue as before', async () => {
-    const stream = await client(alice).chat.completions.create({ messages: [{ role: 'user', content: 'Describe the node.' }], temperature: 0, stream: true });
+    const stream = await client(alice).chat.completions.create({ model: engine.id, messages: [{ role: 'user', content: 'Describe the node.' }], temperature: 0, stream: true });
     const it = stream[Symbol.asyncIterator]();
     await it.next();
-    const second = await client(alice).chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }).catch((e: unknown) => e);
+    const second = await client(alice).chat.completions.create({ model: engine.id, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }).catch((e: unknown) => e);
     expect(second).toBeInstanceOf(OpenAI.RateLimitError);
     expect((second as InstanceType<typeof OpenAI.RateLimitError>).code).toBe('TOO_MANY_MODEL_REQUESTS');
     // Bob waits in the model's queue instead and is served.
-    const other = await client(bob).chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+    const other = await client(bob).chat.completions.create({ model: engine.id, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
     expect(other.usage!.completion_tokens).toBeGreaterThan(0);
     for (let c = await it.next(); !c.done; c = await it.next());
     // Alice's slot is free again once her stream ended.
-    const again = await client(alice).chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+    const again = await client(alice).chat.completions.create({ model: engine.id, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
     expect(again.usage!.completion_tokens).toBeGreaterThan(0);
   }, 120_000);
 
@@ -214,7 +214,7 @@ describe('the model behind limits (in process, real engine)', () => {
     const deepest = await raw(api, 'POST', '/v1/chat/completions', { authorization: `Bearer ${alice}`, 'content-type': 'application/json' }, body(nested(10_000)));
     expect(deepest.status).toBe(413);
     // The model still answers afterwards.
-    const ok = await ai.chat.completions.create({ messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
+    const ok = await ai.chat.completions.create({ model: engine.id, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 });
     expect(ok.usage!.completion_tokens).toBeGreaterThan(0);
   }, 120_000);
 });
