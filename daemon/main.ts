@@ -34,6 +34,7 @@ import { EventsExporter } from './exporters/events.js';
 import { Store } from './store/store.js';
 import type { AccessOptions } from './api/auth/access.js';
 import { readTokenFile, StaticTokens } from './api/auth/static-tokens.js';
+import { type Authenticator, refusingAll } from './api/auth/types.js';
 
 export { createLogger } from './logger.js';
 
@@ -105,19 +106,26 @@ function usesKubeApi(config: Readonly<Config>): boolean {
 /** The access check the config asks for. Throws TokenFileError for an unusable token file. */
 export async function accessFor(config: Readonly<Config>, logger: Logger): Promise<AccessOptions> {
   const { auth, limits } = config;
-  // Like the collectors, the Kubernetes client loads only when the mode needs it.
-  const KubeReviewer = auth.mode === 'kubernetes' ? (await import('./api/auth/kube-review.js')).KubeReviewer : null;
-  const authenticator =
-    KubeReviewer
-      ? new KubeReviewer(await kubeConfigFor(config), {
-          allowTtlMs: auth.allowTtlSeconds * 1000,
-          denyTtlMs: auth.denyTtlSeconds * 1000,
-          staleMs: auth.staleSeconds * 1000,
-          timeoutMs: auth.reviewTimeoutSeconds * 1000,
-        })
-      : auth.mode === 'token-file'
-        ? new StaticTokens(readTokenFile(auth.tokenFile!))
-        : null;
+  let authenticator: Authenticator | null = null;
+  if (auth.mode === 'kubernetes') {
+    // Like the collectors, the Kubernetes client loads only when the mode needs it.
+    const { KubeReviewer } = await import('./api/auth/kube-review.js');
+    try {
+      authenticator = new KubeReviewer(await kubeConfigFor(config), {
+        allowTtlMs: auth.allowTtlSeconds * 1000,
+        denyTtlMs: auth.denyTtlSeconds * 1000,
+        staleMs: auth.staleSeconds * 1000,
+        timeoutMs: auth.reviewTimeoutSeconds * 1000,
+      });
+    } catch (err) {
+      // The sources report the same problem in /v1/status; callers get 503 with it, never an allow.
+      const reason = `the kubeconfig cannot be loaded (${(err as Error).message.split('\n')[0]})`;
+      logger.error({ err }, 'callers cannot be checked: the kubeconfig cannot be loaded');
+      authenticator = refusingAll(reason);
+    }
+  } else if (auth.mode === 'token-file') {
+    authenticator = new StaticTokens(readTokenFile(auth.tokenFile!));
+  }
   return {
     authenticator,
     requestsPerSecond: limits.requestsPerSecond,

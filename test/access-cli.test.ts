@@ -75,6 +75,19 @@ describe('static tokens and the socket, end to end', () => {
   });
 });
 
+describe('kubeconfig mode without a usable kubeconfig', () => {
+  it('serves nobody over TCP (503 with the reason), the socket still works', async () => {
+    const dataDir = tempDir();
+    running = await startDaemon({ env: { ...quietEnv(dataDir), KUBECONFIG: join(dataDir, 'missing-kubeconfig'), NODE_NAME: 'edge-node-1' } });
+    const r = await getJson<{ error: { code: string; message: string } }>(`${running.url}/v1/status`, { headers: { authorization: 'Bearer anything' } });
+    expect(r.status).toBe(503);
+    expect(r.body.error.code).toBe('AUTH_UNAVAILABLE');
+    expect(r.body.error.message).toContain('the kubeconfig cannot be loaded');
+    const local = await getJson<{ mode: string }>('/v1/status', { socketPath: join(dataDir, 'nodesage.sock') });
+    expect(local.body.mode).toBe('kubeconfig');
+  });
+});
+
 describe('a listener other hosts can reach', () => {
   it('refuses to start without an auth method: exit 2 and one line naming auth.mode', async () => {
     const r = await runCli(['daemon', '--listen', '0.0.0.0:0'], { env: quietEnv(tempDir()), timeoutMs: 20_000 });

@@ -31,3 +31,9 @@ export interface Authenticator {
   /** Says whether `identity` may use `verb` on `path`. Never throws: errors are refusals. */
   authorize(identity: Identity, path: string, verb: string): Promise<AuthzResult>;
 }
+
+/** An authenticator that cannot work (e.g. no usable kubeconfig): every caller gets 503 with the reason. */
+export function refusingAll(reason: string): Authenticator {
+  const refusal = { ok: false, status: 503, code: 'AUTH_UNAVAILABLE', message: `cannot check callers: ${reason}` } as const;
+  return { authenticate: async () => refusal, authorize: async () => refusal };
+}
