@@ -172,6 +172,33 @@ describe('Kubernetes authentication and authorisation', () => {
   });
 });
 
+describe('an API server that accepts connections and never answers', () => {
+  it('costs a caller at most auth.reviewTimeoutSeconds, then 503', async () => {
+    const { createServer } = await import('node:net');
+    const held: import('node:net').Socket[] = [];
+    const silent = createServer((s) => held.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const fake = await FakeApiServer.create();
+    const path = fake.writeKubeconfig(join(tempDir(), 'kubeconfig'));
+    await fake.close();
+    const kc = new KubeConfig();
+    kc.loadFromFile(path);
+    kc.clusters = kc.clusters.map((c) => ({ ...c, server: `https://127.0.0.1:${(silent.address() as import('node:net').AddressInfo).port}` }));
+    const api = await serveApi({ access: { authenticator: new KubeReviewer(kc, { timeoutMs: 400 }) } });
+    try {
+      const t0 = Date.now();
+      const r = await raw(api, 'GET', '/v1/status', bearer('any'));
+      expect(r.status).toBe(503);
+      expect(JSON.parse(r.body).error.message).toContain('unreachable (timeout)');
+      expect(Date.now() - t0).toBeLessThan(2_000);
+    } finally {
+      await api.close();
+      for (const s of held) s.destroy();
+      silent.close();
+    }
+  });
+});
+
 describe('static token file (standalone and air-gapped sites)', () => {
   it('serves the holder of a listed token and nobody else; the file holds only hashes', async () => {
     const file = join(tempDir(), 'tokens');

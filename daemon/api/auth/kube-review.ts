@@ -69,8 +69,11 @@ function describe(err: unknown): string {
     }
     return `the API server answered HTTP ${err.code}`;
   }
-  const e = err as { code?: string; cause?: { code?: string }; name?: string };
-  const code = e.cause?.code ?? e.code ?? (e.name === 'TimeoutError' || e.name === 'AbortError' ? 'timeout' : undefined);
+  const e = err as { code?: unknown; cause?: { code?: unknown }; name?: string };
+  // An aborted fetch is a DOMException whose numeric `code` says nothing useful.
+  const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
+  const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+  const code = timedOut ? 'timeout' : (text(e.cause?.code) ?? text(e.code));
   return `the API server is unreachable${code ? ` (${code})` : ''}`;
 }
 
