@@ -16,8 +16,10 @@ import { createToken } from '../daemon/api/auth/static-tokens.js';
 import { type DaemonProcess, PROJECT_ROOT, startDaemon, tempDir } from './helpers/daemon-process.js';
 import { ensureTinyModel } from './helpers/test-model.js';
 
-const HEADERS_TIMEOUT_S = 1;
-const REQUEST_TIMEOUT_S = 2;
+const HEADERS_TIMEOUT_S = 2;
+const REQUEST_TIMEOUT_S = 3;
+/** Node checks the timeouts every quarter of the headers timeout; the rest is event-loop latency on a loaded 2-core machine. */
+const SLACK_MS = 2000;
 
 interface Req {
   method: string;
@@ -251,7 +253,11 @@ describe('hostile requests against the daemon', () => {
       if (/\n\s+at \S+ \(/.test(a) || a.includes(PROJECT_ROOT)) problems.push(`leak on raw request ${n}`);
     }
     const worst = { headers: 0, body: 0 } as Record<string, number>;
-    for (const s of slowResults) worst[s.kind] = Math.max(worst[s.kind]!, s.ms);
+    const earliest = { headers: Number.POSITIVE_INFINITY, body: Number.POSITIVE_INFINITY } as Record<string, number>;
+    for (const s of slowResults) {
+      worst[s.kind] = Math.max(worst[s.kind]!, s.ms);
+      earliest[s.kind] = Math.min(earliest[s.kind]!, s.ms);
+    }
 
     const summary = [...statuses.entries()].sort((a, b) => a[0] - b[0]).map(([s, n]) => `${s}×${n}`).join(' ');
     process.stdout.write(
@@ -261,9 +267,11 @@ describe('hostile requests against the daemon', () => {
     expect(problems.slice(0, 20)).toEqual([]);
     expect([...statuses.keys()].filter((s) => s >= 500)).toEqual([]);
     expect(statuses.get(200) ?? 0).toBeGreaterThan(100);
-    // Each slow connection is closed within its timeout, plus Node's check interval (a quarter of it) and event-loop latency under the flood.
-    expect(worst.headers).toBeLessThan(HEADERS_TIMEOUT_S * 1000 + 1500);
-    expect(worst.body).toBeLessThan(REQUEST_TIMEOUT_S * 1000 + 1500);
+    // Each slow connection is closed within its timeout (and never before it).
+    expect(earliest.headers).toBeGreaterThanOrEqual(HEADERS_TIMEOUT_S * 1000 - 50);
+    expect(earliest.body).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_S * 1000 - 50);
+    expect(worst.headers).toBeLessThan(HEADERS_TIMEOUT_S * 1000 + SLACK_MS);
+    expect(worst.body).toBeLessThan(REQUEST_TIMEOUT_S * 1000 + SLACK_MS);
     // Still alive and serving.
     expect(daemon.proc.exitCode).toBeNull();
     const after = await send(new Agent(), { method: 'GET', path: '/v1/status', headers: { authorization: `Bearer ${token}` } });

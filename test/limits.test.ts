@@ -62,8 +62,9 @@ describe('timeouts and the connection cap', () => {
     socket.write('POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n');
     trickle(socket, `{"question":"${'a'.repeat(980)}"}`, 50);
     const { ms, data } = await closed;
-    expect(ms).toBeGreaterThanOrEqual(1000);
-    expect(ms).toBeLessThan(1200 + 600);
+    // Not before the limit; after it, within Node's check interval plus event-loop latency on a loaded machine.
+    expect(ms).toBeGreaterThanOrEqual(1150);
+    expect(ms).toBeLessThan(1200 + 1500);
     expect(data).toMatch(/^HTTP\/1\.1 408 /);
   });
 
@@ -71,7 +72,8 @@ describe('timeouts and the connection cap', () => {
     const { socket, closed } = await openConnection(api.port);
     trickle(socket, `GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Slow: ${'b'.repeat(200)}\r\n\r\n`, 40);
     const { ms, data } = await closed;
-    expect(ms).toBeLessThan(600 + 400);
+    expect(ms).toBeGreaterThanOrEqual(550);
+    expect(ms).toBeLessThan(600 + 1500);
     expect(data).toMatch(/^(HTTP\/1\.1 408 |$)/);
   });
 

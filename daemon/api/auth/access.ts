@@ -9,9 +9,10 @@
  * 4. otherwise, with an authenticator, a bearer token is required (401
  *    UNAUTHENTICATED), its holder must be allowed the path and verb (403
  *    FORBIDDEN), and a failed check is 503 AUTH_UNAVAILABLE, never an allow;
- * 5. a token bucket per identity, and one per client address for failed
- *    authentications, checked before any review, so random tokens cannot
- *    flood the API server (429 RATE_LIMITED with Retry-After);
+ * 5. a token bucket per identity (taken before authorisation) and one per
+ *    client address for failed authentications (checked before any review),
+ *    so neither random tokens nor random paths can flood the API server with
+ *    reviews (429 RATE_LIMITED with Retry-After);
  * 6. routes whose config says `modelUse` admit a few running requests per
  *    identity (429 TOO_MANY_MODEL_REQUESTS).
  */
@@ -93,6 +94,11 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions, serving
     return sendError(reply, 429, 'RATE_LIMITED', message);
   };
 
+  const limit = (req: FastifyRequest, reply: FastifyReply, identity: Identity): FastifyReply | undefined => {
+    const wait = rate.take(identityKey(req, identity));
+    return wait > 0 ? tooMany(reply, wait, `too many requests from ${identity.name}; retry later`) : undefined;
+  };
+
   const routes: RouteEntry[] = [];
   ROUTES.set(app, routes);
   app.addHook('onRoute', (r) => {
@@ -125,20 +131,23 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions, serving
           if (authn.status === 401) failures.take(address);
           return refuse(reply, authn);
         }
+        // Limited before authorisation: a caller trying many paths cannot flood the API server with reviews.
+        const limited = limit(req, reply, authn.identity);
+        if (limited) return limited;
         const verb = verbFor(req.method);
         const authz = await opts.authenticator.authorize(authn.identity, path, verb);
         if (!authz.ok) return refuse(reply, authz);
-        identity = authn.identity;
+        req.identity = authn.identity;
+        return;
       } catch (err) {
         // Authenticators answer refusals rather than throw; if one throws anyway it is a refusal too.
         opts.logger?.error({ err }, 'access check failed');
         return refuse(reply, { status: 503, code: 'AUTH_UNAVAILABLE', message: 'the access check failed; see the daemon log' });
       }
     }
+    const limited = limit(req, reply, identity);
+    if (limited) return limited;
     req.identity = identity;
-
-    const wait = rate.take(identityKey(req, identity));
-    if (wait > 0) return tooMany(reply, wait, `too many requests from ${identity.name}; retry later`);
   });
 
   // After the body is parsed and validated, so bad input is a 400 whatever else runs.
