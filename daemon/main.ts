@@ -124,7 +124,11 @@ export async function accessFor(config: Readonly<Config>, logger: Logger): Promi
       authenticator = refusingAll(reason);
     }
   } else if (auth.mode === 'token-file') {
-    authenticator = new StaticTokens(readTokenFile(auth.tokenFile!));
+    const path = auth.tokenFile!;
+    authenticator = new StaticTokens(readTokenFile(path), {
+      path,
+      onReloadError: (err) => logger.error({ err, path }, 'the changed token file cannot be used; the previous tokens stay in force'),
+    });
   }
   return {
     authenticator,

@@ -221,6 +221,27 @@ describe('static token file (standalone and air-gapped sites)', () => {
     }
   });
 
+  it('applies tokens added or revoked in the file without a restart; a broken edit keeps the previous tokens', async () => {
+    const file = join(tempDir(), 'tokens');
+    const first = createToken(file, 'first');
+    let now = 0;
+    const errors: string[] = [];
+    const tokens = new StaticTokens(readTokenFile(file), { path: file, recheckMs: 5000, now: () => now, onReloadError: (e) => errors.push(e.message) });
+    const second = createToken(file, 'second');
+    expect((await tokens.authenticate(second)).ok).toBe(false); // not yet looked at again
+    now += 5000;
+    expect(await tokens.authenticate(second)).toMatchObject({ ok: true, identity: { name: 'second', via: 'token-file' } });
+    // Revoke "first" by removing its line.
+    const { readFileSync } = await import('node:fs');
+    writeFileSync(file, readFileSync(file, 'utf8').split('\n').filter((l) => !l.endsWith(' first')).join('\n'));
+    now += 5000;
+    expect((await tokens.authenticate(first)).ok).toBe(false);
+    writeFileSync(file, 'garbage\n');
+    now += 5000;
+    expect((await tokens.authenticate(second)).ok).toBe(true);
+    expect(errors).toEqual([expect.stringContaining(':1: expected')]);
+  });
+
   it('accepts lines written with sha256sum, and refuses a file others may write or a malformed one', () => {
     const dir = tempDir();
     const file = join(dir, 'tokens');

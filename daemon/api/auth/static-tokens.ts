@@ -5,6 +5,7 @@
  * hand: `printf %s "$TOKEN" | sha256sum | sed 's/ -$/ alice/' >> tokens`.
  * Tokens are never stored; a presented token is hashed and compared with
  * every line in constant time. A holder of a listed token may use every route.
+ * The file is re-read when it changes (checked every few seconds).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
@@ -86,15 +87,64 @@ export function createToken(path: string, name: string): string {
   return token;
 }
 
+/** Options of {@link StaticTokens}. */
+export interface StaticTokensOptions {
+  /** The file the entries came from: re-read when it changes, so tokens are added or revoked without a restart. Defaults to none. */
+  path?: string;
+  /** Milliseconds between checks of the file for changes. Defaults to 5000. */
+  recheckMs?: number;
+  /** Called when a changed file cannot be used (the previous tokens stay in force). Defaults to nothing. */
+  onReloadError?: (err: Error) => void;
+  /** Clock. Defaults to Date.now. */
+  now?: () => number;
+}
+
 /** Authenticates tokens against a token file's hashes. */
 export class StaticTokens implements Authenticator {
-  constructor(private readonly entries: readonly TokenEntry[]) {}
+  #entries: readonly TokenEntry[];
+  #checkedAt: number;
+  #stamp: string;
+
+  constructor(
+    entries: readonly TokenEntry[],
+    private readonly opts: StaticTokensOptions = {},
+  ) {
+    this.#entries = entries;
+    this.#checkedAt = (opts.now ?? Date.now)();
+    this.#stamp = this.#fileStamp();
+  }
+
+  #fileStamp(): string {
+    if (!this.opts.path) return '';
+    try {
+      const st = statSync(this.opts.path);
+      return `${st.ino}:${st.size}:${st.mtimeMs}:${st.mode}`;
+    } catch {
+      return 'missing';
+    }
+  }
+
+  /** Re-reads the file when it changed; a file that became unusable keeps the previous tokens. */
+  #refresh(): void {
+    const now = (this.opts.now ?? Date.now)();
+    if (!this.opts.path || now - this.#checkedAt < (this.opts.recheckMs ?? 5000)) return;
+    this.#checkedAt = now;
+    const stamp = this.#fileStamp();
+    if (stamp === this.#stamp) return;
+    this.#stamp = stamp;
+    try {
+      this.#entries = readTokenFile(this.opts.path);
+    } catch (err) {
+      this.opts.onReloadError?.(err as Error);
+    }
+  }
 
   async authenticate(token: string): Promise<AuthnResult> {
+    this.#refresh();
     const presented = hashToken(token);
     let found: TokenEntry | undefined;
     // Compare with every entry, without stopping early, so timing says nothing about the list.
-    for (const e of this.entries) if (timingSafeEqual(presented, e.hash) && !found) found = e;
+    for (const e of this.#entries) if (timingSafeEqual(presented, e.hash) && !found) found = e;
     if (!found) return { ok: false, status: 401, code: 'UNAUTHENTICATED', message: 'the bearer token is not in the token file' };
     return { ok: true, identity: { name: found.name, groups: [], via: 'token-file' } };
   }
