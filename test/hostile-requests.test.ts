@@ -176,6 +176,16 @@ function hostileRequests(): Req[] {
   return out;
 }
 
+/** The API's error shape (nodesage's {error: {code, message}} or OpenAI's {error: {message, type, code}}). */
+function hasErrorCode(body: string): boolean {
+  try {
+    const e = (JSON.parse(body) as { error?: { code?: unknown; type?: unknown; message?: unknown } }).error;
+    return typeof e?.message === 'string' && (typeof e.code === 'string' || typeof e.type === 'string');
+  } catch {
+    return false;
+  }
+}
+
 const RAW_GARBAGE = [
   'GARBAGE\r\n\r\n',
   'GET /v1/status HTTP/9.9\r\nHost: x\r\n\r\n',
@@ -209,6 +219,7 @@ describe('hostile requests against the daemon', () => {
         statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
         const where = `${r.method} ${r.path.slice(0, 80)} → ${res.status} ${res.body.slice(0, 200)}`;
         if (res.status >= 500) problems.push(`5xx: ${where}`);
+        if (res.status >= 400 && r.method !== 'HEAD' && !hasErrorCode(res.body)) problems.push(`not a JSON error with a code: ${where}`);
         if (/\n\s+at \S+ \(|node:internal|\.ts:\d+|\.js:\d+/.test(res.body)) problems.push(`stack trace: ${where}`);
         const mayShowStorePath = res.status === 200 && r.path.startsWith('/v1/status');
         if (res.body.includes(PROJECT_ROOT) || res.body.includes('node_modules') || (!mayShowStorePath && /(^|["\s(])\/(tmp|home|root|var|usr|work)\//.test(res.body))) {
@@ -250,6 +261,11 @@ describe('hostile requests against the daemon', () => {
     for (const [n, a] of rawAnswers.entries()) {
       const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(a)?.[1] ?? 0);
       if (status >= 500) problems.push(`5xx on raw request ${n}: ${a.slice(0, 200)}`);
+      // The first answer's body (a kept-alive connection may carry a second answer after it).
+      const head = a.slice(0, a.indexOf('\r\n\r\n'));
+      const length = Number(/content-length: (\d+)/i.exec(head)?.[1] ?? -1);
+      const body = a.slice(head.length + 4, length >= 0 ? head.length + 4 + length : undefined);
+      if (status >= 400 && !hasErrorCode(body)) problems.push(`raw request ${n}: not a JSON error: ${a.slice(0, 200)}`);
       if (/\n\s+at \S+ \(/.test(a) || a.includes(PROJECT_ROOT)) problems.push(`leak on raw request ${n}`);
     }
     const worst = { headers: 0, body: 0 } as Record<string, number>;

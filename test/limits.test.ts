@@ -66,6 +66,20 @@ describe('timeouts and the connection cap', () => {
     expect(ms).toBeGreaterThanOrEqual(1150);
     expect(ms).toBeLessThan(1200 + 1500);
     expect(data).toMatch(/^HTTP\/1\.1 408 /);
+    expect(JSON.parse(data.slice(data.indexOf('\r\n\r\n') + 4))).toEqual({ error: { code: 'REQUEST_TIMEOUT', message: 'the request did not arrive in time' } });
+  });
+
+  it('answers malformed HTTP and oversized headers in the API error shape', async () => {
+    for (const [bytes, status, code] of [
+      ['GARBAGE\r\n\r\n', 400, 'MALFORMED_REQUEST'],
+      [`GET /v1/status HTTP/1.1\r\nHost: x\r\nX-Big: ${'b'.repeat(20_000)}\r\n\r\n`, 431, 'HEADERS_TOO_LARGE'],
+    ] as const) {
+      const { socket, closed } = await openConnection(api.port);
+      socket.write(bytes);
+      const { data } = await closed;
+      expect(data).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+      expect(JSON.parse(data.slice(data.indexOf('\r\n\r\n') + 4)).error.code).toBe(code);
+    }
   });
 
   it('closes headers sent one byte at a time within the headers timeout', async () => {

@@ -10,7 +10,7 @@ import { CATEGORIES, SEVERITIES, type SourceStatus } from '../core/types.js';
 import { CursorError, type FindingQuery, type Store } from '../store/store.js';
 import { toPublicFinding } from '../tracker/tracker.js';
 import { type AccessOptions, installAccess } from './auth/access.js';
-import type { ApiServing } from './auth/serve.js';
+import { type ApiServing, clientError } from './auth/serve.js';
 
 /** /v1/status body (DESIGN.md). */
 export interface StatusBody {
@@ -122,6 +122,10 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     // Per-request lines would drown the node's log; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
     ...(ctx.serving ? { serverFactory: ctx.serving.factory } : {}),
+    clientErrorHandler: clientError,
+    // The router's own refusals (a bad URL, an over-long parameter) in the API's error shape.
+    frameworkErrors: (err, _req, reply) =>
+      sendError(reply, err.statusCode ?? 400, err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'PATH_TOO_LONG' : 'BAD_PATH', err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path segment is longer than 100 characters' : 'the path is not a valid URL'),
   }) as unknown as FastifyInstance;
   // First, so that every route, including those added later, is behind it.
   installAccess(app, ctx.access ?? { authenticator: null, requestsPerSecond: 1e9, burst: 1e9, modelRequestsPerIdentity: 1e9 }, ctx.serving, sendError);

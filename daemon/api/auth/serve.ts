@@ -8,6 +8,7 @@
 import { chmodSync, lstatSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { dirname, join } from 'node:path';
 
 /** Connection limits. */
@@ -20,7 +21,26 @@ export interface ServingLimits {
   maxConnections?: number;
 }
 
-/** Owns the servers; hand `factory` to fastify's `serverFactory`. */
+/**
+ * Answers requests Node cannot parse (malformed, headers too large, too slow)
+ * in the API's error shape, then closes the connection, as Node would.
+ */
+export function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'REQUEST_TIMEOUT', 'the request did not arrive in time']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'HEADERS_TOO_LARGE', 'the request headers are larger than 16 KiB']
+        : [400, 'MALFORMED_REQUEST', 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify({ error: { code, message } });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
+/** Owns the servers; hand `factory` to fastify's `serverFactory` and {@link clientError} to its `clientErrorHandler`. */
 export class ApiServing {
   readonly #limits: Required<ServingLimits>;
   readonly #local = new WeakSet<Socket>();
@@ -52,6 +72,8 @@ export class ApiServing {
         requestTimeout: requestTimeoutMs,
         connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeoutMs / 4))),
         keepAliveTimeout: 5_000,
+        // Without a Host header Node answers 400 with no body; the API answers it like any request instead.
+        requireHostHeader: false,
       },
       handler,
     );
@@ -82,6 +104,8 @@ export class ApiServing {
     const tmp = join(dir, 'sock');
     const server = this.#create(this.#handler);
     server.on('connection', (s: Socket) => this.#local.add(s));
+    // fastify installs its client-error handler on its own server only.
+    server.on('clientError', clientError);
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
