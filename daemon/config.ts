@@ -132,7 +132,7 @@ export interface Config {
     requestTimeoutSeconds: number;
     /** Open connections at most (more are refused). Defaults to 256. */
     maxConnections: number;
-    /** Sustained requests per second per identity (and per client address before authentication). Defaults to 20. */
+    /** Sustained requests per second per identity (and failed authentications per client address). Defaults to 20. */
     requestsPerSecond: number;
     /** Requests an identity may send at once above the sustained rate. Defaults to 60. */
     burst: number;

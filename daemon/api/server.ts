@@ -125,7 +125,9 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     clientErrorHandler: clientError,
     // The router's own refusals (a bad URL, an over-long parameter) in the API's error shape.
     frameworkErrors: (err, _req, reply) =>
-      sendError(reply, err.statusCode ?? 400, err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'PATH_TOO_LONG' : 'BAD_PATH', err.code === 'FST_ERR_MAX_PARAM_LENGTH' ? 'a path segment is longer than 100 characters' : 'the path is not a valid URL'),
+      err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? sendError(reply, 414, 'PATH_TOO_LONG', 'a path segment is longer than 100 characters')
+        : sendError(reply, 400, 'BAD_PATH', 'the path is not a valid URL'),
   }) as unknown as FastifyInstance;
   // First, so that every route, including those added later, is behind it.
   installAccess(app, ctx.access ?? { authenticator: null, requestsPerSecond: 1e9, burst: 1e9, modelRequestsPerIdentity: 1e9 }, ctx.serving, sendError);
