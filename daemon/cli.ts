@@ -6,8 +6,8 @@
 // First: on an unsupported Node, one line saying what to do, before any dependency loads.
 import './node-version.js';
 import { Command, Option } from 'commander';
-import { type Config, ConfigError, type ConfigFlags, loadConfig, proxyFromEnv } from './config.js';
-import { callDaemon, } from './cli/client.js';
+import { assertListenProtected, type Config, ConfigError, type ConfigFlags, loadConfig, proxyFromEnv } from './config.js';
+import { callDaemon, daemonTarget } from './cli/client.js';
 import { formatFindingsTable, formatStatus } from './cli/format.js';
 import type { Finding } from './core/types.js';
 import { VERSION } from './version.js';
@@ -51,12 +51,25 @@ function configOrExit(opts: Record<string, unknown>): Readonly<Config> {
   }
 }
 
+/** Start-up problems that are the operator's to fix (exit 2): a bad token file, an unusable data folder. */
+const SETUP_ERRORS = new Set(['TOKEN_FILE_INVALID', 'DIR_UNUSABLE']);
+
 async function runDaemon(opts: Record<string, unknown>): Promise<void> {
   const config = configOrExit(opts);
+  try {
+    assertListenProtected(config);
+  } catch (err) {
+    fail(err);
+  }
   // The daemon's parts load only for the daemon: client commands stay small and quick.
   const { createDaemon } = await import('./main.js');
   const logger = createLogger(config);
-  const daemon = await createDaemon(config, logger);
+  let daemon: Awaited<ReturnType<typeof createDaemon>>;
+  try {
+    daemon = await createDaemon(config, logger);
+  } catch (err) {
+    fail(err);
+  }
   let stopping = false;
   const shutdown = (signal: string) => {
     if (stopping) return;
@@ -87,14 +100,23 @@ async function runDaemon(opts: Record<string, unknown>): Promise<void> {
   }
 }
 
+/** Adds the options of commands that talk to a running daemon. */
+function addClientOptions(cmd: Command): Command {
+  return addConfigOptions(cmd).option('--token-file <file>', 'file holding a bearer token for the daemon (else NODESAGE_TOKEN); not needed over the node-local socket');
+}
+
+function targetOf(opts: Record<string, unknown>) {
+  return daemonTarget(configOrExit(opts), { listenFlag: opts.listen !== undefined, ...(typeof opts.tokenFile === 'string' ? { tokenFile: opts.tokenFile } : {}) });
+}
+
 async function client<T>(opts: Record<string, unknown>, path: string): Promise<T> {
-  const config = configOrExit(opts);
-  return JSON.parse(await callDaemon(config.listen, path)) as T;
+  return JSON.parse(await callDaemon(targetOf(opts), path)) as T;
 }
 
 function fail(err: unknown): never {
   process.stderr.write(`nodesage: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exit(err instanceof ConfigError ? EXIT_CONFIG : 1);
+  const code = (err as { code?: unknown } | null)?.code;
+  process.exit(err instanceof ConfigError || (typeof code === 'string' && SETUP_ERRORS.has(code)) ? EXIT_CONFIG : 1);
 }
 
 const program = new Command()
@@ -104,7 +126,7 @@ const program = new Command()
 
 addConfigOptions(program.command('daemon').description('run the agent (what `npm start` runs)')).action((opts) => runDaemon(opts));
 
-addConfigOptions(program.command('status').description('show the daemon\'s sources, model and store'))
+addClientOptions(program.command('status').description('show the daemon\'s sources, model and store'))
   .option('--json', 'print the JSON body')
   .action(async (opts) => {
     try {
@@ -115,7 +137,7 @@ addConfigOptions(program.command('status').description('show the daemon\'s sourc
     }
   });
 
-addConfigOptions(program.command('findings').description('list findings (open by default)'))
+addClientOptions(program.command('findings').description('list findings (open by default)'))
   .option('--json', 'print JSON (the API page body)')
   .addOption(new Option('--status <status>', 'open or resolved').choices(['open', 'resolved', 'all']).default('open'))
   .addOption(new Option('--severity <severity>').choices(['info', 'warning', 'critical']))
@@ -156,14 +178,30 @@ addConfigOptions(program.command('capture').description('write a node snapshot b
     }
   });
 
-addConfigOptions(program.command('ask').description('ask the daemon a question about this node; prints the answer as it is generated, then its citations'))
+addClientOptions(program.command('ask').description('ask the daemon a question about this node; prints the answer as it is generated, then its citations'))
   .argument('<question>', 'the question, in plain words')
   .option('--since <time>', 'only findings and log templates seen since this RFC3339 time')
   .option('--json', 'print the JSON body (no streaming)')
   .action(async (question: string, opts) => {
     try {
       const { runAsk } = await import('./cli/ask.js');
-      await runAsk(configOrExit(opts).listen, question, { since: opts.since, json: opts.json === true }, process.stdout);
+      await runAsk(targetOf(opts), question, { since: opts.since, json: opts.json === true }, process.stdout);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+const token = program.command('token').description('static bearer tokens (auth.mode token-file)');
+token
+  .command('create')
+  .description('make a new token: prints it once and appends its sha256 and name to the token file (created 0600)')
+  .requiredOption('--token-file <file>', 'the token file the daemon reads (auth.tokenFile)')
+  .requiredOption('--name <name>', 'who the token is for (shown as the caller\'s identity)')
+  .action(async (opts: { tokenFile: string; name: string }) => {
+    try {
+      const { createToken } = await import('./api/auth/static-tokens.js');
+      process.stdout.write(`${createToken(opts.tokenFile, opts.name)}\n`);
+      process.stderr.write(`token "${opts.name}" added to ${opts.tokenFile}; it is shown only this once\n`);
     } catch (err) {
       fail(err);
     }

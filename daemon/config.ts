@@ -20,6 +20,9 @@ export type Listen = { kind: 'tcp'; host: string; port: number } | { kind: 'unix
 /** How the daemon finds the cluster. */
 export type Mode = 'in-cluster' | 'kubeconfig' | 'host';
 
+/** How API callers are authenticated. */
+export type AuthMode = 'kubernetes' | 'token-file' | 'none';
+
 /** The validated, frozen configuration. */
 export interface Config {
   /** Detected from the environment: in-cluster service account, KUBECONFIG, or none (host). */
@@ -106,6 +109,42 @@ export interface Config {
   };
   /** Opt-in writers to the API server. Both default to false. */
   exporters: { conditions: boolean; events: boolean };
+  /** Who may call the API (README "Access"). */
+  auth: {
+    /** kubernetes (TokenReview + SubjectAccessReview), token-file, or none. Defaults to kubernetes in cluster and kubeconfig modes, token-file when tokenFile is set, else none. */
+    mode: AuthMode;
+    /** File of `<sha256 hex> <name>` lines for token-file mode (`nodesage token create`). Defaults to none. */
+    tokenFile: string | null;
+    /** Serve a listen address other than loopback without any auth (an explicit opt-out). Defaults to false. */
+    allowUnauthenticated: boolean;
+    /** Serve `<dataDir>/nodesage.sock` (mode 0600) without a token, for people on the node. Defaults to true. */
+    socket: boolean;
+    /** Seconds an allowed TokenReview/SubjectAccessReview answer is reused. Defaults to 60. */
+    allowTtlSeconds: number;
+    /** Seconds a rejected or denied answer is reused. Defaults to 10. */
+    denyTtlSeconds: number;
+    /** With the API server unreachable, cached answers up to this old still apply. Defaults to 3600. */
+    staleSeconds: number;
+    /** Time limit of one TokenReview or SubjectAccessReview call, seconds. Defaults to 5. */
+    reviewTimeoutSeconds: number;
+  };
+  /** Request limits of the HTTP API. */
+  limits: {
+    /** Seconds a client has to send the request headers. Defaults to 10. */
+    headersTimeoutSeconds: number;
+    /** Seconds a client has to send the whole request, body included. Defaults to 20. */
+    requestTimeoutSeconds: number;
+    /** Open connections at most (more are refused). Defaults to 256. */
+    maxConnections: number;
+    /** Sustained requests per second per identity (and failed authentications per client address). Defaults to 20. */
+    requestsPerSecond: number;
+    /** Requests an identity may send at once above the sustained rate. Defaults to 60. */
+    burst: number;
+    /** Model requests (`/v1/ask` with a model, `/v1/chat/completions`) one identity may have running at once. Defaults to 1. */
+    modelRequestsPerIdentity: number;
+  };
+  /** Bearer token the CLI sends to the daemon (NODESAGE_TOKEN). Defaults to none. */
+  clientToken: string | null;
   /** Path of the config file that was read, if any. */
   configFile: string | null;
 }
@@ -215,6 +254,10 @@ const ENV_KEYS: [string, string, 'string' | 'bool' | 'number' | 'list'][] = [
   ['NODESAGE_LLM_BACKEND_TOKEN_FILE', 'llm.backend.tokenFile', 'string'],
   ['NODESAGE_EXPORT_CONDITIONS', 'exporters.conditions', 'bool'],
   ['NODESAGE_EXPORT_EVENTS', 'exporters.events', 'bool'],
+  ['NODESAGE_AUTH_MODE', 'auth.mode', 'string'],
+  ['NODESAGE_AUTH_TOKEN_FILE', 'auth.tokenFile', 'string'],
+  ['NODESAGE_AUTH_ALLOW_UNAUTHENTICATED', 'auth.allowUnauthenticated', 'bool'],
+  ['NODESAGE_AUTH_SOCKET', 'auth.socket', 'bool'],
 ];
 
 function setPath(obj: Raw, path: string, value: unknown): void {
@@ -292,6 +335,20 @@ const LEAVES: Record<string, [z.ZodType, string]> = {
   'llm.backend.tokenFile': [z.string().min(1).nullable(), 'a file path'],
   'exporters.conditions': [z.boolean(), 'true or false'],
   'exporters.events': [z.boolean(), 'true or false'],
+  'auth.mode': [z.enum(['kubernetes', 'token-file', 'none']).nullable(), 'one of kubernetes, token-file, none'],
+  'auth.tokenFile': [z.string().min(1).nullable(), 'a file path'],
+  'auth.allowUnauthenticated': [z.boolean(), 'true or false'],
+  'auth.socket': [z.boolean(), 'true or false'],
+  'auth.allowTtlSeconds': [num(0, 3600), 'a number of seconds from 0 to 3600'],
+  'auth.denyTtlSeconds': [num(0, 3600), 'a number of seconds from 0 to 3600'],
+  'auth.staleSeconds': [num(0, 7 * 86400), 'a number of seconds from 0 to 604800'],
+  'auth.reviewTimeoutSeconds': [num(0.1, 60), 'a number of seconds from 0.1 to 60'],
+  'limits.headersTimeoutSeconds': [num(0.1, 600), 'a number of seconds from 0.1 to 600'],
+  'limits.requestTimeoutSeconds': [num(0.1, 600), 'a number of seconds from 0.1 to 600'],
+  'limits.maxConnections': [z.number().int().min(1).max(100_000), 'an integer from 1 to 100000'],
+  'limits.requestsPerSecond': [z.number().positive().max(1_000_000), 'a positive number'],
+  'limits.burst': [z.number().int().min(1).max(1_000_000), 'an integer from 1'],
+  'limits.modelRequestsPerIdentity': [z.number().int().min(1).max(64), 'an integer from 1 to 64'],
 };
 
 function defaults(): Raw {
@@ -334,6 +391,17 @@ function defaults(): Raw {
       backend: null,
     },
     exporters: { conditions: false, events: false },
+    auth: {
+      mode: null,
+      tokenFile: null,
+      allowUnauthenticated: false,
+      socket: true,
+      allowTtlSeconds: 60,
+      denyTtlSeconds: 10,
+      staleSeconds: 3600,
+      reviewTimeoutSeconds: 5,
+    },
+    limits: { headersTimeoutSeconds: 10, requestTimeoutSeconds: 20, maxConnections: 256, requestsPerSecond: 20, burst: 60, modelRequestsPerIdentity: 1 },
   };
 }
 
@@ -468,9 +536,22 @@ export function loadConfig(input: LoadConfigInput = {}): Readonly<Config> {
 
   llm.loras = (llm.loras as { path: string; scale?: number; sha256?: string }[]).map((l) => ({ path: resolve(cwd, l.path), scale: l.scale ?? 1, sha256: l.sha256 ?? null }));
   llm.backend = siteBackend(llm.backend as Partial<SiteBackendConfig> | null, origin, cwd, model);
+  // Kubernetes modes check callers with the API server; elsewhere a token file, when given, is the way in.
+  const auth = raw.auth as Omit<Config['auth'], 'mode'> & { mode: AuthMode | null };
+  const kubeAuthPossible = mode !== 'host' && !raw.standalone;
+  auth.mode ??= auth.tokenFile ? 'token-file' : kubeAuthPossible ? 'kubernetes' : 'none';
+  if (auth.mode === 'token-file' && !auth.tokenFile) {
+    throw new ConfigError(origin.get('auth.mode') ?? 'auth.mode', auth.mode, 'token-file needs auth.tokenFile (NODESAGE_AUTH_TOKEN_FILE); create one with `nodesage token create`');
+  }
+  if (auth.mode === 'kubernetes' && !kubeAuthPossible) {
+    throw new ConfigError(origin.get('auth.mode') ?? 'auth.mode', auth.mode, 'kubernetes needs the API server (in-cluster or kubeconfig mode, not standalone); use token-file');
+  }
+  if (auth.tokenFile) auth.tokenFile = resolve(cwd, auth.tokenFile);
 
   const cfg: Config = {
     ...(raw as unknown as Config),
+    auth: auth as Config['auth'],
+    clientToken: env.NODESAGE_TOKEN ? env.NODESAGE_TOKEN.trim() : null,
     mode,
     nodeName,
     hostRoot: resolve(cwd, raw.hostRoot as string),
@@ -500,6 +581,31 @@ function siteBackend(b: Partial<SiteBackendConfig> | null, origin: Map<string, s
     caFile: b.caFile ? resolve(cwd, b.caFile) : null,
     tokenFile: b.tokenFile ? resolve(cwd, b.tokenFile) : null,
   };
+}
+
+/** The node-local socket the daemon serves without a token (`auth.socket`). */
+export function localSocketPath(config: Pick<Config, 'dataDir'>): string {
+  return join(config.dataDir, 'nodesage.sock');
+}
+
+/** True when the address is reachable from this host only (loopback or a unix socket). */
+export function isLocalListen(l: Listen): boolean {
+  if (l.kind === 'unix') return true;
+  return l.host === 'localhost' || l.host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(l.host);
+}
+
+/**
+ * The daemon refuses to serve everyone by accident: a listen address other than
+ * loopback needs an auth method, or `auth.allowUnauthenticated: true` said on
+ * purpose. Throws ConfigError naming `auth.mode`.
+ */
+export function assertListenProtected(config: Readonly<Config>): void {
+  if (config.auth.mode !== 'none' || config.auth.allowUnauthenticated || isLocalListen(config.listen)) return;
+  throw new ConfigError(
+    'auth.mode',
+    config.auth.mode,
+    `listen ${formatListen(config.listen)} is reachable from other hosts: set auth.mode (kubernetes, or token-file with auth.tokenFile), listen on 127.0.0.1, or set auth.allowUnauthenticated: true`,
+  );
 }
 
 function deepFreeze<T>(o: T): Readonly<T> {

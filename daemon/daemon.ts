@@ -9,9 +9,11 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { AccessOptions } from './api/auth/access.js';
+import { ApiServing } from './api/auth/serve.js';
 import { type StatusBody, buildApi } from './api/server.js';
 import { DaemonMetrics } from './api/metrics.js';
-import { formatListen, type Config } from './config.js';
+import { formatListen, localSocketPath, type Config } from './config.js';
 import type { Collector, Detector, Diagnosis, HostSnapshot, Signal, SourceName, SourceStatus } from './core/types.js';
 import { runDetectors } from './detectors/run.js';
 import type { TemplateStats } from './detectors/templates/stats.js';
@@ -46,6 +48,8 @@ export interface DaemonParts {
   dispose?: () => Promise<void>;
   /** Items waiting for a diagnosis (for /metrics). */
   queueDepth?: () => number;
+  /** Who may call the API. Defaults to no authentication. */
+  access?: AccessOptions;
 }
 
 /** A running nodesage daemon. */
@@ -53,6 +57,7 @@ export class Daemon {
   readonly startedAt = new Date().toISOString();
   readonly metrics: DaemonMetrics;
   readonly api: FastifyInstance;
+  private readonly serving: ApiServing;
   private readonly state: NodeState;
   private readonly tracker: FindingTracker;
   private pendingCheckpoints: CommitBatch['checkpoints'] = [];
@@ -75,6 +80,11 @@ export class Daemon {
       parts.templates.restore(store.listTemplates(), store.listTemplateBuckets(since));
     }
     this.tracker = new FindingTracker(store.loadOpenFindings(), { quietPeriodMinutes: config.quietPeriodMinutes });
+    this.serving = new ApiServing({
+      headersTimeoutMs: config.limits.headersTimeoutSeconds * 1000,
+      requestTimeoutMs: config.limits.requestTimeoutSeconds * 1000,
+      maxConnections: config.limits.maxConnections,
+    });
     this.metrics = new DaemonMetrics({
       openCounts: () => store.openCounts(),
       sources: () => this.sourceStatuses(),
@@ -89,6 +99,8 @@ export class Daemon {
       metrics: this.metrics.registry,
       logger: parts.logger,
       ...(parts.extraRoutes ? { extraRoutes: parts.extraRoutes } : {}),
+      ...(parts.access ? { access: parts.access } : {}),
+      serving: this.serving,
     };
     this.api = buildApi(ctx);
   }
@@ -247,6 +259,16 @@ export class Daemon {
       this.address = addr;
     }
     logger.info({ url: this.address, listen: formatListen(l) }, `nodesage serving on ${this.address}`);
+    if (config.auth.socket) {
+      const socket = localSocketPath(config);
+      try {
+        await this.serving.listenSocket(socket);
+        logger.info({ socket }, `nodesage serving on unix:${socket} (no token needed; mode 0600)`);
+      } catch (err) {
+        // The network listener works without it; people on the node then need a token.
+        logger.error({ err, socket }, 'cannot serve the node-local socket');
+      }
+    }
     if (this.parts.store.recoveredFrom) {
       logger.warn({ movedTo: this.parts.store.recoveredFrom }, 'started with a fresh database; the corrupt one was kept aside');
     }
@@ -296,6 +318,7 @@ export class Daemon {
       this.stopping = true;
     }
     await this.api.close().catch((err: unknown) => logger.error({ err }, 'closing the API failed'));
+    await this.serving.closeSocket().catch((err: unknown) => logger.error({ err }, 'closing the socket failed'));
     await this.parts.dispose?.().catch((err: unknown) => logger.error({ err }, 'disposing failed'));
     this.parts.store.close();
     logger.info('nodesage stopped');

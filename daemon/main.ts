@@ -32,6 +32,9 @@ import { createRedactor } from './redact.js';
 import { ConditionsExporter } from './exporters/conditions.js';
 import { EventsExporter } from './exporters/events.js';
 import { Store } from './store/store.js';
+import type { AccessOptions } from './api/auth/access.js';
+import { readTokenFile, StaticTokens } from './api/auth/static-tokens.js';
+import { type Authenticator, refusingAll } from './api/auth/types.js';
 
 export { createLogger } from './logger.js';
 
@@ -102,8 +105,45 @@ function usesKubeApi(config: Readonly<Config>): boolean {
   return config.sources.kubeApi && !config.standalone && config.mode !== 'host';
 }
 
+/** The access check the config asks for. Throws TokenFileError for an unusable token file. */
+export async function accessFor(config: Readonly<Config>, logger: Logger): Promise<AccessOptions> {
+  const { auth, limits } = config;
+  let authenticator: Authenticator | null = null;
+  if (auth.mode === 'kubernetes') {
+    // Like the collectors, the Kubernetes client loads only when the mode needs it.
+    const { KubeReviewer } = await import('./api/auth/kube-review.js');
+    try {
+      authenticator = new KubeReviewer(await kubeConfigFor(config), {
+        allowTtlMs: auth.allowTtlSeconds * 1000,
+        denyTtlMs: auth.denyTtlSeconds * 1000,
+        staleMs: auth.staleSeconds * 1000,
+        timeoutMs: auth.reviewTimeoutSeconds * 1000,
+      });
+    } catch (err) {
+      // The sources report the same problem in /v1/status; callers get 503 with it, never an allow.
+      const reason = `the kubeconfig cannot be loaded (${(err as Error).message.split('\n')[0]})`;
+      logger.error({ err }, 'callers cannot be checked: the kubeconfig cannot be loaded');
+      authenticator = refusingAll(reason);
+    }
+  } else if (auth.mode === 'token-file') {
+    const path = auth.tokenFile!;
+    authenticator = new StaticTokens(readTokenFile(path), {
+      path,
+      onReloadError: (err) => logger.error({ err, path }, 'the changed token file cannot be used; the previous tokens stay in force'),
+    });
+  }
+  return {
+    authenticator,
+    requestsPerSecond: limits.requestsPerSecond,
+    burst: limits.burst,
+    modelRequestsPerIdentity: limits.modelRequestsPerIdentity,
+    logger: logger.child({ component: 'access' }),
+  };
+}
+
 /** Builds a daemon from a validated config. */
 export async function createDaemon(config: Readonly<Config>, logger: Logger): Promise<Daemon> {
+  const access = await accessFor(config, logger);
   const store = Store.open({
     dir: config.dataDir,
     logger,
@@ -174,9 +214,10 @@ export async function createDaemon(config: Readonly<Config>, logger: Logger): Pr
     templates: new TemplateStats({ redact }),
     modelStatus: () => diagnosis.modelStatus(),
     queueDepth: () => queue.depth(),
+    access,
     extraRoutes: (app) => {
       registerAskRoutes(app, { ask, gate, logger });
-      registerOpenAiRoutes(app, { ...engine, gate, logger });
+      registerOpenAiRoutes(app, { ...engine, gate, maxTokens: config.llm.maxTokens, logger });
     },
     // Detection never waits for a diagnosis: enqueue is synchronous and bounded.
     onCycle: (c) => {

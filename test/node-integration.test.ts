@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StatusBody } from '../daemon/api/server.js';
 import type { Finding, SourceStatus } from '../daemon/core/types.js';
+import { ACCESS_ROLES } from '../daemon/api/auth/policy.js';
 import { FakeApiServer } from './harness/fake-apiserver.js';
 import { FakeKubelet } from './harness/fake-kubelet.js';
 import { type DaemonProcess, getJson, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
@@ -15,6 +16,8 @@ import { ContainerLogDir, appendKmsg, kmsgRecord, makeHostRoot, writeBoot } from
 
 const BUNDLE = join(import.meta.dirname, 'fixtures/kube');
 const NODE = 'edge-node-1';
+const READER_TOKEN = 'site-operator-token';
+const asReader = { headers: { authorization: `Bearer ${READER_TOKEN}` } };
 
 let daemon: DaemonProcess | undefined;
 const servers: { stop(): Promise<void> }[] = [];
@@ -25,7 +28,13 @@ afterEach(async () => {
 });
 
 async function node(opts: { apiDown?: boolean } = {}) {
-  const api = await FakeApiServer.create({ bundleDir: BUNDLE });
+  // A site operator's token, bound to the shipped reader role the way `kubectl create clusterrolebinding` would.
+  const reader = ACCESS_ROLES.find((r) => r.name === 'nodesage-reader')!;
+  const api = await FakeApiServer.create({
+    bundleDir: BUNDLE,
+    users: { [READER_TOKEN]: { username: 'site-operator' } },
+    rules: reader.rules.map((r) => ({ subject: 'site-operator', verbs: r.verbs, nonResourceURLs: r.nonResourceURLs })),
+  });
   const kubelet = await FakeKubelet.create({ bundleDir: BUNDLE });
   servers.push(api, kubelet);
   if (opts.apiDown) await api.stop();
@@ -66,7 +75,7 @@ describe('daemon on a node (fake API server, fake kubelet, fixture host root)', 
     const n = await node();
     daemon = await startDaemon({ env: n.env });
     const status = await waitFor(async () => {
-      const s = (await getJson<StatusBody>(`${daemon!.url}/v1/status`)).body;
+      const s = (await getJson<StatusBody>(`${daemon!.url}/v1/status`, asReader)).body;
       const ok = ['kubelet', 'kube-api', 'pod-logs', 'kmsg'].every((name) => {
         const src = s.sources.find((x) => x.name === name);
         return src?.state === 'healthy' && src.signals > 0;
@@ -81,35 +90,42 @@ describe('daemon on a node (fake API server, fake kubelet, fixture host root)', 
     expect(n.kubelet.requests.map((r) => r.path)).toEqual(expect.arrayContaining(['/stats/summary', '/healthz']));
     expect(n.api.requests.some((r) => r.path.includes('/proxy'))).toBe(false);
     const findings = await waitFor(async () => {
-      const r = await getJson<{ items: Finding[] }>(`${daemon!.url}/v1/findings?status=open`);
+      const r = await getJson<{ items: Finding[] }>(`${daemon!.url}/v1/findings?status=open`, asReader);
       const cats = new Set(r.body.items.map((f) => f.category));
       return cats.has('CrashLoop') && cats.has('ImagePull') ? r.body.items : null;
     }, 30_000);
     const crash = findings.find((f) => f.category === 'CrashLoop')!;
     expect(crash.subject).toMatchObject({ namespace: 'shop', name: 'checkout-6f9c7d8b5-q2xlm' });
+    // Callers were checked with the API server (TokenReview, SubjectAccessReview); without a token nobody is served.
+    expect(n.api.requestsFor('/apis/authentication.k8s.io/v1/tokenreviews').length).toBeGreaterThan(0);
+    expect((await getJson(`${daemon.url}/v1/findings`)).status).toBe(401);
     // Exporters are off by default: nothing was written to the API server.
-    expect(n.api.requests.filter((r) => r.method !== 'GET')).toEqual([]);
+    expect(n.api.requests.filter((r) => r.method !== 'GET' && !r.path.startsWith('/apis/authentication.k8s.io/') && !r.path.startsWith('/apis/authorization.k8s.io/'))).toEqual([]);
   });
 
   it('keeps logs, kubelet and kmsg flowing while the API server is down, and resumes the watch when it returns', async () => {
     const n = await node({ apiDown: true });
     daemon = await startDaemon({ env: n.env });
+    // No API server to check tokens with: people on the node use the socket, which needs none.
+    const local = { socketPath: join(n.env.NODESAGE_DATA_DIR, 'nodesage.sock') };
     const down = await waitFor(async () => {
-      const s = (await getJson<StatusBody>(`${daemon!.url}/v1/status`)).body;
+      const s = (await getJson<StatusBody>('/v1/status', local)).body;
       const others = ['kubelet', 'pod-logs', 'kmsg'].every((name) => source(s, name).state === 'healthy' && source(s, name).signals > 0);
       return others && source(s, 'kube-api').state !== 'healthy' ? s : null;
     }, 30_000);
     expect(source(down, 'kube-api').state).toMatch(/stale|failing/);
     expect(source(down, 'kube-api').lastError).toBeTruthy();
     expect((await getJson(`${daemon.url}/readyz`)).status).toBe(200);
+    // Over TCP an unseen token cannot be checked: 503, never served.
+    expect((await getJson(`${daemon.url}/v1/status`, asReader)).status).toBe(503);
     // New log lines keep arriving while the API server is away.
     const before = source(down, 'pod-logs').signals;
     n.logs.write(5);
-    await waitFor(async () => source((await getJson<StatusBody>(`${daemon!.url}/v1/status`)).body, 'pod-logs').signals > before, 15_000);
+    await waitFor(async () => source((await getJson<StatusBody>('/v1/status', local)).body, 'pod-logs').signals > before, 15_000);
 
     await n.api.start();
     const up = await waitFor(async () => {
-      const s = (await getJson<StatusBody>(`${daemon!.url}/v1/status`)).body;
+      const s = (await getJson<StatusBody>('/v1/status', local)).body;
       return source(s, 'kube-api').state === 'healthy' && source(s, 'kube-api').signals > 0 ? s : null;
     }, 60_000);
     expect(source(up, 'kube-api').lastError).toBeNull();

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import { citationsOf, sourcesOf } from '../ask/answer.js';
 import type { EngineGate } from '../ask/gate.js';
 import type { AskService } from '../ask/service.js';
-import { sendError } from './server.js';
+import { sendBadDate, sendError, sinceToIso } from './server.js';
 
 /** Options of {@link registerAskRoutes}. */
 export interface AskRoutesOptions {
@@ -51,11 +51,12 @@ export function registerAskRoutes(app: FastifyInstance, o: AskRoutesOptions): vo
     for (const c of inFlight) c.abort(new Error('the daemon is stopping'));
   });
 
-  app.post('/v1/ask', { schema: { body: bodySchema } }, async (req, reply) => {
+  app.post('/v1/ask', { schema: { body: bodySchema }, config: { modelUse: () => o.ask.usesModel() } }, async (req, reply) => {
     const body = req.body as { question: string; since?: string };
     const question = body.question.trim();
     if (question.length === 0) return sendError(reply, 400, 'BAD_REQUEST', 'question must not be blank');
-    const since = body.since ? new Date(body.since).toISOString() : undefined;
+    const since = body.since ? sinceToIso(body.since) : undefined;
+    if (since === null) return sendBadDate(reply, 'since', body.since);
 
     let release: (() => void) | null = null;
     if (o.ask.usesModel()) {

@@ -13,8 +13,9 @@
  * - Rules-only mode (no model, or a refused/failed one): 503 with the reason.
  * - One generation at a time (the engine's one sequence); the shared
  *   {@link EngineGate} admits a few waiting requests and answers 429 beyond.
- * - Honoured: `max_tokens` / `max_completion_tokens` (default: what is left
- *   of the context), `temperature` (default 1, as OpenAI), `seed`, `stop`,
+ * - Honoured: `max_tokens` / `max_completion_tokens` (at most, and by
+ *   default, `llm.maxTokens`, or what is left of the context when less),
+ *   `temperature` (default 1, as OpenAI), `seed`, `stop`,
  *   `response_format` `json_object` and `json_schema` (through the engine's
  *   grammar; `anyOf` is read as `oneOf`), `stream_options.include_usage`.
  *   Accepted and ignored: `top_p`, penalties, `user`, `metadata`. Refused
@@ -30,7 +31,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { EngineGate } from '../ask/gate.js';
 import type { ChatMessage, ChatRequest, CompletionResult, LlmEngineStatus } from '../diagnoser/engine.js';
-import { LlmError, PromptTooLongError } from '../diagnoser/errors.js';
+import { GrammarError, LlmError, PromptTooLongError } from '../diagnoser/errors.js';
 
 /** What the routes need from the LLM engine. */
 export interface OpenAiEngine {
@@ -46,7 +47,28 @@ export interface OpenAiRoutesOptions {
   engine?: OpenAiEngine;
   /** Shared with `/v1/ask`: one bounded queue for the model. */
   gate: EngineGate;
+  /** Most tokens one completion generates (`llm.maxTokens`, which the daemon passes); larger `max_tokens` are lowered to it. Defaults to what the context leaves. */
+  maxTokens?: number;
   logger?: Logger;
+}
+
+/** Deepest nesting of a `response_format` JSON schema (objects and arrays). */
+export const MAX_SCHEMA_DEPTH = 24;
+/** Largest `response_format` JSON schema, in characters of JSON. */
+export const MAX_SCHEMA_CHARS = 16 * 1024;
+
+/** Nesting depth of a JSON value, walked without recursion so no input can overflow the stack. */
+function depthOf(value: unknown, limit: number): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[value, 1]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    max = Math.max(max, d);
+    if (max > limit) return max;
+    for (const child of Object.values(v)) stack.push([child, d + 1]);
+  }
+  return max;
 }
 
 /** OpenAI's error body. */
@@ -105,6 +127,16 @@ const bodySchema = z.looseObject({
 
 type ChatBody = z.infer<typeof bodySchema>;
 
+function parseChatBody(raw: unknown): ChatBody {
+  const parsed = bodySchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const param = issue?.path.join('.') || null;
+    throw new RequestError(400, 'invalid_request_error', null, `invalid request: ${param ? `${param}: ` : ''}${issue?.message ?? 'bad body'}`, param);
+  }
+  return parsed.data;
+}
+
 /** Reads OpenAI JSON-schema idioms the grammar builder does not know: `anyOf` becomes `oneOf`. */
 function toGrammarSchema(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(toGrammarSchema);
@@ -149,6 +181,12 @@ function jsonSchemaOf(body: ChatBody): GbnfJsonSchema | undefined {
   if (f.type === 'json_object') return { type: 'object', additionalProperties: true };
   const schema = (f as { json_schema: { schema?: Record<string, unknown> } }).json_schema.schema;
   if (!schema) throw new RequestError(400, 'invalid_request_error', null, 'response_format.json_schema.schema is required', 'response_format');
+  if (depthOf(schema, MAX_SCHEMA_DEPTH) > MAX_SCHEMA_DEPTH) {
+    throw new RequestError(400, 'invalid_request_error', 'invalid_response_format', `response_format.json_schema.schema is nested deeper than ${MAX_SCHEMA_DEPTH} levels`, 'response_format');
+  }
+  if (JSON.stringify(schema).length > MAX_SCHEMA_CHARS) {
+    throw new RequestError(400, 'invalid_request_error', 'invalid_response_format', `response_format.json_schema.schema is larger than ${MAX_SCHEMA_CHARS} characters`, 'response_format');
+  }
   return toGrammarSchema(schema) as GbnfJsonSchema;
 }
 
@@ -197,6 +235,7 @@ class StopMatcher {
 /** Adds the OpenAI-compatible routes (in their own scope, for OpenAI's error shape). */
 export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOptions): void {
   const engine = o.engine;
+  const maxTokensCap = o.maxTokens ?? Number.MAX_SAFE_INTEGER;
   let created: number | null = null;
   const modelCreated = async (): Promise<number> => {
     if (created === null) {
@@ -224,6 +263,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
     });
     scope.setErrorHandler((err: Error & { statusCode?: number; code?: string }, _req, reply) => {
       if (err instanceof RequestError) return sendOpenAiError(reply, err.status, err.type, err.code, err.message, err.param);
+      if (err instanceof GrammarError) return sendOpenAiError(reply, 400, 'invalid_request_error', 'invalid_response_format', err.message, 'response_format');
       // The model failed to load (or was refused on a second look): the same answer as rules-only mode.
       if (err instanceof LlmError) return sendOpenAiError(reply, 503, 'server_error', 'model_unavailable', `the local model cannot answer: ${err.message}`);
       const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
@@ -246,14 +286,9 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
       return modelObject();
     });
 
-    scope.post('/v1/chat/completions', async (req, reply) => {
-      const parsed = bodySchema.safeParse(req.body);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        const param = issue?.path.join('.') || null;
-        throw new RequestError(400, 'invalid_request_error', null, `invalid request: ${param ? `${param}: ` : ''}${issue?.message ?? 'bad body'}`, param);
-      }
-      const body = parsed.data;
+    // Parsed before the per-identity model cap (a preHandler), so a bad body is a 400 whatever else runs.
+    scope.post('/v1/chat/completions', { config: { modelUse: true }, preValidation: async (req) => void parseChatBody(req.body) }, async (req, reply) => {
+      const body = parseChatBody(req.body);
       if (!engine || !usable()) return sendOpenAiError(reply, 503, 'server_error', 'model_unavailable', rulesOnlyMessage());
       if (body.model && body.model !== engine.id) {
         return sendOpenAiError(
@@ -273,7 +308,8 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
       const messages = toMessages(body);
       const jsonSchema = jsonSchemaOf(body);
       const stops = body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
-      const requestedMax = body.max_completion_tokens ?? body.max_tokens ?? null;
+      const asked = body.max_completion_tokens ?? body.max_tokens ?? null;
+      const requestedMax = asked === null ? null : Math.min(asked, maxTokensCap);
 
       const release = o.gate.tryEnter();
       if (!release) {
@@ -319,7 +355,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
     let estimatedPrompt = 0;
     for (const m of messages) estimatedPrompt += (await e.countTokens(m.content, signal)) + 8;
     estimatedPrompt += 16;
-    const maxTokens = job.requestedMax ?? Math.max(1, contextSize - estimatedPrompt - 1);
+    const maxTokens = job.requestedMax ?? Math.max(1, Math.min(maxTokensCap, contextSize - estimatedPrompt - 1));
 
     const stopper = new StopMatcher(job.stops);
     let content = '';
@@ -371,7 +407,7 @@ export function registerOpenAiRoutes(app: FastifyInstance, o: OpenAiRoutesOption
       } catch (err) {
         // The default budget came from an estimate; the engine knows the exact prompt size.
         if (!(err instanceof PromptTooLongError) || job.requestedMax !== null || content.length > 0) throw err;
-        const exact = err.contextSize - err.promptTokens - 1;
+        const exact = Math.min(maxTokensCap, err.contextSize - err.promptTokens - 1);
         if (exact < 1) throw err;
         result = await run(exact);
       }

@@ -9,6 +9,8 @@ import type { Registry } from 'prom-client';
 import { CATEGORIES, SEVERITIES, type SourceStatus } from '../core/types.js';
 import { CursorError, type FindingQuery, type Store } from '../store/store.js';
 import { toPublicFinding } from '../tracker/tracker.js';
+import { type AccessOptions, installAccess } from './auth/access.js';
+import { type ApiServing, clientError } from './auth/serve.js';
 
 /** /v1/status body (DESIGN.md). */
 export interface StatusBody {
@@ -49,6 +51,27 @@ export interface ApiContext {
   logger?: Logger;
   /** Routes added by later layers (ask, OpenAI-compatible). */
   extraRoutes?: (app: FastifyInstance) => void;
+  /** Who may call (one hook in front of every route). Defaults to no authentication, as for in-process tests. */
+  access?: AccessOptions;
+  /** The HTTP servers (limits, node-local socket). Defaults to fastify's own server. */
+  serving?: ApiServing;
+}
+
+/**
+ * An RFC3339 `since` as a normalised ISO time, or null when JavaScript has no
+ * such instant (a leap second such as 2016-12-31T23:59:60Z, which the
+ * date-time format accepts, or a year outside 0000-9999).
+ */
+export function sinceToIso(since: string): string | null {
+  const ms = Date.parse(since);
+  if (!Number.isFinite(ms)) return null;
+  const iso = new Date(ms).toISOString();
+  return /^\d{4}-/.test(iso) ? iso : null;
+}
+
+/** 400 BAD_DATE for a time {@link sinceToIso} refused. */
+export function sendBadDate(reply: FastifyReply, field: string, value: unknown): FastifyReply {
+  return sendError(reply, 400, 'BAD_DATE', `${field}: ${JSON.stringify(value)} is not a time nodesage can use (leap seconds and dates outside years 0000-9999 are refused)`);
 }
 
 /** Sends an error in the one JSON shape the API uses. */
@@ -114,7 +137,16 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     bodyLimit: 64 * 1024,
     // Per-request lines would drown the node's log; errors are still logged.
     logController: new LogController({ disableRequestLogging: true }),
+    ...(ctx.serving ? { serverFactory: ctx.serving.factory } : {}),
+    clientErrorHandler: clientError,
+    // The router's own refusals (a bad URL, an over-long parameter) in the API's error shape.
+    frameworkErrors: (err, _req, reply) =>
+      err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? sendError(reply, 414, 'PATH_TOO_LONG', 'a path segment is longer than 100 characters')
+        : sendError(reply, 400, 'BAD_PATH', 'the path is not a valid URL'),
   }) as unknown as FastifyInstance;
+  // First, so that every route, including those added later, is behind it.
+  installAccess(app, ctx.access ?? { authenticator: null, requestsPerSecond: 1e9, burst: 1e9, modelRequestsPerIdentity: 1e9 }, ctx.serving, sendError);
 
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, _req, reply) => {
@@ -156,9 +188,10 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
         },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const q = req.query as FindingQuery;
-      const since = q.since ? new Date(q.since).toISOString() : undefined;
+      const since = q.since ? sinceToIso(q.since) : undefined;
+      if (since === null) return sendBadDate(reply, 'since', q.since);
       const page = ctx.store.listFindings({ ...q, ...(since ? { since } : {}) });
       return { items: page.items.map(toPublicFinding), nextCursor: page.nextCursor };
     },

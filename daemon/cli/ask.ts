@@ -5,8 +5,7 @@
  */
 import type { AskSource } from '../ask/answer.js';
 import type { AskResult } from '../ask/service.js';
-import type { Listen } from '../config.js';
-import { ClientError, callDaemon } from './client.js';
+import { ClientError, type DaemonTarget, callDaemon } from './client.js';
 
 /** Options of {@link runAsk}. */
 export interface AskCliOptions {
@@ -60,7 +59,7 @@ export function formatSources(result: Pick<AskResult, 'citations' | 'sources' | 
 }
 
 /** Asks the daemon at `listen`; writes the answer to `out`. Rejects with a ClientError on failure. */
-export async function runAsk(listen: Listen, question: string, opts: AskCliOptions, out: NodeJS.WritableStream): Promise<void> {
+export async function runAsk(listen: DaemonTarget, question: string, opts: AskCliOptions, out: NodeJS.WritableStream): Promise<void> {
   const body = { question, ...(opts.since ? { since: opts.since } : {}) };
   const timeoutMs = opts.timeoutMs ?? 600_000;
   if (opts.json) {

@@ -2,8 +2,42 @@
  * A small HTTP client for the CLI: talks to the daemon on its listen address
  * (TCP or unix socket), with JSON errors turned into readable messages.
  */
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
-import type { Listen } from '../config.js';
+import { type Config, type Listen, localSocketPath } from '../config.js';
+
+/** Where the daemon answers, and the bearer token to send there (none over the node-local socket). */
+export type DaemonTarget = Listen & { token?: string };
+
+/**
+ * How the CLI reaches the daemon: its node-local socket under the data folder
+ * when it exists and this user may use it (no token needed), unless
+ * `--listen` was given; otherwise the listen address with the token from
+ * `--token-file` (a file holding the token itself, such as a service-account
+ * token) or NODESAGE_TOKEN.
+ */
+export function daemonTarget(config: Readonly<Config>, opts: { listenFlag?: boolean; tokenFile?: string } = {}): DaemonTarget {
+  const socket = localSocketPath(config);
+  if (!opts.listenFlag && config.auth.socket) {
+    try {
+      if (statSync(socket).isSocket()) {
+        accessSync(socket, constants.R_OK | constants.W_OK);
+        return { kind: 'unix', path: socket };
+      }
+    } catch {
+      // no socket here, or not ours to use: fall back to the listen address
+    }
+  }
+  let token = config.clientToken ?? undefined;
+  if (opts.tokenFile) {
+    try {
+      token = readFileSync(opts.tokenFile, 'utf8').trim();
+    } catch (err) {
+      throw new ClientError(`cannot read --token-file ${opts.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'TOKEN_FILE');
+    }
+  }
+  return token ? { ...config.listen, token } : { ...config.listen };
+}
 
 /** The daemon could not be reached or answered with an error. */
 export class ClientError extends Error {
@@ -30,7 +64,7 @@ export interface RequestOptions {
 }
 
 /** Sends one request to the daemon and returns the body text. */
-export function callDaemon(listen: Listen, path: string, opts: RequestOptions = {}): Promise<string> {
+export function callDaemon(listen: DaemonTarget, path: string, opts: RequestOptions = {}): Promise<string> {
   const payload = opts.body === undefined ? undefined : JSON.stringify(opts.body);
   const target =
     listen.kind === 'unix'
@@ -42,7 +76,7 @@ export function callDaemon(listen: Listen, path: string, opts: RequestOptions = 
         ...target,
         path,
         method: opts.method ?? 'GET',
-        headers: { ...opts.headers, ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
+        headers: { ...opts.headers, ...(listen.token ? { authorization: `Bearer ${listen.token}` } : {}), ...(payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}) },
         timeout: opts.timeoutMs ?? 30_000,
       },
       (res) => {
@@ -64,7 +98,8 @@ export function callDaemon(listen: Listen, path: string, opts: RequestOptions = 
           } catch {
             // not JSON: keep the raw body
           }
-          reject(new ClientError(`${res.statusCode}: ${msg}`, code, res.statusCode));
+          const hint = res.statusCode === 401 ? ' (give a token with --token-file or NODESAGE_TOKEN, or run on the node where the socket is)' : '';
+          reject(new ClientError(`${res.statusCode}: ${msg}${hint}`, code, res.statusCode));
         });
       },
     );

@@ -4,8 +4,9 @@
  * moment and writes them here, redacted and size-capped per part, so a
  * support bundle from an air-gapped site can be analysed elsewhere.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { makeDirs } from '../core/dirs.js';
 import type { KubeEvent, KubeNode, KubePod, StatsSummary } from '../core/kube.js';
 import type { HostSnapshot, LogLine, Signal } from '../core/types.js';
 import type { BundleMeta } from './bundle.js';
@@ -47,7 +48,7 @@ function writeJson(path: string, data: unknown): void {
 
 /** Host snapshot → systeminformation-shaped files plus nodesage's inodes.json and psi.json. */
 function writeHost(dir: string, h: HostSnapshot): void {
-  mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   writeJson(
     join(dir, 'fsSize.json'),
     h.filesystems.map((f) => ({
@@ -90,7 +91,7 @@ function writeHost(dir: string, h: HostSnapshot): void {
 /** Writes signals as a bundle in `dir` (created). Later state signals win over earlier ones. */
 export function writeBundle(dir: string, meta: BundleMeta, signals: Signal[], opts: WriteBundleOptions = {}): WriteBundleResult {
   const redact = opts.redact ?? ((t: string) => t);
-  mkdirSync(dir, { recursive: true });
+  makeDirs(dir);
   const parts: string[] = ['meta.json'];
   const truncated: Record<string, number> = {};
   writeJson(join(dir, 'meta.json'), meta);
@@ -128,7 +129,7 @@ export function writeBundle(dir: string, meta: BundleMeta, signals: Signal[], op
     writeJson(join(dir, 'events.json'), { apiVersion: 'v1', kind: 'EventList', items });
     parts.push('events.json');
   }
-  if (summary || health) mkdirSync(join(dir, 'kubelet'), { recursive: true });
+  if (summary || health) makeDirs(join(dir, 'kubelet'));
   if (summary) {
     writeJson(join(dir, 'kubelet', 'stats-summary.json'), summary);
     parts.push('kubelet/stats-summary.json');
@@ -189,19 +190,19 @@ export function writeBundle(dir: string, meta: BundleMeta, signals: Signal[], op
   for (const [file, lines] of perFile) {
     const { kept, dropped } = keepNewest(lines, opts.maxPodLogBytes ?? 256 * 1024);
     if (dropped > 0) truncated[file] = dropped;
-    mkdirSync(join(dir, file, '..'), { recursive: true });
+    makeDirs(join(dir, file, '..'));
     writeFileSync(join(dir, file), `${kept.join('\n')}\n`);
   }
   if (perFile.size > 0) parts.push('logs/pods/');
   if (journal.length > 0) {
-    mkdirSync(join(dir, 'logs'), { recursive: true });
+    makeDirs(join(dir, 'logs'));
     const { kept, dropped } = keepNewest(journal, opts.maxJournalBytes ?? 4 * 1024 * 1024);
     if (dropped > 0) truncated['logs/journal.jsonl'] = dropped;
     writeFileSync(join(dir, 'logs', 'journal.jsonl'), `${kept.join('\n')}\n`);
     parts.push('logs/journal.jsonl');
   }
   if (kmsg.length > 0) {
-    mkdirSync(join(dir, 'logs'), { recursive: true });
+    makeDirs(join(dir, 'logs'));
     const { kept, dropped } = keepNewest(kmsg, opts.maxKmsgBytes ?? 1024 * 1024);
     if (dropped > 0) truncated['logs/kmsg.txt'] = dropped;
     writeFileSync(join(dir, 'logs', 'kmsg.txt'), `${kept.join('\n')}\n`);

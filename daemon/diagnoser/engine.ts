@@ -39,7 +39,7 @@ import type {
 } from 'node-llama-cpp';
 import type { Logger } from 'pino';
 import { chooseThreads, type ThreadChoice } from './cgroup.js';
-import { EngineDisposedError, LlmError, type LlmErrorCode, ModelLoadError, ModelRefusedError, PromptTooLongError } from './errors.js';
+import { EngineDisposedError, GrammarError, LlmError, type LlmErrorCode, ModelLoadError, ModelRefusedError, PromptTooLongError } from './errors.js';
 import { llamaCpp } from './llama-cpp.js';
 import { type AdapterSummary, assertSha256, assertWithinBudget, estimateMemory, type GgufSummary, inspectAdapter, inspectGguf, type MemoryEstimate } from './gguf-check.js';
 
@@ -764,7 +764,10 @@ export class LlmEngine implements AsyncDisposable {
     const key = JSON.stringify(schema);
     let g = this.#grammars.get(key);
     if (!g) {
-      g = llama.createGrammarForJsonSchema<GbnfJsonSchema>(schema);
+      // A schema comes from the caller: any failure to build its grammar is their input's fault.
+      g = (async () => llama.createGrammarForJsonSchema<GbnfJsonSchema>(schema))().catch((err: unknown) => {
+        throw new GrammarError(err instanceof Error ? err.message.split('\n')[0]! : String(err), { cause: err });
+      });
       g.catch(() => this.#grammars.delete(key));
       // Callers of the chat endpoint may send any schema: keep the newest few.
       if (this.#grammars.size >= MAX_CACHED_GRAMMARS) this.#grammars.delete(this.#grammars.keys().next().value as string);

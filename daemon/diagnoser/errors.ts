@@ -17,7 +17,8 @@ export type LlmErrorCode =
   | 'ERR_ADAPTER_INVALID'
   | 'ERR_MODEL_LOAD_FAILED'
   | 'ERR_PROMPT_TOO_LONG'
-  | 'ERR_ENGINE_DISPOSED';
+  | 'ERR_ENGINE_DISPOSED'
+  | 'ERR_GRAMMAR_INVALID';
 
 /** Base of every engine error. */
 export class LlmError extends Error {
@@ -120,6 +121,13 @@ export class PromptTooLongError extends LlmError {
     this.promptTokens = promptTokens;
     this.maxTokens = maxTokens;
     this.contextSize = contextSize;
+  }
+}
+
+/** A JSON schema the grammar builder cannot turn into a grammar (the caller's input, not the model's fault). */
+export class GrammarError extends LlmError {
+  constructor(reason: string, options?: ErrorOptions) {
+    super('ERR_GRAMMAR_INVALID', `the JSON schema cannot be used as a grammar: ${reason}`, options);
   }
 }
 

@@ -3,10 +3,11 @@
  * prepared statements, one transaction per detection cycle (findings together
  * with the read positions of the signals they came from).
  */
-import { existsSync, mkdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
+import { DirError, makeDirs } from '../core/dirs.js';
 import type { Category, Diagnosis, Evidence, Severity, SourceName, Subject } from '../core/types.js';
 import type { TrackedFinding } from '../tracker/tracker.js';
 import type { TemplateBucketRow, TemplateRow } from '../detectors/templates/stats.js';
@@ -118,13 +119,20 @@ export class Store {
    * or cannot be opened is moved aside with a timestamp and a fresh one created.
    */
   static open(opts: StoreOptions): Store {
-    mkdirSync(opts.dir, { recursive: true });
+    try {
+      makeDirs(opts.dir);
+    } catch (err) {
+      throw new DirError(`the data folder cannot be used: ${(err as Error).message}`);
+    }
     const path = join(opts.dir, DB_FILE);
     let recoveredFrom: string | null = null;
     let db: Database.Database;
     try {
       db = Store.openChecked(path);
     } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CANTOPEN' || (err as { code?: string }).code === 'SQLITE_READONLY') {
+        throw new DirError(`the database ${path} cannot be opened for writing (${(err as { code?: string }).code}): check the folder's permissions`);
+      }
       if (!isCorruptionError(err) && !(err instanceof CorruptDatabaseError)) throw err;
       const stamp = new Date().toISOString().replace(/[:.]/g, '-');
       recoveredFrom = `${path}.corrupt-${stamp}`;

@@ -5,12 +5,15 @@
  * (least-privilege RBAC, no privileged pod, read-only host mounts, egress
  * locked down, the shipped config accepted by the daemon's own loader).
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_EMBEDDED_LOG_FILES } from '../../daemon/collectors/journald.js';
-import { loadConfig } from '../../daemon/config.js';
+import { registeredRoutes } from '../../daemon/api/auth/access.js';
+import { ACCESS_ROLES, OPEN_PATHS, verbFor } from '../../daemon/api/auth/policy.js';
+import { assertListenProtected, loadConfig } from '../../daemon/config.js';
+import { createDaemon, createLogger } from '../../daemon/main.js';
 import { readCatalog } from '../../daemon/models/catalog.js';
 import { type K8sObject, kubectlVersions, render, renderWith, repoRoot } from '../helpers/k8s-schema-deploy.js';
 import { validateObject } from '../helpers/k8s-schema.js';
@@ -89,9 +92,9 @@ describe('RBAC is least-privilege', () => {
 
   it.each(POLICY_RENDERS)('%s: no nodes/proxy, no wildcard, no secrets', (name) => {
     for (const rule of rules(get(name))) {
-      expect(rule.resources).not.toContain('nodes/proxy');
-      expect(rule.resources).not.toContain('secrets');
-      for (const field of ['apiGroups', 'resources', 'verbs']) expect(rule[field] ?? []).not.toContain('*');
+      expect(rule.resources ?? []).not.toContain('nodes/proxy');
+      expect(rule.resources ?? []).not.toContain('secrets');
+      for (const field of ['apiGroups', 'resources', 'verbs', 'nonResourceURLs']) expect(rule[field] ?? []).not.toContain('*');
     }
   });
 
@@ -114,8 +117,9 @@ describe('RBAC is least-privilege', () => {
         '/pods:watch',
       ].sort(),
     );
-    const writes = rules(get('overlays/cpu')).filter((r) =>
-      r.verbs.some((v: string) => ['create', 'update', 'patch', 'delete', 'deletecollection'].includes(v)),
+    // Writes on API objects; the access roles' `create` on /v1/ask is an HTTP POST to the agent, not a write.
+    const writes = rules(get('overlays/cpu')).filter(
+      (r) => r.resources && r.verbs.some((v: string) => ['create', 'update', 'patch', 'delete', 'deletecollection'].includes(v)),
     );
     expect(writes).toEqual([]);
   });
@@ -137,8 +141,10 @@ describe('RBAC is least-privilege', () => {
     const sa = one(objs, 'ServiceAccount');
     for (const b of ofKind(objs, 'ClusterRoleBinding')) {
       expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: sa.metadata.namespace }]);
-      expect(ofKind(objs, 'ClusterRole').map((r) => r.metadata.name)).toContain(b.roleRef.name);
+      // system:auth-delegator is built into every cluster (tokenreviews and subjectaccessreviews create).
+      expect([...ofKind(objs, 'ClusterRole').map((r) => r.metadata.name), 'system:auth-delegator']).toContain(b.roleRef.name);
     }
+    expect(one(objs, 'ClusterRoleBinding', 'nodesage-auth-delegator').roleRef.name).toBe('system:auth-delegator');
     for (const ds of ofKind(objs, 'DaemonSet')) expect(ds.spec.template.spec.serviceAccountName).toBe(sa.metadata.name);
   });
 });
@@ -402,7 +408,11 @@ describe('network: node-local service, egress only to the API server and kubelet
     expect([...egressPorts].sort()).toEqual([10250, 443, 6443]);
     // No DNS: the agent connects to IPs it is given (API server env, NODE_IP).
     expect(egressPorts.has(53)).toBe(false);
-    expect(np.spec.ingress).toEqual([{ ports: [{ port: 8877, protocol: 'TCP' }] }]);
+    // Ingress names who may connect: Prometheus's namespace (overlays add their callers' namespaces).
+    expect(np.spec.ingress).toEqual([
+      { from: [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }], ports: [{ port: 8877, protocol: 'TCP' }] },
+    ]);
+    for (const rule of np.spec.ingress) expect(rule.from?.length, 'an ingress rule without `from` admits every pod').toBeGreaterThan(0);
   });
 });
 
@@ -453,6 +463,27 @@ describe('the shipped configuration', () => {
     }
   });
 
+  it.each(DEFAULT_RENDERS)('%s: in the pod, callers are checked with the API server and the listener is protected', (name) => {
+    const objs = get(name);
+    const ds = one(objs, 'DaemonSet', 'nodesage');
+    const c = ds.spec.template.spec.containers[0];
+    const configPath = c.env.find((e: Any) => e.name === 'NODESAGE_CONFIG').value as string;
+    const mount = c.volumeMounts.find((m: Any) => configPath.startsWith(`${m.mountPath}/`));
+    const cm = one(objs, 'ConfigMap', ds.spec.template.spec.volumes.find((v: Any) => v.name === mount.name).configMap.name);
+    const file = join(dir, `${cm.metadata.name}-pod.yaml`);
+    writeFileSync(file, cm.data[configPath.slice(mount.mountPath.length + 1)]);
+    const sa = join(dir, 'serviceaccount');
+    mkdirSync(sa, { recursive: true });
+    writeFileSync(join(sa, 'token'), 'token');
+    const config = loadConfig({ env: { NODESAGE_CONFIG: file, NODE_NAME: 'edge-node-1', KUBERNETES_SERVICE_HOST: '10.96.0.1' }, serviceAccountDir: sa });
+    expect(config.mode).toBe('in-cluster');
+    expect(config.auth.mode).toBe('kubernetes');
+    expect(config.auth.socket).toBe(true);
+    expect(() => assertListenProtected(config)).not.toThrow();
+    // The same listener without auth would be refused, naming the key.
+    expect(() => assertListenProtected({ ...config, auth: { ...config.auth, mode: 'none' } })).toThrow(/auth\.mode/);
+  });
+
   it('exporters stay off by default and the component turns both on', () => {
     expect(loadShipped(get('overlays/cpu')).config.exporters).toEqual({ conditions: false, events: false });
     expect(loadShipped(get('cpu+exporters')).config.exporters).toEqual({ conditions: true, events: true });
@@ -467,5 +498,43 @@ describe('the shipped configuration', () => {
       ['  conditions: false', '  conditions: true'],
       ['  events: false', '  events: true'],
     ]);
+  });
+});
+
+describe('the access ClusterRoles grant exactly what the daemon checks', () => {
+  const ACCESS_ROLE_NAMES = ACCESS_ROLES.map((r) => r.name);
+  /** RBAC's match of a non-resource URL rule (exact, or a trailing * as a prefix). */
+  const matches = (rule: string, path: string) => rule === path || (rule.endsWith('*') && path.startsWith(rule.slice(0, -1)));
+
+  it.each(DEFAULT_RENDERS)('%s: the rendered roles are the daemon list', (name) => {
+    const rendered = ofKind(get(name), 'ClusterRole')
+      .filter((r) => ACCESS_ROLE_NAMES.includes(r.metadata.name))
+      .map((r) => ({ name: r.metadata.name, rules: r.rules.map((x: Any) => ({ verbs: x.verbs, nonResourceURLs: x.nonResourceURLs })) }));
+    const byName = (a: { name: string }, b: { name: string }) => a.name.localeCompare(b.name);
+    expect(rendered.sort(byName)).toEqual(ACCESS_ROLES.map((r) => ({ name: r.name, rules: r.rules })).sort(byName));
+    // No role is bound by default: operators grant access with their own bindings.
+    for (const b of ofKind(get(name), 'ClusterRoleBinding')) expect(ACCESS_ROLE_NAMES).not.toContain(b.roleRef.name);
+  });
+
+  it("every route of the daemon is either open or granted by a shipped role, for its method's verb", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nodesage-routes-'));
+    const config = loadConfig({ env: { NODESAGE_DATA_DIR: dir, NODE_NAME: 'edge-node-1' }, serviceAccountDir: join(dir, 'none') });
+    const daemon = await createDaemon(config, createLogger({ ...config, logLevel: 'silent' }));
+    try {
+      await daemon.api.ready();
+      const routes = registeredRoutes(daemon.api).filter((r) => r.method !== 'HEAD' && !OPEN_PATHS.includes(r.url));
+      expect(routes.map((r) => `${r.method} ${r.url}`)).toEqual(expect.arrayContaining(['GET /v1/status', 'GET /v1/findings/:id', 'POST /v1/ask', 'POST /v1/chat/completions', 'GET /metrics']));
+      const ungranted = routes.filter((r) => {
+        const sample = r.url.replace(/:[A-Za-z]+/g, 'x');
+        return !ACCESS_ROLES.some((role) => role.rules.some((rule) => rule.verbs.includes(verbFor(r.method)) && rule.nonResourceURLs.some((u) => matches(u, sample))));
+      });
+      expect(ungranted, 'routes no shipped ClusterRole grants: add them to ACCESS_ROLES (daemon/api/auth/policy.ts) and daemonset/base/access-roles.yaml').toEqual([]);
+      for (const role of ACCESS_ROLES) {
+        for (const rule of role.rules) for (const u of rule.nonResourceURLs) expect(u).toMatch(/^\/(v1\/|metrics$)/);
+      }
+    } finally {
+      await daemon.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

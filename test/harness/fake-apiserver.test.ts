@@ -221,3 +221,44 @@ describe('fake kubelet', () => {
     expect((await get(kubelet.url, '/stats/summary', 't0k3n')).status).toBe(503);
   });
 });
+
+describe('delegated authentication and authorisation', () => {
+  it('answers TokenReview from its user table and SubjectAccessReview with RBAC non-resource URL matching', async () => {
+    const api = await server({
+      users: { 'a-token': { username: 'alice', groups: ['ops'] }, 'b-token': { username: 'bob' } },
+      rules: [
+        { subject: 'group:ops', verbs: ['get'], nonResourceURLs: ['/v1/findings/*', '/v1/status'] },
+        { subject: 'bob', verbs: ['create'], nonResourceURLs: ['/v1/ask'] },
+      ],
+    });
+    const kc = new KubeConfig();
+    kc.loadFromFile(api.writeKubeconfig(join(dir, 'kubeconfig-reviews')));
+    const { AuthenticationV1Api, AuthorizationV1Api } = await import('@kubernetes/client-node');
+    const authn = kc.makeApiClient(AuthenticationV1Api);
+    const alice = await authn.createTokenReview({ body: { spec: { token: 'a-token' } } });
+    expect(alice.status).toMatchObject({ authenticated: true, user: { username: 'alice', groups: ['ops', 'system:authenticated'] } });
+    const nobody = await authn.createTokenReview({ body: { spec: { token: 'forged' } } });
+    expect(nobody.status?.authenticated).toBeFalsy();
+    expect(nobody.status?.error).toMatch(/invalid bearer token/);
+
+    const authz = kc.makeApiClient(AuthorizationV1Api);
+    const may = async (user: string, groups: string[], path: string, verb: string) =>
+      (await authz.createSubjectAccessReview({ body: { spec: { user, groups, nonResourceAttributes: { path, verb } } } })).status?.allowed === true;
+    expect(await may('alice', ['ops'], '/v1/findings/0123456789abcdef', 'get')).toBe(true);
+    expect(await may('alice', ['ops'], '/v1/findings', 'get')).toBe(false); // "/v1/findings/*" needs the slash
+    expect(await may('alice', ['ops'], '/v1/status', 'get')).toBe(true);
+    expect(await may('alice', ['ops'], '/v1/status', 'create')).toBe(false);
+    expect(await may('alice', [], '/v1/status', 'get')).toBe(false); // the grant is the group's
+    expect(await may('bob', [], '/v1/ask', 'create')).toBe(true);
+    expect(await may('bob', [], '/v1/askme', 'create')).toBe(false);
+
+    // Without system:auth-delegator the agent may not ask at all.
+    api.forbidReviews();
+    await expect(authn.createTokenReview({ body: { spec: { token: 'a-token' } } })).rejects.toMatchObject({ code: 403 });
+    // Only the agent's own token may ask.
+    const other = new KubeConfig();
+    other.loadFromFile(api.writeKubeconfig(join(dir, 'kubeconfig-other'), { token: 'not-the-agent' }));
+    api.forbidReviews(false);
+    await expect(other.makeApiClient(AuthenticationV1Api).createTokenReview({ body: { spec: { token: 'a-token' } } })).rejects.toMatchObject({ code: 401 });
+  });
+});

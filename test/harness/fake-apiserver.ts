@@ -14,7 +14,12 @@
  * - field selectors with the real server's supported field labels (others get
  *   400, e.g. `source.host` on events), objects leaving a selection arrive as
  *   DELETED; simple label selectors; bookmarks when asked; timeoutSeconds;
- * - bearer-token authentication (401) and optional 403 per resource.
+ * - bearer-token authentication (401) and optional 403 per resource;
+ * - TokenReview and SubjectAccessReview (the delegated authentication and
+ *   authorisation a node agent asks for) from a table of tokens → users and
+ *   RBAC-like rules on non-resource URLs, matched the way RBAC matches them
+ *   (kubernetes/kubernetes pkg/apis/rbac/v1/evaluation_helpers.go
+ *   NonResourceURLMatches: exact, or a rule ending in `*` as a prefix).
  *
  * Test controls change objects, stop and restart the server on the same port,
  * compact the history, and keep a request log.
@@ -101,6 +106,21 @@ export interface RequestRecord {
   contentType?: string;
 }
 
+/** A user a token stands for (TokenReview status.user). */
+export interface FakeUser {
+  username: string;
+  uid?: string;
+  groups?: string[];
+}
+
+/** An RBAC grant on non-resource URLs to a user or a group. */
+export interface FakeNonResourceRule {
+  /** User name, or `group:<name>` for a group. */
+  subject: string;
+  verbs: string[];
+  nonResourceURLs: string[];
+}
+
 /** Options of the fake API server. */
 export interface FakeApiServerOptions {
   /** Bundle folder whose node.json, pods.json and events.json are served. Defaults to an empty cluster. */
@@ -115,6 +135,10 @@ export interface FakeApiServerOptions {
   historyLimit?: number;
   /** How an expired resourceVersion is reported to a watch. Defaults to `watch-error` (what the real server does). */
   goneAs?: 'watch-error' | 'http';
+  /** Tokens TokenReview accepts, and whom they stand for. Defaults to none. */
+  users?: Record<string, FakeUser>;
+  /** Grants SubjectAccessReview checks. Defaults to none (everything denied). */
+  rules?: FakeNonResourceRule[];
 }
 
 interface Change {
@@ -158,6 +182,11 @@ export class FakeApiServer {
   readonly #snapshots = new Map<string, { items: Obj[]; rv: number }>();
   readonly #forbidden = new Set<Resource>();
   #failStatus: number | null = null;
+  /** Tokens TokenReview accepts. */
+  readonly users = new Map<string, FakeUser>();
+  /** Grants SubjectAccessReview checks; change freely in tests. */
+  readonly rules: FakeNonResourceRule[] = [];
+  #reviewsForbidden = false;
   #port = 0;
   #listening = false;
 
@@ -169,6 +198,8 @@ export class FakeApiServer {
     this.#server = https.createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => this.#handle(req, res));
     if (opts.bundleDir) this.#load(opts.bundleDir);
     this.#compactedRv = this.#rv;
+    for (const [token, user] of Object.entries(opts.users ?? {})) this.users.set(token, user);
+    this.rules.push(...(opts.rules ?? []));
   }
 
   /** Creates the server and starts listening on a free loopback port. */
@@ -297,6 +328,11 @@ export class FakeApiServer {
   forbid(resource: Resource, forbidden = true): void {
     if (forbidden) this.#forbidden.add(resource);
     else this.#forbidden.delete(resource);
+  }
+
+  /** Answers 403 to TokenReview and SubjectAccessReview, as for an agent not bound to system:auth-delegator. */
+  forbidReviews(forbidden = true): void {
+    this.#reviewsForbidden = forbidden;
   }
 
   /** Answers every authenticated request with this HTTP status (null: serve normally). */
@@ -487,6 +523,13 @@ export class FakeApiServer {
       res.end(JSON.stringify(obj));
       return code;
     };
+    const review = /^\/apis\/(authentication|authorization)\.k8s\.io\/v1\/(tokenreviews|subjectaccessreviews)$/.exec(url.pathname);
+    if (req.method === 'POST' && review) {
+      if (this.#reviewsForbidden) {
+        return this.#status(res, 403, 'Forbidden', `${review[2]}.${review[1]}.k8s.io is forbidden: User "system:serviceaccount:nodesage:nodesage" cannot create resource "${review[2]}" in API group "${review[1]}.k8s.io" at the cluster scope`);
+      }
+      return reply(201, review[2] === 'tokenreviews' ? this.#tokenReview(data) : this.#accessReview(data));
+    }
     // PATCH /api/v1/nodes/{name}/status
     if (req.method === 'PATCH' && parts.length === 5 && parts[2] === 'nodes' && parts[4] === 'status') {
       if (this.#forbidden.has('nodes')) {
@@ -523,6 +566,28 @@ export class FakeApiServer {
       return reply(201, this.#typed('events', this.#commit('events', 'ADDED', data)));
     }
     return this.#status(res, 405, 'MethodNotAllowed', `the fake API server does not serve ${req.method} ${url.pathname}`);
+  }
+
+  #tokenReview(body: Obj): Obj {
+    const token = String((body.spec as { token?: unknown } | undefined)?.token ?? '');
+    const user = this.users.get(token);
+    const status = user
+      ? { authenticated: true, user: { username: user.username, ...(user.uid ? { uid: user.uid } : {}), groups: [...(user.groups ?? []), 'system:authenticated'] } }
+      : { user: {}, error: '[invalid bearer token, token lookup failed]' };
+    return { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', metadata: { creationTimestamp: null }, spec: body.spec, status } as unknown as Obj;
+  }
+
+  #accessReview(body: Obj): Obj {
+    const spec = (body.spec ?? {}) as { user?: string; groups?: string[]; nonResourceAttributes?: { path?: string; verb?: string } };
+    const path = spec.nonResourceAttributes?.path ?? '';
+    const verb = spec.nonResourceAttributes?.verb ?? '';
+    const subjects = new Set([spec.user ?? '', ...(spec.groups ?? []).map((g) => `group:${g}`)]);
+    const urlMatches = (rule: string) => rule === '*' || rule === path || (rule.endsWith('*') && path.startsWith(rule.replace(/\*+$/, '')));
+    const grant = spec.nonResourceAttributes
+      ? this.rules.find((r) => subjects.has(r.subject) && (r.verbs.includes('*') || r.verbs.includes(verb)) && r.nonResourceURLs.some(urlMatches))
+      : undefined;
+    const status = grant ? { allowed: true, reason: `RBAC: allowed by a rule for ${grant.subject}` } : { allowed: false };
+    return { apiVersion: 'authorization.k8s.io/v1', kind: 'SubjectAccessReview', metadata: { creationTimestamp: null }, spec: body.spec, status } as unknown as Obj;
   }
 
   #route(req: IncomingMessage, res: ServerResponse, url: URL, isWatch: boolean): number {

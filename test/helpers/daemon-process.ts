@@ -90,10 +90,24 @@ export async function startDaemon(opts: { env?: Record<string, string>; args?: s
   };
 }
 
-/** GETs JSON from the daemon. */
-export async function getJson<T = unknown>(url: string): Promise<{ status: number; body: T }> {
-  const res = await fetch(url);
-  return { status: res.status, body: (await res.json()) as T };
+/** GETs JSON from the daemon: `url` over TCP, or its path over the unix socket `socketPath`, with optional headers (a bearer token). */
+export async function getJson<T = unknown>(url: string, opts: { headers?: Record<string, string>; socketPath?: string } = {}): Promise<{ status: number; body: T }> {
+  if (!opts.socketPath) {
+    const res = await fetch(url, { headers: opts.headers ?? {} });
+    return { status: res.status, body: (await res.json()) as T };
+  }
+  const { request } = await import('node:http');
+  const u = new URL(url, 'http://localhost');
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath: opts.socketPath, path: `${u.pathname}${u.search}`, headers: opts.headers ?? {} }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as T }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** Polls until fn returns a truthy value. */

@@ -1,0 +1,96 @@
+/**
+ * What the access check decides on: the open paths, the verb of a request
+ * and the ClusterRoles the DaemonSet ships. One list serves the daemon, the
+ * manifests (daemonset/base/access-roles.yaml, compared by a test) and the
+ * README.
+ *
+ * Callers are authorised the way kube-rbac-proxy does it
+ * (brancz/kube-rbac-proxy pkg/authz/auth.go, pkg/filters/auth.go): a
+ * SubjectAccessReview with `nonResourceAttributes` {path, verb}, the verb from
+ * the HTTP method, so operators grant access with plain RBAC `nonResourceURLs`
+ * rules, as they do for Prometheus scraping `/metrics`.
+ */
+
+/** Paths served to anyone: the kubelet's probes carry no token. */
+export const OPEN_PATHS: readonly string[] = ['/healthz', '/readyz'];
+
+/** One RBAC rule on non-resource URLs (a trailing `*` matches any rest of the path, as RBAC does). */
+export interface NonResourceRule {
+  verbs: string[];
+  nonResourceURLs: string[];
+}
+
+/** A ClusterRole shipped in daemonset/base/access-roles.yaml. */
+export interface AccessRole {
+  name: string;
+  /** Who it is for, one line. */
+  purpose: string;
+  rules: NonResourceRule[];
+}
+
+/** The ClusterRoles operators bind to grant access to the agent's API. */
+export const ACCESS_ROLES: readonly AccessRole[] = [
+  {
+    name: 'nodesage-reader',
+    purpose: 'read findings, status and history, and ask questions',
+    rules: [
+      { verbs: ['get'], nonResourceURLs: ['/v1/status', '/v1/findings', '/v1/findings/*', '/v1/timeline', '/v1/metrics/history'] },
+      { verbs: ['create'], nonResourceURLs: ['/v1/ask'] },
+    ],
+  },
+  {
+    name: 'nodesage-model-user',
+    purpose: "use the node's model through the OpenAI-compatible routes",
+    rules: [
+      { verbs: ['get'], nonResourceURLs: ['/v1/models', '/v1/models/*'] },
+      { verbs: ['create'], nonResourceURLs: ['/v1/chat/completions'] },
+    ],
+  },
+  {
+    name: 'nodesage-metrics',
+    purpose: 'scrape Prometheus metrics',
+    rules: [{ verbs: ['get'], nonResourceURLs: ['/metrics'] }],
+  },
+];
+
+/** The verb a SubjectAccessReview carries for an HTTP method (HEAD reads like GET). */
+export function verbFor(method: string): string {
+  switch (method.toUpperCase()) {
+    case 'GET':
+    case 'HEAD':
+      return 'get';
+    case 'POST':
+      return 'create';
+    case 'PUT':
+      return 'update';
+    case 'PATCH':
+      return 'patch';
+    case 'DELETE':
+      return 'delete';
+    default:
+      return method.toLowerCase();
+  }
+}
+
+// Unreserved characters plus a few sub-delimiters; no percent-encoding, so the
+// path authorised is byte for byte the path the router matches.
+const SEGMENT = /^[A-Za-z0-9._~@:+,!-]+$/;
+
+/**
+ * Why a path is not in canonical form, or null when it is. Dot segments,
+ * empty segments (`//`), percent-encoding and backslashes are refused before
+ * any check, so `/v1/findings/../status` can never be authorised as one path
+ * and served as another.
+ */
+export function nonCanonicalPath(path: string): string | null {
+  if (!path.startsWith('/')) return 'the path must start with /';
+  if (path === '/') return null;
+  const segments = path.slice(1).split('/');
+  for (const [i, s] of segments.entries()) {
+    if (s === '' && i === segments.length - 1) continue; // one trailing slash
+    if (s === '') return 'empty path segments (//) are not allowed';
+    if (s === '.' || s === '..') return 'dot segments (. and ..) are not allowed';
+    if (!SEGMENT.test(s)) return 'only letters, digits and . _ ~ @ : + , ! - are allowed in a path (no percent-encoding)';
+  }
+  return null;
+}

@@ -1,0 +1,140 @@
+/**
+ * The HTTP servers behind the fastify app: the configured listener and the
+ * node-local unix socket share one handler (so every hook applies to both)
+ * and the same limits. Node checks headersTimeout and requestTimeout only
+ * every `connectionsCheckingInterval`, which defaults to 30 s; it is set here
+ * so a trickled request is closed close to its limit.
+ */
+import { chmodSync, lstatSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { dirname, join } from 'node:path';
+
+/** Connection limits. */
+export interface ServingLimits {
+  /** Milliseconds to receive the request headers. Defaults to 10000. */
+  headersTimeoutMs?: number;
+  /** Milliseconds to receive the whole request, body included. Defaults to 20000. */
+  requestTimeoutMs?: number;
+  /** Open connections per listener at most. Defaults to 256. */
+  maxConnections?: number;
+}
+
+/**
+ * Answers requests Node cannot parse (malformed, headers too large, too slow)
+ * in the API's error shape, then closes the connection, as Node would.
+ */
+export function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, code, message] =
+    err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+      ? [408, 'REQUEST_TIMEOUT', 'the request did not arrive in time']
+      : err.code === 'HPE_HEADER_OVERFLOW'
+        ? [431, 'HEADERS_TOO_LARGE', 'the request headers are larger than 16 KiB']
+        : [400, 'MALFORMED_REQUEST', 'the request is not valid HTTP/1.1'];
+  const body = JSON.stringify({ error: { code, message } });
+  if (socket.writable) {
+    socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy();
+}
+
+/** Owns the servers; hand `factory` to fastify's `serverFactory` and {@link clientError} to its `clientErrorHandler`. */
+export class ApiServing {
+  readonly #limits: Required<ServingLimits>;
+  readonly #local = new WeakSet<Socket>();
+  #handler: http.RequestListener | undefined;
+  #socketServer: http.Server | undefined;
+  #socketPath: string | undefined;
+
+  constructor(limits: ServingLimits = {}) {
+    const requestTimeoutMs = limits.requestTimeoutMs ?? 20_000;
+    this.#limits = {
+      requestTimeoutMs,
+      // Node refuses a headers timeout above the request timeout.
+      headersTimeoutMs: Math.min(limits.headersTimeoutMs ?? 10_000, requestTimeoutMs),
+      maxConnections: limits.maxConnections ?? 256,
+    };
+  }
+
+  /** fastify `serverFactory`: a server with the limits set. */
+  readonly factory = (handler: http.RequestListener): http.Server => {
+    this.#handler = handler;
+    return this.#create(handler);
+  };
+
+  #create(handler: http.RequestListener): http.Server {
+    const { headersTimeoutMs, requestTimeoutMs, maxConnections } = this.#limits;
+    const server = http.createServer(
+      {
+        headersTimeout: headersTimeoutMs,
+        requestTimeout: requestTimeoutMs,
+        connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeoutMs / 4))),
+        keepAliveTimeout: 5_000,
+        // Without a Host header Node answers 400 with no body; the API answers it like any request instead.
+        requireHostHeader: false,
+      },
+      handler,
+    );
+    server.maxConnections = maxConnections;
+    return server;
+  }
+
+  /** True for connections that came in over the node-local socket. */
+  isLocal(socket: Socket): boolean {
+    return this.#local.has(socket);
+  }
+
+  /**
+   * Serves the same app on a unix socket only its owner may use (0600): it is
+   * bound in a private folder, restricted, then renamed into place, so it is
+   * never reachable with looser permissions; a stale socket from a crashed run
+   * is replaced.
+   */
+  async listenSocket(path: string): Promise<void> {
+    if (!this.#handler) throw new Error('the API app was not built with this ApiServing');
+    try {
+      if (!lstatSync(path).isSocket()) throw new Error(`${path} exists and is not a socket; remove it or set auth.socket: false`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    // Bound inside a fresh 0700 folder, so nobody else can reach it before it is 0600.
+    const dir = mkdtempSync(join(dirname(path), '.nodesage-sock-'));
+    const tmp = join(dir, 'sock');
+    const server = this.#create(this.#handler);
+    server.on('connection', (s: Socket) => this.#local.add(s));
+    // fastify installs its client-error handler on its own server only.
+    server.on('clientError', clientError);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(tmp, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+      chmodSync(tmp, 0o600);
+      renameSync(tmp, path);
+    } catch (err) {
+      server.close();
+      throw err;
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    this.#socketServer = server;
+    this.#socketPath = path;
+  }
+
+  /** Stops the socket listener and removes its file. */
+  async closeSocket(): Promise<void> {
+    const server = this.#socketServer;
+    if (!server) return;
+    this.#socketServer = undefined;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+    if (this.#socketPath) rmSync(this.#socketPath, { force: true });
+  }
+}
