@@ -10,7 +10,7 @@ import { severityRank } from './core/types.js';
 import { createDetectors, type DetectorOptions } from './detectors/index.js';
 import { runDetectors } from './detectors/run.js';
 import { TemplateStats } from './detectors/templates/stats.js';
-import { createRedactor } from './redact.js';
+import { createRedactor, redactDraft, redactSignals } from './redact.js';
 import { NodeState } from './state/node-state.js';
 import { FindingTracker, toPublicFinding } from './tracker/tracker.js';
 
@@ -77,25 +77,23 @@ export function sortFindings(findings: Finding[]): Finding[] {
 export async function analyzeBundle(dir: string, opts: AnalyzeOptions = {}): Promise<AnalyzeResult> {
   const bundle = await readBundle(dir);
   const redact = createRedactor(opts.redactPatterns ?? []);
+  // As in the daemon: lines are redacted before anything reads them, findings before they are printed.
+  const signals = redactSignals(bundle.signals, redact);
   const state = new NodeState(bundle.meta.nodeName, {}, bundle.meta.bootTime);
-  state.ingest(bundle.signals);
+  state.ingest(signals);
   // The bundle's log history stands in for the daemon's running template statistics.
   const templates = new TemplateStats({ redact });
-  for (const s of bundle.signals) if (s.type === 'log') templates.observe(s.line);
+  for (const s of signals) if (s.type === 'log') templates.observe(s.line);
   // Counts are kept in buckets aligned to the clock; a capture taken on a bucket boundary (10:00:00) would
   // judge an empty bucket that starts at capture time, so judge the last moment the bundle covers.
   const lastCovered = new Date(Date.parse(bundle.meta.capturedAt) - 1).toISOString();
   const view = state.takeView(bundle.meta.capturedAt, templates.snapshot(lastCovered));
   const detectorOpts = opts.detectors ?? {};
   const { drafts, failures } = runDetectors(view, createDetectors(detectorOpts), detectorOpts.correlation);
-  const redacted = drafts.map((d) => ({
-    ...d,
-    message: redact(d.message),
-    evidence: d.evidence.map((e) => ({ ...e, text: redact(e.text) })),
-  }));
+  for (const d of drafts) redactDraft(d, redact);
   return {
     meta: bundle.meta,
-    findings: findingsFromDrafts(redacted, opts.maxEvidence ?? 20),
+    findings: findingsFromDrafts(drafts, opts.maxEvidence ?? 20),
     parts: bundle.parts,
     failures: failures.map((f) => ({ detector: f.detector, error: f.error.message })),
     skipped: bundle.skipped,

@@ -17,6 +17,7 @@ import { formatListen, localSocketPath, type Config } from './config.js';
 import type { Collector, Detector, Diagnosis, HostSnapshot, Signal, SourceName, SourceStatus } from './core/types.js';
 import { runDetectors } from './detectors/run.js';
 import type { TemplateStats } from './detectors/templates/stats.js';
+import { redactDraft, redactSignals } from './redact.js';
 import { NodeState } from './state/node-state.js';
 import type { CommitBatch, Store } from './store/store.js';
 import { FindingTracker, type TrackedFinding } from './tracker/tracker.js';
@@ -34,7 +35,10 @@ export interface DaemonParts {
   collectors: Collector[];
   /** Sources that are configured but could not be built, with why. */
   unavailable?: SourceStatus[];
-  /** Maps evidence text before it is stored (redaction). Defaults to identity. */
+  /**
+   * Redaction, applied to every log line as it arrives (before templates, detectors and the store see it) and to
+   * every finding's title, message, evidence and facts. Defaults to identity.
+   */
   redact?: (text: string) => string;
   /** Log template statistics (LogErrorSpike, `ask`); restored from the store at start. */
   templates?: TemplateStats;
@@ -106,8 +110,10 @@ export class Daemon {
   }
 
   /** Receives signals from every collector. */
-  private sink = (source: SourceName) => (signals: Signal[]) => {
+  private sink = (source: SourceName) => (batch: Signal[]) => {
     if (this.stopping) return;
+    // Nothing downstream (templates, their search index, evidence, prompts, answers) ever holds an unredacted line.
+    const signals = this.parts.redact ? redactSignals(batch, this.parts.redact) : batch;
     this.metrics.signals.inc({ source }, signals.length);
     for (const s of signals) {
       if (s.type === 'checkpoint') this.pendingCheckpoints.push({ source: s.source, key: s.key, value: s.value });
@@ -182,12 +188,8 @@ export class Daemon {
         this.parts.logger.error({ err: f.error, detector: f.detector }, 'detector failed; others still ran');
       }
       const redact = this.parts.redact;
-      if (redact) {
-        for (const d of drafts) {
-          d.evidence = d.evidence.map((e) => ({ ...e, text: redact(e.text) }));
-          d.message = redact(d.message);
-        }
-      }
+      // Events, pod status and kubelet texts reach findings unredacted: redact what is stored and exported.
+      if (redact) for (const d of drafts) redactDraft(d, redact);
       const failed = new Set(failures.map((f) => f.detector));
       const ran = new Set(this.parts.detectors.map((d) => d.name).filter((n) => !failed.has(n)));
       const store = this.parts.store;

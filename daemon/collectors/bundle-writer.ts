@@ -9,11 +9,15 @@ import { join } from 'node:path';
 import { makeDirs } from '../core/dirs.js';
 import type { KubeEvent, KubeNode, KubePod, StatsSummary } from '../core/kube.js';
 import type { HostSnapshot, LogLine, Signal } from '../core/types.js';
+import { redactJson } from '../redact.js';
 import type { BundleMeta } from './bundle.js';
 
 /** Options of writeBundle. */
 export interface WriteBundleOptions {
-  /** Applied to every log line and event message. Defaults to identity. */
+  /**
+   * Applied to every log line, and to every string of the Node, Pod and Event objects (with env values and
+   * fields that a secret name names replaced whole). Defaults to none.
+   */
   redact?: (text: string) => string;
   /** Bytes kept per container log (newest kept). Defaults to 256 KiB. */
   maxPodLogBytes?: number;
@@ -91,6 +95,8 @@ function writeHost(dir: string, h: HostSnapshot): void {
 /** Writes signals as a bundle in `dir` (created). Later state signals win over earlier ones. */
 export function writeBundle(dir: string, meta: BundleMeta, signals: Signal[], opts: WriteBundleOptions = {}): WriteBundleResult {
   const redact = opts.redact ?? ((t: string) => t);
+  // Pod specs carry env values, args and last-applied manifests: the whole object is redacted, not only messages.
+  const redactObject = <T>(o: T): T => (opts.redact ? redactJson(o, opts.redact) : o);
   makeDirs(dir);
   const parts: string[] = ['meta.json'];
   const truncated: Record<string, number> = {};
@@ -113,19 +119,15 @@ export function writeBundle(dir: string, meta: BundleMeta, signals: Signal[], op
     else if (s.type === 'log') logs.push(s.line);
   }
   if (node) {
-    writeJson(join(dir, 'node.json'), node);
+    writeJson(join(dir, 'node.json'), redactObject(node));
     parts.push('node.json');
   }
   if (pods) {
-    writeJson(join(dir, 'pods.json'), { apiVersion: 'v1', kind: 'PodList', items: pods });
+    writeJson(join(dir, 'pods.json'), { apiVersion: 'v1', kind: 'PodList', items: pods.map(redactObject) });
     parts.push('pods.json');
   }
   if (events.size > 0) {
-    const items = [...events.values()].map((e) => ({
-      ...e,
-      ...(e.message !== undefined ? { message: redact(e.message) } : {}),
-      ...(e.note !== undefined ? { note: redact(e.note) } : {}),
-    }));
+    const items = [...events.values()].map(redactObject);
     writeJson(join(dir, 'events.json'), { apiVersion: 'v1', kind: 'EventList', items });
     parts.push('events.json');
   }
@@ -135,7 +137,7 @@ export function writeBundle(dir: string, meta: BundleMeta, signals: Signal[], op
     parts.push('kubelet/stats-summary.json');
   }
   if (health) {
-    writeFileSync(join(dir, 'kubelet', 'healthz.txt'), `${health.body}\n`);
+    writeFileSync(join(dir, 'kubelet', 'healthz.txt'), `${redact(health.body)}\n`);
     parts.push('kubelet/healthz.txt');
   }
   if (host) {
