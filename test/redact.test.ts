@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createRedactor, RedactPatternError } from '../daemon/redact.js';
+import { createRedactor, RedactPatternError, redactJson } from '../daemon/redact.js';
+import { loadLookAlikes, loadPositives } from './helpers/redaction-corpus.js';
 
 const redact = createRedactor();
 
@@ -224,6 +225,46 @@ describe('createRedactor', () => {
       expect((err as RedactPatternError).code).toBe('REDACT_PATTERN_INVALID');
       expect((err as Error).message).toContain(JSON.stringify(bad));
     }
+  });
+
+  it('redacts every secret of the corpus and keeps every look-alike byte-identical', () => {
+    const positives = loadPositives();
+    const lookAlikes = loadLookAlikes();
+    const kinds = new Set(positives.map((p) => p.kind));
+    console.log(`redaction corpus: ${kinds.size} kinds, ${positives.length} positives, ${lookAlikes.length} look-alikes`);
+    expect(kinds.size).toBeGreaterThanOrEqual(35);
+    expect(positives.length).toBeGreaterThanOrEqual(120);
+    expect(lookAlikes.length).toBeGreaterThanOrEqual(40);
+    const leaks = positives.flatMap((p) => {
+      const out = redact(p.line);
+      return p.secrets.filter((s) => out.includes(s)).map((s) => `${p.kind}: ${s} in ${out}`);
+    });
+    const damaged = lookAlikes.filter((l) => redact(l.line) !== l.line).map((l) => `${l.line}\n  → ${redact(l.line)}`);
+    expect(leaks).toEqual([]);
+    expect(damaged).toEqual([]);
+  });
+
+  it('redacts a pod object: env values named as secrets, args, and the last-applied manifest inside an annotation', () => {
+    const env = [
+      { name: 'DB_PASSWORD', value: 'Zq8-Wm3Rt7Yp2' },
+      { name: 'LOG_LEVEL', value: 'debug' },
+      { name: 'API_TOKEN', valueFrom: { secretKeyRef: { name: 'api', key: 'token' } } },
+    ];
+    const pod = {
+      metadata: {
+        name: 'pay-7d9f',
+        annotations: { 'kubectl.kubernetes.io/last-applied-configuration': JSON.stringify({ spec: { containers: [{ name: 'pay', env }] } }) },
+      },
+      spec: { containers: [{ name: 'pay', args: ['--db-password=Lk5Nv9Bx4Hc1', '--port=8080'], env }] },
+    };
+    const out = JSON.stringify(redactJson(pod, redact));
+    expect(out).not.toContain('Zq8-Wm3Rt7Yp2');
+    expect(out).not.toContain('Lk5Nv9Bx4Hc1');
+    expect(out).toContain('LOG_LEVEL');
+    expect(out).toContain('debug');
+    expect(out).toContain('--port=8080');
+    expect(out).toContain('secretKeyRef');
+    expect(redactJson({ key: 'token', cache_key: 'user:1', apiKey: 'a1b2c3d4e5f6' }, redact)).toEqual({ key: 'token', cache_key: 'user:1', apiKey: '[REDACTED:secret-value]' });
   });
 
   it('stays fast on lines without secrets', () => {
