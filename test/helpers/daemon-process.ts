@@ -50,8 +50,8 @@ export function runCli(args: string[], opts: { env?: Record<string, string>; cwd
 }
 
 /** Starts the daemon on a free loopback port and waits until it serves. */
-export async function startDaemon(opts: { env?: Record<string, string>; args?: string[]; cwd?: string }): Promise<DaemonProcess> {
-  const proc = spawn(process.execPath, [CLI, 'daemon', ...(opts.args ?? [])], {
+export async function startDaemon(opts: { env?: Record<string, string>; args?: string[]; cwd?: string; nodeArgs?: string[] }): Promise<DaemonProcess> {
+  const proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), CLI, 'daemon', ...(opts.args ?? [])], {
     cwd: opts.cwd ?? PROJECT_ROOT,
     env: { ...process.env, NODESAGE_LISTEN: '127.0.0.1:0', NODESAGE_LOG_LEVEL: 'info', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
