@@ -57,7 +57,7 @@ interface Rule {
   re: RegExp;
   /**
    * Regex sources (case-sensitive) one of which must occur in the text before
-   * `re` runs; together they form the pre-filter of every line.
+   * `re` runs. Each must imply a word of ANCHORS, the pre-filter of every line.
    */
   triggers: string[];
   /** Values that are not secrets (placeholders, booleans, non-credentials) are left alone. */
@@ -329,7 +329,7 @@ const RULES: Rule[] = [
   // key=value, key: value, "key": "value", key="value", key => "value" (also with escaped quotes inside JSON-in-logfmt).
   {
     kind: 'secret-value',
-    triggers: [`(?:${SECRET_WORDS.map(ci).join('|')}|[Kk][Ee][Yy]|[Dd]ata)(?:[_-]?[A-Za-z0-9]{1,6})?\\\\?["']?\\s*(?:=|:)`],
+    triggers: [`(?:${SECRET_WORDS.map(ci).join('|')}|[Kk][Ee][Yy])(?:[_-]?[A-Za-z0-9]{1,6})?\\\\?["']?\\s*(?:=|:)`],
     re: new RegExp(
       `(?<pre>(?<![A-Za-z0-9_./-])(?<q1>\\\\?["'])?${SECRET_NAME}\\\\?["']?\\s*(?<sep>=>|:=|=|:(?!//))(?<sp>\\s*))(?:(?<dq>\\\\?")(?<secret>(?:[^"\\\\]|\\\\(?!"))*)(?=\\\\?")|'(?<sq>[^']*)'|(?![\\w.-]+=[^\\s=&"',;])(?<bare>[^\\s"',;}\\]\\\\)]+))`,
       'g',
@@ -341,13 +341,29 @@ const RULES: Rule[] = [
 // A whole line of base64 (upper, lower and digits, no spaces): the body lines of a PEM key printed line by line.
 const BASE64_LINE = /^\s*(?=[A-Za-z0-9+/]*[A-Z])(?=[A-Za-z0-9+/]*[a-z])(?=[A-Za-z0-9+/]*[0-9])[A-Za-z0-9+/]{20,}={0,2}\s*$/;
 
-function compileTriggers(rules: Rule[]): { any: RegExp; each: Map<Rule, RegExp> } {
-  const each = new Map<Rule, RegExp>();
-  for (const r of rules) each.set(r, new RegExp(r.triggers.join('|')));
-  return { any: new RegExp(rules.flatMap((r) => r.triggers).join('|')), each };
-}
+/**
+ * The pre-filter: literal words, lower case, at least one of which occurs in
+ * any text that some rule's `triggers` match (matched against the lower-cased
+ * text). A line without any of them runs no rule. Keep it in step with the
+ * rules: a new rule needs one of its words here (the corpus test fails
+ * otherwise). Literal alternatives only, so the check is one fast scan.
+ */
+const ANCHORS = [
+  // Key names and header words.
+  'pass', 'pwd', 'secret', 'token', 'key', 'cred', 'signature', 'auth', 'bearer', 'basic ', 'cookie', 'private', 'sig=',
+  // Shapes: JWT / base64 JSON, base64 PEM, URLs and DSNs, flags, CLIs, hashes.
+  'eyj', 'eyai', 'ewo', 'ls0tls1', '://', '@', '--', 'mysql', 'mariadb', 'sshpass', 'curl', 'redis-cli', 'wget', 'machine', 'requirepass', 'jdbc:', '$2', '$1$', '$5$', '$6$', '$y$',
+  // Vendor prefixes.
+  'akia', 'asia', 'abia', 'acca', 'a3t', 'aiza', 'gocspx', 'ya29.', 'q~', 'ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'github_pat', 'glpat-', 'glptt-', 'gldt-', 'glrt-', 'glcbt-',
+  'glsoat-', 'glft-', 'glimt-', 'glagent-', 'gloas-', 'gr1348941', 'xox', 'xapp-', 'hooks.slack', 'discord', 'k_live_', 'k_test_', 'k_prod_', 'whsec_', 'npm_', 'pypi-', 'rubygems_',
+  'sg.', 'sk-', 'hf_', 'api_org_', 'gsk_', 'r8_', 'shpat_', 'shpca_', 'shppa_', 'shpss_', '_v1_', '-us', 'dckr_pat', 'age-secret', 'hvs.', 'hvb.', 'hvr.', 'atlasv1', 'glc_', 'glsa_',
+  'nrak-', 'sntry', 'dt0c01', 'lin_api', 'pmak-', 'atatt3', 'dp.', 'dapi', 'pul-', ':aa', 'sq0', 'ltai', 'akcp', 'pscale_', 'fo1_', 'fm2_', 'ico-', 'bkua_', 'ops_',
+];
+const PREFILTER = new RegExp(ANCHORS.map((a) => a.replace(/[.*+?^${}()|[\]\\-]/g, '\\$&')).join('|'));
+// Twilio's `SK` + hex is the one upper-case-only prefix: checked on the text as it is.
+const PREFILTER_UPPER = 'SK';
 
-const BUILT_IN = compileTriggers(RULES);
+const TRIGGERS = new Map<Rule, RegExp>(RULES.map((r) => [r, new RegExp(r.triggers.join('|'))]));
 
 function compileExtra(patterns: string[]): Rule[] {
   return patterns.map((p, i) => {
@@ -402,12 +418,11 @@ function apply(rule: Rule, text: string): string {
  */
 export function createRedactor(extra: string[] = []): Redactor {
   const custom = compileExtra(extra);
-  const { any, each } = BUILT_IN;
   return (text: string): string => {
     let out = text;
     if (out.length >= 20 && BASE64_LINE.test(out)) out = out.replace(/[A-Za-z0-9+/]{20,}={0,2}/, '[REDACTED:base64-line]');
-    if (any.test(out)) {
-      for (const r of RULES) if (each.get(r)!.test(out)) out = apply(r, out);
+    if (PREFILTER.test(out.toLowerCase()) || out.includes(PREFILTER_UPPER)) {
+      for (const r of RULES) if (TRIGGERS.get(r)!.test(out)) out = apply(r, out);
     }
     for (const r of custom) out = apply(r, out);
     return out;
