@@ -2,7 +2,7 @@
  * `npm run bench`: runs every benchmark in sequence and writes
  * test/bench/RESULTS.md.
  *
- *   npm run bench [-- --loghub DIR] [--skip llm,cri,loghub] [--cri-runs N] [--out FILE]
+ *   npm run bench [-- --loghub DIR] [--skip llm,cri,loghub,redaction] [--cri-runs N] [--out FILE]
  *   node test/bench/run.ts --from FILE     render a saved run again, measuring nothing
  *
  * - llm (test/bench/llm.ts): engine vs plain node-llama-cpp throughput, the
@@ -10,6 +10,7 @@
  *   reuse, 1 vs 2 threads, RSS with mmap off and on. Generates the `realistic`
  *   model once into node_modules/.cache/nodesage-bench-models/.
  * - cri (test/bench/cri.ts): CRI log reading throughput vs readline.
+ * - redaction (test/bench/redaction.ts): redactor lines/s vs the redactor before issue 10.
  * - loghub (test/bench/template-mining.ts): template mining accuracy and throughput on
  *   the Loghub 2k samples; only with `--loghub DIR` (the data is not in the repository).
  *
@@ -49,6 +50,7 @@ interface RunRecord {
   llm?: { results: LlmResults; minutes: number; load: number[] };
   cri?: ScriptRun & { runs: number };
   loghub?: ScriptRun & { dir: string };
+  redaction?: ScriptRun;
   loadSamples: number[];
   uptimeAtEnd: string;
   totalMinutes: number;
@@ -138,6 +140,10 @@ async function measure(opts: { skip: Set<string>; loghub?: string; criRuns: numb
     log(`Loghub template mining (test/bench/template-mining.ts ${dir})`);
     record.loghub = { ...(await runScript(['test/bench/template-mining.ts', dir], 600_000)), dir: opts.loghub };
   }
+  if (!opts.skip.has('redaction')) {
+    log('Redaction throughput (test/bench/redaction.ts)');
+    record.redaction = await runScript(['test/bench/redaction.ts'], 600_000);
+  }
   clearInterval(sampler);
   loadSamples.push(os.loadavg()[0] ?? 0);
   record.uptimeAtEnd = sh('uptime', []);
@@ -181,6 +187,13 @@ function render(rec: RunRecord, previous: string): string {
       `\`node test/bench/llm.ts\` — ${rec.startedAt}; ${rec.llm.minutes.toFixed(1)} min; load average ${loads(rec.llm.load)} at its start.\n\n${markdown}`;
   }
 
+  if (rec.redaction) {
+    const r = rec.redaction;
+    const m = /^RATIO ([\d.]+)/m.exec(r.stdout);
+    if (m) summary.push(`| Redaction: redactor now ÷ before issue 10 (lines/s) | | ${m[1]} | | |`);
+    sections.redaction =
+      r.code === 0 ? r.stdout.replace(/^RATIO .*$/m, '').trim() : `## Redaction throughput (test/bench/redaction.ts)\n\nFailed in this run (exit ${r.code}); run it alone: \`npm run build && node test/bench/redaction.ts\`.`;
+  }
   if (rec.cri) {
     const r = rec.cri;
     const lines = r.stdout.split('\n');
@@ -253,7 +266,7 @@ The machine is shared: the load average above, whatever its source, is what the 
     ? `## Summary of this run\n\n| measure | value | ratio | target | |\n|---|---|---|---|---|\n${summary.join('\n')}\n`
     : '## Summary of this run\n\nNo benchmark ran.\n';
 
-  const body = ['llm', 'cri', 'loghub']
+  const body = ['llm', 'cri', 'loghub', 'redaction']
     .map((name) => {
       const s = sections[name];
       if (s) return section(name, s);
@@ -305,7 +318,7 @@ const skip = new Set(
     .map((s) => s.trim())
     .filter(Boolean),
 );
-for (const s of skip) if (!['llm', 'cri', 'loghub'].includes(s)) throw new Error(`--skip: unknown benchmark ${s} (llm, cri, loghub)`);
+for (const s of skip) if (!['llm', 'cri', 'loghub', 'redaction'].includes(s)) throw new Error(`--skip: unknown benchmark ${s} (llm, cri, loghub, redaction)`);
 const out = resolve(values.out);
 const previous = existsSync(out) ? readFileSync(out, 'utf8') : '';
 
