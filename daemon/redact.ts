@@ -127,7 +127,7 @@ const SECRET_NAME = `(?<name>[A-Za-z0-9_.-]*?(?:${SECRET_WORDS.map(ci).join('|')
 
 // First words of key names that are not secrets although they end in `key`.
 const NOT_SECRET_KEY =
-  /(?:^|[_.-])(?:public|pub|cache|partition|sort|primary|foreign|routing|idempotency|object|s3|hash|shard|sharding|row|dedup|dedupe|group|label|map|lookup|index|unique|composite|host|node|field|attr|attribute|metric|cursor|page|dedupe|range|query|bucket|registry|annotation|lock|kid|config|ssh[_-]?public|storage[_-]?class)[_.-]?key$/i;
+  /(?:^|[_.-])(?:public|pub|cache|partition|sort|primary|foreign|routing|idempotency|object|s3|hash|shard|sharding|row|dedup|dedupe|group|label|map|lookup|index|unique|composite|host|node|field|attr|attribute|metric|cursor|page|range|query|bucket|registry|annotation|lock|kid|config|ssh[_-]?public|storage[_-]?class)[_.-]?key$/i;
 
 /** True when `name` ends in `key` but names a non-secret kind of key. */
 function isNonSecretKeyName(name: string): boolean {
