@@ -40,6 +40,8 @@ export interface DaemonParts {
    * every finding's title, message, evidence and facts. Defaults to identity.
    */
   redact?: (text: string) => string;
+  /** Identifies the redaction rules (redactionVersion()); stored text is redacted again when they changed. Defaults to none. */
+  redactVersion?: string;
   /** Log template statistics (LogErrorSpike, `ask`); restored from the store at start. */
   templates?: TemplateStats;
   /** Model status for /v1/status. Defaults to none. */
@@ -78,6 +80,11 @@ export class Daemon {
   constructor(private readonly parts: DaemonParts) {
     const { config, store } = parts;
     this.state = new NodeState(config.nodeName);
+    if (parts.redact && parts.redactVersion) {
+      // A database written under older rules (or none) must not keep serving what they missed.
+      const changed = store.redactStored(parts.redact, parts.redactVersion);
+      if (changed.templates + changed.findings + changed.evidence > 0) parts.logger.info(changed, 'redacted text stored under earlier redaction rules');
+    }
     if (parts.templates) {
       // Baselines survive a restart: the same lines keep their template ids and rates.
       const since = new Date(Date.now() - 24 * 3_600_000).toISOString();

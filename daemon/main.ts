@@ -28,7 +28,7 @@ import { createDetectors } from './detectors/index.js';
 import { buildDiagnoser } from './diagnoser/build.js';
 import { DiagnosisQueue } from './diagnoser/queue.js';
 import { TemplateStats } from './detectors/templates/stats.js';
-import { createRedactor } from './redact.js';
+import { createRedactor, redactionVersion } from './redact.js';
 import { ConditionsExporter } from './exporters/conditions.js';
 import { EventsExporter } from './exporters/events.js';
 import { Store } from './store/store.js';
@@ -211,6 +211,7 @@ export async function createDaemon(config: Readonly<Config>, logger: Logger): Pr
     collectors,
     unavailable,
     redact,
+    redactVersion: redactionVersion([...config.redactPatterns]),
     templates: new TemplateStats({ redact }),
     modelStatus: () => diagnosis.modelStatus(),
     queueDepth: () => queue.depth(),

@@ -27,6 +27,7 @@
  * - A PEM key body line shorter than 20 characters (the last one of a key)
  *   cannot be told from a word and is kept: at most 14 bytes of a key.
  */
+import { createHash } from 'node:crypto';
 import type { FindingDraft, LogLine, Signal } from './core/types.js';
 
 /** A configured redaction pattern is not a valid regular expression. */
@@ -427,6 +428,15 @@ export function createRedactor(extra: string[] = []): Redactor {
     for (const r of custom) out = apply(r, out);
     return out;
   };
+}
+
+/** Identifies the rules (built-in and `extra`): text stored under other rules is redacted again at start. */
+export function redactionVersion(extra: string[] = []): string {
+  const h = createHash('sha256');
+  for (const r of RULES) h.update(`${r.re.source}\n`);
+  h.update(ANCHORS.join('|'));
+  h.update(JSON.stringify(extra));
+  return h.digest('hex').slice(0, 16);
 }
 
 /** A log line with its text redacted (the same object when nothing changed). */

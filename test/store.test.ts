@@ -166,3 +166,43 @@ describe('store', () => {
     s.close();
   });
 });
+
+describe('store written under earlier redaction rules', () => {
+  it('redacts the stored templates, samples, findings and search index once, and the secret leaves the files', async () => {
+    const { createRedactor, redactionVersion } = await import('../daemon/redact.js');
+    const dir = tempDir();
+    const secret = 'rk_live_51HxQwErTyUiOpAsDfGhJkLzXcVbNm';
+    const at = '2026-01-01T00:00:00.000Z';
+    const s = Store.open({ dir });
+    // What a version without these rules stored: the line, its template and a finding citing it.
+    const line = `{"level":"error","msg":"refund failed","restricted_key":"${secret}"}`;
+    s.commit({
+      ...empty,
+      at,
+      findings: [finding('c'.repeat(16), at, { title: `refund failed with ${secret}`, evidence: [{ source: 'podLog', at, text: line }], facts: { key: secret } })],
+      templates: [{ stream: 'podLog:shop/pay/app', templateId: 't1', template: line, isError: true, firstSeen: at, lastSeen: at, count: 3, example: line }],
+    });
+    expect(s.search('rk_live_51HxQwErTyUiOpAsDfGhJkLzXcVbNm').templates.length).toBe(1);
+    s.close();
+
+    const s2 = Store.open({ dir });
+    const version = redactionVersion();
+    expect(s2.redactStored(createRedactor(), version)).toEqual({ templates: 1, findings: 1, evidence: 1 });
+    // The same rules again: nothing is read or rewritten.
+    expect(s2.redactStored(() => 'x', version)).toEqual({ templates: 0, findings: 0, evidence: 0 });
+    const f = s2.getFinding('c'.repeat(16))!;
+    expect(f.title).toBe('refund failed with [REDACTED:stripe-key]');
+    expect(f.evidence[0]!.text).toContain('"restricted_key":"[REDACTED:stripe-key]"');
+    expect(s2.listTemplates()[0]!.example).not.toContain(secret);
+    expect(s2.search('rk_live_51HxQwErTyUiOpAsDfGhJkLzXcVbNm')).toMatchObject({ templates: [], findings: [] });
+    expect(s2.search('refund failed').templates.length).toBe(1);
+    s2.close();
+    const { readdirSync, readFileSync } = await import('node:fs');
+    const bytes = readdirSync(dir)
+      .filter((n) => n.startsWith('nodesage.db'))
+      .map((n) => readFileSync(join(dir, n)).toString('latin1'))
+      .join('');
+    expect(bytes).not.toContain(secret);
+    expect(bytes.toLowerCase()).not.toContain('51hxqwertyuiopasdfghjklzxcvbnm');
+  });
+});

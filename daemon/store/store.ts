@@ -513,6 +513,72 @@ export class Store {
   }
 
   /**
+   * Applies `redact` to text stored under other redaction rules (a database
+   * written by an earlier version): log templates and their samples, and
+   * findings' titles, messages, facts, evidence and diagnoses. Changed rows are
+   * rewritten with `secure_delete` on, the search index is brought up to date
+   * and merged, and the WAL truncated, so the old text leaves the files too.
+   * Runs only when `version` (of the rules) differs from the one recorded by
+   * the previous run. Returns the rows changed.
+   */
+  redactStored(redact: (text: string) => string, version: string): { templates: number; findings: number; evidence: number } {
+    const db = this.db;
+    const changed = { templates: 0, findings: 0, evidence: 0 };
+    const marker = db.prepare("SELECT value FROM checkpoints WHERE source = 'redaction' AND key = 'rules'").get() as { value: string } | undefined;
+    if (marker?.value === version) return changed;
+    // Every string inside a JSON column (facts, diagnosis).
+    const redactJsonText = (json: string | null): string | null =>
+      json === null ? null : JSON.stringify(JSON.parse(json, (_k, v: unknown) => (typeof v === 'string' ? redact(v) : v)));
+    db.pragma('secure_delete = ON');
+    try {
+      db.transaction(() => {
+        const updateTemplate = db.prepare('UPDATE log_templates SET template = ?, example = ? WHERE rowid = ?');
+        for (const r of db.prepare('SELECT rowid, template, example FROM log_templates').all() as { rowid: number; template: string; example: string | null }[]) {
+          const template = redact(r.template);
+          const example = r.example === null ? null : redact(r.example);
+          if (template === r.template && example === r.example) continue;
+          updateTemplate.run(template, example, r.rowid);
+          changed.templates++;
+        }
+        const updateFinding = db.prepare('UPDATE findings SET title = ?, message = ?, facts = ?, diagnosis = ? WHERE id = ?');
+        const rows = db.prepare('SELECT id, title, message, facts, diagnosis FROM findings').all() as {
+          id: string;
+          title: string;
+          message: string;
+          facts: string | null;
+          diagnosis: string | null;
+        }[];
+        for (const r of rows) {
+          const next = [redact(r.title), redact(r.message), redactJsonText(r.facts), redactJsonText(r.diagnosis)] as const;
+          if (next[0] === r.title && next[1] === r.message && next[2] === r.facts && next[3] === r.diagnosis) continue;
+          updateFinding.run(...next, r.id);
+          changed.findings++;
+        }
+        const updateEvidence = db.prepare('UPDATE evidence SET text = ? WHERE rowid = ?');
+        for (const r of db.prepare('SELECT rowid, text FROM evidence').all() as { rowid: number; text: string }[]) {
+          const text = redact(r.text);
+          if (text === r.text) continue;
+          updateEvidence.run(text, r.rowid);
+          changed.evidence++;
+        }
+        db.prepare("INSERT INTO checkpoints (source, key, value, updated_at) VALUES ('redaction', 'rules', ?, ?) ON CONFLICT(source, key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at").run(
+          version,
+          new Date().toISOString(),
+        );
+      })();
+      if (changed.templates + changed.findings + changed.evidence > 0) {
+        this.refreshSearchIndex();
+        // Merging the index's segments drops the deleted documents' words, which secure_delete then overwrites.
+        db.exec("INSERT INTO templates_fts(templates_fts) VALUES ('optimize'); INSERT INTO findings_fts(findings_fts) VALUES ('optimize');");
+        db.pragma('wal_checkpoint(TRUNCATE)');
+      }
+    } finally {
+      db.pragma('secure_delete = OFF');
+    }
+    return changed;
+  }
+
+  /**
    * Indexes the findings and log templates that changed since the last call
    * (the triggers of migration 2 note them). `search` calls it first, so
    * results are always current. Returns the number of documents indexed.
