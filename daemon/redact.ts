@@ -144,6 +144,8 @@ function skipNamedValue(secret: string, ctx: MatchContext): boolean {
   const { groups, input, offset, match } = ctx;
   const name = groups.name ?? '';
   if (isNonSecretKeyName(name)) return true;
+  // `Token: Token { kind: ... }`: a type printed after its field name, not a value.
+  if (secret.toLowerCase() === name.toLowerCase()) return true;
   // A structure, not a value: its own fields are judged on their own.
   if (/^[{[]/.test(secret)) return true;
   // `PWD=/home/app`, `OLDPWD=/`: the shell's working directory.
