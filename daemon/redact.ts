@@ -110,7 +110,7 @@ function base64JsonKind(b64: string): string | null {
 /** `user:password` (printable, both parts non-empty) after `Basic`. */
 function isBasicCredential(b64: string): boolean {
   const text = decode64(b64);
-  return /^[\x21-\x7e][\x20-\x7e]*:[\x20-\x7e]+$/.test(text) && !text.includes('\ufffd');
+  return /^[\x21-\x7e][\x20-\x7e]*:[\x20-\x7e]+$/.test(text);
 }
 
 // ---- Key names whose value is a secret -------------------------------------------------------------
