@@ -10,14 +10,14 @@
  * answers from the literal, is listed but allowed).
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StatusBody } from '../daemon/api/server.js';
 import { FakeApiServer } from './harness/fake-apiserver.js';
 import { FakeKubelet } from './harness/fake-kubelet.js';
-import { type DaemonProcess, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
+import { fakeNodeEnv, Started, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
 import { appendJournal, appendKmsg, ContainerLogDir, journalRemoteBinary, kmsgRecord, makeHostRoot, writeBoot } from './helpers/host-root.js';
 import { ensureTinyModel } from './helpers/test-model.js';
 
@@ -26,13 +26,8 @@ const PRELOAD = join(import.meta.dirname, 'helpers/egress-preload.ts');
 const NODE = 'edge-node-1';
 const SOURCES = ['kubelet', 'kube-api', 'pod-logs', 'journald', 'kmsg', 'host'];
 
-let daemon: DaemonProcess | undefined;
-const servers: { stop(): Promise<void> }[] = [];
-afterEach(async () => {
-  await daemon?.kill('SIGKILL');
-  daemon = undefined;
-  for (const s of servers.splice(0)) await s.stop();
-});
+const started = new Started();
+afterEach(() => started.stop());
 
 /** Every request the test makes to the daemon goes through here (one place to add credentials). */
 function request(base: string, path: string, body?: unknown): Promise<Response> {
@@ -86,7 +81,7 @@ describe('egress', () => {
     const model = await ensureTinyModel();
     const api = await FakeApiServer.create({ bundleDir: BUNDLE });
     const kubelet = await FakeKubelet.create({ bundleDir: BUNDLE });
-    servers.push(api, kubelet);
+    started.servers.push(api, kubelet);
     const dir = tempDir();
     const host = makeHostRoot().root;
     new ContainerLogDir(host, { namespace: 'shop', pod: 'checkout-6f9c7d8b5-q2xlm', uid: '7f3a9c1e-5b2d-4e8f-a6c0-1d9b3e5f7a2c', container: 'checkout' }).write(20);
@@ -98,22 +93,14 @@ describe('egress', () => {
         fields: { MESSAGE: 'Started kubelet: The Kubernetes Node Agent.', _SYSTEMD_UNIT: 'kubelet.service', SYSLOG_IDENTIFIER: 'kubelet', PRIORITY: '6' },
       },
     ]);
-    writeFileSync(join(dir, 'kubelet-token'), 'fake-kubelet-token\n');
-    writeFileSync(join(dir, 'kubelet-ca.crt'), kubelet.ca.certPem);
     const recordFile = join(dir, 'egress.jsonl');
-    daemon = await startDaemon({
+    const daemon = await startDaemon({
       nodeArgs: ['--import', PRELOAD],
       env: {
+        ...fakeNodeEnv(dir, { api, kubelet }, { nodeName: NODE, hostRoot: host }),
         EGRESS_RECORD_FILE: recordFile,
-        KUBECONFIG: api.writeKubeconfig(join(dir, 'kubeconfig')),
-        NODE_NAME: NODE,
-        NODESAGE_KUBELET_URL: kubelet.url,
-        NODESAGE_KUBELET_TOKEN_FILE: join(dir, 'kubelet-token'),
-        NODESAGE_KUBELET_CA_FILE: join(dir, 'kubelet-ca.crt'),
         NODESAGE_KUBELET_INTERVAL_SECONDS: '0.5',
-        NODESAGE_HOST_ROOT: host,
         NODESAGE_HOST_INTERVAL_SECONDS: '1',
-        NODESAGE_DATA_DIR: join(dir, 'data'),
         NODESAGE_DETECT_INTERVAL_SECONDS: '0.5',
         NODESAGE_EXPORT_EVENTS: 'true',
         NODESAGE_EXPORT_CONDITIONS: 'true',
@@ -122,6 +109,7 @@ describe('egress', () => {
         NODESAGE_LLM_MAX_TOKENS: '24',
       },
     });
+    started.daemon = daemon;
     const url = daemon.url;
     await waitFor(
       async () => {
@@ -131,7 +119,7 @@ describe('egress', () => {
       60_000,
       250,
     ).catch(async (err: Error) => {
-      throw new Error(`${err.message}\n${await (await request(url, '/v1/status')).text()}\nstdout:\n${daemon!.stdout().slice(-3000)}`);
+      throw new Error(`${err.message}\n${await (await request(url, '/v1/status')).text()}\nstdout:\n${daemon.stdout().slice(-3000)}`);
     });
 
     const ask = await request(url, '/v1/ask', { question: 'why is the checkout pod restarting?' });
@@ -145,7 +133,6 @@ describe('egress', () => {
     // The exporters wrote to the API server too (a connection this test allows).
     await waitFor(async () => api.requests.some((r) => r.method === 'PATCH' || r.method === 'POST'), 30_000, 250);
     await daemon.kill('SIGTERM');
-    daemon = undefined;
 
     const recorded = readFileSync(recordFile, 'utf8')
       .split('\n')

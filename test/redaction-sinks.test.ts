@@ -26,7 +26,7 @@ import { ruleHint } from '../daemon/diagnoser/rule-hint.js';
 import { createRedactor } from '../daemon/redact.js';
 import { FakeApiServer } from './harness/fake-apiserver.js';
 import { FakeKubelet } from './harness/fake-kubelet.js';
-import { type DaemonProcess, runCli, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
+import { fakeNodeEnv, runCli, Started, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
 import { appendJournal, criLine, journalRemoteBinary, makeHostRoot } from './helpers/host-root.js';
 import { loadLookAlikes, loadPositives } from './helpers/redaction-corpus.js';
 
@@ -39,12 +39,8 @@ const positives = loadPositives();
 const lookAlikes = loadLookAlikes();
 const redact = createRedactor();
 
-let daemon: DaemonProcess | undefined;
-const servers: { stop(): Promise<void> }[] = [];
-afterAll(async () => {
-  await daemon?.kill('SIGKILL');
-  for (const s of servers) await s.stop();
-});
+const started = new Started();
+afterAll(() => started.stop());
 
 function chunks<T>(xs: T[], n: number): T[][] {
   const out: T[][] = [];
@@ -126,7 +122,7 @@ describe('redaction at every sink', () => {
 
     const api = await FakeApiServer.create({ bundleDir: BUNDLE });
     const kubelet = await FakeKubelet.create({ bundleDir: BUNDLE });
-    servers.push(api, kubelet);
+    started.servers.push(api, kubelet);
     const dir = tempDir();
     const host = makeHostRoot().root;
     const start = Date.now() - 120_000;
@@ -177,22 +173,14 @@ describe('redaction at every sink', () => {
     mkdirSync(join(host, 'dev'), { recursive: true });
     appendFileSync(join(host, 'dev/kmsg'), '');
 
-    const kubeconfig = api.writeKubeconfig(join(dir, 'kubeconfig'));
-    writeFileSync(join(dir, 'kubelet-token'), 'fake-kubelet-token\n');
-    writeFileSync(join(dir, 'kubelet-ca.crt'), kubelet.ca.certPem);
-    const dataDir = join(dir, 'data');
     const envVars = {
-      KUBECONFIG: kubeconfig,
-      NODE_NAME: NODE,
-      NODESAGE_KUBELET_URL: kubelet.url,
-      NODESAGE_KUBELET_TOKEN_FILE: join(dir, 'kubelet-token'),
-      NODESAGE_KUBELET_CA_FILE: join(dir, 'kubelet-ca.crt'),
-      NODESAGE_HOST_ROOT: host,
-      NODESAGE_DATA_DIR: dataDir,
+      ...fakeNodeEnv(dir, { api, kubelet }, { nodeName: NODE, hostRoot: host }),
       NODESAGE_DETECT_INTERVAL_SECONDS: '0.5',
       NODESAGE_EXPORT_EVENTS: 'true',
     };
-    daemon = await startDaemon({ env: envVars });
+    const dataDir = join(dir, 'data');
+    const daemon = await startDaemon({ env: envVars });
+    started.daemon = daemon;
     const url = daemon.url;
     const getFindings = async () => {
       const res = await fetch(`${url}/v1/findings?limit=500`);
@@ -210,7 +198,7 @@ describe('redaction at every sink', () => {
       60_000,
       250,
     ).catch((err: Error) => {
-      throw new Error(`${err.message}\nstdout:\n${daemon!.stdout().slice(-4000)}`);
+      throw new Error(`${err.message}\nstdout:\n${daemon.stdout().slice(-4000)}`);
     });
 
     const isLook = (f: Finding) => f.subject.name.startsWith('redact-look-') || f.subject.name === 'web-55c6';
@@ -346,7 +334,6 @@ describe('redaction at every sink', () => {
         .join('\n');
     const running = dbBytes();
     const stopped = await daemon.kill('SIGTERM');
-    daemon = undefined;
     expect(stopped.code).toBe(0);
     sinks.push({ name: 'SQLite files (db + wal), raw bytes', all: `${running}\n${dbBytes()}`, mustHold: [], lookAlikeTexts: [] });
 

@@ -3,7 +3,7 @@
  * process, the way `npm start` does, and finds its URL in its log.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -119,4 +119,40 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | null | false>
     if (Date.now() > end) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, stepMs));
   }
+}
+
+/** What a test started: the daemon (killed) and the fake servers (stopped) at `stop()`, e.g. in afterEach. */
+export class Started {
+  daemon: DaemonProcess | undefined;
+  readonly servers: { stop(): Promise<void> }[] = [];
+
+  /** Kills the daemon and stops every server. */
+  async stop(): Promise<void> {
+    await this.daemon?.kill('SIGKILL');
+    this.daemon = undefined;
+    for (const s of this.servers.splice(0)) await s.stop();
+  }
+}
+
+/**
+ * The environment of a daemon on a fake node: kubeconfig of the fake API
+ * server, URL, token and CA of the fake kubelet (files written in `dir`), the
+ * host root and a data dir under `dir`.
+ */
+export function fakeNodeEnv(
+  dir: string,
+  fakes: { api: { writeKubeconfig(path: string): string }; kubelet: { url: string; ca: { certPem: string } } },
+  opts: { nodeName: string; hostRoot: string },
+): Record<string, string> {
+  writeFileSync(join(dir, 'kubelet-token'), 'fake-kubelet-token\n');
+  writeFileSync(join(dir, 'kubelet-ca.crt'), fakes.kubelet.ca.certPem);
+  return {
+    KUBECONFIG: fakes.api.writeKubeconfig(join(dir, 'kubeconfig')),
+    NODE_NAME: opts.nodeName,
+    NODESAGE_KUBELET_URL: fakes.kubelet.url,
+    NODESAGE_KUBELET_TOKEN_FILE: join(dir, 'kubelet-token'),
+    NODESAGE_KUBELET_CA_FILE: join(dir, 'kubelet-ca.crt'),
+    NODESAGE_HOST_ROOT: opts.hostRoot,
+    NODESAGE_DATA_DIR: join(dir, 'data'),
+  };
 }
