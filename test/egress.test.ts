@@ -17,7 +17,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { StatusBody } from '../daemon/api/server.js';
 import { FakeApiServer } from './harness/fake-apiserver.js';
 import { FakeKubelet } from './harness/fake-kubelet.js';
-import { fakeNodeEnv, Started, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
+import { daemonRequest as request, fakeNodeEnv, Started, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
 import { appendJournal, appendKmsg, ContainerLogDir, journalRemoteBinary, kmsgRecord, makeHostRoot, writeBoot } from './helpers/host-root.js';
 import { ensureTinyModel } from './helpers/test-model.js';
 
@@ -28,13 +28,6 @@ const SOURCES = ['kubelet', 'kube-api', 'pod-logs', 'journald', 'kmsg', 'host'];
 
 const started = new Started();
 afterEach(() => started.stop());
-
-/** Every request the test makes to the daemon goes through here (one place to add credentials). */
-function request(base: string, path: string, body?: unknown): Promise<Response> {
-  const headers: Record<string, string> = {};
-  if (body !== undefined) headers['content-type'] = 'application/json';
-  return fetch(`${base}${path}`, body === undefined ? { headers } : { method: 'POST', headers, body: JSON.stringify(body) });
-}
 
 interface Recorded {
   pid: number;

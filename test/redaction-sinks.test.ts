@@ -26,7 +26,7 @@ import { ruleHint } from '../daemon/diagnoser/rule-hint.js';
 import { createRedactor } from '../daemon/redact.js';
 import { FakeApiServer } from './harness/fake-apiserver.js';
 import { FakeKubelet } from './harness/fake-kubelet.js';
-import { fakeNodeEnv, runCli, Started, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
+import { daemonRequest, fakeNodeEnv, runCli, Started, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
 import { appendJournal, criLine, journalRemoteBinary, makeHostRoot } from './helpers/host-root.js';
 import { loadLookAlikes, loadPositives } from './helpers/redaction-corpus.js';
 
@@ -183,7 +183,7 @@ describe('redaction at every sink', () => {
     started.daemon = daemon;
     const url = daemon.url;
     const getFindings = async () => {
-      const res = await fetch(`${url}/v1/findings?limit=500`);
+      const res = await daemonRequest(url, '/v1/findings?limit=500');
       return ((await res.json()) as { items: Finding[] }).items;
     };
     const eventPosts = () => api.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/events') && r.body !== undefined);
@@ -231,7 +231,7 @@ describe('redaction at every sink', () => {
       'keyspace token bucket password policy pam_unix chauthtok',
       'sandbox registry authorization',
     ]) {
-      const res = await fetch(`${url}/v1/ask`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ question }) });
+      const res = await daemonRequest(url, '/v1/ask', { question });
       expect(res.status).toBe(200);
       asks.push(await res.text());
     }

@@ -90,6 +90,17 @@ export async function startDaemon(opts: { env?: Record<string, string>; args?: s
   };
 }
 
+/**
+ * A request to the daemon's API: GET, or POST with a JSON body. Tests that
+ * check what the API serves go through here, so credentials are added in one
+ * place.
+ */
+export function daemonRequest(base: string, path: string, body?: unknown): Promise<Response> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  return fetch(`${base}${path}`, body === undefined ? { headers } : { method: 'POST', headers, body: JSON.stringify(body) });
+}
+
 /** GETs JSON from the daemon: `url` over TCP, or its path over the unix socket `socketPath`, with optional headers (a bearer token). */
 export async function getJson<T = unknown>(url: string, opts: { headers?: Record<string, string>; socketPath?: string } = {}): Promise<{ status: number; body: T }> {
   if (!opts.socketPath) {
