@@ -28,7 +28,7 @@ import { createDetectors } from './detectors/index.js';
 import { buildDiagnoser } from './diagnoser/build.js';
 import { DiagnosisQueue } from './diagnoser/queue.js';
 import { TemplateStats } from './detectors/templates/stats.js';
-import { createRedactor, redactionVersion } from './redact.js';
+import { createRedactor, redactDiagnosis, redactionVersion } from './redact.js';
 import { ConditionsExporter } from './exporters/conditions.js';
 import { EventsExporter } from './exporters/events.js';
 import { Store } from './store/store.js';
@@ -180,10 +180,10 @@ export async function createDaemon(config: Readonly<Config>, logger: Logger): Pr
     logger: log('diagnosis'),
     getFinding: (id) => store.getFinding(id),
     saveDiagnosis: (id, d) => {
-      store.setDiagnosis(id, d);
+      store.setDiagnosis(id, redactDiagnosis(d, redact));
       daemon?.recordDiagnosis(d);
     },
-    cache: { get: (k) => store.cacheGet(k), put: (k, d) => store.cachePut(k, d) },
+    cache: { get: (k) => store.cacheGet(k), put: (k, d) => store.cachePut(k, redactDiagnosis(d, redact)) },
   });
   const exporterHooks: NonNullable<DaemonParts['onCycle']>[] = [];
   const disposers: (() => Promise<void>)[] = [];

@@ -28,7 +28,7 @@
  *   cannot be told from a word and is kept: at most 14 bytes of a key.
  */
 import { createHash } from 'node:crypto';
-import type { FindingDraft, LogLine, Signal } from './core/types.js';
+import type { Diagnosis, FindingDraft, LogLine, Signal } from './core/types.js';
 
 /** A configured redaction pattern is not a valid regular expression. */
 export class RedactPatternError extends Error {
@@ -467,6 +467,17 @@ export function redactDraft(d: FindingDraft, redact: Redactor): void {
   if (d.facts) {
     for (const [k, v] of Object.entries(d.facts)) if (typeof v === 'string') d.facts[k] = redact(v);
   }
+}
+
+/** A diagnosis with its texts redacted: the model only saw redacted text, this holds its answer to the same rules. */
+export function redactDiagnosis(d: Diagnosis, redact: Redactor): Diagnosis {
+  return {
+    ...d,
+    summary: redact(d.summary),
+    probableCause: redact(d.probableCause),
+    nextSteps: d.nextSteps.map(redact),
+    commands: d.commands.map(redact),
+  };
 }
 
 const NAMED_SECRET = new RegExp(`^${SECRET_NAME}$`);
