@@ -206,7 +206,7 @@ const RULES: Rule[] = [
   { kind: 'gcp-private-key-id', triggers: ['private_key_id'], re: /(?<pre>\\?"private_key_id\\?"\s*:\s*\\?")(?<secret>[0-9a-f]{40})/g },
   // Google OAuth client secrets and access tokens.
   shape('gcp-oauth', ['GOCSPX-', 'ya29\\.'], /\bGOCSPX-[A-Za-z0-9_-]{28}|\bya29\.[A-Za-z0-9_-]{30,}/g),
-  // gitleaks azure-storage-account-key style: storage and Service Bus keys in connection strings, and SAS signatures.
+  // Azure storage and Service Bus keys in connection strings, and SAS signatures (Azure's documented formats; no gitleaks rule).
   { kind: 'azure-storage-key', triggers: ['AccountKey=', 'SharedAccessKey='], re: /(?<pre>(?:AccountKey|SharedAccessKey)=)(?<secret>[A-Za-z0-9+/]{40,88}={0,2})/g },
   { kind: 'azure-sas-signature', triggers: ['sig='], re: /(?<pre>[?&]sig=)(?<secret>[A-Za-z0-9%+/=]{20,})/g },
   // gitleaks azure-ad-client-secret: `xxx8Q~...`.
@@ -222,7 +222,7 @@ const RULES: Rule[] = [
   // gitleaks slack-bot-token, slack-user-token, slack-app-token, slack-config-access-token; slack-webhook-url.
   shape('slack-token', ['xox', 'xapp-'], /\b(?:xox[abposre]|xapp)-[A-Za-z0-9-]{10,}/g),
   { kind: 'slack-webhook', triggers: ['hooks\\.slack\\.com'], re: /(?<pre>hooks\.slack\.com\/(?:services|workflows|triggers)\/)(?<secret>[A-Za-z0-9+/]{20,})/g },
-  // Discord and Microsoft Teams incoming webhooks carry their secret in the path.
+  // Discord incoming webhooks carry their secret in the path.
   { kind: 'discord-webhook', triggers: ['discord(?:app)?\\.com/api/webhooks'], re: /(?<pre>discord(?:app)?\.com\/api\/webhooks\/\d+\/)(?<secret>[A-Za-z0-9_-]{30,})/g },
   // gitleaks stripe-access-token (sk_/rk_), plus publishable pk_ keys and webhook signing secrets.
   shape('stripe-key', ['[spr]k_(?:live|test|prod)_', 'whsec_'], /\b(?:[spr]k_(?:live|test|prod)_[A-Za-z0-9]{10,99}|whsec_[A-Za-z0-9+/=]{24,})\b/g),
@@ -236,7 +236,7 @@ const RULES: Rule[] = [
   shape('sendgrid-key', ['SG\\.'], /\bSG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}/g),
   // gitleaks twilio-api-key.
   shape('twilio-key', ['SK[0-9a-fA-F]{32}'], /\bSK[0-9a-fA-F]{32}\b/g),
-  // gitleaks openai-api-key, anthropic-api-key, huggingface-access-token / -organization-api-token, groq, replicate.
+  // gitleaks openai-api-key, anthropic-api-key, huggingface-access-token, huggingface-organization-api-token; Groq and Replicate prefixes.
   shape(
     'ai-api-key',
     ['sk-', 'hf_', 'api_org_', 'gsk_', 'r8_'],
@@ -255,7 +255,7 @@ const RULES: Rule[] = [
   shape('age-secret-key', ['AGE-SECRET-KEY-1'], /AGE-SECRET-KEY-1[0-9A-Z]{58}/g),
   // gitleaks vault-service-token, vault-batch-token; hashicorp-tf-api-token.
   shape('vault-token', ['hv[sbr]\\.', 'atlasv1'], /\bhv[sbr]\.[A-Za-z0-9_-]{20,}|\b[a-z0-9]{14}\.atlasv1\.[A-Za-z0-9_=-]{60,70}/g),
-  // gitleaks grafana-cloud-api-token, grafana-service-account-token; new-relic-user-api-key; sentry tokens.
+  // gitleaks grafana-cloud-api-token, grafana-service-account-token, new-relic-user-api-key, sentry-org-token, sentry-user-token, dynatrace-api-token.
   shape(
     'observability-token',
     ['glc_', 'glsa_', 'NRAK-', 'sntry[su]_', 'dt0c01\\.'],
@@ -263,7 +263,7 @@ const RULES: Rule[] = [
   ),
   // gitleaks linear-api-key, postman-api-token, atlassian-api-token, doppler-api-token, databricks-api-token,
   // pulumi-api-token, telegram-bot-api-token, square-access-token, alibaba-access-key-id, artifactory-api-key,
-  // planetscale tokens, flyio-access-token, infracost-api-token, buildkite.
+  // planetscale-api-token, flyio-access-token, infracost-api-token; Buildkite's prefix.
   shape(
     'saas-token',
     ['lin_api_', 'PMAK-', 'ATATT3', 'dp\\.(?:pt|st|sa|ct)\\.', 'dapi[a-f0-9]', 'pul-[a-f0-9]', ':AA', 'sq0(?:atp|csp)-', 'LTAI', 'AKCp', 'pscale_', 'fo1_', 'fm2_', 'ico-', 'bkua_'],
@@ -282,7 +282,7 @@ const RULES: Rule[] = [
     skip: skipValue,
     re: /(?<pre>\bAuthorization\\?["']?\s*[:=]\s*\\?["']?\[?\\?["']?(?:Bearer|Basic|Token|Bot|Digest|Negotiate|AWS4-HMAC-SHA256|SharedKey)\s+)(?<secret>[^\s"'\\,;\]]+)/gi,
   },
-  // A bare `Bearer <token>` (curl -H, client debug output).
+  // A bare `Bearer <token>` (gitleaks curl-auth-header; client debug output).
   { kind: 'bearer-token', triggers: ['[Bb]earer'], re: /(?<pre>\b[Bb]earer\s+)(?<secret>[A-Za-z0-9._~+/-]{16,}=*)/g, skip: skipValue },
   // A bare `Basic <base64 user:password>`.
   { kind: 'basic-auth', triggers: ['Basic '], re: /(?<pre>\bBasic\s+)(?<secret>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])/g, skip: (s) => !isBasicCredential(s) },
@@ -306,7 +306,7 @@ const RULES: Rule[] = [
   { kind: 'dsn-password', triggers: ['jdbc:oracle:'], re: /(?<pre>jdbc:oracle:[a-z]+:[\w.$-]*\/)(?<secret>[^\s@/"']+)(?<post>@)/g, skip: skipValue },
   // docker config.json `"auth": "<base64 user:pass>"`.
   { kind: 'docker-auth', triggers: ['"auth\\\\?"'], re: /(?<pre>\\?"auth\\?"\s*:\s*\\?")(?<secret>[A-Za-z0-9+/]{8,}={0,2})/g },
-  // Command lines that carry secrets: `--token abc`, `--db-password=abc`, `mysql -pabc`, `curl -u user:abc`, `redis-cli -a abc`.
+  // Command lines that carry secrets: `--token abc`, `--db-password=abc`, `mysql -pabc`, `curl -u user:abc` (gitleaks curl-auth-user), `redis-cli -a abc`.
   {
     kind: 'flag-secret',
     triggers: ['--[\\w-]*(?:[Tt]oken|[Pp]assw(?:or)?d|[Ss]ecret|[Kk]ey)[= ]'],
@@ -329,7 +329,8 @@ const RULES: Rule[] = [
     re: new RegExp(`(?<=^[ \\t]*(?:-[ \\t]+)?)(?<pre>${SECRET_NAME}[ \\t]*(?<sep>:)(?<sp>[ \\t]+))(?<secret>[^\\s#"'|>{\\[&*!][^\\n#]*?)(?=[ \\t]*(?:[ \\t]#.*)?$)`, 'gm'),
     skip: skipNamedValue,
   },
-  // key=value, key: value, "key": "value", key="value", key => "value" (also with escaped quotes inside JSON-in-logfmt).
+  // gitleaks generic-api-key, kubernetes-secret-yaml: key=value, key: value, "key": "value", key="value", key => "value"
+  // (also with escaped quotes inside JSON-in-logfmt).
   {
     kind: 'secret-value',
     triggers: [`(?:${SECRET_WORDS.map(ci).join('|')}|[Kk][Ee][Yy])(?:[_-]?[A-Za-z0-9]{1,6})?\\\\?["']?\\s*(?:=|:)`],
