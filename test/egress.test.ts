@@ -17,7 +17,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { StatusBody } from '../daemon/api/server.js';
 import { FakeApiServer } from './harness/fake-apiserver.js';
 import { FakeKubelet } from './harness/fake-kubelet.js';
-import { daemonRequest as request, fakeNodeEnv, Started, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
+import { daemonRequest as request, fakeNodeEnv, operatorAccess, Started, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
 import { appendJournal, appendKmsg, ContainerLogDir, journalRemoteBinary, kmsgRecord, makeHostRoot, writeBoot } from './helpers/host-root.js';
 import { ensureTinyModel } from './helpers/test-model.js';
 
@@ -72,7 +72,7 @@ describe('egress', () => {
     const remote = journalRemoteBinary();
     if (!remote) throw new Error('systemd-journal-remote is needed to write real journal files (Debian package systemd-journal-remote)');
     const model = await ensureTinyModel();
-    const api = await FakeApiServer.create({ bundleDir: BUNDLE });
+    const api = await FakeApiServer.create({ bundleDir: BUNDLE, ...operatorAccess() });
     const kubelet = await FakeKubelet.create({ bundleDir: BUNDLE });
     started.servers.push(api, kubelet);
     const dir = tempDir();
@@ -132,7 +132,8 @@ describe('egress', () => {
       .filter(Boolean)
       .map((l) => JSON.parse(l) as Recorded);
     expect(recorded.some((r) => r.kind === 'preload')).toBe(true);
-    const own = recorded.filter((r) => r.kind === 'listen').map((r) => (typeof r.address === 'object' && r.address ? `${r.address.address}:${r.address.port}` : String(r.address)));
+    // TCP listeners as host:port, the node-local socket as unix:<path> (the form a connection to it is recorded in).
+    const own = recorded.filter((r) => r.kind === 'listen').map((r) => (typeof r.address === 'object' && r.address ? `${r.address.address}:${r.address.port}` : `unix:${String(r.address)}`));
     const apiPeer = new URL(api.url);
     const kubeletPeer = new URL(kubelet.url);
     const allowed = new Set([`${apiPeer.hostname}:${apiPeer.port}`, `${kubeletPeer.hostname}:${kubeletPeer.port}`, ...own]);

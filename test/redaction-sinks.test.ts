@@ -26,7 +26,7 @@ import { ruleHint } from '../daemon/diagnoser/rule-hint.js';
 import { createRedactor } from '../daemon/redact.js';
 import { FakeApiServer } from './harness/fake-apiserver.js';
 import { FakeKubelet } from './harness/fake-kubelet.js';
-import { daemonRequest, fakeNodeEnv, runCli, Started, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
+import { daemonRequest, fakeNodeEnv, operatorAccess, runCli, Started, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
 import { appendJournal, criLine, journalRemoteBinary, makeHostRoot } from './helpers/host-root.js';
 import { loadLookAlikes, loadPositives } from './helpers/redaction-corpus.js';
 
@@ -120,7 +120,7 @@ describe('redaction at every sink', () => {
     const kinds = new Set(positives.map((p) => p.kind));
     console.log(`redaction corpus: ${kinds.size} kinds, ${positives.length} positives, ${lookAlikes.length} look-alikes`);
 
-    const api = await FakeApiServer.create({ bundleDir: BUNDLE });
+    const api = await FakeApiServer.create({ bundleDir: BUNDLE, ...operatorAccess() });
     const kubelet = await FakeKubelet.create({ bundleDir: BUNDLE });
     started.servers.push(api, kubelet);
     const dir = tempDir();

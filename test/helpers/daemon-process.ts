@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ACCESS_ROLES } from '../../daemon/api/auth/policy.js';
 
 /** Root of the project checkout. */
 export const PROJECT_ROOT = new URL('../..', import.meta.url).pathname;
@@ -90,13 +91,29 @@ export async function startDaemon(opts: { env?: Record<string, string>; args?: s
   };
 }
 
+/** The bearer token of the operator that `daemonRequest` calls the API as. */
+export const OPERATOR_TOKEN = 'site-operator-token';
+
 /**
- * A request to the daemon's API: GET, or POST with a JSON body. Tests that
- * check what the API serves go through here, so credentials are added in one
- * place.
+ * Users and RBAC rules for the fake API server: OPERATOR_TOKEN is a site
+ * operator bound to the shipped reader and model-user roles, the way
+ * `kubectl create clusterrolebinding` would bind them.
+ */
+export function operatorAccess(): { users: Record<string, { username: string }>; rules: { subject: string; verbs: string[]; nonResourceURLs: string[] }[] } {
+  const roles = ACCESS_ROLES.filter((r) => r.name === 'nodesage-reader' || r.name === 'nodesage-model-user');
+  return {
+    users: { [OPERATOR_TOKEN]: { username: 'site-operator' } },
+    rules: roles.flatMap((r) => r.rules.map((x) => ({ subject: 'site-operator', verbs: [...x.verbs], nonResourceURLs: [...x.nonResourceURLs] }))),
+  };
+}
+
+/**
+ * A request to the daemon's API as the operator of `operatorAccess()`: GET,
+ * or POST with a JSON body. Tests that check what the API serves go through
+ * here, so credentials are set in one place.
  */
 export function daemonRequest(base: string, path: string, body?: unknown): Promise<Response> {
-  const headers: Record<string, string> = {};
+  const headers: Record<string, string> = { authorization: `Bearer ${OPERATOR_TOKEN}` };
   if (body !== undefined) headers['content-type'] = 'application/json';
   return fetch(`${base}${path}`, body === undefined ? { headers } : { method: 'POST', headers, body: JSON.stringify(body) });
 }
