@@ -14,6 +14,7 @@
  * ProbeFailure report those, and correlation links a real CrashLoopBackOff to them).
  */
 import { eventCount, eventFirstTime, eventLastTime, eventMessage } from '../core/kube.js';
+import { clipAtWord } from '../core/text.js';
 import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
 import {
   type ContainerContext,
@@ -159,7 +160,7 @@ export function createCrashLoopDetector(opts: Partial<CrashLoopOptions> = {}): D
           if (meaning) message += ` Exit code ${last.exitCode} ${meaning}.`;
         }
         const key = keyLogLine(lines);
-        if (key) message += ` Its log before exiting says: "${key.text.trim().slice(0, 240)}".`;
+        if (key) message += ` Its log before exiting says: "${clipAtWord(key.text, 240)}".`;
         const draft: FindingDraft = {
           category: 'CrashLoop',
           severity,
@@ -201,7 +202,7 @@ function fromEventsOnly(view: NodeView, o: CrashLoopOptions): FindingDraft[] {
       severity: 'warning',
       subject: g.subject,
       title: `Container ${g.container ?? '?'} of ${g.namespace}/${g.pod} is crash-looping (back-off restarting)`,
-      message: `The kubelet keeps backing off restarting ${g.container ? `container ${g.container} of ` : ''}pod ${g.namespace}/${g.pod} (${n} back-off events); no pod status is available for the exit code.${key ? ` Its log before exiting says: "${key.text.trim().slice(0, 240)}".` : ''}`,
+      message: `The kubelet keeps backing off restarting ${g.container ? `container ${g.container} of ` : ''}pod ${g.namespace}/${g.pod} (${n} back-off events); no pod status is available for the exit code.${key ? ` Its log before exiting says: "${clipAtWord(key.text, 240)}".` : ''}`,
       evidence: dedupeEvidence([...g.events.map((e) => eventEvidence(e, view.now)), ...logEvidence(lines)]),
       at: view.now,
       lifecycle: 'condition',

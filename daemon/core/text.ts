@@ -1,0 +1,17 @@
+/**
+ * Small text helpers shared by detectors and the CLI (pure, no I/O).
+ */
+
+/**
+ * Shortens `text` to at most `max` characters, cutting at the last word
+ * boundary so a person never reads half a word, and marks the cut with "…".
+ */
+export function clipAtWord(text: string, max: number): string {
+  const t = text.trim();
+  if (t.length <= max) return t;
+  const room = t.slice(0, Math.max(1, max - 1));
+  const space = room.search(/\s\S*$/);
+  // A single very long token (a URL, a base64 blob) has no boundary: cut it anyway.
+  const cut = space > max / 2 ? room.slice(0, space) : room;
+  return `${cut.replace(/[\s,;:.-]+$/, '')}…`;
+}
