@@ -10,6 +10,7 @@ import { severityRank } from './core/types.js';
 import { createDetectors, type DetectorOptions } from './detectors/index.js';
 import { runDetectors } from './detectors/run.js';
 import { TemplateStats } from './detectors/templates/stats.js';
+import { diagnosisLines, type Style, subjectText } from './cli/format.js';
 import { createRedactor, redactDraft, redactSignals } from './redact.js';
 import { NodeState } from './state/node-state.js';
 import { FindingTracker, toPublicFinding } from './tracker/tracker.js';
@@ -100,16 +101,12 @@ export async function analyzeBundle(dir: string, opts: AnalyzeOptions = {}): Pro
   };
 }
 
-function subjectText(f: Finding): string {
-  const s = f.subject;
-  if (s.kind === 'Node') return `node/${s.name}`;
-  return [s.namespace ?? '', s.name, s.container].filter((x) => x !== undefined && x !== '').join('/');
-}
-
 /** Options of formatFindingsText. */
 export interface TextFormatOptions {
   /** Evidence lines printed per finding (the detector's most telling first). Defaults to 8. */
   evidenceLines?: number;
+  /** Styles (colour on a TTY). Defaults to none. */
+  style?: Style;
 }
 
 /**
@@ -157,6 +154,7 @@ export function formatFindingsText(findings: Finding[], opts: TextFormatOptions 
       out.push(`${inner}evidence${f.evidence.length > ev.length ? ` (${ev.length} of ${f.evidence.length})` : ''}:`);
       for (const e of ev) out.push(`${inner}  ${e.at} ${e.source}: ${e.text}`);
     }
+    if (f.diagnosis) out.push(...diagnosisLines(f.diagnosis, inner, opts.style));
     for (const c of children.get(f.id) ?? []) print(c, depth + 1);
     if (depth === 0) out.push('');
   };

@@ -1,20 +1,23 @@
 #!/usr/bin/env node
 /**
  * The `nodesage` command line: `daemon` runs the agent; the other commands talk
- * to a running daemon or work offline on a bundle.
+ * to a running daemon or work offline on a bundle. Every failure is one plain
+ * line on stderr and a non-zero exit code.
  */
 // First: on an unsupported Node, one line saying what to do, before any dependency loads.
 import './node-version.js';
 import { Command, Option } from 'commander';
-import { assertListenProtected, type Config, ConfigError, type ConfigFlags, loadConfig, proxyFromEnv } from './config.js';
-import { callDaemon, daemonTarget } from './cli/client.js';
-import { formatFindingsTable, formatStatus } from './cli/format.js';
-import type { Finding } from './core/types.js';
-import { VERSION } from './version.js';
+import { assertListenProtected, type Config, ConfigError, type ConfigFlags, clientTarget, formatListen, loadConfig, proxyFromEnv } from './config.js';
+import { callDaemon, type DaemonTarget, daemonTarget } from './cli/client.js';
+import { createStyle, formatFindingDetail, formatFindingsTable, formatStatus, wantsColor } from './cli/format.js';
+import { prettyStream } from './cli/pretty-log.js';
+import { SINCE_HELP, parseSince } from './core/since.js';
+import { CATEGORIES, type Finding, SEVERITIES } from './core/types.js';
 import { createLogger } from './logger.js';
+import { VERSION } from './version.js';
 import { registerModelCommands } from './models/commands.js';
 
-/** Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage. */
+/** Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage (a refused model too). */
 const EXIT_CONFIG = 2;
 
 function addConfigOptions(cmd: Command): Command {
@@ -29,6 +32,13 @@ function addConfigOptions(cmd: Command): Command {
     .option('--data-dir <dir>', 'state folder; env NODESAGE_DATA_DIR')
     .option('--model <file>', 'GGUF model file or catalog id; env NODESAGE_MODEL')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent; env NODESAGE_LOG_LEVEL');
+}
+
+/** Options of the commands that talk to a running daemon. */
+function addClientOptions(cmd: Command): Command {
+  return cmd
+    .option('--url <url>', 'the daemon: http://host:port or unix:/path; env NODESAGE_URL (default: the node-local socket when there is one, else http://127.0.0.1:8877)')
+    .option('--token-file <file>', 'file holding a bearer token for the daemon (else NODESAGE_TOKEN); not needed over the node-local socket');
 }
 
 function flagsOf(opts: Record<string, unknown>): ConfigFlags {
@@ -51,8 +61,20 @@ function configOrExit(opts: Record<string, unknown>): Readonly<Config> {
   }
 }
 
-/** Start-up problems that are the operator's to fix (exit 2): a bad token file, an unusable data folder. */
-const SETUP_ERRORS = new Set(['TOKEN_FILE_INVALID', 'DIR_UNUSABLE']);
+/**
+ * The daemon a client command talks to: `--url` or NODESAGE_URL when given,
+ * else the node-local socket when this user may use it, else the listen
+ * address; with the token of `--token-file` or NODESAGE_TOKEN.
+ */
+function targetOf(opts: { url?: string; tokenFile?: string }): DaemonTarget {
+  const config = configOrExit({});
+  const url = clientTarget(opts.url);
+  const tokenFile = typeof opts.tokenFile === 'string' ? { tokenFile: opts.tokenFile } : {};
+  return url ? daemonTarget({ ...config, listen: url }, { listenFlag: true, ...tokenFile }) : daemonTarget(config, tokenFile);
+}
+
+const color = () => wantsColor(process.stdout, process.env);
+const width = () => process.stdout.columns || 120;
 
 async function runDaemon(opts: Record<string, unknown>): Promise<void> {
   const config = configOrExit(opts);
@@ -61,9 +83,11 @@ async function runDaemon(opts: Record<string, unknown>): Promise<void> {
   } catch (err) {
     fail(err);
   }
+  const tty = process.stdout.isTTY === true;
+  // A person at a terminal reads lines; everything else (kubectl logs, collectors) gets JSON.
   // The daemon's parts load only for the daemon: client commands stay small and quick.
   const { createDaemon } = await import('./main.js');
-  const logger = createLogger(config);
+  const logger = createLogger(config, tty ? prettyStream(process.stdout, color()) : undefined);
   let daemon: Awaited<ReturnType<typeof createDaemon>>;
   try {
     daemon = await createDaemon(config, logger);
@@ -94,35 +118,72 @@ async function runDaemon(opts: Record<string, unknown>): Promise<void> {
   try {
     await daemon.start();
   } catch (err) {
-    logger.fatal({ err }, 'nodesage could not start');
+    const e = err as NodeJS.ErrnoException;
+    logger.debug({ err }, 'nodesage could not start');
     await daemon.stop().catch(() => undefined);
+    const where = formatListen(config.listen);
+    const line =
+      e.code === 'EADDRINUSE'
+        ? `cannot listen on ${where}: the address is already in use (is another nodesage running? set --listen or NODESAGE_LISTEN)`
+        : e.code === 'EACCES'
+          ? `cannot listen on ${where}: permission denied`
+          : `could not start: ${e.message}`;
+    process.stderr.write(`nodesage: ${line}\n`);
     process.exit(1);
+  }
+  if (tty) {
+    const web = daemon.address.startsWith('http') ? `${daemon.address}/` : daemon.address;
+    process.stdout.write(`\n  ${createStyle(color()).bold(web)}\n\n`);
   }
 }
 
-/** Adds the options of commands that talk to a running daemon. */
-function addClientOptions(cmd: Command): Command {
-  return addConfigOptions(cmd).option('--token-file <file>', 'file holding a bearer token for the daemon (else NODESAGE_TOKEN); not needed over the node-local socket');
-}
-
-function targetOf(opts: Record<string, unknown>) {
-  return daemonTarget(configOrExit(opts), { listenFlag: opts.listen !== undefined, ...(typeof opts.tokenFile === 'string' ? { tokenFile: opts.tokenFile } : {}) });
-}
-
-async function client<T>(opts: Record<string, unknown>, path: string): Promise<T> {
+async function client<T>(opts: { url?: string; tokenFile?: string }, path: string): Promise<T> {
   return JSON.parse(await callDaemon(targetOf(opts), path)) as T;
 }
 
-function fail(err: unknown): never {
-  process.stderr.write(`nodesage: ${err instanceof Error ? err.message : String(err)}\n`);
+/** Start-up problems that are the operator's to fix (exit 2): a bad token file, an unusable data folder. */
+const SETUP_ERRORS = new Set(['TOKEN_FILE_INVALID', 'DIR_UNUSABLE']);
+
+function exitCodeOf(err: unknown): number {
+  if (err instanceof ConfigError) return EXIT_CONFIG;
   const code = (err as { code?: unknown } | null)?.code;
-  process.exit(err instanceof ConfigError || (typeof code === 'string' && SETUP_ERRORS.has(code)) ? EXIT_CONFIG : 1);
+  if (typeof code === 'string' && SETUP_ERRORS.has(code)) return EXIT_CONFIG;
+  const name = (err as Error | undefined)?.constructor?.name ?? '';
+  // A model that cannot be used is a usage error: the user named the wrong file.
+  if (/^Model.*Error$/.test(name)) return EXIT_CONFIG;
+  return (err as { exitCode?: number }).exitCode ?? 1;
+}
+
+function fail(err: unknown): never {
+  const msg = err instanceof Error ? err.message : String(err);
+  process.stderr.write(`nodesage: ${msg.split('\n')[0]}\n`);
+  process.exit(exitCodeOf(err));
+}
+
+/** A usage mistake found after parsing (exit 2). */
+class UsageError extends Error {
+  readonly exitCode = EXIT_CONFIG;
+}
+
+function sinceOrFail(since: string | undefined): string | undefined {
+  if (since === undefined) return undefined;
+  try {
+    return parseSince(since);
+  } catch {
+    throw new UsageError(`--since must be ${SINCE_HELP}, not "${since}"`);
+  }
 }
 
 const program = new Command()
   .name('nodesage')
   .description('On-node AI agent for Kubernetes: finds node and pod problems and explains them with a local model. Nothing leaves the node.')
-  .version(VERSION);
+  .version(VERSION)
+  .showSuggestionAfterError()
+  .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'nodesage: ')) })
+  .exitOverride((err) => {
+    // Usage mistakes exit 2; --help and --version exit 0.
+    process.exit(err.exitCode === 0 ? 0 : EXIT_CONFIG);
+  });
 
 addConfigOptions(program.command('daemon').description('run the agent (what `npm start` runs)')).action((opts) => runDaemon(opts));
 
@@ -137,23 +198,42 @@ addClientOptions(program.command('status').description('show the daemon\'s sourc
     }
   });
 
-addClientOptions(program.command('findings').description('list findings (open by default)'))
+const findings = addClientOptions(program.command('findings').description('list findings (open by default); `findings show ID` tells one finding\'s whole story'))
   .option('--json', 'print JSON (the API page body)')
-  .addOption(new Option('--status <status>', 'open or resolved').choices(['open', 'resolved', 'all']).default('open'))
-  .addOption(new Option('--severity <severity>').choices(['info', 'warning', 'critical']))
-  .option('--category <category>', 'a problem catalog id, e.g. CrashLoop')
-  .option('--since <time>', 'RFC3339 time')
-  .option('--limit <n>', 'page size', '100')
+  .addOption(new Option('--status <status>', 'which findings').choices(['open', 'resolved', 'all']).default('open'))
+  .addOption(new Option('--severity <severity>', 'only this severity').choices([...SEVERITIES]))
+  .addOption(new Option('--category <category>', 'only this problem category').choices([...CATEGORIES]))
+  .option('--since <time>', `only findings seen since: ${SINCE_HELP}`)
+  .option('--limit <n>', 'page size (1-500)', '100')
   .action(async (opts) => {
     try {
       const q = new URLSearchParams();
       if (opts.status !== 'all') q.set('status', opts.status);
       if (opts.severity) q.set('severity', opts.severity);
       if (opts.category) q.set('category', opts.category);
-      if (opts.since) q.set('since', opts.since);
+      const since = sinceOrFail(opts.since);
+      if (since) q.set('since', since);
       q.set('limit', String(opts.limit));
       const page = await client<{ items: Finding[]; nextCursor: string | null }>(opts, `/v1/findings?${q}`);
-      process.stdout.write(opts.json ? `${JSON.stringify(page, null, 2)}\n` : formatFindingsTable(page.items));
+      process.stdout.write(
+        opts.json ? `${JSON.stringify(page, null, 2)}\n` : formatFindingsTable(page.items, { width: width(), style: createStyle(color()) }),
+      );
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+addClientOptions(findings.command('show').description('one finding: its evidence, what caused it and what it causes, and its diagnosis'))
+  .argument('<id>', 'the finding id (16 hex characters, the ID column of `nodesage findings`)')
+  .option('--json', 'print the finding and its links as JSON')
+  .action(async (id: string, opts) => {
+    try {
+      if (!/^[0-9a-f]{16}$/.test(id)) throw new UsageError(`a finding id is 16 hex characters (the ID column of \`nodesage findings\`), not "${id}"`);
+      const { showFinding } = await import('./cli/show.js');
+      const story = await showFinding(targetOf(opts), id);
+      process.stdout.write(
+        opts.json ? `${JSON.stringify(story, null, 2)}\n` : formatFindingDetail(story.finding, story, { width: width(), style: createStyle(color()) }),
+      );
     } catch (err) {
       fail(err);
     }
@@ -167,7 +247,7 @@ addConfigOptions(program.command('capture').description('write a node snapshot b
       const config = configOrExit(opts);
       const { capture } = await import('./capture.js');
       const seconds = Number(opts.seconds);
-      if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 600) throw new Error(`--seconds must be a number from 0 to 600, got ${opts.seconds}`);
+      if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 600) throw new UsageError(`--seconds must be a number from 0 to 600, got ${opts.seconds}`);
       const logger = createLogger({ ...config, logLevel: opts.logLevel ?? 'warn' }, process.stderr);
       const r = await capture(config, logger, opts.out, { durationMs: seconds * 1000 });
       process.stdout.write(`bundle written to ${opts.out} (${r.signals} signals; parts: ${r.parts.join(', ')})\n`);
@@ -180,12 +260,36 @@ addConfigOptions(program.command('capture').description('write a node snapshot b
 
 addClientOptions(program.command('ask').description('ask the daemon a question about this node; prints the answer as it is generated, then its citations'))
   .argument('<question>', 'the question, in plain words')
-  .option('--since <time>', 'only findings and log templates seen since this RFC3339 time')
+  .option('--since <time>', `only findings and log templates seen since: ${SINCE_HELP}`)
   .option('--json', 'print the JSON body (no streaming)')
   .action(async (question: string, opts) => {
     try {
       const { runAsk } = await import('./cli/ask.js');
-      await runAsk(targetOf(opts), question, { since: opts.since, json: opts.json === true }, process.stdout);
+      const since = sinceOrFail(opts.since);
+      await runAsk(targetOf(opts), question, { ...(since ? { since } : {}), json: opts.json === true }, process.stdout);
+    } catch (err) {
+      fail(err);
+    }
+  });
+
+addClientOptions(program.command('mcp').description('serve the daemon\'s findings to an MCP client over stdio (read-only tools)')).action(async (opts) => {
+  try {
+    const { runMcpStdio } = await import('./cli/mcp-stdio.js');
+    await runMcpStdio(targetOf(opts));
+  } catch (err) {
+    fail(err);
+  }
+});
+
+addConfigOptions(program.command('doctor').description('check this node for what nodesage needs: host paths, kubelet, API server, journald, model, disk, clock'))
+  .option('--json', 'print the checks as JSON')
+  .action(async (opts) => {
+    try {
+      const config = configOrExit(opts);
+      const { runDoctor, formatDoctor } = await import('./doctor.js');
+      const checks = await runDoctor(config);
+      process.stdout.write(opts.json ? `${JSON.stringify({ checks }, null, 2)}\n` : formatDoctor(checks, createStyle(color())));
+      if (checks.some((c) => c.status === 'fail')) process.exitCode = 1;
     } catch (err) {
       fail(err);
     }
@@ -222,22 +326,30 @@ logs
 
 program
   .command('analyze')
-  .description('analyse a node snapshot bundle offline and print its findings')
+  .description('analyse a node snapshot bundle offline and print its findings, each with a diagnosis (the rule hint, or the model\'s with --model)')
   .requiredOption('--bundle <dir>', 'bundle folder (meta.json, node.json, pods.json, logs/...)')
   .addOption(new Option('--format <format>', 'output format').choices(['json', 'text']).default('json'))
-  .option('--model <file>', 'also explain each warning/critical finding with this GGUF model (on this machine\'s CPU/GPU)')
+  .option('--model <file>', 'explain each warning/critical finding with this GGUF model (on this machine\'s CPU/GPU)')
   .action(async (opts: { bundle: string; format: 'json' | 'text'; model?: string }) => {
     try {
       const { analyzeBundle, formatFindingsText } = await import('./analyze.js');
       const result = await analyzeBundle(opts.bundle);
-      if (opts.model) {
-        const config = configOrExit({ model: opts.model, logLevel: 'silent' });
-        const { diagnoseAll } = await import('./diagnoser/offline.js');
-        // Commands in the hints name the bundle's node, not this machine.
-        const bundleConfig = { ...config, nodeName: result.meta.nodeName };
-        await diagnoseAll(result.findings, bundleConfig, createLogger({ ...bundleConfig, logLevel: 'warn' }, process.stderr));
+      const config = configOrExit({ ...(opts.model ? { model: opts.model } : {}), logLevel: 'silent' });
+      const { diagnoseAll } = await import('./diagnoser/offline.js');
+      const { progressLine } = await import('./cli/progress.js');
+      // Commands in the hints name the bundle's node, not this machine.
+      const bundleConfig = { ...config, model: opts.model ? config.model : null, nodeName: result.meta.nodeName };
+      const progress = progressLine(process.stderr);
+      try {
+        await diagnoseAll(result.findings, bundleConfig, createLogger({ ...bundleConfig, logLevel: 'silent' }, process.stderr), {
+          onProgress: opts.model ? progress.update : undefined,
+        });
+      } finally {
+        progress.done();
       }
-      process.stdout.write(opts.format === 'json' ? `${JSON.stringify(result.findings, null, 2)}\n` : formatFindingsText(result.findings));
+      process.stdout.write(
+        opts.format === 'json' ? `${JSON.stringify(result.findings, null, 2)}\n` : formatFindingsText(result.findings, { style: createStyle(color()) }),
+      );
     } catch (err) {
       fail(err);
     }

@@ -199,6 +199,31 @@ export function parseListen(s: string): Listen | null {
   return { kind: 'tcp', host, port };
 }
 
+/**
+ * The daemon a client command (status, findings, ask, mcp) was pointed at:
+ * `--url`, else NODESAGE_URL; null when neither is given (the CLI then looks
+ * for the node-local socket, then the listen address). A URL is
+ * `http://host:port` or `unix:/path/to.sock`.
+ */
+export function clientTarget(flagUrl: string | undefined, env: Record<string, string | undefined> = process.env): Listen | null {
+  const [value, from] = flagUrl ? [flagUrl, '--url'] : env.NODESAGE_URL ? [env.NODESAGE_URL, 'NODESAGE_URL'] : [null, ''];
+  if (value === null) return null;
+  const allowed = 'http://host:port (e.g. http://127.0.0.1:8877) or unix:/path/to.sock';
+  if (value.startsWith('unix:')) {
+    const l = parseListen(value);
+    if (!l) throw new ConfigError(from, value, allowed);
+    return l;
+  }
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    throw new ConfigError(from, value, allowed);
+  }
+  if (u.protocol !== 'http:' || (u.pathname !== '/' && u.pathname !== '')) throw new ConfigError(from, value, allowed);
+  return { kind: 'tcp', host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port ? Number(u.port) : 80 };
+}
+
 /** Formats a Listen back to its string form. */
 export function formatListen(l: Listen): string {
   return l.kind === 'unix' ? `unix:${l.path}` : `${l.host.includes(':') ? `[${l.host}]` : l.host}:${l.port}`;

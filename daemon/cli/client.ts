@@ -98,8 +98,9 @@ export function callDaemon(listen: DaemonTarget, path: string, opts: RequestOpti
           } catch {
             // not JSON: keep the raw body
           }
-          const hint = res.statusCode === 401 ? ' (give a token with --token-file or NODESAGE_TOKEN, or run on the node where the socket is)' : '';
-          reject(new ClientError(`${res.statusCode}: ${msg}${hint}`, code, res.statusCode));
+          const status = res.statusCode ?? 500;
+          const hint = status === 401 ? ' (give a token with --token-file or NODESAGE_TOKEN, or run on the node where the socket is)' : '';
+          reject(new ClientError(status >= 500 ? `the daemon failed (${status}): ${msg}` : `${msg}${hint}`, code, status));
         });
       },
     );
@@ -107,7 +108,7 @@ export function callDaemon(listen: DaemonTarget, path: string, opts: RequestOpti
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err instanceof ClientError) return reject(err);
       const where = listen.kind === 'unix' ? `unix:${listen.path}` : `${target.host}:${listen.port}`;
-      reject(new ClientError(`cannot reach the nodesage daemon at ${where} (${err.code ?? err.message}); is it running? (set --listen or NODESAGE_LISTEN)`, 'UNREACHABLE'));
+      reject(new ClientError(`cannot reach the nodesage daemon at ${where} (${err.code ?? err.message}); is it running? (set --url or NODESAGE_URL)`, 'UNREACHABLE'));
     });
     if (payload) req.write(payload);
     req.end();

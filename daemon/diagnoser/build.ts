@@ -37,6 +37,8 @@ export interface BuildDiagnoserInput {
   context?: (finding: Finding) => Omit<PromptContext, 'hint'> | Promise<Omit<PromptContext, 'hint'>>;
   /** Applied to everything a site backend is sent. Defaults to the built-in rules. */
   redact?: Redactor;
+  /** Check the model file at once and log the outcome (the caller may check it itself). Defaults to true. */
+  checkNow?: boolean;
 }
 
 /** Builds the diagnoser; never loads the model (that happens on first use). */
@@ -86,10 +88,12 @@ export function buildDiagnoser(input: BuildDiagnoserInput): DiagnosisSetup {
   });
   const diagnoser = diagnoserFor(engine);
   // Check the file now so /v1/status says at once why a model cannot be used.
-  engine.check().then(
-    (s) => logger.info({ model: engine.id, architecture: s.architecture, threads: engine.status().threads }, 'model checked; loads on first use'),
-    (err: Error) => logger.warn({ err: err.message, model: config.model }, 'model not usable; running rules-only'),
-  );
+  if (input.checkNow !== false) {
+    engine.check().then(
+      (s) => logger.info({ model: engine.id, architecture: s.architecture, threads: engine.status().threads }, 'model checked; loads on first use'),
+      (err: Error) => logger.warn({ err: err.message, model: config.model }, 'model not usable; running rules-only'),
+    );
+  }
   return {
     diagnoser,
     ruleHint,
