@@ -143,6 +143,7 @@ export class Daemon {
       samples.push({ name: 'memory_available_percent', value: (h.memory.availableBytes / h.memory.totalBytes) * 100 });
     }
     if (h.load) samples.push({ name: 'load1', value: h.load.avg1 });
+    if (h.load?.currentLoadPct !== undefined) samples.push({ name: 'cpu_percent', value: h.load.currentLoadPct });
     for (const r of ['cpu', 'memory', 'io'] as const) {
       const p = h.psi?.[r];
       if (p) samples.push({ name: `psi_${r}_some_avg60`, value: p.some.avg60 });
@@ -150,6 +151,7 @@ export class Daemon {
     for (const f of h.filesystems) {
       const total = f.usedBytes + f.availBytes;
       if (total > 0) samples.push({ name: 'fs_used_percent', labels: f.mount, value: (f.usedBytes / total) * 100 });
+      if (f.inodesTotal && f.inodesUsed !== undefined) samples.push({ name: 'inodes_used_percent', labels: f.mount, value: (f.inodesUsed / f.inodesTotal) * 100 });
     }
     try {
       this.parts.store.addSamples(Date.parse(h.at), samples);

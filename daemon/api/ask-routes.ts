@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import { citationsOf, sourcesOf } from '../ask/answer.js';
 import type { EngineGate } from '../ask/gate.js';
 import type { AskService } from '../ask/service.js';
+import { SINCE_PATTERN } from '../core/since.js';
 import { sendBadDate, sendError, sinceToIso } from './server.js';
 
 /** Options of {@link registerAskRoutes}. */
@@ -35,7 +36,7 @@ const bodySchema = {
   additionalProperties: false,
   properties: {
     question: { type: 'string', minLength: 1, maxLength: MAX_QUESTION_CHARS },
-    since: { type: 'string', format: 'date-time' },
+    since: { type: 'string', pattern: SINCE_PATTERN },
   },
 } as const;
 

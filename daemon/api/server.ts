@@ -6,11 +6,14 @@
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { SINCE_HELP, SINCE_PATTERN, SinceError, parseSince } from '../core/since.js';
 import { CATEGORIES, SEVERITIES, type SourceStatus } from '../core/types.js';
 import { CursorError, type FindingQuery, type Store } from '../store/store.js';
 import { toPublicFinding } from '../tracker/tracker.js';
 import { type AccessOptions, installAccess } from './auth/access.js';
 import { type ApiServing, clientError } from './auth/serve.js';
+import { registerMcpRoute } from './mcp.js';
+import { collectRoutes, described, openApiDocument, registerSurfaceRoutes } from './surfaces.js';
 
 /** /v1/status body (DESIGN.md). */
 export interface StatusBody {
@@ -63,10 +66,11 @@ export interface ApiContext {
  * date-time format accepts, or a year outside 0000-9999).
  */
 export function sinceToIso(since: string): string | null {
-  const ms = Date.parse(since);
-  if (!Number.isFinite(ms)) return null;
-  const iso = new Date(ms).toISOString();
-  return /^\d{4}-/.test(iso) ? iso : null;
+  try {
+    return parseSince(since);
+  } catch {
+    return null;
+  }
 }
 
 /** 400 BAD_DATE for a time {@link sinceToIso} refused. */
@@ -125,10 +129,37 @@ export const findingSchema = {
   },
 } as const;
 
-const errorSchema = {
+/** JSON schema of the API's error body. */
+export const errorSchema = {
   type: 'object',
   properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } },
 } as const;
+
+/** One issue of fastify's (ajv's) validation error. */
+interface ValidationIssue {
+  keyword: string;
+  instancePath: string;
+  message?: string;
+  params: Record<string, unknown>;
+}
+
+/**
+ * A validation failure in words a person can act on: the field, and for an
+ * enum the values it takes (ajv alone says only "must be equal to one of the
+ * allowed values").
+ */
+export function validationMessage(err: { validation: ValidationIssue[]; validationContext?: string; message: string }): string {
+  const parts = err.validation.map((v) => {
+    const field = (v.instancePath.replace(/^\//, '').replaceAll('/', '.') || (v.params.missingProperty as string | undefined)) ?? '';
+    const name = field || err.validationContext || 'request';
+    if (v.keyword === 'enum') return `${name} must be one of: ${(v.params.allowedValues as unknown[]).join(', ')}`;
+    if (v.keyword === 'additionalProperties') return `${err.validationContext ?? 'request'} has an unknown field "${String(v.params.additionalProperty)}"`;
+    if (v.keyword === 'required') return `${err.validationContext ?? 'request'} needs "${String(v.params.missingProperty)}"`;
+    if (v.keyword === 'pattern' && field.endsWith('since')) return `${name} must be ${SINCE_HELP}`;
+    return `${name} ${v.message ?? 'is invalid'}`;
+  });
+  return parts.length > 0 ? parts.join('; ') : err.message;
+}
 
 /** Builds the fastify app (not listening; tests use inject()). */
 export function buildApi(ctx: ApiContext): FastifyInstance {
@@ -147,11 +178,13 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   }) as unknown as FastifyInstance;
   // First, so that every route, including those added later, is behind it.
   installAccess(app, ctx.access ?? { authenticator: null, requestsPerSecond: 1e9, burst: 1e9, modelRequestsPerIdentity: 1e9 }, ctx.serving, sendError);
+  // Before any route: the OpenAPI document is derived from every registered route's schema.
+  const routes = collectRoutes(app);
 
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, _req, reply) => {
-    if (err.validation) return sendError(reply, 400, 'BAD_REQUEST', err.message);
-    if (err instanceof CursorError) return sendError(reply, 400, err.code, err.message);
+    if (err.validation) return sendError(reply, 400, 'BAD_REQUEST', validationMessage(err as Error & { validation: ValidationIssue[]; validationContext?: string }));
+    if (err instanceof CursorError || err instanceof SinceError) return sendError(reply, 400, err.code, err.message);
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500) ctx.logger?.error({ err }, 'request failed');
     const code = status === 413 ? 'BODY_TOO_LARGE' : status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : status >= 500 ? 'INTERNAL' : (err.code ?? 'BAD_REQUEST');
@@ -177,7 +210,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
             status: { type: 'string', enum: ['open', 'resolved'] },
             severity: { type: 'string', enum: [...SEVERITIES] },
             category: { type: 'string', enum: [...CATEGORIES] },
-            since: { type: 'string', format: 'date-time' },
+            since: { type: 'string', pattern: SINCE_PATTERN },
             limit: { type: 'integer', minimum: 1, maximum: 500 },
             cursor: { type: 'string', maxLength: 512 },
           },
@@ -219,6 +252,11 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     return reply.type(ctx.metrics.contentType).send(body);
   });
 
+  registerSurfaceRoutes(app, { store: ctx.store, nodeName: () => ctx.status().nodeName });
+  registerMcpRoute(app, () => ctx.status().version);
   ctx.extraRoutes?.(app);
+  app.get('/v1/openapi.json', { schema: described('this document: every route with its parameters and answers') }, async () =>
+    openApiDocument(routes, ctx.status().version),
+  );
   return app;
 }

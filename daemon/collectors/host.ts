@@ -188,6 +188,27 @@ export class HostCollector implements Collector {
     this.probe = new FilesystemProbe(opts.statfs ?? ((p) => statfsAsync(p)), opts.statfsTimeoutMs ?? 2000);
   }
 
+  /** CPU busy percent since the previous sample, from the host's /proc/stat (undefined on the first). */
+  private cpuBusyPercent(): number | undefined {
+    let line: string | undefined;
+    try {
+      line = readFileSync(join(this.hostRoot, 'proc/stat'), 'utf8').split('\n', 1)[0];
+    } catch {
+      return undefined;
+    }
+    const v = (line ?? '').trim().split(/\s+/).slice(1).map(Number);
+    if (v.length < 4 || v.some((n) => !Number.isFinite(n))) return undefined;
+    // user nice system idle iowait irq softirq steal: idle and iowait are not busy.
+    const idle = (v[3] ?? 0) + (v[4] ?? 0);
+    const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+    const prev = this.prevCpu;
+    this.prevCpu = { idle, total };
+    if (!prev || total <= prev.total) return undefined;
+    return (1 - (idle - prev.idle) / (total - prev.total)) * 100;
+  }
+
+  private prevCpu: { idle: number; total: number } | undefined;
+
   /** Takes one snapshot. */
   async sample(): Promise<HostSnapshot> {
     const at = new Date().toISOString();
@@ -209,6 +230,8 @@ export class HostCollector implements Collector {
     };
     const [a1, a5, a15] = loadavg();
     snap.load = { avg1: a1 ?? 0, avg5: a5 ?? 0, avg15: a15 ?? 0, cpus: cpus().length };
+    const busy = this.cpuBusyPercent();
+    if (busy !== undefined) snap.load.currentLoadPct = busy;
     const psi: NonNullable<HostSnapshot['psi']> = {};
     for (const r of ['cpu', 'memory', 'io'] as const) {
       const p = join(this.hostRoot, 'proc/pressure', r);

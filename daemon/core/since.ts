@@ -23,6 +23,8 @@ export function parseSince(value: string, nowMs = Date.now()): string {
   const rel = /^(\d{1,6})([smhdw])$/.exec(v);
   if (rel) return new Date(nowMs - Number(rel[1]) * UNIT_MS[rel[2] as keyof typeof UNIT_MS]).toISOString();
   const t = /^\d{4}-\d{2}-\d{2}/.test(v) ? Date.parse(v) : Number.NaN;
-  if (Number.isNaN(t)) throw new SinceError(`since must be ${SINCE_HELP}, not "${value}"`);
-  return new Date(t).toISOString();
+  // A leap second or a year outside 0000-9999 (after the offset) is no time nodesage can store or compare.
+  const iso = Number.isNaN(t) ? '' : new Date(t).toISOString();
+  if (!/^\d{4}-/.test(iso)) throw new SinceError(`since must be ${SINCE_HELP}, not "${value}"`);
+  return iso;
 }

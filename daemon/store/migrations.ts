@@ -182,4 +182,49 @@ export const MIGRATIONS: readonly string[] = [
   INSERT OR IGNORE INTO search_dirty (kind, ref) SELECT 'finding', id FROM findings;
   INSERT OR IGNORE INTO search_dirty (kind, ref) SELECT 'template', rowid FROM log_templates;
   `,
+  // 3: what the web page, the MCP tools and the feedback export read.
+  // finding_events is the timeline: triggers note when a finding opens,
+  // resolves, reopens and gets a diagnosis, so the detection cycle's code is
+  // unchanged and an event is never missed; rows go with their finding.
+  // feedback holds a person's verdict on a diagnosis with the finding as it
+  // was judged (evidence and diagnosis; a later diagnosis may replace it, and
+  // retention may delete the finding, but the site's dataset keeps the pair).
+  `
+  CREATE TABLE finding_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    finding_id TEXT NOT NULL REFERENCES findings(id) ON DELETE CASCADE,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT
+  );
+  CREATE INDEX finding_events_at ON finding_events(at);
+  CREATE INDEX finding_events_finding ON finding_events(finding_id);
+  CREATE TRIGGER finding_events_opened AFTER INSERT ON findings BEGIN
+    INSERT INTO finding_events (finding_id, at, kind) VALUES (new.id, new.first_seen, 'opened');
+  END;
+  CREATE TRIGGER finding_events_status AFTER UPDATE OF status ON findings WHEN old.status IS NOT new.status BEGIN
+    INSERT INTO finding_events (finding_id, at, kind)
+      VALUES (new.id, CASE WHEN new.status = 'resolved' THEN coalesce(new.resolved_at, new.updated_at) ELSE new.last_seen END,
+        CASE WHEN new.status = 'resolved' THEN 'resolved' ELSE 'reopened' END);
+  END;
+  CREATE TRIGGER finding_events_diagnosed AFTER UPDATE OF diagnosis ON findings
+  WHEN new.diagnosis IS NOT NULL AND old.diagnosis IS NOT new.diagnosis AND json_valid(new.diagnosis) BEGIN
+    INSERT INTO finding_events (finding_id, at, kind, detail)
+      VALUES (new.id, new.updated_at, 'diagnosed', json_extract(new.diagnosis, '$.diagnoser'));
+  END;
+  INSERT INTO finding_events (finding_id, at, kind) SELECT id, first_seen, 'opened' FROM findings;
+  INSERT INTO finding_events (finding_id, at, kind) SELECT id, resolved_at, 'resolved' FROM findings WHERE status = 'resolved' AND resolved_at IS NOT NULL;
+  INSERT INTO finding_events (finding_id, at, kind, detail)
+    SELECT id, updated_at, 'diagnosed', json_extract(diagnosis, '$.diagnoser') FROM findings WHERE json_valid(diagnosis);
+
+  CREATE TABLE feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    finding_id TEXT NOT NULL,
+    at TEXT NOT NULL,
+    helpful INTEGER NOT NULL,
+    note TEXT,
+    finding TEXT NOT NULL
+  );
+  CREATE INDEX feedback_finding ON feedback(finding_id);
+  `,
 ];

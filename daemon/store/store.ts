@@ -461,6 +461,82 @@ export class Store {
     return rows.map((r) => ({ at: new Date(r.bucket_start * 1000).toISOString(), mean: r.mean, max: r.value_max }));
   }
 
+  /**
+   * Every series of a metric since a time, one per label value (a mount for
+   * `fs_used_percent`), oldest bucket first.
+   */
+  listSampleSeries(name: string, resolution: 60 | 900, sinceMs: number): { labels: string; points: { at: string; mean: number; max: number }[] }[] {
+    const rows = this.db
+      .prepare(
+        'SELECT labels, bucket_start, value_sum / n AS mean, value_max FROM metric_samples WHERE name = ? AND resolution = ? AND bucket_start >= ? ORDER BY labels, bucket_start',
+      )
+      .all(name, resolution, Math.floor(sinceMs / 1000)) as { labels: string; bucket_start: number; mean: number; value_max: number }[];
+    const series = new Map<string, { at: string; mean: number; max: number }[]>();
+    for (const r of rows) {
+      const list = series.get(r.labels) ?? [];
+      list.push({ at: new Date(r.bucket_start * 1000).toISOString(), mean: r.mean, max: r.value_max });
+      series.set(r.labels, list);
+    }
+    return [...series].map(([labels, points]) => ({ labels, points }));
+  }
+
+  /** Timeline events (opened, resolved, reopened, diagnosed) since a time, newest first, with their finding's headline. */
+  listTimeline(q: { since?: string; limit?: number } = {}): TimelineEvent[] {
+    const limit = Math.min(Math.max(q.limit ?? 200, 1), 1000);
+    const rows = this.db
+      .prepare(
+        `SELECT e.at, e.kind, e.detail, f.id, f.category, f.severity, f.subject, f.title, f.status
+        FROM finding_events e JOIN findings f ON f.id = e.finding_id
+        WHERE e.at >= @since ORDER BY e.at DESC, e.id DESC LIMIT @limit`,
+      )
+      .all({ since: q.since ?? '', limit }) as {
+      at: string;
+      kind: TimelineEvent['kind'];
+      detail: string | null;
+      id: string;
+      category: string;
+      severity: string;
+      subject: string;
+      title: string;
+      status: string;
+    }[];
+    return rows.map((r) => ({
+      at: r.at,
+      kind: r.kind,
+      detail: r.detail,
+      finding: {
+        id: r.id,
+        category: r.category as Category,
+        severity: r.severity as Severity,
+        subject: JSON.parse(r.subject) as Subject,
+        title: r.title,
+        status: r.status as 'open' | 'resolved',
+      },
+    }));
+  }
+
+  /** Stores a person's verdict on a finding's diagnosis with the finding as judged; returns the row id. */
+  addFeedback(f: { findingId: string; at: string; helpful: boolean; note: string | null; finding: unknown }): number {
+    return Number(
+      this.db
+        .prepare('INSERT INTO feedback (finding_id, at, helpful, note, finding) VALUES (?, ?, ?, ?, ?)')
+        .run(f.findingId, f.at, f.helpful ? 1 : 0, f.note, JSON.stringify(f.finding)).lastInsertRowid,
+    );
+  }
+
+  /** Every feedback row, oldest first (iterated, so a large export never sits in memory at once). */
+  *iterateFeedback(): Generator<FeedbackRecord> {
+    const it = this.db.prepare('SELECT id, finding_id, at, helpful, note, finding FROM feedback ORDER BY id').iterate() as IterableIterator<{
+      id: number;
+      finding_id: string;
+      at: string;
+      helpful: number;
+      note: string | null;
+      finding: string;
+    }>;
+    for (const r of it) yield { id: r.id, findingId: r.finding_id, at: r.at, helpful: r.helpful === 1, note: r.note, finding: JSON.parse(r.finding) as unknown };
+  }
+
   /** Database size on disk (main file + WAL). */
   sizeBytes(): number {
     let n = 0;
@@ -781,4 +857,24 @@ export interface RunbookRecord {
   size: number;
   mtimeMs: number;
   sha256: string;
+}
+
+/** One timeline event with its finding's headline. */
+export interface TimelineEvent {
+  at: string;
+  kind: 'opened' | 'resolved' | 'reopened' | 'diagnosed';
+  /** For `diagnosed`: the diagnoser (`rule-hint`, `llm:<id>`). */
+  detail: string | null;
+  finding: { id: string; category: Category; severity: Severity; subject: Subject; title: string; status: 'open' | 'resolved' };
+}
+
+/** A stored feedback row. */
+export interface FeedbackRecord {
+  id: number;
+  findingId: string;
+  at: string;
+  helpful: boolean;
+  note: string | null;
+  /** The finding (with evidence and diagnosis) as it was judged. */
+  finding: unknown;
 }
