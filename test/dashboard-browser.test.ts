@@ -1,0 +1,131 @@
+/**
+ * The dashboard in a real browser: Debian's chromium, headless, driven by
+ * playwright-core (which never downloads a browser). Against a seeded agent:
+ * the page loads with the findings, a finding opens with its evidence and
+ * diagnosis, an ask streams an answer with citations, a token can be given,
+ * and the layout holds at phone width. Screenshots go to test/artifacts/.
+ */
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Browser, chromium } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROJECT_ROOT } from './helpers/daemon-process.js';
+import { IDS, type SurfaceNode, startSurfaceNode } from './helpers/surface-node.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = join(PROJECT_ROOT, 'test/artifacts');
+
+let node: SurfaceNode;
+let browser: Browser;
+
+beforeAll(async () => {
+  // The test needs the Debian package (`.ci/run` installs it); without it, it fails here.
+  expect(existsSync(CHROMIUM), `${CHROMIUM} (apt-get install chromium)`).toBe(true);
+  mkdirSync(ARTIFACTS, { recursive: true });
+  node = await startSurfaceNode('edge-04');
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--headless', '--no-sandbox', '--disable-background-networking', '--disable-gpu'] });
+});
+
+afterAll(async () => {
+  await browser?.close();
+  await node?.close();
+});
+
+describe('dashboard in chromium', () => {
+  it('shows health and open findings (root cause first), opens one with evidence and diagnosis, and streams an answer with citations', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const external: string[] = [];
+    page.on('request', (r) => {
+      if (!r.url().startsWith(node.url)) external.push(r.url());
+    });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${node.url}/`);
+    await page.waitForSelector('body[data-loaded="true"]');
+
+    await expect.poll(() => page.textContent('#node-name')).toBe('edge-04');
+    expect(await page.textContent('#sources')).toContain('kubelet: healthy');
+    const titles = await page.$$eval('#findings .finding .t', (els) => els.map((e) => e.textContent));
+    expect(titles).toHaveLength(3);
+    expect(titles[0]).toBe('Filesystem /var/lib/containerd is 97% full');
+    // The warning group: the root cause (crash loop) before the probe failure the disk explains.
+    expect(titles.slice(1)).toEqual([
+      'Container app of shop/api-7d9f8c6b5-x2x9q is crash-looping (exit code 1, 7 restarts)',
+      'Liveness probe of media/transcoder-69f8b7c6d5-8n4kd/transcoder keeps failing',
+    ]);
+    expect(await page.$$eval('#charts svg, #charts canvas', (els) => els.length)).toBeGreaterThanOrEqual(4);
+    expect(await page.textContent('#timeline')).toContain('opened');
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-desktop.png'), fullPage: true });
+
+    await page.click(`#findings .finding[data-id="${IDS.probe}"]`);
+    await page.waitForSelector('#detail:not([hidden]) .diagnosis');
+    const detail = (await page.textContent('#detail'))!;
+    expect(detail).toContain('Killing: Container transcoder failed liveness probe');
+    expect(detail).toContain('Caused by');
+    expect(detail).toContain('Filesystem /var/lib/containerd is 97% full');
+    expect(detail).toContain('Probable cause');
+    expect(detail).toContain('kubectl -n media describe pod transcoder-69f8b7c6d5-8n4kd');
+    expect(detail).toContain('by rule-hint, confidence');
+    await page.click('#detail button:has-text("Helpful")');
+    await expect.poll(() => page.textContent('#detail .feedback [role=status]')).toContain('recorded');
+    await page.locator('#detail').screenshot({ path: join(ARTIFACTS, 'finding-detail.png') });
+
+    await page.fill('#ask-input', 'why is the disk full on this node?');
+    await page.click('#ask-submit');
+    await expect.poll(() => page.textContent('#ask-meta'), { timeout: 15_000 }).toMatch(/rule-hint/);
+    expect(await page.textContent('#ask-answer')).toMatch(/\S/);
+    const cites = await page.$$eval('#ask-citations li', (els) => els.map((e) => e.textContent ?? ''));
+    expect(cites.some((c) => c.includes('Filesystem /var/lib/containerd is 97% full'))).toBe(true);
+    await page.locator('#ask-answer').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(ARTIFACTS, 'ask.png'), fullPage: true });
+
+    const fb = (await (await fetch(`${node.url}/v1/export/feedback.jsonl`)).text()).trim().split('\n');
+    expect(JSON.parse(fb.at(-1)!)).toMatchObject({ finding: { id: IDS.probe }, feedback: { helpful: true } });
+    expect(external).toEqual([]);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('holds its layout at 375 px (no horizontal scroll, everything labelled)', async () => {
+    const page = await browser.newPage({ viewport: { width: 375, height: 812 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+    await page.goto(`${node.url}/`);
+    await page.waitForSelector('body[data-loaded="true"]');
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow).toBeLessThanOrEqual(0);
+    const wide = await page.$$eval('main *', (els) =>
+      els.filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1).map((e) => `${e.tagName}.${e.className}`),
+    );
+    expect(wide).toEqual([]);
+    // Every form control has a label; every section a heading.
+    const unlabelled = await page.$$eval('input, textarea', (els) => els.filter((e) => !(e as HTMLInputElement).labels?.length).map((e) => e.id));
+    expect(unlabelled).toEqual([]);
+    const sections = await page.$$eval('main section', (els) => els.filter((e) => !e.getAttribute('aria-labelledby')).length);
+    expect(sections).toBe(0);
+    await page.click(`#findings .finding[data-id="${IDS.crash}"]`);
+    await page.waitForSelector('#detail:not([hidden]) .diagnosis');
+    expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0);
+    await page.screenshot({ path: join(ARTIFACTS, 'dashboard-375px.png'), fullPage: true });
+    await page.close();
+  });
+
+  it('asks for a token when the agent answers 401 and sends it as a bearer token from then on', async () => {
+    const page = await browser.newPage({ viewport: { width: 800, height: 700 } });
+    const seen: (string | undefined)[] = [];
+    // The agent's authentication is stood in for by the browser's own routing: 401 until the token comes.
+    await page.route(`${node.url}/v1/**`, async (route) => {
+      const auth = route.request().headers().authorization;
+      seen.push(auth);
+      if (auth !== 'Bearer s3cret-token') return route.fulfill({ status: 401, contentType: 'application/json', body: '{"error":{"code":"UNAUTHORIZED","message":"a bearer token is required"}}' });
+      return route.continue();
+    });
+    await page.goto(`${node.url}/`);
+    await page.waitForSelector('#token-form:not([hidden])');
+    await page.screenshot({ path: join(ARTIFACTS, 'token.png') });
+    await page.fill('#token-input', 's3cret-token');
+    await page.click('#token-form button[type=submit]');
+    await page.waitForSelector('body[data-loaded="true"]');
+    expect(seen.at(-1)).toBe('Bearer s3cret-token');
+    expect(await page.evaluate(() => sessionStorage.getItem('nodesage.token'))).toBe('s3cret-token');
+    await page.close();
+  });
+});
