@@ -1,0 +1,81 @@
+/**
+ * The MCP server through the SDK's own Client: over streamable HTTP at /mcp
+ * on the agent, and over stdio (`nodesage mcp --url`, the built CLI talking to
+ * the agent). Both list the five read-only tools and answer each with the
+ * agent's data; a bad argument is an isError result, not a transport failure.
+ */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI } from './helpers/daemon-process.js';
+import { IDS, type SurfaceNode, startSurfaceNode } from './helpers/surface-node.js';
+
+let node: SurfaceNode;
+beforeAll(async () => {
+  node = await startSurfaceNode('edge-07');
+});
+afterAll(async () => node?.close());
+
+type ToolResult = { isError?: boolean; content: { type: string; text: string }[] };
+const json = (r: ToolResult) => JSON.parse(r.content[0]!.text) as Record<string, unknown>;
+
+async function exercise(client: Client): Promise<void> {
+  const tools = await client.listTools();
+  expect(tools.tools.map((t) => t.name).sort()).toEqual(['ask', 'get_finding', 'list_findings', 'node_status', 'timeline']);
+  for (const t of tools.tools) expect(t.annotations?.readOnlyHint, t.name).toBe(true);
+  const getFinding = tools.tools.find((t) => t.name === 'get_finding')!;
+  expect(getFinding.inputSchema.required).toEqual(['id']);
+
+  const list = json((await client.callTool({ name: 'list_findings', arguments: { severity: 'warning' } })) as ToolResult) as { items: { id: string; diagnosis: { diagnoser: string } }[] };
+  expect(list.items.map((f) => f.id).sort()).toEqual([IDS.probe, IDS.crash].sort());
+  expect(list.items[0]!.diagnosis.diagnoser).toBe('rule-hint');
+
+  const one = json((await client.callTool({ name: 'get_finding', arguments: { id: IDS.probe } })) as ToolResult) as { causes: string[]; evidence: { text: string }[] };
+  expect(one.causes).toEqual([IDS.disk]);
+  expect(one.evidence[1]!.text).toContain('failed liveness probe');
+
+  const answer = json((await client.callTool({ name: 'ask', arguments: { question: 'why is the disk full?' } })) as ToolResult) as {
+    answer: string;
+    citations: { findings: string[] };
+  };
+  expect(answer.citations.findings).toContain(IDS.disk);
+
+  const timeline = json((await client.callTool({ name: 'timeline', arguments: { since: '2h' } })) as ToolResult) as { items: { kind: string }[] };
+  expect(timeline.items.map((e) => e.kind)).toContain('diagnosed');
+
+  const status = json((await client.callTool({ name: 'node_status', arguments: {} })) as ToolResult);
+  expect(status).toMatchObject({ nodeName: 'edge-07', rulesOnly: true });
+
+  const missing = (await client.callTool({ name: 'get_finding', arguments: { id: '0000000000000000' } })) as ToolResult;
+  expect(missing.isError).toBe(true);
+  expect(missing.content[0]!.text).toBe('no finding with id 0000000000000000');
+  const badSince = (await client.callTool({ name: 'timeline', arguments: { since: 'last tuesday' } })) as ToolResult;
+  expect(badSince.isError).toBe(true);
+  expect(badSince.content[0]!.text).toMatch(/since must be an RFC3339 time .* or an age such as 30m/);
+}
+
+describe('MCP', () => {
+  it('over streamable HTTP at /mcp: lists the tools and calls each', async () => {
+    const client = new Client({ name: 'nodesage-test', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(`${node.url}/mcp`)));
+    try {
+      await exercise(client);
+    } finally {
+      await client.close();
+    }
+    const get = await fetch(`${node.url}/mcp`);
+    expect(get.status).toBe(405);
+  });
+
+  it('over stdio (`nodesage mcp --url`): lists the tools and calls each', async () => {
+    const client = new Client({ name: 'nodesage-test', version: '1.0.0' });
+    const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, 'mcp', '--url', node.url], stderr: 'pipe' });
+    await client.connect(transport);
+    try {
+      await exercise(client);
+    } finally {
+      await client.close();
+    }
+  });
+});
