@@ -120,6 +120,8 @@ async function runDaemon(opts: Record<string, unknown>): Promise<void> {
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     logger.debug({ err }, 'nodesage could not start');
+    // The one line below says it all; the shutdown's own log lines would only repeat it.
+    logger.level = 'silent';
     await daemon.stop().catch(() => undefined);
     const where = formatListen(config.listen);
     const line =
@@ -178,6 +180,7 @@ const program = new Command()
   .name('nodesage')
   .description('On-node AI agent for Kubernetes: finds node and pod problems and explains them with a local model. Nothing leaves the node.')
   .version(VERSION)
+  .enablePositionalOptions()
   .showSuggestionAfterError()
   .configureOutput({ outputError: (str, write) => write(str.replace(/^error: /, 'nodesage: ')) })
   .exitOverride((err) => {

@@ -41,7 +41,9 @@ describe('nodesage analyze --bundle', () => {
     expect(disk.evidence[0]!.text).toContain('/: 97.2% used');
     expect(disk.id).toMatch(/^[0-9a-f]{16}$/);
     expect(disk.status).toBe('open');
-    expect(disk.diagnosis).toBeNull();
+    // Without a model the rule hint explains it, as in the daemon.
+    expect(disk.diagnosis).toMatchObject({ diagnoser: 'rule-hint' });
+    expect(disk.diagnosis!.commands.length).toBeGreaterThan(0);
     expect(byCat.InodeExhaustion!.severity).toBe('critical');
   });
 

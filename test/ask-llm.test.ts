@@ -119,7 +119,7 @@ describe('ask with the local model', () => {
     expect((JSON.parse(asJson.stdout) as { answer: string }).answer).toBe(json.answer);
 
     const bad = await runCli(['ask', 'x', '--since', 'yesterday'], { env: { NODESAGE_LISTEN: daemon.url.replace(/^http:\/\//, '') } });
-    expect(bad.code).toBe(1);
-    expect(bad.stderr).toMatch(/400: .*since/);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('nodesage: --since must be an RFC3339 time (2026-05-04T08:00:00Z) or an age such as 30m, 1h, 2d, not "yesterday"\n');
   }, 240_000);
 });

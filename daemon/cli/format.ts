@@ -44,8 +44,9 @@ function cut(s: string, n: number): string {
   return s.length > n ? `${s.slice(0, Math.max(0, n - 1))}…` : s;
 }
 
+/** `s` in a column of `n`, always leaving one space before the next column. */
 function pad(s: string, n: number): string {
-  const f = cut(s, n);
+  const f = cut(s, n - 1);
   return f + ' '.repeat(Math.max(0, n - f.length));
 }
 
@@ -68,8 +69,8 @@ function severityStyle(style: Style, severity: string): (s: string) => string {
 
 /**
  * Findings as a table, worst first, fitted to `width`: fixed columns keep
- * their size, SUBJECT and TITLE share the rest; each row is followed by the
- * diagnosis summary when there is one.
+ * their size, SUBJECT and TITLE share the rest. Under each row: the id (for
+ * `findings show`) and the diagnosis summary when there is one.
  */
 export function formatFindingsTable(findings: Finding[], opts: FormatOptions = {}): string {
   if (findings.length === 0) return 'No findings.\n';
@@ -81,18 +82,19 @@ export function formatFindingsTable(findings: Finding[], opts: FormatOptions = {
   const cat = Math.max(9, ...rows.map((f) => f.category.length)) + 2;
   const count = 7;
   const seen = 22;
-  const idW = 18;
-  const rest = width - sev - cat - count - seen - idW;
-  const subjW = Math.min(Math.max(12, ...rows.map((f) => subjectText(f).length + 2)), Math.max(12, Math.floor(rest * 0.45)));
+  const rest = width - sev - cat - count - seen;
+  const subjW = Math.min(Math.max(12, ...rows.map((f) => subjectText(f).length + 2)), Math.max(12, Math.floor(rest * 0.4)));
   const titleW = Math.max(10, rest - subjW);
-  const head = `${pad('SEVERITY', sev)}${pad('ID', idW)}${pad('CATEGORY', cat)}${pad('SUBJECT', subjW)}${pad('COUNT', count)}${pad('LAST SEEN', seen)}TITLE`;
+  const head = `${pad('SEVERITY', sev)}${pad('CATEGORY', cat)}${pad('SUBJECT', subjW)}${pad('COUNT', count)}${pad('LAST SEEN', seen)}TITLE`;
   const lines = [style.bold(head)];
   for (const f of rows) {
     const colour = severityStyle(style, f.severity);
     lines.push(
-      `${colour(pad(f.severity, sev))}${pad(f.id, idW)}${pad(f.category, cat)}${pad(subjectText(f), subjW)}${pad(String(f.count), count)}${pad(shortTime(f.lastSeen), seen)}${cut(f.title, titleW)}`,
+      `${colour(pad(f.severity, sev))}${pad(f.category, cat)}${pad(subjectText(f), subjW)}${pad(String(f.count), count)}${pad(shortTime(f.lastSeen), seen)}${cut(f.title, titleW)}`,
     );
-    if (f.diagnosis) lines.push(style.dim(cut(`${' '.repeat(sev)}↳ ${f.diagnosis.summary} (${f.diagnosis.diagnoser}, ${f.diagnosis.confidence})`, width)));
+    const d = f.diagnosis;
+    const under = `${' '.repeat(sev)}${f.id}${d ? `  ${d.summary} (${d.diagnoser}, ${d.confidence})` : ''}`;
+    lines.push(style.dim(cut(under, width)));
   }
   lines.push('', style.dim(`${rows.length} finding${rows.length === 1 ? '' : 's'}; \`nodesage findings show <ID>\` tells the whole story of one.`));
   return `${lines.join('\n')}\n`;

@@ -98,11 +98,11 @@ export interface SurfaceNode {
   close(): Promise<void>;
 }
 
-/** Starts a seeded agent API for `nodeName` on 127.0.0.1 (port 0 unless given). */
-export async function startSurfaceNode(nodeName = 'edge-04', opts: { port?: number } = {}): Promise<SurfaceNode> {
+/** Starts a seeded agent API for `nodeName` on 127.0.0.1 (port 0 unless given), its findings seen before `now` (defaults to now). */
+export async function startSurfaceNode(nodeName = 'edge-04', opts: { port?: number; now?: number } = {}): Promise<SurfaceNode> {
   const logger = pino({ level: 'silent' });
   const store = Store.open({ dir: tempDir() });
-  const now = Date.now();
+  const now = opts.now ?? Date.now();
   const findings = seededFindings(nodeName, now);
   store.commit({ at: new Date(now).toISOString(), findings, checkpoints: [], gaps: [], lineCounts: new Map() });
   // Diagnoses as the daemon stores them without a model: the rule hint.
