@@ -13,6 +13,8 @@ export interface AskCliOptions {
   json?: boolean;
   /** Milliseconds without any byte from the daemon before giving up. Defaults to 600000. */
   timeoutMs?: number;
+  /** Extra request headers (the kubectl plugin's bearer token). Defaults to none. */
+  headers?: Record<string, string>;
 }
 
 /** Splits a server-sent event stream into events; feed it chunks in order. */
@@ -63,7 +65,7 @@ export async function runAsk(listen: DaemonTarget, question: string, opts: AskCl
   const body = { question, ...(opts.since ? { since: opts.since } : {}) };
   const timeoutMs = opts.timeoutMs ?? 600_000;
   if (opts.json) {
-    const text = await callDaemon(listen, '/v1/ask', { method: 'POST', body, timeoutMs });
+    const text = await callDaemon(listen, '/v1/ask', { method: 'POST', body, timeoutMs, headers: { ...opts.headers } });
     out.write(`${JSON.stringify(JSON.parse(text), null, 2)}\n`);
     return;
   }
@@ -85,7 +87,7 @@ export async function runAsk(listen: DaemonTarget, question: string, opts: AskCl
       failure = new ClientError(e.message ?? 'the answer failed', e.code ?? 'INTERNAL');
     }
   });
-  await callDaemon(listen, '/v1/ask', { method: 'POST', body, headers: { accept: 'text/event-stream' }, onChunk: (c) => parser.push(c), timeoutMs });
+  await callDaemon(listen, '/v1/ask', { method: 'POST', body, headers: { ...opts.headers, accept: 'text/event-stream' }, onChunk: (c) => parser.push(c), timeoutMs });
   if (!endsWithNewline) out.write('\n');
   if (failure) throw failure;
   if (!done) throw new ClientError('the daemon closed the stream before the answer was complete', 'INCOMPLETE');

@@ -37,6 +37,8 @@ export interface FormatOptions {
   width?: number;
   /** Styles to use. Defaults to no colour. */
   style?: Style;
+  /** The node of each finding, for a fleet view (adds a NODE column). Defaults to none. */
+  nodeOf?: (f: Finding) => string;
 }
 
 function cut(s: string, n: number): string {
@@ -82,15 +84,17 @@ export function formatFindingsTable(findings: Finding[], opts: FormatOptions = {
   const cat = Math.max(9, ...rows.map((f) => f.category.length)) + 2;
   const count = 7;
   const seen = 22;
-  const rest = width - sev - cat - count - seen;
+  const nodeW = opts.nodeOf ? Math.min(24, Math.max(6, ...rows.map((f) => opts.nodeOf!(f).length + 2))) : 0;
+  const node = (f: Finding | null) => (opts.nodeOf ? pad(f ? opts.nodeOf(f) : 'NODE', nodeW) : '');
+  const rest = width - sev - cat - count - seen - nodeW;
   const subjW = Math.min(Math.max(12, ...rows.map((f) => subjectText(f).length + 2)), Math.max(12, Math.floor(rest * 0.4)));
   const titleW = Math.max(10, rest - subjW);
-  const head = `${pad('SEVERITY', sev)}${pad('CATEGORY', cat)}${pad('SUBJECT', subjW)}${pad('COUNT', count)}${pad('LAST SEEN', seen)}TITLE`;
+  const head = `${pad('SEVERITY', sev)}${node(null)}${pad('CATEGORY', cat)}${pad('SUBJECT', subjW)}${pad('COUNT', count)}${pad('LAST SEEN', seen)}TITLE`;
   const lines = [style.bold(head)];
   for (const f of rows) {
     const colour = severityStyle(style, f.severity);
     lines.push(
-      `${colour(pad(f.severity, sev))}${pad(f.category, cat)}${pad(subjectText(f), subjW)}${pad(String(f.count), count)}${pad(shortTime(f.lastSeen), seen)}${cut(f.title, titleW)}`,
+      `${colour(pad(f.severity, sev))}${node(f)}${pad(f.category, cat)}${pad(subjectText(f), subjW)}${pad(String(f.count), count)}${pad(shortTime(f.lastSeen), seen)}${cut(f.title, titleW)}`,
     );
     const d = f.diagnosis;
     const under = `${' '.repeat(sev)}${f.id}${d ? `  ${d.summary} (${d.diagnoser}, ${d.confidence})` : ''}`;

@@ -16,8 +16,8 @@ export interface FindingStory {
 }
 
 /** Fetches a finding and its causes and consequences (the 500 most recent findings are searched for those). */
-export async function showFinding(target: Listen, id: string): Promise<FindingStory> {
-  const get = async (path: string) => JSON.parse(await callDaemon(target, path)) as unknown;
+export async function showFinding(target: Listen, id: string, opts: { headers?: Record<string, string> } = {}): Promise<FindingStory> {
+  const get = async (path: string) => JSON.parse(await callDaemon(target, path, opts.headers ? { headers: opts.headers } : {})) as unknown;
   let finding: Finding;
   try {
     finding = (await get(`/v1/findings/${id}`)) as Finding;

@@ -19,7 +19,11 @@
  *   authorisation a node agent asks for) from a table of tokens → users and
  *   RBAC-like rules on non-resource URLs, matched the way RBAC matches them
  *   (kubernetes/kubernetes pkg/apis/rbac/v1/evaluation_helpers.go
- *   NonResourceURLMatches: exact, or a rule ending in `*` as a prefix).
+ *   NonResourceURLMatches: exact, or a rule ending in `*` as a prefix);
+ * - `pods/{name}/portforward` over WebSocket (`v4.channel.k8s.io`, the
+ *   kubelet's framing: one byte of channel, the port number first on each
+ *   channel), bridged to a local TCP address per pod, as `kubectl
+ *   port-forward` reaches a pod.
  *
  * Test controls change objects, stop and restart the server on the same port,
  * compact the history, and keep a request log.
@@ -28,6 +32,8 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
+import { connect as tcpConnect } from 'node:net';
+import { WebSocketServer } from 'ws';
 import { join } from 'node:path';
 import { createTestCa, type KeyPair, type TestCa } from './tls.js';
 import { cutOff, listenLoopback } from './loopback.js';
@@ -189,6 +195,9 @@ export class FakeApiServer {
   #reviewsForbidden = false;
   #port = 0;
   #listening = false;
+  /** Where a pod's port-forward goes: `ns/pod:port` → a local TCP address. */
+  readonly #forwards = new Map<string, { host: string; port: number }>();
+  readonly #wss = new WebSocketServer({ noServer: true, handleProtocols: (protocols) => (protocols.has('v4.channel.k8s.io') ? 'v4.channel.k8s.io' : false) });
 
   private constructor(opts: FakeApiServerOptions, ca: TestCa, tls: KeyPair) {
     this.ca = ca;
@@ -196,6 +205,7 @@ export class FakeApiServer {
     this.#historyLimit = opts.historyLimit ?? 10_000;
     this.#goneAs = opts.goneAs ?? 'watch-error';
     this.#server = https.createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => this.#handle(req, res));
+    this.#server.on('upgrade', (req: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer) => this.#upgrade(req, socket, head));
     if (opts.bundleDir) this.#load(opts.bundleDir);
     this.#compactedRv = this.#rv;
     for (const [token, user] of Object.entries(opts.users ?? {})) this.users.set(token, user);
@@ -237,6 +247,7 @@ export class FakeApiServer {
     if (!this.#listening) return;
     this.#listening = false;
     for (const w of this.#watchers) this.#endWatch(w, true);
+    for (const c of this.#wss.clients) c.terminate();
     await cutOff(this.#server);
   }
 
@@ -265,6 +276,22 @@ export class FakeApiServer {
   }
 
   // ---- test controls ---------------------------------------------------------
+
+  /** Adds a node (ADDED). */
+  addNode(node: Obj): Obj {
+    return this.#commit('nodes', 'ADDED', node);
+  }
+
+  /**
+   * Makes `pods/{pod}/portforward` to `podPort` reach `target` (a local TCP
+   * address, e.g. a test agent); `null` makes the pod's port refuse, like a
+   * pod whose container is not listening.
+   */
+  forwardPod(namespace: string, pod: string, podPort: number, target: { host: string; port: number } | null): void {
+    const key = `${namespace}/${pod}:${podPort}`;
+    if (target) this.#forwards.set(key, target);
+    else this.#forwards.delete(key);
+  }
 
   /** Adds a pod (ADDED). Returns the stored copy with its resourceVersion. */
   addPod(pod: Obj): Obj {
@@ -482,6 +509,56 @@ export class FakeApiServer {
       tests.push(op === '!=' ? (o) => labels(o)[key] !== value : (o) => labels(o)[key] === value);
     }
     return { ok: true, match: (o) => tests.every((t) => t(o)) };
+  }
+
+  /** WebSocket port-forward: GET /api/v1/namespaces/{ns}/pods/{pod}/portforward?ports=N. */
+  #upgrade(req: IncomingMessage, socket: import('node:stream').Duplex, head: Buffer): void {
+    const url = new URL(req.url ?? '/', 'https://fake');
+    const record: RequestRecord = { method: req.method ?? 'GET', path: url.pathname, query: Object.fromEntries(url.searchParams.entries()), status: 0, watch: false };
+    this.requests.push(record);
+    const refuse = (code: number, text: string) => {
+      record.status = code;
+      socket.end(`HTTP/1.1 ${code} ${text}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
+    };
+    if (req.headers.authorization !== `Bearer ${this.token}`) return refuse(401, 'Unauthorized');
+    const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/portforward$/.exec(url.pathname);
+    const port = Number(url.searchParams.get('ports'));
+    if (!m || !Number.isInteger(port)) return refuse(404, 'Not Found');
+    const [, ns, pod] = m as unknown as [string, string, string];
+    if (!this.#store.pods.has(`${ns}/${pod}`)) return refuse(404, 'Not Found');
+    record.status = 101;
+    this.#wss.handleUpgrade(req, socket, head, (ws) => {
+      const portBytes = Buffer.alloc(2);
+      portBytes.writeUInt16LE(port);
+      // First frame of each channel (data 0, error 1): the port, as the kubelet sends it.
+      ws.send(Buffer.concat([Buffer.from([0]), portBytes]));
+      ws.send(Buffer.concat([Buffer.from([1]), portBytes]));
+      const target = this.#forwards.get(`${ns}/${pod}:${port}`);
+      if (!target) {
+        ws.send(Buffer.concat([Buffer.from([1]), Buffer.from(`error forwarding port ${port} to pod ${pod}: connection refused`)]));
+        ws.close();
+        return;
+      }
+      const tcp = tcpConnect(target.port, target.host);
+      const pending: Buffer[] = [];
+      let open = false;
+      tcp.on('connect', () => {
+        open = true;
+        for (const b of pending.splice(0)) tcp.write(b);
+      });
+      tcp.on('data', (d: Buffer) => ws.send(Buffer.concat([Buffer.from([0]), d])));
+      tcp.on('close', () => ws.close());
+      tcp.on('error', (err) => {
+        if (ws.readyState === ws.OPEN) ws.send(Buffer.concat([Buffer.from([1]), Buffer.from(String(err.message))]));
+      });
+      ws.on('message', (data: Buffer) => {
+        if (data.length === 0 || data[0] !== 0) return;
+        const payload = data.subarray(1);
+        if (open) tcp.write(payload);
+        else pending.push(payload);
+      });
+      ws.on('close', () => tcp.end());
+    });
   }
 
   #handle(req: IncomingMessage, res: ServerResponse): void {
