@@ -90,20 +90,20 @@ describe('dashboard in chromium', () => {
     const page = await browser.newPage({ viewport: { width: 375, height: 812 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
     await page.goto(`${node.url}/`);
     await page.waitForSelector('body[data-loaded="true"]');
-    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth');
     expect(overflow).toBeLessThanOrEqual(0);
-    const wide = await page.$$eval('main *', (els) =>
-      els.filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1).map((e) => `${e.tagName}.${e.className}`),
+    const wide = await page.evaluate<string[]>(
+      "[...document.querySelectorAll('main *')].filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1).map((e) => e.tagName + '.' + e.className)",
     );
     expect(wide).toEqual([]);
     // Every form control has a label; every section a heading.
-    const unlabelled = await page.$$eval('input, textarea', (els) => els.filter((e) => !(e as HTMLInputElement).labels?.length).map((e) => e.id));
+    const unlabelled = await page.evaluate<string[]>("[...document.querySelectorAll('input, textarea')].filter((e) => !e.labels || e.labels.length === 0).map((e) => e.id)");
     expect(unlabelled).toEqual([]);
     const sections = await page.$$eval('main section', (els) => els.filter((e) => !e.getAttribute('aria-labelledby')).length);
     expect(sections).toBe(0);
     await page.click(`#findings .finding[data-id="${IDS.crash}"]`);
     await page.waitForSelector('#detail:not([hidden]) .diagnosis');
-    expect(await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)).toBeLessThanOrEqual(0);
+    expect(await page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth')).toBeLessThanOrEqual(0);
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-375px.png'), fullPage: true });
     await page.close();
   });

@@ -86,7 +86,7 @@ describe('feedback', () => {
     expect((await post('0000000000000000', { helpful: true })).status).toBe(404);
     const bad = await post(IDS.disk, { helpful: 'yes' });
     expect(bad.status).toBe(400);
-    expect((await bad.json()).error.message).toBe('helpful must be boolean');
+    expect(((await bad.json()) as { error: { message: string } }).error.message).toBe('helpful must be boolean');
 
     const exp = await get('/v1/export/feedback.jsonl');
     expect(exp.type).toMatch(/application\/x-ndjson/);

@@ -520,12 +520,21 @@ export class FakeApiServer {
       record.status = code;
       socket.end(`HTTP/1.1 ${code} ${text}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n`);
     };
-    if (req.headers.authorization !== `Bearer ${this.token}`) return refuse(401, 'Unauthorized');
+    if (req.headers.authorization !== `Bearer ${this.token}`) {
+      refuse(401, 'Unauthorized');
+      return;
+    }
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/portforward$/.exec(url.pathname);
     const port = Number(url.searchParams.get('ports'));
-    if (!m || !Number.isInteger(port)) return refuse(404, 'Not Found');
+    if (!m || !Number.isInteger(port)) {
+      refuse(404, 'Not Found');
+      return;
+    }
     const [, ns, pod] = m as unknown as [string, string, string];
-    if (!this.#store.pods.has(`${ns}/${pod}`)) return refuse(404, 'Not Found');
+    if (!this.#store.pods.has(`${ns}/${pod}`)) {
+      refuse(404, 'Not Found');
+      return;
+    }
     record.status = 101;
     this.#wss.handleUpgrade(req, socket, head, (ws) => {
       const portBytes = Buffer.alloc(2);
