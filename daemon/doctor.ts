@@ -10,7 +10,6 @@ import { accessSync, constants, existsSync, readFileSync, statfsSync } from 'nod
 import type https from 'node:https';
 import { request as httpsRequest } from 'node:https';
 import { dirname, join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
 import type { Config } from './config.js';
 import type { Style } from './cli/format.js';
 import { assertWithinBudget, estimateMemory, inspectGguf } from './diagnoser/gguf-check.js';
@@ -115,6 +114,8 @@ async function kubelet(config: Readonly<Config>): Promise<Check> {
 async function apiServer(config: Readonly<Config>): Promise<{ check: Check; date?: string }> {
   if (config.mode === 'host' || config.standalone) return { check: { status: 'skip', detail: config.standalone ? 'standalone: never contacted' : 'host mode: no cluster', fix: null } };
   try {
+    // The Kubernetes client loads only when there is a cluster to ask.
+    const { KubeConfig } = await import('@kubernetes/client-node');
     const kc = new KubeConfig();
     if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
     else kc.loadFromCluster();

@@ -19,7 +19,7 @@ import { createStyle, formatFindingDetail, formatFindingsTable, formatStatus, wa
 import { SINCE_HELP, parseSince } from './core/since.js';
 import { CATEGORIES, type Finding, SEVERITIES } from './core/types.js';
 import type { Listen } from './config.js';
-import { VERSION } from './daemon.js';
+import { VERSION } from './version.js';
 
 /** Options shared by every subcommand. */
 interface Global {

@@ -42,6 +42,7 @@ if [ "$build" = 1 ]; then
   stamp=dist/.build-stamp
   if [ ! -f "$stamp" ] || [ -n "$(find daemon tsconfig.json package.json -newer "$stamp" -print -quit)" ]; then
     node node_modules/typescript/bin/tsc -p tsconfig.json
+    node scripts/finish-build.ts
     touch "$stamp"
   fi
 fi

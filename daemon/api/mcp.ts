@@ -7,15 +7,12 @@
  * Every tool is a call to one of the daemon's own routes, so it answers with
  * the same shapes, the same validation and, over HTTP, the same
  * authentication as the REST API: `/mcp` replays the caller's Authorization
- * header on each inner call. No tool changes anything.
+ * header on each inner call (mcp-route.ts). No tool changes anything.
  */
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { SINCE_HELP } from '../core/since.js';
 import { CATEGORIES, SEVERITIES } from '../core/types.js';
-import { sendError } from './server.js';
 
 /** One call to a daemon route; rejects with the API's error message. */
 export type DaemonCall = (method: 'GET' | 'POST', path: string, body?: unknown) => Promise<unknown>;
@@ -109,34 +106,4 @@ export function createMcpServer(call: DaemonCall, version: string): McpServer {
     async () => run('GET', '/v1/status'),
   );
   return server;
-}
-
-/** Adds `POST /mcp` (streamable HTTP, stateless: each request gets its own server and transport). */
-export function registerMcpRoute(app: FastifyInstance, version: () => string): void {
-  app.post('/mcp', async (req, reply) => {
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (req.headers.authorization) headers.authorization = req.headers.authorization;
-    const call: DaemonCall = async (method, path, body) => {
-      const r = await app.inject({ method, url: path, headers, ...(body === undefined ? {} : { payload: body as object }) });
-      const json = r.json() as { error?: { message?: string } };
-      if (r.statusCode >= 400) throw new Error(json.error?.message ?? `HTTP ${r.statusCode}`);
-      return json;
-    };
-    const server = createMcpServer(call, version());
-    const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-    reply.hijack();
-    reply.raw.on('close', () => {
-      void transport.close();
-      void server.close();
-    });
-    await server.connect(transport);
-    await transport.handleRequest(req.raw, reply.raw, req.body);
-  });
-  // Stateless: no server-initiated stream and no session to delete.
-  const notAllowed = async (_req: unknown, reply: Parameters<typeof sendError>[0]) => {
-    reply.header('allow', 'POST');
-    return sendError(reply, 405, 'METHOD_NOT_ALLOWED', 'the MCP endpoint is stateless: POST JSON-RPC messages to /mcp');
-  };
-  app.get('/mcp', notAllowed);
-  app.delete('/mcp', notAllowed);
 }

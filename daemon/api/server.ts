@@ -12,7 +12,7 @@ import { CursorError, type FindingQuery, type Store } from '../store/store.js';
 import { toPublicFinding } from '../tracker/tracker.js';
 import { type AccessOptions, installAccess } from './auth/access.js';
 import { type ApiServing, clientError } from './auth/serve.js';
-import { registerMcpRoute } from './mcp.js';
+import { registerMcpRoute } from './mcp-route.js';
 import { collectRoutes, described, openApiDocument, registerSurfaceRoutes } from './surfaces.js';
 
 /** /v1/status body (DESIGN.md). */

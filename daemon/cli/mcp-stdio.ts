@@ -6,7 +6,7 @@
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { createMcpServer } from '../api/mcp.js';
 import type { Listen } from '../config.js';
-import { VERSION } from '../daemon.js';
+import { VERSION } from '../version.js';
 import { callDaemon } from './client.js';
 
 /** Serves MCP on stdin/stdout until stdin closes. */
