@@ -82,25 +82,28 @@ export function formatFindingsTable(findings: Finding[], opts: FormatOptions = {
   const rows = [...findings].sort((a, b) => rank[a.severity] - rank[b.severity] || (a.lastSeen < b.lastSeen ? 1 : -1));
   const sev = 10;
   const cat = Math.max(9, ...rows.map((f) => f.category.length)) + 2;
-  const count = 7;
-  const seen = 22;
+  // A narrow terminal (a phone's SSH app, a split pane) drops COUNT and shortens the time.
+  const narrow = width < 90;
+  const count = narrow ? 0 : 7;
+  const seen = narrow ? 13 : 22;
+  const seenText = (iso: string) => (narrow ? shortTime(iso).slice(5, 16) : shortTime(iso));
   const nodeW = opts.nodeOf ? Math.min(24, Math.max(6, ...rows.map((f) => opts.nodeOf!(f).length + 2))) : 0;
   const node = (f: Finding | null) => (opts.nodeOf ? pad(f ? opts.nodeOf(f) : 'NODE', nodeW) : '');
   const rest = width - sev - cat - count - seen - nodeW;
   const subjW = Math.min(Math.max(12, ...rows.map((f) => subjectText(f).length + 2)), Math.max(12, Math.floor(rest * 0.4)));
   const titleW = Math.max(10, rest - subjW);
-  const head = `${pad('SEVERITY', sev)}${node(null)}${pad('CATEGORY', cat)}${pad('SUBJECT', subjW)}${pad('COUNT', count)}${pad('LAST SEEN', seen)}TITLE`;
+  const head = `${pad('SEVERITY', sev)}${node(null)}${pad('CATEGORY', cat)}${pad('SUBJECT', subjW)}${count ? pad('COUNT', count) : ''}${pad('LAST SEEN', seen)}TITLE`;
   const lines = [style.bold(head)];
   for (const f of rows) {
     const colour = severityStyle(style, f.severity);
     lines.push(
-      `${colour(pad(f.severity, sev))}${node(f)}${pad(f.category, cat)}${pad(subjectText(f), subjW)}${pad(String(f.count), count)}${pad(shortTime(f.lastSeen), seen)}${cut(f.title, titleW)}`,
+      `${colour(pad(f.severity, sev))}${node(f)}${pad(f.category, cat)}${pad(subjectText(f), subjW)}${count ? pad(String(f.count), count) : ''}${pad(seenText(f.lastSeen), seen)}${cut(f.title, titleW)}`,
     );
     const d = f.diagnosis;
     const under = `${' '.repeat(sev)}${f.id}${d ? `  ${d.summary} (${d.diagnoser}, ${d.confidence})` : ''}`;
     lines.push(style.dim(cut(under, width)));
   }
-  lines.push('', style.dim(`${rows.length} finding${rows.length === 1 ? '' : 's'}; \`nodesage findings show <ID>\` tells the whole story of one.`));
+  lines.push('', style.dim(cut(`${rows.length} finding${rows.length === 1 ? '' : 's'}; \`nodesage findings show <ID>\` tells the whole story of one.`, width)));
   return `${lines.join('\n')}\n`;
 }
 
