@@ -170,6 +170,13 @@ async function model(config: Readonly<Config>): Promise<Check> {
 function disk(config: Readonly<Config>): Check {
   let dir = config.dataDir;
   while (!existsSync(dir) && dirname(dir) !== dir) dir = dirname(dir);
+  if (dir === config.dataDir && readable(dir, true) === null) {
+    try {
+      accessSync(dir, constants.W_OK);
+    } catch {
+      return { status: 'fail', detail: `${dir} is not writable`, fix: 'mount /var/lib/nodesage read-write (hostPath) for the state' };
+    }
+  }
   try {
     const s = statfsSync(dir);
     const free = s.bavail * s.bsize;

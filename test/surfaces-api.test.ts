@@ -126,6 +126,7 @@ describe('OpenAPI and errors', () => {
     ]) {
       expect(routes, r).toContain(r);
     }
+    for (const [p, ops] of Object.entries(doc.paths)) for (const [m, op] of Object.entries(ops)) expect((op as { summary?: string }).summary, `${m} ${p}`).toBeTruthy();
     const category = doc.paths['/v1/findings']!.get!.parameters.find((p) => p.name === 'category')!;
     expect(category.schema.enum).toContain('CrashLoop');
   });

@@ -242,6 +242,22 @@ export function collectRoutes(app: FastifyInstance): RouteOptions[] {
 
 type Json = Record<string, unknown>;
 
+/** Summaries of routes registered without one (their schemas predate the OpenAPI document). */
+const SUMMARIES: Record<string, string> = {
+  'GET /healthz': 'liveness',
+  'GET /readyz': 'readiness: 200 once the store is open, the first collection ran and a source is healthy',
+  'GET /v1/status': "the agent: mode, node, version, each source's health, the model, the store",
+  'GET /v1/findings': 'a page of findings, newest first',
+  'GET /v1/findings/{id}': 'one finding with its evidence and diagnosis',
+  'GET /metrics': 'Prometheus metrics',
+  'POST /v1/ask': 'a question about this node, answered with citations (server-sent events with Accept: text/event-stream)',
+  'GET /v1/models': 'the local model, OpenAI-compatible',
+  'POST /v1/chat/completions': 'chat with the local model, OpenAI-compatible',
+  'POST /mcp': 'MCP over streamable HTTP (stateless JSON-RPC)',
+  'GET /mcp': 'not allowed: the MCP endpoint is stateless',
+  'DELETE /mcp': 'not allowed: the MCP endpoint is stateless',
+};
+
 /** The OpenAPI 3.1 document of the collected routes, built from their JSON schemas. */
 export function openApiDocument(routes: readonly RouteOptions[], version: string): Json {
   const paths: Record<string, Json> = {};
@@ -261,7 +277,8 @@ export function openApiDocument(routes: readonly RouteOptions[], version: string
     for (const [code, s] of Object.entries(schema.response ?? {})) responses[code] = { description: Number(code) < 400 ? 'success' : 'error', content: { 'application/json': { schema: s } } };
     if (Object.keys(responses).length === 0) responses['200'] = { description: 'success' };
     const op: Json = { operationId: `${String(r.method).toLowerCase()}${path.replace(/[^A-Za-z0-9]+/g, '_')}`, parameters, responses };
-    if (schema.summary) op.summary = schema.summary;
+    const summary = schema.summary ?? SUMMARIES[`${[r.method].flat().find((m) => m !== 'HEAD')} ${path}`];
+    if (summary) op.summary = summary;
     if (schema.body) op.requestBody = { required: true, content: { 'application/json': { schema: schema.body } } };
     for (const m of [r.method].flat()) {
       if (m === 'HEAD') continue;
