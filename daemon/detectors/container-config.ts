@@ -6,6 +6,7 @@
  * ConfigMap, the Secret, or the key inside one — as the kubelet's message does.
  * Severity: warning.
  */
+import { clipAtWord } from '../core/text.js';
 import { eventFirstTime, eventLastTime, eventMessage } from '../core/kube.js';
 import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
 import {
@@ -63,7 +64,7 @@ export function parseConfigProblem(text: string): ConfigProblem {
   if (/runAsNonRoot|will run as root|non-numeric user|runAsUser/i.test(text)) return { cause: 'security-context', summary: 'securityContext forbids the image user' };
   if (/failed to sync (?:configmap|secret) cache/i.test(text)) return { cause: 'api-sync', summary: 'kubelet could not read ConfigMap/Secret from the API server' };
   const first = text.split('\n')[0]!.trim();
-  if (first) return { cause: 'runtime', summary: first.length > 120 ? `${first.slice(0, 119)}…` : first };
+  if (first) return { cause: 'runtime', summary: clipAtWord(first, 120) };
   return { cause: 'unknown', summary: 'unknown error' };
 }
 
