@@ -6,11 +6,12 @@
  * values, client commands that show only their own flags, and the daemon's
  * start-up lines. Text output is compared with snapshots in __snapshots__/.
  */
-import { writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli, startDaemon, tempDir } from './helpers/daemon-process.js';
+import { CLI, PROJECT_ROOT, runCli, startDaemon, tempDir } from './helpers/daemon-process.js';
 import { IDS, type SurfaceNode, startSurfaceNode } from './helpers/surface-node.js';
 import { ensureTinyModel } from './helpers/test-model.js';
 
@@ -165,5 +166,34 @@ describe('doctor', () => {
     const lines = text.stdout.trimEnd().split('\n');
     expect(lines.filter((l) => /^(ok|warn|FAIL|skip) /.test(l))).toHaveLength(checks.length);
     expect(text.stdout).toMatch(/^FAIL model +model file not found: \/nonexistent\/model\.gguf {2}→ stage a model/m);
+  });
+});
+
+/** Runs a command on a pseudo-terminal (util-linux `script`), as a person at a terminal would; returns what the terminal showed. */
+function onTty(command: string, env: Record<string, string>): Promise<string> {
+  const log = join(tempDir(), 'tty.log');
+  return new Promise((resolve, reject) => {
+    execFile('script', ['-qfec', command, log], { cwd: PROJECT_ROOT, env: { ...process.env, NO_COLOR: '1', ...env }, timeout: 120_000 }, (err) => {
+      if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') return reject(err);
+      resolve(readFileSync(log, 'utf8'));
+    });
+  });
+}
+
+describe('on a terminal', () => {
+  it('the daemon logs readable lines and puts its URL on a line of its own', async () => {
+    const out = await onTty(`timeout -s INT 8 ${process.execPath} ${CLI} daemon --listen 127.0.0.1:0`, { NODESAGE_DATA_DIR: tempDir(), NODESAGE_STANDALONE: 'true' });
+    expect(out).toMatch(/^\d\d:\d\d:\d\d INFO {2}nodesage serving on http:\/\/127\.0\.0\.1:\d+/m);
+    expect(out).toMatch(/^ {2}http:\/\/127\.0\.0\.1:\d+\/\r?$/m);
+    expect(out).not.toContain('{"level"');
+  });
+
+  it('analyze --model shows its progress on stderr while the model loads, then clears it', async () => {
+    const model = await ensureTinyModel();
+    const out = await onTty(`${process.execPath} ${CLI} analyze --bundle ${CRASH_BUNDLE} --format text --model ${model}`, {});
+    expect(out).toMatch(/checking model tiny-/);
+    expect(out).toMatch(/loading model tiny-\S+ \(\d+ MiB\)/);
+    expect(out).toMatch(/diagnosing finding 1 of 2/);
+    expect(out).toContain('2 findings: 2 critical');
   });
 });
