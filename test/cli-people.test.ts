@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, PROJECT_ROOT, runCli, startDaemon, tempDir } from './helpers/daemon-process.js';
 import { IDS, type SurfaceNode, startSurfaceNode } from './helpers/surface-node.js';
 import { ensureTinyModel } from './helpers/test-model.js';
+import { CATEGORIES } from '../daemon/core/types.js';
 
 const NOW = Date.parse('2026-05-04T08:00:00Z');
 const BUNDLE = new URL('./fixtures/bundles/probe-liveness-disk-full', import.meta.url).pathname;
@@ -96,7 +97,7 @@ describe('analyze --format text', () => {
 describe('failures are one plain line', () => {
   it('names the allowed values, the accepted since forms and the way to point at the daemon', async () => {
     const cases: [string[], number, RegExp][] = [
-      [['findings', '--category', 'Crashloop'], 2, /^nodesage: option '--category <category>' argument 'Crashloop' is invalid\. Allowed choices are CrashLoop, OOMKilled, .*LogErrorSpike\.$/],
+      [['findings', '--category', 'Crashloop'], 2, new RegExp(`^nodesage: option '--category <category>' argument 'Crashloop' is invalid\\. Allowed choices are ${CATEGORIES.join(', ')}\\.$`)],
       [['findings', '--since', 'yesterday'], 2, /^nodesage: --since must be an RFC3339 time \(2026-05-04T08:00:00Z\) or an age such as 30m, 1h, 2d, not "yesterday"$/],
       [['findings', 'show', 'abc'], 2, /^nodesage: a finding id is 16 hex characters/],
       [['findings', 'show', '0000000000000000'], 1, /^nodesage: no finding with id 0000000000000000 \(see `nodesage findings --status all`\)$/],
