@@ -38,17 +38,17 @@ describe('static tokens and the socket, end to end', () => {
     expect((await getJson(`${running.url}/v1/status`)).status).toBe(401);
     expect((await getJson(`${running.url}/v1/status`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
 
-    // --listen points the CLI at TCP: a token is needed, from NODESAGE_TOKEN or --token-file.
-    const denied = await runCli(['status', '--listen', listen], { env: { NODESAGE_DATA_DIR: dataDir } });
+    // --url points the CLI at TCP: a token is needed, from NODESAGE_TOKEN or --token-file.
+    const denied = await runCli(['status', '--url', running.url], { env: { NODESAGE_DATA_DIR: dataDir } });
     expect(denied.code).toBe(1);
-    expect(denied.stderr).toMatch(/401: a bearer token is required.*--token-file or NODESAGE_TOKEN/);
-    const viaEnv = await runCli(['status', '--json', '--listen', listen], { env: { NODESAGE_DATA_DIR: dataDir, NODESAGE_TOKEN: token } });
+    expect(denied.stderr).toMatch(/^nodesage: a bearer token is required.*--token-file or NODESAGE_TOKEN/);
+    const viaEnv = await runCli(['status', '--json'], { env: { NODESAGE_DATA_DIR: dataDir, NODESAGE_TOKEN: token, NODESAGE_URL: running.url } });
     expect(viaEnv.code, viaEnv.stderr).toBe(0);
     expect(JSON.parse(viaEnv.stdout).mode).toBe('host');
     const tokenFile = join(dir, 'my-token');
     const { writeFileSync } = await import('node:fs');
     writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
-    const viaFile = await runCli(['findings', '--json', '--listen', listen, '--token-file', tokenFile], { env: { NODESAGE_DATA_DIR: dataDir } });
+    const viaFile = await runCli(['findings', '--json', '--url', `http://${listen}`, '--token-file', tokenFile], { env: { NODESAGE_DATA_DIR: dataDir } });
     expect(viaFile.code, viaFile.stderr).toBe(0);
     expect(JSON.parse(viaFile.stdout).items).toEqual([]);
 

@@ -7,9 +7,13 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI } from './helpers/daemon-process.js';
-import { IDS, type SurfaceNode, startSurfaceNode } from './helpers/surface-node.js';
+import { createToken, readTokenFile, StaticTokens } from '../daemon/api/auth/static-tokens.js';
+import { toPublicFinding } from '../daemon/tracker/tracker.js';
+import { serveApi } from './helpers/access-app.js';
+import { CLI, tempDir } from './helpers/daemon-process.js';
+import { IDS, seededFindings, type SurfaceNode, startSurfaceNode } from './helpers/surface-node.js';
 
 let node: SurfaceNode;
 beforeAll(async () => {
@@ -76,6 +80,40 @@ describe('MCP', () => {
       await exercise(client);
     } finally {
       await client.close();
+    }
+  });
+});
+
+describe('MCP behind the API\'s authentication', () => {
+  it('over HTTP: 401 without a token; with one, the tools answer (their inner calls carry the caller\'s token)', async () => {
+    const file = join(tempDir(), 'tokens');
+    const token = createToken(file, 'assistant');
+    const api = await serveApi({ access: { authenticator: new StaticTokens(readTokenFile(file)) } });
+    const findings = seededFindings('edge-node-1');
+    api.store.commit({ at: new Date().toISOString(), findings, checkpoints: [], gaps: [], lineCounts: new Map() });
+    try {
+      const bare = await fetch(`${api.url}/mcp`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+      });
+      expect(bare.status).toBe(401);
+      expect(((await bare.json()) as { error: { code: string } }).error.code).toBe('UNAUTHENTICATED');
+      const anonymous = new Client({ name: 'nodesage-test', version: '1.0.0' });
+      await expect(anonymous.connect(new StreamableHTTPClientTransport(new URL(`${api.url}/mcp`)))).rejects.toThrow(/UNAUTHENTICATED/);
+
+      const client = new Client({ name: 'nodesage-test', version: '1.0.0' });
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${api.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+      try {
+        expect((await client.listTools()).tools).toHaveLength(5);
+        const one = json((await client.callTool({ name: 'get_finding', arguments: { id: IDS.disk } })) as ToolResult);
+        expect(one).toMatchObject(toPublicFinding(findings[0]!) as unknown as Record<string, unknown>);
+        expect(json((await client.callTool({ name: 'node_status', arguments: {} })) as ToolResult)).toMatchObject({ nodeName: 'edge-node-1' });
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await api.close();
     }
   });
 });

@@ -61,9 +61,9 @@ export interface ApiContext {
 }
 
 /**
- * An RFC3339 `since` as a normalised ISO time, or null when JavaScript has no
- * such instant (a leap second such as 2016-12-31T23:59:60Z, which the
- * date-time format accepts, or a year outside 0000-9999).
+ * A `since` (RFC3339, or an age such as `1h`) as a normalised ISO time, or
+ * null when JavaScript has no such instant (a leap second such as
+ * 2016-12-31T23:59:60Z, or a year outside 0000-9999).
  */
 export function sinceToIso(since: string): string | null {
   try {
