@@ -2,14 +2,16 @@
  * The dashboard in a real browser: Debian's chromium, headless, driven by
  * playwright-core (which never downloads a browser). Against a seeded agent:
  * the page loads with the findings, a finding opens with its evidence and
- * diagnosis, an ask streams an answer with citations, a token can be given,
- * and the layout holds at phone width. Screenshots go to test/artifacts/.
+ * diagnosis, an ask streams an answer with citations, the layout holds at
+ * phone width, and behind the agent's token check the page asks for a token
+ * and sends it. Screenshots go to test/artifacts/.
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PROJECT_ROOT } from './helpers/daemon-process.js';
+import { createToken, readTokenFile, StaticTokens } from '../daemon/api/auth/static-tokens.js';
+import { PROJECT_ROOT, tempDir } from './helpers/daemon-process.js';
 import { IDS, type SurfaceNode, startSurfaceNode } from './helpers/surface-node.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -108,24 +110,36 @@ describe('dashboard in chromium', () => {
     await page.close();
   });
 
-  it('asks for a token when the agent answers 401 and sends it as a bearer token from then on', async () => {
+  it('behind the agent\'s token check: the page loads without a token, asks for one, refuses a wrong one and sends the right one with every call', async () => {
+    const file = join(tempDir(), 'tokens');
+    const token = createToken(file, 'site-ops');
+    const guarded = await startSurfaceNode('edge-05', { access: { authenticator: new StaticTokens(readTokenFile(file)) } });
     const page = await browser.newPage({ viewport: { width: 800, height: 700 } });
-    const seen: (string | undefined)[] = [];
-    // The agent's authentication is stood in for by the browser's own routing: 401 until the token comes.
-    await page.route(`${node.url}/v1/**`, async (route) => {
-      const auth = route.request().headers().authorization;
-      seen.push(auth);
-      if (auth !== 'Bearer s3cret-token') return route.fulfill({ status: 401, contentType: 'application/json', body: '{"error":{"code":"UNAUTHORIZED","message":"a bearer token is required"}}' });
-      return route.continue();
+    const auth: (string | undefined)[] = [];
+    page.on('request', (r) => {
+      if (new URL(r.url()).pathname.startsWith('/v1/')) auth.push(r.headers().authorization);
     });
-    await page.goto(`${node.url}/`);
-    await page.waitForSelector('#token-form:not([hidden])');
-    await page.screenshot({ path: join(ARTIFACTS, 'token.png') });
-    await page.fill('#token-input', 's3cret-token');
-    await page.click('#token-form button[type=submit]');
-    await page.waitForSelector('body[data-loaded="true"]');
-    expect(seen.at(-1)).toBe('Bearer s3cret-token');
-    expect(await page.evaluate(() => sessionStorage.getItem('nodesage.token'))).toBe('s3cret-token');
-    await page.close();
+    try {
+      await page.goto(`${guarded.url}/`);
+      await page.waitForSelector('#token-form:not([hidden])');
+      await page.fill('#token-input', 'not-the-token');
+      await page.click('#token-form button[type=submit]');
+      await expect.poll(() => page.textContent('#token-error')).toBe('That token was refused.');
+      await page.screenshot({ path: join(ARTIFACTS, 'token.png') });
+      await page.fill('#token-input', token);
+      await page.click('#token-form button[type=submit]');
+      await page.waitForSelector('body[data-loaded="true"]');
+      expect(await page.textContent('#node-name')).toBe('edge-05');
+      expect(await page.$$eval('#findings .finding', (els) => els.length)).toBe(3);
+      expect(await page.evaluate<string | null>("sessionStorage.getItem('nodesage.token')")).toBe(token);
+      await page.fill('#ask-input', 'why is the disk full?');
+      await page.click('#ask-submit');
+      await expect.poll(() => page.textContent('#ask-meta'), { timeout: 15_000 }).toMatch(/rule-hint/);
+      expect(auth.at(-1)).toBe(`Bearer ${token}`);
+      expect(auth.filter((a) => a === `Bearer ${token}`).length).toBeGreaterThanOrEqual(5);
+    } finally {
+      await page.close();
+      await guarded.close();
+    }
   });
 });

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { DaemonCall } from './mcp.js';
 import { sendError } from './server.js';
 
-/** Adds `POST /mcp` (and 405 for GET/DELETE: no server-initiated stream, no session). */
+/** Adds `POST /mcp` (and 405 for GET: a stateless server opens no stream of its own; without sessions no DELETE comes). */
 export function registerMcpRoute(app: FastifyInstance, version: () => string): void {
   app.post('/mcp', async (req, reply) => {
     const [{ createMcpServer }, { StreamableHTTPServerTransport }] = await Promise.all([
@@ -38,5 +38,4 @@ export function registerMcpRoute(app: FastifyInstance, version: () => string): v
     return sendError(reply, 405, 'METHOD_NOT_ALLOWED', 'the MCP endpoint is stateless: POST JSON-RPC messages to /mcp');
   };
   app.get('/mcp', notAllowed);
-  app.delete('/mcp', notAllowed);
 }

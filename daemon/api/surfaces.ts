@@ -83,14 +83,12 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
   app.get('/', { schema: described('the web dashboard (HTML)') }, async (_req, reply) =>
     reply.type('text/html; charset=utf-8').header('content-security-policy', CSP).header('cache-control', 'no-cache').send(asset('index.html')),
   );
-  app.get(
-    '/ui/:file',
-    { schema: { summary: 'a file of the web dashboard', params: { type: 'object', properties: { file: { type: 'string', enum: Object.keys(WEB_FILES) } } } } },
-    async (req, reply) => {
-      const { file } = req.params as { file: string };
-      return reply.type(WEB_FILES[file]!.type).header('cache-control', 'no-cache').send(asset(file));
-    },
-  );
+  // One route per file (no parameter): each is an open path of the access check, by its exact name.
+  for (const file of Object.keys(WEB_FILES)) {
+    app.get(`/ui/${file}`, { schema: described(`a file of the web dashboard (${file})`) }, async (_req, reply) =>
+      reply.type(WEB_FILES[file]!.type).header('cache-control', 'no-cache').send(asset(file)),
+    );
+  }
 
   app.get(
     '/v1/timeline',
@@ -255,7 +253,6 @@ const SUMMARIES: Record<string, string> = {
   'POST /v1/chat/completions': 'chat with the local model, OpenAI-compatible',
   'POST /mcp': 'MCP over streamable HTTP (stateless JSON-RPC)',
   'GET /mcp': 'not allowed: the MCP endpoint is stateless',
-  'DELETE /mcp': 'not allowed: the MCP endpoint is stateless',
 };
 
 /** The OpenAPI 3.1 document of the collected routes, built from their JSON schemas. */

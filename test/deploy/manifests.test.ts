@@ -530,7 +530,7 @@ describe('the access ClusterRoles grant exactly what the daemon checks', () => {
       });
       expect(ungranted, 'routes no shipped ClusterRole grants: add them to ACCESS_ROLES (daemon/api/auth/policy.ts) and daemonset/base/access-roles.yaml').toEqual([]);
       for (const role of ACCESS_ROLES) {
-        for (const rule of role.rules) for (const u of rule.nonResourceURLs) expect(u).toMatch(/^\/(v1\/|metrics$)/);
+        for (const rule of role.rules) for (const u of rule.nonResourceURLs) expect(u).toMatch(/^\/(v1\/|metrics$|mcp$)/);
       }
     } finally {
       await daemon.stop();

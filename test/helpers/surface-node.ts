@@ -7,6 +7,7 @@
  */
 import { pino } from 'pino';
 import { registerAskRoutes } from '../../daemon/api/ask-routes.js';
+import type { AccessOptions } from '../../daemon/api/auth/access.js';
 import { buildApi, type StatusBody } from '../../daemon/api/server.js';
 import { EngineGate } from '../../daemon/ask/gate.js';
 import { AskService } from '../../daemon/ask/service.js';
@@ -98,8 +99,8 @@ export interface SurfaceNode {
   close(): Promise<void>;
 }
 
-/** Starts a seeded agent API for `nodeName` on 127.0.0.1 (port 0 unless given), its findings seen before `now` (defaults to now). */
-export async function startSurfaceNode(nodeName = 'edge-04', opts: { port?: number; now?: number } = {}): Promise<SurfaceNode> {
+/** Starts a seeded agent API for `nodeName` on 127.0.0.1 (port 0 unless given), its findings seen before `now` (defaults to now), behind `access` when given (else open). */
+export async function startSurfaceNode(nodeName = 'edge-04', opts: { port?: number; now?: number; access?: AccessOptions } = {}): Promise<SurfaceNode> {
   const logger = pino({ level: 'silent' });
   const store = Store.open({ dir: tempDir() });
   const now = opts.now ?? Date.now();
@@ -134,7 +135,7 @@ export async function startSurfaceNode(nodeName = 'edge-04', opts: { port?: numb
     rulesOnly: true,
   });
   const ask = new AskService({ store, nodeName, maxTokens: 256, timeoutMs: 10_000, logger });
-  const app = buildApi({ store, status, ready: () => true, logger, extraRoutes: (a) => registerAskRoutes(a, { ask, gate: new EngineGate(), logger }) });
+  const app = buildApi({ store, status, ready: () => true, logger, ...(opts.access ? { access: opts.access } : {}), extraRoutes: (a) => registerAskRoutes(a, { ask, gate: new EngineGate(), logger }) });
   const url = await app.listen({ host: '127.0.0.1', port: opts.port ?? 0 });
   return {
     url,

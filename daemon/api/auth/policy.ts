@@ -11,8 +11,11 @@
  * rules, as they do for Prometheus scraping `/metrics`.
  */
 
-/** Paths served to anyone: the kubelet's probes carry no token. */
-export const OPEN_PATHS: readonly string[] = ['/healthz', '/readyz'];
+/** The dashboard's page and files: no node data in them (the page fetches it with the user's token), so a browser can load the page before it has a token to present. */
+export const PAGE_PATHS: readonly string[] = ['/', '/ui/app.js', '/ui/style.css', '/ui/uPlot.min.js', '/ui/uPlot.min.css'];
+
+/** Paths served to anyone: the kubelet's probes carry no token, nor does a browser opening the dashboard. */
+export const OPEN_PATHS: readonly string[] = ['/healthz', '/readyz', ...PAGE_PATHS];
 
 /** One RBAC rule on non-resource URLs (a trailing `*` matches any rest of the path, as RBAC does). */
 export interface NonResourceRule {
@@ -34,8 +37,12 @@ export const ACCESS_ROLES: readonly AccessRole[] = [
     name: 'nodesage-reader',
     purpose: 'read findings, status and history, and ask questions',
     rules: [
-      { verbs: ['get'], nonResourceURLs: ['/v1/status', '/v1/findings', '/v1/findings/*', '/v1/timeline', '/v1/metrics/history'] },
-      { verbs: ['create'], nonResourceURLs: ['/v1/ask'] },
+      {
+        verbs: ['get'],
+        nonResourceURLs: ['/v1/status', '/v1/findings', '/v1/findings/*', '/v1/timeline', '/v1/metrics/history', '/v1/export/feedback.jsonl', '/v1/openapi.json', '/mcp'],
+      },
+      // Questions, feedback on a diagnosis (POST /v1/findings/{id}/feedback) and the read-only MCP tools.
+      { verbs: ['create'], nonResourceURLs: ['/v1/ask', '/v1/findings/*', '/mcp'] },
     ],
   },
   {
