@@ -122,6 +122,8 @@ describe('dashboard in chromium', () => {
     try {
       await page.goto(`${guarded.url}/`);
       await page.waitForSelector('#token-form:not([hidden])');
+      // Nothing of the node shows until a token is accepted.
+      expect(await page.isVisible('#main')).toBe(false);
       await page.fill('#token-input', 'not-the-token');
       await page.click('#token-form button[type=submit]');
       await expect.poll(() => page.textContent('#token-error')).toBe('That token was refused.');
@@ -129,6 +131,8 @@ describe('dashboard in chromium', () => {
       await page.fill('#token-input', token);
       await page.click('#token-form button[type=submit]');
       await page.waitForSelector('body[data-loaded="true"]');
+      expect(await page.isVisible('#main')).toBe(true);
+      expect(await page.isVisible('#token-form')).toBe(false);
       expect(await page.textContent('#node-name')).toBe('edge-05');
       expect(await page.$$eval('#findings .finding', (els) => els.length)).toBe(3);
       expect(await page.evaluate<string | null>("sessionStorage.getItem('nodesage.token')")).toBe(token);
