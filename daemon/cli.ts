@@ -150,9 +150,6 @@ function exitCodeOf(err: unknown): number {
   if (err instanceof ConfigError) return EXIT_CONFIG;
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && SETUP_ERRORS.has(code)) return EXIT_CONFIG;
-  const name = (err as Error | undefined)?.constructor?.name ?? '';
-  // A model that cannot be used is a usage error: the user named the wrong file.
-  if (/^Model.*Error$/.test(name)) return EXIT_CONFIG;
   return (err as { exitCode?: number }).exitCode ?? 1;
 }
 
@@ -347,6 +344,9 @@ program
         await diagnoseAll(result.findings, bundleConfig, createLogger({ ...bundleConfig, logLevel: 'silent' }, process.stderr), {
           onProgress: opts.model ? progress.update : undefined,
         });
+      } catch (err) {
+        // A model that cannot be used is a usage error here: the user named the wrong file.
+        throw /^Model.*Error$/.test((err as Error).constructor?.name ?? '') ? new UsageError((err as Error).message) : err;
       } finally {
         progress.done();
       }
