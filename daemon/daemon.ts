@@ -215,6 +215,8 @@ export class Daemon {
         lineCounts,
         ...(t ? { templates: t.templates, templateBuckets: t.buckets, templatesRemoved: t.removed, templateBucketsBefore: t.pruneBefore } : {}),
       });
+      // The search index follows in slices after the cycle, so neither waits for the other.
+      void store.maintainSearchIndex().catch((err: unknown) => this.parts.logger.error({ err }, 'search indexing failed'));
       for (const f of result.opened) this.metrics.findingsOpened.inc({ category: f.category, severity: f.severity });
       if (result.opened.length > 0) {
         this.parts.logger.info(
@@ -297,19 +299,11 @@ export class Daemon {
         logger.error({ err }, 'detection cycle failed');
       }
     }, config.detectIntervalSeconds * 1000);
-    this.pruneTimer = setInterval(() => {
-      try {
-        this.parts.store.prune();
-      } catch (err) {
-        logger.error({ err }, 'retention pruning failed');
-      }
-    }, 3_600_000);
+    // Pruning runs in slices between which requests and cycles are served.
+    const prune = () => void this.parts.store.prune().catch((err: unknown) => logger.error({ err }, 'retention pruning failed'));
+    this.pruneTimer = setInterval(prune, 3_600_000);
     this.pruneTimer.unref();
-    try {
-      this.parts.store.prune();
-    } catch (err) {
-      logger.error({ err }, 'retention pruning failed');
-    }
+    prune();
   }
 
   /** Stops sources, flushes a last cycle, closes the API and the store, disposes native objects. */

@@ -42,7 +42,7 @@ function commit(store: Store, findings: TrackedFinding[], at = T0): void {
 const ids = (r: { findings: { finding: { id: string } }[] }) => r.findings.map((h) => h.finding.id);
 
 describe('search index', () => {
-  it('follows inserts, updates, diagnoses, evidence rewrites and deletes', () => {
+  it('follows inserts, updates, diagnoses, evidence rewrites and deletes', async () => {
     const store = Store.open({ dir: tempDir() });
     commit(store, [finding('a000000000000001')]);
     // A cycle only notes what changed; the next search indexes it, once.
@@ -74,7 +74,7 @@ describe('search index', () => {
     expect(store.search('looping').findings).toHaveLength(0);
     // Retention deletes cascade into the index (findings and their evidence rows).
     commit(store, [finding('a000000000000001', { status: 'resolved', lastSeen: '2025-01-01T00:00:00.000Z' })]);
-    store.prune(Date.parse('2026-03-02T00:00:00.000Z'));
+    await store.prune(Date.parse('2026-03-02T00:00:00.000Z'));
     expect(store.search('restarting unknown authority registry').findings).toHaveLength(0);
     store.close();
   });

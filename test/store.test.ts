@@ -82,7 +82,7 @@ describe('store', () => {
     s.close();
   });
 
-  it('prunes resolved history by age and keeps open findings', () => {
+  it('prunes resolved history by age and keeps open findings', async () => {
     const s = Store.open({ dir: tempDir(), maxAgeDays: 1 });
     s.commit({
       at: 'x',
@@ -92,13 +92,13 @@ describe('store', () => {
       ],
       ...empty,
     });
-    s.prune(Date.parse('2026-01-01T00:00:00Z'));
+    await s.prune(Date.parse('2026-01-01T00:00:00Z'));
     expect(s.getFinding('c'.repeat(16))).toBeUndefined();
     expect(s.getFinding('d'.repeat(16))?.status).toBe('open');
     s.close();
   });
 
-  it('prunes by size: history goes first until the file fits', () => {
+  it('prunes by size: history goes first until the file fits', async () => {
     const s = Store.open({ dir: tempDir(), maxSizeMB: 1 });
     const big = 'x'.repeat(4000);
     for (let batch = 0; batch < 10; batch++) {
@@ -111,7 +111,7 @@ describe('store', () => {
       s.commit({ at: 'x', findings: fs, ...empty });
     }
     expect(s.sizeBytes()).toBeGreaterThan(1024 * 1024);
-    s.prune(Date.parse('2026-01-02T00:00:00Z'));
+    await s.prune(Date.parse('2026-01-02T00:00:00Z'));
     expect(s.sizeBytes()).toBeLessThanOrEqual(1024 * 1024);
     // Oldest went first.
     expect(s.getFinding(`0${'0'.repeat(15)}`)).toBeUndefined();
@@ -149,7 +149,7 @@ describe('store', () => {
     writeFileSync(join(dir, 'unrelated'), '');
   });
 
-  it('downsamples metric samples into 1-minute and 15-minute buckets and drops 1-minute ones after 24 h', () => {
+  it('downsamples metric samples into 1-minute and 15-minute buckets and drops 1-minute ones after 24 h', async () => {
     const s = Store.open({ dir: tempDir() });
     const t0 = Date.parse('2026-01-01T00:00:00Z');
     s.addSamples(t0 + 1_000, [{ name: 'load1', value: 1 }]);
@@ -160,7 +160,7 @@ describe('store', () => {
       { at: '2026-01-01T00:01:00.000Z', mean: 10, max: 10 },
     ]);
     expect(s.listSamples('load1', 900, t0)).toEqual([{ at: '2026-01-01T00:00:00.000Z', mean: 14 / 3, max: 10 }]);
-    s.prune(t0 + 2 * 86_400_000);
+    await s.prune(t0 + 2 * 86_400_000);
     expect(s.listSamples('load1', 60, t0)).toEqual([]);
     expect(s.listSamples('load1', 900, t0)).toHaveLength(1);
     s.close();

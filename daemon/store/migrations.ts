@@ -227,4 +227,24 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX feedback_finding ON feedback(finding_id);
   `,
+  // 4: one index per listing shape. /v1/findings filters on any of status,
+  // category and severity (equality), optionally since and a cursor (ranges on
+  // last_seen), and always orders by (last_seen DESC, id DESC); an index whose
+  // leading columns are the equality filters, followed by (last_seen, id),
+  // serves every page as a range read of limit+1 entries, with no sort. The
+  // columns go from fewest values to most, and (status, category, severity)
+  // also answers the open-findings counts of /metrics from the index alone.
+  // Migration 1's (status, last_seen) and (category) are prefixes of these.
+  `
+  DROP INDEX IF EXISTS findings_status_seen;
+  DROP INDEX IF EXISTS findings_category;
+  CREATE INDEX findings_seen ON findings(last_seen, id);
+  CREATE INDEX findings_status_seen ON findings(status, last_seen, id);
+  CREATE INDEX findings_category_seen ON findings(category, last_seen, id);
+  CREATE INDEX findings_severity_seen ON findings(severity, last_seen, id);
+  CREATE INDEX findings_status_category_seen ON findings(status, category, last_seen, id);
+  CREATE INDEX findings_status_severity_seen ON findings(status, severity, last_seen, id);
+  CREATE INDEX findings_category_severity_seen ON findings(category, severity, last_seen, id);
+  CREATE INDEX findings_status_category_severity_seen ON findings(status, category, severity, last_seen, id);
+  `,
 ];

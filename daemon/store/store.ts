@@ -61,6 +61,73 @@ export interface CommitBatch {
   templateBucketsBefore?: string;
 }
 
+/** The filters of a findings listing: every subset of them is a query shape with its own index (migration 3). */
+export const LISTING_FILTERS = ['status', 'severity', 'category', 'since', 'cursor'] as const;
+
+/** Evidence of this many findings is read with one statement. */
+const EVIDENCE_BATCH = 500;
+/** Findings deleted per retention transaction; the event loop runs between two. */
+const PRUNE_BATCH = 200;
+/** Search documents indexed per transaction by the background maintenance. */
+const FTS_BATCH = 200;
+/** At most this many changed documents are indexed synchronously by a search; the rest is left to maintenance. */
+const FTS_SEARCH_REFRESH_MAX = 1000;
+
+/** Lets timers and I/O run between two slices of store work. */
+const yieldToLoop = () => new Promise<void>((r) => setImmediate(r));
+
+function decodeCursor(cursor: string): [string, string] {
+  let c: unknown;
+  try {
+    c = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw new CursorError('cursor is not one this server issued');
+  }
+  if (!Array.isArray(c) || c.length !== 2 || typeof c[0] !== 'string' || typeof c[1] !== 'string') {
+    throw new CursorError('cursor is not one this server issued');
+  }
+  return [c[0], c[1]];
+}
+
+/**
+ * The SQL of a findings page for a query: the listing shape is the set of
+ * filters present, and the statement text depends on nothing else, so each
+ * shape is prepared once and has one plan (checked by test/store-plans.test.ts).
+ */
+function listingQuery(q: FindingQuery): { shape: string; sql: string; params: unknown[]; limit: number } {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (q.status) {
+    where.push('status = ?');
+    params.push(q.status);
+  }
+  if (q.severity) {
+    where.push('severity = ?');
+    params.push(q.severity);
+  }
+  if (q.category) {
+    where.push('category = ?');
+    params.push(q.category);
+  }
+  if (q.since) {
+    where.push('last_seen >= ?');
+    params.push(q.since);
+  }
+  if (q.cursor) {
+    // A row value, so the index range starts at the cursor (an OR of two terms would not).
+    where.push('(last_seen, id) < (?, ?)');
+    params.push(...decodeCursor(q.cursor));
+  }
+  const limit = Math.min(Math.max(q.limit ?? 50, 1), 500);
+  const sql = `SELECT * FROM findings ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY last_seen DESC, id DESC LIMIT ?`;
+  return { shape: LISTING_FILTERS.filter((k) => q[k] !== undefined).join('+'), sql, params: [...params, limit + 1], limit };
+}
+
+// Retention deletes: the oldest resolved findings first, a LIMIT at a time (index findings_status_seen).
+const PRUNE_AGE_SQL =
+  "DELETE FROM findings WHERE rowid IN (SELECT rowid FROM findings WHERE status = 'resolved' AND last_seen < ? ORDER BY last_seen LIMIT ?)";
+const PRUNE_OLDEST_SQL = "DELETE FROM findings WHERE rowid IN (SELECT rowid FROM findings WHERE status = 'resolved' ORDER BY last_seen LIMIT ?)";
+
 /** Raised for a bad pagination cursor. */
 export class CursorError extends Error {
   readonly code = 'BAD_CURSOR';
@@ -103,6 +170,9 @@ export class Store {
   private readonly maxSizeMB: number;
   private readonly stmts: ReturnType<Store['prepare']>;
   private readonly commitTx: (b: CommitBatch) => void;
+  private readonly listingStmts = new Map<string, Database.Statement>();
+  private pruning: Promise<{ deleted: number }> | null = null;
+  private indexing: Promise<number> | null = null;
 
   private constructor(path: string, db: Database.Database, recoveredFrom: string | null, opts: StoreOptions) {
     this.path = path;
@@ -192,6 +262,12 @@ export class Store {
       deleteEvidence: db.prepare('DELETE FROM evidence WHERE finding_id = ?'),
       insertEvidence: db.prepare('INSERT INTO evidence (finding_id, seq, source, at, text) VALUES (?, ?, ?, ?, ?)'),
       evidenceOf: db.prepare('SELECT source, at, text FROM evidence WHERE finding_id = ? ORDER BY seq'),
+      // A page's evidence in one read: the ids go in as one JSON array.
+      evidenceOfMany: db.prepare('SELECT finding_id, seq, source, at, text FROM evidence WHERE finding_id IN (SELECT value FROM json_each(?))'),
+      pruneByAge: db.prepare(PRUNE_AGE_SQL),
+      pruneOldest: db.prepare(PRUNE_OLDEST_SQL),
+      countResolved: db.prepare("SELECT count(*) AS n FROM findings WHERE status = 'resolved'"),
+      openCounts: db.prepare("SELECT category, severity, count(*) AS n FROM findings WHERE status = 'open' GROUP BY category, severity"),
       getFinding: db.prepare('SELECT * FROM findings WHERE id = ?'),
       openFindings: db.prepare("SELECT * FROM findings WHERE status = 'open'"),
       setDiagnosis: db.prepare('UPDATE findings SET diagnosis = ?, updated_at = ? WHERE id = ?'),
@@ -273,7 +349,35 @@ export class Store {
     this.commitTx(batch);
   }
 
-  private rowToFinding(r: FindingRow): TrackedFinding {
+  /** Evidence of many findings, each list in seq order, with one statement per EVIDENCE_BATCH ids. */
+  private evidenceFor(ids: string[]): Map<string, Evidence[]> {
+    const out = new Map<string, (Evidence & { seq: number })[]>();
+    for (let i = 0; i < ids.length; i += EVIDENCE_BATCH) {
+      const rows = this.stmts.evidenceOfMany.all(JSON.stringify(ids.slice(i, i + EVIDENCE_BATCH))) as {
+        finding_id: string;
+        seq: number;
+        source: Evidence['source'];
+        at: string;
+        text: string;
+      }[];
+      for (const r of rows) {
+        let list = out.get(r.finding_id);
+        if (!list) out.set(r.finding_id, (list = []));
+        list.push({ seq: r.seq, source: r.source, at: r.at, text: r.text });
+      }
+    }
+    const result = new Map<string, Evidence[]>();
+    for (const [id, list] of out) result.set(id, list.sort((a, b) => a.seq - b.seq).map(({ source, at, text }) => ({ source, at, text })));
+    return result;
+  }
+
+  /** Findings of rows, their evidence read together. */
+  private rowsToFindings(rows: FindingRow[]): TrackedFinding[] {
+    const evidence = this.evidenceFor(rows.map((r) => r.id));
+    return rows.map((r) => this.rowToFinding(r, evidence.get(r.id) ?? []));
+  }
+
+  private rowToFinding(r: FindingRow, evidence: Evidence[]): TrackedFinding {
     const f: TrackedFinding = {
       id: r.id,
       category: r.category as Category,
@@ -281,7 +385,7 @@ export class Store {
       subject: JSON.parse(r.subject) as Subject,
       title: r.title,
       message: r.message,
-      evidence: this.stmts.evidenceOf.all(r.id) as Evidence[],
+      evidence,
       firstSeen: r.first_seen,
       lastSeen: r.last_seen,
       count: r.count,
@@ -300,62 +404,53 @@ export class Store {
 
   /** Open findings, for the tracker at start. */
   loadOpenFindings(): TrackedFinding[] {
-    return (this.stmts.openFindings.all() as FindingRow[]).map((r) => this.rowToFinding(r));
+    return this.rowsToFindings(this.stmts.openFindings.all() as FindingRow[]);
   }
 
   /** One finding by id. */
   getFinding(id: string): TrackedFinding | undefined {
     const r = this.stmts.getFinding.get(id) as FindingRow | undefined;
-    return r ? this.rowToFinding(r) : undefined;
+    return r ? this.rowToFinding(r, this.stmts.evidenceOf.all(r.id) as Evidence[]) : undefined;
   }
 
   /** A page of findings, newest first. */
   listFindings(q: FindingQuery = {}): { items: TrackedFinding[]; nextCursor: string | null } {
-    const where: string[] = [];
-    const params: unknown[] = [];
-    if (q.status) {
-      where.push('status = ?');
-      params.push(q.status);
-    }
-    if (q.severity) {
-      where.push('severity = ?');
-      params.push(q.severity);
-    }
-    if (q.category) {
-      where.push('category = ?');
-      params.push(q.category);
-    }
-    if (q.since) {
-      where.push('last_seen >= ?');
-      params.push(q.since);
-    }
-    if (q.cursor) {
-      let c: unknown;
-      try {
-        c = JSON.parse(Buffer.from(q.cursor, 'base64url').toString('utf8'));
-      } catch {
-        throw new CursorError('cursor is not one this server issued');
-      }
-      if (!Array.isArray(c) || c.length !== 2 || typeof c[0] !== 'string' || typeof c[1] !== 'string') {
-        throw new CursorError('cursor is not one this server issued');
-      }
-      where.push('(last_seen < ? OR (last_seen = ? AND id < ?))');
-      params.push(c[0], c[0], c[1]);
-    }
-    const limit = Math.min(Math.max(q.limit ?? 50, 1), 500);
-    const sql = `SELECT * FROM findings ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY last_seen DESC, id DESC LIMIT ?`;
-    const rows = this.db.prepare(sql).all(...params, limit + 1) as FindingRow[];
+    const { sql, params, limit } = listingQuery(q);
+    const rows = this.listingStatement(sql).all(...params) as FindingRow[];
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     const nextCursor = rows.length > limit && last ? Buffer.from(JSON.stringify([last.last_seen, last.id])).toString('base64url') : null;
-    return { items: page.map((r) => this.rowToFinding(r)), nextCursor };
+    return { items: this.rowsToFindings(page), nextCursor };
+  }
+
+  private listingStatement(sql: string): Database.Statement {
+    let st = this.listingStmts.get(sql);
+    if (!st) this.listingStmts.set(sql, (st = this.db.prepare(sql)));
+    return st;
+  }
+
+  /**
+   * The query plan (`EXPLAIN QUERY PLAN` detail lines) of the listing for a
+   * query, and of every other statement a read route or the retention runs
+   * per page or per scrape, by name.
+   */
+  queryPlans(q: FindingQuery): { listing: string[]; [name: string]: string[] } {
+    const plan = (sql: string, params: unknown[]) =>
+      (this.db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params) as { detail: string }[]).map((r) => r.detail);
+    const { sql, params } = listingQuery(q);
+    return {
+      listing: plan(sql, params),
+      evidenceOfPage: plan(this.stmts.evidenceOfMany.source, ['["a"]']),
+      getFinding: plan(this.stmts.getFinding.source, ['a']),
+      openCounts: plan(this.stmts.openCounts.source, []),
+      pruneByAge: plan(PRUNE_AGE_SQL, ['2026-01-01', 1]),
+      pruneOldest: plan(PRUNE_OLDEST_SQL, [1]),
+    };
   }
 
   /** Counts of open findings by category and severity (for /metrics). */
   openCounts(): { category: string; severity: string; n: number }[] {
-    return this.db
-      .prepare("SELECT category, severity, count(*) AS n FROM findings WHERE status = 'open' GROUP BY category, severity")
-      .all() as { category: string; severity: string; n: number }[];
+    return this.stmts.openCounts.all() as { category: string; severity: string; n: number }[];
   }
 
   /** Stores a diagnosis on its finding. */
@@ -548,12 +643,35 @@ export class Store {
    * Retention: deletes resolved findings, samples, template buckets and gaps
    * older than maxAgeDays (1-minute samples after 24 h); then, while the file is
    * over maxSizeMB, the oldest resolved findings and history in slices.
+   * Findings go PRUNE_BATCH per transaction with the event loop running in
+   * between (a finding's delete also deletes its evidence and index entries),
+   * so a large backlog never stalls detection or the API. A call while one
+   * runs gets that one's result.
    */
-  prune(now = Date.now()): { deleted: number } {
-    const cutoff = new Date(now - this.maxAgeDays * 86_400_000).toISOString();
+  prune(now = Date.now()): Promise<{ deleted: number }> {
+    this.pruning ??= this.pruneSlices(now).finally(() => {
+      this.pruning = null;
+    });
+    return this.pruning;
+  }
+
+  /** Runs a delete statement taking a LIMIT as its last parameter until it deletes less than a slice. */
+  private async deleteInSlices(st: Database.Statement, params: unknown[], max = Number.POSITIVE_INFINITY): Promise<number> {
     let deleted = 0;
+    while (deleted < max && this.db.open) {
+      const n = st.run(...params, Math.min(PRUNE_BATCH, max - deleted)).changes;
+      deleted += n;
+      if (n < PRUNE_BATCH) break;
+      await yieldToLoop();
+    }
+    return deleted;
+  }
+
+  private async pruneSlices(now: number): Promise<{ deleted: number }> {
+    const cutoff = new Date(now - this.maxAgeDays * 86_400_000).toISOString();
+    let deleted = await this.deleteInSlices(this.stmts.pruneByAge, [cutoff]);
+    if (!this.db.open) return { deleted };
     const tx = this.db.transaction(() => {
-      deleted += this.db.prepare("DELETE FROM findings WHERE status = 'resolved' AND last_seen < ?").run(cutoff).changes;
       deleted += this.db.prepare('DELETE FROM metric_samples WHERE resolution = 60 AND bucket_start < ?').run(Math.floor(now / 1000) - 86_400).changes;
       deleted += this.db.prepare('DELETE FROM metric_samples WHERE bucket_start < ?').run(Math.floor(Date.parse(cutoff) / 1000)).changes;
       deleted += this.db.prepare('DELETE FROM template_buckets WHERE bucket_start < ?').run(cutoff).changes;
@@ -562,27 +680,27 @@ export class Store {
     });
     tx();
     const limit = this.maxSizeMB * 1024 * 1024;
-    for (let round = 0; round < 20 && this.sizeBytes() > limit; round++) {
+    for (let round = 0; round < 20 && this.db.open && this.sizeBytes() > limit; round++) {
       this.db.pragma('wal_checkpoint(TRUNCATE)');
       this.db.pragma('incremental_vacuum');
       if (this.sizeBytes() <= limit) break;
+      // A fifth of the resolved history per round: enough to converge fast, little enough to keep most of it.
+      const resolvedCount = (this.stmts.countResolved.get() as { n: number }).n;
+      let n = await this.deleteInSlices(this.stmts.pruneOldest, [], Math.max(20, Math.ceil(resolvedCount / 5)));
+      if (!this.db.open) return { deleted: deleted + n };
       const slice = this.db.transaction(() => {
-        let n = 0;
-        // A fifth of the resolved history per round: enough to converge fast, little enough to keep most of it.
-        const resolvedCount = (this.db.prepare("SELECT count(*) AS n FROM findings WHERE status = 'resolved'").get() as { n: number }).n;
-        const take = Math.max(20, Math.ceil(resolvedCount / 5));
-        n += this.db
-          .prepare("DELETE FROM findings WHERE id IN (SELECT id FROM findings WHERE status = 'resolved' ORDER BY last_seen LIMIT ?)")
-          .run(take).changes;
-        n += this.db.prepare('DELETE FROM metric_samples WHERE rowid IN (SELECT rowid FROM metric_samples ORDER BY bucket_start LIMIT 5000)').run().changes;
-        n += this.db.prepare('DELETE FROM template_buckets WHERE rowid IN (SELECT rowid FROM template_buckets ORDER BY bucket_start LIMIT 5000)').run().changes;
-        n += this.db.prepare('DELETE FROM diagnosis_cache WHERE rowid IN (SELECT rowid FROM diagnosis_cache ORDER BY created_at LIMIT 500)').run().changes;
-        return n;
+        let k = 0;
+        k += this.db.prepare('DELETE FROM metric_samples WHERE rowid IN (SELECT rowid FROM metric_samples ORDER BY bucket_start LIMIT 5000)').run().changes;
+        k += this.db.prepare('DELETE FROM template_buckets WHERE rowid IN (SELECT rowid FROM template_buckets ORDER BY bucket_start LIMIT 5000)').run().changes;
+        k += this.db.prepare('DELETE FROM diagnosis_cache WHERE rowid IN (SELECT rowid FROM diagnosis_cache ORDER BY created_at LIMIT 500)').run().changes;
+        return k;
       });
-      const n = slice();
+      n += slice();
       deleted += n;
       if (n === 0) break;
+      await yieldToLoop();
     }
+    if (!this.db.open) return { deleted };
     this.db.pragma('incremental_vacuum');
     this.db.pragma('wal_checkpoint(TRUNCATE)');
     return { deleted };
@@ -656,31 +774,80 @@ export class Store {
 
   /**
    * Indexes the findings and log templates that changed since the last call
-   * (the triggers of migration 2 note them). `search` calls it first, so
-   * results are always current. Returns the number of documents indexed.
+   * (the triggers of migration 2 note them), at most `max` of them, in slices
+   * of one transaction each. `search` calls it first, so results are current
+   * whenever the backlog is small. Returns the number of documents indexed.
    */
-  refreshSearchIndex(): number {
-    const tx = this.db.transaction(() => {
-      const n = (this.db.prepare('SELECT count(*) AS n FROM search_dirty').get() as { n: number }).n;
-      if (n === 0) return 0;
-      this.db.exec(`
-        DELETE FROM findings_fts WHERE rowid IN
-          (SELECT f.rowid FROM search_dirty d JOIN findings f ON f.id = d.ref WHERE d.kind = 'finding');
-        INSERT INTO findings_fts (rowid, title, message, category, subject, diagnosis, evidence)
+  refreshSearchIndex(max = Number.POSITIVE_INFINITY): number {
+    let total = 0;
+    while (total < max) {
+      const n = this.indexSlice(Math.min(max - total, 5000));
+      total += n;
+      if (n === 0) break;
+    }
+    return total;
+  }
+
+  /** Indexes at most `n` changed documents in one transaction; returns how many. */
+  private indexSlice(n: number): number {
+    this.ftsStmts ??= this.prepareFts();
+    const st = this.ftsStmts;
+    return this.db.transaction(() => {
+      st.clearBatch.run();
+      const k = st.takeBatch.run(n).changes;
+      if (k === 0) return 0;
+      for (const step of st.steps) step.run();
+      return k;
+    })();
+  }
+
+  private ftsStmts: ReturnType<Store['prepareFts']> | undefined;
+
+  private prepareFts() {
+    const db = this.db;
+    // The slice being indexed: a connection-private table, so nothing of it reaches the file.
+    db.exec('CREATE TEMP TABLE IF NOT EXISTS search_batch (kind TEXT NOT NULL, ref NOT NULL, PRIMARY KEY (kind, ref)) WITHOUT ROWID');
+    return {
+      clearBatch: db.prepare('DELETE FROM temp.search_batch'),
+      takeBatch: db.prepare('INSERT INTO temp.search_batch (kind, ref) SELECT kind, ref FROM search_dirty LIMIT ?'),
+      steps: [
+        `DELETE FROM findings_fts WHERE rowid IN
+          (SELECT f.rowid FROM temp.search_batch d JOIN findings f ON f.id = d.ref WHERE d.kind = 'finding')`,
+        `INSERT INTO findings_fts (rowid, title, message, category, subject, diagnosis, evidence)
           SELECT f.rowid, f.title, f.message, f.category,
             CASE WHEN json_valid(f.subject) THEN concat_ws(' ', json_extract(f.subject, '$.kind'), json_extract(f.subject, '$.namespace'),
               json_extract(f.subject, '$.name'), json_extract(f.subject, '$.container')) END,
             CASE WHEN json_valid(f.diagnosis) THEN concat_ws(' ', json_extract(f.diagnosis, '$.summary'), json_extract(f.diagnosis, '$.probableCause')) END,
             (SELECT group_concat(e.text, char(10)) FROM evidence e WHERE e.finding_id = f.id)
-          FROM search_dirty d JOIN findings f ON f.id = d.ref WHERE d.kind = 'finding';
-        DELETE FROM templates_fts WHERE rowid IN (SELECT ref FROM search_dirty WHERE kind = 'template');
-        INSERT INTO templates_fts (rowid, template, example, stream)
-          SELECT t.rowid, t.template, t.example, t.stream FROM search_dirty d JOIN log_templates t ON t.rowid = d.ref WHERE d.kind = 'template';
-        DELETE FROM search_dirty;
-      `);
-      return n;
+          FROM temp.search_batch d JOIN findings f ON f.id = d.ref WHERE d.kind = 'finding'`,
+        "DELETE FROM templates_fts WHERE rowid IN (SELECT ref FROM temp.search_batch WHERE kind = 'template')",
+        `INSERT INTO templates_fts (rowid, template, example, stream)
+          SELECT t.rowid, t.template, t.example, t.stream FROM temp.search_batch d JOIN log_templates t ON t.rowid = d.ref WHERE d.kind = 'template'`,
+        'DELETE FROM search_dirty WHERE (kind, ref) IN (SELECT kind, ref FROM temp.search_batch)',
+      ].map((sql) => db.prepare(sql)),
+    };
+  }
+
+  /**
+   * Indexes every changed document in slices of FTS_BATCH, letting the event
+   * loop run between two (the daemon calls it after each detection cycle; an
+   * upgraded database may start with its whole history to index). A call while
+   * one runs gets that one's result. Resolves with the number indexed.
+   */
+  maintainSearchIndex(): Promise<number> {
+    this.indexing ??= (async () => {
+      let total = 0;
+      while (this.db.open) {
+        const n = this.indexSlice(FTS_BATCH);
+        total += n;
+        if (n < FTS_BATCH) break;
+        await yieldToLoop();
+      }
+      return total;
+    })().finally(() => {
+      this.indexing = null;
     });
-    return tx();
+    return this.indexing;
   }
 
   /**
@@ -692,7 +859,8 @@ export class Store {
   search(question: string, opts: SearchOptions = {}): SearchResult {
     const query = toFtsQuery(question);
     if (query === null) return { query, findings: [], templates: [], runbooks: [] };
-    this.refreshSearchIndex();
+    // A backlog larger than this (an upgraded history) is indexed by maintainSearchIndex in slices.
+    this.refreshSearchIndex(FTS_SEARCH_REFRESH_MAX);
     const limit = Math.min(Math.max(opts.limit ?? 10, 1), 100);
     const since = opts.since ?? null;
     const findingRows = this.db
@@ -730,9 +898,10 @@ export class Store {
         JOIN runbooks r ON r.rowid = h.rid ORDER BY h.s, r.id`,
       )
       .all({ q: query, limit }) as { id: string; title: string; body: string; score: number }[];
+    const hits = this.rowsToFindings(findingRows);
     return {
       query,
-      findings: findingRows.map((r) => ({ finding: this.rowToFinding(r), score: r.score })),
+      findings: hits.map((finding, i) => ({ finding, score: findingRows[i]!.score })),
       templates: templateRows.map((r) => ({
         stream: r.stream,
         templateId: r.template_id,
