@@ -326,6 +326,7 @@ export class Daemon {
     await this.serving.closeSocket().catch((err: unknown) => logger.error({ err }, 'closing the socket failed'));
     await this.parts.dispose?.().catch((err: unknown) => logger.error({ err }, 'disposing failed'));
     this.parts.store.close();
+    this.metrics.close();
     logger.info('nodesage stopped');
   }
 }

@@ -38,9 +38,18 @@ describe('/metrics', () => {
       'nodesage_diagnosis_duration_seconds_bucket',
       'nodesage_log_lines_read_total',
       'process_resident_memory_bytes',
+      'nodesage_event_loop_delay_p50_seconds',
+      'nodesage_event_loop_delay_p99_seconds',
+      'nodesage_event_loop_delay_max_seconds',
     ]) {
       expect(body, name).toContain(name);
     }
     expect(body).toMatch(/nodesage_source_healthy\{source="host",state="healthy"\} 1/);
+    // A delay is a small non-negative number of seconds, p50 ≤ p99 ≤ max.
+    const [p50, p99, max] = ['p50', 'p99', 'max'].map((k) => Number(new RegExp(`^nodesage_event_loop_delay_${k}_seconds (\\S+)$`, 'm').exec(body)?.[1]));
+    expect(p50).toBeGreaterThanOrEqual(0);
+    expect(p99).toBeGreaterThanOrEqual(p50!);
+    expect(max).toBeGreaterThanOrEqual(p99!);
+    expect(max).toBeLessThan(60);
   });
 });

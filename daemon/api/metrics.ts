@@ -2,6 +2,7 @@
  * Prometheus metrics of the daemon, on a registry of its own (never the
  * global one, so tests and embedders do not collide).
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, type Metric, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SourceStatus } from '../core/types.js';
 
@@ -12,6 +13,55 @@ export interface MetricsSources {
   dbSizeBytes(): number;
   /** Items waiting for a diagnosis. */
   queueDepth?(): number;
+}
+
+/** Timer interval of the event-loop delay monitor, in ms: the delay is what a tick takes beyond it. */
+const EVENT_LOOP_RESOLUTION_MS = 10;
+/** The event-loop delay gauges cover this many past slices of EVENT_LOOP_SLICE_MS. */
+const EVENT_LOOP_SLICES = 6;
+const EVENT_LOOP_SLICE_MS = 10_000;
+
+type DelaySummary = { p50: number; p99: number; max: number };
+
+/**
+ * Event-loop delay over the last minute, whatever the scrape interval
+ * (prom-client's own nodejs_eventloop_lag_* restart at each scrape, so what
+ * they show depends on who scraped last): every 10 s the monitor's percentiles
+ * go into a ring of six slices and the monitor restarts; a scrape reports the
+ * worst slice, the current one included.
+ */
+class EventLoopWindow {
+  private readonly monitor = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+  private readonly slices: DelaySummary[] = [];
+  private readonly timer: NodeJS.Timeout;
+
+  constructor() {
+    this.monitor.enable();
+    this.timer = setInterval(() => {
+      this.slices.push(this.current());
+      if (this.slices.length > EVENT_LOOP_SLICES - 1) this.slices.shift();
+      this.monitor.reset();
+    }, EVENT_LOOP_SLICE_MS);
+    this.timer.unref();
+  }
+
+  private current(): DelaySummary {
+    const m = this.monitor;
+    if (m.count === 0) return { p50: 0, p99: 0, max: 0 };
+    const delay = (ns: number) => Math.max(0, ns / 1e9 - EVENT_LOOP_RESOLUTION_MS / 1000);
+    return { p50: delay(m.percentile(50)), p99: delay(m.percentile(99)), max: delay(m.max) };
+  }
+
+  /** The worst 10-second slice's delays, in seconds, over the last minute. */
+  read(): DelaySummary {
+    const all = [...this.slices, this.current()];
+    return { p50: Math.max(...all.map((s) => s.p50)), p99: Math.max(...all.map((s) => s.p99)), max: Math.max(...all.map((s) => s.max)) };
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+    this.monitor.disable();
+  }
 }
 
 /** Every metric nodesage exports. */
@@ -27,6 +77,7 @@ export class DaemonMetrics {
   readonly diagnosisDuration: Histogram<'diagnoser'>;
   readonly llmTokensPerSecond: Gauge<'phase'>;
   readonly diagnosesDropped: Counter;
+  private readonly eventLoop = new EventLoopWindow();
 
   constructor(src: MetricsSources) {
     const registers = [this.registry];
@@ -146,5 +197,25 @@ export class DaemonMetrics {
       help: 'Diagnosis requests dropped because the queue was full.',
       registers,
     });
+    const eventLoop = this.eventLoop;
+    for (const [key, name, what] of [
+      ['p50', 'nodesage_event_loop_delay_p50_seconds', 'Median'],
+      ['p99', 'nodesage_event_loop_delay_p99_seconds', '99th percentile'],
+      ['max', 'nodesage_event_loop_delay_max_seconds', 'Longest'],
+    ] as const) {
+      new Gauge({
+        name,
+        help: `${what} event-loop delay, worst 10-second slice of the last minute (perf_hooks.monitorEventLoopDelay, 10 ms timer).`,
+        registers,
+        collect() {
+          this.set(eventLoop.read()[key]);
+        },
+      });
+    }
+  }
+
+  /** Stops the event-loop monitor. */
+  close(): void {
+    this.eventLoop.close();
   }
 }
