@@ -143,6 +143,30 @@ describe('query plans at scale', () => {
   });
 });
 
+describe('search off the event loop', () => {
+  it('answers like the synchronous search, and follows changes to the history', async () => {
+    const store = Store.open({ dir: tempDir() });
+    store.commit(batch(Array.from({ length: 300 }, (_, i) => finding(i))));
+    const ids = (r: { findings: { finding: { id: string } }[] }) => r.findings.map((h) => h.finding.id);
+    const sync = store.search('line one of 42');
+    const off = await store.searchAsync('line one of 42');
+    expect(ids(off)).toEqual(ids(sync));
+    expect(off.findings[0]!.finding.evidence).toEqual(sync.findings[0]!.finding.evidence);
+    expect(off.findings[0]!.finding.title).toBe('finding 42');
+    // A rewritten finding is found by its new words at once, and not by its old ones.
+    const f42 = finding(42);
+    store.commit(batch([{ ...f42, evidence: [{ source: 'podLog', at: f42.lastSeen, text: 'certificate signed by unknown authority' }] }]));
+    expect(ids(await store.searchAsync('unknown authority'))).toEqual([f42.id]);
+    // The question asked before the change is not answered from before the change.
+    const again = (await store.searchAsync('line one of 42')).findings.find((h) => h.finding.id === f42.id);
+    expect(again?.finding.evidence.map((e) => e.text)).toEqual(['certificate signed by unknown authority']);
+    // Deleted by retention: gone from the answers too.
+    await store.prune(T0 + 400 * 86_400_000);
+    expect((await store.searchAsync('unknown authority')).findings).toEqual([]);
+    store.close();
+  });
+});
+
 describe('upgrade from the previous schema', () => {
   it('migrates a database made by the migrations before this one in place, keeping every finding, its evidence and search', async () => {
     const dir = tempDir();

@@ -80,7 +80,7 @@ export function registerAskRoutes(app: FastifyInstance, o: AskRoutesOptions): vo
     };
 
     try {
-      const retrieved = o.ask.retrieve(question, since);
+      const retrieved = await o.ask.retrieveAsync(question, since);
       if (!/\btext\/event-stream\b/i.test(req.headers.accept ?? '')) {
         try {
           return reply.send(await o.ask.answer(question, retrieved, { signal: controller.signal }));

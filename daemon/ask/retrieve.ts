@@ -5,7 +5,7 @@
  * with this node?") gets the open findings, worst first.
  */
 import { severityRank } from '../core/types.js';
-import type { FindingQuery, Store, TemplateHit } from '../store/store.js';
+import type { FindingQuery, SearchResult, Store, TemplateHit } from '../store/store.js';
 import type { TrackedFinding } from '../tracker/tracker.js';
 
 /** A finding given to the answer, with its citation marker (`F1`...). */
@@ -49,7 +49,7 @@ export interface RetrieveOptions {
 }
 
 /** The store reads retrieval needs. */
-export type RetrievalStore = Pick<Store, 'search' | 'getFinding' | 'listFindings'>;
+export type RetrievalStore = Pick<Store, 'search' | 'searchAsync' | 'getFinding' | 'listFindings'>;
 
 // A question made only of these words asks for an overview, not for something specific.
 const GENERAL = new Set(
@@ -119,8 +119,17 @@ const ID = /\b[0-9a-f]{16}\b/g;
 // bm25 scores are negative (lower is better): this multiplies an open finding's relevance.
 const OPEN_BOOST = 1.5;
 
-/** Finds what the question is about. Never throws on odd text (the store sanitises the search). */
-export function retrieve(store: RetrievalStore, question: string, options: RetrieveOptions = {}): Retrieved {
+/** How many results of each kind retrieval asks the search for. */
+export function searchLimit(options: RetrieveOptions = {}): number {
+  return Math.max(options.maxFindings ?? 6, options.maxRunbooks ?? 3, options.maxTemplates ?? 4);
+}
+
+/**
+ * Finds what the question is about. Never throws on odd text (the store
+ * sanitises the search). `found` is the search already run for it (the API
+ * runs it off the event loop with Store.searchAsync); else it runs here.
+ */
+export function retrieve(store: RetrievalStore, question: string, options: RetrieveOptions = {}, found?: SearchResult): Retrieved {
   const maxFindings = options.maxFindings ?? 6;
   const maxRunbooks = options.maxRunbooks ?? 3;
   const maxTemplates = options.maxTemplates ?? 4;
@@ -132,7 +141,7 @@ export function retrieve(store: RetrievalStore, question: string, options: Retri
     const f = store.getFinding(id);
     if (f && picked.size < maxFindings) picked.set(f.id, { finding: f, reason: 'id' });
   }
-  const hits = store.search(question, { ...(since ? { since } : {}), limit: Math.max(maxFindings, maxRunbooks, maxTemplates) });
+  const hits = found ?? store.search(question, { ...(since ? { since } : {}), limit: searchLimit(options) });
   // "What is wrong with this node?" matches every node finding by the word "node": the open ones answer it better.
   const general = isGeneralQuestion(question);
   // What is open now answers "is the disk full?" better than an equally worded resolved finding.

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { ChatRequest, CompletionResult, LlmEngineStatus } from '../diagnoser/engine.js';
 import { LlmError } from '../diagnoser/errors.js';
 import { type AskSource, buildAskPrompt, type Citations, CitationFilter, citationsOf, rulesOnlyAnswer, sourcesOf } from './answer.js';
-import { type RetrievalStore, type Retrieved, type RetrieveOptions, retrieve } from './retrieve.js';
+import { type RetrievalStore, type Retrieved, type RetrieveOptions, retrieve, searchLimit } from './retrieve.js';
 
 /** What the service needs from the LLM engine. */
 export interface AskEngine {
@@ -84,9 +84,16 @@ export class AskService {
     return s !== undefined && s !== 'refused' && s !== 'failed';
   }
 
-  /** Finds what the question is about (synchronous, milliseconds). */
+  /** Finds what the question is about (synchronous: the search runs on the calling thread). */
   retrieve(question: string, since?: string): Retrieved {
     return retrieve(this.#o.store, question, { ...this.#o.retrieval, ...(since ? { since } : {}) });
+  }
+
+  /** Finds what the question is about, the full-text search off the event loop (Store.searchAsync). */
+  async retrieveAsync(question: string, since?: string): Promise<Retrieved> {
+    const options = { ...this.#o.retrieval, ...(since ? { since } : {}) };
+    const found = await this.#o.store.searchAsync(question, { ...(since ? { since } : {}), limit: searchLimit(options) });
+    return retrieve(this.#o.store, question, options, found);
   }
 
   /** Answers from `retrieved`: generated when the model is usable, else rules-only. */

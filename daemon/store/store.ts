@@ -4,7 +4,9 @@
  * with the read positions of the signals they came from).
  */
 import { existsSync, renameSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { DirError, makeDirs } from '../core/dirs.js';
@@ -127,6 +129,105 @@ function listingQuery(q: FindingQuery): { shape: string; sql: string; params: un
 const PRUNE_AGE_SQL =
   "DELETE FROM findings WHERE rowid IN (SELECT rowid FROM findings WHERE status = 'resolved' AND last_seen < ? ORDER BY last_seen LIMIT ?)";
 const PRUNE_OLDEST_SQL = "DELETE FROM findings WHERE rowid IN (SELECT rowid FROM findings WHERE status = 'resolved' ORDER BY last_seen LIMIT ?)";
+
+// The full-text queries of a search: run on the main connection (search) or in the worker (searchAsync).
+const SEARCH_SQL = {
+  findings: `SELECT fi.*, h.s AS score
+    FROM (SELECT rowid AS rid, rank AS s FROM findings_fts WHERE findings_fts MATCH @q) h
+    JOIN findings fi ON fi.rowid = h.rid
+    WHERE @since IS NULL OR fi.last_seen >= @since
+    ORDER BY h.s, fi.last_seen DESC, fi.id LIMIT @limit`,
+  templates: `SELECT t.*, h.s AS score
+    FROM (SELECT rowid AS rid, rank AS s FROM templates_fts WHERE templates_fts MATCH @q) h
+    JOIN log_templates t ON t.rowid = h.rid
+    WHERE @since IS NULL OR t.last_seen >= @since
+    ORDER BY h.s, t.last_seen DESC LIMIT @limit`,
+  runbooks: `SELECT r.id, r.title, r.body, h.s AS score
+    FROM (SELECT rowid AS rid, rank AS s FROM runbooks_fts WHERE runbooks_fts MATCH @q ORDER BY rank LIMIT @limit) h
+    JOIN runbooks r ON r.rowid = h.rid ORDER BY h.s, r.id`,
+} as const;
+
+const searchLimit = (opts: SearchOptions) => Math.min(Math.max(opts.limit ?? 10, 1), 100);
+
+interface SearchRows {
+  findings: (FindingRow & { score: number })[];
+  templates: {
+    stream: string;
+    template_id: string;
+    template: string;
+    is_error: number;
+    first_seen: string;
+    last_seen: string;
+    count: number;
+    example: string | null;
+    score: number;
+  }[];
+  runbooks: { id: string; title: string; body: string; score: number }[];
+}
+
+// The worker's whole program: a read-only connection that runs SEARCH_SQL. Its
+// source is here (not a file of its own) so it is found the same way from
+// dist/ and from the TypeScript sources the tests run.
+const WORKER_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path, { readonly: true, fileMustExist: true });
+db.pragma('busy_timeout = 5000');
+const stmts = Object.fromEntries(Object.entries(workerData.sql).map(([k, v]) => [k, db.prepare(v)]));
+parentPort.on('message', ({ id, params }) => {
+  try {
+    const rows = {};
+    for (const [k, st] of Object.entries(stmts)) rows[k] = st.all(k === 'runbooks' ? { q: params.q, limit: params.limit } : params);
+    parentPort.postMessage({ id, rows });
+  } catch (err) {
+    parentPort.postMessage({ id, error: String(err && err.message || err) });
+  }
+});
+`;
+
+/** A worker thread with a read-only connection that runs the full-text queries. */
+class SearchWorker {
+  private readonly worker: Worker;
+  private readonly pending = new Map<number, { resolve: (r: SearchRows) => void; reject: (e: Error) => void }>();
+  private nextId = 0;
+
+  constructor(path: string, onExit: () => void) {
+    this.worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { path, driver: createRequire(import.meta.url).resolve('better-sqlite3'), sql: SEARCH_SQL },
+    });
+    // Idle, it must not keep the process alive.
+    this.worker.unref();
+    this.worker.on('message', (m: { id: number; rows?: SearchRows; error?: string }) => {
+      const p = this.pending.get(m.id);
+      this.pending.delete(m.id);
+      if (this.pending.size === 0) this.worker.unref();
+      if (m.rows) p?.resolve(m.rows);
+      else p?.reject(new Error(`search failed: ${m.error}`));
+    });
+    const fail = (err: Error) => {
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+      onExit();
+    };
+    this.worker.on('error', fail);
+    this.worker.on('exit', (code) => fail(new Error(`search worker exited with ${code}`)));
+  }
+
+  run(params: { q: string; since: string | null; limit: number }): Promise<SearchRows> {
+    return new Promise((resolve, reject) => {
+      const id = this.nextId++;
+      this.pending.set(id, { resolve, reject });
+      // Busy, it keeps the process alive until it answers.
+      this.worker.ref();
+      this.worker.postMessage({ id, params });
+    });
+  }
+
+  terminate(): void {
+    void this.worker.terminate();
+  }
+}
 
 /** Raised for a bad pagination cursor. */
 export class CursorError extends Error {
@@ -661,6 +762,8 @@ export class Store {
     while (deleted < max && this.db.open) {
       const n = st.run(...params, Math.min(PRUNE_BATCH, max - deleted)).changes;
       deleted += n;
+      // Deleted findings leave the index by trigger, without a refresh: cached searches are stale.
+      if (n > 0) this.searchGeneration++;
       if (n < PRUNE_BATCH) break;
       await yieldToLoop();
     }
@@ -797,6 +900,7 @@ export class Store {
       const k = st.takeBatch.run(n).changes;
       if (k === 0) return 0;
       for (const step of st.steps) step.run();
+      this.searchGeneration++;
       return k;
     })();
   }
@@ -861,48 +965,62 @@ export class Store {
     if (query === null) return { query, findings: [], templates: [], runbooks: [] };
     // A backlog larger than this (an upgraded history) is indexed by maintainSearchIndex in slices.
     this.refreshSearchIndex(FTS_SEARCH_REFRESH_MAX);
-    const limit = Math.min(Math.max(opts.limit ?? 10, 1), 100);
-    const since = opts.since ?? null;
-    const findingRows = this.db
-      .prepare(
-        `SELECT fi.*, h.s AS score
-        FROM (SELECT rowid AS rid, rank AS s FROM findings_fts WHERE findings_fts MATCH @q) h
-        JOIN findings fi ON fi.rowid = h.rid
-        WHERE @since IS NULL OR fi.last_seen >= @since
-        ORDER BY h.s, fi.last_seen DESC, fi.id LIMIT @limit`,
-      )
-      .all({ q: query, since, limit }) as (FindingRow & { score: number })[];
-    const templateRows = this.db
-      .prepare(
-        `SELECT t.*, h.s AS score
-        FROM (SELECT rowid AS rid, rank AS s FROM templates_fts WHERE templates_fts MATCH @q) h
-        JOIN log_templates t ON t.rowid = h.rid
-        WHERE @since IS NULL OR t.last_seen >= @since
-        ORDER BY h.s, t.last_seen DESC LIMIT @limit`,
-      )
-      .all({ q: query, since, limit }) as {
-      stream: string;
-      template_id: string;
-      template: string;
-      is_error: number;
-      first_seen: string;
-      last_seen: string;
-      count: number;
-      example: string | null;
-      score: number;
-    }[];
-    const runbookRows = this.db
-      .prepare(
-        `SELECT r.id, r.title, r.body, h.s AS score
-        FROM (SELECT rowid AS rid, rank AS s FROM runbooks_fts WHERE runbooks_fts MATCH @q ORDER BY rank LIMIT @limit) h
-        JOIN runbooks r ON r.rowid = h.rid ORDER BY h.s, r.id`,
-      )
-      .all({ q: query, limit }) as { id: string; title: string; body: string; score: number }[];
-    const hits = this.rowsToFindings(findingRows);
+    const params = { q: query, since: opts.since ?? null, limit: searchLimit(opts) };
+    const rows = {
+      findings: this.db.prepare(SEARCH_SQL.findings).all(params),
+      templates: this.db.prepare(SEARCH_SQL.templates).all(params),
+      runbooks: this.db.prepare(SEARCH_SQL.runbooks).all({ q: query, limit: params.limit }),
+    } as SearchRows;
+    return this.searchResult(query, rows);
+  }
+
+  /**
+   * `search` with the full-text queries run on a read-only connection in a
+   * worker thread: ranking every match of a common word over a long history
+   * takes tens to hundreds of milliseconds, which the event loop must not
+   * wait for. The same question asked again while the index has not changed
+   * reuses the ranked rows (and concurrent askers share one run).
+   */
+  async searchAsync(question: string, opts: SearchOptions = {}): Promise<SearchResult> {
+    const query = toFtsQuery(question);
+    if (query === null) return { query, findings: [], templates: [], runbooks: [] };
+    this.refreshSearchIndex(FTS_SEARCH_REFRESH_MAX);
+    const params = { q: query, since: opts.since ?? null, limit: searchLimit(opts) };
+    const key = JSON.stringify(params);
+    if (this.searchCacheGeneration !== this.searchGeneration) {
+      this.searchCache.clear();
+      this.searchCacheGeneration = this.searchGeneration;
+    }
+    let rows = this.searchCache.get(key);
+    if (!rows) {
+      rows = this.searchWorker().run(params);
+      // Bounded: distinct questions beyond this start a fresh map.
+      if (this.searchCache.size >= 256) this.searchCache.clear();
+      this.searchCache.set(key, rows);
+      rows.catch(() => this.searchCache.delete(key));
+    }
+    return this.searchResult(query, await rows);
+  }
+
+  private searchGeneration = 0;
+  private searchCacheGeneration = 0;
+  private readonly searchCache = new Map<string, Promise<SearchRows>>();
+  private worker: SearchWorker | undefined;
+
+  private searchWorker(): SearchWorker {
+    this.worker ??= new SearchWorker(this.path, () => {
+      this.worker = undefined;
+    });
+    return this.worker;
+  }
+
+  /** Rows of the three full-text queries as a SearchResult (findings with their evidence). */
+  private searchResult(query: string, rows: SearchRows): SearchResult {
+    const hits = this.rowsToFindings(rows.findings);
     return {
       query,
-      findings: hits.map((finding, i) => ({ finding, score: findingRows[i]!.score })),
-      templates: templateRows.map((r) => ({
+      findings: hits.map((finding, i) => ({ finding, score: rows.findings[i]!.score })),
+      templates: rows.templates.map((r) => ({
         stream: r.stream,
         templateId: r.template_id,
         template: r.template,
@@ -913,7 +1031,7 @@ export class Store {
         lastSeen: r.last_seen,
         score: r.score,
       })),
-      runbooks: runbookRows,
+      runbooks: rows.runbooks,
     };
   }
 
@@ -935,6 +1053,7 @@ export class Store {
       let removed = 0;
       for (const r of changes.upsert) upserted += upsert.run({ ...r, indexedAt: at }).changes;
       for (const id of changes.remove) removed += remove.run(id).changes;
+      if (upserted + removed > 0) this.searchGeneration++;
       return { upserted, removed };
     });
     return tx();
@@ -954,6 +1073,8 @@ export class Store {
 
   /** Checkpoints the WAL into the main file and closes. */
   close(): void {
+    this.worker?.terminate();
+    this.worker = undefined;
     if (!this.db.open) return;
     try {
       this.db.pragma('wal_checkpoint(TRUNCATE)');

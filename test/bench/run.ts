@@ -2,7 +2,7 @@
  * `npm run bench`: runs every benchmark in sequence and writes
  * test/bench/RESULTS.md.
  *
- *   npm run bench [-- --loghub DIR] [--skip llm,cri,loghub,redaction] [--cri-runs N] [--out FILE]
+ *   npm run bench [-- --loghub DIR] [--skip llm,cri,loghub,redaction,history] [--cri-runs N] [--history-baseline DIR] [--out FILE]
  *   node test/bench/run.ts --from FILE     render a saved run again, measuring nothing
  *
  * - llm (test/bench/llm.ts): engine vs plain node-llama-cpp throughput, the
@@ -13,6 +13,9 @@
  * - redaction (test/bench/redaction.ts): redactor lines/s vs the redactor before issue 10.
  * - loghub (test/bench/template-mining.ts): template mining accuracy and throughput on
  *   the Loghub 2k samples; only with `--loghub DIR` (the data is not in the repository).
+ * - history (test/bench/history.ts): every read route with 100,000 findings in the store
+ *   at a fixed 500 req/s, event-loop delay, RSS, commit rate; `--history-baseline DIR`
+ *   measures another checkout's build (its own dist/) in the same run for a before/after ratio.
  *
  * A skipped or unavailable benchmark keeps its section from the previous
  * RESULTS.md. Everything measured is also saved as JSON to
@@ -51,6 +54,7 @@ interface RunRecord {
   cri?: ScriptRun & { runs: number };
   loghub?: ScriptRun & { dir: string };
   redaction?: ScriptRun;
+  history?: ScriptRun;
   loadSamples: number[];
   uptimeAtEnd: string;
   totalMinutes: number;
@@ -103,7 +107,7 @@ function runScript(args: string[], timeoutMs: number): Promise<ScriptRun> {
 // ---------------------------------------------------------------------------
 // Measuring.
 
-async function measure(opts: { skip: Set<string>; loghub?: string; criRuns: number }): Promise<RunRecord> {
+async function measure(opts: { skip: Set<string>; loghub?: string; criRuns: number; historyBaseline?: string }): Promise<RunRecord> {
   const loadSamples: number[] = [os.loadavg()[0] ?? 0];
   const sampler = setInterval(() => loadSamples.push(os.loadavg()[0] ?? 0), 5_000);
   sampler.unref();
@@ -143,6 +147,11 @@ async function measure(opts: { skip: Set<string>; loghub?: string; criRuns: numb
   if (!opts.skip.has('redaction')) {
     log('Redaction throughput (test/bench/redaction.ts)');
     record.redaction = await runScript(['test/bench/redaction.ts'], 600_000);
+  }
+  if (!opts.skip.has('history')) {
+    log('History at scale (test/bench/history.ts)');
+    const args = ['test/bench/history.ts', ...(opts.historyBaseline ? ['--baseline', resolve(opts.historyBaseline)] : [])];
+    record.history = await runScript(args, 1_800_000);
   }
   clearInterval(sampler);
   loadSamples.push(os.loadavg()[0] ?? 0);
@@ -236,12 +245,25 @@ function render(rec: RunRecord, previous: string): string {
       `or alone: \`npm run bench:loghub -- DIR\`.\n\n${embedded('RESULTS-template-mining.md', 'an earlier run')}`;
   }
 
+  if (rec.history) {
+    const r = rec.history;
+    // The script prints its own section; its summary rows are the ones with a target.
+    sections.history =
+      r.code === 0
+        ? r.stdout
+        : `## History at scale (test/bench/history.ts)\n\nFailed in this run (exit ${r.code}); run it alone: \`npm run bench:history\`.\n`;
+    for (const line of r.stdout.split('\n')) {
+      const m = /^\| (event-loop delay p99, worst route|RSS 5 s after the last route) \|.*\| (≤[^|]+) \| (met|\*\*not met\*\*) \|$/.exec(line);
+      if (m) summary.push(`| History at scale: ${m[1]} | ${line.split('|').slice(-4, -3)[0]!.trim()} | | ${m[2]!.trim()} | ${m[3]} |`);
+    }
+  }
+
   const m = rec.machine;
   const ls = rec.loadSamples;
   const header = `# nodesage benchmarks
 
 Written by \`npm run bench\` (test/bench/run.ts); re-run with \`npm run bench -- --loghub ../shared/data/loghub\`
-(\`-- --skip llm,cri,loghub\` leaves a section as it was). Where two things are compared, the calls are interleaved
+(\`-- --skip llm,cri,loghub,redaction,history\` leaves a section as it was). Where two things are compared, the calls are interleaved
 in one run and the ratio is the result; absolute times are labelled as such and depend on the load below.
 
 ## Machine and run
@@ -266,7 +288,7 @@ The machine is shared: the load average above, whatever its source, is what the 
     ? `## Summary of this run\n\n| measure | value | ratio | target | |\n|---|---|---|---|---|\n${summary.join('\n')}\n`
     : '## Summary of this run\n\nNo benchmark ran.\n';
 
-  const body = ['llm', 'cri', 'loghub', 'redaction']
+  const body = ['llm', 'cri', 'loghub', 'redaction', 'history']
     .map((name) => {
       const s = sections[name];
       if (s) return section(name, s);
@@ -308,6 +330,7 @@ const { values } = parseArgs({
     loghub: { type: 'string' },
     skip: { type: 'string', default: '' },
     'cri-runs': { type: 'string', default: '3' },
+    'history-baseline': { type: 'string' },
     out: { type: 'string', default: join(HERE, 'RESULTS.md') },
     from: { type: 'string' },
   },
@@ -318,7 +341,7 @@ const skip = new Set(
     .map((s) => s.trim())
     .filter(Boolean),
 );
-for (const s of skip) if (!['llm', 'cri', 'loghub', 'redaction'].includes(s)) throw new Error(`--skip: unknown benchmark ${s} (llm, cri, loghub, redaction)`);
+for (const s of skip) if (!['llm', 'cri', 'loghub', 'redaction', 'history'].includes(s)) throw new Error(`--skip: unknown benchmark ${s} (llm, cri, loghub, redaction, history)`);
 const out = resolve(values.out);
 const previous = existsSync(out) ? readFileSync(out, 'utf8') : '';
 
@@ -326,7 +349,12 @@ let record: RunRecord;
 if (values.from) {
   record = JSON.parse(readFileSync(values.from, 'utf8')) as RunRecord;
 } else {
-  record = await measure({ skip, criRuns: Number(values['cri-runs']), ...(values.loghub ? { loghub: values.loghub } : {}) });
+  record = await measure({
+    skip,
+    criRuns: Number(values['cri-runs']),
+    ...(values.loghub ? { loghub: values.loghub } : {}),
+    ...(values['history-baseline'] ? { historyBaseline: values['history-baseline'] } : {}),
+  });
   mkdirSync(BENCH_MODEL_CACHE, { recursive: true });
   writeFileSync(LAST_RUN, JSON.stringify(record, null, 2));
   log(`raw results: ${LAST_RUN}`);
