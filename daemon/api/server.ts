@@ -14,6 +14,7 @@ import { type AccessOptions, installAccess } from './auth/access.js';
 import { type ApiServing, clientError } from './auth/serve.js';
 import { registerMcpRoute } from './mcp-route.js';
 import { collectRoutes, described, openApiDocument, registerSurfaceRoutes } from './surfaces.js';
+import { projectToSchema } from './schema-project.js';
 
 /** /v1/status body (DESIGN.md). */
 export interface StatusBody {
@@ -129,6 +130,11 @@ export const findingSchema = {
   },
 } as const;
 
+const findingPageSchema = {
+  type: 'object',
+  properties: { items: { type: 'array', items: findingSchema }, nextCursor: { type: ['string', 'null'] } },
+} as const;
+
 /** JSON schema of the API's error body. */
 export const errorSchema = {
   type: 'object',
@@ -215,10 +221,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
             cursor: { type: 'string', maxLength: 512 },
           },
         },
-        response: {
-          200: { type: 'object', properties: { items: { type: 'array', items: findingSchema }, nextCursor: { type: ['string', 'null'] } } },
-          400: errorSchema,
-        },
+        response: { 200: findingPageSchema, 400: errorSchema },
       },
     },
     async (req, reply) => {
@@ -226,7 +229,10 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
       const since = q.since ? sinceToIso(q.since) : undefined;
       if (since === null) return sendBadDate(reply, 'since', q.since);
       const page = ctx.store.listFindings({ ...q, ...(since ? { since } : {}) });
-      return { items: page.items.map(toPublicFinding), nextCursor: page.nextCursor };
+      // The schema's serializer spent most of a page's time escaping fifty findings' text; JSON.stringify
+      // of the same projection (only declared fields) gives the same body several times faster.
+      const body = projectToSchema({ items: page.items.map(toPublicFinding), nextCursor: page.nextCursor }, findingPageSchema);
+      return reply.type('application/json; charset=utf-8').send(JSON.stringify(body));
     },
   );
 

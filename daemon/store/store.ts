@@ -94,7 +94,7 @@ function decodeCursor(cursor: string): [string, string] {
 /**
  * The SQL of a findings page for a query: the listing shape is the set of
  * filters present, and the statement text depends on nothing else, so each
- * shape is prepared once and has one plan (checked by test/store-plans.test.ts).
+ * shape is prepared once and has one plan (checked by test/history-scale.test.ts).
  */
 function listingQuery(q: FindingQuery): { shape: string; sql: string; params: unknown[]; limit: number } {
   const where: string[] = [];

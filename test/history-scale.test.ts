@@ -6,7 +6,8 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { CATEGORIES, SEVERITIES } from '../daemon/core/types.js';
+import { buildApi } from '../daemon/api/server.js';
+import { CATEGORIES, type Finding, SEVERITIES } from '../daemon/core/types.js';
 import { MIGRATIONS } from '../daemon/store/migrations.js';
 import { DB_FILE, type FindingQuery, LISTING_FILTERS, Store } from '../daemon/store/store.js';
 import type { TrackedFinding } from '../daemon/tracker/tracker.js';
@@ -139,6 +140,48 @@ describe('query plans at scale', () => {
     expect(ticks).toBeGreaterThan(3);
     expect(store.listFindings({ status: 'resolved' }).items).toHaveLength(0);
     expect(store.openCounts().reduce((n, r) => n + r.n, 0)).toBe(300);
+    store.close();
+  });
+});
+
+describe('a page of findings over HTTP', () => {
+  it('is the same JSON as each finding served alone, with only the declared fields', async () => {
+    const store = Store.open({ dir: tempDir() });
+    const all = Array.from({ length: 120 }, (_, i) => finding(i));
+    // Fields the API does not declare never reach a client.
+    (all[5]!.subject as unknown as Record<string, unknown>).uid = 'secret-uid';
+    store.commit(batch(all));
+    store.setDiagnosis(all[5]!.id, {
+      summary: 'tab\there, "quoted", üñí ✓ and a newline\n',
+      probableCause: 'c',
+      nextSteps: ['a'],
+      commands: ['kubectl get pods'],
+      confidence: 'high',
+      diagnoser: 'rule-hint',
+      tokens: { prompt: 1, completion: 2 },
+      latencyMs: 3.5,
+      evidenceRefs: [0],
+      internal: 'not for clients',
+    } as never);
+    const app = buildApi({ store, status: () => ({}) as never, ready: () => true });
+    const res = await app.inject('/v1/findings?limit=100');
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    const page = res.json() as { items: Finding[]; nextCursor: string | null };
+    expect(page.items).toHaveLength(100);
+    expect(typeof page.nextCursor).toBe('string');
+    for (const item of page.items) {
+      const alone = await app.inject(`/v1/findings/${item.id}`);
+      expect(item).toEqual(alone.json());
+    }
+    const five = page.items.find((f) => f.id === all[5]!.id)!;
+    expect(JSON.stringify(five)).not.toMatch(/secret-uid|not for clients/);
+    expect(five.diagnosis?.summary).toBe('tab\there, "quoted", üñí ✓ and a newline\n');
+    expect(five.resolvedAt).toBe(all[5]!.lastSeen);
+    const rest = (await app.inject(`/v1/findings?limit=100&cursor=${page.nextCursor}`)).json() as { items: Finding[]; nextCursor: string | null };
+    expect(rest.items).toHaveLength(20);
+    expect(rest.nextCursor).toBeNull();
+    await app.close();
     store.close();
   });
 });
