@@ -230,7 +230,7 @@ describe('upgrade from the previous schema', () => {
     old.transaction(() => {
       for (const f of all) {
         insert.run(f.id, f.category, f.severity, JSON.stringify(f.subject), f.title, f.message, f.detector, f.lifecycle, f.firstSeen, f.lastSeen, f.count, f.status, f.resolvedAt, f.lastSeen);
-        f.evidence.forEach((e, seq) => ev.run(f.id, seq, e.source, e.at, e.text));
+        for (const [seq, e] of f.evidence.entries()) ev.run(f.id, seq, e.source, e.at, e.text);
       }
     })();
     const indexesBefore = (old.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'findings' AND sql IS NOT NULL").all() as { name: string }[]).map((r) => r.name);

@@ -463,7 +463,10 @@ export class Store {
       }[];
       for (const r of rows) {
         let list = out.get(r.finding_id);
-        if (!list) out.set(r.finding_id, (list = []));
+        if (!list) {
+          list = [];
+          out.set(r.finding_id, list);
+        }
         list.push({ seq: r.seq, source: r.source, at: r.at, text: r.text });
       }
     }
@@ -526,7 +529,10 @@ export class Store {
 
   private listingStatement(sql: string): Database.Statement {
     let st = this.listingStmts.get(sql);
-    if (!st) this.listingStmts.set(sql, (st = this.db.prepare(sql)));
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.listingStmts.set(sql, st);
+    }
     return st;
   }
 

@@ -6,7 +6,10 @@
  * it measures.
  *
  *   {cmd: 'reset'} → {ok: true}                  starts a new window
- *   {cmd: 'read'}  → {p50Ms, p99Ms, maxMs, meanMs, rssBytes, heapUsedBytes}
+ *   {cmd: 'read'}  → {p50Ms, p99Ms, maxMs, meanMs, rssBytes, heapUsedBytes, heapTotalBytes, externalBytes, cpuMicros}
+ *
+ * cpuMicros is the daemon's CPU time so far (user + system, all threads): per
+ * request, it is what a route costs whatever else shares the machine.
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 
@@ -23,6 +26,7 @@ if (process.send) {
       process.send?.({ ok: true });
     } else if (m.cmd === 'read') {
       const mem = process.memoryUsage();
+      const cpu = process.cpuUsage();
       process.send?.({
         p50Ms: delay(h.percentile(50)),
         p99Ms: delay(h.percentile(99)),
@@ -30,6 +34,9 @@ if (process.send) {
         meanMs: delay(h.mean),
         rssBytes: mem.rss,
         heapUsedBytes: mem.heapUsed,
+        heapTotalBytes: mem.heapTotal,
+        externalBytes: mem.external,
+        cpuMicros: cpu.user + cpu.system,
       });
     }
   });

@@ -253,7 +253,7 @@ function render(rec: RunRecord, previous: string): string {
         ? r.stdout
         : `## History at scale (test/bench/history.ts)\n\nFailed in this run (exit ${r.code}); run it alone: \`npm run bench:history\`.\n`;
     for (const line of r.stdout.split('\n')) {
-      const m = /^\| (event-loop delay p99, worst route|RSS 5 s after the last route) \|.*\| (≤[^|]+) \| (met|\*\*not met\*\*) \|$/.exec(line);
+      const m = /^\| (event-loop delay p99, worst route|RSS \d+ s after the last route) \|.*\| (≤[^|]+) \| (met|\*\*not met\*\*) \|$/.exec(line);
       if (m) summary.push(`| History at scale: ${m[1]} | ${line.split('|').slice(-4, -3)[0]!.trim()} | | ${m[2]!.trim()} | ${m[3]} |`);
     }
   }
