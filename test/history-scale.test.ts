@@ -142,6 +142,26 @@ describe('query plans at scale', () => {
     expect(store.openCounts().reduce((n, r) => n + r.n, 0)).toBe(300);
     store.close();
   });
+
+  it('keeps the open counts of /metrics equal to the rows through inserts, status and severity changes and deletes', async () => {
+    const dir = tempDir();
+    const store = Store.open({ dir, maxAgeDays: 1 });
+    const all = Array.from({ length: 500 }, (_, i) => finding(i));
+    store.commit(batch(all));
+    // Resolve some open ones, reopen some resolved ones with another severity, then let retention delete the old resolved ones.
+    store.commit(batch(all.slice(0, 100).map((f, i) => (i % 3 ? { ...f, status: f.status === 'open' ? 'resolved' : 'open', severity: 'critical' } : f))));
+    store.commit(batch(all.slice(0, 10)));
+    await store.prune(T0 + 10 * 86_400_000);
+    const db = new Database(join(dir, DB_FILE), { readonly: true });
+    const truth = db
+      .prepare("SELECT category, severity, count(*) AS n FROM findings WHERE status = 'open' GROUP BY 1, 2 ORDER BY 1, 2")
+      .all() as { category: string; severity: string; n: number }[];
+    db.close();
+    const counts = store.openCounts().sort((a, b) => a.category.localeCompare(b.category) || a.severity.localeCompare(b.severity));
+    expect(truth.length).toBeGreaterThan(5);
+    expect(counts).toEqual(truth);
+    store.close();
+  });
 });
 
 describe('a page of findings over HTTP', () => {
@@ -238,6 +258,8 @@ describe('upgrade from the previous schema', () => {
     old.close();
 
     const store = Store.open({ dir });
+    // The counters start from what the old database held.
+    expect(store.openCounts().reduce((n, r) => n + r.n, 0)).toBe(all.filter((f) => f.status === 'open').length);
     const cursor = store.listFindings({ limit: 50 }).nextCursor!;
     for (const q of listingShapes(cursor)) for (const line of store.queryPlans(q).listing) expect(bad(line), `${JSON.stringify(q)}: ${line}`).toBe(false);
     const got: string[] = [];

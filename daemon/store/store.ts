@@ -63,7 +63,7 @@ export interface CommitBatch {
   templateBucketsBefore?: string;
 }
 
-/** The filters of a findings listing: every subset of them is a query shape with its own index (migration 3). */
+/** The filters of a findings listing: every subset of them is a query shape with its own index (migration 4). */
 export const LISTING_FILTERS = ['status', 'severity', 'category', 'since', 'cursor'] as const;
 
 /** Evidence of this many findings is read with one statement. */
@@ -368,7 +368,8 @@ export class Store {
       pruneByAge: db.prepare(PRUNE_AGE_SQL),
       pruneOldest: db.prepare(PRUNE_OLDEST_SQL),
       countResolved: db.prepare("SELECT count(*) AS n FROM findings WHERE status = 'resolved'"),
-      openCounts: db.prepare("SELECT category, severity, count(*) AS n FROM findings WHERE status = 'open' GROUP BY category, severity"),
+      // Kept by the triggers of migration 4.
+      openCounts: db.prepare("SELECT category, severity, n FROM finding_counts WHERE status = 'open' AND n > 0"),
       getFinding: db.prepare('SELECT * FROM findings WHERE id = ?'),
       openFindings: db.prepare("SELECT * FROM findings WHERE status = 'open'"),
       setDiagnosis: db.prepare('UPDATE findings SET diagnosis = ?, updated_at = ? WHERE id = ?'),
