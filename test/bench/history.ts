@@ -13,7 +13,7 @@
  *    commits (bulk, and detection-cycle-sized batches of 20 on the full store).
  * 2. Starts `node dist/daemon/cli.js daemon` on that data dir: host mode,
  *    rules-only, only the host source (a few /proc reads), detection every
- *    second. test/bench/history-probe.ts is loaded into it to read the
+ *    second, with the image's NODE_OPTIONS. test/bench/history-probe.ts is loaded into it to read the
  *    event-loop delay and memory over IPC, the same way for every build.
  * 3. Drives each route with autocannon at a fixed rate for `--seconds`,
  *    /healthz first as the baseline route, and records p50/p99 latency,
@@ -34,6 +34,8 @@ import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
+/** NODE_OPTIONS of the image (Dockerfile), so memory is measured as deployed. */
+const IMAGE_NODE_OPTIONS = '--max-semi-space-size=2';
 const ROOT = resolve(HERE, '../..');
 
 const CATEGORIES = ['CrashLoop', 'OOMKilled', 'ImagePull', 'DNSFailure', 'ProbeFailure', 'LogErrorSpike', 'ContainerFailed'] as const;
@@ -251,7 +253,8 @@ class DaemonUnderTest {
     );
     const proc = spawn(process.execPath, ['--import', pathToFileURL(join(HERE, 'history-probe.ts')).href, join(root, 'dist/daemon/cli.js'), 'daemon', '--config', config], {
       cwd: root,
-      env: { ...process.env, NODESAGE_LOG_LEVEL: 'warn' },
+      // V8 flags as the image runs the daemon (Dockerfile's NODE_OPTIONS).
+      env: { ...process.env, NODESAGE_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     const d = new DaemonUnderTest(proc, `http://127.0.0.1:${port}`);
@@ -502,7 +505,7 @@ function render(builds: BuildResult[], o: { n: number; seconds: number; rate: nu
   out.push(
     `${o.n.toLocaleString('en')} findings (${CATEGORIES.length} categories, ${PODS.toLocaleString('en')} pods in ${NAMESPACES} namespaces, two evidence lines each, ` +
       `a diagnosis on every tenth, 10% open, last seen over ${SPREAD_DAYS} days), ${cur.seed.templates.toLocaleString('en')} log templates, the full-text index current; ` +
-      `the daemon in host mode, rules-only, only the host source, detection every second. Each route: autocannon, 10 connections, a fixed ${o.rate} req/s for ${o.seconds} s. ` +
+      `the daemon in host mode, rules-only, only the host source, detection every second, \`NODE_OPTIONS=${IMAGE_NODE_OPTIONS}\` as in the image. Each route: autocannon, 10 connections, a fixed ${o.rate} req/s for ${o.seconds} s. ` +
       'Event-loop delay: `perf_hooks.monitorEventLoopDelay` (1 ms sampling) inside the daemon, over that route\'s run only.\n',
   );
   const head = base
