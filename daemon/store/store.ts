@@ -96,34 +96,28 @@ function decodeCursor(cursor: string): [string, string] {
  * filters present, and the statement text depends on nothing else, so each
  * shape is prepared once and has one plan (checked by test/history-scale.test.ts).
  */
-function listingQuery(q: FindingQuery): { shape: string; sql: string; params: unknown[]; limit: number } {
+function listingQuery(q: FindingQuery): { sql: string; params: unknown[]; limit: number } {
   const where: string[] = [];
   const params: unknown[] = [];
-  if (q.status) {
-    where.push('status = ?');
-    params.push(q.status);
-  }
-  if (q.severity) {
-    where.push('severity = ?');
-    params.push(q.severity);
-  }
-  if (q.category) {
-    where.push('category = ?');
-    params.push(q.category);
-  }
-  if (q.since) {
-    where.push('last_seen >= ?');
-    params.push(q.since);
-  }
-  if (q.cursor) {
-    // A row value, so the index range starts at the cursor (an OR of two terms would not).
-    where.push('(last_seen, id) < (?, ?)');
-    params.push(...decodeCursor(q.cursor));
+  for (const k of LISTING_FILTERS) {
+    if (q[k] === undefined || q[k] === '') continue;
+    where.push(LISTING_TERMS[k].sql);
+    params.push(...LISTING_TERMS[k].params(q));
   }
   const limit = Math.min(Math.max(q.limit ?? 50, 1), 500);
   const sql = `SELECT * FROM findings ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY last_seen DESC, id DESC LIMIT ?`;
-  return { shape: LISTING_FILTERS.filter((k) => q[k] !== undefined).join('+'), sql, params: [...params, limit + 1], limit };
+  return { sql, params: [...params, limit + 1], limit };
 }
+
+/** The WHERE term of each listing filter and its parameters. */
+const LISTING_TERMS: Record<(typeof LISTING_FILTERS)[number], { sql: string; params: (q: FindingQuery) => unknown[] }> = {
+  status: { sql: 'status = ?', params: (q) => [q.status] },
+  severity: { sql: 'severity = ?', params: (q) => [q.severity] },
+  category: { sql: 'category = ?', params: (q) => [q.category] },
+  since: { sql: 'last_seen >= ?', params: (q) => [q.since] },
+  // A row value, so the index range starts at the cursor (an OR of two terms would not).
+  cursor: { sql: '(last_seen, id) < (?, ?)', params: (q) => decodeCursor(q.cursor as string) },
+};
 
 // Retention deletes: the oldest resolved findings first, a LIMIT at a time (index findings_status_seen).
 const PRUNE_AGE_SQL =
@@ -149,19 +143,21 @@ const SEARCH_SQL = {
 
 const searchLimit = (opts: SearchOptions) => Math.min(Math.max(opts.limit ?? 10, 1), 100);
 
+/** A log_templates row. */
+interface TemplateDbRow {
+  stream: string;
+  template_id: string;
+  template: string;
+  is_error: number;
+  first_seen: string;
+  last_seen: string;
+  count: number;
+  example: string | null;
+}
+
 interface SearchRows {
   findings: (FindingRow & { score: number })[];
-  templates: {
-    stream: string;
-    template_id: string;
-    template: string;
-    is_error: number;
-    first_seen: string;
-    last_seen: string;
-    count: number;
-    example: string | null;
-    score: number;
-  }[];
+  templates: (TemplateDbRow & { score: number })[];
   runbooks: { id: string; title: string; body: string; score: number }[];
 }
 
@@ -605,16 +601,7 @@ export class Store {
 
   /** Template rows (to restore the miner's baselines at start). */
   listTemplates(): TemplateRow[] {
-    const rows = this.db.prepare('SELECT * FROM log_templates').all() as {
-      stream: string;
-      template_id: string;
-      template: string;
-      is_error: number;
-      first_seen: string;
-      last_seen: string;
-      count: number;
-      example: string | null;
-    }[];
+    const rows = this.db.prepare('SELECT * FROM log_templates').all() as TemplateDbRow[];
     return rows.map((r) => {
       return {
         stream: r.stream,

@@ -550,6 +550,11 @@ function render(builds: BuildResult[], o: { n: number; seconds: number; rate: nu
         '"after" is this checkout. A p99 ratio above 1 means this checkout is faster.\n',
     );
   }
+  out.push(
+    '**How to read it:** latencies and event-loop delay are wall clock, so they include time the daemon waited for a CPU; ' +
+      'the `/healthz` row (no work at all) is the floor the machine set during the run. The daemon\'s CPU time per request ' +
+      'does not depend on what else runs, and is the figure to compare between machines and runs.\n',
+  );
   return `${out.join('\n')}\n`;
 }
 
