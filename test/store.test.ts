@@ -113,9 +113,11 @@ describe('store', () => {
     expect(s.sizeBytes()).toBeGreaterThan(1024 * 1024);
     await s.prune(Date.parse('2026-01-02T00:00:00Z'));
     expect(s.sizeBytes()).toBeLessThanOrEqual(1024 * 1024);
-    // Oldest went first.
+    // Oldest went first: the newest batch is what is left (how much of it fits depends on the schema's indexes).
     expect(s.getFinding(`0${'0'.repeat(15)}`)).toBeUndefined();
-    expect(s.getFinding(`9${'0'.repeat(15)}`)).toBeDefined();
+    const left = s.listFindings({ limit: 500 }).items;
+    expect(left.length).toBeGreaterThan(20);
+    expect(new Set(left.map((f) => f.lastSeen))).toEqual(new Set(['2026-01-01T00:09:00.000Z']));
     s.close();
   });
 
