@@ -15,7 +15,8 @@
  *    rules-only, only the host source (a few /proc reads), detection every
  *    second, with the image's NODE_OPTIONS. test/bench/history-probe.ts is loaded into it to read the
  *    event-loop delay and memory over IPC, the same way for every build.
- * 3. Drives each route with autocannon at a fixed rate for `--seconds`,
+ * 3. Drives each route with autocannon (in a process of its own,
+ *    test/bench/history-load.ts) at a fixed rate for `--seconds`,
  *    /healthz first as the baseline route, and records p50/p99 latency,
  *    served req/s, non-2xx answers, event-loop delay during the route, RSS.
  * 4. After the last route, waits 5 s and reads RSS again; counts the
@@ -31,7 +32,6 @@ import os, { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** NODE_OPTIONS of the image (Dockerfile), so memory is measured as deployed. */
@@ -329,27 +329,15 @@ interface Route {
 }
 
 async function drive(d: DaemonUnderTest, route: Route, seconds: number, rate: number): Promise<RouteResult> {
-  let i = 0;
   await d.reset();
   const before = await d.read();
-  const r = await autocannon({
+  const r = await runLoad({
     url: d.url,
-    connections: 10,
-    overallRate: rate,
-    duration: seconds,
-    requests: [
-      {
-        method: route.method ?? 'GET',
-        setupRequest: (req) => {
-          const k = i++;
-          return {
-            ...req,
-            path: route.paths[k % route.paths.length]!,
-            ...(route.body ? { body: route.body(k), headers: { 'content-type': 'application/json' } } : {}),
-          };
-        },
-      },
-    ],
+    method: route.method ?? 'GET',
+    paths: route.paths,
+    ...(route.body ? { bodies: Array.from({ length: 60 }, (_, k) => route.body!(k)) } : {}),
+    rate,
+    seconds,
   });
   const p = await d.read();
   return {
@@ -366,6 +354,30 @@ async function drive(d: DaemonUnderTest, route: Route, seconds: number, rate: nu
     cpuMsPerRequest: (p.cpuMicros - before.cpuMicros) / 1000 / Math.max(1, r['2xx']),
     target: route.target,
   };
+}
+
+/** autocannon's figures of one run. */
+interface LoadResult {
+  latency: { p50: number; p99: number; max: number };
+  '2xx': number;
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+}
+
+/** Runs test/bench/history-load.ts: the client's own garbage collection must not count as the daemon's latency. */
+function runLoad(o: { url: string; method: string; paths: string[]; bodies?: string[]; rate: number; seconds: number }): Promise<LoadResult> {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, [join(HERE, 'history-load.ts'), JSON.stringify(o)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.on('error', rej);
+    child.on('close', (code) => {
+      const line = out.trim().split('\n').pop() ?? '';
+      if (code !== 0 || !line.startsWith('{')) rej(new Error(`load run exited ${code}: ${out}`));
+      else res(JSON.parse(line) as LoadResult);
+    });
+  });
 }
 
 async function getJson<T>(url: string): Promise<T> {

@@ -1,0 +1,29 @@
+/**
+ * One load run of test/bench/history.ts, in a process of its own so the
+ * client's garbage collection never shows up as the daemon's latency:
+ *
+ *   node test/bench/history-load.ts '{"url","method","paths","bodies","rate","seconds"}'
+ *
+ * Prints autocannon's result as one JSON line.
+ */
+import autocannon from 'autocannon';
+
+const o = JSON.parse(process.argv[2] ?? '{}') as { url: string; method: 'GET' | 'POST'; paths: string[]; bodies?: string[]; rate: number; seconds: number };
+let i = 0;
+const r = await autocannon({
+  url: o.url,
+  connections: 10,
+  overallRate: o.rate,
+  duration: o.seconds,
+  requests: [
+    {
+      method: o.method,
+      setupRequest: (req) => {
+        const k = i++;
+        const body = o.bodies?.[k % o.bodies.length];
+        return { ...req, path: o.paths[k % o.paths.length]!, ...(body ? { body, headers: { 'content-type': 'application/json' } } : {}) };
+      },
+    },
+  ],
+});
+process.stdout.write(`${JSON.stringify({ latency: r.latency, '2xx': r['2xx'], non2xx: r.non2xx, errors: r.errors, timeouts: r.timeouts })}\n`);
