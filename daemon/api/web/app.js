@@ -260,7 +260,8 @@ async function renderCharts() {
     const opts = {
       width,
       height: 150,
-      scales: { y: { range: [0, 100] } },
+      // The x axis always spans the last 24 h: with few samples uPlot would stretch it over years.
+      scales: { x: { time: true, range: () => [Date.now() / 1000 - 86400, Date.now() / 1000] }, y: { range: [0, 100] } },
       legend: { show: lines.length > 1 },
       series: [{}, ...lines.map((l, i) => ({ label: l.label, stroke: COLOURS[i % COLOURS.length], width: 1.5, spanGaps: false }))],
       axes: [{ stroke: getComputedStyle(document.body).color }, { stroke: getComputedStyle(document.body).color, size: 40 }],
