@@ -69,6 +69,8 @@ export class Daemon {
   private pendingCheckpoints: CommitBatch['checkpoints'] = [];
   private pendingGaps: CommitBatch['gaps'] = [];
   private pendingLineCounts = new Map<string, number>();
+  /** Cycles whose commit failed, oldest first; written before the next cycle's. */
+  private unstored: CommitBatch[] = [];
   private timer: NodeJS.Timeout | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
   private firstCycleDone = false;
@@ -207,16 +209,15 @@ export class Daemon {
         return f && f.status === 'resolved' ? f : undefined;
       });
       const t = templates?.takeChanges();
-      store.commit({
+      const batch: CommitBatch = {
         at: now,
         findings: result.changed,
         checkpoints,
         gaps,
         lineCounts,
         ...(t ? { templates: t.templates, templateBuckets: t.buckets, templatesRemoved: t.removed, templateBucketsBefore: t.pruneBefore } : {}),
-      });
-      // The search index follows in slices after the cycle, so neither waits for the other.
-      void store.maintainSearchIndex().catch((err: unknown) => this.parts.logger.error({ err }, 'search indexing failed'));
+      };
+      this.commitOrKeep(batch);
       for (const f of result.opened) this.metrics.findingsOpened.inc({ category: f.category, severity: f.severity });
       if (result.opened.length > 0) {
         this.parts.logger.info(
@@ -237,6 +238,31 @@ export class Daemon {
       end();
       this.cycleRunning = false;
     }
+  }
+
+  /**
+   * Commits the cycle's batch after any earlier ones that could not be written. A failed commit (disk full, I/O
+   * error) keeps its batch for the next cycle instead of dropping it: the tracker already counts its findings as
+   * stored, and a later batch's read positions would otherwise move past the lines they came from.
+   */
+  private commitOrKeep(batch: CommitBatch): void {
+    const store = this.parts.store;
+    const batches = [...this.unstored, batch];
+    try {
+      store.commit(...batches);
+    } catch (err) {
+      this.unstored = batches;
+      this.metrics.storeCommitFailures.inc();
+      const code = (err as { code?: string }).code;
+      this.parts.logger.error({ err, code, unstoredCycles: batches.length }, 'storing the detection cycle failed; it is retried with the next cycle');
+      // A full disk: retention frees pages inside the database file for the retry.
+      if (code === 'SQLITE_FULL') void store.prune().catch((e: unknown) => this.parts.logger.error({ err: e }, 'retention pruning failed'));
+      return;
+    }
+    if (this.unstored.length > 0) this.parts.logger.info({ cycles: this.unstored.length }, 'stored detection cycles kept while the store could not write');
+    this.unstored = [];
+    // The search index follows in slices after the cycle, so neither waits for the other.
+    void store.maintainSearchIndex().catch((err: unknown) => this.parts.logger.error({ err }, 'search indexing failed'));
   }
 
   private sourceStatuses(): SourceStatus[] {

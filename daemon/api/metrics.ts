@@ -73,6 +73,8 @@ export class DaemonMetrics {
   readonly logLinesDropped: Counter<'source'>;
   readonly detectionDuration: Histogram;
   readonly detectorFailures: Counter<'detector'>;
+  /** Detection cycles whose commit failed (each is retried with the next cycle). */
+  readonly storeCommitFailures: Counter;
   readonly diagnoses: Counter<'diagnoser' | 'outcome'>;
   readonly diagnosisDuration: Histogram<'diagnoser'>;
   readonly llmTokensPerSecond: Gauge<'phase'>;
@@ -155,6 +157,11 @@ export class DaemonMetrics {
       name: 'nodesage_detector_failures_total',
       help: 'Detector runs that threw.',
       labelNames: ['detector'],
+      registers,
+    });
+    this.storeCommitFailures = new Counter({
+      name: 'nodesage_store_commit_failures_total',
+      help: 'Detection cycles that could not be stored (disk full, I/O error); kept and retried with the next cycle.',
       registers,
     });
     new Gauge({

@@ -266,7 +266,7 @@ export class Store {
   private readonly maxAgeDays: number;
   private readonly maxSizeMB: number;
   private readonly stmts: ReturnType<Store['prepare']>;
-  private readonly commitTx: (b: CommitBatch) => void;
+  private readonly commitTx: (batches: CommitBatch[]) => void;
   private readonly listingStmts = new Map<string, Database.Statement>();
   private pruning: Promise<{ deleted: number }> | null = null;
   private indexing: Promise<number> | null = null;
@@ -278,7 +278,9 @@ export class Store {
     this.maxAgeDays = opts.maxAgeDays ?? 30;
     this.maxSizeMB = opts.maxSizeMB ?? 256;
     this.stmts = this.prepare();
-    this.commitTx = db.transaction((b: CommitBatch) => this.applyBatch(b));
+    this.commitTx = db.transaction((batches: CommitBatch[]) => {
+      for (const b of batches) this.applyBatch(b);
+    });
   }
 
   /**
@@ -442,9 +444,12 @@ export class Store {
     if (b.templateBucketsBefore) s.pruneBuckets.run(b.templateBucketsBefore);
   }
 
-  /** Writes one detection cycle atomically. */
-  commit(batch: CommitBatch): void {
-    this.commitTx(batch);
+  /**
+   * Writes detection cycles atomically, in order: several when earlier ones could
+   * not be written (disk full) and are retried together with the current one.
+   */
+  commit(...batches: CommitBatch[]): void {
+    this.commitTx(batches);
   }
 
   /** Evidence of many findings, each list in seq order, with one statement per EVIDENCE_BATCH ids. */

@@ -1,0 +1,172 @@
+/**
+ * Faults that edge nodes have, each ending with "nothing lost": the state disk
+ * fills up, the API server is away for hours, a reader holds the WAL open.
+ */
+import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadConfig } from '../daemon/config.js';
+import type { Collector, Signal, SignalSink, SourceStatus } from '../daemon/core/types.js';
+import { Daemon } from '../daemon/daemon.js';
+import { createDetectors } from '../daemon/detectors/index.js';
+import { Store } from '../daemon/store/store.js';
+import type { TrackedFinding } from '../daemon/tracker/tracker.js';
+import { tempDir } from './helpers/daemon-process.js';
+
+const silent = pino({ level: 'silent' });
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+/** A kernel log source the test feeds by hand: lines with their read position, as the kmsg collector sends them. */
+class FedKmsg implements Collector {
+  readonly name = 'kmsg' as const;
+  private sink: SignalSink | undefined;
+  private seq = 0;
+  async start(sink: SignalSink): Promise<void> {
+    this.sink = sink;
+  }
+  async stop(): Promise<void> {}
+  status(): SourceStatus {
+    return { name: 'kmsg', state: 'healthy', signals: this.seq, lastSignalAt: null, lastError: null };
+  }
+  /** Sends a kernel I/O error for each of these disks (one finding per disk), then the read position after them. */
+  diskErrors(disks: string[]): number {
+    const at = new Date().toISOString();
+    const signals: Signal[] = disks.map((disk) => ({
+      type: 'log',
+      line: { source: 'kmsg', at, priority: 3, text: `Buffer I/O error on dev ${disk}1, logical block ${8192 + ++this.seq}, lost async page write` },
+    }));
+    signals.push({ type: 'checkpoint', source: 'kmsg', key: 'seq', value: String(this.seq) });
+    this.sink!(signals);
+    return this.seq;
+  }
+}
+
+async function startDaemon(collectors: Collector[], storeOpts: { maxAgeDays?: number; maxSizeMB?: number } = {}) {
+  const dataDir = tempDir('nodesage-faults-');
+  const config = loadConfig({
+    env: { NODESAGE_DATA_DIR: dataDir, NODESAGE_LISTEN: '127.0.0.1:0', NODESAGE_DETECT_INTERVAL_SECONDS: '3600' },
+    serviceAccountDir: join(dataDir, 'no-sa'),
+  });
+  const store = Store.open({ dir: config.dataDir, logger: silent, maxAgeDays: 30, maxSizeMB: 64, ...storeOpts });
+  const daemon = new Daemon({ config, logger: silent, store, detectors: createDetectors({}), collectors });
+  await daemon.start();
+  cleanups.push(() => daemon.stop());
+  // The start's retention run, so that what the test stores afterwards is what it finds.
+  await store.prune();
+  return { daemon, store, url: daemon.address };
+}
+
+/** The store's own connection: the limits a full disk imposes are set on it. */
+const connectionOf = (store: Store) => (store as unknown as { db: Database.Database }).db;
+
+function storedFinding(id: string, lastSeenMs: number, status: 'open' | 'resolved', evidenceBytes: number): TrackedFinding {
+  const at = new Date(lastSeenMs).toISOString();
+  return {
+    id,
+    category: 'CrashLoop',
+    severity: 'warning',
+    subject: { kind: 'Container', namespace: 'shop', name: `pod-${id}`, container: 'app' },
+    title: `crash loop ${id}`,
+    message: `container app of pod-${id} keeps restarting`,
+    evidence: Array.from({ length: 4 }, (_, i) => ({ source: 'podLog' as const, at, text: `${id} line ${i} ${'x'.repeat(evidenceBytes)}` })),
+    firstSeen: at,
+    lastSeen: at,
+    count: 3,
+    status,
+    resolvedAt: status === 'resolved' ? at : null,
+    diagnosis: null,
+    detector: 'test',
+    lifecycle: 'event',
+  };
+}
+
+const commitOf = (findings: TrackedFinding[]) => ({ at: new Date().toISOString(), findings, checkpoints: [], gaps: [], lineCounts: new Map<string, number>() });
+
+async function getJson(url: string): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(url);
+  return { status: res.status, body: await res.json() };
+}
+
+async function metric(base: string, name: string): Promise<number> {
+  const text = await (await fetch(`${base}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+describe('the state disk fills up', () => {
+  it('keeps detecting and serving, prunes, resumes writing, and loses nothing stored', async () => {
+    const kmsg = new FedKmsg();
+    const { daemon, store, url } = await startDaemon([kmsg]);
+    const db = connectionOf(store);
+
+    // History retention may delete: resolved findings older than maxAgeDays, with bulky evidence.
+    const old = Array.from({ length: 60 }, (_, i) => storedFinding(`old-${i}`, Date.now() - 60 * 86_400_000, 'resolved', 2000));
+    store.commit(commitOf(old));
+    // Findings detected before the fill.
+    kmsg.diskErrors(['sda', 'sdb']);
+    expect(daemon.cycle()).toBe(2);
+    expect(store.getCheckpoint('kmsg', 'seq')).toBe('2');
+
+    // The disk fills: the file may not grow past its current pages, and recent history takes the free ones.
+    db.pragma('incremental_vacuum');
+    db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+    const recent: TrackedFinding[] = [];
+    let full: unknown;
+    for (let i = 0; full === undefined; i++) {
+      const f = storedFinding(`recent-${i}`, Date.now() - 3_600_000, 'resolved', 300);
+      try {
+        store.commit(commitOf([f]));
+        recent.push(f);
+      } catch (err) {
+        full = err;
+      }
+    }
+    expect((full as { code?: string }).code).toBe('SQLITE_FULL');
+    const before = [...store.listFindings({ limit: 500 }).items].filter((f) => !f.id.startsWith('old-'));
+    expect(before).toHaveLength(2 + recent.length);
+
+    // Detection goes on: new kills are detected while their cycle cannot be stored.
+    kmsg.diskErrors(['sdc', 'sdd', 'sde']);
+    expect(daemon.cycle()).toBe(3);
+    expect(await metric(url, 'nodesage_store_commit_failures_total')).toBe(1);
+    // The read position did not move past lines whose findings are not stored.
+    expect(store.getCheckpoint('kmsg', 'seq')).toBe('2');
+    expect((await getJson(`${url}/healthz`)).status).toBe(200);
+    const listed = await getJson(`${url}/v1/findings?limit=200&status=open`);
+    expect(listed.status).toBe(200);
+    expect((listed.body as { items: { title: string }[] }).items.map((f) => f.title).sort()).toEqual(
+      before.filter((f) => f.status === 'open').map((f) => f.title).sort(),
+    );
+
+    // Retention (started by the failed commit) deletes the expired history and so frees pages inside the file.
+    await store.prune();
+    expect(store.getFinding('old-0')).toBeUndefined();
+
+    // Writing resumes: the kept cycle is stored with the next one, in order.
+    kmsg.diskErrors(['sdf']);
+    expect(daemon.cycle()).toBe(1);
+    expect(store.getCheckpoint('kmsg', 'seq')).toBe('6');
+    const open = store.listFindings({ status: 'open', limit: 100 }).items;
+    expect(open.map((f) => f.title).sort()).toEqual(['sda', 'sdb', 'sdc', 'sdd', 'sde', 'sdf'].map((d) => `Disk ${d} is failing`));
+    for (const f of open) expect(f.evidence.length).toBeGreaterThan(0);
+
+    // The disk gets space back: writing goes on past the old limit.
+    db.pragma('max_page_count = 1073741823');
+    const more = Array.from({ length: 50 }, (_, i) => storedFinding(`later-${i}`, Date.now(), 'resolved', 3000));
+    store.commit(commitOf(more));
+    kmsg.diskErrors(['sdg']);
+    expect(daemon.cycle()).toBe(1);
+    expect(store.getCheckpoint('kmsg', 'seq')).toBe('7');
+
+    // Nothing stored before the fill is gone, evidence included.
+    for (const f of before) {
+      const now = store.getFinding(f.id);
+      expect(now?.title).toBe(f.title);
+      expect(now?.evidence).toEqual(f.evidence);
+    }
+  });
+});
