@@ -6,15 +6,22 @@ import { join } from 'node:path';
 import type Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { KubeConfig } from '@kubernetes/client-node';
 import { loadConfig } from '../daemon/config.js';
 import type { Collector, Signal, SignalSink, SourceStatus } from '../daemon/core/types.js';
-import { Daemon } from '../daemon/daemon.js';
+import { Daemon, type DaemonParts } from '../daemon/daemon.js';
 import { createDetectors } from '../daemon/detectors/index.js';
+import { ConditionsExporter } from '../daemon/exporters/conditions.js';
+import { type EventBody, EventsExporter } from '../daemon/exporters/events.js';
+import { KubeWriters } from '../daemon/exporters/kube-writers.js';
 import { Store } from '../daemon/store/store.js';
 import type { TrackedFinding } from '../daemon/tracker/tracker.js';
+import { FakeApiServer } from './harness/fake-apiserver.js';
+import { ManualClock } from './harness/manual-clock.js';
 import { tempDir } from './helpers/daemon-process.js';
 
 const silent = pino({ level: 'silent' });
+const NODE = 'edge-node-1';
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
@@ -33,26 +40,30 @@ class FedKmsg implements Collector {
     return { name: 'kmsg', state: 'healthy', signals: this.seq, lastSignalAt: null, lastError: null };
   }
   /** Sends a kernel I/O error for each of these disks (one finding per disk), then the read position after them. */
-  diskErrors(disks: string[]): number {
-    const at = new Date().toISOString();
-    const signals: Signal[] = disks.map((disk) => ({
-      type: 'log',
-      line: { source: 'kmsg', at, priority: 3, text: `Buffer I/O error on dev ${disk}1, logical block ${8192 + ++this.seq}, lost async page write` },
-    }));
+  diskErrors(disks: string[], at = new Date().toISOString()): number {
+    return this.lines(
+      disks.map((disk) => `Buffer I/O error on dev ${disk}1, logical block ${8192 + this.seq}, lost async page write`),
+      at,
+    );
+  }
+  /** Sends kernel lines, then the read position after them. */
+  lines(texts: string[], at = new Date().toISOString()): number {
+    const signals: Signal[] = texts.map((text) => ({ type: 'log', line: { source: 'kmsg', at, priority: 3, text } }));
+    this.seq += texts.length;
     signals.push({ type: 'checkpoint', source: 'kmsg', key: 'seq', value: String(this.seq) });
     this.sink!(signals);
     return this.seq;
   }
 }
 
-async function startDaemon(collectors: Collector[], storeOpts: { maxAgeDays?: number; maxSizeMB?: number } = {}) {
+async function startDaemon(collectors: Collector[], extra: { onCycle?: DaemonParts['onCycle'] } = {}) {
   const dataDir = tempDir('nodesage-faults-');
   const config = loadConfig({
-    env: { NODESAGE_DATA_DIR: dataDir, NODESAGE_LISTEN: '127.0.0.1:0', NODESAGE_DETECT_INTERVAL_SECONDS: '3600' },
+    env: { NODESAGE_DATA_DIR: dataDir, NODESAGE_LISTEN: '127.0.0.1:0', NODESAGE_DETECT_INTERVAL_SECONDS: '3600', NODESAGE_NODE_NAME: NODE },
     serviceAccountDir: join(dataDir, 'no-sa'),
   });
-  const store = Store.open({ dir: config.dataDir, logger: silent, maxAgeDays: 30, maxSizeMB: 64, ...storeOpts });
-  const daemon = new Daemon({ config, logger: silent, store, detectors: createDetectors({}), collectors });
+  const store = Store.open({ dir: config.dataDir, logger: silent, maxAgeDays: 30, maxSizeMB: 64 });
+  const daemon = new Daemon({ config, logger: silent, store, detectors: createDetectors({}), collectors, ...extra });
   await daemon.start();
   cleanups.push(() => daemon.stop());
   // The start's retention run, so that what the test stores afterwards is what it finds.
@@ -168,5 +179,129 @@ describe('the state disk fills up', () => {
       expect(now?.title).toBe(f.title);
       expect(now?.evidence).toEqual(f.evidence);
     }
+  });
+});
+
+describe('the API server is down for 6 hours', () => {
+  const MIN = 60_000;
+  /** nodesage's events on the fake API server. */
+  const ourEvents = (fake: FakeApiServer) =>
+    fake.objects('events').filter((e) => (e as { source?: { component?: string } }).source?.component === 'nodesage') as unknown as {
+      metadata: { name: string };
+      reason: string;
+      message: string;
+      count: number;
+    }[];
+  const condition = (fake: FakeApiServer, type: string) =>
+    (fake.objects('nodes').find((n) => n.metadata.name === NODE) as unknown as { status: { conditions: { type: string; status: string; reason: string }[] } }).status.conditions.find(
+      (c) => c.type === type,
+    );
+
+  it('keeps analysing locally, then resyncs conditions and events without duplicates', async () => {
+    const fake = await FakeApiServer.create({ bundleDir: join(import.meta.dirname, 'fixtures/kube') });
+    cleanups.push(() => fake.close());
+    const kc = new KubeConfig();
+    kc.loadFromFile(fake.writeKubeconfig(join(tempDir(), 'kubeconfig')));
+    const writers = new KubeWriters(kc);
+    const clock = new ManualClock(Date.now());
+    const conditions = new ConditionsExporter({ nodeName: NODE, writer: writers, clock });
+    const events = new EventsExporter({ nodeName: NODE, writer: writers, clock });
+    cleanups.push(() => {
+      conditions.stop();
+      events.stop();
+    });
+    const kmsg = new FedKmsg();
+    // Wired as main.ts wires them: after each committed cycle.
+    const { daemon, store } = await startDaemon([kmsg], {
+      onCycle: ({ open, opened }) => {
+        conditions.update(open);
+        events.publish(opened);
+      },
+    });
+    const at = () => new Date(clock.now()).toISOString();
+    /** Lets manual time pass in steps, with real time for the real I/O in between, until `done`. */
+    const passUntil = async (done: () => boolean, what: string, stepMs = 1000) => {
+      for (let i = 0; i < 500 && !done(); i++) {
+        clock.advance(stepMs);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      expect(done(), what).toBe(true);
+    };
+
+    kmsg.diskErrors(['sdb'], at());
+    daemon.cycle(at());
+    await passUntil(() => ourEvents(fake).length === 1 && conditions.stats.writes >= 1, 'first event and conditions written');
+    expect(condition(fake, 'KernelDeadlock')).toMatchObject({ status: 'False' });
+
+    // Six hours without the API server, one detection cycle per 10 minutes.
+    await fake.stop();
+    const failuresBefore = conditions.stats.failures + events.stats.failures;
+    const seen: number[] = [];
+    for (let step = 1; step <= 36; step++) {
+      clock.advance(10 * MIN);
+      // The retries that fell due run (and fail) before the cycle.
+      await new Promise((r) => setTimeout(r, 5));
+      // A kernel task hangs early in the outage (its finding resolves after the quiet period) and again at its end.
+      if (step === 1 || step === 35) kmsg.lines(['INFO: task jbd2/sda1-8:412 blocked for more than 122 seconds.'], at());
+      if (step === 6) kmsg.diskErrors(['sdc'], at());
+      // sdb fails again twice, each time after its finding went quiet and resolved.
+      if (step === 18 || step === 30) kmsg.diskErrors(['sdb'], at());
+      daemon.cycle(at());
+      seen.push(kmsg.lines([], at()));
+      daemon.cycle(at());
+    }
+    // Local analysis went on: every problem of the outage is stored, and the read position followed.
+    expect(store.listFindings({ limit: 100 }).items.map((f) => f.title).sort()).toEqual(
+      ['Disk sdb is failing', 'Disk sdc is failing', 'Kernel task jbd2/sda1-8 blocked for more than 122 s'].sort(),
+    );
+    expect(store.getCheckpoint('kmsg', 'seq')).toBe(String(seen.at(-1)));
+    expect(conditions.stats.failures + events.stats.failures).toBeGreaterThan(failuresBefore);
+    expect(ourEvents(fake)).toHaveLength(1);
+
+    await fake.start();
+    await passUntil(() => condition(fake, 'KernelDeadlock')?.status === 'True' && events.depth() === 0, 'resync after the outage', 5000);
+    // One event per problem that happened while away: a problem that came back while queued updates its event's count.
+    const countOf = (title: string) => store.listFindings({ limit: 100 }).items.find((f) => f.title === title)!.count;
+    const sent = ourEvents(fake);
+    expect(new Set(sent.map((e) => e.metadata.name)).size).toBe(sent.length);
+    expect(sent.map((e) => e.message.split(':')[0]).sort()).toEqual(
+      ['Disk sdb is failing', 'Disk sdb is failing', 'Disk sdc is failing', 'Kernel task jbd2/sda1-8 blocked for more than 122 s'].sort(),
+    );
+    expect(sent.filter((e) => e.message.startsWith('Disk sdb')).map((e) => e.count)).toEqual([1, countOf('Disk sdb is failing')]);
+    expect(sent.find((e) => e.message.startsWith('Kernel task'))?.count).toBe(countOf('Kernel task jbd2/sda1-8 blocked for more than 122 s'));
+    expect(condition(fake, 'KernelDeadlock')).toMatchObject({ status: 'True', reason: 'TaskHung' });
+    // Nothing is sent twice afterwards: more time passes, heartbeats only.
+    const posts = fake.requests.filter((r) => r.method === 'POST').length;
+    const writes = conditions.stats.writes;
+    await passUntil(() => conditions.stats.writes >= writes + 3, 'heartbeats', 60_000);
+    expect(fake.requests.filter((r) => r.method === 'POST').length).toBe(posts);
+  });
+
+  it('does not send an event twice when the answer to its creation was lost', async () => {
+    const fake = await FakeApiServer.create({ bundleDir: join(import.meta.dirname, 'fixtures/kube') });
+    cleanups.push(() => fake.close());
+    const kc = new KubeConfig();
+    kc.loadFromFile(fake.writeKubeconfig(join(tempDir(), 'kubeconfig')));
+    const writers = new KubeWriters(kc);
+    let cut = 1;
+    // The connection drops after the API server stored the event, before its answer arrived.
+    const writer = {
+      async createEvent(e: EventBody): Promise<void> {
+        await writers.createEvent(e);
+        if (cut-- > 0) throw Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' });
+      },
+    };
+    const clock = new ManualClock(Date.now());
+    const events = new EventsExporter({ nodeName: NODE, writer, clock });
+    cleanups.push(() => events.stop());
+    const f = storedFinding('aa00000000000001', clock.now(), 'open', 10);
+    events.publish([{ ...f, category: 'KernelOOM', subject: { kind: 'Node', name: NODE } }]);
+    for (let i = 0; i < 100 && events.depth() > 0; i++) {
+      clock.advance(5000);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(events.depth()).toBe(0);
+    expect(events.stats.sent).toBe(1);
+    expect(ourEvents(fake)).toHaveLength(1);
   });
 });

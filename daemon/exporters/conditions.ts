@@ -10,6 +10,8 @@
 import type { Logger } from 'pino';
 import type { TrackedFinding } from '../tracker/tracker.js';
 import { Backoff } from '../collectors/backoff.js';
+import type { Clock } from '../collectors/kube/clock.js';
+import { Rerun } from './schedule.js';
 
 /** One node condition nodesage owns. */
 export interface ExportedCondition {
@@ -76,13 +78,15 @@ export interface ConditionsExporterOptions {
   retryInitialMs?: number;
   /** Longest retry delay. Defaults to 30000 ms. */
   retryMaxMs?: number;
+  /** Time and waits (tests pass a manual clock). Defaults to the system clock. */
+  clock?: Clock;
 }
 
 /** Keeps this node's nodesage conditions in line with the open findings. */
 export class ConditionsExporter {
   private desired = new Map<string, ExportedCondition>();
   private dirty = true;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly rerun: Rerun;
   private readonly backoff: Backoff;
   private lastSent = 0;
   private flushing = false;
@@ -92,10 +96,15 @@ export class ConditionsExporter {
 
   constructor(private readonly opts: ConditionsExporterOptions) {
     this.backoff = new Backoff({ initialMs: opts.retryInitialMs ?? 1000, maxMs: opts.retryMaxMs ?? 30_000, jitter: 0.2 });
+    this.rerun = new Rerun(() => void this.flush(), opts.clock);
+  }
+
+  private now(): number {
+    return this.opts.clock?.now() ?? Date.now();
   }
 
   /** Records the desired conditions from the open findings; never blocks. */
-  update(open: TrackedFinding[], now = new Date().toISOString()): void {
+  update(open: TrackedFinding[], now = new Date(this.now()).toISOString()): void {
     for (const rule of CONDITION_RULES) {
       const hits = open.map((f) => ({ f, reason: rule.match(f) })).filter((h) => h.reason !== null);
       const prev = this.desired.get(rule.type);
@@ -130,29 +139,27 @@ export class ConditionsExporter {
 
   private schedule(ms: number): void {
     if (this.stopped) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.flush(), ms);
-    this.timer.unref();
+    this.rerun.in(ms);
   }
 
   /** Writes the desired state if it changed or the heartbeat is due. */
   async flush(): Promise<void> {
     if (this.flushing || this.stopped) return;
     const heartbeat = this.opts.heartbeatMs ?? 60_000;
-    if (!this.dirty && Date.now() - this.lastSent < heartbeat) {
-      this.schedule(heartbeat - (Date.now() - this.lastSent));
+    if (!this.dirty && this.now() - this.lastSent < heartbeat) {
+      this.schedule(heartbeat - (this.now() - this.lastSent));
       return;
     }
     if (this.desired.size === 0) this.update([]);
     this.flushing = true;
-    const now = new Date().toISOString();
+    const now = new Date(this.now()).toISOString();
     const conditions = [...this.desired.values()].map((c) => ({ ...c, lastHeartbeatTime: now }));
     try {
       await this.opts.writer.patchConditions(this.opts.nodeName, conditions);
       this.stats.writes++;
       this.stats.lastError = null;
       this.dirty = false;
-      this.lastSent = Date.now();
+      this.lastSent = this.now();
       this.backoff.reset();
       this.schedule(heartbeat);
     } catch (err) {
@@ -171,6 +178,6 @@ export class ConditionsExporter {
   /** Stops the timers. */
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.rerun.cancel();
   }
 }

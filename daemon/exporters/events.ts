@@ -6,6 +6,8 @@
  */
 import type { Logger } from 'pino';
 import { Backoff } from '../collectors/backoff.js';
+import type { Clock } from '../collectors/kube/clock.js';
+import { Rerun } from './schedule.js';
 import type { TrackedFinding } from '../tracker/tracker.js';
 
 /** A core/v1 Event as nodesage writes it (JSON wire form). */
@@ -39,18 +41,21 @@ export interface EventsExporterOptions {
   perMinute?: number;
   /** A finding is published again only after this long. Defaults to 600000 ms. */
   dedupeMs?: number;
-  /** Injectable clock. Defaults to Date.now. */
+  /** Injectable clock. Defaults to `clock`'s, else Date.now. */
   now?: () => number;
+  /** Time and retry waits (tests pass a manual clock). Defaults to the system clock. */
+  clock?: Clock;
 }
 
 /** Publishes event-type findings as Kubernetes Events. */
 export class EventsExporter {
-  private readonly queue: EventBody[] = [];
+  /** Events to send, each with the finding it is about. */
+  private readonly queue: { findingId: string; event: EventBody }[] = [];
   private readonly lastPublished = new Map<string, number>();
   private readonly backoff = new Backoff({ initialMs: 1000, maxMs: 30_000, jitter: 0.2 });
   private tokens: number;
   private lastRefill: number;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly rerun: Rerun;
   private sending = false;
   private stopped = false;
   /** Counters for status and tests. */
@@ -59,10 +64,11 @@ export class EventsExporter {
   constructor(private readonly opts: EventsExporterOptions) {
     this.tokens = this.perMinute();
     this.lastRefill = this.clock();
+    this.rerun = new Rerun(() => void this.drain(), opts.clock);
   }
 
   private clock(): number {
-    return this.opts.now?.() ?? Date.now();
+    return this.opts.now?.() ?? this.opts.clock?.now() ?? Date.now();
   }
 
   private perMinute(): number {
@@ -81,7 +87,17 @@ export class EventsExporter {
       }
       this.lastPublished.set(f.id, now);
       if (this.lastPublished.size > 10_000) this.lastPublished.delete(this.lastPublished.keys().next().value!);
-      this.queue.push(this.toEvent(f, now));
+      // Still waiting (API server away): the same problem again updates its queued event rather than adding another
+      // (the head of the queue may be on the wire).
+      const queued = this.queue.find((q, i) => q.findingId === f.id && !(this.sending && i === 0));
+      if (queued) {
+        const again = this.toEvent(f, now);
+        // The finding's count already includes the occurrences of the queued event.
+        queued.event = { ...again, metadata: queued.event.metadata, firstTimestamp: queued.event.firstTimestamp };
+        this.stats.deduplicated++;
+        continue;
+      }
+      this.queue.push({ findingId: f.id, event: this.toEvent(f, now) });
       const max = this.opts.maxQueue ?? 200;
       while (this.queue.length > max) {
         this.queue.shift();
@@ -117,9 +133,7 @@ export class EventsExporter {
 
   private schedule(ms: number): void {
     if (this.stopped) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.drain(), ms);
-    this.timer.unref();
+    this.rerun.in(ms);
   }
 
   private refill(): void {
@@ -140,10 +154,17 @@ export class EventsExporter {
           this.schedule(Math.ceil(((1 - this.tokens) * 60_000) / this.perMinute()));
           return;
         }
-        const e = this.queue[0]!;
+        const e = this.queue[0]!.event;
         try {
           await this.opts.writer.createEvent(e);
         } catch (err) {
+          // Created by an earlier attempt whose answer was lost with the connection: sent, not to be sent twice.
+          if (alreadyExists(err)) {
+            this.queue.shift();
+            this.stats.sent++;
+            this.backoff.reset();
+            continue;
+          }
           this.stats.failures++;
           this.stats.lastError = (err as Error).message;
           const delay = this.backoff.next();
@@ -164,6 +185,11 @@ export class EventsExporter {
   /** Stops sending. */
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.rerun.cancel();
   }
+}
+
+/** A 409 from the API server: an object of that name exists. */
+function alreadyExists(err: unknown): boolean {
+  return (err as { code?: unknown }).code === 409;
 }
