@@ -2,8 +2,9 @@
  * Faults that edge nodes have, each ending with "nothing lost": the state disk
  * fills up, the API server is away for hours, a reader holds the WAL open.
  */
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -303,5 +304,59 @@ describe('the API server is down for 6 hours', () => {
     expect(events.depth()).toBe(0);
     expect(events.stats.sent).toBe(1);
     expect(ourEvents(fake)).toHaveLength(1);
+  });
+});
+
+describe('a long-lived reader holds the WAL', () => {
+  it('keeps writing and serving without waiting for it, and checkpoints back once it is gone', async () => {
+    const kmsg = new FedKmsg();
+    const { daemon, store, url } = await startDaemon([kmsg]);
+    const wal = () => statSync(`${store.path}-wal`).size;
+    const at = new Date().toISOString();
+    store.commit(commitOf([storedFinding('before-0', Date.now(), 'open', 1000)]));
+
+    // sqlite3 or a backup tool on the node: a read transaction on its own connection, left open.
+    const reader = new Database(store.path, { readonly: true });
+    cleanups.push(() => void reader.close());
+    reader.prepare('BEGIN').run();
+    expect(reader.prepare('SELECT count(*) AS n FROM findings').get()).toEqual({ n: 1 });
+
+    const written: TrackedFinding[] = [];
+    for (let i = 0; i < 150; i++) {
+      const f = storedFinding(`held-${i % 40}`, Date.parse(at) + i, 'open', 1000);
+      store.commit(commitOf([f]));
+      written[i % 40] = f;
+    }
+    kmsg.diskErrors(['sdb']);
+    expect(daemon.cycle()).toBe(1);
+    const held = wal();
+    // The checkpoint cannot pass the reader's snapshot: the WAL holds what was written meanwhile...
+    expect(held).toBeGreaterThan(4 * 1024 * 1024);
+    // ...but nothing waits for the reader: retention's checkpoint gives up at once instead of after the busy timeout.
+    const started = Date.now();
+    await store.prune();
+    expect(Date.now() - started).toBeLessThan(2500);
+    expect((await getJson(`${url}/healthz`)).status).toBe(200);
+    // And nothing written twice: more commits add only their own frames.
+    store.commit(commitOf([storedFinding('held-last', Date.now(), 'open', 1000)]));
+    expect(wal()).toBeLessThan(held + 512 * 1024);
+
+    // The reader goes away: the next write checkpoints and the WAL shrinks back.
+    reader.prepare('COMMIT').run();
+    reader.close();
+    kmsg.diskErrors(['sdc']);
+    expect(daemon.cycle()).toBe(1);
+    expect(wal()).toBeLessThanOrEqual(4 * 1024 * 1024);
+    expect(wal()).toBeLessThan(held / 4);
+
+    // Nothing was lost: everything is in the database file, read through a connection of its own.
+    const check = new Database(store.path, { readonly: true });
+    cleanups.push(() => void check.close());
+    const ids = (check.prepare('SELECT id FROM findings').all() as { id: string }[]).map((r) => r.id);
+    expect(ids).toEqual(expect.arrayContaining(['before-0', 'held-last', ...written.map((f) => f.id)]));
+    for (const f of written) expect(store.getFinding(f.id)?.evidence).toEqual(f.evidence);
+    expect(store.listFindings({ status: 'open', limit: 100 }).items.map((f) => f.title)).toEqual(
+      expect.arrayContaining(['Disk sdb is failing', 'Disk sdc is failing']),
+    );
   });
 });

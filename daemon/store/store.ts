@@ -66,6 +66,12 @@ export interface CommitBatch {
 /** The filters of a findings listing: every subset of them is a query shape with its own index (migration 4). */
 export const LISTING_FILTERS = ['status', 'severity', 'category', 'since', 'cursor'] as const;
 
+/**
+ * The WAL is truncated back to this size once checkpointed (`journal_size_limit`), and a commit that finds it
+ * larger tries a truncating checkpoint.
+ */
+const WAL_LIMIT_BYTES = 4 * 1024 * 1024;
+
 /** Evidence of this many findings is read with one statement. */
 const EVIDENCE_BATCH = 500;
 /** Findings deleted per retention transaction; the event loop runs between two. */
@@ -326,6 +332,9 @@ export class Store {
       db.pragma('synchronous = NORMAL');
       db.pragma('foreign_keys = ON');
       db.pragma('busy_timeout = 5000');
+      // Without it a WAL that grew while a reader held it (a long search, sqlite3 or a backup on the node) keeps
+      // its largest size on disk after the checkpoint.
+      db.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
       Store.migrate(db);
       return db;
     } catch (err) {
@@ -450,6 +459,28 @@ export class Store {
    */
   commit(...batches: CommitBatch[]): void {
     this.commitTx(batches);
+    // The automatic checkpoint cannot pass a reader's snapshot; once the reader is gone this brings the WAL back.
+    if (this.walBytes() > WAL_LIMIT_BYTES) this.checkpoint();
+  }
+
+  private walBytes(): number {
+    const wal = `${this.path}-wal`;
+    return existsSync(wal) ? statSync(wal).size : 0;
+  }
+
+  /**
+   * Copies the WAL into the database file and truncates it, without waiting for readers: one holding an older
+   * snapshot would otherwise stall the event loop for the whole busy timeout. What it cannot copy yet stays in
+   * the WAL for the next attempt. Returns whether the WAL was emptied.
+   */
+  private checkpoint(): boolean {
+    this.db.pragma('busy_timeout = 0');
+    try {
+      const [r] = this.db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
+      return r?.busy === 0;
+    } finally {
+      this.db.pragma('busy_timeout = 5000');
+    }
   }
 
   /** Evidence of many findings, each list in seq order, with one statement per EVIDENCE_BATCH ids. */
@@ -783,7 +814,7 @@ export class Store {
     tx();
     const limit = this.maxSizeMB * 1024 * 1024;
     for (let round = 0; round < 20 && this.db.open && this.sizeBytes() > limit; round++) {
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.checkpoint();
       this.db.pragma('incremental_vacuum');
       if (this.sizeBytes() <= limit) break;
       // A fifth of the resolved history per round: enough to converge fast, little enough to keep most of it.
@@ -804,7 +835,7 @@ export class Store {
     }
     if (!this.db.open) return { deleted };
     this.db.pragma('incremental_vacuum');
-    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.checkpoint();
     return { deleted };
   }
 
@@ -1076,7 +1107,7 @@ export class Store {
     this.worker = undefined;
     if (!this.db.open) return;
     try {
-      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.checkpoint();
     } finally {
       this.db.close();
     }
