@@ -86,6 +86,8 @@ export interface ConditionsExporterOptions {
 export class ConditionsExporter {
   private desired = new Map<string, ExportedCondition>();
   private dirty = true;
+  /** Changes of the desired state so far: one made while a write is on the wire is written after it. */
+  private changes = 0;
   private readonly rerun: Rerun;
   private readonly backoff: Backoff;
   private lastSent = 0;
@@ -121,9 +123,11 @@ export class ConditionsExporter {
           lastTransitionTime: prev && prev.status === status ? prev.lastTransitionTime : now,
         });
         this.dirty = true;
+        this.changes++;
       }
     }
-    if (this.dirty) this.schedule(0);
+    // While retrying, the retry sends the new state too: a change must not cut the backoff short.
+    if (this.dirty && this.backoff.attempts === 0) this.schedule(0);
   }
 
   /** The conditions as they would be written now. */
@@ -154,14 +158,15 @@ export class ConditionsExporter {
     this.flushing = true;
     const now = new Date(this.now()).toISOString();
     const conditions = [...this.desired.values()].map((c) => ({ ...c, lastHeartbeatTime: now }));
+    const sending = this.changes;
     try {
       await this.opts.writer.patchConditions(this.opts.nodeName, conditions);
       this.stats.writes++;
       this.stats.lastError = null;
-      this.dirty = false;
+      this.dirty = this.changes !== sending;
       this.lastSent = this.now();
       this.backoff.reset();
-      this.schedule(heartbeat);
+      this.schedule(this.dirty ? 0 : heartbeat);
     } catch (err) {
       this.stats.failures++;
       this.stats.lastError = (err as Error).message;

@@ -104,7 +104,8 @@ export class EventsExporter {
         this.stats.dropped++;
       }
     }
-    if (this.queue.length > 0) this.schedule(0);
+    // While retrying, the queue goes with the retry: new events must not cut the backoff short.
+    if (this.queue.length > 0 && this.backoff.attempts === 0) this.schedule(0);
   }
 
   private toEvent(f: TrackedFinding, now: number): EventBody {
