@@ -19,6 +19,7 @@ import { runDetectors } from './detectors/run.js';
 import type { TemplateStats } from './detectors/templates/stats.js';
 import { redactDraft, redactSignals } from './redact.js';
 import { NodeState } from './state/node-state.js';
+import { foldBatches } from './store/fold.js';
 import type { CommitBatch, Store } from './store/store.js';
 import { FindingTracker, type TrackedFinding } from './tracker/tracker.js';
 
@@ -251,15 +252,15 @@ export class Daemon {
     try {
       store.commit(...batches);
     } catch (err) {
-      this.unstored = batches;
+      this.unstored = foldBatches(batches);
       this.metrics.storeCommitFailures.inc();
       const code = (err as { code?: string }).code;
-      this.parts.logger.error({ err, code, unstoredCycles: batches.length }, 'storing the detection cycle failed; it is retried with the next cycle');
+      this.parts.logger.error({ err, code, cycles: batches.length }, 'storing the detection cycle failed; it is retried with the next cycle');
       // A full disk: retention frees pages inside the database file for the retry.
       if (code === 'SQLITE_FULL') void store.prune().catch((e: unknown) => this.parts.logger.error({ err: e }, 'retention pruning failed'));
       return;
     }
-    if (this.unstored.length > 0) this.parts.logger.info({ cycles: this.unstored.length }, 'stored detection cycles kept while the store could not write');
+    if (this.unstored.length > 0) this.parts.logger.info('stored the detection cycles kept while the store could not write');
     this.unstored = [];
     // The search index follows in slices after the cycle, so neither waits for the other.
     void store.maintainSearchIndex().catch((err: unknown) => this.parts.logger.error({ err }, 'search indexing failed'));

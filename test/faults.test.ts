@@ -15,7 +15,8 @@ import { createDetectors } from '../daemon/detectors/index.js';
 import { ConditionsExporter, type ExportedCondition } from '../daemon/exporters/conditions.js';
 import { type EventBody, EventsExporter } from '../daemon/exporters/events.js';
 import { KubeWriters } from '../daemon/exporters/kube-writers.js';
-import { Store } from '../daemon/store/store.js';
+import { foldBatches } from '../daemon/store/fold.js';
+import { type CommitBatch, Store } from '../daemon/store/store.js';
 import type { TrackedFinding } from '../daemon/tracker/tracker.js';
 import { FakeApiServer } from './harness/fake-apiserver.js';
 import { ManualClock } from './harness/manual-clock.js';
@@ -180,6 +181,70 @@ describe('the state disk fills up', () => {
       expect(now?.title).toBe(f.title);
       expect(now?.evidence).toEqual(f.evidence);
     }
+  });
+});
+
+describe('cycles kept while the disk is full', () => {
+  it('fold into at most two batches that leave the store as the cycles one by one would', () => {
+    const t = (id: string, count: number) => ({ stream: 'kmsg:', templateId: id, template: `disk <*> error ${id}`, isError: true, firstSeen: '2026-03-01T10:00:00.000Z', lastSeen: `2026-03-01T10:0${count}:00.000Z`, count, example: `disk sda error ${id}` });
+    const bucket = (id: string, minute: number, count: number) => ({ stream: 'kmsg:', templateId: id, bucketStart: `2026-03-01T10:0${minute}:00.000Z`, count });
+    const a1 = storedFinding('aa01', Date.parse('2026-03-01T10:00:00Z'), 'open', 10);
+    // A finding keeps its first sighting as the tracker updates it.
+    const a2 = { ...storedFinding('aa01', Date.parse('2026-03-01T10:01:00Z'), 'open', 20), count: 4, firstSeen: a1.firstSeen };
+    const b1 = storedFinding('bb01', Date.parse('2026-03-01T10:01:00Z'), 'open', 10);
+    const b2 = { ...storedFinding('bb01', Date.parse('2026-03-01T10:02:00Z'), 'resolved', 10), firstSeen: b1.firstSeen };
+    const cycles: CommitBatch[] = [
+      {
+        at: '2026-03-01T10:00:00.000Z',
+        findings: [a1],
+        checkpoints: [{ source: 'kmsg', key: 'seq', value: '1' }, { source: 'journald', key: 'cursor', value: 's=1' }],
+        gaps: [],
+        lineCounts: new Map([['kmsg:', 3]]),
+        templates: [t('T1', 1), t('T2', 1)],
+        templateBuckets: [bucket('T1', 0, 1), bucket('T2', 0, 1)],
+        templateBucketsBefore: '2026-02-01T00:00:00.000Z',
+      },
+      {
+        at: '2026-03-01T10:01:00.000Z',
+        findings: [a2, b1],
+        checkpoints: [{ source: 'kmsg', key: 'seq', value: '2' }],
+        gaps: [{ source: 'kmsg', at: '2026-03-01T10:01:00.000Z', detail: 'ring buffer overrun: 12 messages lost' }],
+        lineCounts: new Map([['kmsg:', 2]]),
+        templates: [t('T1', 2)],
+        templateBuckets: [bucket('T1', 0, 2), bucket('T1', 1, 1)],
+        templatesRemoved: [{ stream: 'kmsg:', templateId: 'T2' }],
+      },
+      {
+        at: '2026-03-01T10:02:00.000Z',
+        findings: [b2],
+        checkpoints: [{ source: 'journald', key: 'cursor', value: null }],
+        gaps: [],
+        lineCounts: new Map([['kmsg:', 1], ['journald:kubelet.service', 4]]),
+        templates: [t('T2', 2)],
+        templateBuckets: [bucket('T2', 2, 1)],
+        templateBucketsBefore: '2026-02-02T00:00:00.000Z',
+      },
+    ];
+    const oneByOne = Store.open({ dir: tempDir() });
+    const folded = Store.open({ dir: tempDir() });
+    cleanups.push(() => oneByOne.close(), () => folded.close());
+    for (const c of cycles) oneByOne.commit(c);
+    const batches = foldBatches(cycles);
+    expect(batches.length).toBeLessThanOrEqual(2);
+    folded.commit(...batches);
+    const contents = (s: Store) => ({
+      findings: s.listFindings({ limit: 10 }).items.map(({ diagnosis: _d, ...f }) => f),
+      kmsg: [...s.listCheckpoints('kmsg')],
+      journald: [...s.listCheckpoints('journald')],
+      lines: [...s.lineCounts()].sort(),
+      gaps: s.listGaps(),
+      templates: s.listTemplates().sort((x, y) => x.templateId.localeCompare(y.templateId)),
+      buckets: s.listTemplateBuckets('2000-01-01T00:00:00.000Z').sort((x, y) => `${x.templateId}${x.bucketStart}`.localeCompare(`${y.templateId}${y.bucketStart}`)),
+    });
+    const expected = contents(oneByOne);
+    expect(expected.templates.map((x) => [x.templateId, x.count])).toEqual([['T1', 2], ['T2', 2]]);
+    expect(expected.buckets.map((x) => [x.templateId, x.bucketStart.slice(11, 16), x.count])).toEqual([['T1', '10:00', 2], ['T1', '10:01', 1], ['T2', '10:02', 1]]);
+    expect(contents(folded)).toEqual(expected);
   });
 });
 
