@@ -248,6 +248,15 @@ describe('cycles kept while the disk is full', () => {
   });
 });
 
+/** The fake API server with the fixture node, and the exporters' real client writing to it. */
+async function apiServer() {
+  const fake = await FakeApiServer.create({ bundleDir: join(import.meta.dirname, 'fixtures/kube') });
+  cleanups.push(() => fake.close());
+  const kc = new KubeConfig();
+  kc.loadFromFile(fake.writeKubeconfig(join(tempDir(), 'kubeconfig')));
+  return { fake, writers: new KubeWriters(kc) };
+}
+
 describe('the API server is down for 6 hours', () => {
   const MIN = 60_000;
   /** nodesage's events on the fake API server. */
@@ -264,11 +273,7 @@ describe('the API server is down for 6 hours', () => {
     );
 
   it('keeps analysing locally, then resyncs conditions and events without duplicates', async () => {
-    const fake = await FakeApiServer.create({ bundleDir: join(import.meta.dirname, 'fixtures/kube') });
-    cleanups.push(() => fake.close());
-    const kc = new KubeConfig();
-    kc.loadFromFile(fake.writeKubeconfig(join(tempDir(), 'kubeconfig')));
-    const writers = new KubeWriters(kc);
+    const { fake, writers } = await apiServer();
     const clock = new ManualClock(Date.now());
     const conditions = new ConditionsExporter({ nodeName: NODE, writer: writers, clock });
     const events = new EventsExporter({ nodeName: NODE, writer: writers, clock });
@@ -356,11 +361,7 @@ describe('the API server is down for 6 hours', () => {
   });
 
   it('writes a condition change made while the previous write was on the wire right after it', async () => {
-    const fake = await FakeApiServer.create({ bundleDir: join(import.meta.dirname, 'fixtures/kube') });
-    cleanups.push(() => fake.close());
-    const kc = new KubeConfig();
-    kc.loadFromFile(fake.writeKubeconfig(join(tempDir(), 'kubeconfig')));
-    const writers = new KubeWriters(kc);
+    const { fake, writers } = await apiServer();
     let release: () => void = () => undefined;
     const onWire = new Promise<void>((r) => {
       release = r;
@@ -392,11 +393,7 @@ describe('the API server is down for 6 hours', () => {
   });
 
   it('does not send an event twice when the answer to its creation was lost', async () => {
-    const fake = await FakeApiServer.create({ bundleDir: join(import.meta.dirname, 'fixtures/kube') });
-    cleanups.push(() => fake.close());
-    const kc = new KubeConfig();
-    kc.loadFromFile(fake.writeKubeconfig(join(tempDir(), 'kubeconfig')));
-    const writers = new KubeWriters(kc);
+    const { fake, writers } = await apiServer();
     let cut = 1;
     // The connection drops after the API server stored the event, before its answer arrived.
     const writer = {
