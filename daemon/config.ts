@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { readCatalog, resolveModel } from './models.js';
-import type { DetectorOptions } from './detectors/index.js';
+import { DETECTOR_OPTIONS_SCHEMA, type DetectorOptions } from './detectors/index.js';
 
 /** Where the HTTP API listens. */
 export type Listen = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -263,6 +263,7 @@ const ENV_KEYS: [string, string, 'string' | 'bool' | 'number' | 'list'][] = [
   ['NODESAGE_RUNBOOKS_DIR', 'runbooksDir', 'string'],
   ['NODESAGE_DISK_WARN_PERCENT', 'detectors.disk.warnPercent', 'number'],
   ['NODESAGE_DISK_CRITICAL_PERCENT', 'detectors.disk.criticalPercent', 'number'],
+  ['NODESAGE_DETECTORS_DISABLED', 'detectors.disabled', 'list'],
   ['NODESAGE_LLM_MEMORY_BUDGET_MB', 'llm.memoryBudgetMB', 'number'],
   ['NODESAGE_LLM_THREADS', 'llm.threads', 'number'],
   ['NODESAGE_LLM_GPU', 'llm.gpu', 'string'],
@@ -336,7 +337,6 @@ const LEAVES: Record<string, [z.ZodType, string]> = {
   'sources.kubeApi': [z.boolean(), 'true or false'],
   journaldUnits: [z.array(z.string().min(1)), 'a list of systemd unit names'],
   networkMounts: [z.array(z.string().startsWith('/')), 'a list of absolute mount points'],
-  detectors: [z.record(z.string(), z.record(z.string(), z.unknown())), 'a map of detector name to options'],
   redactPatterns: [z.array(z.string()), 'a list of regular expressions'],
   runbooksDir: [z.string().min(1).nullable(), 'a folder path'],
   'llm.memoryBudgetMB': [positive, 'a positive number of MiB'],
@@ -487,7 +487,7 @@ export function loadConfig(input: LoadConfigInput = {}): Readonly<Config> {
     const from = flags.config ? '--config' : 'NODESAGE_CONFIG';
     const file = readConfigFile(resolve(cwd, configFile), from);
     for (const [k, v] of flatten(file)) {
-      if (!(k in LEAVES)) {
+      if (!(k in LEAVES) && k !== 'detectors') {
         throw new ConfigError(`${configFile}:${k}`, v, `not a known key (known: ${Object.keys(LEAVES).join(', ')})`);
       }
       put(k, v, `${configFile}:${k}`);
@@ -522,6 +522,8 @@ export function loadConfig(input: LoadConfigInput = {}): Readonly<Config> {
     const r = schema.safeParse(value);
     if (!r.success) throw new ConfigError(origin.get(key) ?? key, value, allowed);
   }
+  const detectors = DETECTOR_OPTIONS_SCHEMA.safeParse(raw.detectors);
+  if (!detectors.success) throw detectorError(detectors.error.issues[0]!, raw.detectors, origin);
   const listen = parseListen(raw.listen as string);
   if (!listen) throw new ConfigError(origin.get('listen') ?? 'listen', raw.listen, LEAVES.listen![1]);
 
@@ -588,6 +590,50 @@ export function loadConfig(input: LoadConfigInput = {}): Readonly<Config> {
     configFile: configFile ? resolve(cwd, configFile) : null,
   };
   return deepFreeze(cfg);
+}
+
+/**
+ * The first problem of the `detectors` section as a ConfigError naming the full
+ * key (`detectors.disk.warnPercnt`) and where it came from: the env var that set
+ * it, else the config file.
+ */
+function detectorError(issue: z.core.$ZodIssue, section: unknown, origin: Map<string, string>): ConfigError {
+  const path = ['detectors', ...issue.path.map(String)];
+  let value: unknown = path.slice(1).reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Raw)[k] : undefined), section);
+  let allowed = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    const key = issue.keys[0]!;
+    value = (value as Raw)[key];
+    allowed = `not a known key (known: ${knownKeys(path.slice(1)).join(', ')})`;
+    path.push(key);
+  } else if (issue.code === 'invalid_type' && issue.expected === 'object') {
+    allowed = `a mapping of options (known: ${knownKeys(path.slice(1)).join(', ')})`;
+  }
+  // A bad list item is named by its list: `detectors.disabled="nope"`.
+  while (/^\d+$/.test(path.at(-1)!)) path.pop();
+  const key = path.join('.');
+  let from = key;
+  for (let i = path.length; i > 0; i--) {
+    const o = origin.get(path.slice(0, i).join('.'));
+    if (o === undefined) continue;
+    // A file origin names the key it set (`file:detectors`); name the full key instead.
+    from = o.includes(':') ? `${o.slice(0, o.lastIndexOf(':'))}:${key}` : o;
+    break;
+  }
+  return new ConfigError(from, value, allowed);
+}
+
+/** Option names the detectors schema knows at a path (`[]`: detector keys, `['disk']`: disk options). */
+function knownKeys(path: string[]): string[] {
+  let s: z.ZodType = DETECTOR_OPTIONS_SCHEMA;
+  for (const k of path) {
+    while (s instanceof z.ZodOptional) s = s.unwrap() as z.ZodType;
+    if (!(s instanceof z.ZodObject)) return [];
+    s = (s.shape as Record<string, z.ZodType>)[k]!;
+    if (!s) return [];
+  }
+  while (s instanceof z.ZodOptional) s = s.unwrap() as z.ZodType;
+  return s instanceof z.ZodObject ? Object.keys(s.shape) : [];
 }
 
 /** `llm.backend` checked across its fields: a URL is required, plain http only to loopback, and no local model beside it. */

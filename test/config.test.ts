@@ -2,8 +2,9 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseListen } from '../daemon/config.js';
+import { DETECTOR_NAMES } from '../daemon/detectors/index.js';
 import { looksLikeId, readCatalog, resolveModel } from '../daemon/models.js';
-import { tempDir } from './helpers/daemon-process.js';
+import { runCli, tempDir } from './helpers/daemon-process.js';
 
 const noSa = '/nonexistent-service-account';
 
@@ -115,5 +116,76 @@ describe('model from the catalog', () => {
     expect(looksLikeId('/var/lib/nodesage/models/x.gguf')).toBe(false);
     expect(looksLikeId('x.GGUF')).toBe(false);
     expect(looksLikeId('qwen2.5-0.5b-instruct-q8_0')).toBe(true);
+  });
+});
+
+describe('detector options', () => {
+  /** The ConfigError a config file (YAML text) and env raise. */
+  const rejected = (yaml: string | null, env: Record<string, string> = {}) => {
+    const dir = tempDir();
+    const file = join(dir, 'nodesage.yaml');
+    if (yaml !== null) writeFileSync(file, yaml);
+    try {
+      loadConfig({ env: { ...(yaml !== null ? { NODESAGE_CONFIG: file } : {}), ...env }, cwd: dir, serviceAccountDir: noSa });
+    } catch (err) {
+      expect(err).toBeInstanceOf(ConfigError);
+      return err as ConfigError;
+    }
+    throw new Error('expected a ConfigError');
+  };
+
+  it('rejects a mistyped key, naming it and the keys the detector knows', () => {
+    const e = rejected('detectors:\n  disk:\n    warnPercnt: 90\n');
+    expect(e.origin).toMatch(/nodesage\.yaml:detectors\.disk\.warnPercnt$/);
+    expect(e.value).toBe(90);
+    expect(e.allowed).toBe('not a known key (known: warnPercent, criticalPercent, inodeWarnPercent, inodeCriticalPercent, ignoreFsTypes)');
+    const unknownDetector = rejected('detectors:\n  dsik:\n    warnPercent: 90\n');
+    expect(unknownDetector.origin).toMatch(/:detectors\.dsik$/);
+    expect(unknownDetector.allowed).toContain('known: disk, hostMemory, crashLoop');
+  });
+
+  it('rejects a non-number and out-of-range percents from the file and from the environment', () => {
+    const word = rejected('detectors:\n  disk:\n    criticalPercent: ninety\n');
+    expect(word.message).toMatch(/nodesage\.yaml:detectors\.disk\.criticalPercent="ninety": a percent from 0 to 100$/);
+    const fromFile = rejected('detectors:\n  statsSummary:\n    pidCriticalPercent: 101\n');
+    expect(fromFile.message).toMatch(/nodesage\.yaml:detectors\.statsSummary\.pidCriticalPercent=101: a percent from 0 to 100$/);
+    const fromEnv = rejected(null, { NODESAGE_DISK_WARN_PERCENT: '200' });
+    expect(fromEnv.message).toBe('invalid configuration NODESAGE_DISK_WARN_PERCENT=200: a percent from 0 to 100');
+    expect(rejected(null, { NODESAGE_DISK_CRITICAL_PERCENT: '-1' }).origin).toBe('NODESAGE_DISK_CRITICAL_PERCENT');
+    expect(rejected('detectors:\n  crashLoop:\n    minRestarts: 2.5\n').allowed).toBe('an integer from 1 to 1000000');
+  });
+
+  it('rejects a warning threshold past its critical one, also against a default', () => {
+    const both = rejected('detectors:\n  disk:\n    warnPercent: 90\n    criticalPercent: 80\n');
+    expect(both.message).toMatch(/:detectors\.disk\.warnPercent=90: at most detectors\.disk\.criticalPercent \(80\)$/);
+    // The default critical is 95; the environment's warning overrides the file's.
+    const envWarn = rejected('detectors:\n  disk:\n    warnPercent: 70\n', { NODESAGE_DISK_WARN_PERCENT: '99' });
+    expect(envWarn.message).toBe('invalid configuration NODESAGE_DISK_WARN_PERCENT=99: at most detectors.disk.criticalPercent (95)');
+    // Available memory runs the other way: critical is the lower percent.
+    const memory = rejected('detectors:\n  hostMemory:\n    availableCriticalPercent: 10\n');
+    expect(memory.message).toMatch(/:detectors\.hostMemory\.availableCriticalPercent=10: at most detectors\.hostMemory\.availableWarnPercent \(5\)$/);
+  });
+
+  it('switches detectors off by name and names the known ones for an unknown id', () => {
+    const e = rejected('detectors:\n  disabled: [crashloop, crash-loop]\n');
+    expect(e.origin).toMatch(/nodesage\.yaml:detectors\.disabled$/);
+    expect(e.value).toBe('crash-loop');
+    expect(e.allowed).toBe(`a detector name (${DETECTOR_NAMES.join(', ')})`);
+    expect(DETECTOR_NAMES).toContain('log-rules');
+    expect(rejected(null, { NODESAGE_DETECTORS_DISABLED: 'disk,nope' }).message).toMatch(/^invalid configuration NODESAGE_DETECTORS_DISABLED="nope": a detector name \(disk, host-memory, /);
+    const cfg = loadConfig({ env: { NODESAGE_DETECTORS_DISABLED: 'crashloop, npd-events' }, serviceAccountDir: noSa });
+    expect(cfg.detectors.disabled).toEqual(['crashloop', 'npd-events']);
+    expect(Object.isFrozen(cfg.detectors.disabled)).toBe(true);
+  });
+
+  it('stops the daemon at start-up with exit 2 and one line naming the key', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'nodesage.yaml'), 'detectors:\n  disk:\n    warnPercnt: 90\n');
+    const r = await runCli(['daemon'], { env: { NODESAGE_CONFIG: join(dir, 'nodesage.yaml'), NODESAGE_DATA_DIR: join(dir, 'data'), NODESAGE_LISTEN: '127.0.0.1:0' } });
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(
+      `nodesage: invalid configuration ${join(dir, 'nodesage.yaml')}:detectors.disk.warnPercnt=90: not a known key (known: warnPercent, criticalPercent, inodeWarnPercent, inodeCriticalPercent, ignoreFsTypes)\n`,
+    );
   });
 });

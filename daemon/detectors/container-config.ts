@@ -22,6 +22,8 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
+import { z } from 'zod';
+import { minutes, names } from './options.js';
 
 /** Options of the ContainerConfig detector. */
 export interface ContainerConfigOptions {
@@ -36,6 +38,11 @@ export const CONTAINER_CONFIG_DEFAULTS: ContainerConfigOptions = {
   reasons: ['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError', 'PreCreateHookError', 'PreStartHookError', 'PostStartHookError', 'VerifyNonRootError'],
   mountWindowMinutes: 30,
 };
+
+/** Schema of ContainerConfigOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const CONTAINER_CONFIG_OPTIONS_SCHEMA = z
+  .object({ reasons: names('waiting reasons'), mountWindowMinutes: minutes })
+  .strict() satisfies z.ZodType<ContainerConfigOptions>;
 
 /** What a container-creation error message says is wrong. */
 export interface ConfigProblem {

@@ -31,6 +31,8 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
+import { z } from 'zod';
+import { hours, int } from './options.js';
 
 /** Options of the ContainerFailed detector. */
 export interface ContainerFailedOptions {
@@ -42,6 +44,11 @@ export interface ContainerFailedOptions {
 
 /** Defaults of ContainerFailedOptions. */
 export const CONTAINER_FAILED_DEFAULTS: ContainerFailedOptions = { windowHours: 24, logLines: 10 };
+
+/** Schema of ContainerFailedOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const CONTAINER_FAILED_OPTIONS_SCHEMA = z
+  .object({ windowHours: hours, logLines: int(0, 1000) })
+  .strict() satisfies z.ZodType<ContainerFailedOptions>;
 
 /** Linux signal names by number (x86/arm), for exit codes 128 + n. */
 const SIGNALS: Record<number, string> = {

@@ -35,6 +35,8 @@
  */
 import { fingerprint } from '../core/fingerprint.js';
 import type { Category, FindingDraft, Subject } from '../core/types.js';
+import { z } from 'zod';
+import { minutes } from './options.js';
 
 /** Options of the correlation pass. */
 export interface CorrelationOptions {
@@ -44,6 +46,11 @@ export interface CorrelationOptions {
 
 /** Defaults of CorrelationOptions. */
 export const CORRELATION_DEFAULTS: CorrelationOptions = { slackMinutes: 10 };
+
+/** Schema of CorrelationOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const CORRELATION_OPTIONS_SCHEMA = z
+  .object({ slackMinutes: minutes })
+  .strict() satisfies z.ZodType<CorrelationOptions>;
 
 /** The draft's fingerprint: the id its finding will have. */
 export function draftId(d: FindingDraft): string {

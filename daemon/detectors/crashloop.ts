@@ -35,6 +35,8 @@ import {
   timeMs,
   within,
 } from './pod-status.js';
+import { z } from 'zod';
+import { int, minutes } from './options.js';
 
 /** Thresholds of the CrashLoop detector. */
 export interface CrashLoopOptions {
@@ -52,6 +54,11 @@ export interface CrashLoopOptions {
 
 /** Defaults of CrashLoopOptions. */
 export const CRASHLOOP_DEFAULTS: CrashLoopOptions = { minRestarts: 3, windowMinutes: 60, criticalRestarts: 3, logLines: 10, eventWindowMinutes: 10 };
+
+/** Schema of CrashLoopOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const CRASHLOOP_OPTIONS_SCHEMA = z
+  .object({ minRestarts: int(1, 1_000_000), windowMinutes: minutes, criticalRestarts: int(1, 1_000_000), logLines: int(0, 1000), eventWindowMinutes: minutes })
+  .strict() satisfies z.ZodType<CrashLoopOptions>;
 
 const BACK_OFF = /Back-off restarting failed container/i;
 

@@ -4,6 +4,8 @@
  */
 import type { StatsFs } from '../core/kube.js';
 import type { Detector, FindingDraft, NodeView, Severity } from '../core/types.js';
+import { z } from 'zod';
+import { percent, names, type Ordered } from './options.js';
 
 /** Thresholds of the disk detector. */
 export interface DiskOptions {
@@ -27,6 +29,14 @@ export const DISK_DEFAULTS: DiskOptions = {
   inodeCriticalPercent: 97,
   ignoreFsTypes: ['squashfs', 'iso9660', 'overlay', 'nsfs', 'ramfs', 'devtmpfs', 'udf', 'erofs'],
 };
+
+/** Schema of DiskOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const DISK_OPTIONS_SCHEMA = z
+  .object({ warnPercent: percent, criticalPercent: percent, inodeWarnPercent: percent, inodeCriticalPercent: percent, ignoreFsTypes: names('filesystem types') })
+  .strict() satisfies z.ZodType<DiskOptions>;
+
+/** Thresholds of DiskOptions that must stay ordered, lower first. */
+export const DISK_ORDERED: Ordered<DiskOptions> = [['warnPercent', 'criticalPercent'], ['inodeWarnPercent', 'inodeCriticalPercent']];
 
 function pct(used: number, total: number): number {
   return total > 0 ? (used / total) * 100 : 0;

@@ -13,6 +13,8 @@
 import { eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent, type KubePod } from '../core/kube.js';
 import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
 import { clip, dedupeEvidence, eventEvidence, iso, latest, nodePods, podEvents, podRef, within } from './pod-status.js';
+import { z } from 'zod';
+import { hours } from './options.js';
 
 /** Thresholds of the Evicted detector. */
 export interface EvictedOptions {
@@ -22,6 +24,11 @@ export interface EvictedOptions {
 
 /** Defaults of EvictedOptions. */
 export const EVICTED_DEFAULTS: EvictedOptions = { windowHours: 24 };
+
+/** Schema of EvictedOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const EVICTED_OPTIONS_SCHEMA = z
+  .object({ windowHours: hours })
+  .strict() satisfies z.ZodType<EvictedOptions>;
 
 /** Why a pod was evicted, read from the kubelet's message. */
 export interface EvictionReason {

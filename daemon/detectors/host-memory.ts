@@ -4,6 +4,8 @@
  * cannot: that tasks are actually waiting for memory.
  */
 import type { Detector, FindingDraft, NodeView, Severity } from '../core/types.js';
+import { z } from 'zod';
+import { percent, type Ordered } from './options.js';
 
 /** Thresholds of the host memory detector. */
 export interface HostMemoryOptions {
@@ -24,6 +26,14 @@ export const HOST_MEMORY_DEFAULTS: HostMemoryOptions = {
   availableWarnPercent: 5,
   availableCriticalPercent: 2,
 };
+
+/** Schema of HostMemoryOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const HOST_MEMORY_OPTIONS_SCHEMA = z
+  .object({ psiSomeWarn: percent, psiFullCritical: percent, availableWarnPercent: percent, availableCriticalPercent: percent })
+  .strict() satisfies z.ZodType<HostMemoryOptions>;
+
+/** Thresholds of HostMemoryOptions that must stay ordered, lower first. */
+export const HOST_MEMORY_ORDERED: Ordered<HostMemoryOptions> = [['availableCriticalPercent', 'availableWarnPercent']];
 
 /** Creates the host memory detector. */
 export function createHostMemoryDetector(opts: Partial<HostMemoryOptions> = {}): Detector {

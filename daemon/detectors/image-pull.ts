@@ -22,6 +22,8 @@ import {
   recentEventGroups,
   statusEvidence,
 } from './pod-status.js';
+import { z } from 'zod';
+import { minutes, names } from './options.js';
 
 /** Why an image pull failed. */
 export type ImagePullCause = 'auth' | 'not-found' | 'network' | 'rate-limit' | 'invalid-name' | 'never-pull' | 'unknown';
@@ -39,6 +41,11 @@ export const IMAGE_PULL_DEFAULTS: ImagePullOptions = {
   reasons: ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull', 'RegistryUnavailable', 'ImageInspectError', 'SignatureValidationFailed'],
   eventWindowMinutes: 10,
 };
+
+/** Schema of ImagePullOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const IMAGE_PULL_OPTIONS_SCHEMA = z
+  .object({ reasons: names('waiting reasons'), eventWindowMinutes: minutes })
+  .strict() satisfies z.ZodType<ImagePullOptions>;
 
 const PULL_FAILURE = /Failed to pull image|Error: (?:ErrImagePull|ImagePullBackOff)|Back-off pulling image/i;
 

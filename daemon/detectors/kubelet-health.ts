@@ -9,6 +9,7 @@
  */
 import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
 import { clip, iso } from './pod-status.js';
+import { z } from 'zod';
 
 /** Options of the kubelet health detector. */
 export interface KubeletHealthOptions {
@@ -18,6 +19,11 @@ export interface KubeletHealthOptions {
 
 /** Defaults of KubeletHealthOptions. */
 export const KUBELET_HEALTH_DEFAULTS: KubeletHealthOptions = { severity: 'critical' };
+
+/** Schema of KubeletHealthOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const KUBELET_HEALTH_OPTIONS_SCHEMA = z
+  .object({ severity: z.enum(['warning', 'critical'], { error: 'warning or critical' }) })
+  .strict() satisfies z.ZodType<KubeletHealthOptions>;
 
 /** The failing checks of a /healthz body (`[-]name failed: ...`), as `name: reason`. */
 export function failingHealthChecks(body: string): string[] {

@@ -30,6 +30,8 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
+import { z } from 'zod';
+import { hours, minutes } from './options.js';
 
 /** One kubelet reason this detector turns into a finding. */
 export interface KubeletReason {
@@ -88,6 +90,11 @@ export interface KubeletReasonsOptions {
 
 /** Defaults of KubeletReasonsOptions. */
 export const KUBELET_REASONS_DEFAULTS: KubeletReasonsOptions = { windowMinutes: 30, admissionWindowHours: 24 };
+
+/** Schema of KubeletReasonsOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const KUBELET_REASONS_OPTIONS_SCHEMA = z
+  .object({ windowMinutes: minutes, admissionWindowHours: hours })
+  .strict() satisfies z.ZodType<KubeletReasonsOptions>;
 
 const byKey = new Map(KUBELET_REASONS.map((k) => [`${k.on}\u0000${k.reason}`, k]));
 

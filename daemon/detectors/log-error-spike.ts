@@ -16,6 +16,8 @@
  * line and counts), most lines first.
  */
 import type { Detector, Evidence, FindingDraft, NodeView, Subject, TemplateStat } from '../core/types.js';
+import { z } from 'zod';
+import { int, range } from './options.js';
 
 /** Thresholds of the LogErrorSpike detector. */
 export interface LogErrorSpikeOptions {
@@ -39,6 +41,11 @@ export const LOG_ERROR_SPIKE_DEFAULTS: Readonly<LogErrorSpikeOptions> = Object.f
   burstFactor: 5,
   maxEvidence: 5,
 });
+
+/** Schema of LogErrorSpikeOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const LOG_ERROR_SPIKE_OPTIONS_SCHEMA = z
+  .object({ warmupMs: range(0, 604_800_000, 'milliseconds'), newWindowMs: range(0, 604_800_000, 'milliseconds'), burstMinLines: int(1, 1_000_000_000), burstFactor: range(1, 1_000_000, 'a factor'), maxEvidence: int(1, 100) })
+  .strict() satisfies z.ZodType<LogErrorSpikeOptions>;
 
 /** Optional facts that TemplateStats adds to each TemplateStat (see MinedTemplateStat). */
 interface StatExtras {

@@ -7,8 +7,10 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Detector, FindingDraft, LogLine, NodeView } from '../core/types.js';
+import { z } from 'zod';
 import { createRedactor } from '../redact.js';
 import { type CompiledRule, checkUniqueIds, loadRuleFile, loadRuleFiles } from './log-rules/compile.js';
+import { int, names, range } from './options.js';
 import { type MatchContext, matchRule, newStreamBuffer, RULE_ENGINE_DEFAULTS, RuleEngine, type RuleEngineOptions } from './log-rules/engine.js';
 
 export type { CompiledRule } from './log-rules/compile.js';
@@ -44,6 +46,18 @@ export interface LogRuleDetectorOptions {
   /** Redacts evidence, titles and messages. Defaults to createRedactor() with no extra patterns. */
   redact?: (text: string) => string;
 }
+
+/** Schema of the config's LogRuleDetectorOptions (`redact` is set by the daemon, not the config): strict, so a mistyped key is an error. */
+export const LOG_RULES_OPTIONS_SCHEMA = z
+  .object({
+    ruleDir: z.string({ error: 'a folder path' }).min(1, { error: 'a folder path' }),
+    extraRuleFiles: names('rule file paths'),
+    disabledRules: names('rule ids'),
+    maxEvidence: int(1, 100),
+    kernelDedupSeconds: range(0, 86_400, 'a number of seconds'),
+    maxStreams: int(1, 1_000_000),
+  })
+  .strict() satisfies z.ZodType<Omit<LogRuleDetectorOptions, 'redact'>>;
 
 /**
  * The shipped rule folder: daemon/rules, found from the source tree

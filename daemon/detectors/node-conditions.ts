@@ -17,9 +17,11 @@
  *   RuntimeUnhealthy, ...), keyed on the device their message names.
  */
 import { eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeNodeCondition } from '../core/kube.js';
-import type { Category, Detector, Evidence, FindingDraft, NodeView, Severity } from '../core/types.js';
+import { CATEGORIES, type Category, type Detector, type Evidence, type FindingDraft, type NodeView, type Severity } from '../core/types.js';
 import { NPD_CONDITION_ROWS, NPD_CONDITIONS, npdDetail, npdObject } from './npd.js';
 import { ageMs, clip, earliest, eventEvidence, humanDuration, iso, nodePods, within } from './pod-status.js';
+import { z } from 'zod';
+import { minutes } from './options.js';
 
 /** Options of the node conditions detector. */
 export interface NodeConditionsOptions {
@@ -34,6 +36,11 @@ export const NODE_CONDITIONS_DEFAULTS: NodeConditionsOptions = {
   extraConditions: { ...NPD_CONDITIONS, NetworkUnavailable: 'NodeNotReady' },
   stuckTerminatingMinutes: 10,
 };
+
+/** Schema of NodeConditionsOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const NODE_CONDITIONS_OPTIONS_SCHEMA = z
+  .object({ extraConditions: z.record(z.string().min(1), z.enum(CATEGORIES, { error: `one of ${CATEGORIES.join(', ')}` })), stuckTerminatingMinutes: minutes })
+  .strict() satisfies z.ZodType<NodeConditionsOptions>;
 
 const PRESSURE: Record<string, { category: Category; what: string }> = {
   MemoryPressure: { category: 'NodeMemoryPressure', what: 'memory' },

@@ -15,6 +15,8 @@
 import { eventCount, eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent } from '../core/kube.js';
 import type { Category, Detector, FindingDraft, NodeView, Severity } from '../core/types.js';
 import { dedupeEvidence, earliest, eventEvidence, latest, within } from './pod-status.js';
+import { z } from 'zod';
+import { minutes } from './options.js';
 
 /** One NPD condition type or event reason and what nodesage calls it. */
 export interface NpdMapping {
@@ -146,6 +148,11 @@ export interface NpdEventsOptions {
 
 /** Defaults of NpdEventsOptions. */
 export const NPD_EVENTS_DEFAULTS: NpdEventsOptions = { windowMinutes: 60 };
+
+/** Schema of NpdEventsOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const NPD_EVENTS_OPTIONS_SCHEMA = z
+  .object({ windowMinutes: minutes })
+  .strict() satisfies z.ZodType<NpdEventsOptions>;
 
 /** True when the event was written by node-problem-detector about this node. */
 export function isNpdEvent(e: KubeEvent, nodeName: string): boolean {

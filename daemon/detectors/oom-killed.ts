@@ -30,6 +30,8 @@ import {
   timeMs,
   within,
 } from './pod-status.js';
+import { z } from 'zod';
+import { int, minutes } from './options.js';
 
 /** Thresholds of the OOMKilled detector. */
 export interface OomKilledOptions {
@@ -41,6 +43,11 @@ export interface OomKilledOptions {
 
 /** Defaults of OomKilledOptions. */
 export const OOM_KILLED_DEFAULTS: OomKilledOptions = { windowMinutes: 60, criticalKills: 2 };
+
+/** Schema of OomKilledOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const OOM_KILLED_OPTIONS_SCHEMA = z
+  .object({ windowMinutes: minutes, criticalKills: int(1, 1_000_000) })
+  .strict() satisfies z.ZodType<OomKilledOptions>;
 
 /** One OOM kill read from the kernel log. */
 export interface MemcgOomKill {

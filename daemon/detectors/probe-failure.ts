@@ -31,6 +31,8 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
+import { z } from 'zod';
+import { int, minutes } from './options.js';
 
 /** Thresholds of the ProbeFailure detector. */
 export interface ProbeFailureOptions {
@@ -44,6 +46,11 @@ export interface ProbeFailureOptions {
 
 /** Defaults of ProbeFailureOptions. */
 export const PROBE_FAILURE_DEFAULTS: ProbeFailureOptions = { windowMinutes: 15, restartWindowMinutes: 60, minFailures: 3 };
+
+/** Schema of ProbeFailureOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const PROBE_FAILURE_OPTIONS_SCHEMA = z
+  .object({ windowMinutes: minutes, restartWindowMinutes: minutes, minFailures: int(1, 1_000_000) })
+  .strict() satisfies z.ZodType<ProbeFailureOptions>;
 
 type Probe = 'liveness' | 'readiness' | 'startup';
 

@@ -8,6 +8,8 @@
  */
 import type { Detector, FindingDraft, NodeView, Severity } from '../core/types.js';
 import { iso } from './pod-status.js';
+import { z } from 'zod';
+import { percent, type Ordered } from './options.js';
 
 /** Thresholds of the stats summary detector. */
 export interface StatsSummaryOptions {
@@ -28,6 +30,14 @@ export const STATS_SUMMARY_DEFAULTS: StatsSummaryOptions = {
   memoryAvailableWarnPercent: 5,
   memoryAvailableCriticalPercent: 2,
 };
+
+/** Schema of StatsSummaryOptions (config `detectors.*`): strict, so a mistyped key is an error. */
+export const STATS_SUMMARY_OPTIONS_SCHEMA = z
+  .object({ pidWarnPercent: percent, pidCriticalPercent: percent, memoryAvailableWarnPercent: percent, memoryAvailableCriticalPercent: percent })
+  .strict() satisfies z.ZodType<StatsSummaryOptions>;
+
+/** Thresholds of StatsSummaryOptions that must stay ordered, lower first. */
+export const STATS_SUMMARY_ORDERED: Ordered<StatsSummaryOptions> = [['pidWarnPercent', 'pidCriticalPercent'], ['memoryAvailableCriticalPercent', 'memoryAvailableWarnPercent']];
 
 const UNITS: Record<string, number> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4, k: 1e3, M: 1e6, G: 1e9, T: 1e12, '': 1 };
 

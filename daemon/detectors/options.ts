@@ -1,0 +1,38 @@
+/**
+ * Building blocks of the detectors' option schemas. Each message is the
+ * "what is allowed" part of a config error, so it is written for an operator.
+ */
+import { z } from 'zod';
+
+/** A number from min to max; `what` names the unit in the error message. */
+export function range(min: number, max: number, what: string): z.ZodNumber {
+  const error = `${what} from ${min} to ${max}`;
+  return z.number({ error }).min(min, { error }).max(max, { error });
+}
+
+/** A percentage, 0 to 100. */
+export const percent = range(0, 100, 'a percent');
+
+/** A number of minutes, 0 to one week. */
+export const minutes = range(0, 10_080, 'a number of minutes');
+
+/** A number of hours, 0 to one year. */
+export const hours = range(0, 8_760, 'a number of hours');
+
+/** An integer from min to max. */
+export function int(min: number, max: number): z.ZodNumber {
+  const error = `an integer from ${min} to ${max}`;
+  return z.number({ error }).int({ error }).min(min, { error }).max(max, { error });
+}
+
+/** A list of non-empty strings; `what` names the items. */
+export function names(what: string): z.ZodArray<z.ZodString> {
+  const error = `a list of ${what}`;
+  return z.array(z.string({ error }).min(1, { error }), { error });
+}
+
+/**
+ * Pairs of thresholds that must stay ordered once merged with the defaults:
+ * `[lower, higher]`, e.g. a warning percent at most the critical one.
+ */
+export type Ordered<T> = readonly (readonly [keyof T & string, keyof T & string])[];
