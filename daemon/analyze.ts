@@ -5,7 +5,7 @@
  * or as text for a person.
  */
 import { type BundleMeta, readBundle } from './collectors/bundle.js';
-import type { Finding, FindingDraft } from './core/types.js';
+import type { DiagnosisInput, Finding, FindingDraft } from './core/types.js';
 import { severityRank } from './core/types.js';
 import { createDetectors, type DetectorOptions } from './detectors/index.js';
 import { runDetectors } from './detectors/run.js';
@@ -13,7 +13,7 @@ import { TemplateStats } from './detectors/templates/stats.js';
 import { diagnosisLines, type Style, subjectText } from './cli/format.js';
 import { createRedactor, redactDraft, redactSignals } from './redact.js';
 import { NodeState } from './state/node-state.js';
-import { FindingTracker, toPublicFinding } from './tracker/tracker.js';
+import { FindingTracker, toDiagnosisInput } from './tracker/tracker.js';
 
 /** Options of analyzeBundle. */
 export interface AnalyzeOptions {
@@ -34,8 +34,8 @@ export interface AnalyzeFailure {
 /** Result of analyzeBundle. */
 export interface AnalyzeResult {
   meta: BundleMeta;
-  /** Root causes first, then by severity. */
-  findings: Finding[];
+  /** Root causes first, then by severity; with the detectors' facts for the diagnoser (publicFindings strips them). */
+  findings: DiagnosisInput[];
   /** Bundle parts that were present. */
   parts: string[];
   failures: AnalyzeFailure[];
@@ -46,19 +46,25 @@ export interface AnalyzeResult {
 /**
  * Turns one cycle's drafts into Findings with the daemon's own tracker (a
  * fresh one): ids from the fingerprint, drafts with the same id merged, causes
- * kept only when present, `rootCause` when none of its causes is.
+ * kept only when present, `rootCause` when none of its causes is. Each keeps
+ * its detector's facts, as the daemon's stored findings do.
  */
-export function findingsFromDrafts(drafts: readonly FindingDraft[], maxEvidence = 20): Finding[] {
+export function findingsFromDrafts(drafts: readonly FindingDraft[], maxEvidence = 20): DiagnosisInput[] {
   // biome-ignore lint/complexity/useMathMinMax: ISO timestamps, compared as strings.
   const now = drafts.reduce((latest, d) => (d.at > latest ? d.at : latest), '');
   const tracker = new FindingTracker([], { maxEvidence });
   // No detector counts as "ran": nothing resolves in a one-shot analysis.
   tracker.apply([...drafts], now, new Set());
-  return sortFindings(tracker.openFindings().map(toPublicFinding));
+  return sortFindings(tracker.openFindings().map(toDiagnosisInput));
+}
+
+/** The findings in the public JSON shape (DESIGN.md): the detectors' facts left out. */
+export function publicFindings(findings: readonly DiagnosisInput[]): Finding[] {
+  return findings.map(({ facts: _facts, ...f }) => f);
 }
 
 /** Root causes first, then worst severity, newest, and a stable order by category and subject. */
-export function sortFindings(findings: Finding[]): Finding[] {
+export function sortFindings<F extends Finding>(findings: F[]): F[] {
   const subjectKey = (f: Finding) => `${f.subject.kind}/${f.subject.namespace ?? ''}/${f.subject.name}/${f.subject.container ?? ''}`;
   return [...findings].sort(
     (a, b) =>

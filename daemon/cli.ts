@@ -332,9 +332,10 @@ program
   .option('--model <file>', 'explain each warning/critical finding with this GGUF model (on this machine\'s CPU/GPU)')
   .action(async (opts: { bundle: string; format: 'json' | 'text'; model?: string }) => {
     try {
-      const { analyzeBundle, formatFindingsText } = await import('./analyze.js');
-      const result = await analyzeBundle(opts.bundle);
+      const { analyzeBundle, formatFindingsText, publicFindings } = await import('./analyze.js');
       const config = configOrExit({ ...(opts.model ? { model: opts.model } : {}), logLevel: 'silent' });
+      // The configured detector options apply offline too (thresholds, detectors.disabled).
+      const result = await analyzeBundle(opts.bundle, { detectors: config.detectors });
       const { diagnoseAll } = await import('./diagnoser/offline.js');
       const { progressLine } = await import('./cli/progress.js');
       // Commands in the hints name the bundle's node, not this machine.
@@ -351,7 +352,7 @@ program
         progress.done();
       }
       process.stdout.write(
-        opts.format === 'json' ? `${JSON.stringify(result.findings, null, 2)}\n` : formatFindingsText(result.findings, { style: createStyle(color()) }),
+        opts.format === 'json' ? `${JSON.stringify(publicFindings(result.findings), null, 2)}\n` : formatFindingsText(result.findings, { style: createStyle(color()) }),
       );
     } catch (err) {
       fail(err);

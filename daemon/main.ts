@@ -32,6 +32,7 @@ import { createRedactor, redactDiagnosis, redactionVersion } from './redact.js';
 import { ConditionsExporter } from './exporters/conditions.js';
 import { EventsExporter } from './exporters/events.js';
 import { Store } from './store/store.js';
+import { toDiagnosisInput } from './tracker/tracker.js';
 import type { AccessOptions } from './api/auth/access.js';
 import { readTokenFile, StaticTokens } from './api/auth/static-tokens.js';
 import { type Authenticator, refusingAll } from './api/auth/types.js';
@@ -178,7 +179,10 @@ export async function createDaemon(config: Readonly<Config>, logger: Logger): Pr
   const queue = new DiagnosisQueue({
     diagnoser: diagnosis.diagnoser,
     logger: log('diagnosis'),
-    getFinding: (id) => store.getFinding(id),
+    getFinding: (id) => {
+      const f = store.getFinding(id);
+      return f && toDiagnosisInput(f);
+    },
     saveDiagnosis: (id, d) => {
       store.setDiagnosis(id, redactDiagnosis(d, redact));
       daemon?.recordDiagnosis(d);

@@ -55,4 +55,18 @@ describe('nodesage analyze --bundle', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/meta\.json/);
   });
+
+  it('runs no disabled detector: `detectors.disabled` leaves its findings out, the others stay', async () => {
+    const crash = new URL('./fixtures/bundles/crashloop-oom-memcg', import.meta.url).pathname;
+    const categories = async (env: Record<string, string>) => {
+      const r = await runCli(['analyze', '--bundle', crash, '--format', 'json'], { env });
+      expect(r.stderr).toBe('');
+      return (JSON.parse(r.stdout) as Finding[]).map((f) => f.category).sort();
+    };
+    expect(await categories({})).toEqual(['CrashLoop', 'OOMKilled']);
+    const file = join(tempDir(), 'nodesage.yaml');
+    writeFileSync(file, 'detectors:\n  disabled: [crashloop]\n');
+    expect(await categories({ NODESAGE_CONFIG: file })).toEqual(['OOMKilled']);
+    expect(await categories({ NODESAGE_DETECTORS_DISABLED: 'oom-killed,crashloop' })).toEqual([]);
+  });
 });

@@ -1,6 +1,6 @@
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
-import type { Diagnosis, Evidence, Finding } from '../daemon/core/types.js';
+import type { Diagnosis, Evidence, Finding, FindingFacts } from '../daemon/core/types.js';
 import {
   type CompletionBackend,
   type FillRequest,
@@ -10,7 +10,7 @@ import {
   type LlmDiagnoserOptions,
 } from '../daemon/diagnoser/llm-diagnoser.js';
 import { answerParts, buildPrompt, DIAGNOSIS_LIMITS, type DIAGNOSIS_SCHEMA, SYSTEM_PROMPT } from '../daemon/diagnoser/prompt.js';
-import { type FindingFacts, RuleHintDiagnoser } from '../daemon/diagnoser/rule-hint.js';
+import { RuleHintDiagnoser } from '../daemon/diagnoser/rule-hint.js';
 
 const logger = pino({ level: 'silent' });
 const wordTokens = (t: string) => (t.match(/[A-Za-z]+|\d{1,3}|[^\sA-Za-z\d]/g) ?? []).length;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Evidence, Finding } from '../daemon/core/types.js';
+import type { Evidence, Finding, FindingFacts } from '../daemon/core/types.js';
 import {
   buildPrompt,
   compactLine,
@@ -10,7 +10,7 @@ import {
   quoteUntrusted,
   SYSTEM_PROMPT,
 } from '../daemon/diagnoser/prompt.js';
-import { type FindingFacts, ruleHint } from '../daemon/diagnoser/rule-hint.js';
+import { ruleHint } from '../daemon/diagnoser/rule-hint.js';
 
 /** Word-and-punctuation count: closer to a BPE tokenizer on log text than characters / 4. */
 const wordTokens = (t: string) => (t.match(/[A-Za-z]+|\d{1,3}|[^\sA-Za-z\d]/g) ?? []).length;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { CATEGORIES, type Category, type Finding, type Subject } from '../daemon/core/types.js';
+import { CATEGORIES, type Category, type Finding, type FindingFacts, type Subject } from '../daemon/core/types.js';
 import { isReadOnlyCommand } from '../daemon/diagnoser/llm-diagnoser.js';
-import { exitCodeMeaning, type FindingFacts, registryHost, RuleHintDiagnoser } from '../daemon/diagnoser/rule-hint.js';
+import { exitCodeMeaning, registryHost, RuleHintDiagnoser } from '../daemon/diagnoser/rule-hint.js';
 
 const NODE = 'edge-node-07';
 const diagnoser = new RuleHintDiagnoser({ nodeName: NODE });

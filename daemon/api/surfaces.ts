@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
 import { SINCE_PATTERN, parseSince } from '../core/since.js';
-import type { Finding } from '../core/types.js';
+import type { DiagnosisInput, Finding, FindingFacts } from '../core/types.js';
 import { buildPrompt } from '../diagnoser/prompt.js';
 import { ruleHint } from '../diagnoser/rule-hint.js';
 import type { Store } from '../store/store.js';
@@ -202,7 +202,8 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
       const nodeName = ctx.nodeName();
       async function* lines() {
         for (const r of ctx.store.iterateFeedback()) {
-          const finding = r.finding as Finding & { facts?: Record<string, string | number | boolean> | null };
+          const stored = r.finding as Finding & { facts?: FindingFacts | null };
+          const finding: DiagnosisInput = { ...stored, facts: stored.facts ?? null };
           const prompt = await buildPrompt(finding, { hint: ruleHint(finding, { nodeName }) });
           const { evidence, diagnosis, facts: _facts, ...headline } = finding;
           yield `${JSON.stringify({

@@ -5,10 +5,11 @@
  * rules-only answer, and the filter that keeps only citations of items the
  * model was actually shown.
  */
-import type { Finding, Subject } from '../core/types.js';
+import type { Subject } from '../core/types.js';
 import { quoteUntrusted } from '../diagnoser/prompt.js';
 import { ruleHint } from '../diagnoser/rule-hint.js';
 import type { TemplateHit } from '../store/store.js';
+import { type TrackedFinding, toDiagnosisInput } from '../tracker/tracker.js';
 import type { Retrieved, RetrievedFinding, RetrievedRunbook } from './retrieve.js';
 
 /** One item an answer may cite. */
@@ -256,8 +257,8 @@ export async function buildAskPrompt(question: string, retrieved: Retrieved, max
 // ---------------------------------------------------------------------------
 // The rules-only answer.
 
-function nextStepsOf(f: Finding, nodeName: string): { steps: string[]; commands: string[] } {
-  const d = f.diagnosis ?? ruleHint(f, { nodeName });
+function nextStepsOf(f: TrackedFinding, nodeName: string): { steps: string[]; commands: string[] } {
+  const d = f.diagnosis ?? ruleHint(toDiagnosisInput(f), { nodeName });
   return { steps: d.nextSteps.slice(0, 2), commands: d.commands.slice(0, 2) };
 }
 

@@ -338,9 +338,22 @@ export interface Collector {
   status(): SourceStatus;
 }
 
+/** Structured facts a detector kept on a finding (exit code, reason, mount...): for correlation and diagnosis, not part of the public Finding. */
+export type FindingFacts = Record<string, string | number | boolean>;
+
+/**
+ * What a diagnoser is given: the finding plus its detector's facts (absent or
+ * null when the detector kept none). The daemon and `analyze` both build it
+ * with `toDiagnosisInput`, so a diagnosis reads the same facts wherever it runs.
+ */
+export interface DiagnosisInput extends Finding {
+  /** The detector's facts (exit code, reason, mount...). Defaults to none. */
+  facts?: FindingFacts | null;
+}
+
 /** Produces a diagnosis for a finding. */
 export interface Diagnoser {
   /** `llm:<model id>` or `rule-hint`. */
   readonly id: string;
-  diagnose(finding: Finding, signal?: AbortSignal): Promise<Diagnosis>;
+  diagnose(input: DiagnosisInput, signal?: AbortSignal): Promise<Diagnosis>;
 }

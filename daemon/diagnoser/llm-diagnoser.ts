@@ -14,7 +14,7 @@
  * diagnoser falls back to the rule hint and says so in `fallback`.
  */
 import type { Logger } from 'pino';
-import type { Diagnosis, Diagnoser, Finding } from '../core/types.js';
+import type { Diagnosis, DiagnosisInput, Diagnoser, Finding } from '../core/types.js';
 import { type AnswerFieldSpec, answerParts, buildPrompt, DEFAULT_PROMPT_TOKENS, DIAGNOSIS_LIMITS, type PromptContext, type PromptEvidence } from './prompt.js';
 import type { FillRequest as EngineFillRequest, FillResult } from './engine.js';
 import type { RuleHint, RuleHintDiagnoser } from './rule-hint.js';
@@ -390,7 +390,7 @@ export class LlmDiagnoser implements Diagnoser {
    * Diagnoses one finding. Rejects only when `signal` aborts (with its
    * reason); every other failure ends in the rule hint with `fallback` set.
    */
-  async diagnose(finding: Finding, signal?: AbortSignal): Promise<LlmDiagnosis> {
+  async diagnose(finding: DiagnosisInput, signal?: AbortSignal): Promise<LlmDiagnosis> {
     signal?.throwIfAborted();
     const started = performance.now();
     const timeout = AbortSignal.timeout(this.#o.timeoutMs);

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import { type Finding, severityRank } from '../core/types.js';
+import { type DiagnosisInput, severityRank } from '../core/types.js';
 import { buildDiagnoser } from './build.js';
 
 /** A step of diagnoseAll, for a progress line. */
@@ -27,7 +27,7 @@ export interface DiagnoseAllOptions {
  * ModelLoadError) before any finding is touched.
  */
 export async function diagnoseAll(
-  findings: Finding[],
+  findings: DiagnosisInput[],
   config: Pick<Config, 'nodeName' | 'model' | 'llm'>,
   logger: Logger,
   opts: DiagnoseAllOptions = {},

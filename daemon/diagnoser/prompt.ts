@@ -17,7 +17,7 @@
  * or forge an evidence marker.
  */
 import { createHash } from 'node:crypto';
-import type { Finding, Severity, Subject } from '../core/types.js';
+import type { DiagnosisInput, Finding, Severity, Subject } from '../core/types.js';
 import { maskLine } from '../detectors/templates/masks.js';
 import type { AnswerField } from './engine.js';
 import { factsOf, type RuleHint } from './rule-hint.js';
@@ -344,7 +344,7 @@ function dropOrder(groups: EvidenceGroup[]): EvidenceGroup[] {
  * and restart counters are left out, so a finding seen again with the same
  * kind of lines hits the cache instead of costing another generation.
  */
-export function diagnosisCacheKey(diagnoserId: string, finding: Finding): string {
+export function diagnosisCacheKey(diagnoserId: string, finding: DiagnosisInput): string {
   const templates = [...new Set(finding.evidence.map((e) => `${e.source}\u0000${maskLine(quoteUntrusted(e.text, 4000))}`))].sort();
   const facts = Object.entries(factsOf(finding))
     .filter(([k, v]) => typeof v === 'boolean' || (typeof v === 'string' && !/^\d{4}-\d{2}-\d{2}T/.test(v)) || /code$|^xid$|^signal$/i.test(k))
@@ -377,7 +377,7 @@ function timeOf(at: string, sameDay: boolean): string {
 }
 
 interface Parts {
-  finding: Finding;
+  finding: DiagnosisInput;
   context: PromptContext;
   groups: EvidenceGroup[];
   maxLineChars: number;
@@ -479,7 +479,7 @@ async function systemTokens(count: TokenCounter): Promise<number> {
  * and oldest evidence down to `minEvidence` items, runbook notes, correlated
  * findings, and evidence down to one item. The finding and the rule hint stay.
  */
-export async function buildPrompt(finding: Finding, context: PromptContext, budget: PromptBudget = {}): Promise<BuiltPrompt> {
+export async function buildPrompt(finding: DiagnosisInput, context: PromptContext, budget: PromptBudget = {}): Promise<BuiltPrompt> {
   const maxUserTokens = budget.maxUserTokens ?? DEFAULT_PROMPT_TOKENS;
   const count = budget.countTokens ?? estimateTokens;
   const maxEvidence = Math.max(1, budget.maxEvidence ?? 8);

@@ -18,7 +18,7 @@
  * - Errors are logged and counted, never thrown out of the queue.
  */
 import type { Logger } from 'pino';
-import type { Diagnosis, Diagnoser, Finding, Severity } from '../core/types.js';
+import type { Diagnosis, DiagnosisInput, Diagnoser, Severity } from '../core/types.js';
 import { severityRank } from '../core/types.js';
 import { diagnosisCacheKey } from './prompt.js';
 
@@ -35,14 +35,14 @@ export interface DiagnosisQueueOptions {
   /** Who diagnoses (the LLM diagnoser, or the rule hint in rules-only mode). */
   diagnoser: Diagnoser;
   /** Loads a finding by id (from the store); undefined when it no longer exists. */
-  getFinding: (id: string) => Finding | undefined | Promise<Finding | undefined>;
+  getFinding: (id: string) => DiagnosisInput | undefined | Promise<DiagnosisInput | undefined>;
   /** Writes a diagnosis onto its finding (in the store). */
   saveDiagnosis: (id: string, diagnosis: Diagnosis) => void | Promise<void>;
   logger: Logger;
   /** Diagnosis cache. Defaults to none. */
   cache?: DiagnosisCache;
   /** Cache key of a finding; null skips the cache. Defaults to {@link diagnosisCacheKey} with the diagnoser's id. */
-  cacheKey?: (finding: Finding) => string | null;
+  cacheKey?: (finding: DiagnosisInput) => string | null;
   /** Diagnoses run at the same time. Defaults to 1 (one model, one sequence). */
   concurrency?: number;
   /** Items waiting at most. Defaults to 256. */
@@ -160,7 +160,7 @@ export class DiagnosisQueue {
       concurrency,
       maxSize,
       diagnoseInfo: options.diagnoseInfo ?? false,
-      cacheKey: options.cacheKey ?? ((f: Finding) => diagnosisCacheKey(diagnoserId, f)),
+      cacheKey: options.cacheKey ?? ((f: DiagnosisInput) => diagnosisCacheKey(diagnoserId, f)),
     });
     this.#log = options.logger.child({ component: 'diagnosis-queue', diagnoser: diagnoserId });
   }
@@ -309,7 +309,7 @@ export class DiagnosisQueue {
 
   async #run(item: Item, signal: AbortSignal): Promise<void> {
     const log = this.#log.child({ findingId: item.id });
-    let finding: Finding | undefined;
+    let finding: DiagnosisInput | undefined;
     try {
       finding = await this.#o.getFinding(item.id);
     } catch (err) {

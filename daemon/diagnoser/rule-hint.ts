@@ -8,13 +8,7 @@
  * hint is plain text plus read-only commands that name the finding's own
  * namespace, pod, container and node, so an operator can paste them as they are.
  */
-import type { Category, Diagnosis, Diagnoser, Finding } from '../core/types.js';
-
-/** Structured facts a detector kept on a finding (the tracker carries them; `Finding` does not declare them). */
-export type FindingFacts = Record<string, string | number | boolean>;
-
-/** A finding as the tracker and the store hand it over: with the detector's facts when known. */
-export type FindingWithFacts = Finding & { facts?: FindingFacts | null };
+import type { Category, Diagnosis, DiagnosisInput, Diagnoser, FindingFacts } from '../core/types.js';
 
 /** The text part of a diagnosis, before the diagnoser id, tokens and timing are added. */
 export interface RuleHint {
@@ -32,9 +26,8 @@ export interface RuleHintOptions {
 }
 
 /** The finding's facts, or an empty object. */
-export function factsOf(finding: Finding): FindingFacts {
-  const f = (finding as FindingWithFacts).facts;
-  return f && typeof f === 'object' ? f : {};
+export function factsOf(input: DiagnosisInput): FindingFacts {
+  return input.facts ?? {};
 }
 
 // Values that go into a command line come from logs and API objects: only
@@ -47,7 +40,7 @@ function safeArg(v: string | undefined): string | undefined {
 
 /** What the commands and sentences of one hint are about. */
 interface Ctx {
-  finding: Finding;
+  finding: DiagnosisInput;
   facts: FindingFacts;
   node: string;
   ns: string | undefined;
@@ -59,7 +52,7 @@ interface Ctx {
   num(key: string): number | undefined;
 }
 
-function makeCtx(finding: Finding, nodeName: string): Ctx {
+function makeCtx(finding: DiagnosisInput, nodeName: string): Ctx {
   const facts = factsOf(finding);
   const s = finding.subject;
   const isPod = s.kind !== 'Node' && s.namespace !== undefined;
@@ -809,7 +802,7 @@ const HINTS: Record<Category, HintBuilder> = {
 };
 
 /** The deterministic hint for a finding. Never throws. */
-export function ruleHint(finding: Finding, options: RuleHintOptions): RuleHint {
+export function ruleHint(finding: DiagnosisInput, options: RuleHintOptions): RuleHint {
   const c = makeCtx(finding, options.nodeName);
   const build = HINTS[finding.category];
   const h: RuleHint = build
@@ -837,12 +830,12 @@ export class RuleHintDiagnoser implements Diagnoser {
   }
 
   /** The hint text alone (the LLM prompt's grounding). */
-  hint(finding: Finding): RuleHint {
+  hint(finding: DiagnosisInput): RuleHint {
     return ruleHint(finding, this.#options);
   }
 
   /** Diagnosis of one finding; `signal` is accepted for the interface, the work is synchronous. */
-  async diagnose(finding: Finding, signal?: AbortSignal): Promise<Diagnosis> {
+  async diagnose(finding: DiagnosisInput, signal?: AbortSignal): Promise<Diagnosis> {
     signal?.throwIfAborted();
     const started = performance.now();
     const h = this.hint(finding);

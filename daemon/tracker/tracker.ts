@@ -3,14 +3,14 @@
  * counts and an open/resolved lifecycle, and marks root causes.
  */
 import { fingerprint } from '../core/fingerprint.js';
-import type { Category, Evidence, Finding, FindingDraft } from '../core/types.js';
+import type { Category, DiagnosisInput, Evidence, Finding, FindingDraft, FindingFacts } from '../core/types.js';
 
 /** A finding plus what the tracker needs to keep it alive across restarts. */
 export interface TrackedFinding extends Finding {
   detector: string;
   lifecycle: 'condition' | 'event';
   detail?: string;
-  facts?: Record<string, string | number | boolean>;
+  facts?: FindingFacts;
 }
 
 /** Options of the tracker. */
@@ -193,6 +193,11 @@ export class FindingTracker {
     }
     return { changed: [...changed.values()], opened, resolved };
   }
+}
+
+/** The public finding plus the detector's facts: what a diagnoser is given. */
+export function toDiagnosisInput(f: TrackedFinding): DiagnosisInput {
+  return { ...toPublicFinding(f), facts: f.facts ?? null };
 }
 
 /** Strips tracker internals: the public Finding JSON shape (DESIGN.md). */
