@@ -203,7 +203,8 @@ export class Daemon {
       // Events, pod status and kubelet texts reach findings unredacted: redact what is stored and exported.
       if (redact) for (const d of drafts) redactDraft(d, redact);
       const failed = new Set(failures.map((f) => f.detector));
-      const ran = new Set(this.parts.detectors.map((d) => d.name).filter((n) => !failed.has(n)));
+      // A detector switched off (detectors.disabled) counts as run and finding nothing, so what it had found resolves.
+      const ran = new Set([...this.parts.detectors.map((d) => d.name).filter((n) => !failed.has(n)), ...(this.parts.config.detectors.disabled ?? [])]);
       const store = this.parts.store;
       const result = this.tracker.apply(drafts, now, ran, (id) => {
         const f = store.getFinding(id);
