@@ -56,7 +56,7 @@ describe('findings', () => {
     for (const row of lines.filter((l) => /^(critical|warning|info) /.test(l))) {
       expect(row.slice(header.indexOf('LAST SEEN'), titleAt)).toMatch(/^2026-05-04 0\d:\d\d:\d\dZ +$/);
     }
-    expect(r.stdout).toContain(`${IDS.disk}  A filesystem on node edge-04 is nearly full. (rule-hint, medium)`);
+    expect(r.stdout).toContain(`${IDS.disk}  Filesystem /var/lib/containerd on node edge-04 is 97.1% full. (rule-hint, high)`);
     await expect(r.stdout).toMatchFileSnapshot(snap('findings-table.txt'));
     // No colour codes off a TTY.
     expect(r.stdout.includes('\u001b[')).toBe(false);

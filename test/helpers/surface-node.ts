@@ -13,7 +13,7 @@ import { EngineGate } from '../../daemon/ask/gate.js';
 import { AskService } from '../../daemon/ask/service.js';
 import { RuleHintDiagnoser } from '../../daemon/diagnoser/rule-hint.js';
 import { Store } from '../../daemon/store/store.js';
-import { toPublicFinding, type TrackedFinding } from '../../daemon/tracker/tracker.js';
+import { toDiagnosisInput, type TrackedFinding } from '../../daemon/tracker/tracker.js';
 import { tempDir } from './daemon-process.js';
 
 /** Seeded finding ids. */
@@ -108,7 +108,7 @@ export async function startSurfaceNode(nodeName = 'edge-04', opts: { port?: numb
   store.commit({ at: new Date(now).toISOString(), findings, checkpoints: [], gaps: [], lineCounts: new Map() });
   // Diagnoses as the daemon stores them without a model: the rule hint.
   const hint = new RuleHintDiagnoser({ nodeName });
-  for (const f of findings) store.setDiagnosis(f.id, await hint.diagnose(toPublicFinding(f)));
+  for (const f of findings) store.setDiagnosis(f.id, await hint.diagnose(toDiagnosisInput(f)));
   // 24 h of host samples every 5 minutes: a daily CPU wave, memory creeping up, the disk filling.
   for (let t = now - 24 * 3_600_000; t <= now; t += 300_000) {
     const h = (now - t) / 3_600_000;
