@@ -87,6 +87,16 @@ describe('rule-hint diagnoser', () => {
     expect(probe.probableCause).toMatch(/liveness probe/);
   });
 
+  it('names every probe of a merged ProbeFailure in words', async () => {
+    const both = await diagnoser.diagnose(finding('ProbeFailure', container, { probe: 'liveness,readiness', restarts: 4, lastExitCode: 137 }));
+    expect(both.summary).toMatch(/^The liveness and readiness probes of the .* are failing and caused 4 restarts\.$/);
+    expect(both.probableCause).toMatch(/liveness and readiness checks within the timeout, so the kubelet kills and restarts it \(exit code 137\)/);
+    expect(both.nextSteps.join(' ')).toMatch(/startupProbe/);
+    const readiness = await diagnoser.diagnose(finding('ProbeFailure', container, { probe: 'readiness' }));
+    expect(readiness.summary).toMatch(/The readiness probe of the .* is failing\.$/);
+    expect(readiness.probableCause).toMatch(/receives no traffic/);
+  });
+
   it('uses the image pull cause in the text and the commands', async () => {
     const texts = new Map<string, string>();
     for (const cause of ['auth', 'not-found', 'network', 'rate-limit']) {

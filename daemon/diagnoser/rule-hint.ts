@@ -382,21 +382,24 @@ const HINTS: Record<Category, HintBuilder> = {
   },
 
   ProbeFailure: (c) => {
-    const probe = c.str('probe') ?? 'health';
+    // One finding can stand for several probes of the container (merged: "liveness,readiness").
+    const probes = (c.str('probe') ?? 'health').split(',').map((p) => p.trim()).filter(Boolean);
+    const probe = probes.join(' and ');
+    const readinessOnly = probes.every((p) => p === 'readiness');
     const code = c.num('lastExitCode');
     const restarts = c.num('restarts');
     return {
-      summary: `The ${probe} probe of the ${c.who} is failing${restarts ? ` and caused ${restarts} restart${restarts > 1 ? 's' : ''}` : ''}.`,
+      summary: `The ${probe} probe${probes.length > 1 ? 's' : ''} of the ${c.who} ${probes.length > 1 ? 'are' : 'is'} failing${restarts ? ` and caused ${restarts} restart${restarts > 1 ? 's' : ''}` : ''}.`,
       probableCause:
-        probe === 'readiness'
+        readinessOnly
           ? 'The application does not answer its readiness check in time: it is overloaded, still starting, or a dependency it checks is down. The pod receives no traffic meanwhile.'
-          : `The application does not answer its ${probe} check within the timeout, so the kubelet kills and restarts it${code === 137 ? ' (exit code 137)' : ''}. Slow start, overload or a probe that points at the wrong port or path are the usual causes.`,
+          : `The application does not answer its ${probe} check${probes.length > 1 ? 's' : ''} within the timeout, so the kubelet kills and restarts it${code === 137 ? ' (exit code 137)' : ''}. Slow start, overload or a probe that points at the wrong port or path are the usual causes.`,
       nextSteps: [
         'Compare the probe (path, port, timeoutSeconds, failureThreshold) in the pod spec with what the application serves.',
-        probe === 'liveness' ? 'Add a startupProbe or raise initialDelaySeconds if the application starts slowly.' : 'Check the application log around the failures for slow requests or errors.',
+        probes.includes('liveness') ? 'Add a startupProbe or raise initialDelaySeconds if the application starts slowly.' : 'Check the application log around the failures for slow requests or errors.',
         'Check CPU throttling and memory pressure on the container while the probe fails.',
       ],
-      commands: [...podDescribe(c), ...podEvents(c), ...podLogs(c, probe !== 'readiness')],
+      commands: [...podDescribe(c), ...podEvents(c), ...podLogs(c, !readinessOnly)],
       confidence: medium,
     };
   },
