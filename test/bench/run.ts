@@ -2,7 +2,7 @@
  * `npm run bench`: runs every benchmark in sequence and writes
  * test/bench/RESULTS.md.
  *
- *   npm run bench [-- --loghub DIR] [--skip llm,cri,loghub,redaction,history] [--cri-runs N] [--history-baseline DIR] [--out FILE]
+ *   npm run bench [-- --loghub DIR] [--skip llm,cri,loghub,redaction,history,footprint] [--cri-runs N] [--history-baseline DIR] [--out FILE]
  *   node test/bench/run.ts --from FILE     render a saved run again, measuring nothing
  *
  * - llm (test/bench/llm.ts): engine vs plain node-llama-cpp throughput, the
@@ -16,6 +16,8 @@
  * - history (test/bench/history.ts): every read route with 100,000 findings in the store
  *   at a fixed 500 req/s, event-loop delay, RSS, commit rate; `--history-baseline DIR`
  *   measures another checkout's build (its own dist/) in the same run for a before/after ratio.
+ * - footprint (test/bench/footprint.ts): the daemon's idle RSS and CPU in host and cluster
+ *   mode against bare Node with the same imports, then RSS under a steady log load and a flood.
  *
  * A skipped or unavailable benchmark keeps its section from the previous
  * RESULTS.md. Everything measured is also saved as JSON to
@@ -55,6 +57,7 @@ interface RunRecord {
   loghub?: ScriptRun & { dir: string };
   redaction?: ScriptRun;
   history?: ScriptRun;
+  footprint?: ScriptRun;
   loadSamples: number[];
   uptimeAtEnd: string;
   totalMinutes: number;
@@ -152,6 +155,10 @@ async function measure(opts: { skip: Set<string>; loghub?: string; criRuns: numb
     log('History at scale (test/bench/history.ts)');
     const args = ['test/bench/history.ts', ...(opts.historyBaseline ? ['--baseline', resolve(opts.historyBaseline)] : [])];
     record.history = await runScript(args, 1_800_000);
+  }
+  if (!opts.skip.has('footprint')) {
+    log('Footprint (test/bench/footprint.ts)');
+    record.footprint = await runScript(['test/bench/footprint.ts'], 900_000);
   }
   clearInterval(sampler);
   loadSamples.push(os.loadavg()[0] ?? 0);
@@ -258,12 +265,26 @@ function render(rec: RunRecord, previous: string): string {
     }
   }
 
+  if (rec.footprint) {
+    const r = rec.footprint;
+    sections.footprint =
+      r.code === 0 ? r.stdout : `## Footprint (test/bench/footprint.ts)\n\nFailed in this run (exit ${r.code}); run it alone: \`npm run bench:footprint\`.\n`;
+    // Its rows with a target: the idle daemons and the steady log load.
+    for (const line of r.stdout.split('\n')) {
+      const cells = line.split('|').map((c) => c.trim());
+      if (/^(daemon, |steady, )/.test(cells[1] ?? '') && /met/.test(cells.at(-2) ?? '')) {
+        const value = cells[1]!.startsWith('steady') ? `RSS max ${cells[5]} MiB` : `RSS ${cells[2]} MiB, ${cells[4]} millicores`;
+        summary.push(`| Footprint: ${cells[1]} | ${value} | ${cells.at(-4)} | ${cells.at(-3)} | ${cells.at(-2)} |`);
+      }
+    }
+  }
+
   const m = rec.machine;
   const ls = rec.loadSamples;
   const header = `# nodesage benchmarks
 
 Written by \`npm run bench\` (test/bench/run.ts); re-run with \`npm run bench -- --loghub ../shared/data/loghub\`
-(\`-- --skip llm,cri,loghub,redaction,history\` leaves a section as it was). Where two things are compared, the calls are interleaved
+(\`-- --skip llm,cri,loghub,redaction,history,footprint\` leaves a section as it was). Where two things are compared, the calls are interleaved
 in one run and the ratio is the result; absolute times are labelled as such and depend on the load below.
 
 ## Machine and run
@@ -288,7 +309,7 @@ The machine is shared: the load average above, whatever its source, is what the 
     ? `## Summary of this run\n\n| measure | value | ratio | target | |\n|---|---|---|---|---|\n${summary.join('\n')}\n`
     : '## Summary of this run\n\nNo benchmark ran.\n';
 
-  const body = ['llm', 'cri', 'loghub', 'redaction', 'history']
+  const body = ['llm', 'cri', 'loghub', 'redaction', 'history', 'footprint']
     .map((name) => {
       const s = sections[name];
       if (s) return section(name, s);
@@ -341,7 +362,7 @@ const skip = new Set(
     .map((s) => s.trim())
     .filter(Boolean),
 );
-for (const s of skip) if (!['llm', 'cri', 'loghub', 'redaction', 'history'].includes(s)) throw new Error(`--skip: unknown benchmark ${s} (llm, cri, loghub, redaction, history)`);
+for (const s of skip) if (!['llm', 'cri', 'loghub', 'redaction', 'history', 'footprint'].includes(s)) throw new Error(`--skip: unknown benchmark ${s} (llm, cri, loghub, redaction, history, footprint)`);
 const out = resolve(values.out);
 const previous = existsSync(out) ? readFileSync(out, 'utf8') : '';
 
