@@ -32,6 +32,7 @@ import os, { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { writeResultsSection } from './results-section.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
@@ -415,10 +416,7 @@ try {
   process.stdout.write(section);
   if (o.write) {
     const path = resolve(o.out);
-    const prev = existsSync(path) ? readFileSync(path, 'utf8') : '';
-    const block = `<!-- bench:footprint:start -->\n${section.trimEnd()}\n<!-- bench:footprint:end -->`;
-    const re = /<!-- bench:footprint:start -->[\s\S]*?<!-- bench:footprint:end -->/;
-    writeFileSync(path, re.test(prev) ? prev.replace(re, block) : `${prev.trimEnd()}\n\n${block}\n`);
+    writeResultsSection(path, 'footprint', section);
     log(`wrote ${path}`);
   }
 } catch (err) {

@@ -32,6 +32,7 @@ import os, { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { writeResultsSection } from './results-section.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 /** NODE_OPTIONS of the image (Dockerfile), so memory is measured as deployed. */
@@ -608,9 +609,6 @@ const section = render(builds, o, startedAt, loadStart);
 process.stdout.write(section);
 if (values.write) {
   const path = resolve(values.out);
-  const prev = existsSync(path) ? readFileSync(path, 'utf8') : '';
-  const block = `<!-- bench:history:start -->\n${section.trimEnd()}\n<!-- bench:history:end -->`;
-  const re = /<!-- bench:history:start -->[\s\S]*?<!-- bench:history:end -->/;
-  writeFileSync(path, re.test(prev) ? prev.replace(re, block) : `${prev.trimEnd()}\n\n${block}\n`);
+  writeResultsSection(path, 'history', section);
   log(`wrote ${path}`);
 }
