@@ -23,7 +23,6 @@ import { foldBatches } from './store/fold.js';
 import type { CommitBatch, Store } from './store/store.js';
 import { FindingTracker, type TrackedFinding } from './tracker/tracker.js';
 
-export { VERSION } from './version.js';
 import { VERSION } from './version.js';
 
 /** What the daemon is built from (main.ts wires it). */

@@ -37,8 +37,6 @@ import type { AccessOptions } from './api/auth/access.js';
 import { readTokenFile, StaticTokens } from './api/auth/static-tokens.js';
 import { type Authenticator, refusingAll } from './api/auth/types.js';
 
-export { createLogger } from './logger.js';
-
 async function kubeConfigFor(config: Readonly<Config>): Promise<KubeConfig> {
   const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();

@@ -72,14 +72,15 @@ export function readMountTable(hostRoot: string, networkMounts: readonly string[
     if (!device || !rawMount || !fsType || PSEUDO_FS.has(fsType)) continue;
     if (fsType === 'tmpfs' && !rawMount.startsWith('/dev/shm') && rawMount !== '/tmp') continue;
     const mount = rawMount.replace(/\\040/g, ' ');
-    if (NETWORK_FS.test(fsType) && !networkMounts.includes(mount)) {
+    const network = NETWORK_FS.test(fsType);
+    if (network && !networkMounts.includes(mount)) {
       skipped.push(mount);
       continue;
     }
     const path = hostRoot === '/' ? mount : join(hostRoot, mount);
     // Inside a container only the host paths that are mounted in are real; the rest is our own overlay.
     // (stat, not statfs: a network mount that got here was listed by the operator.)
-    if (rootDev !== undefined && !NETWORK_FS.test(fsType) && safeDev(path) === rootDev) continue;
+    if (rootDev !== undefined && !network && safeDev(path) === rootDev) continue;
     const key = `${device}:${mount}`;
     if (seen.has(key)) continue;
     seen.add(key);

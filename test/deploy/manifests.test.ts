@@ -13,7 +13,8 @@ import { DEFAULT_EMBEDDED_LOG_FILES } from '../../daemon/collectors/journald.js'
 import { registeredRoutes } from '../../daemon/api/auth/access.js';
 import { ACCESS_ROLES, OPEN_PATHS, verbFor } from '../../daemon/api/auth/policy.js';
 import { assertListenProtected, loadConfig } from '../../daemon/config.js';
-import { createDaemon, createLogger } from '../../daemon/main.js';
+import { createLogger } from '../../daemon/logger.js';
+import { createDaemon } from '../../daemon/main.js';
 import { readCatalog } from '../../daemon/models/catalog.js';
 import { type K8sObject, kubectlVersions, render, renderWith, repoRoot } from '../helpers/k8s-schema-deploy.js';
 import { validateObject } from '../helpers/k8s-schema.js';
