@@ -17,9 +17,7 @@ import { CATEGORIES, SEVERITIES } from '../core/types.js';
 /** One call to a daemon route; rejects with the API's error message. */
 export type DaemonCall = (method: 'GET' | 'POST', path: string, body?: unknown) => Promise<unknown>;
 
-/** Names of the tools, in the order they are listed. */
-export const MCP_TOOLS = ['list_findings', 'get_finding', 'ask', 'timeline', 'node_status'] as const;
-
+/** Every tool only reads. */
 const readOnly = { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false } as const;
 
 /** Builds an MCP server whose tools call the daemon through `call`. */

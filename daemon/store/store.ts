@@ -859,8 +859,13 @@ export class Store {
     db.pragma('secure_delete = ON');
     try {
       db.transaction(() => {
+        // Pages by rowid: a long history is never held in memory at once.
+        const pages = function* <R extends { rowid: number }>(sql: string): Generator<R> {
+          const page = db.prepare(`${sql} WHERE rowid > ? ORDER BY rowid LIMIT 2000`);
+          for (let after = 0, rows = page.all(after) as R[]; rows.length > 0; after = rows[rows.length - 1]!.rowid, rows = page.all(after) as R[]) yield* rows;
+        };
         const updateTemplate = db.prepare('UPDATE log_templates SET template = ?, example = ? WHERE rowid = ?');
-        for (const r of db.prepare('SELECT rowid, template, example FROM log_templates').all() as { rowid: number; template: string; example: string | null }[]) {
+        for (const r of pages<{ rowid: number; template: string; example: string | null }>('SELECT rowid, template, example FROM log_templates')) {
           const template = redact(r.template);
           const example = r.example === null ? null : redact(r.example);
           if (template === r.template && example === r.example) continue;
@@ -868,21 +873,15 @@ export class Store {
           changed.templates++;
         }
         const updateFinding = db.prepare('UPDATE findings SET title = ?, message = ?, facts = ?, diagnosis = ? WHERE id = ?');
-        const rows = db.prepare('SELECT id, title, message, facts, diagnosis FROM findings').all() as {
-          id: string;
-          title: string;
-          message: string;
-          facts: string | null;
-          diagnosis: string | null;
-        }[];
-        for (const r of rows) {
+        type FindingText = { rowid: number; id: string; title: string; message: string; facts: string | null; diagnosis: string | null };
+        for (const r of pages<FindingText>('SELECT rowid, id, title, message, facts, diagnosis FROM findings')) {
           const next = [redact(r.title), redact(r.message), redactJsonText(r.facts), redactJsonText(r.diagnosis)] as const;
           if (next[0] === r.title && next[1] === r.message && next[2] === r.facts && next[3] === r.diagnosis) continue;
           updateFinding.run(...next, r.id);
           changed.findings++;
         }
         const updateEvidence = db.prepare('UPDATE evidence SET text = ? WHERE rowid = ?');
-        for (const r of db.prepare('SELECT rowid, text FROM evidence').all() as { rowid: number; text: string }[]) {
+        for (const r of pages<{ rowid: number; text: string }>('SELECT rowid, text FROM evidence')) {
           const text = redact(r.text);
           if (text === r.text) continue;
           updateEvidence.run(text, r.rowid);
