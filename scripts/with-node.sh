@@ -41,8 +41,7 @@ fi
 if [ "$build" = 1 ]; then
   stamp=dist/.build-stamp
   if [ ! -f "$stamp" ] || [ -n "$(find daemon tsconfig.json package.json -newer "$stamp" -print -quit)" ]; then
-    node node_modules/typescript/bin/tsc -p tsconfig.json
-    node scripts/finish-build.ts
+    npm run --silent build
     touch "$stamp"
   fi
 fi
