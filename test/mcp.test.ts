@@ -8,6 +8,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { join } from 'node:path';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken, readTokenFile, StaticTokens } from '../daemon/api/auth/static-tokens.js';
 import { toPublicFinding } from '../daemon/tracker/tracker.js';
@@ -113,6 +114,33 @@ describe('MCP behind the API\'s authentication', () => {
         await client.close();
       }
     } finally {
+      await api.close();
+    }
+  });
+
+  it('over the node-local socket: no token needed, and the tools\' inner calls answer as the socket caller', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'tokens');
+    createToken(file, 'someone');
+    const socket = join(dir, 'nodesage.sock');
+    const api = await serveApi({ access: { authenticator: new StaticTokens(readTokenFile(file)) }, socket });
+    const findings = seededFindings('edge-node-1');
+    api.store.commit({ at: new Date().toISOString(), findings, checkpoints: [], gaps: [], lineCounts: new Map() });
+    const dispatcher = new Agent({ connect: { socketPath: socket } });
+    const overSocket = ((url: string | URL, init?: RequestInit) => undiciFetch(url, { ...(init as object), dispatcher })) as unknown as typeof fetch;
+    const client = new Client({ name: 'nodesage-test', version: '1.0.0' });
+    try {
+      await client.connect(new StreamableHTTPClientTransport(new URL('http://localhost/mcp'), { fetch: overSocket }));
+      const one = (await client.callTool({ name: 'get_finding', arguments: { id: IDS.disk } })) as ToolResult;
+      expect(one.isError, one.content[0]?.text).toBeFalsy();
+      expect(json(one)).toMatchObject(toPublicFinding(findings[0]!) as unknown as Record<string, unknown>);
+      expect(json((await client.callTool({ name: 'node_status', arguments: {} })) as ToolResult)).toMatchObject({ nodeName: 'edge-node-1' });
+      // The same handle trick does not work from outside: a TCP caller sending the header is still asked for a token.
+      const forged = await fetch(`${api.url}/v1/status`, { headers: { 'x-nodesage-delegation': 'anything' } });
+      expect(forged.status).toBe(401);
+    } finally {
+      await client.close();
+      await dispatcher.close();
       await api.close();
     }
   });

@@ -4,6 +4,7 @@
  * so a daemon nobody asks over MCP does not carry it.
  */
 import type { FastifyInstance, FastifyReply } from 'fastify';
+import { delegationHeaders } from './auth/access.js';
 import type { DaemonCall } from './mcp.js';
 import { sendError } from './server.js';
 
@@ -14,9 +15,8 @@ export function registerMcpRoute(app: FastifyInstance, version: () => string): v
       import('./mcp.js'),
       import('@modelcontextprotocol/sdk/server/streamableHttp.js'),
     ]);
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (req.headers.authorization) headers.authorization = req.headers.authorization;
-    // Each tool is an inner request to the daemon's own route, with the caller's credentials.
+    // Each tool is an inner request to the daemon's own route, made as the caller (socket callers included).
+    const headers: Record<string, string> = { accept: 'application/json', ...delegationHeaders(app, req) };
     const call: DaemonCall = async (method, path, body) => {
       const r = await app.inject({ method, url: path, headers, ...(body === undefined ? {} : { payload: body as object }) });
       const json = r.json() as { error?: { message?: string } };

@@ -14,14 +14,20 @@
  *    so neither random tokens nor random paths can flood the API server with
  *    reviews (429 RATE_LIMITED with Retry-After);
  * 6. routes whose config says `modelUse` admit a few running requests per
- *    identity (429 TOO_MANY_MODEL_REQUESTS).
+ *    identity (429 TOO_MANY_MODEL_REQUESTS);
+ * 7. a route that calls other routes in-process (MCP tools) makes those inner
+ *    requests as its caller: {@link delegationHeaders} names the caller's
+ *    identity, honoured only on injected requests, and the inner path is
+ *    authorised for that identity like any other.
  */
+import { randomBytes } from 'node:crypto';
+import { Socket } from 'node:net';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ConcurrencyLimiter, RateLimiter } from './limits.js';
 import { nonCanonicalPath, OPEN_PATHS, verbFor } from './policy.js';
 import type { ApiServing } from './serve.js';
-import type { Authenticator, Identity, Refusal } from './types.js';
+import type { Authenticator, AuthzResult, Identity, Refusal } from './types.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -64,6 +70,28 @@ export function registeredRoutes(app: FastifyInstance): readonly RouteEntry[] {
   return ROUTES.get(app) ?? [];
 }
 
+/** Header of an inner request that acts for the outer request's caller. */
+const DELEGATION_HEADER = 'x-nodesage-delegation';
+/** Per app: delegation handle → the identity it stands for, while the outer request is open. */
+const DELEGATIONS = new WeakMap<FastifyInstance, Map<string, Identity>>();
+
+/**
+ * Headers for in-process requests (`app.inject`) made on behalf of `req`'s
+ * caller: they carry the caller's identity, so a caller on the node-local
+ * socket (no token) gets the same answers from the inner routes as from the
+ * outer one, and an authenticated caller is not reviewed again. The handle is
+ * random, works only on injected requests, and ends when `req`'s connection closes.
+ */
+export function delegationHeaders(app: FastifyInstance, req: FastifyRequest): Record<string, string> {
+  const identity = req.identity;
+  const map = DELEGATIONS.get(app);
+  if (!identity || !map) return {};
+  const handle = randomBytes(18).toString('base64url');
+  map.set(handle, identity);
+  req.raw.once('close', () => map.delete(handle));
+  return { [DELEGATION_HEADER]: handle };
+}
+
 const LOCAL_SOCKET: Identity = Object.freeze({ name: 'local socket', groups: [], via: 'socket' as const });
 
 function bearerToken(req: FastifyRequest): string | null {
@@ -101,6 +129,8 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions, serving
 
   const routes: RouteEntry[] = [];
   ROUTES.set(app, routes);
+  const delegations = new Map<string, Identity>();
+  DELEGATIONS.set(app, delegations);
   app.addHook('onRoute', (r) => {
     for (const method of [r.method].flat()) routes.push({ method: String(method), url: r.url });
   });
@@ -112,8 +142,19 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions, serving
     if (OPEN_PATHS.includes(path)) return;
 
     const address = req.socket.remoteAddress ?? 'local';
+    const handle = req.headers[DELEGATION_HEADER];
+    // A real connection never acts for someone else, whatever it sends.
+    const delegated = typeof handle === 'string' && !(req.raw.socket instanceof Socket) ? delegations.get(handle) : undefined;
     let identity: Identity;
-    if (serving?.isLocal(req.raw.socket)) {
+    if (delegated) {
+      identity = delegated;
+      if (opts.authenticator && delegated.via !== 'socket' && delegated.via !== 'none') {
+        const authz = await opts.authenticator.authorize(delegated, path, verbFor(req.method)).catch(
+          (): AuthzResult => ({ ok: false, status: 503, code: 'AUTH_UNAVAILABLE', message: 'the access check failed; see the daemon log' }),
+        );
+        if (!authz.ok) return refuse(reply, authz);
+      }
+    } else if (serving?.isLocal(req.raw.socket)) {
       identity = LOCAL_SOCKET;
     } else if (!opts.authenticator) {
       identity = { name: `anonymous ${address}`, groups: [], via: 'none' };
