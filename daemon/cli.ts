@@ -314,11 +314,12 @@ token
 const logs = program.command('logs').description('log tools');
 logs
   .command('mine')
-  .description('read log lines on stdin, print one JSON line {"templateId","template"} per input line')
-  .action(async () => {
+  .description('read log lines on stdin, print one JSON line {"templateId","template"} per input line (lines are redacted first, as the daemon does)')
+  .option('--no-redact', 'mine the lines as they are, secrets included')
+  .action(async (opts: { redact: boolean }) => {
     try {
-      const { mineStream } = await import('./detectors/templates/mine-cli.js');
-      await mineStream(process.stdin, process.stdout);
+      const [{ mineStream }, { createRedactor }] = await Promise.all([import('./detectors/templates/mine-cli.js'), import('./redact.js')]);
+      await mineStream(process.stdin, process.stdout, opts.redact ? { redact: createRedactor() } : {});
     } catch (err) {
       fail(err);
     }

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { isErrorLine, textLevel } from '../daemon/detectors/templates/level.js';
 import { maskLine } from '../daemon/detectors/templates/masks.js';
 import { mineStream } from '../daemon/detectors/templates/mine-cli.js';
+import { runCli } from './helpers/daemon-process.js';
 import { TemplateMiner } from '../daemon/detectors/templates/miner.js';
 
 /** Adds every line to one miner and returns the template id of each. */
@@ -282,6 +283,18 @@ describe('mineStream (nodesage logs mine)', () => {
     await done;
     const rows = out.join('').trim().split('\n').map((l) => JSON.parse(l));
     expect(rows.map((r) => r.template)).toEqual(['GET /healthz <*>', 'GET /healthz <*>', 'GET /readyz <*>']);
+  });
+
+  it('the CLI redacts each line before mining it, as the daemon does, unless told not to', async () => {
+    const input = ['login ok user=alice password=opensesame', 'login ok user=bob password=opensesame', ''].join('\n');
+    const r = await runCli(['logs', 'mine'], { input });
+    expect(r.code, r.stderr).toBe(0);
+    const rows = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { template: string });
+    expect(rows).toHaveLength(2);
+    expect(r.stdout).not.toContain('opensesame');
+    expect(rows[0]!.template).toMatch(/password=\S*REDACTED/i);
+    const plain = await runCli(['logs', 'mine', '--no-redact'], { input });
+    expect(plain.stdout).toContain('password=opensesame');
   });
 
   it('prints nothing for empty input and stops quietly when the reader goes away', async () => {

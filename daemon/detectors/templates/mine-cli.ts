@@ -25,6 +25,8 @@ export interface MineStreamOptions {
   idleFlushMs: number;
   /** Options of the miner. Defaults to the miner's defaults with maxClusters 20000. */
   miner: Partial<TemplateMinerOptions>;
+  /** Applied to each line before it is mined, so a secret never reaches a printed template (the CLI passes the daemon's redactor). Defaults to no change. */
+  redact: (line: string) => string;
 }
 
 /** Defaults of MineStreamOptions. */
@@ -32,6 +34,7 @@ export const MINE_STREAM_DEFAULTS: Readonly<MineStreamOptions> = Object.freeze({
   batchLines: 100_000,
   idleFlushMs: 0,
   miner: Object.freeze({ maxClusters: 20_000 }),
+  redact: (line: string) => line,
 });
 
 const NEWLINE = 0x0a;
@@ -93,7 +96,7 @@ export async function mineStream(
   const addLine = async (bytes: Uint8Array) => {
     let end = bytes.length;
     if (end > 0 && bytes[end - 1] === 0x0d) end--;
-    pending.push(miner.addCluster(decoder.decode(bytes.subarray(0, end))));
+    pending.push(miner.addCluster(o.redact(decoder.decode(bytes.subarray(0, end)))));
     if (pending.length >= batchLines) await flush();
   };
 
