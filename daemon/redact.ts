@@ -288,11 +288,13 @@ const RULES: Rule[] = [
   { kind: 'basic-auth', triggers: ['Basic '], re: /(?<pre>\bBasic\s+)(?<secret>[A-Za-z0-9+/]{6,}={0,2})(?![A-Za-z0-9+/=])/g, skip: (s) => !isBasicCredential(s) },
   // Cookies carry sessions: every value after `Cookie:` / `Set-Cookie:`.
   { kind: 'cookie', triggers: [ci('cookie')], re: /(?<pre>\b(?:Set-)?Cookie\\?["']?\s*:\s*\\?["']?)(?<secret>[^\s"'\\;,]+=[^\s"'\\;,]+(?:;\s*[^\s"'\\;,]+=[^\s"'\\;,]+)*)/gi },
-  // Passwords in URLs: scheme://user:pass@host (the last `@` before the host ends the password).
+  // Passwords in URLs: scheme://user:pass@host (the last `@` before the host ends the password). A
+  // password may hold an unescaped `/` (RFC 3986 wants it encoded; people paste it as is), but what
+  // follows `host:` as a port (`https://host:8443/a/@me`) is not one.
   {
     kind: 'url-password',
-    triggers: ['://[^\\s/]*@'],
-    re: /(?<pre>\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)(?<secret>[^\s/"']+)(?<post>@)(?=[^\s@/"']*(?:[/?#\s"':]|$))/gi,
+    triggers: ['://[^\\s]*@'],
+    re: /(?<pre>\b[a-z][a-z0-9+.-]*:\/\/[^\s:/@"']*:)(?<secret>(?!\d{1,5}(?:[/?#]|$)|:)[^\s"']+)(?<post>@)(?=[A-Za-z0-9[][^\s@/"']*(?:[/?#\s"':]|$))/gi,
     skip: skipValue,
   },
   // DSNs without a scheme: Go's `user:pass@tcp(mysql-0:3306)/orders`, and `user:pass@host:5432`.
