@@ -301,11 +301,12 @@ token
   .description('make a new token: prints it once and appends its sha256 and name to the token file (created 0600)')
   .requiredOption('--token-file <file>', 'the token file the daemon reads (auth.tokenFile)')
   .requiredOption('--name <name>', 'who the token is for (shown as the caller\'s identity)')
-  .action(async (opts: { tokenFile: string; name: string }) => {
+  .option('--scope <roles>', 'what it may use: all, or roles reader, model-user, metrics (comma-separated)', 'all')
+  .action(async (opts: { tokenFile: string; name: string; scope: string }) => {
     try {
       const { createToken } = await import('./api/auth/static-tokens.js');
-      process.stdout.write(`${createToken(opts.tokenFile, opts.name)}\n`);
-      process.stderr.write(`token "${opts.name}" added to ${opts.tokenFile}; it is shown only this once\n`);
+      process.stdout.write(`${createToken(opts.tokenFile, opts.name, opts.scope)}\n`);
+      process.stderr.write(`token "${opts.name}" (scope ${opts.scope}) added to ${opts.tokenFile}; it is shown only this once\n`);
     } catch (err) {
       fail(err);
     }

@@ -221,6 +221,30 @@ describe('static token file (standalone and air-gapped sites)', () => {
     }
   });
 
+  it('limits a scoped token to what its roles grant (the same rules as the shipped ClusterRoles)', async () => {
+    const file = join(tempDir(), 'tokens');
+    const reader = createToken(file, 'dashboard', 'reader');
+    const scraper = createToken(file, 'prometheus', 'metrics');
+    const both = createToken(file, 'assistant', 'reader,model-user');
+    expect((await import('node:fs')).readFileSync(file, 'utf8')).toMatch(/ dashboard reader\n.* prometheus metrics\n.* assistant reader,model-user\n$/s);
+    expect(() => createToken(file, 'x', 'admin')).toThrow(/unknown scope "admin" \(allowed: all, reader, model-user, metrics/);
+    const api = await serveApi({ access: { authenticator: new StaticTokens(readTokenFile(file)) } });
+    try {
+      expect((await raw(api, 'GET', '/v1/findings', bearer(reader))).status).toBe(200);
+      expect((await raw(api, 'GET', '/v1/status', bearer(reader))).status).toBe(200);
+      const denied = await raw(api, 'GET', '/metrics', bearer(reader));
+      expect(denied.status).toBe(403);
+      expect(JSON.parse(denied.body).error).toMatchObject({ code: 'FORBIDDEN', message: expect.stringContaining('dashboard') });
+      expect((await raw(api, 'POST', '/v1/chat/completions', { ...bearer(reader), 'content-type': 'application/json' }, '{}')).status).toBe(403);
+      expect((await raw(api, 'GET', '/metrics', bearer(scraper))).status).toBe(200);
+      expect((await raw(api, 'GET', '/v1/findings', bearer(scraper))).status).toBe(403);
+      expect((await raw(api, 'GET', '/v1/models', bearer(both))).status).not.toBe(403);
+      expect((await raw(api, 'GET', '/metrics', bearer(both))).status).toBe(403);
+    } finally {
+      await api.close();
+    }
+  });
+
   it('applies tokens added or revoked in the file without a restart; a broken edit keeps the previous tokens', async () => {
     const file = join(tempDir(), 'tokens');
     const first = createToken(file, 'first');

@@ -60,6 +60,23 @@ export const ACCESS_ROLES: readonly AccessRole[] = [
   },
 ];
 
+/** Short names of the roles (the ClusterRole names without `nodesage-`), as static tokens' scopes name them. */
+export const ROLE_SCOPES: readonly string[] = ACCESS_ROLES.map((r) => r.name.replace(/^nodesage-/, ''));
+
+/** True when a rule's URL pattern covers `path` (a trailing `*` matches any rest, as RBAC does). */
+function urlMatches(pattern: string, path: string): boolean {
+  return pattern.endsWith('*') ? path.startsWith(pattern.slice(0, -1)) : pattern === path;
+}
+
+/** True when one of the roles named by `scopes` (see {@link ROLE_SCOPES}) grants `verb` on `path`. */
+export function scopesAllow(scopes: readonly string[], path: string, verb: string): boolean {
+  return ACCESS_ROLES.some(
+    (role) =>
+      scopes.includes(role.name.replace(/^nodesage-/, '')) &&
+      role.rules.some((rule) => rule.verbs.includes(verb) && rule.nonResourceURLs.some((u) => urlMatches(u, path))),
+  );
+}
+
 /** The verb a SubjectAccessReview carries for an HTTP method (HEAD reads like GET). */
 export function verbFor(method: string): string {
   switch (method.toUpperCase()) {

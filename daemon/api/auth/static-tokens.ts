@@ -1,20 +1,25 @@
 /**
  * Static bearer tokens for standalone and air-gapped sites. The file holds
- * one `<sha256 hex of the token> <name>` line per token (`#` starts a
+ * one `<sha256 hex of the token> <name> [scopes]` line per token (`#` starts a
  * comment), the shape `sha256sum` prints, so a token can also be added by
- * hand: `printf %s "$TOKEN" | sha256sum | sed 's/ -$/ alice/' >> tokens`.
+ * hand: `printf %s "$TOKEN" | sha256sum | sed 's/ -$/ alice reader/' >> tokens`.
  * Tokens are never stored; a presented token is hashed and compared with
- * every line in constant time. A holder of a listed token may use every route.
+ * every line in constant time. Scopes are the shipped roles' short names,
+ * comma-separated (`reader`, `model-user`, `metrics`): a token may use what
+ * those roles grant, and a line without scopes (or `all`) may use every route.
  * The file is re-read when it changes (checked every few seconds).
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
-import type { Authenticator, AuthnResult, AuthzResult } from './types.js';
+import { ROLE_SCOPES, scopesAllow } from './policy.js';
+import type { Authenticator, AuthnResult, AuthzResult, Identity } from './types.js';
 
 /** One line of a token file. */
 export interface TokenEntry {
   hash: Buffer;
   name: string;
+  /** Roles the token has (short names); null for every route. */
+  scopes: readonly string[] | null;
 }
 
 /** A token file that cannot be used; the daemon exits 2 with this message. */
@@ -24,6 +29,15 @@ export class TokenFileError extends Error {
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;
+
+/** Parses a comma-separated scope list; null means every route. Throws TokenFileError naming the allowed values. */
+export function parseScopes(text: string | undefined, where: string): readonly string[] | null {
+  if (text === undefined || text === 'all') return null;
+  const scopes = text.split(',');
+  const bad = scopes.filter((s) => !ROLE_SCOPES.includes(s));
+  if (bad.length > 0) throw new TokenFileError(`${where}: unknown scope ${bad.map((b) => `"${b}"`).join(', ')} (allowed: all, ${ROLE_SCOPES.join(', ')}, comma-separated)`);
+  return Object.freeze([...new Set(scopes)]);
+}
 
 /** sha256 of a token, as stored. */
 export function hashToken(token: string): Buffer {
@@ -36,11 +50,11 @@ export function parseTokenFile(text: string, path: string): TokenEntry[] {
   for (const [i, raw] of text.split('\n').entries()) {
     const line = raw.trim();
     if (line === '' || line.startsWith('#')) continue;
-    const m = /^([0-9a-fA-F]{64})\s+\*?(\S+)$/.exec(line);
+    const m = /^([0-9a-fA-F]{64})\s+\*?(\S+)(?:\s+(\S+))?$/.exec(line);
     if (!m || !NAME.test(m[2]!)) {
-      throw new TokenFileError(`${path}:${i + 1}: expected "<sha256 hex> <name>" (name: letters, digits, . _ : @ -)`);
+      throw new TokenFileError(`${path}:${i + 1}: expected "<sha256 hex> <name> [scopes]" (name: letters, digits, . _ : @ -)`);
     }
-    out.push({ hash: Buffer.from(m[1]!, 'hex'), name: m[2]! });
+    out.push({ hash: Buffer.from(m[1]!, 'hex'), name: m[2]!, scopes: parseScopes(m[3], `${path}:${i + 1}`) });
   }
   return out;
 }
@@ -64,9 +78,11 @@ export function readTokenFile(path: string): TokenEntry[] {
 /**
  * Makes a new random token, appends its hash line to `path` (created 0600 when
  * missing) and returns the token, which is shown once and stored nowhere.
+ * `scopes` (comma-separated role short names, or `all`) limits what it may use.
  */
-export function createToken(path: string, name: string): string {
+export function createToken(path: string, name: string, scopes = 'all'): string {
   if (!NAME.test(name)) throw new TokenFileError(`token name "${name}": letters, digits and . _ : @ - only, at most 128`);
+  const parsed = parseScopes(scopes, 'scope');
   const existing = (() => {
     try {
       return parseTokenFile(readFileSync(path, 'utf8'), path);
@@ -80,7 +96,7 @@ export function createToken(path: string, name: string): string {
   const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
   try {
     if ((fstatSync(fd).mode & 0o022) !== 0) throw new TokenFileError(`${path} is writable by group or others (chmod 600 it)`);
-    writeSync(fd, `${hashToken(token).toString('hex')}  ${name}\n`);
+    writeSync(fd, `${hashToken(token).toString('hex')}  ${name}${parsed ? ` ${parsed.join(',')}` : ''}\n`);
   } finally {
     closeSync(fd);
   }
@@ -146,10 +162,13 @@ export class StaticTokens implements Authenticator {
     // Compare with every entry, without stopping early, so timing says nothing about the list.
     for (const e of this.#entries) if (timingSafeEqual(presented, e.hash) && !found) found = e;
     if (!found) return { ok: false, status: 401, code: 'UNAUTHENTICATED', message: 'the bearer token is not in the token file' };
-    return { ok: true, identity: { name: found.name, groups: [], via: 'token-file' } };
+    // The scopes travel as the identity's groups, so a token narrowed in the file is narrowed at its next request.
+    return { ok: true, identity: { name: found.name, groups: found.scopes ? found.scopes.map((s) => `scope:${s}`) : ['scope:all'], via: 'token-file' } };
   }
 
-  async authorize(): Promise<AuthzResult> {
-    return { ok: true };
+  async authorize(identity: Identity, path: string, verb: string): Promise<AuthzResult> {
+    const scopes = identity.groups.filter((g) => g.startsWith('scope:')).map((g) => g.slice('scope:'.length));
+    if (scopes.includes('all') || scopesAllow(scopes, path, verb)) return { ok: true };
+    return { ok: false, status: 403, code: 'FORBIDDEN', message: `token ${identity.name} (scopes: ${scopes.join(', ')}) may not ${verb} ${path}` };
   }
 }
