@@ -6,6 +6,7 @@
  */
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { ManualClock } from '../daemon/core/runtime/clock.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_EMBEDDED_LOG_FILES, embeddedLineTime, JournaldCollector } from '../daemon/collectors/journald.js';
 import type { NodeView } from '../daemon/core/types.js';
@@ -35,7 +36,7 @@ function write(rel: string, lines: string[]): void {
 }
 
 async function start(log: CommitLog): Promise<JournaldCollector> {
-  const c = new JournaldCollector({ hostRoot: host.root, checkpoints: log.store, journalctl: '/nonexistent/journalctl', syslogPollIntervalMs: 3_600_000, now: () => NOW });
+  const c = new JournaldCollector({ hostRoot: host.root, checkpoints: log.store, journalctl: '/nonexistent/journalctl', syslogPollIntervalMs: 3_600_000, clock: new ManualClock(NOW) });
   collectors.push(c);
   await c.start(log.sink);
   return c;

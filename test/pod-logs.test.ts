@@ -6,6 +6,7 @@
  */
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ManualClock } from '../daemon/core/runtime/clock.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { PodLogCollector, PodLogCollectorOptions } from '../daemon/collectors/pod-logs.js';
 import { CriReader } from '../daemon/collectors/parse.js';
@@ -160,22 +161,22 @@ describe('pod-logs start positions', () => {
 describe('pod-logs limits and lifecycle', () => {
   it('per-container rate limit: lines above the bucket are dropped, counted, and not re-read after a restart', async () => {
     const log = knownNode();
-    let now = Date.parse('2025-01-15T08:00:00Z');
+    const clock = new ManualClock(Date.parse('2025-01-15T08:00:00Z'));
     const noisy = new ContainerLogDir(host.root, { namespace: 'ci', pod: 'spammer', uid: 'u4', container: 'loop' });
     const quiet = new ContainerLogDir(host.root, { namespace: 'ci', pod: 'quiet', uid: 'u5', container: 'app' });
     noisy.write(100);
     quiet.write(5);
-    let c = await startCollector(log, { rateLimit: { linesPerSecond: 10, burst: 20 }, now: () => now });
+    let c = await startCollector(log, { rateLimit: { linesPerSecond: 10, burst: 20 }, clock });
     expect(log.lines.filter((l) => l.container?.pod === 'spammer').length).toBe(20);
     expect(log.lines.filter((l) => l.container?.pod === 'quiet').length).toBe(5);
     expect(c.status().detail?.droppedLines).toBe(80);
-    now += 1000;
+    clock.advance(1000);
     noisy.write(100);
     await c.pollNow();
     expect(log.lines.filter((l) => l.container?.pod === 'spammer').length).toBe(30);
     expect(c.status().detail?.droppedLines).toBe(170);
     await stopCollector(c);
-    c = await startCollector(log, { rateLimit: { linesPerSecond: 10, burst: 20 }, now: () => now });
+    c = await startCollector(log, { rateLimit: { linesPerSecond: 10, burst: 20 }, clock });
     expect(log.lines.length).toBe(35);
     expect(log.duplicates()).toEqual([]);
   });
@@ -236,11 +237,11 @@ describe('pod-logs limits and lifecycle', () => {
   });
 
   it('stale when no poll succeeded for staleAfterMs', async () => {
-    let now = Date.parse('2025-01-15T08:00:00Z');
+    const clock = new ManualClock(Date.parse('2025-01-15T08:00:00Z'));
     const log = knownNode();
-    const c = await startCollector(log, { staleAfterMs: 30_000, now: () => now });
+    const c = await startCollector(log, { staleAfterMs: 30_000, pollIntervalMs: 3_600_000, clock });
     expect(c.status().state).toBe('healthy');
-    now += 31_000;
+    clock.advance(31_000);
     expect(c.status().state).toBe('stale');
     await c.pollNow();
     expect(c.status().state).toBe('healthy');

@@ -5,6 +5,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, type Metric, Registry, collectDefaultMetrics } from 'prom-client';
 import type { SourceStatus } from '../core/types.js';
+import { registerSourceMetrics } from './source-metrics.js';
 
 /** Callbacks the metrics read at scrape time. */
 export interface MetricsSources {
@@ -128,9 +129,10 @@ export class DaemonMetrics {
         for (const s of src.sources()) if (s.lastSignalAt) this.set({ source: s.name }, Date.parse(s.lastSignalAt) / 1000);
       },
     });
+    registerSourceMetrics(this.registry, () => src.sources());
     this.signals = new Counter({ name: 'nodesage_signals_total', help: 'Signals received per source.', labelNames: ['source'], registers });
     this.logLines = new Counter({ name: 'nodesage_log_lines_read_total', help: 'Log lines read per source.', labelNames: ['source'], registers });
-    // Sources count their own drops (rate limits, unparseable lines); follow those counters.
+    // Sources count their own drops (rate limits, unparseable lines: detail.drops); follow those counters.
     const seenDrops = new Map<string, number>();
     this.logLinesDropped = new Counter({
       name: 'nodesage_log_lines_dropped_total',
@@ -139,8 +141,7 @@ export class DaemonMetrics {
       registers,
       collect() {
         for (const s of src.sources()) {
-          const d = s.detail ?? {};
-          const dropped = ['droppedLines', 'unparseableLines', 'unparseable'].reduce((n, k) => n + (typeof d[k] === 'number' ? (d[k] as number) : 0), 0);
+          const dropped = typeof s.detail?.drops === 'number' ? s.detail.drops : 0;
           const prev = seenDrops.get(s.name) ?? 0;
           if (dropped > prev) this.inc({ source: s.name }, dropped - prev);
           seenDrops.set(s.name, Math.max(prev, dropped));

@@ -11,6 +11,9 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import si from 'systeminformation';
 import type { Collector, HostFilesystem, HostSnapshot, PsiReading, SignalSink, SourceStatus } from '../core/types.js';
+import { type Periodic, periodic } from '../core/runtime/backoff.js';
+import type { Clock } from '../core/runtime/clock.js';
+import { SourceHealth } from '../core/runtime/health.js';
 
 /** Options of the host collector. */
 export interface HostCollectorOptions {
@@ -24,6 +27,11 @@ export interface HostCollectorOptions {
   statfsTimeoutMs?: number;
   /** statfs(2). Defaults to fs.promises.statfs; tests pass one that never returns, as a hung mount does. */
   statfs?: (path: string) => Promise<StatsFs>;
+  /** No finished sample for this long makes the source stale. Defaults to max(3 × intervalMs, 30000). */
+  staleAfterMs?: number;
+  /** Clock of the sampling interval and staleness. Defaults to the system clock. */
+  clock?: Clock;
+  /** Logger. Defaults to none. */
   logger?: Logger;
 }
 
@@ -172,13 +180,10 @@ export class HostCollector implements Collector {
   private readonly networkMounts: readonly string[];
   private readonly probe: FilesystemProbe;
   private nvidiaSmi: boolean | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private signals = 0;
-  private lastSignalAt: string | null = null;
-  private lastError: string | null = null;
+  private readonly health: SourceHealth;
+  private readonly clock: Clock | undefined;
+  private task: Periodic | undefined;
   private hungMounts: string[] = [];
-  private failing = false;
-  private running = false;
   private stopped = false;
 
   constructor(opts: HostCollectorOptions = {}) {
@@ -187,6 +192,9 @@ export class HostCollector implements Collector {
     this.logger = opts.logger;
     this.networkMounts = opts.networkMounts ?? [];
     this.probe = new FilesystemProbe(opts.statfs ?? ((p) => statfsAsync(p)), opts.statfsTimeoutMs ?? 2000);
+    this.clock = opts.clock;
+    // A slow sample on a busy node is not an outage: stale means no data for a while.
+    this.health = new SourceHealth({ name: 'host', staleAfterMs: opts.staleAfterMs ?? Math.max(this.intervalMs * 3, 30_000), ...(opts.clock ? { clock: opts.clock } : {}) });
   }
 
   /** CPU busy percent since the previous sample, from the host's /proc/stat (undefined on the first). */
@@ -282,48 +290,33 @@ export class HostCollector implements Collector {
   }
 
   private async tick(sink: SignalSink): Promise<void> {
-    if (this.running || this.stopped) return;
-    this.running = true;
-    try {
-      const snapshot = await this.sample();
-      if (this.stopped) return;
-      sink([{ type: 'host', snapshot }]);
-      this.signals++;
-      this.lastSignalAt = snapshot.at;
-      this.failing = false;
-      this.lastError = this.hungMounts.length > 0 ? `not answering statfs: ${this.hungMounts.join(', ')}` : null;
-    } catch (err) {
-      this.failing = true;
-      this.lastError = (err as Error).message;
-      this.logger?.warn({ err }, 'host sample failed');
-    } finally {
-      this.running = false;
-    }
+    if (this.stopped) return;
+    // A failed sample is logged, reported and retried by periodic().
+    const snapshot = await this.sample();
+    if (this.stopped) return;
+    this.health.emit(sink, [{ type: 'host', snapshot }]);
+    this.health.note(this.hungMounts.length > 0 ? `not answering statfs: ${this.hungMounts.join(', ')}` : null);
   }
 
   async start(sink: SignalSink): Promise<void> {
     this.stopped = false;
-    await this.tick(sink);
-    this.timer = setInterval(() => void this.tick(sink), this.intervalMs);
-    this.timer.unref();
+    this.task = periodic(() => this.tick(sink), {
+      name: 'host',
+      intervalMs: this.intervalMs,
+      reader: this.health.main,
+      ...(this.clock ? { clock: this.clock } : {}),
+      ...(this.logger ? { logger: this.logger } : {}),
+    });
+    await this.task.runNow();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearInterval(this.timer);
-    this.timer = undefined;
+    await this.task?.stop();
+    this.task = undefined;
   }
 
   status(): SourceStatus {
-    // A slow sample on a busy node is not an outage: stale means no data for a while.
-    const staleAfter = Math.max(this.intervalMs * 3, 30_000);
-    const stale = this.lastSignalAt !== null && Date.now() - Date.parse(this.lastSignalAt) > staleAfter;
-    return {
-      name: 'host',
-      state: this.failing ? 'failing' : stale || this.lastSignalAt === null ? 'stale' : 'healthy',
-      signals: this.signals,
-      lastSignalAt: this.lastSignalAt,
-      lastError: this.lastError,
-    };
+    return this.health.status();
   }
 }

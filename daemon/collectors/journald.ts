@@ -8,11 +8,14 @@
  */
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import type { Collector, LogLine, Signal, SignalSink, SourceStatus, Timestamp } from '../core/types.js';
-import { Backoff, type BackoffOptions, type Periodic, type RestartLoop, type Timers, periodic, realTimers, restartLoop } from './backoff.js';
+import { Backoff, type BackoffOptions, type Periodic, type RestartLoop, periodic, restartLoop } from '../core/runtime/backoff.js';
+import { type Clock, after, isoAt, systemClock } from '../core/runtime/clock.js';
+import { type HealthReader, SourceHealth } from '../core/runtime/health.js';
 import { type CheckpointReader, noCheckpoints } from './checkpoints.js';
 import { type JournalRecord, journalToLogLine } from './parse.js';
 import { FileFollower, parseSyslogLine, syslogToLogLine } from './syslog.js';
@@ -103,10 +106,14 @@ export interface JournaldCollectorOptions {
   startSettleMs?: number;
   /** Milliseconds between reads of the syslog fallback. Defaults to 1000. */
   syslogPollIntervalMs?: number;
-  /** Clock in milliseconds. Defaults to Date.now. */
-  now?: () => number;
-  /** Timers. Defaults to the process timers. */
-  timers?: Timers;
+  /**
+   * No sign of life for this long makes the source stale: no record and no
+   * running (not stopped, not stuck in the kernel) journalctl, or no finished
+   * read of the syslog or embedded files. Defaults to 60000.
+   */
+  staleAfterMs?: number;
+  /** Clock of batching, restarts, polls and staleness. Defaults to the system clock. */
+  clock?: Clock;
 }
 
 /** Checkpoint key of an embedded log file's position. */
@@ -139,6 +146,23 @@ export function cursorTimeSeconds(cursor: string): number | undefined {
   return m ? Math.floor(Number.parseInt(m[1]!, 16) / 1e6) : undefined;
 }
 
+/**
+ * Whether a process is alive and making progress: not stopped (SIGSTOP,
+ * traced), not a zombie, and not in uninterruptible sleep (stuck on a hung
+ * disk). Where /proc cannot tell, a process that has not exited counts as alive.
+ */
+export async function processMakesProgress(pid: number): Promise<boolean> {
+  let stat: string;
+  try {
+    stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return true;
+  }
+  // The command name in parentheses may hold spaces and parentheses; the state follows the last ')'.
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return !'TtZXD'.includes(state) || state === '';
+}
+
 /** Raised when journalctl exits. */
 export class JournalctlExitError extends Error {
   readonly code = 'JOURNALCTL_EXITED';
@@ -168,8 +192,10 @@ export class JournaldCollector implements Collector {
   private readonly backoffOpts: BackoffOptions;
   private readonly startSettleMs: number;
   private readonly syslogPollIntervalMs: number;
-  private readonly now: () => number;
-  private readonly timers: Timers;
+  private readonly clock: Clock;
+  private readonly health: SourceHealth;
+  /** journalctl, or the syslog file that stands in for it. */
+  private readonly journal: HealthReader;
 
   private sink: SignalSink | undefined;
   private backend: 'journalctl' | 'syslog' | 'none' = 'none';
@@ -182,7 +208,7 @@ export class JournaldCollector implements Collector {
   private since: number | undefined;
   private batch: LogLine[] = [];
   private batchCursor: string | undefined;
-  private flushTimer: unknown;
+  private cancelFlush: (() => void) | undefined;
   private syslog: FileFollower | undefined;
   private syslogTask: Periodic | undefined;
   private readonly logFiles: readonly EmbeddedLogFile[];
@@ -190,13 +216,7 @@ export class JournaldCollector implements Collector {
   private embeddedTask: Periodic | undefined;
   private firstAttempt: (() => void) | undefined;
   private stopped = false;
-
-  private signals = 0;
-  private lastSignalAt: Timestamp | null = null;
-  private lastError: string | null = null;
-  private failing = false;
-  private disabled = false;
-  private counters = { records: 0, unparseable: 0, restarts: 0, gaps: 0 };
+  private counters = { records: 0, unparseable: 0 };
 
   constructor(opts: JournaldCollectorOptions = {}) {
     this.hostRoot = opts.hostRoot ?? '/';
@@ -213,8 +233,9 @@ export class JournaldCollector implements Collector {
     this.backoffOpts = opts.backoff ?? { initialMs: 1000, maxMs: 60_000, jitter: 0.2 };
     this.startSettleMs = opts.startSettleMs ?? 1000;
     this.syslogPollIntervalMs = opts.syslogPollIntervalMs ?? 1000;
-    this.now = opts.now ?? Date.now;
-    this.timers = opts.timers ?? realTimers;
+    this.clock = opts.clock ?? systemClock;
+    this.health = new SourceHealth({ name: 'journald', clock: this.clock, staleAfterMs: opts.staleAfterMs ?? 60_000 });
+    this.journal = this.health.reader('journal');
     if (this.hostRoot !== '/') {
       // Persistent journal first; a volatile-only host keeps it under /run.
       const persistent = join(this.hostRoot, 'var/log/journal');
@@ -236,23 +257,16 @@ export class JournaldCollector implements Collector {
     const first = new Promise<void>((resolve) => {
       this.firstAttempt = resolve;
     });
-    const settle = this.timers.setTimeout(() => this.settleFirst(), this.startSettleMs);
+    const cancelSettle = after(this.clock, this.startSettleMs, () => this.settleFirst());
     this.loop = restartLoop((signal) => this.runJournalctl(signal), {
       name: 'journalctl',
-      backoff: new Backoff({ ...this.backoffOpts, now: this.backoffOpts.now ?? this.now }),
-      timers: this.timers,
+      backoff: new Backoff({ clock: this.clock, ...this.backoffOpts }),
+      clock: this.clock,
+      reader: this.journal,
       logger: this.logger,
-      onExit: (err) => {
-        if (this.backend !== 'journalctl' || this.stopped) return;
-        this.counters.restarts++;
-        if (err) {
-          this.failing = true;
-          this.lastError = err.message;
-        }
-      },
     });
     await first;
-    this.timers.clearTimeout(settle);
+    cancelSettle();
   }
 
   async stop(): Promise<void> {
@@ -260,8 +274,6 @@ export class JournaldCollector implements Collector {
     this.settleFirst();
     await this.loop?.stop();
     this.loop = undefined;
-    if (this.flushTimer !== undefined) this.timers.clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
     this.flush();
     await this.syslogTask?.stop();
     this.syslogTask = undefined;
@@ -289,43 +301,40 @@ export class JournaldCollector implements Collector {
       name: 'embedded-logs',
       intervalMs: this.syslogPollIntervalMs,
       logger: this.logger,
-      timers: this.timers,
+      clock: this.clock,
+      reader: this.health.reader('embedded'),
     });
     await this.embeddedTask.runNow();
   }
 
   private async pollEmbedded(): Promise<void> {
     const out: Signal[] = [];
-    let logs = 0;
-    const nowMs = this.now();
+    const nowMs = this.clock.now();
     for (const { file, follower } of this.embedded) {
       if (this.stopped) return;
       const before = follower.checkpoint();
       const { lines, gaps } = await follower.poll();
-      for (const g of gaps) {
-        this.counters.gaps++;
-        out.push({ type: 'gap', at: new Date(nowMs).toISOString(), source: 'journald', detail: g });
-      }
+      for (const g of gaps) out.push({ type: 'gap', at: isoAt(nowMs), source: 'journald', detail: g });
       for (const text of lines) {
         if (text.length === 0) continue;
         this.counters.records++;
         out.push({ type: 'log', line: { source: 'journald', unit: file.unit, at: embeddedLineTime(text, nowMs), text } });
-        logs++;
       }
-      const after = follower.checkpoint();
-      if (after !== undefined && after !== before) out.push({ type: 'checkpoint', source: 'journald', key: embeddedKey(file), value: after });
+      const position = follower.checkpoint();
+      if (position !== undefined && position !== before) out.push({ type: 'checkpoint', source: 'journald', key: embeddedKey(file), value: position });
     }
-    this.deliver(out, logs);
+    // Files that do not exist (another distribution) are no source of this node; they are picked up when they appear.
+    const embedded = this.health.reader('embedded');
+    if (this.embedded.some((e) => e.follower.following)) embedded.enable();
+    else embedded.disable('no embedded component log file present');
+    this.deliver(out);
   }
 
   status(): SourceStatus {
-    let state: SourceStatus['state'] = 'healthy';
-    if (this.disabled) state = 'disabled';
-    else if (this.failing) state = 'failing';
     const detail: Record<string, string | number | boolean> = { backend: this.backend, ...this.counters };
     if (this.journalDir) detail.directory = this.journalDir;
     if (this.backend === 'journalctl') detail.running = this.child !== undefined;
-    return { name: 'journald', state, signals: this.signals, lastSignalAt: this.lastSignalAt, lastError: this.lastError, detail };
+    return this.health.status(detail);
   }
 
   /** Reads the syslog fallback now (after a read in progress); for tests. */
@@ -369,17 +378,15 @@ export class JournaldCollector implements Collector {
       let spawned = false;
       const onAbort = () => {
         child.kill('SIGTERM');
-        const t = this.timers.setTimeout(() => child.kill('SIGKILL'), 2000);
-        child.once('close', () => this.timers.clearTimeout(t));
+        const cancelKill = after(this.clock, 2000, () => child.kill('SIGKILL'));
+        child.once('close', cancelKill);
       };
       signal.addEventListener('abort', onAbort, { once: true });
-      let healthyTimer: unknown;
+      const alive = new AbortController();
       child.once('spawn', () => {
         spawned = true;
         // Running for a while without exiting counts as recovered; so does the first record.
-        healthyTimer = this.timers.setTimeout(() => {
-          if (this.child === child) this.failing = false;
-        }, this.startSettleMs);
+        void this.watchLiveness(child, alive.signal);
       });
       child.stdout.setEncoding('utf8');
       child.stdout.on('data', (chunk: string) => {
@@ -412,7 +419,7 @@ export class JournaldCollector implements Collector {
       });
       child.once('close', (code, sig) => {
         signal.removeEventListener('abort', onAbort);
-        if (healthyTimer !== undefined) this.timers.clearTimeout(healthyTimer);
+        alive.abort();
         if (carry) this.record(carry);
         carry = '';
         this.flush();
@@ -432,12 +439,10 @@ export class JournaldCollector implements Collector {
             this.since = cursorTimeSeconds(this.cursor);
             this.logger.warn({ cursor: this.cursor, since: this.since }, 'journal cursor unusable, resuming by time');
             // Records between the cursor and now may have been vacuumed, and some at that second come again: say so.
-            const at = this.since === undefined ? 'the last --lines records' : new Date(this.since * 1000).toISOString();
-            this.counters.gaps++;
-            this.deliver(
-              [{ type: 'gap', at: new Date(this.now()).toISOString(), source: 'journald', detail: `journal cursor not found (journal rotated, vacuumed or replaced); resumed from ${at}: records after the cursor that were removed are lost, records of that second may repeat` }],
-              1,
-            );
+            const at = this.since === undefined ? 'the last --lines records' : isoAt(this.since * 1000);
+            this.deliver([
+              { type: 'gap', at: isoAt(this.clock.now()), source: 'journald', detail: `journal cursor not found (journal rotated, vacuumed or replaced); resumed from ${at}: records after the cursor that were removed are lost, records of that second may repeat` },
+            ]);
             this.cursor = undefined;
             this.cursorFailures = 0;
           }
@@ -456,30 +461,51 @@ export class JournaldCollector implements Collector {
     try {
       r = JSON.parse(line) as JournalRecord;
     } catch {
-      this.counters.unparseable++;
+      this.unparseable();
       return;
     }
     this.counters.records++;
-    this.failing = false;
+    this.journal.ok();
     if (typeof r.__CURSOR === 'string') this.batchCursor = r.__CURSOR;
     const l = journalToLogLine(r);
     if (l) this.batch.push(l);
-    else this.counters.unparseable++;
+    else this.unparseable();
+  }
+
+  private unparseable(): void {
+    this.counters.unparseable++;
+    this.health.drop();
+  }
+
+  /**
+   * journalctl --follow prints nothing while the journal is quiet, so its
+   * life is checked instead: after startSettleMs and then three times per
+   * staleAfterMs, a journalctl that runs and is not stopped or stuck counts
+   * as live. One that stays stopped or stuck makes the source stale.
+   */
+  private async watchLiveness(child: ChildProcessByStdio<null, Readable, Readable>, signal: AbortSignal): Promise<void> {
+    let wait = this.startSettleMs;
+    while (!signal.aborted) {
+      await this.clock.sleep(wait, signal);
+      if (signal.aborted || this.child !== child || child.pid === undefined) return;
+      if (await processMakesProgress(child.pid)) {
+        if (!signal.aborted) this.journal.ok();
+      }
+      wait = Math.max(1000, Math.floor(this.health.staleAfterMs / 3));
+    }
   }
 
   private scheduleFlush(): void {
-    if (this.flushTimer !== undefined) return;
-    this.flushTimer = this.timers.setTimeout(() => {
-      this.flushTimer = undefined;
+    if (this.cancelFlush !== undefined) return;
+    this.cancelFlush = after(this.clock, this.flushIntervalMs, () => {
+      this.cancelFlush = undefined;
       this.flush();
-    }, this.flushIntervalMs);
+    });
   }
 
   private flush(): void {
-    if (this.flushTimer !== undefined) {
-      this.timers.clearTimeout(this.flushTimer);
-      this.flushTimer = undefined;
-    }
+    this.cancelFlush?.();
+    this.cancelFlush = undefined;
     const lines = this.batch;
     const cursor = this.batchCursor;
     this.batch = [];
@@ -491,17 +517,13 @@ export class JournaldCollector implements Collector {
       this.since = undefined;
       out.push({ type: 'checkpoint', source: 'journald', key: JOURNAL_CURSOR_KEY, value: cursor });
     }
-    this.deliver(out, lines.length);
+    this.deliver(out);
     // start() waits for the first batch (or exit, or startSettleMs).
     this.settleFirst();
   }
 
-  private deliver(out: Signal[], logs: number): void {
-    if (logs > 0) {
-      this.signals += logs;
-      this.lastSignalAt = new Date(this.now()).toISOString();
-    }
-    if (out.length > 0 && this.sink && !this.stopped) this.sink(out);
+  private deliver(out: Signal[]): void {
+    if (!this.stopped) this.health.emit(this.sink, out);
   }
 
   private async startSyslog(reason: string): Promise<void> {
@@ -509,27 +531,16 @@ export class JournaldCollector implements Collector {
     const path = candidates.find((p) => existsSync(p));
     if (!path) {
       this.backend = 'none';
-      this.disabled = true;
-      this.lastError = `${reason}, and no ${candidates.join(' or ')}`;
+      this.journal.disable(`${reason}, and no ${candidates.join(' or ')}`);
       this.logger.warn({ reason }, 'journald source disabled');
       return;
     }
     this.backend = 'syslog';
-    this.lastError = reason;
+    this.health.note(reason);
     this.logger.info({ reason, path }, 'reading syslog instead of the journal');
     this.syslog = new FileFollower(path);
     this.syslog.restore(this.checkpoints.get('journald', SYSLOG_POSITION_KEY));
-    const opts: Parameters<typeof periodic>[1] = {
-      name: 'syslog',
-      intervalMs: this.syslogPollIntervalMs,
-      logger: this.logger,
-      onRun: (err) => {
-        this.failing = err !== null;
-        this.lastError = err ? err.message : reason;
-      },
-      timers: this.timers,
-    };
-    this.syslogTask = periodic(() => this.pollSyslog(), opts);
+    this.syslogTask = periodic(() => this.pollSyslog(), { name: 'syslog', intervalMs: this.syslogPollIntervalMs, logger: this.logger, clock: this.clock, reader: this.journal });
     await this.syslogTask.runNow();
   }
 
@@ -539,26 +550,20 @@ export class JournaldCollector implements Collector {
     const before = f.checkpoint();
     const { lines, gaps } = await f.poll();
     const out: Signal[] = [];
-    const at = new Date(this.now()).toISOString();
-    for (const g of gaps) {
-      this.counters.gaps++;
-      out.push({ type: 'gap', at, source: 'journald', detail: g });
-    }
-    let logs = 0;
+    const nowMs = this.clock.now();
+    for (const g of gaps) out.push({ type: 'gap', at: isoAt(nowMs), source: 'journald', detail: g });
     for (const raw of lines) {
-      const s = parseSyslogLine(raw, this.now());
+      const s = parseSyslogLine(raw, nowMs);
       if (!s) {
-        this.counters.unparseable++;
+        this.unparseable();
         continue;
       }
       this.counters.records++;
       const l = syslogToLogLine(s, this.unitSet, this.kernel);
-      if (!l) continue;
-      out.push({ type: 'log', line: l });
-      logs++;
+      if (l) out.push({ type: 'log', line: l });
     }
-    const after = f.checkpoint();
-    if (after !== undefined && after !== before) out.push({ type: 'checkpoint', source: 'journald', key: SYSLOG_POSITION_KEY, value: after });
-    this.deliver(out, logs + gaps.length);
+    const position = f.checkpoint();
+    if (position !== undefined && position !== before) out.push({ type: 'checkpoint', source: 'journald', key: SYSLOG_POSITION_KEY, value: position });
+    this.deliver(out);
   }
 }

@@ -13,8 +13,10 @@ import { constants } from 'node:fs';
 import { type FileHandle, open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import type { Collector, Signal, SignalSink, SourceStatus, Timestamp } from '../core/types.js';
-import { type Periodic, type Timers, periodic } from './backoff.js';
+import type { Collector, Signal, SignalSink, SourceStatus } from '../core/types.js';
+import { type Periodic, periodic } from '../core/runtime/backoff.js';
+import { type Clock, isoAt, systemClock } from '../core/runtime/clock.js';
+import { SourceHealth } from '../core/runtime/health.js';
 import { type CheckpointReader, noCheckpoints, readJsonCheckpoint } from './checkpoints.js';
 import { type KmsgRecord, kmsgToLogLines, parseKmsgRecord } from './parse.js';
 import { errCode } from './errno.js';
@@ -51,10 +53,8 @@ export interface KmsgCollectorOptions {
   staleAfterMs?: number;
   /** Opens the character device. Defaults to a non-blocking open of the path. */
   openDevice?: (path: string) => Promise<KmsgDevice>;
-  /** Clock in milliseconds. Defaults to Date.now. */
-  now?: () => number;
-  /** Timers. Defaults to the process timers. */
-  timers?: Timers;
+  /** Clock of polls, record times and staleness. Defaults to the system clock. */
+  clock?: Clock;
 }
 
 /** Raised when the kmsg path exists but cannot be opened (no CAP_SYSLOG, dmesg_restrict, not a device or file). */
@@ -111,10 +111,9 @@ export class KmsgCollector implements Collector {
   private readonly logger: Logger;
   private readonly pollIntervalMs: number;
   private readonly maxRecordsPerPoll: number;
-  private readonly staleAfterMs: number;
   private readonly openDevice: (path: string) => Promise<KmsgDevice>;
-  private readonly now: () => number;
-  private readonly timers: Timers | undefined;
+  private readonly clock: Clock;
+  private readonly health: SourceHealth;
 
   private sink: SignalSink | undefined;
   private task: Periodic | undefined;
@@ -131,14 +130,7 @@ export class KmsgCollector implements Collector {
   private overrun = false;
   private readonly recordBuf = Buffer.alloc(8192);
   private stopped = false;
-
-  private signals = 0;
-  private lastSignalAt: Timestamp | null = null;
-  private lastError: string | null = null;
-  private state: 'ok' | 'failing' | 'disabled' = 'ok';
-  private lastOkAt: number | null = null;
-  private startedAt = 0;
-  private counters = { records: 0, gaps: 0, lostRecords: 0, unparseable: 0, reopens: 0 };
+  private counters = { records: 0, lostRecords: 0, unparseable: 0, reopens: 0 };
 
   constructor(opts: KmsgCollectorOptions = {}) {
     this.hostRoot = opts.hostRoot ?? '/';
@@ -147,38 +139,26 @@ export class KmsgCollector implements Collector {
     this.logger = opts.logger ?? pino({ level: 'silent' });
     this.pollIntervalMs = opts.pollIntervalMs ?? 1000;
     this.maxRecordsPerPoll = opts.maxRecordsPerPoll ?? 10_000;
-    this.staleAfterMs = opts.staleAfterMs ?? Math.max(30_000, 5 * this.pollIntervalMs);
     this.openDevice = opts.openDevice ?? openKmsgDevice;
-    this.now = opts.now ?? Date.now;
-    this.timers = opts.timers;
+    this.clock = opts.clock ?? systemClock;
+    this.health = new SourceHealth({ name: 'kmsg', clock: this.clock, staleAfterMs: opts.staleAfterMs ?? Math.max(30_000, 5 * this.pollIntervalMs) });
+  }
+
+  private now(): number {
+    return this.clock.now();
   }
 
   async start(sink: SignalSink): Promise<void> {
     this.sink = sink;
     this.stopped = false;
-    this.startedAt = this.now();
     this.boot = await readBootId(this.hostRoot);
-    this.bootTimeMs = await readBootTimeMs(this.hostRoot, this.now);
+    this.bootTimeMs = await readBootTimeMs(this.hostRoot, () => this.now());
     const stored = readJsonCheckpoint<KmsgPosition>(this.checkpoints.get('kmsg', KMSG_CHECKPOINT_KEY));
     if (stored && stored.boot === this.boot && typeof stored.seq === 'number') {
       this.lastSeq = stored.seq;
       this.seqKnown = true;
     }
-    const opts: Parameters<typeof periodic>[1] = {
-      name: 'kmsg',
-      intervalMs: this.pollIntervalMs,
-      logger: this.logger,
-      onRun: (err) => {
-        if (err) {
-          this.lastError = err.message;
-          if (this.state === 'ok') this.state = 'failing';
-        } else {
-          this.lastOkAt = this.now();
-        }
-      },
-    };
-    if (this.timers) opts.timers = this.timers;
-    this.task = periodic(() => this.poll(), opts);
+    this.task = periodic(() => this.poll(), { name: 'kmsg', intervalMs: this.pollIntervalMs, logger: this.logger, clock: this.clock, reader: this.health.main });
     await this.task.runNow();
   }
 
@@ -196,13 +176,9 @@ export class KmsgCollector implements Collector {
   }
 
   status(): SourceStatus {
-    let state: SourceStatus['state'] = 'healthy';
-    if (this.state === 'disabled') state = 'disabled';
-    else if (this.state === 'failing') state = 'failing';
-    else if (this.task && this.now() - (this.lastOkAt ?? this.startedAt) > this.staleAfterMs) state = 'stale';
     const detail: Record<string, string | number | boolean> = { mode: this.mode, boot: this.boot, lastSeq: this.lastSeq, ...this.counters };
     if (this.bootTimeMs === undefined) detail.bootTime = 'unknown';
-    return { name: 'kmsg', state, signals: this.signals, lastSignalAt: this.lastSignalAt, lastError: this.lastError, detail };
+    return this.health.status(detail);
   }
 
   private async closeSource(): Promise<void> {
@@ -222,8 +198,7 @@ export class KmsgCollector implements Collector {
       st = await stat(this.path);
     } catch (err) {
       if (errCode(err) === 'ENOENT') {
-        this.state = 'disabled';
-        this.lastError = `${this.path} not found`;
+        this.health.main.disable(`${this.path} not found`);
         this.mode = 'none';
         return false;
       }
@@ -240,6 +215,7 @@ export class KmsgCollector implements Collector {
     } else {
       throw new KmsgOpenError(`${this.path} is neither the kmsg device nor a file of records`);
     }
+    this.health.main.enable();
     this.counters.reopens++;
     return true;
   }
@@ -253,11 +229,9 @@ export class KmsgCollector implements Collector {
       if (code === 'EPERM' || code === 'EACCES') {
         // Container runtimes refuse /dev/kmsg to unprivileged pods whatever their capabilities:
         // not a fault to page anyone about. Kernel lines still come through journald.
-        this.state = 'disabled';
-        this.lastError = `cannot open ${this.path}: ${code} (unprivileged container or dmesg_restrict); kernel messages come from journald (_TRANSPORT=kernel) instead`;
+        this.health.main.disable(`cannot open ${this.path}: ${code} (unprivileged container or dmesg_restrict); kernel messages come from journald (_TRANSPORT=kernel) instead`);
         return;
       }
-      this.state = 'failing';
       throw new KmsgOpenError(`cannot open ${this.path}: ${(err as Error).message}`);
     }
     const out: Signal[] = [];
@@ -268,11 +242,8 @@ export class KmsgCollector implements Collector {
     } catch (err) {
       await this.closeSource();
       this.emit(out, before);
-      this.state = 'failing';
       throw err;
     }
-    this.state = 'ok';
-    this.lastError = null;
     this.emit(out, before);
   }
 
@@ -281,14 +252,7 @@ export class KmsgCollector implements Collector {
       const value: KmsgPosition = { boot: this.boot, seq: this.lastSeq };
       out.push({ type: 'checkpoint', source: 'kmsg', key: KMSG_CHECKPOINT_KEY, value: JSON.stringify(value) });
     }
-    if (out.length === 0 || !this.sink || this.stopped) return;
-    let logs = 0;
-    for (const s of out) if (s.type === 'log' || s.type === 'gap') logs++;
-    if (logs > 0) {
-      this.signals += logs;
-      this.lastSignalAt = new Date(this.now()).toISOString();
-    }
-    this.sink(out);
+    if (!this.stopped) this.health.emit(this.sink, out);
   }
 
   private async readDevice(out: Signal[]): Promise<void> {
@@ -354,6 +318,7 @@ export class KmsgCollector implements Collector {
     const rec = parseKmsgRecord(text);
     if (!rec) {
       this.counters.unparseable++;
+      this.health.drop();
       return;
     }
     if (this.seqKnown && rec.seq <= this.lastSeq) return;
@@ -371,9 +336,8 @@ export class KmsgCollector implements Collector {
     const to = rec.seq - 1;
     const lost = to - from + 1;
     const why = this.overrun ? 'overwritten in the kernel ring buffer before they were read (EPIPE)' : 'no longer in the kernel ring buffer when reading resumed';
-    this.counters.gaps++;
     this.counters.lostRecords += lost;
-    out.push({ type: 'gap', at: new Date(this.now()).toISOString(), source: 'kmsg', detail: `kmsg records ${from}..${to} (${lost}) ${why}` });
+    out.push({ type: 'gap', at: isoAt(this.now()), source: 'kmsg', detail: `kmsg records ${from}..${to} (${lost}) ${why}` });
     this.logger.warn({ from, to, lost }, 'kernel log records lost');
   }
 }

@@ -23,8 +23,9 @@ import { type Logger, pino } from 'pino';
 import type { KubeEvent, KubeNode, KubePod } from '../core/kube.js';
 import { eventLastTime } from '../core/kube.js';
 import type { Collector, Signal, SignalSink, SourceStatus, Timestamp } from '../core/types.js';
-import type { BackoffOptions } from './backoff.js';
-import { type Clock, isoAt, systemClock } from './kube/clock.js';
+import type { BackoffOptions } from '../core/runtime/backoff.js';
+import { type Clock, isoAt, systemClock } from '../core/runtime/clock.js';
+import { SourceHealth } from '../core/runtime/health.js';
 import {
   CredentialFileError,
   type DescribedFailure,
@@ -58,6 +59,8 @@ export interface KubeApiCollectorOptions {
   backoff?: BackoffOptions;
   /** Time source for retry waits and signal times. Defaults to the system clock. */
   clock?: Clock;
+  /** A collection not watched (stream closed, not reopened) for this long makes the source stale. Defaults to 60000. */
+  staleAfterMs?: number;
   /** Quiet time before the full pod list is emitted after a change. Defaults to 200. */
   podsDebounceMs?: number;
   /** Limit for one list request. Defaults to 30000. */
@@ -149,9 +152,9 @@ export class KubeApiCollector implements Collector {
   readonly #o: KubeApiCollectorOptions;
   readonly #clock: Clock;
   readonly #log: Logger;
+  readonly #health: SourceHealth;
   #transport: KubeTransport | undefined;
   #gate: ReachabilityGate | undefined;
-  #configError: DescribedFailure | null = null;
   #sink: SignalSink | undefined;
   #running = false;
   #pods = new Map<string, KubePod>();
@@ -161,8 +164,6 @@ export class KubeApiCollector implements Collector {
   #core: Reflector[] = [];
   #eventNs = new Map<string, Reflector>();
   #skippedNamespaces = 0;
-  #signals = 0;
-  #lastSignalAt: Timestamp | null = null;
   #eventsEmitted = 0;
   #gapNames = new Set<string>();
   #gapSince = Number.POSITIVE_INFINITY;
@@ -173,6 +174,7 @@ export class KubeApiCollector implements Collector {
     this.#o = opts;
     this.#clock = opts.clock ?? systemClock;
     this.#log = opts.logger ?? pino({ name: 'kube-api' });
+    this.#health = new SourceHealth({ name: 'kube-api', clock: this.#clock, staleAfterMs: opts.staleAfterMs ?? 60_000 });
     this.#filter = new EventFilter({ maxTracked: opts.maxTrackedEvents });
   }
 
@@ -181,13 +183,15 @@ export class KubeApiCollector implements Collector {
     if (this.#running) return;
     this.#running = true;
     this.#sink = sink;
-    this.#configError = null;
+    const config = this.#health.reader('config');
     try {
       this.#transport = new KubeTransport(loadKubeConfig(this.#o), { requestTimeoutMs: this.#o.requestTimeoutMs });
+      this.#health.removeReader('config');
     } catch (err) {
       // Bad credentials or config: nothing to retry until someone fixes it; status says why.
-      this.#configError = describeApiFailure(err, '', 'config');
-      this.#log.error({ err: this.#configError.message }, 'kube-api source cannot start');
+      const failure = describeApiFailure(err, '', 'config');
+      config.fail(failure.message);
+      this.#log.error({ err: failure.message }, 'kube-api source cannot start');
       return;
     }
     this.#gate = new ReachabilityGate(this.#clock, { initialMs: 1000, maxMs: 30_000, jitter: 0.2, random: this.#o.random, ...this.#o.backoff });
@@ -243,24 +247,6 @@ export class KubeApiCollector implements Collector {
   /** Health: healthy while every watch is in sync, stale while any retries, failing on errors that need a fix. */
   status(): SourceStatus {
     const stats = [...this.#core, ...this.#eventNs.values()].map((r) => r.stats());
-    let state: SourceStatus['state'] = 'healthy';
-    let lastError: string | null = null;
-    if (this.#configError) {
-      state = 'failing';
-      lastError = this.#configError.message;
-    } else if (!this.#running) {
-      state = 'stale';
-    } else {
-      const broken = stats.filter((s) => s.consecutiveFailures > 0 || !s.synced);
-      const permanent = broken.find((s) => s.lastError?.permanent && s.consecutiveFailures > 0);
-      if (permanent) {
-        state = 'failing';
-        lastError = permanent.lastError?.message ?? null;
-      } else if (broken.length > 0) {
-        state = 'stale';
-        lastError = broken.find((s) => s.lastError)?.lastError?.message ?? null;
-      }
-    }
     const sum = (k: 'lists' | 'watches' | 'relists' | 'failures') => stats.reduce((n, s) => n + s[k], 0);
     const failingSince = stats.map((s) => s.failingSince).filter((t): t is number => t !== null);
     const detail: Record<string, string | number | boolean> = {
@@ -278,7 +264,7 @@ export class KubeApiCollector implements Collector {
       unmatchedEventsDropped: this.#filter.dropped,
     };
     if (failingSince.length > 0) detail.failingSince = isoAt(Math.min(...failingSince));
-    return { name: this.name, state, signals: this.#signals, lastSignalAt: this.#lastSignalAt, lastError, detail };
+    return this.#health.status(detail);
   }
 
   #now(): Timestamp {
@@ -329,15 +315,14 @@ export class KubeApiCollector implements Collector {
       pageSize: this.#o.pageSize,
       watchTimeoutSeconds: this.#o.watchTimeoutSeconds,
       random: this.#o.random,
+      reader: this.#health.reader(name),
     });
   }
 
   #emit(signals: Signal[]): void {
-    if (!this.#running || signals.length === 0 || !this.#sink) return;
-    this.#signals += signals.length;
-    this.#lastSignalAt = this.#now();
+    if (!this.#running) return;
     try {
-      this.#sink(signals);
+      this.#health.emit(this.#sink, signals);
     } catch (err) {
       this.#log.error({ err }, 'signal sink threw');
     }
@@ -381,6 +366,7 @@ export class KubeApiCollector implements Collector {
     for (const [ns, r] of this.#eventNs) {
       if (!keep.has(ns)) {
         this.#eventNs.delete(ns);
+        this.#health.removeReader(r.name);
         void r.stop();
       }
     }

@@ -21,9 +21,10 @@ import { readFile, stat } from 'node:fs/promises';
 import https from 'node:https';
 import { type Logger, pino } from 'pino';
 import type { KubePod, StatsSummary } from '../core/kube.js';
-import type { Collector, Signal, SignalSink, SourceStatus, Timestamp } from '../core/types.js';
-import { Backoff, type BackoffOptions } from './backoff.js';
-import { type Clock, isoAt, systemClock } from './kube/clock.js';
+import type { Collector, Signal, SignalSink, SourceStatus } from '../core/types.js';
+import { Backoff, type BackoffOptions } from '../core/runtime/backoff.js';
+import { type Clock, isoAt, systemClock } from '../core/runtime/clock.js';
+import { SourceHealth } from '../core/runtime/health.js';
 import {
   CredentialFileError,
   type DescribedFailure,
@@ -70,6 +71,8 @@ export interface KubeletCollectorOptions {
   backoff?: BackoffOptions;
   /** Largest response accepted, bytes. Defaults to 64 MiB. */
   maxBodyBytes?: number;
+  /** No answered poll for this long makes the source stale. Defaults to max(3 × intervalMs, 60000). */
+  staleAfterMs?: number;
   /** Time source for waits and signal times. Defaults to the system clock. */
   clock?: Clock;
   /** Logger. Defaults to a pino logger named `kubelet`. */
@@ -148,6 +151,7 @@ export class KubeletCollector implements Collector {
   readonly #clock: Clock;
   readonly #log: Logger;
   readonly #backoff: Backoff;
+  readonly #health: SourceHealth;
   #abort = new AbortController();
   #loop: Promise<void> | undefined;
   #sink: SignalSink | undefined;
@@ -158,8 +162,6 @@ export class KubeletCollector implements Collector {
   /** What authenticates the requests: the token file, or the fallback's source. */
   #authSource = '';
   #agent: https.Agent | undefined;
-  #signals = 0;
-  #lastSignalAt: Timestamp | null = null;
   #errors = new Map<Endpoint | 'credentials', DescribedFailure>();
   #polls = 0;
   #failedPolls = 0;
@@ -169,7 +171,6 @@ export class KubeletCollector implements Collector {
   /** Clock time before which /healthz is not asked again after a 403. */
   #healthzForbiddenUntil = 0;
   #healthzForbiddenLogged = false;
-  #everSucceeded = false;
 
   constructor(opts: KubeletCollectorOptions) {
     let url: URL;
@@ -190,7 +191,8 @@ export class KubeletCollector implements Collector {
     this.#maxBody = opts.maxBodyBytes ?? 64 * 1024 * 1024;
     this.#clock = opts.clock ?? systemClock;
     this.#log = opts.logger ?? pino({ name: 'kubelet' });
-    this.#backoff = new Backoff({ initialMs: 1000, maxMs: 120_000, jitter: 0.2, ...opts.backoff });
+    this.#backoff = new Backoff({ initialMs: 1000, maxMs: 120_000, jitter: 0.2, clock: this.#clock, ...opts.backoff });
+    this.#health = new SourceHealth({ name: 'kubelet', clock: this.#clock, staleAfterMs: opts.staleAfterMs ?? Math.max(3 * this.#interval, 60_000) });
   }
 
   /** Polls once, then keeps polling in the background. */
@@ -217,11 +219,6 @@ export class KubeletCollector implements Collector {
 
   /** healthy after a clean poll, stale while transient errors last, failing on errors that need a fix (RBAC, token, CA). */
   status(): SourceStatus {
-    const errors = [...this.#errors.values()];
-    const permanent = errors.find((e) => e.permanent);
-    let state: SourceStatus['state'] = 'healthy';
-    if (permanent) state = 'failing';
-    else if (errors.length > 0 || !this.#everSucceeded) state = 'stale';
     const detail: Record<string, string | number | boolean> = {
       url: this.#url.origin,
       polls: this.#polls,
@@ -234,14 +231,7 @@ export class KubeletCollector implements Collector {
     if (this.#authSource !== '') detail.credentials = this.#authSource;
     if (this.#healthzForbiddenUntil > 0) detail.healthz = `forbidden: needs RBAC get on nodes/healthz`;
     else if (this.#lastHealthz !== null) detail.healthz = oneLine(this.#lastHealthz, 120);
-    return {
-      name: this.name,
-      state,
-      signals: this.#signals,
-      lastSignalAt: this.#lastSignalAt,
-      lastError: (permanent ?? errors[0])?.message ?? null,
-      detail,
-    };
+    return this.#health.status(detail);
   }
 
   async #run(lastOk: boolean): Promise<void> {
@@ -250,6 +240,7 @@ export class KubeletCollector implements Collector {
     while (!signal.aborted) {
       await this.#clock.sleep(ok ? this.#interval : this.#backoff.next(), signal);
       if (signal.aborted) break;
+      if (!ok) this.#health.main.restarted();
       ok = await this.#pollOnce();
     }
   }
@@ -318,12 +309,16 @@ export class KubeletCollector implements Collector {
   #roundDone(errors: Map<Endpoint | 'credentials', DescribedFailure>): boolean {
     this.#errors = errors;
     const ok = errors.size === 0;
+    if (this.#abort.signal.aborted) return ok;
     if (ok) {
       if (this.#consecutiveFailures > 0) this.#log.info({ failedPolls: this.#consecutiveFailures }, 'kubelet answers again');
       this.#consecutiveFailures = 0;
-      this.#everSucceeded = true;
-      this.#backoff.reset();
+      this.#health.main.ok();
+      this.#backoff.succeeded();
     } else {
+      const all = [...errors.values()];
+      const worst = all.find((e) => e.permanent) ?? all[0]!;
+      this.#health.main.fail(worst.message, { transient: !worst.permanent });
       this.#failedPolls++;
       this.#consecutiveFailures++;
       const n = this.#consecutiveFailures;
@@ -335,11 +330,9 @@ export class KubeletCollector implements Collector {
   }
 
   #emit(signals: Signal[]): void {
-    if (this.#abort.signal.aborted || !this.#sink) return;
-    this.#signals += signals.length;
-    this.#lastSignalAt = isoAt(this.#clock.now());
+    if (this.#abort.signal.aborted) return;
     try {
-      this.#sink(signals);
+      this.#health.emit(this.#sink, signals);
     } catch (err) {
       this.#log.error({ err }, 'signal sink threw');
     }

@@ -120,6 +120,11 @@ export class FileFollower {
     }
   }
 
+  /** True while a file is open at the path (it existed at the last poll). */
+  get following(): boolean {
+    return this.cur !== undefined;
+  }
+
   /** The checkpoint value of the position reached. */
   checkpoint(): string | undefined {
     const f = this.old ?? this.cur;

@@ -9,8 +9,8 @@
  */
 import type { Logger } from 'pino';
 import type { TrackedFinding } from '../tracker/tracker.js';
-import { Backoff } from '../collectors/backoff.js';
-import type { Clock } from '../collectors/kube/clock.js';
+import { Backoff } from '../core/runtime/backoff.js';
+import type { Clock } from '../core/runtime/clock.js';
 import { Rerun } from './schedule.js';
 
 /** One node condition nodesage owns. */

@@ -5,8 +5,8 @@
  * queued (bounded) while the API server is away; never blocks detection.
  */
 import type { Logger } from 'pino';
-import { Backoff } from '../collectors/backoff.js';
-import type { Clock } from '../collectors/kube/clock.js';
+import { Backoff } from '../core/runtime/backoff.js';
+import type { Clock } from '../core/runtime/clock.js';
 import { Rerun } from './schedule.js';
 import type { TrackedFinding } from '../tracker/tracker.js';
 

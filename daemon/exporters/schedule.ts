@@ -2,7 +2,7 @@
  * The exporters' one pending timer (next flush, retry or heartbeat), on an
  * injectable clock so tests can let hours of an API-server outage pass.
  */
-import type { Clock } from '../collectors/kube/clock.js';
+import type { Clock } from '../core/runtime/clock.js';
 
 /** Runs a callback after a delay; setting it again replaces the pending run. */
 export class Rerun {

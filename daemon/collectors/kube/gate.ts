@@ -10,8 +10,8 @@
  * shared backoff; the others wait for the prober's verdict and all resume the
  * moment any request gets an HTTP answer again.
  */
-import { Backoff, type BackoffOptions } from '../backoff.js';
-import type { Clock } from './clock.js';
+import { Backoff, type BackoffOptions } from '../../core/runtime/backoff.js';
+import type { Clock } from '../../core/runtime/clock.js';
 
 /** Shared backoff for "the server did not answer at all" failures. */
 export class ReachabilityGate {
@@ -24,7 +24,7 @@ export class ReachabilityGate {
 
   constructor(clock: Clock, backoff: BackoffOptions) {
     this.#clock = clock;
-    this.#backoff = new Backoff(backoff);
+    this.#backoff = new Backoff({ clock, ...backoff });
   }
 
   /** Loops waiting for the prober right now. */

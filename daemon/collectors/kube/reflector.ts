@@ -10,8 +10,9 @@
  * compacted away) leads to an immediate relist so no change is lost.
  */
 import type { Logger } from 'pino';
-import { Backoff, type BackoffOptions } from '../backoff.js';
-import type { Clock } from './clock.js';
+import { Backoff, type BackoffOptions } from '../../core/runtime/backoff.js';
+import type { Clock } from '../../core/runtime/clock.js';
+import type { HealthReader } from '../../core/runtime/health.js';
 import type { ReachabilityGate } from './gate.js';
 import { type DescribedFailure, HttpStatusError, ResourceExpiredError } from './errors.js';
 import type { KubeTransport } from './transport.js';
@@ -57,6 +58,8 @@ export interface ReflectorOptions {
   watchTimeoutSeconds?: number;
   /** Random source for the watch timeout. Defaults to Math.random. */
   random?: () => number;
+  /** Reader of the source's health this reflector reports to: up while watching, failures, restarts. Defaults to none. */
+  reader?: HealthReader;
 }
 
 /** Counters and state of one reflector, for status. */
@@ -99,7 +102,7 @@ export class Reflector {
   constructor(opts: ReflectorOptions) {
     this.name = opts.name;
     this.#o = opts;
-    this.#backoff = new Backoff({ initialMs: 1000, maxMs: 30_000, jitter: 0.2, ...opts.backoff });
+    this.#backoff = new Backoff({ initialMs: 1000, maxMs: 30_000, jitter: 0.2, clock: opts.clock, ...opts.backoff });
     this.#firstAttempt = new Promise((r) => {
       this.#firstAttemptDone = r;
     });
@@ -133,6 +136,7 @@ export class Reflector {
     this.#stats.phase = 'stopped';
     this.#firstAttemptDone();
     await this.#loop;
+    this.#o.reader?.down();
   }
 
   /** A copy of the counters. */
@@ -159,6 +163,7 @@ export class Reflector {
           // A clean close right after opening, again and again, would be a busy loop.
           this.#fail(new Error('the API server closed the watch immediately'));
           await this.#o.clock.sleep(this.#backoff.next(), signal);
+          if (!signal.aborted) this.#o.reader?.restarted();
         }
       } catch (err) {
         if (signal.aborted) break;
@@ -169,6 +174,7 @@ export class Reflector {
         this.#stats.phase = 'waiting';
         if (this.#o.gate && !(err instanceof HttpStatusError)) await this.#o.gate.unreachable(signal);
         else await this.#o.clock.sleep(this.#backoff.next(), signal);
+        if (!signal.aborted) this.#o.reader?.restarted();
       }
     }
     this.#stats.phase = 'stopped';
@@ -197,6 +203,7 @@ export class Reflector {
     this.#stats.consecutiveFailures++;
     this.#stats.lastError = described;
     this.#stats.failingSince ??= this.#o.clock.now();
+    this.#o.reader?.fail(described.message, { transient: !described.permanent });
     // Log the first failure of a run and then sparingly: an outage of hours must not flood the log.
     const n = this.#stats.consecutiveFailures;
     if (first || (n & (n - 1)) === 0) {
@@ -218,11 +225,12 @@ export class Reflector {
     this.#stats.consecutiveFailures = 0;
     this.#stats.failingSince = null;
     this.#stats.connected = true;
+    this.#o.reader?.up();
   }
 
   #recovered(): void {
     this.#expiredInRow = 0;
-    this.#backoff.reset();
+    this.#backoff.succeeded();
   }
 
   async #list(signal: AbortSignal): Promise<void> {
@@ -246,6 +254,7 @@ export class Reflector {
     const since = this.#lastContactMs;
     this.#stats.lists++;
     this.#stats.synced = true;
+    this.#o.reader?.ok();
     this.#rv = rv;
     this.#lastContactMs = o.clock.now();
     o.handler.sync(items);
@@ -296,6 +305,7 @@ export class Reflector {
       inactivityMs: (timeoutSeconds + 30) * 1000,
     });
     this.#stats.connected = false;
+    this.#o.reader?.down();
     if (signal.aborted) return 'aborted';
     if (failure) throw failure;
     if (expired) return 'expired';

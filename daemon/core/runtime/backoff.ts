@@ -1,9 +1,12 @@
 /**
- * Bounded exponential backoff with jitter, and a supervisor that reruns a
- * failing long-running task (a child process, a watch) with that backoff.
- * Clock and timers are injectable so tests can drive them without sleeping.
+ * Bounded exponential backoff with jitter, and the two shapes every source
+ * runs in: a supervisor that reruns a long-running task (a child process, a
+ * stream) and a poller. Both wait on a Clock and report to a HealthReader, so
+ * restarts and failures are counted the same way for every source.
  */
 import type { Logger } from 'pino';
+import { type Clock, systemClock } from './clock.js';
+import type { HealthReader } from './health.js';
 
 /** Options of {@link Backoff}. */
 export interface BackoffOptions {
@@ -21,8 +24,14 @@ export interface BackoffOptions {
   jitter?: number;
   /** Random source in [0, 1). Defaults to Math.random. */
   random?: () => number;
-  /** Clock in milliseconds. Defaults to Date.now. */
-  now?: () => number;
+  /**
+   * Milliseconds of success (from the first success after a failure to the
+   * next failure) after which past failures are forgotten: a source that
+   * flaps keeps its long delays. Defaults to 60000.
+   */
+  resetAfterMs?: number;
+  /** Clock that healthy periods are measured with. Defaults to the system clock. */
+  clock?: Clock;
 }
 
 /** Raised for backoff options that cannot work (negative delays, jitter outside 0..1). */
@@ -31,16 +40,17 @@ export class BackoffOptionsError extends Error {
   override readonly name = 'BackoffOptionsError';
 }
 
-/** Delays for successive failed attempts: initial·factor^n, capped, with jitter. */
+/** Delays for successive failed attempts: initial·factor^n, capped, with jitter, reset after a healthy period. */
 export class Backoff {
   private readonly initialMs: number;
   private readonly maxMs: number;
   private readonly factor: number;
   private readonly jitter: number;
   private readonly random: () => number;
-  /** The clock the owner of this backoff measures attempts with. */
-  readonly now: () => number;
+  private readonly resetAfterMs: number;
+  private readonly clock: Clock;
   private n = 0;
+  private healthySince: number | null = null;
 
   constructor(opts: BackoffOptions = {}) {
     this.initialMs = opts.initialMs ?? 1000;
@@ -48,12 +58,14 @@ export class Backoff {
     this.factor = opts.factor ?? 2;
     this.jitter = opts.jitter ?? 0.2;
     this.random = opts.random ?? Math.random;
-    this.now = opts.now ?? Date.now;
+    this.resetAfterMs = opts.resetAfterMs ?? 60_000;
+    this.clock = opts.clock ?? systemClock;
     if (!(this.initialMs >= 0) || !(this.maxMs >= this.initialMs)) {
       throw new BackoffOptionsError(`backoff needs 0 <= initialMs <= maxMs (got ${this.initialMs}, ${this.maxMs})`);
     }
     if (!(this.factor >= 1)) throw new BackoffOptionsError(`backoff factor must be >= 1 (got ${this.factor})`);
     if (!(this.jitter >= 0 && this.jitter <= 1)) throw new BackoffOptionsError(`backoff jitter must be in 0..1 (got ${this.jitter})`);
+    if (!(this.resetAfterMs >= 0)) throw new BackoffOptionsError(`backoff resetAfterMs must be >= 0 (got ${this.resetAfterMs})`);
   }
 
   /** Failed attempts since the last reset. */
@@ -63,6 +75,8 @@ export class Backoff {
 
   /** The delay before the next attempt; counts one more failed attempt. */
   next(): number {
+    if (this.healthySince !== null && this.clock.now() - this.healthySince >= this.resetAfterMs) this.n = 0;
+    this.healthySince = null;
     const base = Math.min(this.maxMs, this.initialMs * this.factor ** this.n);
     this.n++;
     // Jitter only shortens the delay, so maxMs stays a hard bound.
@@ -70,42 +84,34 @@ export class Backoff {
     return Math.max(0, Math.round(delay));
   }
 
-  /** Forgets past failures: the next delay is the initial one again. */
+  /** An attempt succeeded: failures are forgotten once success has lasted resetAfterMs. */
+  succeeded(): void {
+    if (this.n === 0) return;
+    this.healthySince ??= this.clock.now();
+    if (this.clock.now() - this.healthySince >= this.resetAfterMs) this.reset();
+  }
+
+  /** Forgets past failures now: the next delay is the initial one again. */
   reset(): void {
     this.n = 0;
+    this.healthySince = null;
   }
 }
-
-/** Timer functions, injectable for tests. */
-export interface Timers {
-  setTimeout(fn: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
-
-/** The process timers, unref'd so a pending retry never keeps the process alive. */
-export const realTimers: Timers = {
-  setTimeout(fn, ms) {
-    const t = setTimeout(fn, ms);
-    t.unref?.();
-    return t;
-  },
-  clearTimeout(handle) {
-    clearTimeout(handle as NodeJS.Timeout);
-  },
-};
 
 /** Options of {@link restartLoop}. */
 export interface RestartLoopOptions {
   /** Name used in log lines. */
   name: string;
-  /** Backoff between attempts. Defaults to `new Backoff()`. */
+  /** Backoff between attempts. Defaults to `new Backoff({ clock })`. */
   backoff?: Backoff;
-  /** A run that lasted at least this long resets the backoff first. Defaults to 60000. */
+  /** A run that lasted at least this long counts as a healthy period: the backoff starts over. Defaults to 60000. */
   resetAfterMs?: number;
   /** Rerun the task also when it ended without error. Defaults to true. */
   restartOnSuccess?: boolean;
-  /** Timers. Defaults to {@link realTimers}. */
-  timers?: Timers;
+  /** Clock. Defaults to the system clock. */
+  clock?: Clock;
+  /** Reader that failures and restarts are reported to. Defaults to none. */
+  reader?: HealthReader;
   /** Logger. Defaults to none. */
   logger?: Logger;
   /** Called after every attempt, with its error (null when it resolved). Defaults to none. */
@@ -140,18 +146,21 @@ export interface RestartLoop {
   stats(): RestartStats;
 }
 
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
+
 /**
  * Runs `task` and reruns it with backoff whenever it ends, until stopped.
  * The task gets an AbortSignal that fires on stop(); a task that never resolves
- * is a healthy long-running one. Errors never escape: they are counted, logged
- * and retried.
+ * is a healthy long-running one. Errors never escape: they are counted, logged,
+ * reported to the reader and retried.
  */
 export function restartLoop(task: (signal: AbortSignal, attempt: number) => Promise<void>, opts: RestartLoopOptions): RestartLoop {
-  const backoff = opts.backoff ?? new Backoff();
-  const timers = opts.timers ?? realTimers;
+  const clock = opts.clock ?? systemClock;
+  const backoff = opts.backoff ?? new Backoff({ clock });
   const resetAfterMs = opts.resetAfterMs ?? 60_000;
   const restartOnSuccess = opts.restartOnSuccess ?? true;
-  const now = backoff.now;
   const ac = new AbortController();
   const stats: RestartStats = {
     attempts: 0,
@@ -163,36 +172,24 @@ export function restartLoop(task: (signal: AbortSignal, attempt: number) => Prom
     lastExitAt: null,
     nextDelayMs: null,
   };
-  let timer: unknown;
-  let wake: (() => void) | undefined;
-  let current: Promise<void> = Promise.resolve();
-
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      wake = resolve;
-      timer = timers.setTimeout(() => {
-        timer = undefined;
-        wake = undefined;
-        resolve();
-      }, ms);
-    });
 
   const loop = async () => {
     while (!ac.signal.aborted) {
       stats.attempts++;
+      if (stats.attempts > 1) opts.reader?.restarted();
       stats.running = true;
       stats.nextDelayMs = null;
-      const started = now();
+      const started = clock.now();
       stats.lastStartAt = started;
       let error: Error | null = null;
       try {
         await task(ac.signal, stats.attempts);
       } catch (err) {
-        error = err instanceof Error ? err : new Error(String(err));
+        error = asError(err);
       }
       stats.running = false;
-      stats.lastExitAt = now();
-      if (now() - started >= resetAfterMs) {
+      stats.lastExitAt = clock.now();
+      if (stats.lastExitAt - started >= resetAfterMs) {
         backoff.reset();
         stats.consecutiveFailures = 0;
       }
@@ -200,6 +197,7 @@ export function restartLoop(task: (signal: AbortSignal, attempt: number) => Prom
         stats.failures++;
         stats.consecutiveFailures++;
         stats.lastError = error.message;
+        if (!ac.signal.aborted) opts.reader?.fail(error);
       } else {
         stats.consecutiveFailures = 0;
       }
@@ -214,19 +212,15 @@ export function restartLoop(task: (signal: AbortSignal, attempt: number) => Prom
       stats.nextDelayMs = delay;
       if (error) opts.logger?.warn({ err: error, task: opts.name, attempt: stats.attempts, retryInMs: delay }, 'task failed, retrying');
       else opts.logger?.info({ task: opts.name, attempt: stats.attempts, retryInMs: delay }, 'task ended, restarting');
-      await sleep(delay);
+      await clock.sleep(delay, ac.signal);
     }
     stats.nextDelayMs = null;
   };
-  current = loop();
+  const current = loop();
 
   return {
     async stop() {
       ac.abort();
-      if (timer !== undefined) timers.clearTimeout(timer);
-      timer = undefined;
-      wake?.();
-      wake = undefined;
       await current;
     },
     stats() {
@@ -241,13 +235,15 @@ export interface PeriodicOptions {
   name: string;
   /** Milliseconds between successful runs. */
   intervalMs: number;
-  /** Backoff used instead of the interval after a failed run. Defaults to `new Backoff({ initialMs: intervalMs })`. */
+  /** Backoff used instead of the interval after a failed run. Defaults to `new Backoff({ initialMs: intervalMs, maxMs: max(intervalMs, 60000), clock })`. */
   backoff?: Backoff;
-  /** Timers. Defaults to {@link realTimers}. */
-  timers?: Timers;
+  /** Clock. Defaults to the system clock. */
+  clock?: Clock;
+  /** Reader told of every run: ok() after a success, fail() after a failure, restarted() for a retry. Defaults to none. */
+  reader?: HealthReader;
   /** Logger. Defaults to none. */
   logger?: Logger;
-  /** Called after every run with its error (null on success). Defaults to none. */
+  /** Called after every run with its error (null on success), after the reader. Defaults to none. */
   onRun?: (err: Error | null) => void;
 }
 
@@ -266,27 +262,37 @@ export interface Periodic {
  * after a backoff delay instead of the interval. Errors never escape.
  */
 export function periodic(task: () => Promise<void>, opts: PeriodicOptions): Periodic {
-  const timers = opts.timers ?? realTimers;
-  const backoff = opts.backoff ?? new Backoff({ initialMs: opts.intervalMs, maxMs: Math.max(opts.intervalMs, 60_000) });
+  const clock = opts.clock ?? systemClock;
+  const backoff = opts.backoff ?? new Backoff({ initialMs: opts.intervalMs, maxMs: Math.max(opts.intervalMs, 60_000), clock });
   let chain: Promise<void> = Promise.resolve();
-  let timer: unknown;
+  let cancel: (() => void) | undefined;
   let timerDue = Number.POSITIVE_INFINITY;
   let stopped = false;
   let running = false;
   let again = false;
+  let lastFailed = false;
+
+  const clearTimer = () => {
+    cancel?.();
+    cancel = undefined;
+    timerDue = Number.POSITIVE_INFINITY;
+  };
 
   const schedule = (ms: number) => {
     if (stopped) return;
-    const due = backoff.now() + ms;
+    const due = clock.now() + ms;
     // Keep the earlier of two requests: a watcher trigger must not wait for the next interval.
-    if (timer !== undefined && due >= timerDue) return;
-    if (timer !== undefined) timers.clearTimeout(timer);
+    if (cancel !== undefined && due >= timerDue) return;
+    clearTimer();
     timerDue = due;
-    timer = timers.setTimeout(() => {
-      timer = undefined;
+    const ac = new AbortController();
+    cancel = () => ac.abort();
+    void clock.sleep(ms, ac.signal).then(() => {
+      if (ac.signal.aborted) return;
+      cancel = undefined;
       timerDue = Number.POSITIVE_INFINITY;
       void run();
-    }, ms);
+    });
   };
 
   const runOnce = async () => {
@@ -294,27 +300,31 @@ export function periodic(task: () => Promise<void>, opts: PeriodicOptions): Peri
     let error: Error | null = null;
     running = true;
     again = false;
+    if (lastFailed) opts.reader?.restarted();
     try {
       await task();
     } catch (err) {
-      error = err instanceof Error ? err : new Error(String(err));
+      error = asError(err);
     }
     running = false;
+    lastFailed = error !== null;
+    if (!stopped) {
+      if (error) opts.reader?.fail(error);
+      else opts.reader?.ok();
+    }
     try {
       opts.onRun?.(error);
     } catch (hookErr) {
       opts.logger?.error({ err: hookErr, task: opts.name }, 'run hook failed');
     }
     // A request made before this run is answered by it; one made during it may not be.
-    if (timer !== undefined) timers.clearTimeout(timer);
-    timer = undefined;
-    timerDue = Number.POSITIVE_INFINITY;
+    clearTimer();
     if (error) {
       const delay = backoff.next();
       opts.logger?.warn({ err: error, task: opts.name, retryInMs: delay }, 'run failed, retrying');
       schedule(delay);
     } else {
-      backoff.reset();
+      backoff.succeeded();
       schedule(again ? 0 : opts.intervalMs);
     }
   };
@@ -332,8 +342,7 @@ export function periodic(task: () => Promise<void>, opts: PeriodicOptions): Peri
     },
     async stop() {
       stopped = true;
-      if (timer !== undefined) timers.clearTimeout(timer);
-      timer = undefined;
+      clearTimer();
       await chain;
     },
   };

@@ -1,0 +1,249 @@
+/**
+ * The source runtime on a manual clock: backoff delays, restartLoop and
+ * periodic (hours of retries pass in milliseconds, the delays chosen are
+ * exactly checkable), and the health tracker's states and counters.
+ */
+import { describe, expect, it } from 'vitest';
+import { Backoff, BackoffOptionsError, periodic, restartLoop } from '../daemon/core/runtime/backoff.js';
+import { ManualClock } from '../daemon/core/runtime/clock.js';
+import { SourceHealth } from '../daemon/core/runtime/health.js';
+import type { Signal } from '../daemon/core/types.js';
+
+/** Moves the clock forward, waking due waits one at a time in order and letting promises settle in between. */
+async function step(clock: ManualClock, ms: number): Promise<void> {
+  let left = ms;
+  for (;;) {
+    await flush();
+    const next = clock.pendingDelays()[0];
+    if (next === undefined || next > left) break;
+    clock.advance(next);
+    left -= next;
+  }
+  clock.advance(left);
+  await flush();
+}
+
+async function flush(): Promise<void> {
+  for (let i = 0; i < 20; i++) await Promise.resolve();
+}
+
+describe('Backoff', () => {
+  it('doubles from initialMs up to maxMs, and reset starts over', () => {
+    const b = new Backoff({ initialMs: 100, maxMs: 1000, jitter: 0 });
+    expect([b.next(), b.next(), b.next(), b.next(), b.next(), b.next()]).toEqual([100, 200, 400, 800, 1000, 1000]);
+    expect(b.attempts).toBe(6);
+    b.reset();
+    expect(b.next()).toBe(100);
+  });
+
+  it('jitter only shortens the delay, so maxMs stays a hard bound', () => {
+    const high = new Backoff({ initialMs: 1000, maxMs: 8000, jitter: 0.5, random: () => 0.999999 });
+    const low = new Backoff({ initialMs: 1000, maxMs: 8000, jitter: 0.5, random: () => 0 });
+    expect([high.next(), high.next(), high.next(), high.next(), high.next()]).toEqual([500, 1000, 2000, 4000, 4000]);
+    expect([low.next(), low.next(), low.next(), low.next(), low.next()]).toEqual([1000, 2000, 4000, 8000, 8000]);
+    let r = 0;
+    const spread = new Backoff({ initialMs: 1000, maxMs: 1000, jitter: 0.2, random: () => (r++ % 10) / 10 });
+    const delays = Array.from({ length: 10 }, () => spread.next());
+    expect(Math.min(...delays)).toBe(820);
+    expect(Math.max(...delays)).toBe(1000);
+  });
+
+  it('rejects options that cannot work, with a stable code', () => {
+    expect(() => new Backoff({ initialMs: 10, maxMs: 5 })).toThrow(BackoffOptionsError);
+    expect(() => new Backoff({ jitter: 1.5 })).toThrow(expect.objectContaining({ code: 'BACKOFF_OPTIONS_INVALID' }));
+    expect(() => new Backoff({ factor: 0.5 })).toThrow(/factor/);
+  });
+});
+
+describe('Backoff reset after a healthy period', () => {
+  it('keeps growing while a source flaps, and starts over once success has lasted resetAfterMs', () => {
+    const clock = new ManualClock(0);
+    const b = new Backoff({ initialMs: 100, maxMs: 10_000, jitter: 0, resetAfterMs: 60_000, clock });
+    expect([b.next(), b.next(), b.next()]).toEqual([100, 200, 400]);
+    // One success between failures is a flap: the delays keep growing.
+    b.succeeded();
+    clock.advance(5_000);
+    expect(b.next()).toBe(800);
+    // A minute of success: the next failure starts from the first delay.
+    b.succeeded();
+    clock.advance(60_000);
+    b.succeeded();
+    expect(b.attempts).toBe(0);
+    expect(b.next()).toBe(100);
+  });
+});
+
+describe('restartLoop', () => {
+  it('reruns a failing task with growing delays, records the attempts, and resets after a stable run', async () => {
+    const t = new ManualClock(0);
+    const runs: number[] = [];
+    let mode: 'fail' | 'long' = 'fail';
+    const loop = restartLoop(
+      async (signal, attempt) => {
+        runs.push(t.now());
+        if (mode === 'fail' && attempt <= 4) throw new Error(`journalctl exited with code ${attempt}`);
+        // A long healthy run: ends after 120 s of clock time, or on stop.
+        await t.sleep(120_000, signal);
+        mode = 'fail';
+        throw new Error('exited after a long run');
+      },
+      { name: 'journalctl', backoff: new Backoff({ initialMs: 1000, maxMs: 10_000, jitter: 0, clock: t }), clock: t, resetAfterMs: 60_000 },
+    );
+    await step(t, 0);
+    expect(loop.stats()).toMatchObject({ attempts: 1, failures: 1, consecutiveFailures: 1, running: false, nextDelayMs: 1000, lastError: 'journalctl exited with code 1' });
+    await step(t, 1000 + 2000 + 4000);
+    expect(runs).toEqual([0, 1000, 3000, 7000]);
+    expect(loop.stats()).toMatchObject({ attempts: 4, failures: 4, nextDelayMs: 8000 });
+    await step(t, 8000); // 5th attempt runs long
+    expect(loop.stats()).toMatchObject({ attempts: 5, running: true, nextDelayMs: null });
+    await step(t, 120_000);
+    // The run lasted longer than resetAfterMs: the next delay is the initial one again.
+    expect(loop.stats()).toMatchObject({ attempts: 5, failures: 5, consecutiveFailures: 1, nextDelayMs: 1000, lastError: 'exited after a long run' });
+    await step(t, 1000);
+    expect(loop.stats().running).toBe(true);
+    await loop.stop();
+    expect(loop.stats()).toMatchObject({ attempts: 6, running: false });
+    expect(t.sleeping).toBe(0);
+  });
+
+  it('stop() during the wait between attempts resolves at once and never reruns', async () => {
+    const t = new ManualClock(0);
+    let calls = 0;
+    const loop = restartLoop(
+      async () => {
+        calls++;
+        throw new Error('boom');
+      },
+      { name: 'x', backoff: new Backoff({ initialMs: 5000, jitter: 0, clock: t }), clock: t },
+    );
+    await step(t, 0);
+    await loop.stop();
+    await step(t, 60_000);
+    expect(calls).toBe(1);
+  });
+});
+
+describe('periodic', () => {
+  it('runs on the interval, backs off after failures, and a trigger during a run asks for another one', async () => {
+    const t = new ManualClock(0);
+    const at: number[] = [];
+    let fail = 0;
+    let gate: (() => void) | undefined;
+    const p = periodic(
+      async () => {
+        at.push(t.now());
+        if (gate === undefined && fail > 0) {
+          fail--;
+          throw new Error('EIO');
+        }
+        if (gate) await new Promise<void>((r) => (gate = r));
+      },
+      { name: 'poll', intervalMs: 1000, backoff: new Backoff({ initialMs: 250, maxMs: 4000, jitter: 0, clock: t }), clock: t },
+    );
+    await p.runNow();
+    await step(t, 2000);
+    expect(at).toEqual([0, 1000, 2000]);
+    fail = 3;
+    await step(t, 1000); // fails at 3000 → retry after 250, 500, 1000
+    await step(t, 250 + 500 + 1000);
+    expect(at).toEqual([0, 1000, 2000, 3000, 3250, 3750, 4750]);
+    await step(t, 1000); // back on the interval after a success
+    expect(at.at(-1)).toBe(5750);
+    // A watcher trigger while a run is in progress: one more run right after it.
+    gate = () => undefined;
+    const running = p.runNow();
+    await flush();
+    p.trigger(0);
+    const release = gate;
+    gate = undefined;
+    release?.();
+    await running;
+    await step(t, 0);
+    expect(at.slice(-2)).toEqual([5750, 5750]);
+    await p.stop();
+    await step(t, 10_000);
+    expect(at.length).toBe(10);
+  });
+});
+
+describe('SourceHealth', () => {
+  const log = (text: string): Signal => ({ type: 'log', line: { source: 'kmsg', at: '2025-03-14T08:00:00.000Z', text } });
+
+  it('means the same for every source: healthy, stale, failing, disabled, with drops, gaps and restarts counted', async () => {
+    const clock = new ManualClock(Date.parse('2025-03-14T08:00:00Z'));
+    const h = new SourceHealth({ name: 'kmsg', clock, staleAfterMs: 30_000 });
+    const delivered: Signal[][] = [];
+    // Not started: no reader has shown life yet.
+    expect(h.status()).toMatchObject({ state: 'stale', signals: 0, lastSignalAt: null, lastError: null });
+    h.main.ok();
+    h.emit((b) => delivered.push(b), [log('a'), log('b'), { type: 'checkpoint', source: 'kmsg', key: 'position', value: '2' }]);
+    h.emit((b) => delivered.push(b), [{ type: 'gap', at: '2025-03-14T08:00:00.000Z', source: 'kmsg', detail: 'records 3..9 overwritten' }]);
+    h.drop(4);
+    expect(delivered).toHaveLength(2);
+    expect(h.status()).toEqual({
+      name: 'kmsg',
+      state: 'healthy',
+      signals: 3,
+      lastSignalAt: '2025-03-14T08:00:00.000Z',
+      lastError: null,
+      detail: { drops: 4, gaps: 1, restarts: 0 },
+    });
+    clock.advance(30_001);
+    expect(h.status()).toMatchObject({ state: 'stale', lastError: expect.stringContaining('no sign of life since 2025-03-14T08:00:00.000Z') });
+    h.main.fail(new Error('cannot reach the kubelet (ECONNREFUSED)'), { transient: true });
+    expect(h.status()).toMatchObject({ state: 'stale', lastError: 'cannot reach the kubelet (ECONNREFUSED)' });
+    h.main.fail(new Error('EIO: i/o error, read'));
+    expect(h.status()).toMatchObject({ state: 'failing', lastError: 'EIO: i/o error, read' });
+    h.main.restarted();
+    h.main.ok();
+    expect(h.status()).toMatchObject({ state: 'healthy', lastError: null, detail: { restarts: 1 } });
+    h.main.disable('/dev/kmsg not found');
+    expect(h.status()).toMatchObject({ state: 'disabled', lastError: '/dev/kmsg not found' });
+  });
+
+  it('a stream reader is healthy while up however quiet, and the source shows its worst reader', () => {
+    const clock = new ManualClock();
+    const h = new SourceHealth({ name: 'journald', clock, staleAfterMs: 10_000 });
+    h.reader('journal').up();
+    h.reader('embedded').disable('no embedded component log file present');
+    clock.advance(3_600_000);
+    expect(h.status().state).toBe('healthy');
+    h.reader('journal').down();
+    clock.advance(10_001);
+    expect(h.status().state).toBe('stale');
+    h.reader('journal').up();
+    h.reader('embedded').enable();
+    h.reader('embedded').fail('EACCES: permission denied');
+    expect(h.status()).toMatchObject({ state: 'failing', lastError: 'EACCES: permission denied' });
+    h.removeReader('embedded');
+    expect(h.status().state).toBe('healthy');
+  });
+
+  it('restartLoop and periodic report failures, recoveries and restarts to their reader', async () => {
+    const clock = new ManualClock(0);
+    const h = new SourceHealth({ name: 'host', clock, staleAfterMs: 60_000 });
+    let fail = 2;
+    const p = periodic(
+      async () => {
+        if (fail-- > 0) throw new Error('EIO');
+      },
+      { name: 'sample', intervalMs: 1000, clock, reader: h.main, backoff: new Backoff({ initialMs: 100, jitter: 0, clock }) },
+    );
+    await p.runNow();
+    expect(h.status()).toMatchObject({ state: 'failing', lastError: 'EIO', detail: { restarts: 0 } });
+    await step(clock, 100 + 200);
+    expect(h.status()).toMatchObject({ state: 'healthy', lastError: null, detail: { restarts: 2 } });
+    await p.stop();
+
+    const j = new SourceHealth({ name: 'journald', clock });
+    const loop = restartLoop(
+      async () => {
+        throw new Error('journalctl exited with code 1');
+      },
+      { name: 'journalctl', clock, reader: j.main, backoff: new Backoff({ initialMs: 1000, jitter: 0, clock }) },
+    );
+    await step(clock, 1000 + 2000);
+    expect(j.status()).toMatchObject({ state: 'failing', lastError: 'journalctl exited with code 1', detail: { restarts: 2 } });
+    await loop.stop();
+  });
+});
