@@ -45,7 +45,7 @@ function hostRootWithMounts(): { root: string; answering: string } {
 
 function daemonWith(collectors: Collector[]): Daemon {
   const dataDir = tempDir();
-  const config = loadConfig({ env: { NODESAGE_DATA_DIR: dataDir, NODESAGE_DETECT_INTERVAL_SECONDS: '0.1' }, serviceAccountDir: join(dataDir, 'no-sa') });
+  const config = loadConfig({ env: { NODESAGE_DATA_DIR: dataDir, NODESAGE_LISTEN: '127.0.0.1:0', NODESAGE_DETECT_INTERVAL_SECONDS: '0.1' }, serviceAccountDir: join(dataDir, 'no-sa') });
   const store = Store.open({ dir: config.dataDir, logger: silent, maxAgeDays: 30, maxSizeMB: 64 });
   const d = new Daemon({ config, logger: silent, store, detectors: createDetectors({}), collectors });
   daemons.push(d);

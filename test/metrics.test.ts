@@ -30,6 +30,11 @@ describe('/metrics', () => {
     for (const name of [
       'nodesage_findings_opened_total',
       'nodesage_source_healthy',
+      'nodesage_source_state{source="host",state="healthy"} 1',
+      'nodesage_source_signals_total{source="host"}',
+      'nodesage_source_drops_total{source="host"} 0',
+      'nodesage_source_gaps_total{source="host"} 0',
+      'nodesage_source_restarts_total{source="host"} 0',
       'nodesage_signals_total',
       'nodesage_detection_cycle_duration_seconds_bucket',
       'nodesage_database_size_bytes',
