@@ -123,10 +123,15 @@ export class Daemon {
     if (this.stopping) return;
     // Nothing downstream (templates, their search index, evidence, prompts, answers) ever holds an unredacted line.
     const signals = this.parts.redact ? redactSignals(batch, this.parts.redact) : batch;
-    this.metrics.signals.inc({ source }, signals.length);
+    // Read positions are not signals (the source runtime counts the same way).
+    let counted = 0;
     for (const s of signals) {
-      if (s.type === 'checkpoint') this.pendingCheckpoints.push({ source: s.source, key: s.key, value: s.value });
-      else if (s.type === 'gap') this.pendingGaps.push({ source: s.source, at: s.at, detail: s.detail });
+      if (s.type === 'checkpoint') {
+        this.pendingCheckpoints.push({ source: s.source, key: s.key, value: s.value });
+        continue;
+      }
+      counted++;
+      if (s.type === 'gap') this.pendingGaps.push({ source: s.source, at: s.at, detail: s.detail });
       else if (s.type === 'log') {
         const l = s.line;
         const stream = l.container ? `podLog:${l.container.namespace}/${l.container.pod}/${l.container.container}` : `${l.source}:${l.unit ?? ''}`;
@@ -134,6 +139,7 @@ export class Daemon {
         this.metrics.logLines.inc({ source: l.source });
       }
     }
+    if (counted > 0) this.metrics.signals.inc({ source }, counted);
     this.state.ingest(signals);
     for (const s of signals) if (s.type === 'host') this.storeHostSamples(s.snapshot);
   };
