@@ -10,7 +10,7 @@
 import type { Logger } from 'pino';
 import type { TrackedFinding } from '../tracker/tracker.js';
 import { Backoff } from '../core/runtime/backoff.js';
-import type { Clock } from '../core/runtime/clock.js';
+import { type Clock, systemClock } from '../core/runtime/clock.js';
 import { Rerun } from './schedule.js';
 
 /** One node condition nodesage owns. */
@@ -97,12 +97,12 @@ export class ConditionsExporter {
   readonly stats = { writes: 0, failures: 0, lastError: null as string | null };
 
   constructor(private readonly opts: ConditionsExporterOptions) {
-    this.backoff = new Backoff({ initialMs: opts.retryInitialMs ?? 1000, maxMs: opts.retryMaxMs ?? 30_000, jitter: 0.2 });
+    this.backoff = new Backoff({ initialMs: opts.retryInitialMs ?? 1000, maxMs: opts.retryMaxMs ?? 30_000, jitter: 0.2, clock: opts.clock });
     this.rerun = new Rerun(() => void this.flush(), opts.clock);
   }
 
   private now(): number {
-    return this.opts.clock?.now() ?? Date.now();
+    return (this.opts.clock ?? systemClock).now();
   }
 
   /** Records the desired conditions from the open findings; never blocks. */

@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { Backoff } from '../core/runtime/backoff.js';
-import type { Clock } from '../core/runtime/clock.js';
+import { type Clock, systemClock } from '../core/runtime/clock.js';
 import { Rerun } from './schedule.js';
 import type { TrackedFinding } from '../tracker/tracker.js';
 
@@ -41,9 +41,7 @@ export interface EventsExporterOptions {
   perMinute?: number;
   /** A finding is published again only after this long. Defaults to 600000 ms. */
   dedupeMs?: number;
-  /** Injectable clock. Defaults to `clock`'s, else Date.now. */
-  now?: () => number;
-  /** Time and retry waits (tests pass a manual clock). Defaults to the system clock. */
+  /** Time, rate limit and retry waits (tests pass a manual clock). Defaults to the system clock. */
   clock?: Clock;
 }
 
@@ -52,7 +50,7 @@ export class EventsExporter {
   /** Events to send, each with the finding it is about. */
   private readonly queue: { findingId: string; event: EventBody }[] = [];
   private readonly lastPublished = new Map<string, number>();
-  private readonly backoff = new Backoff({ initialMs: 1000, maxMs: 30_000, jitter: 0.2 });
+  private readonly backoff: Backoff;
   private tokens: number;
   private lastRefill: number;
   private readonly rerun: Rerun;
@@ -62,13 +60,14 @@ export class EventsExporter {
   readonly stats = { sent: 0, dropped: 0, deduplicated: 0, failures: 0, lastError: null as string | null };
 
   constructor(private readonly opts: EventsExporterOptions) {
+    this.backoff = new Backoff({ initialMs: 1000, maxMs: 30_000, jitter: 0.2, clock: opts.clock });
     this.tokens = this.perMinute();
     this.lastRefill = this.clock();
     this.rerun = new Rerun(() => void this.drain(), opts.clock);
   }
 
   private clock(): number {
-    return this.opts.now?.() ?? this.opts.clock?.now() ?? Date.now();
+    return (this.opts.clock ?? systemClock).now();
   }
 
   private perMinute(): number {

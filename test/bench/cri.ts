@@ -107,7 +107,7 @@ async function bareReadline(): Promise<number> {
   return n;
 }
 
-/** The collector's read loop (PodLogCollector.readFile): positioned reads of 256 KiB into CriReader. */
+/** The collector's read loop (readTracked in collectors/pod-logs/files.ts): positioned reads of 256 KiB into CriReader. */
 async function criPath(): Promise<{ physical: number; messages: number; sample: string }> {
   const fh = await open(file, 'r');
   const reader = new CriReader({ namespace: 'shop', pod: 'checkout-5c9d7b8f4-kq2xz', uid: '6f1c2b9e', container: 'checkout', restart: 0 });

@@ -45,9 +45,6 @@ export type SourceState = SourceStatus['state'];
 /** Every state, healthiest first (the order of the `nodesage_source_state` series). */
 export const SOURCE_STATES: readonly SourceState[] = ['healthy', 'stale', 'failing', 'disabled'];
 
-/** Keys of SourceStatus.detail that every source fills the same way (read by /metrics). */
-export const COUNTER_KEYS = ['drops', 'gaps', 'restarts'] as const;
-
 /** Options of {@link SourceHealth}. */
 export interface SourceHealthOptions {
   /** The source's name in /v1/status. */
