@@ -160,7 +160,7 @@ export async function processMakesProgress(pid: number): Promise<boolean> {
   }
   // The command name in parentheses may hold spaces and parentheses; the state follows the last ')'.
   const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
-  return !'TtZXD'.includes(state) || state === '';
+  return state === '' || !'TtZXD'.includes(state);
 }
 
 /** Raised when journalctl exits. */

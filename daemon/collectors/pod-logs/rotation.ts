@@ -129,10 +129,15 @@ export function readOrder(a: TrackedFile, b: TrackedFile): number {
 
 /** What the state machine needs from the source. */
 export interface RotationOptions {
+  /** Longest message a CRI reader keeps (PodLogCollectorOptions.maxLineBytes). */
   maxLineBytes: number;
+  /** Bytes read back from the end of a live file found on the first start. */
   initialTailBytes: number;
+  /** A rotated file at its end, not written for this long, is finished. */
   rotationGraceMs: number;
+  /** Clock time in milliseconds. */
   now: () => number;
+  /** Where renames, truncations and vanished files are logged. */
   logger: Logger;
   /** First bytes of a listed file (files.ts headOf). */
   head: (c: ContainerTail, l: ListedFile, fh?: FileHandle) => Promise<Buffer>;
