@@ -296,6 +296,8 @@ describe('KubeApiCollector against the fake API server', () => {
     expect(retries).toBeLessThanOrEqual(3 + Math.ceil(elapsed / (30_000 * 0.8)) + 6);
     expect(retries).toBeGreaterThanOrEqual(Math.floor(elapsed / 30_000)); // and it never gave up
     expect(status.state).toBe('stale');
+    // Each retry after a failure is a restart of a reader, counted as for every other source.
+    expect(status.detail!.restarts).toBeGreaterThanOrEqual(retries - 3);
     expect(status.detail!.failingSince).toBe('2025-03-14T08:00:00.000Z');
     expect(status.lastSignalAt).toBeNull();
     const wallMs = performance.now() - wall0;
