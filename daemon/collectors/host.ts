@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import si from 'systeminformation';
 import type { Collector, HostFilesystem, HostSnapshot, PsiReading, SignalSink, SourceStatus } from '../core/types.js';
 import { type Periodic, periodic } from '../core/runtime/backoff.js';
-import type { Clock } from '../core/runtime/clock.js';
+import { type Clock, systemClock } from '../core/runtime/clock.js';
 import { SourceHealth } from '../core/runtime/health.js';
 
 /** Options of the host collector. */
@@ -181,7 +181,7 @@ export class HostCollector implements Collector {
   private readonly probe: FilesystemProbe;
   private nvidiaSmi: boolean | undefined;
   private readonly health: SourceHealth;
-  private readonly clock: Clock | undefined;
+  private readonly clock: Clock;
   private task: Periodic | undefined;
   private hungMounts: string[] = [];
   private stopped = false;
@@ -192,9 +192,9 @@ export class HostCollector implements Collector {
     this.logger = opts.logger;
     this.networkMounts = opts.networkMounts ?? [];
     this.probe = new FilesystemProbe(opts.statfs ?? ((p) => statfsAsync(p)), opts.statfsTimeoutMs ?? 2000);
-    this.clock = opts.clock;
+    this.clock = opts.clock ?? systemClock;
     // A slow sample on a busy node is not an outage: stale means no data for a while.
-    this.health = new SourceHealth({ name: 'host', staleAfterMs: opts.staleAfterMs ?? Math.max(this.intervalMs * 3, 30_000), ...(opts.clock ? { clock: opts.clock } : {}) });
+    this.health = new SourceHealth({ name: 'host', clock: this.clock, staleAfterMs: opts.staleAfterMs ?? Math.max(this.intervalMs * 3, 30_000) });
   }
 
   /** CPU busy percent since the previous sample, from the host's /proc/stat (undefined on the first). */
@@ -304,7 +304,7 @@ export class HostCollector implements Collector {
       name: 'host',
       intervalMs: this.intervalMs,
       reader: this.health.main,
-      ...(this.clock ? { clock: this.clock } : {}),
+      clock: this.clock,
       ...(this.logger ? { logger: this.logger } : {}),
     });
     await this.task.runNow();
