@@ -11,9 +11,10 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { AccessOptions } from './api/auth/access.js';
 import { ApiServing } from './api/auth/serve.js';
-import { type StatusBody, buildApi } from './api/server.js';
+import { buildApi } from './api/server.js';
 import { DaemonMetrics } from './api/metrics.js';
 import { formatListen, localSocketPath, type Config } from './config.js';
+import type { ModelStatus, Status } from './core/contract.js';
 import type { Collector, Detector, Diagnosis, HostSnapshot, Signal, SourceName, SourceStatus } from './core/types.js';
 import { runDetectors } from './detectors/run.js';
 import type { TemplateStats } from './detectors/templates/stats.js';
@@ -45,7 +46,7 @@ export interface DaemonParts {
   /** Log template statistics (LogErrorSpike, `ask`); restored from the store at start. */
   templates?: TemplateStats;
   /** Model status for /v1/status. Defaults to none. */
-  modelStatus?: () => StatusBody['model'];
+  modelStatus?: () => ModelStatus;
   /** Extra API routes (ask, OpenAI-compatible). */
   extraRoutes?: (app: FastifyInstance) => void;
   /** Called after each committed cycle (diagnosis queue, exporters); must not block. */
@@ -277,7 +278,7 @@ export class Daemon {
   }
 
   /** The /v1/status body. */
-  status(): StatusBody {
+  status(): Status {
     const { config, store } = this.parts;
     const model = this.parts.modelStatus?.() ?? { state: 'none' as const, id: null, reason: config.model ? null : 'no model configured' };
     return {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { buildApi, type StatusBody } from '../daemon/api/server.js';
+import { buildApi } from '../daemon/api/server.js';
+import type { Status } from '../daemon/core/contract.js';
 import { Store } from '../daemon/store/store.js';
 import type { TrackedFinding } from '../daemon/tracker/tracker.js';
 import { tempDir } from './helpers/daemon-process.js';
@@ -24,7 +25,7 @@ function app(ready = true) {
     facts: { secretInternal: 'must not leak' },
   };
   store.commit({ at: 'x', findings: [f], checkpoints: [], gaps: [], lineCounts: new Map() });
-  const status: StatusBody = {
+  const status: Status = {
     mode: 'host',
     nodeName: 'n1',
     version: '0',

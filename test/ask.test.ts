@@ -12,7 +12,8 @@ import { EngineGate } from '../daemon/ask/gate.js';
 import { isGeneralQuestion, retrieve, runbookExcerpt } from '../daemon/ask/retrieve.js';
 import { AskService } from '../daemon/ask/service.js';
 import { registerAskRoutes } from '../daemon/api/ask-routes.js';
-import { buildApi, type StatusBody } from '../daemon/api/server.js';
+import { buildApi } from '../daemon/api/server.js';
+import type { Status } from '../daemon/core/contract.js';
 import { SseParser } from '../daemon/cli/ask.js';
 import { LlmEngine } from '../daemon/diagnoser/engine.js';
 import { Store } from '../daemon/store/store.js';
@@ -83,7 +84,7 @@ function setup(opts: { engine?: LlmEngine; gate?: EngineGate } = {}) {
   });
   // The store keeps diagnoses apart from the cycle's commit.
   store.setDiagnosis(DISK.id, DISK.diagnosis!);
-  const status = { rulesOnly: true } as StatusBody;
+  const status = { rulesOnly: true } as Status;
   const ask = new AskService({ store, ...(opts.engine ? { engine: opts.engine } : {}), nodeName: 'edge-1', maxTokens: 64, timeoutMs: 30_000, logger: silent });
   const app = buildApi({ store, status: () => status, ready: () => true, extraRoutes: (a) => registerAskRoutes(a, { ask, gate: opts.gate ?? new EngineGate() }) });
   return { store, app, ask };

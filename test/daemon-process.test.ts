@@ -5,7 +5,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Finding } from '../daemon/core/types.js';
-import type { StatusBody } from '../daemon/api/server.js';
+import type { Status } from '../daemon/core/contract.js';
 import { type DaemonProcess, getJson, runCli, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
 
 let running: DaemonProcess | undefined;
@@ -25,7 +25,7 @@ describe('daemon in host mode', () => {
     running = await startDaemon({ env: hostEnv(dataDir) });
     // Ready once the store is open and the first collection ran.
     await waitFor(async () => (await getJson(`${running!.url}/readyz`)).status === 200);
-    const status = await getJson<StatusBody>(`${running.url}/v1/status`);
+    const status = await getJson<Status>(`${running.url}/v1/status`);
     expect(status.status).toBe(200);
     expect(status.body.mode).toBe('host');
     const host = status.body.sources.find((s) => s.name === 'host');
@@ -76,7 +76,7 @@ describe('daemon in host mode', () => {
     garbage.write('this is not a sqlite database');
     writeFileSync(join(dataDir, 'nodesage.db'), garbage);
     running = await startDaemon({ env: hostEnv(dataDir) });
-    const status = await getJson<StatusBody>(`${running.url}/v1/status`);
+    const status = await getJson<Status>(`${running.url}/v1/status`);
     expect(status.body.store.recoveredFrom).toMatch(/nodesage\.db\.corrupt-/);
     const kept = readdirSync(dataDir).filter((f) => f.startsWith('nodesage.db.corrupt-'));
     expect(kept).toHaveLength(1);

@@ -14,7 +14,7 @@ import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { StatusBody } from '../daemon/api/server.js';
+import type { Status } from '../daemon/core/contract.js';
 import { FakeApiServer } from './harness/fake-apiserver.js';
 import { FakeKubelet } from './harness/fake-kubelet.js';
 import { daemonRequest as request, fakeNodeEnv, operatorAccess, Started, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
@@ -106,7 +106,7 @@ describe('egress', () => {
     const url = daemon.url;
     await waitFor(
       async () => {
-        const s = (await (await request(url, '/v1/status')).json()) as StatusBody;
+        const s = (await (await request(url, '/v1/status')).json()) as Status;
         return SOURCES.every((name) => s.sources.some((x) => x.name === name && x.state === 'healthy' && x.signals > 0)) ? s : null;
       },
       60_000,

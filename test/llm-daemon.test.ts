@@ -7,7 +7,7 @@
 import { copyFileSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { StatusBody } from '../daemon/api/server.js';
+import type { Status } from '../daemon/core/contract.js';
 import type { Diagnosis, Finding } from '../daemon/core/types.js';
 import { type DaemonProcess, getJson, runCli, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
 import { ensureTestModel, ensureTinyModel } from './helpers/test-model.js';
@@ -88,7 +88,7 @@ describe('diagnosis with the local model', () => {
       );
       expectSchemaValid(crash.diagnosis);
       expect(crash.diagnosis.diagnoser).toMatch(/^llm:tiny-/);
-      const status = (await getJson<StatusBody>(`${daemon.url}/v1/status`)).body;
+      const status = (await getJson<Status>(`${daemon.url}/v1/status`)).body;
       expect(status.model.state).toBe('ready');
       expect(status.model.backend).toBe('cpu');
       expect(status.rulesOnly).toBe(false);
@@ -141,7 +141,7 @@ describe('an unusable model leaves the daemon running rules-only and says why', 
       },
     });
     const status = await waitFor(async () => {
-      const s = (await getJson<StatusBody>(`${daemon!.url}/v1/status`)).body;
+      const s = (await getJson<Status>(`${daemon!.url}/v1/status`)).body;
       return s.model.state === 'refused' || s.model.state === 'failed' ? s : null;
     });
     expect(status.model.reason).toMatch(reason);

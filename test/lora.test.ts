@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { StatusBody } from '../daemon/api/server.js';
+import type { Status } from '../daemon/core/contract.js';
 import { LlmEngine, type LoraAdapterOption } from '../daemon/diagnoser/engine.js';
 import { writeTestAdapter } from '../scripts/make-test-model.js';
 import { type DaemonProcess, getJson, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
@@ -86,7 +86,7 @@ describe('llm.loras in the daemon', () => {
       env: { NODESAGE_CONFIG: join(dir, 'config.yaml'), NODESAGE_DATA_DIR: join(dir, 'data'), NODESAGE_MODEL: await ensureTinyModel() },
     });
     const status = await waitFor(async () => {
-      const s = (await getJson<StatusBody>(`${daemon!.url}/v1/status`)).body;
+      const s = (await getJson<Status>(`${daemon!.url}/v1/status`)).body;
       return s.model.loras?.[0]?.checked ? s : null;
     });
     expect(status.model.loras).toEqual([{ path, scale: 0.75, sha256, checked: true, applied: false, sizeBytes: readFileSync(path).length }]);

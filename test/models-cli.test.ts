@@ -12,7 +12,7 @@ import { createServer as createHttpsServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { StatusBody } from '../daemon/api/server.js';
+import type { Status } from '../daemon/core/contract.js';
 import { readCatalog } from '../daemon/models/catalog.js';
 import { type DaemonProcess, getJson, startDaemon, waitFor } from './helpers/daemon-process.js';
 import { createTestCa } from './harness/tls.js';
@@ -345,7 +345,7 @@ describe('the daemon verifies a staged model before loading it', () => {
     daemon = await startDaemon({ env: { NODESAGE_DATA_DIR: join(dir, 'data'), NODESAGE_MODEL: entry.id, NODESAGE_LLM_MODELS_DIR: dir } });
     // The file is checked at start; a refusal shows at once.
     const status = await waitFor(async () => {
-      const s = (await getJson<StatusBody>(`${daemon!.url}/v1/status`)).body;
+      const s = (await getJson<Status>(`${daemon!.url}/v1/status`)).body;
       // A file that passes the check (digest included) is logged as checked; one that fails is refused.
       const settled = state === 'none' ? daemon!.stdout().includes('model checked; loads on first use') : s.model.state === 'refused';
       return settled ? s : null;

@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { StatusBody } from '../daemon/api/server.js';
+import type { Status } from '../daemon/core/contract.js';
 import type { Finding, SourceStatus } from '../daemon/core/types.js';
 import { ACCESS_ROLES } from '../daemon/api/auth/policy.js';
 import { FakeApiServer } from './harness/fake-apiserver.js';
@@ -64,7 +64,7 @@ async function node(opts: { apiDown?: boolean } = {}) {
   return { api, kubelet, env, logs };
 }
 
-function source(s: StatusBody, name: string): SourceStatus {
+function source(s: Status, name: string): SourceStatus {
   const found = s.sources.find((x) => x.name === name);
   if (!found) throw new Error(`no source ${name} in ${JSON.stringify(s.sources.map((x) => x.name))}`);
   return found;
@@ -75,7 +75,7 @@ describe('daemon on a node (fake API server, fake kubelet, fixture host root)', 
     const n = await node();
     daemon = await startDaemon({ env: n.env });
     const status = await waitFor(async () => {
-      const s = (await getJson<StatusBody>(`${daemon!.url}/v1/status`, asReader)).body;
+      const s = (await getJson<Status>(`${daemon!.url}/v1/status`, asReader)).body;
       const ok = ['kubelet', 'kube-api', 'pod-logs', 'kmsg'].every((name) => {
         const src = s.sources.find((x) => x.name === name);
         return src?.state === 'healthy' && src.signals > 0;
@@ -109,7 +109,7 @@ describe('daemon on a node (fake API server, fake kubelet, fixture host root)', 
     // No API server to check tokens with: people on the node use the socket, which needs none.
     const local = { socketPath: join(n.env.NODESAGE_DATA_DIR, 'nodesage.sock') };
     const down = await waitFor(async () => {
-      const s = (await getJson<StatusBody>('/v1/status', local)).body;
+      const s = (await getJson<Status>('/v1/status', local)).body;
       const others = ['kubelet', 'pod-logs', 'kmsg'].every((name) => source(s, name).state === 'healthy' && source(s, name).signals > 0);
       return others && source(s, 'kube-api').state !== 'healthy' ? s : null;
     }, 30_000);
@@ -121,11 +121,11 @@ describe('daemon on a node (fake API server, fake kubelet, fixture host root)', 
     // New log lines keep arriving while the API server is away.
     const before = source(down, 'pod-logs').signals;
     n.logs.write(5);
-    await waitFor(async () => source((await getJson<StatusBody>('/v1/status', local)).body, 'pod-logs').signals > before, 15_000);
+    await waitFor(async () => source((await getJson<Status>('/v1/status', local)).body, 'pod-logs').signals > before, 15_000);
 
     await n.api.start();
     const up = await waitFor(async () => {
-      const s = (await getJson<StatusBody>('/v1/status', local)).body;
+      const s = (await getJson<Status>('/v1/status', local)).body;
       return source(s, 'kube-api').state === 'healthy' && source(s, 'kube-api').signals > 0 ? s : null;
     }, 60_000);
     expect(source(up, 'kube-api').lastError).toBeNull();

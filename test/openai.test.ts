@@ -13,7 +13,8 @@ import { EngineGate } from '../daemon/ask/gate.js';
 import { AskService } from '../daemon/ask/service.js';
 import { registerAskRoutes } from '../daemon/api/ask-routes.js';
 import { registerOpenAiRoutes } from '../daemon/api/openai.js';
-import { buildApi, type StatusBody } from '../daemon/api/server.js';
+import { buildApi } from '../daemon/api/server.js';
+import type { Status } from '../daemon/core/contract.js';
 import { LlmEngine } from '../daemon/diagnoser/engine.js';
 import { Store } from '../daemon/store/store.js';
 import { type DaemonProcess, startDaemon, tempDir } from './helpers/daemon-process.js';
@@ -180,7 +181,7 @@ describe('OpenAI client against the daemon with a local model', () => {
 describe('OpenAI client in rules-only mode', () => {
   it('lists no model and answers 503 with the reason', async () => {
     const store = Store.open({ dir: tempDir() });
-    const app = buildApi({ store, status: () => ({ rulesOnly: true }) as StatusBody, ready: () => true, extraRoutes: (a) => registerOpenAiRoutes(a, { gate: new EngineGate() }) });
+    const app = buildApi({ store, status: () => ({ rulesOnly: true }) as Status, ready: () => true, extraRoutes: (a) => registerOpenAiRoutes(a, { gate: new EngineGate() }) });
     await app.listen({ host: '127.0.0.1', port: 0 });
     try {
       const openai = client(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`);
@@ -210,7 +211,7 @@ describe('one bounded queue for the model (in process, real engine)', () => {
     const ask = new AskService({ store, engine, nodeName: 'n1', maxTokens: 32, timeoutMs: 60_000, logger: silent });
     const app = buildApi({
       store,
-      status: () => ({ rulesOnly: false }) as StatusBody,
+      status: () => ({ rulesOnly: false }) as Status,
       ready: () => true,
       extraRoutes: (a) => {
         registerAskRoutes(a, { ask, gate });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { analyzeBundle } from '../daemon/analyze.js';
-import type { StatusBody } from '../daemon/api/server.js';
+import type { Status } from '../daemon/core/contract.js';
 import { ConfigError, loadConfig } from '../daemon/config.js';
 import type { Finding } from '../daemon/core/types.js';
 import { LlmDiagnoser } from '../daemon/diagnoser/llm-diagnoser.js';
@@ -180,7 +180,7 @@ describe('site backend in the daemon', () => {
     const f = await diagnosed(daemon);
     expect(f.diagnosis?.diagnoser).toMatch(/^llm:default@127\.0\.0\.1:/);
     expect(f.diagnosis?.summary).toBe('checkout crash-loops: it cannot reach its database.');
-    const status = (await getJson<StatusBody>(`${daemon.url}/v1/status`)).body;
+    const status = (await getJson<Status>(`${daemon.url}/v1/status`)).body;
     expect(status.model).toMatchObject({ state: 'ready', backend: 'site', endpoint: url, dataLeavesNode: true });
     expect(status.model.notice).toContain('leaves this node');
     expect(status.rulesOnly).toBe(false);
@@ -202,7 +202,7 @@ describe('site backend in the daemon', () => {
     daemon = await liveNode({});
     const f = await diagnosed(daemon);
     expect(f.diagnosis?.diagnoser).toBe('rule-hint');
-    const status = (await getJson<StatusBody>(`${daemon.url}/v1/status`)).body;
+    const status = (await getJson<Status>(`${daemon.url}/v1/status`)).body;
     expect(status.model.dataLeavesNode).toBeUndefined();
     expect(connections).toBe(before);
   }, 90_000);

@@ -7,7 +7,8 @@ import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { SINCE_HELP, SINCE_PATTERN, SinceError, parseSince } from '../core/since.js';
-import { CATEGORIES, SEVERITIES, type SourceStatus } from '../core/types.js';
+import { ApiErrorSchema, FindingPageSchema, FindingSchema, HealthSchema, ReadySchema, type Status, StatusSchema, responseSchema } from '../core/contract.js';
+import { CATEGORIES, SEVERITIES } from '../core/types.js';
 import { CursorError, type FindingQuery, type Store } from '../store/store.js';
 import { toPublicFinding } from '../tracker/tracker.js';
 import { type AccessOptions, installAccess } from './auth/access.js';
@@ -16,39 +17,10 @@ import { registerMcpRoute } from './mcp-route.js';
 import { collectRoutes, described, openApiDocument, registerSurfaceRoutes } from './surfaces.js';
 import { projectToSchema } from './schema-project.js';
 
-/** /v1/status body (DESIGN.md). */
-export interface StatusBody {
-  mode: string;
-  nodeName: string;
-  version: string;
-  startedAt: string;
-  sources: SourceStatus[];
-  model: {
-    state: 'none' | 'loading' | 'ready' | 'refused' | 'failed';
-    id: string | null;
-    reason: string | null;
-    backend?: string | null;
-    threads?: number | null;
-    /** Digest the model file is checked against before loading, and where it came from. */
-    sha256?: string | null;
-    sha256Source?: 'config' | 'catalog' | 'sidecar' | null;
-    /** LoRA adapters applied to the model. */
-    loras?: { path: string; scale: number; sha256: string | null; checked: boolean; applied: boolean; sizeBytes: number | null }[];
-    /** Site backend only: where diagnosis prompts go. */
-    endpoint?: string;
-    /** Site backend only: true, evidence (redacted) leaves the node. */
-    dataLeavesNode?: boolean;
-    notice?: string;
-  };
-  store: { path: string; sizeBytes: number; recoveredFrom: string | null };
-  /** True when no model is serving diagnoses: findings still come from the detectors. */
-  rulesOnly: boolean;
-}
-
 /** What the API needs from the daemon. */
 export interface ApiContext {
   store: Store;
-  status(): StatusBody;
+  status(): Status;
   /** Ready once the store is open, the first collection ran and at least one source is healthy. */
   ready(): boolean;
   metrics?: Registry;
@@ -83,63 +55,6 @@ export function sendBadDate(reply: FastifyReply, field: string, value: unknown):
 export function sendError(reply: FastifyReply, status: number, code: string, message: string): FastifyReply {
   return reply.code(status).type('application/json').send({ error: { code, message } });
 }
-
-const evidenceSchema = {
-  type: 'object',
-  properties: { source: { type: 'string' }, at: { type: 'string' }, text: { type: 'string' } },
-} as const;
-
-const diagnosisSchema = {
-  type: ['object', 'null'],
-  properties: {
-    summary: { type: 'string' },
-    probableCause: { type: 'string' },
-    nextSteps: { type: 'array', items: { type: 'string' } },
-    commands: { type: 'array', items: { type: 'string' } },
-    confidence: { type: 'string' },
-    diagnoser: { type: 'string' },
-    tokens: { type: 'object', properties: { prompt: { type: 'integer' }, completion: { type: 'integer' } } },
-    latencyMs: { type: 'number' },
-    evidenceRefs: { type: 'array', items: { type: 'integer' } },
-    fallback: { type: 'string' },
-  },
-} as const;
-
-/** JSON schema of a Finding as served (DESIGN.md). */
-export const findingSchema = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    category: { type: 'string' },
-    severity: { type: 'string' },
-    subject: {
-      type: 'object',
-      properties: { kind: { type: 'string' }, name: { type: 'string' }, namespace: { type: 'string' }, container: { type: 'string' } },
-    },
-    title: { type: 'string' },
-    message: { type: 'string' },
-    evidence: { type: 'array', items: evidenceSchema },
-    firstSeen: { type: 'string' },
-    lastSeen: { type: 'string' },
-    count: { type: 'integer' },
-    status: { type: 'string' },
-    resolvedAt: { type: ['string', 'null'] },
-    causes: { type: 'array', items: { type: 'string' } },
-    rootCause: { type: 'boolean' },
-    diagnosis: diagnosisSchema,
-  },
-} as const;
-
-const findingPageSchema = {
-  type: 'object',
-  properties: { items: { type: 'array', items: findingSchema }, nextCursor: { type: ['string', 'null'] } },
-} as const;
-
-/** JSON schema of the API's error body. */
-export const errorSchema = {
-  type: 'object',
-  properties: { error: { type: 'object', properties: { code: { type: 'string' }, message: { type: 'string' } } } },
-} as const;
 
 /** One issue of fastify's (ajv's) validation error. */
 interface ValidationIssue {
@@ -197,13 +112,16 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     return sendError(reply, status, code, status >= 500 ? 'internal error; see the daemon log' : err.message);
   });
 
-  app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_req, reply) => {
+  // Response schemas come from the contract (computed once, on the first build).
+  const errorBody = responseSchema(ApiErrorSchema);
+  const findingPage = responseSchema(FindingPageSchema);
+  app.get('/healthz', { schema: { response: { 200: responseSchema(HealthSchema) } } }, async () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { response: { 200: responseSchema(ReadySchema), 503: errorBody } } }, async (_req, reply) => {
     if (!ctx.ready()) return sendError(reply, 503, 'NOT_READY', 'store not open, first collection not finished, or no source is healthy');
     return { status: 'ready' };
   });
 
-  app.get('/v1/status', async () => ctx.status());
+  app.get('/v1/status', { schema: { response: { 200: responseSchema(StatusSchema) } } }, async () => ctx.status());
 
   app.get(
     '/v1/findings',
@@ -221,7 +139,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
             cursor: { type: 'string', maxLength: 512 },
           },
         },
-        response: { 200: findingPageSchema, 400: errorSchema },
+        response: { 200: findingPage, 400: errorBody },
       },
     },
     async (req, reply) => {
@@ -231,7 +149,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
       const page = ctx.store.listFindings({ ...q, ...(since ? { since } : {}) });
       // The schema's serializer spent most of a page's time escaping fifty findings' text; JSON.stringify
       // of the same projection (only declared fields) gives the same body several times faster.
-      const body = projectToSchema({ items: page.items.map(toPublicFinding), nextCursor: page.nextCursor }, findingPageSchema);
+      const body = projectToSchema({ items: page.items.map(toPublicFinding), nextCursor: page.nextCursor }, findingPage);
       return reply.type('application/json; charset=utf-8').send(JSON.stringify(body));
     },
   );
@@ -241,7 +159,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     {
       schema: {
         params: { type: 'object', properties: { id: { type: 'string', pattern: '^[0-9a-f]{16}$' } } },
-        response: { 200: findingSchema, 404: errorSchema, 400: errorSchema },
+        response: { 200: responseSchema(FindingSchema), 404: errorBody, 400: errorBody },
       },
     },
     async (req, reply) => {

@@ -10,12 +10,13 @@ import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
 import { SINCE_PATTERN, parseSince } from '../core/since.js';
+import { ApiErrorSchema, FeedbackSchema, MetricsHistorySchema, TimelineSchema, responseSchema } from '../core/contract.js';
 import type { DiagnosisInput, Finding, FindingFacts } from '../core/types.js';
 import { buildPrompt } from '../diagnoser/prompt.js';
 import { ruleHint } from '../diagnoser/rule-hint.js';
 import type { Store } from '../store/store.js';
 import { toPublicFinding } from '../tracker/tracker.js';
-import { errorSchema, findingSchema, sendError } from './server.js';
+import { sendError } from './server.js';
 
 /** What the routes need. */
 export interface SurfaceContext {
@@ -48,26 +49,7 @@ const CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 's
 
 /** Adds the page, timeline, metrics history, feedback and export routes. */
 export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext): void {
-  // Built here, not at load: server.ts imports this module too.
-  const timelineEventSchema = {
-  type: 'object',
-  properties: {
-    at: { type: 'string' },
-    kind: { type: 'string', enum: ['opened', 'resolved', 'reopened', 'diagnosed'] },
-    detail: { type: ['string', 'null'] },
-    finding: {
-      type: 'object',
-      properties: {
-        id: { type: 'string' },
-        category: { type: 'string' },
-        severity: { type: 'string' },
-        subject: findingSchema.properties.subject,
-        title: { type: 'string' },
-        status: { type: 'string' },
-      },
-    },
-  },
-} as const;
+  const errorBody = responseSchema(ApiErrorSchema);
 
   const cache = new Map<string, Buffer>();
   const asset = (name: string): Buffer => {
@@ -100,7 +82,7 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
           additionalProperties: false,
           properties: { since: { type: 'string', pattern: SINCE_PATTERN }, limit: { type: 'integer', minimum: 1, maximum: 1000 } },
         },
-        response: { 200: { type: 'object', properties: { items: { type: 'array', items: timelineEventSchema } } }, 400: errorSchema },
+        response: { 200: responseSchema(TimelineSchema), 400: errorBody },
       },
     },
     async (req) => {
@@ -121,28 +103,7 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
           required: ['series'],
           properties: { series: { type: 'string', enum: Object.keys(HISTORY_SERIES) }, since: { type: 'string', pattern: SINCE_PATTERN } },
         },
-        response: {
-          200: {
-            type: 'object',
-            properties: {
-              series: { type: 'string' },
-              unit: { type: 'string' },
-              help: { type: 'string' },
-              resolutionSeconds: { type: 'integer' },
-              lines: {
-                type: 'array',
-                items: {
-                  type: 'object',
-                  properties: {
-                    label: { type: 'string' },
-                    points: { type: 'array', items: { type: 'object', properties: { at: { type: 'string' }, mean: { type: 'number' }, max: { type: 'number' } } } },
-                  },
-                },
-              },
-            },
-          },
-          400: errorSchema,
-        },
+        response: { 200: responseSchema(MetricsHistorySchema), 400: errorBody },
       },
     },
     async (req) => {
@@ -172,14 +133,7 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
           additionalProperties: false,
           properties: { helpful: { type: 'boolean' }, note: { type: 'string', maxLength: 2000 } },
         },
-        response: {
-          201: {
-            type: 'object',
-            properties: { id: { type: 'integer' }, findingId: { type: 'string' }, at: { type: 'string' }, helpful: { type: 'boolean' }, note: { type: ['string', 'null'] } },
-          },
-          400: errorSchema,
-          404: errorSchema,
-        },
+        response: { 201: responseSchema(FeedbackSchema), 400: errorBody, 404: errorBody },
       },
     },
     async (req, reply) => {

@@ -1,122 +1,35 @@
 /**
- * The nodesage contract: every type that crosses a module boundary.
+ * The nodesage internal contract: every type that crosses a module boundary.
  *
  * Data flows collectors → detectors → tracker → store → diagnoser → api.
- * This file depends on nothing; everything depends on it. Field names follow
- * the Kubernetes vocabulary and ../shared/DESIGN.md (which is the public
- * contract of the JSON shapes printed by the API and the CLI).
+ * This file depends only on contract.ts (the public JSON shapes, as zod
+ * schemas, whose types are re-exported here so callers import from one place;
+ * only types, so importing this file never loads zod) and vocabulary.ts;
+ * everything depends on it. Field names follow the Kubernetes vocabulary and
+ * DESIGN.md.
  */
+import type { Category, Diagnosis, DiagnosisInput, Evidence, Severity, SourceName, SourceStatus, Subject, Timestamp } from './contract.js';
 import type { KubeEvent, KubeNode, KubePod, StatsSummary } from './kube.js';
 
-/** RFC3339 timestamp string (UTC, milliseconds where known). */
-export type Timestamp = string;
-
-/** How bad a finding is. `info` findings are kept but never page anyone. */
-export type Severity = 'info' | 'warning' | 'critical';
-
-export const SEVERITIES: readonly Severity[] = ['info', 'warning', 'critical'];
+export { CATEGORIES, SEVERITIES } from './vocabulary.js';
+export type {
+  Category,
+  Diagnosis,
+  DiagnosisInput,
+  Evidence,
+  EvidenceSource,
+  Finding,
+  FindingFacts,
+  Severity,
+  SourceName,
+  SourceStatus,
+  Subject,
+  Timestamp,
+} from './contract.js';
 
 /** Numeric rank of a severity, for sorting and queue priority (higher = worse). */
 export function severityRank(s: Severity): number {
   return s === 'critical' ? 2 : s === 'warning' ? 1 : 0;
-}
-
-/** Stable category ids of the problem catalog (DESIGN.md). */
-export const CATEGORIES = [
-  'CrashLoop',
-  'OOMKilled',
-  'ImagePull',
-  'ContainerConfig',
-  'ProbeFailure',
-  'Evicted',
-  'NodeNotReady',
-  'NodeMemoryPressure',
-  'NodeDiskPressure',
-  'NodePIDPressure',
-  'DiskFull',
-  'InodeExhaustion',
-  'KernelOOM',
-  'KernelHungTask',
-  'KernelSoftLockup',
-  'FilesystemError',
-  'NetworkLinkDown',
-  'ConntrackFull',
-  'GPUXid',
-  'ThermalThrottle',
-  'KubeletUnhealthy',
-  'RuntimeUnhealthy',
-  'ClockSkew',
-  'CertificateExpiry',
-  'DNSFailure',
-  'LogErrorSpike',
-  'ContainerFailed',
-  'KernelOops',
-  'HardwareError',
-  'DiskFailure',
-] as const;
-
-/** One problem-catalog category id. */
-export type Category = (typeof CATEGORIES)[number];
-
-/** What a finding is about. */
-export interface Subject {
-  kind: 'Node' | 'Pod' | 'Container';
-  /** Node name, or pod name for Pod/Container subjects. */
-  name: string;
-  namespace?: string;
-  container?: string;
-}
-
-/** Where a piece of evidence came from. */
-export type EvidenceSource = 'podStatus' | 'event' | 'podLog' | 'journald' | 'kmsg' | 'kubelet' | 'host';
-
-/** One redacted excerpt that supports a finding. */
-export interface Evidence {
-  source: EvidenceSource;
-  at: Timestamp;
-  text: string;
-}
-
-/** Output of the LLM or the rule hint for one finding. */
-export interface Diagnosis {
-  summary: string;
-  probableCause: string;
-  nextSteps: string[];
-  commands: string[];
-  confidence: 'low' | 'medium' | 'high';
-  /** `llm:<model id>` or `rule-hint`. */
-  diagnoser: string;
-  tokens: { prompt: number; completion: number };
-  latencyMs: number;
-  /** Indexes into the finding's evidence array that the diagnosis cites. */
-  evidenceRefs?: number[];
-  /**
-   * Set when the LLM could not give a usable answer and the rule hint stands in:
-   * `truncated | unparseable | invalid | timeout | error`.
-   */
-  fallback?: string;
-}
-
-/** A problem as the API and `analyze --format json` print it. */
-export interface Finding {
-  /** Stable fingerprint of category + subject (+ detail). */
-  id: string;
-  category: Category;
-  severity: Severity;
-  subject: Subject;
-  title: string;
-  message: string;
-  evidence: Evidence[];
-  firstSeen: Timestamp;
-  lastSeen: Timestamp;
-  count: number;
-  status: 'open' | 'resolved';
-  resolvedAt?: Timestamp | null;
-  /** Ids of findings that this one is a consequence of. */
-  causes?: string[];
-  /** True when no other open finding explains this one. */
-  rootCause?: boolean;
-  diagnosis: Diagnosis | null;
 }
 
 /**
@@ -271,9 +184,6 @@ export type Signal =
    */
   | { type: 'checkpoint'; source: SourceName; key: string; value: string | null };
 
-/** Names of the sources shown in /v1/status. */
-export type SourceName = 'kubelet' | 'kube-api' | 'pod-logs' | 'journald' | 'kmsg' | 'host';
-
 /**
  * What detectors see: the latest state of the node plus the log lines that
  * arrived since the previous detection cycle. Built by the tracker's node state
@@ -314,17 +224,6 @@ export interface Detector {
   detect(view: NodeView): FindingDraft[];
 }
 
-/** Health of one source, as /v1/status shows it. */
-export interface SourceStatus {
-  name: SourceName;
-  state: 'healthy' | 'stale' | 'failing' | 'disabled';
-  signals: number;
-  lastSignalAt: Timestamp | null;
-  lastError: string | null;
-  /** Extra facts (dropped lines, gaps, restarts, backend...). */
-  detail?: Record<string, string | number | boolean>;
-}
-
 /** Receives signals from a collector. */
 export type SignalSink = (signals: Signal[]) => void;
 
@@ -336,19 +235,6 @@ export interface Collector {
   /** Stops all timers, watches and child processes. */
   stop(): Promise<void>;
   status(): SourceStatus;
-}
-
-/** Structured facts a detector kept on a finding (exit code, reason, mount...): for correlation and diagnosis, not part of the public Finding. */
-export type FindingFacts = Record<string, string | number | boolean>;
-
-/**
- * What a diagnoser is given: the finding plus its detector's facts (absent or
- * null when the detector kept none). The daemon and `analyze` both build it
- * with `toDiagnosisInput`, so a diagnosis reads the same facts wherever it runs.
- */
-export interface DiagnosisInput extends Finding {
-  /** The detector's facts (exit code, reason, mount...). Defaults to none. */
-  facts?: FindingFacts | null;
 }
 
 /** Produces a diagnosis for a finding. */

@@ -5,8 +5,8 @@
  */
 import { basename } from 'node:path';
 import type { Logger } from 'pino';
-import type { StatusBody } from '../api/server.js';
 import type { Config } from '../config.js';
+import type { ModelStatus } from '../core/contract.js';
 import type { Diagnoser, Finding } from '../core/types.js';
 import { readCatalog } from '../models/catalog.js';
 import { expectedDigest } from '../models/digest.js';
@@ -24,7 +24,7 @@ export interface DiagnosisSetup {
   /** The engine, when a model is configured. */
   engine?: LlmEngine;
   /** The `model` part of /v1/status. */
-  modelStatus(): StatusBody['model'];
+  modelStatus(): ModelStatus;
   /** Disposes the model. */
   dispose(): Promise<void>;
 }

@@ -9,7 +9,8 @@ import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import type { AccessOptions } from '../../daemon/api/auth/access.js';
 import { ApiServing, type ServingLimits } from '../../daemon/api/auth/serve.js';
-import { buildApi, type StatusBody } from '../../daemon/api/server.js';
+import { buildApi } from '../../daemon/api/server.js';
+import type { Status } from '../../daemon/core/contract.js';
 import { Store } from '../../daemon/store/store.js';
 import { tempDir } from './daemon-process.js';
 
@@ -23,7 +24,7 @@ export interface ServedApi {
   close(): Promise<void>;
 }
 
-const STATUS: StatusBody = {
+const STATUS: Status = {
   mode: 'kubeconfig',
   nodeName: 'edge-node-1',
   version: '0.1.0',

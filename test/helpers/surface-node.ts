@@ -8,7 +8,8 @@
 import { pino } from 'pino';
 import { registerAskRoutes } from '../../daemon/api/ask-routes.js';
 import type { AccessOptions } from '../../daemon/api/auth/access.js';
-import { buildApi, type StatusBody } from '../../daemon/api/server.js';
+import { buildApi } from '../../daemon/api/server.js';
+import type { Status } from '../../daemon/core/contract.js';
 import { EngineGate } from '../../daemon/ask/gate.js';
 import { AskService } from '../../daemon/ask/service.js';
 import { RuleHintDiagnoser } from '../../daemon/diagnoser/rule-hint.js';
@@ -120,7 +121,7 @@ export async function startSurfaceNode(nodeName = 'edge-04', opts: { port?: numb
       { name: 'inodes_used_percent', labels: '/var/lib/containerd', value: 30 + (24 - h) * 0.5 },
     ]);
   }
-  const status = (): StatusBody => ({
+  const status = (): Status => ({
     mode: 'in-cluster',
     nodeName,
     version: '0.1.0',
