@@ -133,6 +133,8 @@ export const LoraStatusSchema = z.object({
   applied: z.boolean().describe('true while it is applied to the loaded context'),
   sizeBytes: z.number().int().nullable(),
 });
+/** A LoRA adapter as /v1/status shows it under `model.loras`. */
+export type LoraStatus = z.infer<typeof LoraStatusSchema>;
 
 /** The `model` part of /v1/status: the local model, the site backend, or none. */
 export const ModelStatusSchema = z.object({

@@ -22,369 +22,44 @@
  *   evaluated in batches, the model generates only values, each capped.
  * - The binary is the prebuilt one shipped in the npm package: `build: 'never'`
  *   and `skipDownload` so nothing is compiled or fetched (air-gapped nodes).
+ *
+ * This file is the engine's life cycle (check, load, idle unload, dispose)
+ * and its three calls; engine-types.ts holds the types (re-exported here),
+ * engine-options.ts the option checks, engine-sequence.ts the call queue,
+ * grammar cache and prompt-prefix reuse, engine-fill.ts the fill loop.
  */
 import { stat } from 'node:fs/promises';
-import { basename } from 'node:path';
-import type {
-  ChatHistoryItem,
-  ChatWrapper,
-  GbnfJsonSchema,
-  Llama,
-  LlamaContext,
-  LlamaContextSequence,
-  LlamaGrammar,
-  LlamaLogLevel,
-  LlamaModel,
-  Token,
-} from 'node-llama-cpp';
+import type { Llama, LlamaLogLevel, LlamaModel } from 'node-llama-cpp';
 import type { Logger } from 'pino';
 import { chooseThreads, type ThreadChoice } from './cgroup.js';
-import { EngineDisposedError, GrammarError, LlmError, type LlmErrorCode, ModelLoadError, ModelRefusedError, PromptTooLongError } from './errors.js';
+import { fillParts } from './engine-fill.js';
+import { type ResolvedOptions, resolveOptions } from './engine-options.js';
+import { CallQueue, GrammarCache, type Loaded, callTimings, promptState, raceAbort, toHistory } from './engine-sequence.js';
+import {
+  type Backend,
+  type ChatMessage,
+  type ChatRequest,
+  type CompleteRequest,
+  type CompletionResult,
+  type EngineState,
+  type FillRequest,
+  type FillResult,
+  type GenerationOptions,
+  type LlmEngineOptions,
+  type LlmEngineStatus,
+  SMALL_MODEL_PARAMETERS,
+  type ThreadBasis,
+} from './engine-types.js';
+import { EngineDisposedError, LlmError, ModelLoadError, ModelRefusedError } from './errors.js';
 import { llamaCpp } from './llama-cpp.js';
 import { type AdapterSummary, assertSha256, assertWithinBudget, estimateMemory, type GgufSummary, inspectAdapter, inspectGguf, type MemoryEstimate } from './gguf-check.js';
 
-/** GPU selection: `auto` uses CUDA or Vulkan when the prebuilt binary for it loads, else CPU. */
-export type GpuOption = 'auto' | 'cuda' | 'vulkan' | false;
+export * from './engine-types.js';
 
-/** Engine life cycle, as /v1/status shows it under `model.state`. */
-export type EngineState = 'none' | 'loading' | 'ready' | 'refused' | 'failed';
-
-/** Where inference runs. */
-export type Backend = 'cpu' | 'cuda' | 'vulkan' | 'metal';
-
-/** Options of {@link LlmEngine}; validated once and frozen by the constructor. */
-export interface LlmEngineOptions {
-  /** Path of the GGUF file. */
-  modelPath: string;
-  /** Id shown in status and in `llm:<id>`. Defaults to the file name without `.gguf`. */
-  modelId?: string;
-  /** Expected sha256 of the file (hex); a different file is refused. Defaults to no check. */
-  sha256?: string;
-  /** RAM the model may take: weights + KV cache + compute buffers + runtime. */
-  memoryBudgetBytes: number;
-  /** Context window in tokens (system prompt + evidence + answer); capped at the model's trained length. */
-  contextSize: number;
-  /** llama.cpp threads. Defaults to the cgroup CPU quota, capped by the CPUs this process may run on. */
-  threads?: number;
-  /** cgroup mount read for the CPU quota (the container's own cgroup, not the host's). Defaults to `/sys/fs/cgroup`. */
-  cgroupRoot?: string;
-  /** GPU backend to use. Defaults to `'auto'`. */
-  gpu?: GpuOption;
-  /** Layers offloaded to the GPU; ignored on CPU. Defaults to `'auto'` (as many as fit with the context). */
-  gpuLayers?: number | 'auto' | 'max';
-  /** Unload the model after this long without a call; 0 keeps it loaded. Defaults to 600000 (10 minutes). */
-  idleUnloadMs?: number;
-  /** Tokens evaluated per batch while reading the prompt. Defaults to 512 (or the context size if smaller). */
-  batchSize?: number;
-  /** LoRA adapters applied when the context is created; each is checked like the model before loading. Defaults to none. */
-  loras?: readonly LoraAdapterOption[];
-  /** Logger for load, unload, refusals and llama.cpp warnings. */
-  logger: Logger;
-}
-
-/** One LoRA adapter of {@link LlmEngineOptions.loras}. */
-export interface LoraAdapterOption {
-  /** Adapter GGUF file (`general.type = adapter`). */
-  path: string;
-  /** How strongly the adapter applies; 1 is as trained. Defaults to 1. */
-  scale?: number;
-  /** Expected sha256; a different file is refused. Defaults to no check. */
-  sha256?: string | null;
-}
-
-/** A LoRA adapter as /v1/status shows it. */
-export interface LoraAdapterStatus {
-  path: string;
-  scale: number;
-  /** The digest it was checked against; null when none is known. */
-  sha256: string | null;
-  /** True once it passed the checks (file, kind, architecture, digest). */
-  checked: boolean;
-  /** True while it is applied to the loaded context. */
-  applied: boolean;
-  sizeBytes: number | null;
-}
-
-type ResolvedOptions = Readonly<Required<Omit<LlmEngineOptions, 'sha256' | 'threads' | 'logger' | 'loras'>>> & {
-  readonly loras: readonly Readonly<Required<LoraAdapterOption>>[];
-  readonly sha256: string | null;
-  readonly threads: number | null;
-};
-
-/** Why the engine uses the number of threads it does. */
-export type ThreadBasis = ThreadChoice['basis'] | 'small-model';
-
-/**
- * Below this many parameters a token costs microseconds of math and llama.cpp's
- * per-operation thread barriers dominate: measured with the 0.2M-parameter test
- * model on a busy 2-core node, 100 tokens took 0.14 s on 1 thread and 11.7 s on 2.
- */
-export const SMALL_MODEL_PARAMETERS = 20_000_000;
-
-/** The engine as /v1/status reports it. */
-export interface LlmEngineStatus {
-  state: EngineState;
-  /** Model id. */
-  id: string;
-  /** Why the model is refused or failed; null otherwise. */
-  reason: string | null;
-  /** Stable code of `reason`. */
-  reasonCode: LlmErrorCode | null;
-  path: string;
-  /** Backend of the loaded (or last loaded) model; null before the first load. */
-  backend: Backend | null;
-  threads: number;
-  /** Why that many threads: `configured`, `cgroup2`, `cgroup1`, `cpus` or `small-model`. */
-  threadBasis: ThreadBasis;
-  contextSize: number;
-  architecture: string | null;
-  parameters: number | null;
-  sizeBytes: number | null;
-  memory: { estimatedBytes: number | null; budgetBytes: number };
-  /** True while weights are in memory. */
-  loaded: boolean;
-  loadedAt: string | null;
-  loadMs: number | null;
-  lastUsedAt: string | null;
-  /** Completed generations since start. */
-  calls: number;
-  /** Calls waiting for the sequence. */
-  queued: number;
-  /** LoRA adapters, in the order they are applied. */
-  loras: LoraAdapterStatus[];
-}
-
-/** One chat message in OpenAI form. */
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
-}
-
-/** Sampling and control options shared by {@link LlmEngine.complete} and {@link LlmEngine.chat}. */
-export interface GenerationOptions {
-  /**
-   * Constrain the output to JSON of this schema through a grammar. Types,
-   * enums, required keys, string `maxLength` and array `maxItems` are
-   * enforced while generating; other keywords (`pattern`, numeric bounds,
-   * anyOf/allOf) are not, so validate the parsed value. Defaults to free text.
-   */
-  jsonSchema?: GbnfJsonSchema;
-  /** Maximum tokens to generate; the call ends with `stopReason: 'maxTokens'` when reached. */
-  maxTokens: number;
-  /** Sampling temperature; 0 is greedy and deterministic. Defaults to 0. */
-  temperature?: number;
-  /** Seed for sampling when temperature > 0. Defaults to random. */
-  seed?: number;
-  /** Penalty on recently generated tokens (1 disables). Defaults to 1.1. */
-  repeatPenalty?: number;
-  /** Aborts waiting, loading or generating; the call rejects with `signal.reason`. */
-  signal?: AbortSignal;
-  /** Receives generated text as it is produced. */
-  onToken?: (text: string) => void;
-}
-
-/** Input of {@link LlmEngine.complete}. */
-export interface CompleteRequest extends GenerationOptions {
-  /** Fixed instructions; keep it identical across calls so its tokens are reused from the KV cache. */
-  systemPrompt: string;
-  /** The per-call part (the finding and its evidence). */
-  userPrompt: string;
-}
-
-/** Input of {@link LlmEngine.chat}. */
-export interface ChatRequest extends GenerationOptions {
-  /** Conversation; the last message must be from the user. */
-  messages: ChatMessage[];
-}
-
-/** Why generation stopped; `maxTokens` means the text was cut off. */
-export type StopReason = 'eogToken' | 'maxTokens' | 'stopGenerationTrigger' | 'customStopTrigger' | 'functionCalls' | 'abort';
-
-/** Result of one generation. */
-export interface CompletionResult {
-  text: string;
-  /** `text` parsed as JSON when a schema was given and the output is complete JSON; else undefined. */
-  json?: unknown;
-  stopReason: StopReason;
-  tokens: {
-    /** Tokens of the rendered prompt (chat template included). */
-    prompt: number;
-    /** Tokens generated. */
-    completion: number;
-    /** Prompt tokens that were already in the KV cache and not evaluated again. */
-    cachedPrompt: number;
-  };
-  /** Wall time of the call, queue wait and model load included. */
-  latencyMs: number;
-  timings: {
-    /** Waiting for earlier calls. */
-    queuedMs: number;
-    /** Loading the model, when this call triggered the load. */
-    loadMs: number;
-    /** From start of evaluation to the first generated token (prompt evaluation). */
-    promptMs: number;
-    /** From the first to the last generated token. */
-    generationMs: number;
-  };
-}
-
-/**
- * One field of a structured answer: the model writes it under a GBNF grammar
- * that ends with `end` (and allows `end` nowhere else), for at most
- * `maxTokens` tokens. A field that reaches the cap is closed by the engine
- * with `close` (the text is then marked `cut`), so the answer stays whole.
- */
-export interface AnswerField {
-  name: string;
-  /** GBNF of the field's text, `end` included. */
-  grammar: string;
-  /** The character that ends the field; the first generated token containing it ends it. */
-  end: string;
-  maxTokens: number;
-  /** Written after a cut-off field's text (e.g. `…"` for a string, `]` for a list). */
-  close: string;
-}
-
-/** Input of {@link LlmEngine.fill}. */
-export interface FillRequest {
-  systemPrompt: string;
-  userPrompt: string;
-  /**
-   * The assistant's answer in order: strings are written by the engine (and
-   * evaluated as one batch with what precedes them, at prompt speed), fields
-   * are written by the model.
-   */
-  parts: readonly (string | AnswerField)[];
-  /** Penalty on tokens already generated in this answer (1 disables). Defaults to 1.1. */
-  repeatPenalty?: number;
-  signal?: AbortSignal;
-}
-
-/** A field as the model wrote it. */
-export interface FilledField {
-  /** Text of the field without its `end` character (or `close`). */
-  text: string;
-  /** True when the field reached `maxTokens` and the engine closed it. */
-  cut: boolean;
-  tokens: number;
-}
-
-/** Result of {@link LlmEngine.fill}. */
-export interface FillResult {
-  /** The whole answer as it stands in the context (literal parts, fields, ends and closes). */
-  text: string;
-  fields: Record<string, FilledField>;
-  tokens: {
-    /** Tokens of the rendered prompt (chat template included). */
-    prompt: number;
-    /** Prompt tokens that were already in the KV cache and not evaluated again. */
-    cachedPrompt: number;
-    /** Tokens of the literal parts, evaluated in batches. */
-    forced: number;
-    /** Tokens the model generated. */
-    completion: number;
-  };
-  latencyMs: number;
-  timings: CompletionResult['timings'];
-}
-
-interface Loaded {
-  llama: Llama;
-  model: LlamaModel;
-  context: LlamaContext;
-  sequence: LlamaContextSequence;
-  chatWrapper: ChatWrapper;
-}
-
+/** The model file as it was when refused or failed. */
 interface FileSignature {
   size: number;
   mtimeMs: number;
-}
-
-const DEFAULT_IDLE_UNLOAD_MS = 600_000;
-const DEFAULT_BATCH_SIZE = 512;
-const MAX_CACHED_GRAMMARS = 32;
-
-
-function fail(message: string): never {
-  throw new TypeError(`LlmEngine options: ${message}`);
-}
-
-function resolveOptions(o: LlmEngineOptions): ResolvedOptions {
-  if (typeof o.modelPath !== 'string' || o.modelPath === '') fail('modelPath is required');
-  if (!(o.memoryBudgetBytes > 0)) fail('memoryBudgetBytes must be > 0');
-  if (!Number.isInteger(o.contextSize) || o.contextSize < 256) fail('contextSize must be an integer >= 256');
-  if (o.threads !== undefined && !(Number.isInteger(o.threads) && o.threads > 0)) fail('threads must be a positive integer');
-  const gpu = o.gpu ?? 'auto';
-  if (gpu !== 'auto' && gpu !== 'cuda' && gpu !== 'vulkan' && gpu !== false) fail(`gpu must be 'auto', 'cuda', 'vulkan' or false`);
-  const idleUnloadMs = o.idleUnloadMs ?? DEFAULT_IDLE_UNLOAD_MS;
-  if (!(idleUnloadMs >= 0)) fail('idleUnloadMs must be >= 0');
-  const batchSize = Math.min(o.batchSize ?? DEFAULT_BATCH_SIZE, o.contextSize);
-  if (!Number.isInteger(batchSize) || batchSize < 1) fail('batchSize must be a positive integer');
-  if (o.sha256 !== undefined && !/^[0-9a-fA-F]{64}$/.test(o.sha256.trim())) fail('sha256 must be 64 hex characters');
-  const loras = (o.loras ?? []).map((l) => {
-    if (typeof l.path !== 'string' || l.path === '') fail('every LoRA adapter needs a path');
-    const scale = l.scale ?? 1;
-    if (!Number.isFinite(scale)) fail('LoRA scale must be a number');
-    if (l.sha256 && !/^[0-9a-fA-F]{64}$/.test(l.sha256.trim())) fail('LoRA sha256 must be 64 hex characters');
-    return Object.freeze({ path: l.path, scale, sha256: l.sha256?.trim().toLowerCase() || null });
-  });
-  return Object.freeze({
-    modelPath: o.modelPath,
-    modelId: o.modelId ?? basename(o.modelPath).replace(/\.gguf$/i, ''),
-    sha256: o.sha256?.trim().toLowerCase() ?? null,
-    memoryBudgetBytes: o.memoryBudgetBytes,
-    contextSize: o.contextSize,
-    threads: o.threads ?? null,
-    cgroupRoot: o.cgroupRoot ?? '/sys/fs/cgroup',
-    gpu,
-    gpuLayers: o.gpuLayers ?? 'auto',
-    idleUnloadMs,
-    batchSize,
-    loras: Object.freeze(loras),
-  });
-}
-
-function abortReason(signal: AbortSignal): unknown {
-  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
-}
-
-/** Resolves when `p` does, rejects with the abort reason as soon as `signal` aborts. */
-function raceAbort<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p;
-  if (signal.aborted) return Promise.reject(abortReason(signal));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortReason(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    p.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
-function toHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
-  return messages.map((m): ChatHistoryItem => {
-    if (m.role === 'system') return { type: 'system', text: m.content };
-    if (m.role === 'user') return { type: 'user', text: m.content };
-    return { type: 'model', response: [m.content] };
-  });
-}
-
-/** Timings of a call from its marks (performance.now() values). */
-function callTimings(queuedMs: number, loadMs: number, evalStarted: number, firstTokenAt: number | null, ended: number): CompletionResult['timings'] {
-  return {
-    queuedMs: Math.round(queuedMs),
-    loadMs: Math.round(loadMs),
-    promptMs: Math.round((firstTokenAt ?? ended) - evalStarted),
-    generationMs: Math.round(ended - (firstTokenAt ?? ended)),
-  };
 }
 
 const LOG_LEVEL_RANK: Record<string, number> = { fatal: 0, error: 1, warn: 2, info: 3, log: 3, debug: 4 };
@@ -418,11 +93,8 @@ export class LlmEngine implements AsyncDisposable {
   #loaded: Loaded | null = null;
   #loading: Promise<Loaded> | null = null;
   #unloading: Promise<void> | null = null;
-  #grammars = new Map<string, Promise<LlamaGrammar>>();
-
-  #tail: Promise<void> = Promise.resolve();
-  #queued = 0;
-  #running = 0;
+  readonly #grammars = new GrammarCache();
+  readonly #queue = new CallQueue();
   #calls = 0;
   #loadedAt: number | null = null;
   #loadMs: number | null = null;
@@ -465,7 +137,7 @@ export class LlmEngine implements AsyncDisposable {
       loadMs: this.#loadMs,
       lastUsedAt: iso(this.#lastUsedAt),
       calls: this.#calls,
-      queued: this.#queued,
+      queued: this.#queue.queued,
       loras: this.#opts.loras.map((l, i) => ({
         path: l.path,
         scale: l.scale,
@@ -575,76 +247,14 @@ export class LlmEngine implements AsyncDisposable {
     const budget = request.parts.reduce((n, p) => n + (typeof p === 'string' ? Math.ceil(p.length / 2) + 1 : p.maxTokens + 2), 0);
     return this.#exclusive(request.signal, async (queuedMs) => {
       const { h, loadMs, promptTokens, cachedPrompt } = await this.#start(messages, budget, request.signal);
-      const signal = request.signal;
-
-      const tokens = [...promptTokens];
-      const generated: Token[] = [];
-      const fields: Record<string, FilledField> = {};
-      let text = '';
-      let forced = 0;
-      let firstTokenAt: number | null = null;
       const evalStarted = performance.now();
-      const penalty = request.repeatPenalty ?? 1.1;
-
-      for (const part of request.parts) {
-        if (typeof part === 'string') {
-          const t = h.model.tokenize(part, false);
-          tokens.push(...t);
-          forced += t.length;
-          text += part;
-          continue;
-        }
-        const grammar = await this.#gbnf(h.llama, part.grammar);
-        const state = new (await llamaCpp()).LlamaGrammarEvaluationState({ model: h.model, grammar });
-        // Keep what the sequence already holds of `tokens`; evaluate the rest (at least one token, for logits).
-        const keep = Math.min(h.sequence.compareContextTokens(tokens).firstDifferentIndex, tokens.length - 1);
-        if (h.sequence.nextTokenIndex > keep) await h.sequence.eraseContextTokenRanges([{ start: keep, end: h.sequence.nextTokenIndex }]);
-        const mine: Token[] = [];
-        let ended = false;
-        const it = h.sequence.evaluate(tokens.slice(keep), {
-          temperature: 0,
-          grammarEvaluationState: state,
-          ...(penalty !== 1 ? { repeatPenalty: { punishTokens: () => generated.slice(-64), penalty } } : {}),
-        });
-        try {
-          for await (const token of it) {
-            firstTokenAt ??= performance.now();
-            mine.push(token);
-            generated.push(token);
-            // `end` is ASCII, so one token's text shows it even when other characters span tokens.
-            if (h.model.detokenize([token]).includes(part.end)) {
-              ended = true;
-              break;
-            }
-            if (mine.length >= part.maxTokens) break;
-            if (signal?.aborted) break;
-          }
-        } finally {
-          await it.return();
-        }
-        signal?.throwIfAborted();
-        tokens.push(...mine);
-        if (ended) {
-          const all = h.model.detokenize(mine);
-          const value = all.slice(0, all.lastIndexOf(part.end));
-          text += `${value}${part.end}`;
-          fields[part.name] = { text: value, cut: false, tokens: mine.length };
-        } else {
-          // Cut at the cap (or the model stopped): the bytes of the field so far, then the engine's close.
-          const whole = h.model.detokenize(mine).replace(/\uFFFD+$/, '');
-          const closeTokens = h.model.tokenize(part.close, false);
-          tokens.push(...closeTokens);
-          forced += closeTokens.length;
-          text += `${whole}${part.close}`;
-          fields[part.name] = { text: whole, cut: true, tokens: mine.length };
-        }
-      }
+      const { text, fields, forced, completion, firstTokenAt } = await fillParts(h, this.#grammars, promptTokens, request.parts, request.repeatPenalty ?? 1.1, request.signal);
       const ended = performance.now();
       this.#calls++;
       return {
         text,
         fields,
-        tokens: { prompt: promptTokens.length, cachedPrompt, forced, completion: generated.length },
+        tokens: { prompt: promptTokens.length, cachedPrompt, forced, completion },
         latencyMs: Math.round(ended - started),
         timings: callTimings(queuedMs, loadMs, evalStarted, firstTokenAt, ended),
       };
@@ -662,7 +272,7 @@ export class LlmEngine implements AsyncDisposable {
     this.#disposed = true;
     this.#clearIdleTimer();
     // Let the running call finish; queued ones see #disposed and reject.
-    await this.#tail.catch(() => {});
+    await this.#queue.idle.catch(() => {});
     await this.#loading?.catch(() => {});
     await this.#unloadNow('disposed');
     const llama = this.#llama;
@@ -686,7 +296,7 @@ export class LlmEngine implements AsyncDisposable {
     return this.#exclusive(req.signal, async (queuedMs) => {
       const { h, loadMs, promptTokens, cachedPrompt } = await this.#start(messages, req.maxTokens, req.signal);
       const history = toHistory(messages.slice(0, -1));
-      const grammar = req.jsonSchema ? await this.#grammar(h.llama, req.jsonSchema) : undefined;
+      const grammar = req.jsonSchema ? await this.#grammars.json(h.llama, req.jsonSchema) : undefined;
 
       const session = new (await llamaCpp()).LlamaChatSession({ contextSequence: h.sequence, chatWrapper: h.chatWrapper, autoDisposeSequence: false });
       let completionTokens = 0;
@@ -749,77 +359,23 @@ export class LlmEngine implements AsyncDisposable {
     const h = await this.#ensureLoaded(signal);
     const loadMs = wasLoaded ? 0 : performance.now() - loadStarted;
     signal?.throwIfAborted();
-    const promptTokens = h.chatWrapper
-      .generateContextState({ chatHistory: [...toHistory(messages), { type: 'model', response: [] }] })
-      .contextText.tokenize(h.model.tokenizer);
-    if (promptTokens.length + answerTokens >= h.context.contextSize) {
-      throw new PromptTooLongError(promptTokens.length, answerTokens, h.context.contextSize);
-    }
-    // What is kept: the common prefix, minus the last prompt token, which is always evaluated again for the first logits.
-    const cachedPrompt = Math.min(h.sequence.compareContextTokens(promptTokens).firstDifferentIndex, promptTokens.length - 1);
+    const { promptTokens, cachedPrompt } = promptState(h, messages, answerTokens);
     return { h, loadMs, promptTokens, cachedPrompt };
-  }
-
-  #grammar(llama: Llama, schema: GbnfJsonSchema): Promise<LlamaGrammar> {
-    const key = JSON.stringify(schema);
-    let g = this.#grammars.get(key);
-    if (!g) {
-      // A schema comes from the caller: any failure to build its grammar is their input's fault.
-      g = (async () => llama.createGrammarForJsonSchema<GbnfJsonSchema>(schema))().catch((err: unknown) => {
-        throw new GrammarError(err instanceof Error ? err.message.split('\n')[0]! : String(err), { cause: err });
-      });
-      g.catch(() => this.#grammars.delete(key));
-      // Callers of the chat endpoint may send any schema: keep the newest few.
-      if (this.#grammars.size >= MAX_CACHED_GRAMMARS) this.#grammars.delete(this.#grammars.keys().next().value as string);
-      this.#grammars.set(key, g);
-    }
-    return g;
-  }
-
-  #gbnf(llama: Llama, text: string): Promise<LlamaGrammar> {
-    const key = `gbnf\u0000${text}`;
-    let g = this.#grammars.get(key);
-    if (!g) {
-      g = llama.createGrammar({ grammar: text });
-      g.catch(() => this.#grammars.delete(key));
-      if (this.#grammars.size >= MAX_CACHED_GRAMMARS) this.#grammars.delete(this.#grammars.keys().next().value as string);
-      this.#grammars.set(key, g);
-    }
-    return g;
   }
 
   /** Runs `fn` alone on the sequence, after every earlier call; gives up waiting when `signal` aborts. */
   async #exclusive<T>(signal: AbortSignal | undefined, fn: (queuedMs: number) => Promise<T>, use = true): Promise<T> {
     this.#assertUsable();
-    signal?.throwIfAborted();
-    const enqueued = performance.now();
-    const previous = this.#tail;
-    let release!: () => void;
-    const mine = new Promise<void>((r) => {
-      release = r;
-    });
-    this.#tail = previous.then(() => mine);
-    this.#queued++;
-    try {
-      await raceAbort(previous, signal);
-    } catch (err) {
-      this.#queued--;
-      // Our turn is skipped, but later calls must still wait for `previous`.
-      previous.then(release, release);
-      throw err;
-    }
-    this.#queued--;
-    this.#running++;
-    this.#clearIdleTimer();
-    try {
-      this.#assertUsable();
-      return await fn(performance.now() - enqueued);
-    } finally {
-      this.#running--;
+    return this.#queue.run(signal, fn, {
+      started: () => {
+        this.#clearIdleTimer();
+        this.#assertUsable();
+      },
       // Unloading is not a use: it must not restart the idle clock.
-      if (use) this.#touch();
-      release();
-    }
+      ended: () => {
+        if (use) this.#touch();
+      },
+    });
   }
 
   #assertUsable(): void {
@@ -847,7 +403,7 @@ export class LlmEngine implements AsyncDisposable {
   }
 
   async #idleUnload(): Promise<void> {
-    if (this.#disposed || !this.#loaded || this.#running > 0 || this.#queued > 0) return;
+    if (this.#disposed || !this.#loaded || this.#queue.running > 0 || this.#queue.queued > 0) return;
     if (this.#lastUsedAt !== null && Date.now() - this.#lastUsedAt < this.#opts.idleUnloadMs) {
       this.#scheduleIdleUnload();
       return;
