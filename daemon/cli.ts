@@ -12,7 +12,7 @@ import { callDaemon, type DaemonTarget, daemonTarget } from './cli/client.js';
 import { createStyle, formatFindingDetail, formatFindingsTable, formatStatus, wantsColor } from './cli/format.js';
 import { prettyStream } from './cli/pretty-log.js';
 import { SINCE_HELP, parseSince } from './core/since.js';
-import { CATEGORIES, type Finding, SEVERITIES } from './core/types.js';
+import { CATEGORIES, type Finding, SEVERITIES, type Status } from './core/types.js';
 import { createLogger } from './logger.js';
 import { VERSION } from './version.js';
 import { registerModelCommands } from './models/commands.js';
@@ -191,7 +191,7 @@ addClientOptions(program.command('status').description('show the daemon\'s sourc
   .option('--json', 'print the JSON body')
   .action(async (opts) => {
     try {
-      const s = await client<Record<string, unknown>>(opts, '/v1/status');
+      const s = await client<Status>(opts, '/v1/status');
       process.stdout.write(opts.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
     } catch (err) {
       fail(err);

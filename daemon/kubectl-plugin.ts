@@ -17,7 +17,7 @@ import { Command, Option } from 'commander';
 import { callDaemon } from './cli/client.js';
 import { createStyle, formatFindingDetail, formatFindingsTable, formatStatus, wantsColor } from './cli/format.js';
 import { SINCE_HELP, parseSince } from './core/since.js';
-import { CATEGORIES, type Finding, SEVERITIES } from './core/types.js';
+import { CATEGORIES, type Finding, SEVERITIES, type Status } from './core/types.js';
 import type { Listen } from './config.js';
 import { VERSION } from './version.js';
 
@@ -289,7 +289,7 @@ program
     try {
       const g = globals();
       const kc = kubeConfig(g);
-      const s = await getFromNode<Record<string, unknown>>(kc, g, await podOf(kc, g), '/v1/status');
+      const s = await getFromNode<Status>(kc, g, await podOf(kc, g), '/v1/status');
       process.stdout.write(opts.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
     } catch (err) {
       fail(err);

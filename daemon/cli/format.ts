@@ -3,7 +3,7 @@
  * for tools). Colour only when asked for (a TTY without NO_COLOR); widths
  * follow the terminal so no column runs into the next.
  */
-import type { Diagnosis, Finding } from '../core/types.js';
+import type { Diagnosis, Finding, Status } from '../core/types.js';
 
 /** Text styles; all identity when colour is off. */
 export interface Style {
@@ -163,17 +163,7 @@ export function formatFindingDetail(f: Finding, links: FindingLinks, opts: Forma
 }
 
 /** The /v1/status body for people. */
-export function formatStatus(s: Record<string, unknown>): string {
-  const st = s as {
-    mode: string;
-    nodeName: string;
-    version: string;
-    startedAt: string;
-    rulesOnly: boolean;
-    sources: { name: string; state: string; signals: number; lastSignalAt: string | null; lastError: string | null }[];
-    model: { state: string; id: string | null; reason: string | null; notice?: string; loras?: { path: string; scale: number }[] };
-    store: { path: string; sizeBytes: number; recoveredFrom: string | null };
-  };
+export function formatStatus(st: Status): string {
   const out = [
     `node      ${st.nodeName} (mode ${st.mode}, nodesage ${st.version}, up since ${st.startedAt})`,
     `model     ${st.model.state}${st.model.id ? ` ${st.model.id}` : ''}${st.model.reason ? ` — ${st.model.reason}` : ''}${st.rulesOnly ? ' (rules-only mode: findings without LLM explanations)' : ''}`,

@@ -20,9 +20,11 @@ export type {
   EvidenceSource,
   Finding,
   FindingFacts,
+  ModelStatus,
   Severity,
   SourceName,
   SourceStatus,
+  Status,
   Subject,
   Timestamp,
 } from './contract.js';

@@ -6,8 +6,7 @@
 import { basename } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config.js';
-import type { ModelStatus } from '../core/contract.js';
-import type { Diagnoser, Finding } from '../core/types.js';
+import type { Diagnoser, Finding, ModelStatus } from '../core/types.js';
 import { readCatalog } from '../models/catalog.js';
 import { expectedDigest } from '../models/digest.js';
 import { createRedactor, type Redactor } from '../redact.js';
