@@ -3,12 +3,14 @@
  * bodies a real daemon serves, the response schemas its routes declare (and
  * its OpenAPI document shows), `analyze --format json`, and the README.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { analyzeBundle } from '../daemon/analyze.js';
 import {
   ApiErrorSchema,
+  DiagnosisInputSchema,
   FindingPageSchema,
   FindingSchema,
   MetricsHistorySchema,
@@ -88,6 +90,21 @@ describe('the contract', () => {
     expect(findings).toEqual(printed);
     expect(findings.map((f) => f.category)).toContain('CrashLoop');
     expect(printed.some((f) => Object.hasOwn(f as object, 'facts'))).toBe(false);
+  }, 60_000);
+
+  it('what every fixture bundle gives the diagnoser is a DiagnosisInput: the finding with its detector facts', async () => {
+    const dir = join(PROJECT_ROOT, 'test/fixtures/bundles');
+    let withFacts = 0;
+    for (const name of readdirSync(dir)) {
+      const { findings } = await analyzeBundle(join(dir, name));
+      for (const f of findings) {
+        expect(DiagnosisInputSchema.parse(f), `${name}: ${f.category}`).toEqual(f);
+        if (f.facts && Object.keys(f.facts).length > 0) withFacts++;
+      }
+    }
+    expect(withFacts).toBeGreaterThan(10);
+    const crash = (await analyzeBundle(join(dir, 'crashloop-oom-memcg'))).findings.find((f) => f.category === 'CrashLoop');
+    expect(typeof crash?.facts?.exitCode).toBe('number');
   }, 60_000);
 
   it("keeps the README's finding example and category list in step with the schema", () => {
