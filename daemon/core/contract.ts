@@ -88,8 +88,11 @@ export const FindingSchema = z.object({
 /** A problem as the API and `analyze --format json` print it. */
 export type Finding = z.infer<typeof FindingSchema>;
 
+/** A flat record of string, number or boolean values (a finding's facts, a source's detail). */
+const FlatRecordSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
+
 /** Structured facts a detector kept on a finding (exit code, reason, mount...): for correlation and diagnosis, not part of the public Finding. */
-export const FindingFactsSchema = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
+export const FindingFactsSchema = FlatRecordSchema;
 /** Structured facts a detector kept on a finding (exit code, reason, mount...): for correlation and diagnosis, not part of the public Finding. */
 export type FindingFacts = z.infer<typeof FindingFactsSchema>;
 
@@ -116,9 +119,7 @@ export const SourceStatusSchema = z.object({
   signals: z.number().int(),
   lastSignalAt: TimestampSchema.nullable(),
   lastError: z.string().nullable(),
-  detail: z
-    .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
-    .optional()
+  detail: FlatRecordSchema.optional()
     .describe('extra facts (dropped lines, gaps, restarts, backend...): string, number or boolean values'),
 });
 /** Health of one source, as /v1/status shows it. */

@@ -8,7 +8,7 @@
  * everything depends on it. Field names follow the Kubernetes vocabulary and
  * DESIGN.md.
  */
-import type { Category, Diagnosis, DiagnosisInput, Evidence, Severity, SourceName, SourceStatus, Subject, Timestamp } from './contract.js';
+import type { Category, Diagnosis, DiagnosisInput, Evidence, FindingFacts, Severity, SourceName, SourceStatus, Subject, Timestamp } from './contract.js';
 import type { KubeEvent, KubeNode, KubePod, StatsSummary } from './kube.js';
 
 export { CATEGORIES, SEVERITIES } from './vocabulary.js';
@@ -67,7 +67,7 @@ export interface FindingDraft {
    */
   causes?: string[];
   /** Structured facts kept for correlation and the diagnosis prompt (not shown as evidence). */
-  facts?: Record<string, string | number | boolean>;
+  facts?: FindingFacts;
 }
 
 /** A log line from any log source, after parsing and before redaction. */
