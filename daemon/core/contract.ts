@@ -6,9 +6,11 @@
  * OpenAPI document cannot drift apart. The shapes are those of DESIGN.md
  * (Finding, Diagnosis, Status, SourceStatus) and the README's HTTP API section.
  *
- * Cost: zod is already loaded at start by the config; building these schemas
- * takes well under a millisecond, and the JSON schemas are computed once, on
- * first use (the API server's construction).
+ * Cost: only the API server imports this module at run time (everything else
+ * imports its types, which are erased, and the word lists of vocabulary.ts).
+ * zod is loaded at start by the config anyway; building these schemas costs
+ * about 0.7 MiB of heap and 10 ms, and the JSON schemas, computed once when the
+ * API is built, 0.3 MiB and 5 ms (measured on a 2-core node, Node 24).
  */
 import { z } from 'zod';
 import { CATEGORIES, SEVERITY_VALUES } from './vocabulary.js';
