@@ -1,8 +1,7 @@
 /**
  * The types of the local LLM engine (engine.ts): its options, its status, and
  * the requests and results of its three calls (`complete`, `chat`, `fill`).
- * Apart from one constant this module holds only types, so the API and the ask
- * service import them without loading the engine.
+ * engine.ts re-exports them; apart from one constant they are only types.
  */
 import type { GbnfJsonSchema } from 'node-llama-cpp';
 import type { Logger } from 'pino';
