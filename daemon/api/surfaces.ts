@@ -109,8 +109,10 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
     async (req) => {
       const q = req.query as { series: keyof typeof HISTORY_SERIES; since?: string };
       const spec = HISTORY_SERIES[q.series];
-      const sinceMs = Date.parse(parseSince(q.since ?? '24h'));
-      const resolution = Date.now() - sinceMs <= 86_400_000 ? 60 : 900;
+      // One clock reading for both, so `since=24h` is always exactly 24 h (1-minute points), never 24 h and a millisecond.
+      const nowMs = Date.now();
+      const sinceMs = Date.parse(parseSince(q.since ?? '24h', nowMs));
+      const resolution = nowMs - sinceMs <= 86_400_000 ? 60 : 900;
       const invert = q.series === 'memory';
       const lines = ctx.store.listSampleSeries(spec.metric, resolution, sinceMs).map((s) => ({
         label: s.labels || q.series,
