@@ -8,7 +8,7 @@
  */
 import { clipAtWord } from '../core/text.js';
 import { eventFirstTime, eventLastTime, eventMessage } from '../core/kube.js';
-import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
+import type { Evidence, FindingDraft, NodeView } from '../core/types.js';
 import {
   containerLabel,
   dedupeEvidence,
@@ -22,8 +22,7 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
-import { z } from 'zod';
-import { minutes, names } from './options.js';
+import { defineDetectorOptions, detectorFactory, minutes, names } from './options.js';
 
 /** Options of the ContainerConfig detector. */
 export interface ContainerConfigOptions {
@@ -33,16 +32,14 @@ export interface ContainerConfigOptions {
   mountWindowMinutes: number;
 }
 
-/** Defaults of ContainerConfigOptions. */
-export const CONTAINER_CONFIG_DEFAULTS: ContainerConfigOptions = {
-  reasons: ['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError', 'PreCreateHookError', 'PreStartHookError', 'PostStartHookError', 'VerifyNonRootError'],
-  mountWindowMinutes: 30,
-};
-
-/** Schema of ContainerConfigOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const CONTAINER_CONFIG_OPTIONS_SCHEMA = z
-  .object({ reasons: names('waiting reasons'), mountWindowMinutes: minutes })
-  .strict() satisfies z.ZodType<ContainerConfigOptions>;
+/** The defaults and config schema of ContainerConfigOptions (`detectors.containerConfig`). */
+export const CONTAINER_CONFIG_OPTIONS = defineDetectorOptions<ContainerConfigOptions>(
+  { reasons: names('waiting reasons'), mountWindowMinutes: minutes },
+  {
+    reasons: ['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError', 'PreCreateHookError', 'PreStartHookError', 'PostStartHookError', 'VerifyNonRootError'],
+    mountWindowMinutes: 30,
+  },
+);
 
 /** What a container-creation error message says is wrong. */
 export interface ConfigProblem {
@@ -76,70 +73,66 @@ export function parseConfigProblem(text: string): ConfigProblem {
 }
 
 /** Creates the ContainerConfig detector. */
-export function createContainerConfigDetector(opts: Partial<ContainerConfigOptions> = {}): Detector {
-  const o: ContainerConfigOptions = { ...CONTAINER_CONFIG_DEFAULTS, ...opts };
+export const createContainerConfigDetector = detectorFactory('container-config', CONTAINER_CONFIG_OPTIONS, (o) => {
   const reasons = new Set(o.reasons);
   const mountWindowMs = o.mountWindowMinutes * 60_000;
-  return {
-    name: 'container-config',
-    detect(view: NodeView): FindingDraft[] {
-      if (!view.pods) return fromEventsOnly(view, mountWindowMs);
-      const out: FindingDraft[] = [];
-      const mountReported = new Set<string>();
-      for (const c of listContainers(view)) {
-        if (isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp) continue;
-        const w = c.status.state?.waiting;
-        if (!w?.reason) continue;
-        const ref = podRef(c.namespace, c.podName);
-        if (reasons.has(w.reason)) {
-          const events = podEvents(view, c.namespace, c.podName, c.status.name).filter(
-            (e) => e.reason === 'Failed' && !/pull/i.test(eventMessage(e)),
-          );
-          const text = w.message ?? (events.length > 0 ? eventMessage(events[events.length - 1]!) : '');
-          const p = parseConfigProblem(text);
-          const evidence: Evidence[] = [...statusEvidence(c, view.now, ['state']), ...events.map((e) => eventEvidence(e, view.now))];
-          // A failing lifecycle hook (PreStartHookError, PostStartHookError...) stops a container that was created.
-          const what = /Hook/.test(w.reason) ? 'cannot start: its lifecycle hook failed' : 'cannot be created';
-          out.push(draftFor(view, c.subject, `The ${containerLabel(c)} ${what} (${w.reason}): ${p.summary}.`, p, evidence, {
-            title: `${c.init ? 'Init container' : 'Container'} ${c.status.name} of ${ref} ${what}: ${p.summary}`,
-            firstAt: earliest(events.map((e) => eventFirstTime(e))),
-            waitingReason: w.reason,
-          }));
-          continue;
-        }
-        // ConfigMap/Secret volumes are mounted before any container is created.
-        if (w.reason === 'ContainerCreating' || w.reason === 'PodInitializing') {
-          if (mountReported.has(ref)) continue;
-          const mounts = podEvents(view, c.namespace, c.podName).filter(
-            (e) => e.reason === 'FailedMount' && within(view.now, eventLastTime(e), mountWindowMs),
-          );
-          const configMounts = mounts.filter((e) => {
-            const p = parseConfigProblem(eventMessage(e));
-            return p.cause === 'missing-configmap' || p.cause === 'missing-secret' || p.cause === 'missing-key';
-          });
-          if (configMounts.length === 0) continue;
-          mountReported.add(ref);
-          const p = parseConfigProblem(eventMessage(configMounts[configMounts.length - 1]!));
-          out.push(
-            draftFor(
-              view,
-              { kind: 'Pod', namespace: c.namespace, name: c.podName },
-              `Pod ${ref} is stuck in ContainerCreating: a volume cannot be mounted because ${p.summary}.`,
-              p,
-              [...statusEvidence(c, view.now, ['state']), ...configMounts.map((e) => eventEvidence(e, view.now))],
-              {
-                title: `Pod ${ref} cannot start: ${p.summary}`,
-                firstAt: earliest(configMounts.map((e) => eventFirstTime(e))),
-                waitingReason: w.reason,
-              },
-            ),
-          );
-        }
+  return (view) => {
+    if (!view.pods) return fromEventsOnly(view, mountWindowMs);
+    const out: FindingDraft[] = [];
+    const mountReported = new Set<string>();
+    for (const c of listContainers(view)) {
+      if (isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp) continue;
+      const w = c.status.state?.waiting;
+      if (!w?.reason) continue;
+      const ref = podRef(c.namespace, c.podName);
+      if (reasons.has(w.reason)) {
+        const events = podEvents(view, c.namespace, c.podName, c.status.name).filter(
+          (e) => e.reason === 'Failed' && !/pull/i.test(eventMessage(e)),
+        );
+        const text = w.message ?? (events.length > 0 ? eventMessage(events[events.length - 1]!) : '');
+        const p = parseConfigProblem(text);
+        const evidence: Evidence[] = [...statusEvidence(c, view.now, ['state']), ...events.map((e) => eventEvidence(e, view.now))];
+        // A failing lifecycle hook (PreStartHookError, PostStartHookError...) stops a container that was created.
+        const what = /Hook/.test(w.reason) ? 'cannot start: its lifecycle hook failed' : 'cannot be created';
+        out.push(draftFor(view, c.subject, `The ${containerLabel(c)} ${what} (${w.reason}): ${p.summary}.`, p, evidence, {
+          title: `${c.init ? 'Init container' : 'Container'} ${c.status.name} of ${ref} ${what}: ${p.summary}`,
+          firstAt: earliest(events.map((e) => eventFirstTime(e))),
+          waitingReason: w.reason,
+        }));
+        continue;
       }
-      return out;
-    },
+      // ConfigMap/Secret volumes are mounted before any container is created.
+      if (w.reason === 'ContainerCreating' || w.reason === 'PodInitializing') {
+        if (mountReported.has(ref)) continue;
+        const mounts = podEvents(view, c.namespace, c.podName).filter(
+          (e) => e.reason === 'FailedMount' && within(view.now, eventLastTime(e), mountWindowMs),
+        );
+        const configMounts = mounts.filter((e) => {
+          const p = parseConfigProblem(eventMessage(e));
+          return p.cause === 'missing-configmap' || p.cause === 'missing-secret' || p.cause === 'missing-key';
+        });
+        if (configMounts.length === 0) continue;
+        mountReported.add(ref);
+        const p = parseConfigProblem(eventMessage(configMounts[configMounts.length - 1]!));
+        out.push(
+          draftFor(
+            view,
+            { kind: 'Pod', namespace: c.namespace, name: c.podName },
+            `Pod ${ref} is stuck in ContainerCreating: a volume cannot be mounted because ${p.summary}.`,
+            p,
+            [...statusEvidence(c, view.now, ['state']), ...configMounts.map((e) => eventEvidence(e, view.now))],
+            {
+              title: `Pod ${ref} cannot start: ${p.summary}`,
+              firstAt: earliest(configMounts.map((e) => eventFirstTime(e))),
+              waitingReason: w.reason,
+            },
+          ),
+        );
+      }
+    }
+    return out;
   };
-}
+});
 
 function draftFor(
   view: NodeView,

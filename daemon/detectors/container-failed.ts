@@ -15,7 +15,7 @@
  * need cleaning up) and for terminations the kubelet could not observe
  * (`ContainerStatusUnknown`, `Unknown`: the node or the runtime restarted).
  */
-import type { Detector, Evidence, FindingDraft, NodeView, Severity } from '../core/types.js';
+import type { Evidence, FindingDraft, Severity } from '../core/types.js';
 import { exitCodeMeaning } from './crashloop.js';
 import {
   clip,
@@ -31,8 +31,7 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
-import { z } from 'zod';
-import { hours, int } from './options.js';
+import { defineDetectorOptions, detectorFactory, hours, int } from './options.js';
 
 /** Options of the ContainerFailed detector. */
 export interface ContainerFailedOptions {
@@ -42,13 +41,11 @@ export interface ContainerFailedOptions {
   logLines: number;
 }
 
-/** Defaults of ContainerFailedOptions. */
-export const CONTAINER_FAILED_DEFAULTS: ContainerFailedOptions = { windowHours: 24, logLines: 10 };
-
-/** Schema of ContainerFailedOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const CONTAINER_FAILED_OPTIONS_SCHEMA = z
-  .object({ windowHours: hours, logLines: int(0, 1000) })
-  .strict() satisfies z.ZodType<ContainerFailedOptions>;
+/** The defaults and config schema of ContainerFailedOptions (`detectors.containerFailed`). */
+export const CONTAINER_FAILED_OPTIONS = defineDetectorOptions<ContainerFailedOptions>(
+  { windowHours: hours, logLines: int(0, 1000) },
+  { windowHours: 24, logLines: 10 },
+);
 
 /** Linux signal names by number (x86/arm), for exit codes 128 + n. */
 const SIGNALS: Record<number, string> = {
@@ -80,70 +77,66 @@ export function exitSignal(code: number, signal?: number): string | null {
 const UNOBSERVED = new Set(['ContainerStatusUnknown', 'Unknown']);
 
 /** Creates the ContainerFailed detector. */
-export function createContainerFailedDetector(opts: Partial<ContainerFailedOptions> = {}): Detector {
-  const o: ContainerFailedOptions = { ...CONTAINER_FAILED_DEFAULTS, ...opts };
+export const createContainerFailedDetector = detectorFactory('container-failed', CONTAINER_FAILED_OPTIONS, (o) => {
   const windowMs = o.windowHours * 3_600_000;
-  return {
-    name: 'container-failed',
-    detect(view: NodeView): FindingDraft[] {
-      const out: FindingDraft[] = [];
-      for (const c of listContainers(view)) {
-        const pod = c.pod;
-        const t = c.status.state?.terminated;
-        if (!t || t.exitCode === 0 || pod.metadata.deletionTimestamp) continue;
-        if (t.reason === 'OOMKilled' || pod.status?.reason === 'Evicted') continue;
-        const phase = pod.status?.phase;
-        const policy = pod.spec?.restartPolicy ?? 'Always';
-        // Only a Failed pod or restartPolicy Never leaves a non-zero exit alone; otherwise the kubelet restarts it.
-        if (phase !== 'Failed' && policy !== 'Never') continue;
-        const ref = podRef(c.namespace, c.podName);
-        const at = iso(t.finishedAt, view.now);
-        const recent = within(view.now, at, windowMs);
-        const unobserved = UNOBSERVED.has(t.reason ?? '');
-        const severity: Severity = recent && !unobserved ? 'warning' : 'info';
-        const owner = pod.metadata.ownerReferences?.find((r) => r.controller) ?? pod.metadata.ownerReferences?.[0];
-        const signal = exitSignal(t.exitCode, t.signal);
-        const meaning = exitCodeMeaning(t.exitCode);
-        const lines = linesBeforeTermination(containerTail(view, c.namespace, c.podName, c.status.name), t, undefined, o.logLines);
-        const evidence: Evidence[] = [...statusEvidence(c, view.now, ['state'])];
-        if (phase === 'Failed') {
-          evidence.push({
-            source: 'podStatus',
-            at,
-            text: clip(`pod ${ref} phase Failed${pod.status?.reason ? ` reason ${pod.status.reason}` : ''}, restartPolicy ${policy}${pod.status?.message ? `: ${pod.status.message}` : ''}`),
-          });
-        }
-        evidence.push(...logEvidence(lines));
-        let message = `The ${containerLabel(c)} exited with code ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}${t.finishedAt ? ` at ${t.finishedAt}` : ''} and is not restarted (pod phase ${phase ?? 'unknown'}, restartPolicy ${policy}${owner ? `, owned by ${owner.kind} ${owner.name}` : ''}).`;
-        if (meaning) message += ` Exit code ${t.exitCode} ${meaning}.`;
-        else if (signal) message += ` It ended on ${signal}.`;
-        if (pod.status?.reason === 'DeadlineExceeded') message += ' The pod ran past its activeDeadlineSeconds and was stopped.';
-        if (unobserved) message += ' The kubelet did not see the process end (the node or the container runtime restarted).';
-        if (t.message) message += ` Termination message: "${clip(t.message, 240)}".`;
-        const key = keyLogLine(lines);
-        if (key) message += ` Its log before exiting says: "${key.text.trim().slice(0, 240)}".`;
-        const draft: FindingDraft = {
-          category: 'ContainerFailed',
-          severity,
-          subject: c.subject,
-          title: `${c.init ? 'Init container' : 'Container'} ${c.status.name} of ${ref} failed (exit code ${t.exitCode}${signal ? `, ${signal}` : ''}${t.reason && t.reason !== 'Error' ? `, ${t.reason}` : ''})`,
-          message,
-          evidence: dedupeEvidence(evidence),
+  return (view) => {
+    const out: FindingDraft[] = [];
+    for (const c of listContainers(view)) {
+      const pod = c.pod;
+      const t = c.status.state?.terminated;
+      if (!t || t.exitCode === 0 || pod.metadata.deletionTimestamp) continue;
+      if (t.reason === 'OOMKilled' || pod.status?.reason === 'Evicted') continue;
+      const phase = pod.status?.phase;
+      const policy = pod.spec?.restartPolicy ?? 'Always';
+      // Only a Failed pod or restartPolicy Never leaves a non-zero exit alone; otherwise the kubelet restarts it.
+      if (phase !== 'Failed' && policy !== 'Never') continue;
+      const ref = podRef(c.namespace, c.podName);
+      const at = iso(t.finishedAt, view.now);
+      const recent = within(view.now, at, windowMs);
+      const unobserved = UNOBSERVED.has(t.reason ?? '');
+      const severity: Severity = recent && !unobserved ? 'warning' : 'info';
+      const owner = pod.metadata.ownerReferences?.find((r) => r.controller) ?? pod.metadata.ownerReferences?.[0];
+      const signal = exitSignal(t.exitCode, t.signal);
+      const meaning = exitCodeMeaning(t.exitCode);
+      const lines = linesBeforeTermination(containerTail(view, c.namespace, c.podName, c.status.name), t, undefined, o.logLines);
+      const evidence: Evidence[] = [...statusEvidence(c, view.now, ['state'])];
+      if (phase === 'Failed') {
+        evidence.push({
+          source: 'podStatus',
           at,
-          lifecycle: 'condition',
-          detector: 'container-failed',
-          facts: { exitCode: t.exitCode, reason: t.reason ?? '', restartPolicy: policy, phase: phase ?? '' },
-        };
-        if (t.startedAt && iso(t.startedAt, at) < at) draft.firstAt = iso(t.startedAt, at);
-        if (signal) draft.facts!.signal = signal;
-        if (pod.status?.reason) draft.facts!.podReason = pod.status.reason;
-        if (owner) {
-          draft.facts!.ownerKind = owner.kind;
-          draft.facts!.ownerName = owner.name;
-        }
-        out.push(draft);
+          text: clip(`pod ${ref} phase Failed${pod.status?.reason ? ` reason ${pod.status.reason}` : ''}, restartPolicy ${policy}${pod.status?.message ? `: ${pod.status.message}` : ''}`),
+        });
       }
-      return out;
-    },
+      evidence.push(...logEvidence(lines));
+      let message = `The ${containerLabel(c)} exited with code ${t.exitCode}${t.reason ? ` (${t.reason})` : ''}${t.finishedAt ? ` at ${t.finishedAt}` : ''} and is not restarted (pod phase ${phase ?? 'unknown'}, restartPolicy ${policy}${owner ? `, owned by ${owner.kind} ${owner.name}` : ''}).`;
+      if (meaning) message += ` Exit code ${t.exitCode} ${meaning}.`;
+      else if (signal) message += ` It ended on ${signal}.`;
+      if (pod.status?.reason === 'DeadlineExceeded') message += ' The pod ran past its activeDeadlineSeconds and was stopped.';
+      if (unobserved) message += ' The kubelet did not see the process end (the node or the container runtime restarted).';
+      if (t.message) message += ` Termination message: "${clip(t.message, 240)}".`;
+      const key = keyLogLine(lines);
+      if (key) message += ` Its log before exiting says: "${key.text.trim().slice(0, 240)}".`;
+      const draft: FindingDraft = {
+        category: 'ContainerFailed',
+        severity,
+        subject: c.subject,
+        title: `${c.init ? 'Init container' : 'Container'} ${c.status.name} of ${ref} failed (exit code ${t.exitCode}${signal ? `, ${signal}` : ''}${t.reason && t.reason !== 'Error' ? `, ${t.reason}` : ''})`,
+        message,
+        evidence: dedupeEvidence(evidence),
+        at,
+        lifecycle: 'condition',
+        detector: 'container-failed',
+        facts: { exitCode: t.exitCode, reason: t.reason ?? '', restartPolicy: policy, phase: phase ?? '' },
+      };
+      if (t.startedAt && iso(t.startedAt, at) < at) draft.firstAt = iso(t.startedAt, at);
+      if (signal) draft.facts!.signal = signal;
+      if (pod.status?.reason) draft.facts!.podReason = pod.status.reason;
+      if (owner) {
+        draft.facts!.ownerKind = owner.kind;
+        draft.facts!.ownerName = owner.name;
+      }
+      out.push(draft);
+    }
+    return out;
   };
-}
+});

@@ -35,8 +35,7 @@
  */
 import { fingerprint } from '../core/fingerprint.js';
 import type { Category, FindingDraft, Subject } from '../core/types.js';
-import { z } from 'zod';
-import { minutes } from './options.js';
+import { defineDetectorOptions, minutes } from './options.js';
 
 /** Options of the correlation pass. */
 export interface CorrelationOptions {
@@ -44,13 +43,8 @@ export interface CorrelationOptions {
   slackMinutes: number;
 }
 
-/** Defaults of CorrelationOptions. */
-export const CORRELATION_DEFAULTS: CorrelationOptions = { slackMinutes: 10 };
-
-/** Schema of CorrelationOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const CORRELATION_OPTIONS_SCHEMA = z
-  .object({ slackMinutes: minutes })
-  .strict() satisfies z.ZodType<CorrelationOptions>;
+/** The defaults and config schema of CorrelationOptions (`detectors.correlation`). */
+export const CORRELATION_OPTIONS = defineDetectorOptions<CorrelationOptions>({ slackMinutes: minutes }, { slackMinutes: 10 });
 
 /** The draft's fingerprint: the id its finding will have. */
 export function draftId(d: FindingDraft): string {
@@ -123,7 +117,7 @@ function pressureFor(resource: string | undefined): Category[] {
  * Causes a draft already had are kept.
  */
 export function correlate(drafts: readonly FindingDraft[], opts: Partial<CorrelationOptions> = {}): FindingDraft[] {
-  const o: CorrelationOptions = { ...CORRELATION_DEFAULTS, ...opts };
+  const o: CorrelationOptions = { ...CORRELATION_OPTIONS.defaults, ...opts };
   const slackMs = o.slackMinutes * 60_000;
   const ids = drafts.map(draftId);
   const byCategory = new Map<Category, number[]>();

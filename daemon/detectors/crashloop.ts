@@ -15,7 +15,7 @@
  */
 import { eventCount, eventFirstTime, eventLastTime, eventMessage } from '../core/kube.js';
 import { clipAtWord } from '../core/text.js';
-import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
+import type { Evidence, FindingDraft, NodeView } from '../core/types.js';
 import {
   type ContainerContext,
   containerLabel,
@@ -35,8 +35,7 @@ import {
   timeMs,
   within,
 } from './pod-status.js';
-import { z } from 'zod';
-import { int, minutes } from './options.js';
+import { defineDetectorOptions, detectorFactory, int, minutes } from './options.js';
 
 /** Thresholds of the CrashLoop detector. */
 export interface CrashLoopOptions {
@@ -52,13 +51,11 @@ export interface CrashLoopOptions {
   eventWindowMinutes: number;
 }
 
-/** Defaults of CrashLoopOptions. */
-export const CRASHLOOP_DEFAULTS: CrashLoopOptions = { minRestarts: 3, windowMinutes: 60, criticalRestarts: 3, logLines: 10, eventWindowMinutes: 10 };
-
-/** Schema of CrashLoopOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const CRASHLOOP_OPTIONS_SCHEMA = z
-  .object({ minRestarts: int(1, 1_000_000), windowMinutes: minutes, criticalRestarts: int(1, 1_000_000), logLines: int(0, 1000), eventWindowMinutes: minutes })
-  .strict() satisfies z.ZodType<CrashLoopOptions>;
+/** The defaults and config schema of CrashLoopOptions (`detectors.crashLoop`). */
+export const CRASHLOOP_OPTIONS = defineDetectorOptions<CrashLoopOptions>(
+  { minRestarts: int(1, 1_000_000), windowMinutes: minutes, criticalRestarts: int(1, 1_000_000), logLines: int(0, 1000), eventWindowMinutes: minutes },
+  { minRestarts: 3, windowMinutes: 60, criticalRestarts: 3, logLines: 10, eventWindowMinutes: 10 },
+);
 
 const BACK_OFF = /Back-off restarting failed container/i;
 
@@ -112,89 +109,85 @@ export function restartsWithin(c: ContainerContext, view: NodeView, windowMs: nu
 }
 
 /** Creates the CrashLoop detector. */
-export function createCrashLoopDetector(opts: Partial<CrashLoopOptions> = {}): Detector {
-  const o: CrashLoopOptions = { ...CRASHLOOP_DEFAULTS, ...opts };
+export const createCrashLoopDetector = detectorFactory('crashloop', CRASHLOOP_OPTIONS, (o) => {
   const windowMs = o.windowMinutes * 60_000;
-  return {
-    name: 'crashloop',
-    detect(view: NodeView): FindingDraft[] {
-      if (!view.pods) return fromEventsOnly(view, o);
-      const out: FindingDraft[] = [];
-      for (const c of listContainers(view)) {
-        // A Failed pod restarts nothing any more: ContainerFailed reports its exits.
-        if (isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp || c.pod.status?.phase === 'Failed') continue;
-        const st = c.status;
-        const events = podEvents(view, c.namespace, c.podName, st.name);
-        const backOff = st.state?.waiting?.reason === 'CrashLoopBackOff';
-        const recent = restartsWithin(c, view, windowMs);
-        const last = st.lastState?.terminated;
-        let inferred = false;
-        if (!backOff) {
-          if (recent < o.minRestarts) continue;
-          // Count-only evidence of an OOM or probe kill belongs to those detectors.
-          if (last?.reason === 'OOMKilled' || lastTerminationWasProbeKill(c, events)) continue;
-          // A node reboot or runtime restart ends every container at once ("Unknown", exit 255): not a crash.
-          if (last?.reason === 'Unknown' || last?.reason === 'ContainerStatusUnknown') continue;
-          if (st.state?.running && st.ready && bootRestart(view, last?.finishedAt)) continue;
-          inferred = true;
-        }
-        const restarts = st.restartCount;
-        const backOffEvents = events.filter((e) => e.reason === 'BackOff' && BACK_OFF.test(eventMessage(e)));
-        const probeKill = lastTerminationWasProbeKill(c, events);
-        const lines = linesBeforeTermination(
-          containerTail(view, c.namespace, c.podName, st.name),
-          last,
-          st.state?.running ? restarts : undefined,
-          o.logLines,
-        );
-        const evidence: Evidence[] = [
-          ...statusEvidence(c, view.now),
-          ...backOffEvents.map((e) => eventEvidence(e, view.now)),
-          ...logEvidence(lines),
-        ];
-        const exit = last
-          ? `last exit code ${last.exitCode}${last.reason ? ` (${last.reason})` : ''}${last.finishedAt ? ` at ${last.finishedAt}` : ''}`
-          : 'no recorded termination';
-        const severity = restarts >= o.criticalRestarts ? 'critical' : 'warning';
-        const how = inferred
-          ? `restarted ${recent} times in the last ${o.windowMinutes} minutes`
-          : `is in CrashLoopBackOff after ${restarts} restarts`;
-        let message = `The ${containerLabel(c)} ${how}; ${exit}.`;
-        if (last?.reason === 'OOMKilled') message += ' The last exit was an OOM kill: the container hit its memory limit.';
-        else if (probeKill) message += ' The last exit was kubelet killing it after a failed liveness probe.';
-        else if (last) {
-          const meaning = exitCodeMeaning(last.exitCode);
-          if (meaning) message += ` Exit code ${last.exitCode} ${meaning}.`;
-        }
-        const key = keyLogLine(lines);
-        if (key) message += ` Its log before exiting says: "${clipAtWord(key.text, 240)}".`;
-        const draft: FindingDraft = {
-          category: 'CrashLoop',
-          severity,
-          subject: c.subject,
-          title: `${c.init ? 'Init container' : 'Container'} ${st.name} of ${c.namespace}/${c.podName} is crash-looping (${last ? `exit code ${last.exitCode}` : 'no exit code'}, ${restarts} restarts)`,
-          message,
-          evidence: dedupeEvidence(evidence),
-          at: view.now,
-          occurrences: Math.max(1, inferred ? recent : restarts),
-          lifecycle: 'condition',
-          detector: 'crashloop',
-          facts: { restartCount: restarts, restartsInWindow: recent, backOff },
-        };
-        const firstAt = earliest(backOffEvents.map((e) => eventFirstTime(e)).concat(last?.startedAt));
-        if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
-        if (last) {
-          draft.facts!.exitCode = last.exitCode;
-          if (last.reason) draft.facts!.lastReason = last.reason;
-          if (last.finishedAt) draft.facts!.finishedAt = last.finishedAt;
-        }
-        if (probeKill) draft.facts!.probeKill = true;
-        out.push(draft);
+  return (view) => {
+    if (!view.pods) return fromEventsOnly(view, o);
+    const out: FindingDraft[] = [];
+    for (const c of listContainers(view)) {
+      // A Failed pod restarts nothing any more: ContainerFailed reports its exits.
+      if (isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp || c.pod.status?.phase === 'Failed') continue;
+      const st = c.status;
+      const events = podEvents(view, c.namespace, c.podName, st.name);
+      const backOff = st.state?.waiting?.reason === 'CrashLoopBackOff';
+      const recent = restartsWithin(c, view, windowMs);
+      const last = st.lastState?.terminated;
+      let inferred = false;
+      if (!backOff) {
+        if (recent < o.minRestarts) continue;
+        // Count-only evidence of an OOM or probe kill belongs to those detectors.
+        if (last?.reason === 'OOMKilled' || lastTerminationWasProbeKill(c, events)) continue;
+        // A node reboot or runtime restart ends every container at once ("Unknown", exit 255): not a crash.
+        if (last?.reason === 'Unknown' || last?.reason === 'ContainerStatusUnknown') continue;
+        if (st.state?.running && st.ready && bootRestart(view, last?.finishedAt)) continue;
+        inferred = true;
       }
-      return out;
-    },
+      const restarts = st.restartCount;
+      const backOffEvents = events.filter((e) => e.reason === 'BackOff' && BACK_OFF.test(eventMessage(e)));
+      const probeKill = lastTerminationWasProbeKill(c, events);
+      const lines = linesBeforeTermination(
+        containerTail(view, c.namespace, c.podName, st.name),
+        last,
+        st.state?.running ? restarts : undefined,
+        o.logLines,
+      );
+      const evidence: Evidence[] = [
+        ...statusEvidence(c, view.now),
+        ...backOffEvents.map((e) => eventEvidence(e, view.now)),
+        ...logEvidence(lines),
+      ];
+      const exit = last
+        ? `last exit code ${last.exitCode}${last.reason ? ` (${last.reason})` : ''}${last.finishedAt ? ` at ${last.finishedAt}` : ''}`
+        : 'no recorded termination';
+      const severity = restarts >= o.criticalRestarts ? 'critical' : 'warning';
+      const how = inferred
+        ? `restarted ${recent} times in the last ${o.windowMinutes} minutes`
+        : `is in CrashLoopBackOff after ${restarts} restarts`;
+      let message = `The ${containerLabel(c)} ${how}; ${exit}.`;
+      if (last?.reason === 'OOMKilled') message += ' The last exit was an OOM kill: the container hit its memory limit.';
+      else if (probeKill) message += ' The last exit was kubelet killing it after a failed liveness probe.';
+      else if (last) {
+        const meaning = exitCodeMeaning(last.exitCode);
+        if (meaning) message += ` Exit code ${last.exitCode} ${meaning}.`;
+      }
+      const key = keyLogLine(lines);
+      if (key) message += ` Its log before exiting says: "${clipAtWord(key.text, 240)}".`;
+      const draft: FindingDraft = {
+        category: 'CrashLoop',
+        severity,
+        subject: c.subject,
+        title: `${c.init ? 'Init container' : 'Container'} ${st.name} of ${c.namespace}/${c.podName} is crash-looping (${last ? `exit code ${last.exitCode}` : 'no exit code'}, ${restarts} restarts)`,
+        message,
+        evidence: dedupeEvidence(evidence),
+        at: view.now,
+        occurrences: Math.max(1, inferred ? recent : restarts),
+        lifecycle: 'condition',
+        detector: 'crashloop',
+        facts: { restartCount: restarts, restartsInWindow: recent, backOff },
+      };
+      const firstAt = earliest(backOffEvents.map((e) => eventFirstTime(e)).concat(last?.startedAt));
+      if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
+      if (last) {
+        draft.facts!.exitCode = last.exitCode;
+        if (last.reason) draft.facts!.lastReason = last.reason;
+        if (last.finishedAt) draft.facts!.finishedAt = last.finishedAt;
+      }
+      if (probeKill) draft.facts!.probeKill = true;
+      out.push(draft);
+    }
+    return out;
   };
-}
+});
 
 /** Crash loops from back-off events alone, when the view has no pod list. */
 function fromEventsOnly(view: NodeView, o: CrashLoopOptions): FindingDraft[] {

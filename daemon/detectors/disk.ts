@@ -3,9 +3,8 @@
  * with host/fsSize.json) and from the kubelet's stats summary (nodefs, imagefs).
  */
 import type { StatsFs } from '../core/kube.js';
-import type { Detector, FindingDraft, NodeView, Severity } from '../core/types.js';
-import { z } from 'zod';
-import { percent, names, type Ordered } from './options.js';
+import type { FindingDraft, Severity } from '../core/types.js';
+import { defineDetectorOptions, detectorFactory, names, percent } from './options.js';
 
 /** Thresholds of the disk detector. */
 export interface DiskOptions {
@@ -21,22 +20,18 @@ export interface DiskOptions {
   ignoreFsTypes: string[];
 }
 
-/** Defaults of DiskOptions. */
-export const DISK_DEFAULTS: DiskOptions = {
-  warnPercent: 85,
-  criticalPercent: 95,
-  inodeWarnPercent: 90,
-  inodeCriticalPercent: 97,
-  ignoreFsTypes: ['squashfs', 'iso9660', 'overlay', 'nsfs', 'ramfs', 'devtmpfs', 'udf', 'erofs'],
-};
-
-/** Schema of DiskOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const DISK_OPTIONS_SCHEMA = z
-  .object({ warnPercent: percent, criticalPercent: percent, inodeWarnPercent: percent, inodeCriticalPercent: percent, ignoreFsTypes: names('filesystem types') })
-  .strict() satisfies z.ZodType<DiskOptions>;
-
-/** Thresholds of DiskOptions that must stay ordered, lower first. */
-export const DISK_ORDERED: Ordered<DiskOptions> = [['warnPercent', 'criticalPercent'], ['inodeWarnPercent', 'inodeCriticalPercent']];
+/** The defaults, config schema and threshold order of DiskOptions (`detectors.disk`). */
+export const DISK_OPTIONS = defineDetectorOptions<DiskOptions>(
+  { warnPercent: percent, criticalPercent: percent, inodeWarnPercent: percent, inodeCriticalPercent: percent, ignoreFsTypes: names('filesystem types') },
+  {
+    warnPercent: 85,
+    criticalPercent: 95,
+    inodeWarnPercent: 90,
+    inodeCriticalPercent: 97,
+    ignoreFsTypes: ['squashfs', 'iso9660', 'overlay', 'nsfs', 'ramfs', 'devtmpfs', 'udf', 'erofs'],
+  },
+  [['warnPercent', 'criticalPercent'], ['inodeWarnPercent', 'inodeCriticalPercent']],
+);
 
 function pct(used: number, total: number): number {
   return total > 0 ? (used / total) * 100 : 0;
@@ -85,83 +80,79 @@ function fromStats(label: string, fs: StatsFs | undefined, at: string): FsUsage 
 }
 
 /** Creates the disk detector. */
-export function createDiskDetector(opts: Partial<DiskOptions> = {}): Detector {
-  const o: DiskOptions = { ...DISK_DEFAULTS, ...opts };
+export const createDiskDetector = detectorFactory('disk', DISK_OPTIONS, (o) => {
   const ignore = new Set(o.ignoreFsTypes);
-  return {
-    name: 'disk',
-    detect(view: NodeView): FindingDraft[] {
-      const usages: FsUsage[] = [];
-      for (const f of view.host?.filesystems ?? []) {
-        if (ignore.has(f.fsType)) continue;
-        const u: FsUsage = {
-          label: f.mount,
-          mount: f.mount,
-          source: 'host',
-          at: view.host!.at,
-          sizeBytes: f.sizeBytes,
-          usedBytes: f.usedBytes,
-          availBytes: f.availBytes,
-        };
-        if (f.inodesTotal !== undefined && f.inodesUsed !== undefined) {
-          u.inodesTotal = f.inodesTotal;
-          u.inodesUsed = f.inodesUsed;
-        }
-        usages.push(u);
+  return (view) => {
+    const usages: FsUsage[] = [];
+    for (const f of view.host?.filesystems ?? []) {
+      if (ignore.has(f.fsType)) continue;
+      const u: FsUsage = {
+        label: f.mount,
+        mount: f.mount,
+        source: 'host',
+        at: view.host!.at,
+        sizeBytes: f.sizeBytes,
+        usedBytes: f.usedBytes,
+        availBytes: f.availBytes,
+      };
+      if (f.inodesTotal !== undefined && f.inodesUsed !== undefined) {
+        u.inodesTotal = f.inodesTotal;
+        u.inodesUsed = f.inodesUsed;
       }
-      const s = view.statsSummary?.node;
-      if (s) {
-        const nodefs = fromStats('nodefs', s.fs, view.now);
-        if (nodefs) usages.push(nodefs);
-        const imagefs = fromStats('imagefs', s.runtime?.imageFs, view.now);
-        // imagefs is usually the same filesystem as nodefs: report it once.
-        if (imagefs && !(nodefs && nodefs.sizeBytes === imagefs.sizeBytes && nodefs.availBytes === imagefs.availBytes)) {
-          usages.push(imagefs);
-        }
+      usages.push(u);
+    }
+    const s = view.statsSummary?.node;
+    if (s) {
+      const nodefs = fromStats('nodefs', s.fs, view.now);
+      if (nodefs) usages.push(nodefs);
+      const imagefs = fromStats('imagefs', s.runtime?.imageFs, view.now);
+      // imagefs is usually the same filesystem as nodefs: report it once.
+      if (imagefs && !(nodefs && nodefs.sizeBytes === imagefs.sizeBytes && nodefs.availBytes === imagefs.availBytes)) {
+        usages.push(imagefs);
       }
-      const out: FindingDraft[] = [];
-      const subject = { kind: 'Node' as const, name: view.nodeName };
-      for (const u of usages) {
-        const used = u.usedBytes + u.availBytes > 0 ? pct(u.usedBytes, u.usedBytes + u.availBytes) : 0;
-        const sev = severityFor(used, o.warnPercent, o.criticalPercent);
-        if (sev) {
-          const text = `${u.label}: ${used.toFixed(1)}% used (${gib(u.usedBytes)} of ${gib(u.sizeBytes)}, ${gib(u.availBytes)} free)`;
+    }
+    const out: FindingDraft[] = [];
+    const subject = { kind: 'Node' as const, name: view.nodeName };
+    for (const u of usages) {
+      const used = u.usedBytes + u.availBytes > 0 ? pct(u.usedBytes, u.usedBytes + u.availBytes) : 0;
+      const sev = severityFor(used, o.warnPercent, o.criticalPercent);
+      if (sev) {
+        const text = `${u.label}: ${used.toFixed(1)}% used (${gib(u.usedBytes)} of ${gib(u.sizeBytes)}, ${gib(u.availBytes)} free)`;
+        out.push({
+          category: 'DiskFull',
+          severity: sev,
+          subject,
+          detail: u.label,
+          title: `Filesystem ${u.label} is ${used.toFixed(0)}% full`,
+          message: `${text}; threshold ${sev === 'critical' ? o.criticalPercent : o.warnPercent}%.`,
+          evidence: [{ source: u.source, at: u.at, text }],
+          at: u.at,
+          lifecycle: 'condition',
+          detector: 'disk',
+          facts: { mount: u.label, usedPercent: Math.round(used * 10) / 10, availBytes: u.availBytes },
+        });
+      }
+      if (u.inodesTotal !== undefined && u.inodesUsed !== undefined && u.inodesTotal > 0) {
+        const ip = pct(u.inodesUsed, u.inodesTotal);
+        const isev = severityFor(ip, o.inodeWarnPercent, o.inodeCriticalPercent);
+        if (isev) {
+          const text = `${u.label}: ${ip.toFixed(1)}% of inodes used (${u.inodesUsed} of ${u.inodesTotal})`;
           out.push({
-            category: 'DiskFull',
-            severity: sev,
+            category: 'InodeExhaustion',
+            severity: isev,
             subject,
             detail: u.label,
-            title: `Filesystem ${u.label} is ${used.toFixed(0)}% full`,
-            message: `${text}; threshold ${sev === 'critical' ? o.criticalPercent : o.warnPercent}%.`,
+            title: `Filesystem ${u.label} has ${ip.toFixed(0)}% of its inodes used`,
+            message: `${text}; threshold ${isev === 'critical' ? o.inodeCriticalPercent : o.inodeWarnPercent}%. New files cannot be created once inodes run out, even with free space.`,
             evidence: [{ source: u.source, at: u.at, text }],
             at: u.at,
             lifecycle: 'condition',
             detector: 'disk',
-            facts: { mount: u.label, usedPercent: Math.round(used * 10) / 10, availBytes: u.availBytes },
+            facts: { mount: u.label, inodesUsedPercent: Math.round(ip * 10) / 10 },
           });
         }
-        if (u.inodesTotal !== undefined && u.inodesUsed !== undefined && u.inodesTotal > 0) {
-          const ip = pct(u.inodesUsed, u.inodesTotal);
-          const isev = severityFor(ip, o.inodeWarnPercent, o.inodeCriticalPercent);
-          if (isev) {
-            const text = `${u.label}: ${ip.toFixed(1)}% of inodes used (${u.inodesUsed} of ${u.inodesTotal})`;
-            out.push({
-              category: 'InodeExhaustion',
-              severity: isev,
-              subject,
-              detail: u.label,
-              title: `Filesystem ${u.label} has ${ip.toFixed(0)}% of its inodes used`,
-              message: `${text}; threshold ${isev === 'critical' ? o.inodeCriticalPercent : o.inodeWarnPercent}%. New files cannot be created once inodes run out, even with free space.`,
-              evidence: [{ source: u.source, at: u.at, text }],
-              at: u.at,
-              lifecycle: 'condition',
-              detector: 'disk',
-              facts: { mount: u.label, inodesUsedPercent: Math.round(ip * 10) / 10 },
-            });
-          }
-        }
       }
-      return out;
-    },
+    }
+    return out;
   };
-}
+});

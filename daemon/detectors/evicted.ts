@@ -11,10 +11,9 @@
  * linger are info (they only need cleaning up).
  */
 import { eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent, type KubePod } from '../core/kube.js';
-import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
+import type { Evidence, FindingDraft } from '../core/types.js';
 import { clip, dedupeEvidence, eventEvidence, iso, latest, nodePods, podEvents, podRef, within } from './pod-status.js';
-import { z } from 'zod';
-import { hours } from './options.js';
+import { defineDetectorOptions, detectorFactory, hours } from './options.js';
 
 /** Thresholds of the Evicted detector. */
 export interface EvictedOptions {
@@ -22,13 +21,8 @@ export interface EvictedOptions {
   windowHours: number;
 }
 
-/** Defaults of EvictedOptions. */
-export const EVICTED_DEFAULTS: EvictedOptions = { windowHours: 24 };
-
-/** Schema of EvictedOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const EVICTED_OPTIONS_SCHEMA = z
-  .object({ windowHours: hours })
-  .strict() satisfies z.ZodType<EvictedOptions>;
+/** The defaults and config schema of EvictedOptions (`detectors.evicted`). */
+export const EVICTED_OPTIONS = defineDetectorOptions<EvictedOptions>({ windowHours: hours }, { windowHours: 24 });
 
 /** Why a pod was evicted, read from the kubelet's message. */
 export interface EvictionReason {
@@ -98,67 +92,63 @@ function evictionTime(pod: KubePod | undefined, events: KubeEvent[]): string | u
 }
 
 /** Creates the Evicted detector. */
-export function createEvictedDetector(opts: Partial<EvictedOptions> = {}): Detector {
-  const o: EvictedOptions = { ...EVICTED_DEFAULTS, ...opts };
+export const createEvictedDetector = detectorFactory('evicted', EVICTED_OPTIONS, (o) => {
   const windowMs = o.windowHours * 3_600_000;
-  return {
-    name: 'evicted',
-    detect(view: NodeView): FindingDraft[] {
-      const out: FindingDraft[] = [];
-      const seen = new Set<string>();
-      const report = (namespace: string, name: string, pod: KubePod | undefined, message: string) => {
-        const ref = podRef(namespace, name);
-        if (seen.has(ref)) return;
-        seen.add(ref);
-        const events = podEvents(view, namespace, name).filter((e) => e.reason === 'Evicted' || e.reason === 'Killing');
-        const at = iso(evictionTime(pod, events), view.now);
-        const r = parseEviction(message);
-        const recent = within(view.now, at, windowMs);
-        const evidence: Evidence[] = [];
-        if (pod) {
-          evidence.push({
-            source: 'podStatus',
-            at,
-            text: clip(`pod ${ref} phase ${pod.status?.phase ?? '?'} reason ${pod.status?.reason ?? 'Evicted'}: ${pod.status?.message ?? message}`),
-          });
-        }
-        evidence.push(...events.filter((e) => e.reason === 'Evicted').map((e) => eventEvidence(e, view.now)));
-        const draft: FindingDraft = {
-          category: 'Evicted',
-          severity: recent ? 'warning' : 'info',
-          subject: { kind: 'Pod', namespace, name },
-          title: `Pod ${ref} was evicted: ${r.cause === 'node-pressure' ? `node low on ${r.resource}` : r.cause === 'other' ? 'evicted by the kubelet' : `${r.resource} limit exceeded${r.container ? ` by ${r.container}` : ''}`}`,
-          message: `Pod ${ref} was evicted at ${at}: ${describe(r)}. Kubelet message: ${message.trim()}`,
-          evidence: dedupeEvidence(evidence),
+  return (view) => {
+    const out: FindingDraft[] = [];
+    const seen = new Set<string>();
+    const report = (namespace: string, name: string, pod: KubePod | undefined, message: string) => {
+      const ref = podRef(namespace, name);
+      if (seen.has(ref)) return;
+      seen.add(ref);
+      const events = podEvents(view, namespace, name).filter((e) => e.reason === 'Evicted' || e.reason === 'Killing');
+      const at = iso(evictionTime(pod, events), view.now);
+      const r = parseEviction(message);
+      const recent = within(view.now, at, windowMs);
+      const evidence: Evidence[] = [];
+      if (pod) {
+        evidence.push({
+          source: 'podStatus',
           at,
-          lifecycle: 'event',
-          detector: 'evicted',
-          facts: { cause: r.cause },
-        };
-        const firstAt = events.length > 0 ? events.map((e) => eventFirstTime(e)).sort()[0] : undefined;
-        if (firstAt && iso(firstAt, at) < at) draft.firstAt = iso(firstAt, at);
-        if (r.resource) draft.facts!.resource = r.resource;
-        if (r.threshold) draft.facts!.threshold = r.threshold;
-        if (r.container) draft.facts!.container = r.container;
-        if (r.limit) draft.facts!.limit = r.limit;
-        out.push(draft);
+          text: clip(`pod ${ref} phase ${pod.status?.phase ?? '?'} reason ${pod.status?.reason ?? 'Evicted'}: ${pod.status?.message ?? message}`),
+        });
+      }
+      evidence.push(...events.filter((e) => e.reason === 'Evicted').map((e) => eventEvidence(e, view.now)));
+      const draft: FindingDraft = {
+        category: 'Evicted',
+        severity: recent ? 'warning' : 'info',
+        subject: { kind: 'Pod', namespace, name },
+        title: `Pod ${ref} was evicted: ${r.cause === 'node-pressure' ? `node low on ${r.resource}` : r.cause === 'other' ? 'evicted by the kubelet' : `${r.resource} limit exceeded${r.container ? ` by ${r.container}` : ''}`}`,
+        message: `Pod ${ref} was evicted at ${at}: ${describe(r)}. Kubelet message: ${message.trim()}`,
+        evidence: dedupeEvidence(evidence),
+        at,
+        lifecycle: 'event',
+        detector: 'evicted',
+        facts: { cause: r.cause },
       };
-      for (const pod of nodePods(view)) {
-        if (pod.status?.reason !== 'Evicted') continue;
-        report(pod.metadata.namespace ?? 'default', pod.metadata.name ?? '', pod, pod.status.message ?? '');
-      }
-      // A deleted evicted pod leaves only its event; report it while recent.
-      for (const e of view.events) {
-        if (e.reason !== 'Evicted') continue;
-        const obj = eventObject(e);
-        if ((obj.kind ?? 'Pod') !== 'Pod' || !obj.name) continue;
-        const namespace = obj.namespace ?? e.metadata.namespace ?? 'default';
-        // A pod that still exists was handled above (or runs on another node).
-        if ((view.pods ?? []).some((p) => (p.metadata.namespace ?? 'default') === namespace && p.metadata.name === obj.name)) continue;
-        if (!within(view.now, eventLastTime(e), windowMs)) continue;
-        report(namespace, obj.name, undefined, eventMessage(e));
-      }
-      return out;
-    },
+      const firstAt = events.length > 0 ? events.map((e) => eventFirstTime(e)).sort()[0] : undefined;
+      if (firstAt && iso(firstAt, at) < at) draft.firstAt = iso(firstAt, at);
+      if (r.resource) draft.facts!.resource = r.resource;
+      if (r.threshold) draft.facts!.threshold = r.threshold;
+      if (r.container) draft.facts!.container = r.container;
+      if (r.limit) draft.facts!.limit = r.limit;
+      out.push(draft);
+    };
+    for (const pod of nodePods(view)) {
+      if (pod.status?.reason !== 'Evicted') continue;
+      report(pod.metadata.namespace ?? 'default', pod.metadata.name ?? '', pod, pod.status.message ?? '');
+    }
+    // A deleted evicted pod leaves only its event; report it while recent.
+    for (const e of view.events) {
+      if (e.reason !== 'Evicted') continue;
+      const obj = eventObject(e);
+      if ((obj.kind ?? 'Pod') !== 'Pod' || !obj.name) continue;
+      const namespace = obj.namespace ?? e.metadata.namespace ?? 'default';
+      // A pod that still exists was handled above (or runs on another node).
+      if ((view.pods ?? []).some((p) => (p.metadata.namespace ?? 'default') === namespace && p.metadata.name === obj.name)) continue;
+      if (!within(view.now, eventLastTime(e), windowMs)) continue;
+      report(namespace, obj.name, undefined, eventMessage(e));
+    }
+    return out;
   };
-}
+});

@@ -3,9 +3,8 @@
  * `memory` stall averages, and available memory. PSI says what a percentage
  * cannot: that tasks are actually waiting for memory.
  */
-import type { Detector, FindingDraft, NodeView, Severity } from '../core/types.js';
-import { z } from 'zod';
-import { percent, type Ordered } from './options.js';
+import type { Severity } from '../core/types.js';
+import { defineDetectorOptions, detectorFactory, percent } from './options.js';
 
 /** Thresholds of the host memory detector. */
 export interface HostMemoryOptions {
@@ -19,70 +18,60 @@ export interface HostMemoryOptions {
   availableCriticalPercent: number;
 }
 
-/** Defaults of HostMemoryOptions. */
-export const HOST_MEMORY_DEFAULTS: HostMemoryOptions = {
-  psiSomeWarn: 10,
-  psiFullCritical: 10,
-  availableWarnPercent: 5,
-  availableCriticalPercent: 2,
-};
-
-/** Schema of HostMemoryOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const HOST_MEMORY_OPTIONS_SCHEMA = z
-  .object({ psiSomeWarn: percent, psiFullCritical: percent, availableWarnPercent: percent, availableCriticalPercent: percent })
-  .strict() satisfies z.ZodType<HostMemoryOptions>;
-
-/** Thresholds of HostMemoryOptions that must stay ordered, lower first. */
-export const HOST_MEMORY_ORDERED: Ordered<HostMemoryOptions> = [['availableCriticalPercent', 'availableWarnPercent']];
+/** The defaults, config schema and threshold order of HostMemoryOptions (`detectors.hostMemory`). */
+export const HOST_MEMORY_OPTIONS = defineDetectorOptions<HostMemoryOptions>(
+  { psiSomeWarn: percent, psiFullCritical: percent, availableWarnPercent: percent, availableCriticalPercent: percent },
+  {
+    psiSomeWarn: 10,
+    psiFullCritical: 10,
+    availableWarnPercent: 5,
+    availableCriticalPercent: 2,
+  },
+  [['availableCriticalPercent', 'availableWarnPercent']],
+);
 
 /** Creates the host memory detector. */
-export function createHostMemoryDetector(opts: Partial<HostMemoryOptions> = {}): Detector {
-  const o = { ...HOST_MEMORY_DEFAULTS, ...opts };
-  return {
-    name: 'host-memory',
-    detect(view: NodeView): FindingDraft[] {
-      const h = view.host;
-      if (!h) return [];
-      const reasons: string[] = [];
-      let sev: Severity | null = null;
-      const raise = (s: Severity) => {
-        if (sev !== 'critical') sev = s;
-      };
-      const mem = h.psi?.memory;
-      if (mem) {
-        if (mem.full && mem.full.avg60 >= o.psiFullCritical) {
-          raise('critical');
-          reasons.push(`PSI memory full avg60 ${mem.full.avg60.toFixed(1)}% (all tasks stalled on memory)`);
-        } else if (mem.some.avg60 >= o.psiSomeWarn) {
-          raise('warning');
-          reasons.push(`PSI memory some avg60 ${mem.some.avg60.toFixed(1)}% (tasks stalled on memory)`);
-        }
-      }
-      if (h.memory && h.memory.totalBytes > 0) {
-        const availPct = (h.memory.availableBytes / h.memory.totalBytes) * 100;
-        const text = `available memory ${availPct.toFixed(1)}% (${(h.memory.availableBytes / 1024 ** 2).toFixed(0)} MiB of ${(h.memory.totalBytes / 1024 ** 2).toFixed(0)} MiB)`;
-        if (availPct < o.availableCriticalPercent) {
-          raise('critical');
-          reasons.push(text);
-        } else if (availPct < o.availableWarnPercent) {
-          raise('warning');
-          reasons.push(text);
-        }
-      }
-      if (!sev) return [];
-      return [
-        {
-          category: 'NodeMemoryPressure',
-          severity: sev,
-          subject: { kind: 'Node', name: view.nodeName },
-          title: 'The node is short of memory',
-          message: `${reasons.join('; ')}.`,
-          evidence: reasons.map((text) => ({ source: 'host' as const, at: h.at, text })),
-          at: h.at,
-          lifecycle: 'condition',
-          detector: 'host-memory',
-        },
-      ];
-    },
+export const createHostMemoryDetector = detectorFactory('host-memory', HOST_MEMORY_OPTIONS, (o) => (view) => {
+  const h = view.host;
+  if (!h) return [];
+  const reasons: string[] = [];
+  let sev: Severity | null = null;
+  const raise = (s: Severity) => {
+    if (sev !== 'critical') sev = s;
   };
-}
+  const mem = h.psi?.memory;
+  if (mem) {
+    if (mem.full && mem.full.avg60 >= o.psiFullCritical) {
+      raise('critical');
+      reasons.push(`PSI memory full avg60 ${mem.full.avg60.toFixed(1)}% (all tasks stalled on memory)`);
+    } else if (mem.some.avg60 >= o.psiSomeWarn) {
+      raise('warning');
+      reasons.push(`PSI memory some avg60 ${mem.some.avg60.toFixed(1)}% (tasks stalled on memory)`);
+    }
+  }
+  if (h.memory && h.memory.totalBytes > 0) {
+    const availPct = (h.memory.availableBytes / h.memory.totalBytes) * 100;
+    const text = `available memory ${availPct.toFixed(1)}% (${(h.memory.availableBytes / 1024 ** 2).toFixed(0)} MiB of ${(h.memory.totalBytes / 1024 ** 2).toFixed(0)} MiB)`;
+    if (availPct < o.availableCriticalPercent) {
+      raise('critical');
+      reasons.push(text);
+    } else if (availPct < o.availableWarnPercent) {
+      raise('warning');
+      reasons.push(text);
+    }
+  }
+  if (!sev) return [];
+  return [
+    {
+      category: 'NodeMemoryPressure',
+      severity: sev,
+      subject: { kind: 'Node', name: view.nodeName },
+      title: 'The node is short of memory',
+      message: `${reasons.join('; ')}.`,
+      evidence: reasons.map((text) => ({ source: 'host' as const, at: h.at, text })),
+      at: h.at,
+      lifecycle: 'condition',
+      detector: 'host-memory',
+    },
+  ];
+});

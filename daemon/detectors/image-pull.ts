@@ -10,7 +10,7 @@
  * eventually worked) is not reported.
  */
 import { eventFirstTime, eventMessage } from '../core/kube.js';
-import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
+import type { Evidence, FindingDraft, NodeView } from '../core/types.js';
 import {
   containerLabel,
   dedupeEvidence,
@@ -22,8 +22,7 @@ import {
   recentEventGroups,
   statusEvidence,
 } from './pod-status.js';
-import { z } from 'zod';
-import { minutes, names } from './options.js';
+import { defineDetectorOptions, detectorFactory, minutes, names } from './options.js';
 
 /** Why an image pull failed. */
 export type ImagePullCause = 'auth' | 'not-found' | 'network' | 'rate-limit' | 'invalid-name' | 'never-pull' | 'unknown';
@@ -36,16 +35,14 @@ export interface ImagePullOptions {
   eventWindowMinutes: number;
 }
 
-/** Defaults of ImagePullOptions. */
-export const IMAGE_PULL_DEFAULTS: ImagePullOptions = {
-  reasons: ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull', 'RegistryUnavailable', 'ImageInspectError', 'SignatureValidationFailed'],
-  eventWindowMinutes: 10,
-};
-
-/** Schema of ImagePullOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const IMAGE_PULL_OPTIONS_SCHEMA = z
-  .object({ reasons: names('waiting reasons'), eventWindowMinutes: minutes })
-  .strict() satisfies z.ZodType<ImagePullOptions>;
+/** The defaults and config schema of ImagePullOptions (`detectors.imagePull`). */
+export const IMAGE_PULL_OPTIONS = defineDetectorOptions<ImagePullOptions>(
+  { reasons: names('waiting reasons'), eventWindowMinutes: minutes },
+  {
+    reasons: ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull', 'RegistryUnavailable', 'ImageInspectError', 'SignatureValidationFailed'],
+    eventWindowMinutes: 10,
+  },
+);
 
 const PULL_FAILURE = /Failed to pull image|Error: (?:ErrImagePull|ImagePullBackOff)|Back-off pulling image/i;
 
@@ -85,57 +82,53 @@ const CAUSE_WORDS: Record<ImagePullCause, string> = {
 };
 
 /** Creates the ImagePull detector. */
-export function createImagePullDetector(opts: Partial<ImagePullOptions> = {}): Detector {
-  const o: ImagePullOptions = { ...IMAGE_PULL_DEFAULTS, ...opts };
+export const createImagePullDetector = detectorFactory('image-pull', IMAGE_PULL_OPTIONS, (o) => {
   const reasons = new Set(o.reasons);
-  return {
-    name: 'image-pull',
-    detect(view: NodeView): FindingDraft[] {
-      const out: FindingDraft[] = [];
-      if (!view.pods) return fromEventsOnly(view, o.eventWindowMinutes * 60_000);
-      for (const c of listContainers(view)) {
-        const w = c.status.state?.waiting;
-        if (!w?.reason || !reasons.has(w.reason) || isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp) continue;
-        const events = podEvents(view, c.namespace, c.podName, c.status.name);
-        const failures = events.filter(
-          (e) => (e.reason === 'Failed' || e.reason === 'ErrImagePull' || e.reason === 'InspectFailed') && /pull|image/i.test(eventMessage(e)),
-        );
-        const backOffs = events.filter((e) => e.reason === 'BackOff' && /pulling image/i.test(eventMessage(e)));
-        const detailed = failures.filter((e) => /Failed to pull image|failed to (?:pull|resolve|fetch|do request)/i.test(eventMessage(e)));
-        const cause = classifyImagePull([...detailed.map(eventMessage), w.message ?? ''], w.reason);
-        const image =
-          /image "([^"]+)"/.exec(w.message ?? '')?.[1] ??
-          c.pod.spec?.containers?.find((x) => x.name === c.status.name)?.image ??
-          c.pod.spec?.initContainers?.find((x) => x.name === c.status.name)?.image ??
-          c.status.image ??
-          'unknown';
-        const evidence: Evidence[] = [
-          ...statusEvidence(c, view.now, ['state']),
-          ...detailed.map((e) => eventEvidence(e, view.now)),
-          ...failures.filter((e) => !detailed.includes(e)).map((e) => eventEvidence(e, view.now)),
-          ...backOffs.map((e) => eventEvidence(e, view.now)),
-        ];
-        const why = detailed.length > 0 ? eventMessage(detailed[detailed.length - 1]!) : (w.message ?? w.reason);
-        const draft: FindingDraft = {
-          category: 'ImagePull',
-          severity: 'warning',
-          subject: c.subject,
-          title: `Image ${image} cannot be pulled for ${c.namespace}/${c.podName} (${c.status.name}): ${cause}`,
-          message: `The ${containerLabel(c)} is waiting in ${w.reason}: ${CAUSE_WORDS[cause]}. Last error: ${why}`,
-          evidence: dedupeEvidence(evidence),
-          at: view.now,
-          lifecycle: 'condition',
-          detector: 'image-pull',
-          facts: { cause, image, waitingReason: w.reason },
-        };
-        const firstAt = earliest(failures.map((e) => eventFirstTime(e)));
-        if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
-        out.push(draft);
-      }
-      return out;
-    },
+  return (view) => {
+    const out: FindingDraft[] = [];
+    if (!view.pods) return fromEventsOnly(view, o.eventWindowMinutes * 60_000);
+    for (const c of listContainers(view)) {
+      const w = c.status.state?.waiting;
+      if (!w?.reason || !reasons.has(w.reason) || isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp) continue;
+      const events = podEvents(view, c.namespace, c.podName, c.status.name);
+      const failures = events.filter(
+        (e) => (e.reason === 'Failed' || e.reason === 'ErrImagePull' || e.reason === 'InspectFailed') && /pull|image/i.test(eventMessage(e)),
+      );
+      const backOffs = events.filter((e) => e.reason === 'BackOff' && /pulling image/i.test(eventMessage(e)));
+      const detailed = failures.filter((e) => /Failed to pull image|failed to (?:pull|resolve|fetch|do request)/i.test(eventMessage(e)));
+      const cause = classifyImagePull([...detailed.map(eventMessage), w.message ?? ''], w.reason);
+      const image =
+        /image "([^"]+)"/.exec(w.message ?? '')?.[1] ??
+        c.pod.spec?.containers?.find((x) => x.name === c.status.name)?.image ??
+        c.pod.spec?.initContainers?.find((x) => x.name === c.status.name)?.image ??
+        c.status.image ??
+        'unknown';
+      const evidence: Evidence[] = [
+        ...statusEvidence(c, view.now, ['state']),
+        ...detailed.map((e) => eventEvidence(e, view.now)),
+        ...failures.filter((e) => !detailed.includes(e)).map((e) => eventEvidence(e, view.now)),
+        ...backOffs.map((e) => eventEvidence(e, view.now)),
+      ];
+      const why = detailed.length > 0 ? eventMessage(detailed[detailed.length - 1]!) : (w.message ?? w.reason);
+      const draft: FindingDraft = {
+        category: 'ImagePull',
+        severity: 'warning',
+        subject: c.subject,
+        title: `Image ${image} cannot be pulled for ${c.namespace}/${c.podName} (${c.status.name}): ${cause}`,
+        message: `The ${containerLabel(c)} is waiting in ${w.reason}: ${CAUSE_WORDS[cause]}. Last error: ${why}`,
+        evidence: dedupeEvidence(evidence),
+        at: view.now,
+        lifecycle: 'condition',
+        detector: 'image-pull',
+        facts: { cause, image, waitingReason: w.reason },
+      };
+      const firstAt = earliest(failures.map((e) => eventFirstTime(e)));
+      if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
+      out.push(draft);
+    }
+    return out;
   };
-}
+});
 
 /** Pull failures from events alone, when the view has no pod list. */
 function fromEventsOnly(view: NodeView, windowMs: number): FindingDraft[] {

@@ -4,59 +4,59 @@
  */
 import { z } from 'zod';
 import type { Detector } from '../core/types.js';
-import { CONTAINER_CONFIG_OPTIONS_SCHEMA, type ContainerConfigOptions, createContainerConfigDetector } from './container-config.js';
-import { CONTAINER_FAILED_OPTIONS_SCHEMA, type ContainerFailedOptions, createContainerFailedDetector } from './container-failed.js';
-import { CORRELATION_OPTIONS_SCHEMA, type CorrelationOptions } from './correlate.js';
-import { CRASHLOOP_OPTIONS_SCHEMA, type CrashLoopOptions, createCrashLoopDetector } from './crashloop.js';
-import { createDiskDetector, DISK_DEFAULTS, DISK_OPTIONS_SCHEMA, DISK_ORDERED, type DiskOptions } from './disk.js';
-import { createEvictedDetector, EVICTED_OPTIONS_SCHEMA, type EvictedOptions } from './evicted.js';
-import { createHostMemoryDetector, HOST_MEMORY_DEFAULTS, HOST_MEMORY_OPTIONS_SCHEMA, HOST_MEMORY_ORDERED, type HostMemoryOptions } from './host-memory.js';
-import { createImagePullDetector, IMAGE_PULL_OPTIONS_SCHEMA, type ImagePullOptions } from './image-pull.js';
-import { createKubeletHealthDetector, KUBELET_HEALTH_OPTIONS_SCHEMA, type KubeletHealthOptions } from './kubelet-health.js';
-import { createKubeletReasonsDetector, KUBELET_REASONS_OPTIONS_SCHEMA, type KubeletReasonsOptions } from './kubelet-reasons.js';
-import { createLogErrorSpikeDetector, LOG_ERROR_SPIKE_OPTIONS_SCHEMA, type LogErrorSpikeOptions } from './log-error-spike.js';
+import { CONTAINER_CONFIG_OPTIONS, type ContainerConfigOptions, createContainerConfigDetector } from './container-config.js';
+import { CONTAINER_FAILED_OPTIONS, type ContainerFailedOptions, createContainerFailedDetector } from './container-failed.js';
+import { CORRELATION_OPTIONS, type CorrelationOptions } from './correlate.js';
+import { CRASHLOOP_OPTIONS, type CrashLoopOptions, createCrashLoopDetector } from './crashloop.js';
+import { createDiskDetector, DISK_OPTIONS, type DiskOptions } from './disk.js';
+import { createEvictedDetector, EVICTED_OPTIONS, type EvictedOptions } from './evicted.js';
+import { createHostMemoryDetector, HOST_MEMORY_OPTIONS, type HostMemoryOptions } from './host-memory.js';
+import { createImagePullDetector, IMAGE_PULL_OPTIONS, type ImagePullOptions } from './image-pull.js';
+import { createKubeletHealthDetector, KUBELET_HEALTH_OPTIONS, type KubeletHealthOptions } from './kubelet-health.js';
+import { createKubeletReasonsDetector, KUBELET_REASONS_OPTIONS, type KubeletReasonsOptions } from './kubelet-reasons.js';
+import { createLogErrorSpikeDetector, LOG_ERROR_SPIKE_OPTIONS, type LogErrorSpikeOptions } from './log-error-spike.js';
 import { createLogRuleDetector, LOG_RULES_DETECTOR, LOG_RULES_OPTIONS_SCHEMA, type LogRuleDetectorOptions } from './log-rules.js';
-import { createNodeConditionsDetector, NODE_CONDITIONS_OPTIONS_SCHEMA, type NodeConditionsOptions } from './node-conditions.js';
-import { createNpdEventsDetector, NPD_EVENTS_OPTIONS_SCHEMA, type NpdEventsOptions } from './npd.js';
-import { createOomKilledDetector, OOM_KILLED_OPTIONS_SCHEMA, type OomKilledOptions } from './oom-killed.js';
-import { createProbeFailureDetector, PROBE_FAILURE_OPTIONS_SCHEMA, type ProbeFailureOptions } from './probe-failure.js';
-import { createStatsSummaryDetector, STATS_SUMMARY_DEFAULTS, STATS_SUMMARY_OPTIONS_SCHEMA, STATS_SUMMARY_ORDERED, type StatsSummaryOptions } from './stats-summary.js';
+import { createNodeConditionsDetector, NODE_CONDITIONS_OPTIONS, type NodeConditionsOptions } from './node-conditions.js';
+import { createNpdEventsDetector, NPD_EVENTS_OPTIONS, type NpdEventsOptions } from './npd.js';
+import { createOomKilledDetector, OOM_KILLED_OPTIONS, type OomKilledOptions } from './oom-killed.js';
+import { createProbeFailureDetector, PROBE_FAILURE_OPTIONS, type ProbeFailureOptions } from './probe-failure.js';
+import { createStatsSummaryDetector, STATS_SUMMARY_OPTIONS, type StatsSummaryOptions } from './stats-summary.js';
 
 /** Options of every detector, as the `detectors` section of the config holds them. */
 export interface DetectorOptions {
-  /** DiskFull / InodeExhaustion thresholds. Defaults to DISK_DEFAULTS. */
+  /** DiskFull / InodeExhaustion thresholds. Defaults to DISK_OPTIONS.defaults. */
   disk?: Partial<DiskOptions>;
-  /** Host memory (PSI, available memory) thresholds. Defaults to HOST_MEMORY_DEFAULTS. */
+  /** Host memory (PSI, available memory) thresholds. Defaults to HOST_MEMORY_OPTIONS.defaults. */
   hostMemory?: Partial<HostMemoryOptions>;
-  /** CrashLoop window and restart counts. Defaults to CRASHLOOP_DEFAULTS. */
+  /** CrashLoop window and restart counts. Defaults to CRASHLOOP_OPTIONS.defaults. */
   crashLoop?: Partial<CrashLoopOptions>;
-  /** OOMKilled window and repeat count. Defaults to OOM_KILLED_DEFAULTS. */
+  /** OOMKilled window and repeat count. Defaults to OOM_KILLED_OPTIONS.defaults. */
   oomKilled?: Partial<OomKilledOptions>;
-  /** ImagePull waiting reasons. Defaults to IMAGE_PULL_DEFAULTS. */
+  /** ImagePull waiting reasons. Defaults to IMAGE_PULL_OPTIONS.defaults. */
   imagePull?: Partial<ImagePullOptions>;
-  /** ContainerConfig waiting reasons and mount window. Defaults to CONTAINER_CONFIG_DEFAULTS. */
+  /** ContainerConfig waiting reasons and mount window. Defaults to CONTAINER_CONFIG_OPTIONS.defaults. */
   containerConfig?: Partial<ContainerConfigOptions>;
-  /** How long a non-restarted failed container is a warning. Defaults to CONTAINER_FAILED_DEFAULTS. */
+  /** How long a non-restarted failed container is a warning. Defaults to CONTAINER_FAILED_OPTIONS.defaults. */
   containerFailed?: Partial<ContainerFailedOptions>;
-  /** ProbeFailure windows and failure count. Defaults to PROBE_FAILURE_DEFAULTS. */
+  /** ProbeFailure windows and failure count. Defaults to PROBE_FAILURE_OPTIONS.defaults. */
   probeFailure?: Partial<ProbeFailureOptions>;
-  /** How long an eviction is a warning. Defaults to EVICTED_DEFAULTS. */
+  /** How long an eviction is a warning. Defaults to EVICTED_OPTIONS.defaults. */
   evicted?: Partial<EvictedOptions>;
-  /** Extra node conditions and stuck-terminating age. Defaults to NODE_CONDITIONS_DEFAULTS. */
+  /** Extra node conditions and stuck-terminating age. Defaults to NODE_CONDITIONS_OPTIONS.defaults. */
   nodeConditions?: Partial<NodeConditionsOptions>;
-  /** Window of node-problem-detector's events. Defaults to NPD_EVENTS_DEFAULTS. */
+  /** Window of node-problem-detector's events. Defaults to NPD_EVENTS_OPTIONS.defaults. */
   npdEvents?: Partial<NpdEventsOptions>;
-  /** Windows of the kubelet's other failure reasons (sandbox, volumes, hooks, GC, admission). Defaults to KUBELET_REASONS_DEFAULTS. */
+  /** Windows of the kubelet's other failure reasons (sandbox, volumes, hooks, GC, admission). Defaults to KUBELET_REASONS_OPTIONS.defaults. */
   kubeletReasons?: Partial<KubeletReasonsOptions>;
-  /** Severity of an unhealthy kubelet. Defaults to KUBELET_HEALTH_DEFAULTS. */
+  /** Severity of an unhealthy kubelet. Defaults to KUBELET_HEALTH_OPTIONS.defaults. */
   kubeletHealth?: Partial<KubeletHealthOptions>;
-  /** PID and memory thresholds on the kubelet's stats summary. Defaults to STATS_SUMMARY_DEFAULTS. */
+  /** PID and memory thresholds on the kubelet's stats summary. Defaults to STATS_SUMMARY_OPTIONS.defaults. */
   statsSummary?: Partial<StatsSummaryOptions>;
   /** The log-rule detector (rule files under daemon/rules plus site files). Defaults to the shipped rules. */
   logRules?: LogRuleDetectorOptions;
-  /** New or bursting error templates (reads the view's template statistics). Defaults to LOG_ERROR_SPIKE_DEFAULTS. */
+  /** New or bursting error templates (reads the view's template statistics). Defaults to LOG_ERROR_SPIKE_OPTIONS.defaults. */
   logErrorSpike?: Partial<LogErrorSpikeOptions>;
-  /** Options of the correlation pass that runs after the detectors. Defaults to CORRELATION_DEFAULTS. */
+  /** Options of the correlation pass that runs after the detectors. Defaults to CORRELATION_OPTIONS.defaults. */
   correlation?: Partial<CorrelationOptions>;
   /** Detectors switched off by name (see DETECTOR_NAMES). Defaults to none. */
   disabled?: string[];
@@ -85,12 +85,26 @@ const FACTORIES: readonly (readonly [string, (o: DetectorOptions) => Detector])[
 /** Names of every detector, as `detectors.disabled` takes them and findings store them. */
 export const DETECTOR_NAMES: readonly string[] = FACTORIES.map(([name]) => name);
 
-// Thresholds checked in order after merging with the defaults, so a warning above the default critical is caught too.
-const ORDERED: readonly [keyof DetectorOptions, object, readonly (readonly [string, string])[]][] = [
-  ['disk', DISK_DEFAULTS, DISK_ORDERED],
-  ['hostMemory', HOST_MEMORY_DEFAULTS, HOST_MEMORY_ORDERED],
-  ['statsSummary', STATS_SUMMARY_DEFAULTS, STATS_SUMMARY_ORDERED],
-];
+// What the config check needs of a detector's options (DetectorOptionsSpec, whatever its option type).
+type Spec = { readonly schema: z.ZodType; readonly defaults: object; readonly ordered: readonly (readonly [string, string])[] };
+
+// Each detector's options by their key in the config's `detectors` section, in the order they are checked.
+const SPECS = {
+  disk: DISK_OPTIONS,
+  hostMemory: HOST_MEMORY_OPTIONS,
+  crashLoop: CRASHLOOP_OPTIONS,
+  oomKilled: OOM_KILLED_OPTIONS,
+  imagePull: IMAGE_PULL_OPTIONS,
+  containerConfig: CONTAINER_CONFIG_OPTIONS,
+  containerFailed: CONTAINER_FAILED_OPTIONS,
+  probeFailure: PROBE_FAILURE_OPTIONS,
+  evicted: EVICTED_OPTIONS,
+  nodeConditions: NODE_CONDITIONS_OPTIONS,
+  npdEvents: NPD_EVENTS_OPTIONS,
+  kubeletReasons: KUBELET_REASONS_OPTIONS,
+  kubeletHealth: KUBELET_HEALTH_OPTIONS,
+  statsSummary: STATS_SUMMARY_OPTIONS,
+} as const satisfies { [K in keyof DetectorOptions]?: Spec };
 
 const detectorName = z.string({ error: 'a list of detector names' }).refine((n) => DETECTOR_NAMES.includes(n), { error: `a detector name (${DETECTOR_NAMES.join(', ')})` });
 
@@ -100,31 +114,19 @@ const detectorName = z.string({ error: 'a list of detector names' }).refine((n) 
  */
 export const DETECTOR_OPTIONS_SCHEMA = z
   .object({
-    disk: DISK_OPTIONS_SCHEMA.partial(),
-    hostMemory: HOST_MEMORY_OPTIONS_SCHEMA.partial(),
-    crashLoop: CRASHLOOP_OPTIONS_SCHEMA.partial(),
-    oomKilled: OOM_KILLED_OPTIONS_SCHEMA.partial(),
-    imagePull: IMAGE_PULL_OPTIONS_SCHEMA.partial(),
-    containerConfig: CONTAINER_CONFIG_OPTIONS_SCHEMA.partial(),
-    containerFailed: CONTAINER_FAILED_OPTIONS_SCHEMA.partial(),
-    probeFailure: PROBE_FAILURE_OPTIONS_SCHEMA.partial(),
-    evicted: EVICTED_OPTIONS_SCHEMA.partial(),
-    nodeConditions: NODE_CONDITIONS_OPTIONS_SCHEMA.partial(),
-    npdEvents: NPD_EVENTS_OPTIONS_SCHEMA.partial(),
-    kubeletReasons: KUBELET_REASONS_OPTIONS_SCHEMA.partial(),
-    kubeletHealth: KUBELET_HEALTH_OPTIONS_SCHEMA.partial(),
-    statsSummary: STATS_SUMMARY_OPTIONS_SCHEMA.partial(),
+    ...(Object.fromEntries(Object.entries(SPECS).map(([key, spec]) => [key, spec.schema])) as { [K in keyof typeof SPECS]: (typeof SPECS)[K]['schema'] }),
     logRules: LOG_RULES_OPTIONS_SCHEMA.partial(),
-    logErrorSpike: LOG_ERROR_SPIKE_OPTIONS_SCHEMA.partial(),
-    correlation: CORRELATION_OPTIONS_SCHEMA.partial(),
+    logErrorSpike: LOG_ERROR_SPIKE_OPTIONS.schema,
+    correlation: CORRELATION_OPTIONS.schema,
     disabled: z.array(detectorName, { error: `a list of detector names (${DETECTOR_NAMES.join(', ')})` }),
   })
   .partial()
   .strict()
   .superRefine((opts, ctx) => {
-    for (const [key, defaults, pairs] of ORDERED) {
+    // Thresholds checked in order after merging with the defaults, so a warning above the default critical is caught too.
+    for (const [key, { defaults, ordered }] of Object.entries(SPECS) as [keyof typeof SPECS, Spec][]) {
       const merged = { ...defaults, ...(opts[key] as object | undefined) } as Record<string, number>;
-      for (const [lo, hi] of pairs) {
+      for (const [lo, hi] of ordered) {
         if (merged[lo]! <= merged[hi]!) continue;
         // Name the key the operator set: the other one may be a default.
         const setLo = (opts[key] as Record<string, unknown> | undefined)?.[lo] !== undefined;

@@ -7,9 +7,10 @@
  * refused, timeout) means the kubelet is not answering at all. Critical: a stuck
  * sync loop means pods are no longer started, stopped or updated on this node.
  */
-import type { Detector, Evidence, FindingDraft, NodeView } from '../core/types.js';
+import type { Evidence, FindingDraft } from '../core/types.js';
 import { clip, iso } from './pod-status.js';
 import { z } from 'zod';
+import { defineDetectorOptions, detectorFactory } from './options.js';
 
 /** Options of the kubelet health detector. */
 export interface KubeletHealthOptions {
@@ -17,13 +18,11 @@ export interface KubeletHealthOptions {
   severity: 'warning' | 'critical';
 }
 
-/** Defaults of KubeletHealthOptions. */
-export const KUBELET_HEALTH_DEFAULTS: KubeletHealthOptions = { severity: 'critical' };
-
-/** Schema of KubeletHealthOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const KUBELET_HEALTH_OPTIONS_SCHEMA = z
-  .object({ severity: z.enum(['warning', 'critical'], { error: 'warning or critical' }) })
-  .strict() satisfies z.ZodType<KubeletHealthOptions>;
+/** The defaults and config schema of KubeletHealthOptions (`detectors.kubeletHealth`). */
+export const KUBELET_HEALTH_OPTIONS = defineDetectorOptions<KubeletHealthOptions>(
+  { severity: z.enum(['warning', 'critical'], { error: 'warning or critical' }) },
+  { severity: 'critical' },
+);
 
 /** The failing checks of a /healthz body (`[-]name failed: ...`), as `name: reason`. */
 export function failingHealthChecks(body: string): string[] {
@@ -36,74 +35,68 @@ export function failingHealthChecks(body: string): string[] {
 }
 
 /** Creates the kubelet health detector. */
-export function createKubeletHealthDetector(opts: Partial<KubeletHealthOptions> = {}): Detector {
-  const o: KubeletHealthOptions = { ...KUBELET_HEALTH_DEFAULTS, ...opts };
-  return {
-    name: 'kubelet-health',
-    detect(view: NodeView): FindingDraft[] {
-      const h = view.kubeletHealth;
-      const ready = view.node?.status?.conditions?.find((c) => c.type === 'Ready');
-      const pleg = ready && ready.status === 'False' && /PLEG is not healthy/i.test(ready.message ?? '') ? ready : undefined;
-      const unhealthy = h !== undefined && !h.ok;
-      if (!unhealthy && !pleg) return [];
-      const evidence: Evidence[] = [];
-      const sentences: string[] = [];
-      let title = 'Kubelet is unhealthy';
-      let names: string[] = [];
-      if (h && unhealthy) {
-        const failing = failingHealthChecks(h.body);
-        names = failing.map((f) => f.split(':')[0]!);
-        const body = h.body.trim();
-        evidence.push(
-          ...body
-            .split('\n')
-            .filter((l) => l.trim() !== '' && !/^\s*\[\+\]/.test(l))
-            .slice(0, 10)
-            .map((text) => ({ source: 'kubelet' as const, at: h.at, text: clip(`/healthz: ${text.trim()}`) })),
-        );
-        if (body === '') evidence.push({ source: 'kubelet', at: h.at, text: '/healthz: empty response' });
-        if (failing.length > 0) {
-          title = `Kubelet health check failing: ${names.join(', ')}`;
-          sentences.push(`The kubelet's /healthz reports failing checks: ${failing.join('; ')}.`);
-        } else {
-          title = 'Kubelet /healthz is not answering ok';
-          sentences.push(`The kubelet's /healthz did not answer ok: ${clip(body || 'empty response', 200)}.`);
-        }
-      }
-      if (pleg) {
-        if (!unhealthy) title = 'Kubelet PLEG is not healthy';
-        else title += ' (PLEG is not healthy)';
-        evidence.push({
-          source: 'kubelet',
-          at: iso(pleg.lastTransitionTime ?? pleg.lastHeartbeatTime, view.now),
-          text: clip(`condition Ready=False reason ${pleg.reason ?? ''}${pleg.lastTransitionTime ? ` since ${pleg.lastTransitionTime}` : ''}: ${pleg.message ?? ''}`),
-        });
-        sentences.push(`The node's Ready condition says: ${pleg.message}.`);
-      }
-      if (pleg || names.includes('syncloop')) {
-        sentences.push(
-          'The sync loop is stuck (PLEG: the kubelet cannot list containers from the runtime in time), so pods on this node are not started, stopped or updated.',
-        );
-      }
-      const draft: FindingDraft = {
-        category: 'KubeletUnhealthy',
-        severity: o.severity,
-        subject: { kind: 'Node', name: view.nodeName },
-        // The prefix of the kubelet's own log rules (PLEG): the same unhealthy kubelet, one finding.
-        detail: 'kubelet',
-        title,
-        message: sentences.join(' '),
-        evidence,
-        at: h && unhealthy ? h.at : view.now,
-        lifecycle: 'condition',
-        detector: 'kubelet-health',
-        facts: { failingChecks: names.join(','), pleg: pleg !== undefined, healthz: unhealthy },
-      };
-      if (pleg?.lastTransitionTime) {
-        const first = iso(pleg.lastTransitionTime, draft.at);
-        if (first < draft.at) draft.firstAt = first;
-      }
-      return [draft];
-    },
+export const createKubeletHealthDetector = detectorFactory('kubelet-health', KUBELET_HEALTH_OPTIONS, (o) => (view) => {
+  const h = view.kubeletHealth;
+  const ready = view.node?.status?.conditions?.find((c) => c.type === 'Ready');
+  const pleg = ready && ready.status === 'False' && /PLEG is not healthy/i.test(ready.message ?? '') ? ready : undefined;
+  const unhealthy = h !== undefined && !h.ok;
+  if (!unhealthy && !pleg) return [];
+  const evidence: Evidence[] = [];
+  const sentences: string[] = [];
+  let title = 'Kubelet is unhealthy';
+  let names: string[] = [];
+  if (h && unhealthy) {
+    const failing = failingHealthChecks(h.body);
+    names = failing.map((f) => f.split(':')[0]!);
+    const body = h.body.trim();
+    evidence.push(
+      ...body
+        .split('\n')
+        .filter((l) => l.trim() !== '' && !/^\s*\[\+\]/.test(l))
+        .slice(0, 10)
+        .map((text) => ({ source: 'kubelet' as const, at: h.at, text: clip(`/healthz: ${text.trim()}`) })),
+    );
+    if (body === '') evidence.push({ source: 'kubelet', at: h.at, text: '/healthz: empty response' });
+    if (failing.length > 0) {
+      title = `Kubelet health check failing: ${names.join(', ')}`;
+      sentences.push(`The kubelet's /healthz reports failing checks: ${failing.join('; ')}.`);
+    } else {
+      title = 'Kubelet /healthz is not answering ok';
+      sentences.push(`The kubelet's /healthz did not answer ok: ${clip(body || 'empty response', 200)}.`);
+    }
+  }
+  if (pleg) {
+    if (!unhealthy) title = 'Kubelet PLEG is not healthy';
+    else title += ' (PLEG is not healthy)';
+    evidence.push({
+      source: 'kubelet',
+      at: iso(pleg.lastTransitionTime ?? pleg.lastHeartbeatTime, view.now),
+      text: clip(`condition Ready=False reason ${pleg.reason ?? ''}${pleg.lastTransitionTime ? ` since ${pleg.lastTransitionTime}` : ''}: ${pleg.message ?? ''}`),
+    });
+    sentences.push(`The node's Ready condition says: ${pleg.message}.`);
+  }
+  if (pleg || names.includes('syncloop')) {
+    sentences.push(
+      'The sync loop is stuck (PLEG: the kubelet cannot list containers from the runtime in time), so pods on this node are not started, stopped or updated.',
+    );
+  }
+  const draft: FindingDraft = {
+    category: 'KubeletUnhealthy',
+    severity: o.severity,
+    subject: { kind: 'Node', name: view.nodeName },
+    // The prefix of the kubelet's own log rules (PLEG): the same unhealthy kubelet, one finding.
+    detail: 'kubelet',
+    title,
+    message: sentences.join(' '),
+    evidence,
+    at: h && unhealthy ? h.at : view.now,
+    lifecycle: 'condition',
+    detector: 'kubelet-health',
+    facts: { failingChecks: names.join(','), pleg: pleg !== undefined, healthz: unhealthy },
   };
-}
+  if (pleg?.lastTransitionTime) {
+    const first = iso(pleg.lastTransitionTime, draft.at);
+    if (first < draft.at) draft.firstAt = first;
+  }
+  return [draft];
+});

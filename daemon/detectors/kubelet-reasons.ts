@@ -13,7 +13,7 @@
  * NodeAffinity, UnexpectedAdmissionError).
  */
 import { eventCount, eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent } from '../core/kube.js';
-import type { Category, Detector, Evidence, FindingDraft, NodeView, Severity, Subject } from '../core/types.js';
+import type { Category, Evidence, FindingDraft, Severity, Subject } from '../core/types.js';
 import {
   clip,
   dedupeEvidence,
@@ -30,8 +30,7 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
-import { z } from 'zod';
-import { hours, minutes } from './options.js';
+import { defineDetectorOptions, detectorFactory, hours, minutes } from './options.js';
 
 /** One kubelet reason this detector turns into a finding. */
 export interface KubeletReason {
@@ -88,13 +87,11 @@ export interface KubeletReasonsOptions {
   admissionWindowHours: number;
 }
 
-/** Defaults of KubeletReasonsOptions. */
-export const KUBELET_REASONS_DEFAULTS: KubeletReasonsOptions = { windowMinutes: 30, admissionWindowHours: 24 };
-
-/** Schema of KubeletReasonsOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const KUBELET_REASONS_OPTIONS_SCHEMA = z
-  .object({ windowMinutes: minutes, admissionWindowHours: hours })
-  .strict() satisfies z.ZodType<KubeletReasonsOptions>;
+/** The defaults and config schema of KubeletReasonsOptions (`detectors.kubeletReasons`). */
+export const KUBELET_REASONS_OPTIONS = defineDetectorOptions<KubeletReasonsOptions>(
+  { windowMinutes: minutes, admissionWindowHours: hours },
+  { windowMinutes: 30, admissionWindowHours: 24 },
+);
 
 const byKey = new Map(KUBELET_REASONS.map((k) => [`${k.on}\u0000${k.reason}`, k]));
 
@@ -113,98 +110,94 @@ interface Group {
 }
 
 /** Creates the kubelet reasons detector. */
-export function createKubeletReasonsDetector(opts: Partial<KubeletReasonsOptions> = {}): Detector {
-  const o: KubeletReasonsOptions = { ...KUBELET_REASONS_DEFAULTS, ...opts };
+export const createKubeletReasonsDetector = detectorFactory('kubelet-reasons', KUBELET_REASONS_OPTIONS, (o) => {
   const windowMs = o.windowMinutes * 60_000;
   const admissionMs = o.admissionWindowHours * 3_600_000;
-  return {
-    name: 'kubelet-reasons',
-    detect(view: NodeView): FindingDraft[] {
-      const groups = new Map<string, Group>();
-      const group = (k: KubeletReason, subject: Subject): Group => {
-        const key = `${k.category}\u0000${subject.kind}\u0000${subject.namespace ?? ''}\u0000${subject.name}\u0000${subject.container ?? ''}\u0000${k.reason}`;
-        let g = groups.get(key);
-        if (!g) {
-          g = { k, subject, events: [], evidence: [] };
-          groups.set(key, g);
-        }
-        return g;
-      };
-      for (const e of view.events) {
-        if (e.type === 'Normal' || !within(view.now, eventLastTime(e), windowMs)) continue;
-        const obj = eventObject(e);
-        if (obj.kind === 'Node') {
-          const k = byKey.get(`nodeEvent\u0000${e.reason ?? ''}`);
-          if (k && (obj.name === undefined || obj.name === view.nodeName)) group(k, { kind: 'Node', name: view.nodeName }).events.push(e);
-          continue;
-        }
-        if ((obj.kind ?? 'Pod') !== 'Pod' || !obj.name) continue;
-        const k = byKey.get(`podEvent\u0000${e.reason ?? ''}`);
-        if (!k) continue;
-        const namespace = obj.namespace ?? e.metadata.namespace ?? 'default';
-        const pod = findPod(view, namespace, obj.name);
-        if (view.pods && !pod) continue;
-        if (pod && (isCompletedPod(pod) || pod.metadata.deletionTimestamp)) continue;
-        // A pod that runs with every container ready got past it.
-        const cs = pod?.status?.containerStatuses ?? [];
-        if (pod?.status?.phase === 'Running' && cs.length > 0 && cs.every((c) => c.ready)) continue;
-        // Hook failures are about one container; the rest about the pod (a ConfigMap/Secret mount failure merges with ContainerConfig's own finding).
-        const container = k.reason === 'FailedPostStartHook' || k.reason === 'FailedPreStopHook' ? eventContainer(e) : undefined;
-        const subject: Subject = container ? { kind: 'Container', namespace, name: obj.name, container } : { kind: 'Pod', namespace, name: obj.name };
-        group(k, subject).events.push(e);
+  return (view) => {
+    const groups = new Map<string, Group>();
+    const group = (k: KubeletReason, subject: Subject): Group => {
+      const key = `${k.category}\u0000${subject.kind}\u0000${subject.namespace ?? ''}\u0000${subject.name}\u0000${subject.container ?? ''}\u0000${k.reason}`;
+      let g = groups.get(key);
+      if (!g) {
+        g = { k, subject, events: [], evidence: [] };
+        groups.set(key, g);
       }
-      for (const c of listContainers(view)) {
-        const w = c.status.state?.waiting;
-        const k = w?.reason ? byKey.get(`waiting\u0000${w.reason}`) : undefined;
-        if (!k || isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp) continue;
-        const g = group(k, { kind: 'Pod', namespace: c.namespace, name: c.podName });
-        g.evidence.push(...statusEvidence(c, view.now, ['state']));
+      return g;
+    };
+    for (const e of view.events) {
+      if (e.type === 'Normal' || !within(view.now, eventLastTime(e), windowMs)) continue;
+      const obj = eventObject(e);
+      if (obj.kind === 'Node') {
+        const k = byKey.get(`nodeEvent\u0000${e.reason ?? ''}`);
+        if (k && (obj.name === undefined || obj.name === view.nodeName)) group(k, { kind: 'Node', name: view.nodeName }).events.push(e);
+        continue;
       }
-      for (const pod of nodePods(view)) {
-        const k = pod.status?.phase === 'Failed' ? admissionReason(pod.status.reason) : undefined;
-        if (!k || pod.metadata.deletionTimestamp) continue;
-        const namespace = pod.metadata.namespace ?? 'default';
-        const name = pod.metadata.name ?? '';
-        const at = iso(pod.status?.startTime ?? pod.metadata.creationTimestamp, view.now);
-        const g = group(within(view.now, at, admissionMs) ? k : { ...k, severity: 'info' }, { kind: 'Pod', namespace, name });
-        g.at = at;
-        g.evidence.push({ source: 'podStatus', at, text: clip(`pod ${podRef(namespace, name)} phase Failed reason ${pod.status?.reason}: ${pod.status?.message ?? ''}`) });
-      }
+      if ((obj.kind ?? 'Pod') !== 'Pod' || !obj.name) continue;
+      const k = byKey.get(`podEvent\u0000${e.reason ?? ''}`);
+      if (!k) continue;
+      const namespace = obj.namespace ?? e.metadata.namespace ?? 'default';
+      const pod = findPod(view, namespace, obj.name);
+      if (view.pods && !pod) continue;
+      if (pod && (isCompletedPod(pod) || pod.metadata.deletionTimestamp)) continue;
+      // A pod that runs with every container ready got past it.
+      const cs = pod?.status?.containerStatuses ?? [];
+      if (pod?.status?.phase === 'Running' && cs.length > 0 && cs.every((c) => c.ready)) continue;
+      // Hook failures are about one container; the rest about the pod (a ConfigMap/Secret mount failure merges with ContainerConfig's own finding).
+      const container = k.reason === 'FailedPostStartHook' || k.reason === 'FailedPreStopHook' ? eventContainer(e) : undefined;
+      const subject: Subject = container ? { kind: 'Container', namespace, name: obj.name, container } : { kind: 'Pod', namespace, name: obj.name };
+      group(k, subject).events.push(e);
+    }
+    for (const c of listContainers(view)) {
+      const w = c.status.state?.waiting;
+      const k = w?.reason ? byKey.get(`waiting\u0000${w.reason}`) : undefined;
+      if (!k || isCompletedPod(c.pod) || c.pod.metadata.deletionTimestamp) continue;
+      const g = group(k, { kind: 'Pod', namespace: c.namespace, name: c.podName });
+      g.evidence.push(...statusEvidence(c, view.now, ['state']));
+    }
+    for (const pod of nodePods(view)) {
+      const k = pod.status?.phase === 'Failed' ? admissionReason(pod.status.reason) : undefined;
+      if (!k || pod.metadata.deletionTimestamp) continue;
+      const namespace = pod.metadata.namespace ?? 'default';
+      const name = pod.metadata.name ?? '';
+      const at = iso(pod.status?.startTime ?? pod.metadata.creationTimestamp, view.now);
+      const g = group(within(view.now, at, admissionMs) ? k : { ...k, severity: 'info' }, { kind: 'Pod', namespace, name });
+      g.at = at;
+      g.evidence.push({ source: 'podStatus', at, text: clip(`pod ${podRef(namespace, name)} phase Failed reason ${pod.status?.reason}: ${pod.status?.message ?? ''}`) });
+    }
 
-      const out: FindingDraft[] = [];
-      for (const g of groups.values()) {
-        const { k, subject } = g;
-        const n = g.events.reduce((s, e) => s + eventCount(e), 0);
-        const last = g.events[g.events.length - 1];
-        const lastText = last ? eventMessage(last).trim() : '';
-        const who = subject.kind === 'Node' ? `node ${subject.name}` : subject.kind === 'Container' ? `container ${subject.container} of pod ${podRef(subject.namespace ?? '', subject.name)}` : `pod ${podRef(subject.namespace ?? '', subject.name)}`;
-        const at = g.at ?? latest(g.events.map((e) => eventLastTime(e))) ?? view.now;
-        const draft: FindingDraft = {
-          category: k.category,
-          severity: k.severity,
-          subject,
-          title: `${k.reason} on ${who}`,
-          message: `The kubelet reports ${k.reason} for ${who}: ${k.what}.${n > 0 ? ` ${n} event${n > 1 ? 's' : ''}; the last says: ${clip(lastText, 300)}` : ''}`,
-          evidence: dedupeEvidence([...g.evidence, ...g.events.map((e) => eventEvidence(e, view.now))]),
-          at,
-          lifecycle: k.on === 'podEvent' || k.on === 'nodeEvent' ? 'event' : 'condition',
-          detector: 'kubelet-reasons',
-          facts: { reason: k.reason },
-        };
-        if (n > 0) draft.occurrences = n;
-        const firstAt = earliest(g.events.map((e) => eventFirstTime(e)));
-        if (firstAt && firstAt < at) draft.firstAt = firstAt;
-        if (k.category === 'Evicted') draft.facts!.cause = 'admission';
-        // The kubelet passes on what the kernel or the runtime saw: their own lines, when read, speak for the problem.
-        if (k.on === 'nodeEvent') draft.facts!.relayed = true;
-        const victim = /victim process: ([^,]+), pid: (\d+)/.exec(lastText);
-        if (victim) {
-          draft.facts!.process = victim[1]!;
-          draft.facts!.pid = Number(victim[2]);
-        }
-        out.push(draft);
+    const out: FindingDraft[] = [];
+    for (const g of groups.values()) {
+      const { k, subject } = g;
+      const n = g.events.reduce((s, e) => s + eventCount(e), 0);
+      const last = g.events[g.events.length - 1];
+      const lastText = last ? eventMessage(last).trim() : '';
+      const who = subject.kind === 'Node' ? `node ${subject.name}` : subject.kind === 'Container' ? `container ${subject.container} of pod ${podRef(subject.namespace ?? '', subject.name)}` : `pod ${podRef(subject.namespace ?? '', subject.name)}`;
+      const at = g.at ?? latest(g.events.map((e) => eventLastTime(e))) ?? view.now;
+      const draft: FindingDraft = {
+        category: k.category,
+        severity: k.severity,
+        subject,
+        title: `${k.reason} on ${who}`,
+        message: `The kubelet reports ${k.reason} for ${who}: ${k.what}.${n > 0 ? ` ${n} event${n > 1 ? 's' : ''}; the last says: ${clip(lastText, 300)}` : ''}`,
+        evidence: dedupeEvidence([...g.evidence, ...g.events.map((e) => eventEvidence(e, view.now))]),
+        at,
+        lifecycle: k.on === 'podEvent' || k.on === 'nodeEvent' ? 'event' : 'condition',
+        detector: 'kubelet-reasons',
+        facts: { reason: k.reason },
+      };
+      if (n > 0) draft.occurrences = n;
+      const firstAt = earliest(g.events.map((e) => eventFirstTime(e)));
+      if (firstAt && firstAt < at) draft.firstAt = firstAt;
+      if (k.category === 'Evicted') draft.facts!.cause = 'admission';
+      // The kubelet passes on what the kernel or the runtime saw: their own lines, when read, speak for the problem.
+      if (k.on === 'nodeEvent') draft.facts!.relayed = true;
+      const victim = /victim process: ([^,]+), pid: (\d+)/.exec(lastText);
+      if (victim) {
+        draft.facts!.process = victim[1]!;
+        draft.facts!.pid = Number(victim[2]);
       }
-      return out;
-    },
+      out.push(draft);
+    }
+    return out;
   };
-}
+});

@@ -15,9 +15,8 @@
  * One finding per stream, with the triggering templates as evidence (example
  * line and counts), most lines first.
  */
-import type { Detector, Evidence, FindingDraft, NodeView, Subject, TemplateStat } from '../core/types.js';
-import { z } from 'zod';
-import { int, range } from './options.js';
+import type { Detector, Evidence, FindingDraft, Subject, TemplateStat } from '../core/types.js';
+import { defineDetectorOptions, detectorFactory, int, range } from './options.js';
 
 /** Thresholds of the LogErrorSpike detector. */
 export interface LogErrorSpikeOptions {
@@ -33,19 +32,17 @@ export interface LogErrorSpikeOptions {
   maxEvidence: number;
 }
 
-/** Defaults of LogErrorSpikeOptions. */
-export const LOG_ERROR_SPIKE_DEFAULTS: Readonly<LogErrorSpikeOptions> = Object.freeze({
-  warmupMs: 10 * 60_000,
-  newWindowMs: 15 * 60_000,
-  burstMinLines: 20,
-  burstFactor: 5,
-  maxEvidence: 5,
-});
-
-/** Schema of LogErrorSpikeOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const LOG_ERROR_SPIKE_OPTIONS_SCHEMA = z
-  .object({ warmupMs: range(0, 604_800_000, 'milliseconds'), newWindowMs: range(0, 604_800_000, 'milliseconds'), burstMinLines: int(1, 1_000_000_000), burstFactor: range(1, 1_000_000, 'a factor'), maxEvidence: int(1, 100) })
-  .strict() satisfies z.ZodType<LogErrorSpikeOptions>;
+/** The defaults and config schema of LogErrorSpikeOptions (`detectors.logErrorSpike`). */
+export const LOG_ERROR_SPIKE_OPTIONS = defineDetectorOptions<LogErrorSpikeOptions>(
+  { warmupMs: range(0, 604_800_000, 'milliseconds'), newWindowMs: range(0, 604_800_000, 'milliseconds'), burstMinLines: int(1, 1_000_000_000), burstFactor: range(1, 1_000_000, 'a factor'), maxEvidence: int(1, 100) },
+  {
+    warmupMs: 10 * 60_000,
+    newWindowMs: 15 * 60_000,
+    burstMinLines: 20,
+    burstFactor: 5,
+    maxEvidence: 5,
+  },
+);
 
 /** Optional facts that TemplateStats adds to each TemplateStat (see MinedTemplateStat). */
 interface StatExtras {
@@ -99,92 +96,86 @@ function latestOf(evidence: readonly Evidence[], fallback: string): string {
 }
 
 /** Creates the LogErrorSpike detector. */
-export function createLogErrorSpikeDetector(opts: Partial<LogErrorSpikeOptions> = {}): Detector {
-  const o: LogErrorSpikeOptions = Object.freeze({ ...LOG_ERROR_SPIKE_DEFAULTS, ...opts });
-  return {
-    name: 'log-error-spike',
-    detect(view: NodeView): FindingDraft[] {
-      const now = Date.parse(view.now);
-      if (Number.isNaN(now) || view.templates.length === 0) return [];
-      // A stream's age: from TemplateStats' own field, else from its oldest template in the view.
-      const streamStart = new Map<string, number>();
-      for (const t of view.templates as (TemplateStat & StatExtras)[]) {
-        const start = Date.parse(t.streamFirstSeen ?? t.firstSeen);
-        if (Number.isNaN(start)) continue;
-        const cur = streamStart.get(t.stream);
-        if (cur === undefined || start < cur) streamStart.set(t.stream, start);
-      }
-      const byStream = new Map<string, Trigger[]>();
-      for (const t of view.templates as (TemplateStat & StatExtras)[]) {
-        if (!t.isError || t.recentCount <= 0) continue;
-        const start = streamStart.get(t.stream);
-        const first = Date.parse(t.firstSeen);
-        if (start === undefined || Number.isNaN(first) || now - start < o.warmupMs) continue;
-        let kind: Trigger['kind'] | null = null;
-        if (first - start >= o.warmupMs && now - first <= o.newWindowMs) kind = 'new';
-        else if (t.recentCount >= o.burstMinLines && t.recentCount >= o.burstFactor * t.baselinePerBucket) kind = 'burst';
-        if (!kind) continue;
-        const list = byStream.get(t.stream) ?? [];
-        list.push({ stat: t, kind });
-        byStream.set(t.stream, list);
-      }
-      const drafts: FindingDraft[] = [];
-      for (const [stream, triggers] of [...byStream].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-        const where = parseStream(stream, view.nodeName);
-        if (!where) continue;
-        triggers.sort((a, b) => b.stat.recentCount - a.stat.recentCount || (a.stat.templateId < b.stat.templateId ? -1 : 1));
-        const bucket = triggers[0]?.stat.bucketMs;
-        const per = bucket ? ` per ${minutes(bucket)}` : ' per bucket';
-        const news = triggers.filter((t) => t.kind === 'new');
-        const bursts = triggers.filter((t) => t.kind === 'burst');
-        const lines = triggers.reduce((s, t) => s + t.stat.recentCount, 0);
-        const evidence: Evidence[] = triggers.slice(0, o.maxEvidence).map(({ stat, kind }) => ({
-          source: where.source,
-          at: stat.lastSeen ?? view.now,
-          text:
-            kind === 'new'
-              ? `${stat.example} [new error, ${stat.recentCount} line${stat.recentCount === 1 ? '' : 's'} now]`
-              : `${stat.example} [${stat.recentCount} lines now, baseline ${rate(stat.baselinePerBucket)}${per}]`,
-        }));
-        const parts: string[] = [];
-        if (news.length > 0) parts.push(`${news.length} new error template${news.length === 1 ? '' : 's'}`);
-        if (bursts.length > 0) parts.push(`${bursts.length} error template${bursts.length === 1 ? '' : 's'} far above baseline`);
-        const title = news.length > 0 ? `New errors in the log of ${where.label}` : `Burst of errors in the log of ${where.label}`;
-        const listed = triggers
-          .slice(0, o.maxEvidence)
-          .map(({ stat, kind }) =>
-            kind === 'new'
-              ? `"${stat.template}" (new, ${stat.recentCount} now)`
-              : `"${stat.template}" (${stat.recentCount} now vs ${rate(stat.baselinePerBucket)}${per})`,
-          );
-        const firstAt = Math.min(...news.map((t) => Date.parse(t.stat.firstSeen)));
-        const draft: FindingDraft = {
-          category: 'LogErrorSpike',
-          severity: 'warning',
-          subject: where.subject,
-          title,
-          message: `${parts.join(' and ')} in the log of ${where.label}: ${listed.join('; ')}.`,
-          evidence,
-          at: latestOf(evidence, view.now),
-          occurrences: lines,
-          lifecycle: 'event',
-          detector: 'log-error-spike',
-          facts: {
-            stream,
-            newTemplates: news.length,
-            burstTemplates: bursts.length,
-            errorLines: lines,
-            templateIds: triggers.map((t) => t.stat.templateId).join(','),
-          },
-        };
-        if (where.detail) draft.detail = where.detail;
-        if (Number.isFinite(firstAt)) draft.firstAt = new Date(firstAt).toISOString();
-        drafts.push(draft);
-      }
-      return drafts;
-    },
-  };
-}
+export const createLogErrorSpikeDetector = detectorFactory('log-error-spike', LOG_ERROR_SPIKE_OPTIONS, (o) => (view) => {
+  const now = Date.parse(view.now);
+  if (Number.isNaN(now) || view.templates.length === 0) return [];
+  // A stream's age: from TemplateStats' own field, else from its oldest template in the view.
+  const streamStart = new Map<string, number>();
+  for (const t of view.templates as (TemplateStat & StatExtras)[]) {
+    const start = Date.parse(t.streamFirstSeen ?? t.firstSeen);
+    if (Number.isNaN(start)) continue;
+    const cur = streamStart.get(t.stream);
+    if (cur === undefined || start < cur) streamStart.set(t.stream, start);
+  }
+  const byStream = new Map<string, Trigger[]>();
+  for (const t of view.templates as (TemplateStat & StatExtras)[]) {
+    if (!t.isError || t.recentCount <= 0) continue;
+    const start = streamStart.get(t.stream);
+    const first = Date.parse(t.firstSeen);
+    if (start === undefined || Number.isNaN(first) || now - start < o.warmupMs) continue;
+    let kind: Trigger['kind'] | null = null;
+    if (first - start >= o.warmupMs && now - first <= o.newWindowMs) kind = 'new';
+    else if (t.recentCount >= o.burstMinLines && t.recentCount >= o.burstFactor * t.baselinePerBucket) kind = 'burst';
+    if (!kind) continue;
+    const list = byStream.get(t.stream) ?? [];
+    list.push({ stat: t, kind });
+    byStream.set(t.stream, list);
+  }
+  const drafts: FindingDraft[] = [];
+  for (const [stream, triggers] of [...byStream].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const where = parseStream(stream, view.nodeName);
+    if (!where) continue;
+    triggers.sort((a, b) => b.stat.recentCount - a.stat.recentCount || (a.stat.templateId < b.stat.templateId ? -1 : 1));
+    const bucket = triggers[0]?.stat.bucketMs;
+    const per = bucket ? ` per ${minutes(bucket)}` : ' per bucket';
+    const news = triggers.filter((t) => t.kind === 'new');
+    const bursts = triggers.filter((t) => t.kind === 'burst');
+    const lines = triggers.reduce((s, t) => s + t.stat.recentCount, 0);
+    const evidence: Evidence[] = triggers.slice(0, o.maxEvidence).map(({ stat, kind }) => ({
+      source: where.source,
+      at: stat.lastSeen ?? view.now,
+      text:
+        kind === 'new'
+          ? `${stat.example} [new error, ${stat.recentCount} line${stat.recentCount === 1 ? '' : 's'} now]`
+          : `${stat.example} [${stat.recentCount} lines now, baseline ${rate(stat.baselinePerBucket)}${per}]`,
+    }));
+    const parts: string[] = [];
+    if (news.length > 0) parts.push(`${news.length} new error template${news.length === 1 ? '' : 's'}`);
+    if (bursts.length > 0) parts.push(`${bursts.length} error template${bursts.length === 1 ? '' : 's'} far above baseline`);
+    const title = news.length > 0 ? `New errors in the log of ${where.label}` : `Burst of errors in the log of ${where.label}`;
+    const listed = triggers
+      .slice(0, o.maxEvidence)
+      .map(({ stat, kind }) =>
+        kind === 'new'
+          ? `"${stat.template}" (new, ${stat.recentCount} now)`
+          : `"${stat.template}" (${stat.recentCount} now vs ${rate(stat.baselinePerBucket)}${per})`,
+      );
+    const firstAt = Math.min(...news.map((t) => Date.parse(t.stat.firstSeen)));
+    const draft: FindingDraft = {
+      category: 'LogErrorSpike',
+      severity: 'warning',
+      subject: where.subject,
+      title,
+      message: `${parts.join(' and ')} in the log of ${where.label}: ${listed.join('; ')}.`,
+      evidence,
+      at: latestOf(evidence, view.now),
+      occurrences: lines,
+      lifecycle: 'event',
+      detector: 'log-error-spike',
+      facts: {
+        stream,
+        newTemplates: news.length,
+        burstTemplates: bursts.length,
+        errorLines: lines,
+        templateIds: triggers.map((t) => t.stat.templateId).join(','),
+      },
+    };
+    if (where.detail) draft.detail = where.detail;
+    if (Number.isFinite(firstAt)) draft.firstAt = new Date(firstAt).toISOString();
+    drafts.push(draft);
+  }
+  return drafts;
+});
 
 /** The LogErrorSpike detector with default thresholds. */
 export const logErrorSpikeDetector: Detector = createLogErrorSpikeDetector();

@@ -13,10 +13,9 @@
  * the message names one), so the two merge into one finding (merge.ts).
  */
 import { eventCount, eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent } from '../core/kube.js';
-import type { Category, Detector, FindingDraft, NodeView, Severity } from '../core/types.js';
+import type { Category, FindingDraft, Severity } from '../core/types.js';
 import { dedupeEvidence, earliest, eventEvidence, latest, within } from './pod-status.js';
-import { z } from 'zod';
-import { minutes } from './options.js';
+import { defineDetectorOptions, detectorFactory, minutes } from './options.js';
 
 /** One NPD condition type or event reason and what nodesage calls it. */
 export interface NpdMapping {
@@ -146,13 +145,8 @@ export interface NpdEventsOptions {
   windowMinutes: number;
 }
 
-/** Defaults of NpdEventsOptions. */
-export const NPD_EVENTS_DEFAULTS: NpdEventsOptions = { windowMinutes: 60 };
-
-/** Schema of NpdEventsOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const NPD_EVENTS_OPTIONS_SCHEMA = z
-  .object({ windowMinutes: minutes })
-  .strict() satisfies z.ZodType<NpdEventsOptions>;
+/** The defaults and config schema of NpdEventsOptions (`detectors.npdEvents`). */
+export const NPD_EVENTS_OPTIONS = defineDetectorOptions<NpdEventsOptions>({ windowMinutes: minutes }, { windowMinutes: 60 });
 
 /** True when the event was written by node-problem-detector about this node. */
 export function isNpdEvent(e: KubeEvent, nodeName: string): boolean {
@@ -164,61 +158,57 @@ export function isNpdEvent(e: KubeEvent, nodeName: string): boolean {
 }
 
 /** Creates the detector of node-problem-detector's Node events. */
-export function createNpdEventsDetector(opts: Partial<NpdEventsOptions> = {}): Detector {
-  const o: NpdEventsOptions = { ...NPD_EVENTS_DEFAULTS, ...opts };
+export const createNpdEventsDetector = detectorFactory('npd-events', NPD_EVENTS_OPTIONS, (o) => {
   const windowMs = o.windowMinutes * 60_000;
-  return {
-    name: 'npd-events',
-    detect(view: NodeView): FindingDraft[] {
-      const groups = new Map<string, { m: NpdMapping; object: string | undefined; memcg: boolean; events: KubeEvent[] }>();
-      for (const e of view.events) {
-        const m = e.reason ? NPD_EVENTS.get(e.reason) : undefined;
-        if (!m || e.type === 'Normal' || !isNpdEvent(e, view.nodeName) || !within(view.now, eventLastTime(e), windowMs)) continue;
-        const msg = eventMessage(e);
-        // NPD's OOMKilling pattern also matches memory-cgroup kills: a container's limit, not the node's memory.
-        const memcg = m.name === 'OOMKilling' && /Memory cgroup out of memory|oom_memcg=|constraint=CONSTRAINT_MEMCG/.test(msg);
-        const object = npdObject(msg);
-        const key = `${m.category}\u0000${npdDetail(m, object) ?? ''}\u0000${memcg}`;
-        const g = groups.get(key) ?? { m, object, memcg, events: [] };
-        if (g.m.severity !== 'critical' && m.severity === 'critical') g.m = m;
-        g.events.push(e);
-        groups.set(key, g);
+  return (view) => {
+    const groups = new Map<string, { m: NpdMapping; object: string | undefined; memcg: boolean; events: KubeEvent[] }>();
+    for (const e of view.events) {
+      const m = e.reason ? NPD_EVENTS.get(e.reason) : undefined;
+      if (!m || e.type === 'Normal' || !isNpdEvent(e, view.nodeName) || !within(view.now, eventLastTime(e), windowMs)) continue;
+      const msg = eventMessage(e);
+      // NPD's OOMKilling pattern also matches memory-cgroup kills: a container's limit, not the node's memory.
+      const memcg = m.name === 'OOMKilling' && /Memory cgroup out of memory|oom_memcg=|constraint=CONSTRAINT_MEMCG/.test(msg);
+      const object = npdObject(msg);
+      const key = `${m.category}\u0000${npdDetail(m, object) ?? ''}\u0000${memcg}`;
+      const g = groups.get(key) ?? { m, object, memcg, events: [] };
+      if (g.m.severity !== 'critical' && m.severity === 'critical') g.m = m;
+      g.events.push(e);
+      groups.set(key, g);
+    }
+    const out: FindingDraft[] = [];
+    for (const g of groups.values()) {
+      const n = g.events.reduce((s, e) => s + eventCount(e), 0);
+      const reasons = [...new Set(g.events.map((e) => e.reason ?? ''))].join(', ');
+      const components = [...new Set(g.events.map((e) => e.source?.component ?? e.reportingController).filter(Boolean))].join(', ');
+      const last = g.events[g.events.length - 1]!;
+      const category: Category = g.memcg ? 'OOMKilled' : g.m.category;
+      const at = latest(g.events.map((e) => eventLastTime(e))) ?? view.now;
+      const draft: FindingDraft = {
+        category,
+        severity: g.memcg ? 'warning' : g.m.severity,
+        subject: { kind: 'Node', name: view.nodeName },
+        title: `node-problem-detector reports ${reasons} on node ${view.nodeName}${g.object ? ` (${g.object})` : ''}`,
+        message: `node-problem-detector${components ? ` (${components})` : ''} reported ${reasons} ${n} time${n > 1 ? 's' : ''}, last at ${at}: ${eventMessage(last).trim()}`,
+        evidence: dedupeEvidence(g.events.map((e) => eventEvidence(e, view.now))),
+        at,
+        occurrences: n,
+        lifecycle: 'event',
+        detector: 'npd-events',
+        facts: { reason: g.m.name, npd: true },
+      };
+      const detail = g.memcg ? undefined : npdDetail(g.m, g.object);
+      if (detail) draft.detail = detail;
+      if (g.object) draft.facts!.device = g.object;
+      if (g.memcg) draft.facts!.memcg = true;
+      const pm = /Killed process (\d+) \(([^)]*)\)/.exec(eventMessage(last));
+      if (pm) {
+        draft.facts!.pid = Number(pm[1]);
+        draft.facts!.process = pm[2]!;
       }
-      const out: FindingDraft[] = [];
-      for (const g of groups.values()) {
-        const n = g.events.reduce((s, e) => s + eventCount(e), 0);
-        const reasons = [...new Set(g.events.map((e) => e.reason ?? ''))].join(', ');
-        const components = [...new Set(g.events.map((e) => e.source?.component ?? e.reportingController).filter(Boolean))].join(', ');
-        const last = g.events[g.events.length - 1]!;
-        const category: Category = g.memcg ? 'OOMKilled' : g.m.category;
-        const at = latest(g.events.map((e) => eventLastTime(e))) ?? view.now;
-        const draft: FindingDraft = {
-          category,
-          severity: g.memcg ? 'warning' : g.m.severity,
-          subject: { kind: 'Node', name: view.nodeName },
-          title: `node-problem-detector reports ${reasons} on node ${view.nodeName}${g.object ? ` (${g.object})` : ''}`,
-          message: `node-problem-detector${components ? ` (${components})` : ''} reported ${reasons} ${n} time${n > 1 ? 's' : ''}, last at ${at}: ${eventMessage(last).trim()}`,
-          evidence: dedupeEvidence(g.events.map((e) => eventEvidence(e, view.now))),
-          at,
-          occurrences: n,
-          lifecycle: 'event',
-          detector: 'npd-events',
-          facts: { reason: g.m.name, npd: true },
-        };
-        const detail = g.memcg ? undefined : npdDetail(g.m, g.object);
-        if (detail) draft.detail = detail;
-        if (g.object) draft.facts!.device = g.object;
-        if (g.memcg) draft.facts!.memcg = true;
-        const pm = /Killed process (\d+) \(([^)]*)\)/.exec(eventMessage(last));
-        if (pm) {
-          draft.facts!.pid = Number(pm[1]);
-          draft.facts!.process = pm[2]!;
-        }
-        const firstAt = earliest(g.events.map((e) => eventFirstTime(e)));
-        if (firstAt && firstAt < at) draft.firstAt = firstAt;
-        out.push(draft);
-      }
-      return out;
-    },
+      const firstAt = earliest(g.events.map((e) => eventFirstTime(e)));
+      if (firstAt && firstAt < at) draft.firstAt = firstAt;
+      out.push(draft);
+    }
+    return out;
   };
-}
+});

@@ -16,7 +16,7 @@
  * A kill older than the window of a container that has run fine since is not
  * reported.
  */
-import type { Detector, Evidence, FindingDraft, LogLine, NodeView, Subject } from '../core/types.js';
+import type { Evidence, FindingDraft, LogLine, Subject } from '../core/types.js';
 import {
   type ContainerContext,
   clip,
@@ -30,8 +30,7 @@ import {
   timeMs,
   within,
 } from './pod-status.js';
-import { z } from 'zod';
-import { int, minutes } from './options.js';
+import { defineDetectorOptions, detectorFactory, int, minutes } from './options.js';
 
 /** Thresholds of the OOMKilled detector. */
 export interface OomKilledOptions {
@@ -41,13 +40,11 @@ export interface OomKilledOptions {
   criticalKills: number;
 }
 
-/** Defaults of OomKilledOptions. */
-export const OOM_KILLED_DEFAULTS: OomKilledOptions = { windowMinutes: 60, criticalKills: 2 };
-
-/** Schema of OomKilledOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const OOM_KILLED_OPTIONS_SCHEMA = z
-  .object({ windowMinutes: minutes, criticalKills: int(1, 1_000_000) })
-  .strict() satisfies z.ZodType<OomKilledOptions>;
+/** The defaults and config schema of OomKilledOptions (`detectors.oomKilled`). */
+export const OOM_KILLED_OPTIONS = defineDetectorOptions<OomKilledOptions>(
+  { windowMinutes: minutes, criticalKills: int(1, 1_000_000) },
+  { windowMinutes: 60, criticalKills: 2 },
+);
 
 /** One OOM kill read from the kernel log. */
 export interface MemcgOomKill {
@@ -235,135 +232,131 @@ interface Target {
 }
 
 /** Creates the OOMKilled detector. */
-export function createOomKilledDetector(opts: Partial<OomKilledOptions> = {}): Detector {
-  const o: OomKilledOptions = { ...OOM_KILLED_DEFAULTS, ...opts };
+export const createOomKilledDetector = detectorFactory('oom-killed', OOM_KILLED_OPTIONS, (o) => {
   const windowMs = o.windowMinutes * 60_000;
-  return {
-    name: 'oom-killed',
-    detect(view: NodeView): FindingDraft[] {
-      const containers = listContainers(view);
-      const byId = new Map<string, ContainerContext>();
-      const byUid = new Map<string, ContainerContext[]>();
-      for (const c of containers) {
-        for (const id of [c.status.containerID, c.status.state?.terminated?.containerID, c.status.lastState?.terminated?.containerID]) {
-          const b = bareId(id);
-          if (b) byId.set(b, c);
-        }
-        const list = byUid.get(c.uid.toLowerCase()) ?? [];
-        list.push(c);
-        byUid.set(c.uid.toLowerCase(), list);
+  return (view) => {
+    const containers = listContainers(view);
+    const byId = new Map<string, ContainerContext>();
+    const byUid = new Map<string, ContainerContext[]>();
+    for (const c of containers) {
+      for (const id of [c.status.containerID, c.status.state?.terminated?.containerID, c.status.lastState?.terminated?.containerID]) {
+        const b = bareId(id);
+        if (b) byId.set(b, c);
       }
-      const targets = new Map<string, Target>();
-      const target = (key: string, subject: Subject, container?: ContainerContext): Target => {
-        let t = targets.get(key);
-        if (!t) {
-          t = { key, subject, kills: [] };
-          if (container) t.container = container;
-          targets.set(key, t);
-        }
-        return t;
+      const list = byUid.get(c.uid.toLowerCase()) ?? [];
+      list.push(c);
+      byUid.set(c.uid.toLowerCase(), list);
+    }
+    const targets = new Map<string, Target>();
+    const target = (key: string, subject: Subject, container?: ContainerContext): Target => {
+      let t = targets.get(key);
+      if (!t) {
+        t = { key, subject, kills: [] };
+        if (container) t.container = container;
+        targets.set(key, t);
+      }
+      return t;
+    };
+    const containerTarget = (c: ContainerContext) => target(`c:${c.namespace}/${c.podName}/${c.status.name}`, c.subject, c);
+
+    // Earlier kernel lines complete a report whose kill line is new; kills seen before are not counted again.
+    const seen = new Set(view.kernelContext ?? []);
+    for (const kill of parseOomKills(kernelLines([...(view.kernelContext ?? []), ...view.logs]))) {
+      if (seen.has(kill.lines[0] as LogLine)) continue;
+      if (!within(view.now, kill.at, windowMs)) continue;
+      const a = attribute(kill, byId, byUid);
+      if (a.container) containerTarget(a.container).kills.push(kill);
+      else if (a.pod) target(`p:${a.pod.namespace}/${a.pod.podName}`, { kind: 'Pod', namespace: a.pod.namespace, name: a.pod.podName }).kills.push(kill);
+      // A node-wide kill of no known pod is KernelOOM alone.
+      else if (!kill.global) target(`n:${kill.cgroup ?? 'memcg'}`, { kind: 'Node', name: view.nodeName }).kills.push(kill);
+    }
+
+    // Pod status: the kubelet's own record of OOM kills.
+    const statusOom = new Map<string, { c: ContainerContext; count: number; at?: string; terminal: boolean }>();
+    for (const c of containers) {
+      if (isCompletedPod(c.pod)) continue;
+      const st = c.status.state?.terminated;
+      const last = c.status.lastState?.terminated;
+      let count = 0;
+      let at: string | undefined;
+      let terminal = false;
+      if (st?.reason === 'OOMKilled' && within(view.now, st.finishedAt, windowMs)) {
+        count++;
+        at = st.finishedAt;
+        terminal = true;
+      }
+      if (last?.reason === 'OOMKilled' && within(view.now, last.finishedAt, windowMs)) {
+        count++;
+        at = latest([at, last.finishedAt]);
+      }
+      if (count > 0) {
+        const entry: { c: ContainerContext; count: number; at?: string; terminal: boolean } = { c, count, terminal };
+        if (at) entry.at = at;
+        statusOom.set(containerTarget(c).key, entry);
+      }
+    }
+
+    const out: FindingDraft[] = [];
+    for (const t of targets.values()) {
+      const s = statusOom.get(t.key);
+      if (t.kills.length === 0 && !s) continue;
+      const c = t.container;
+      const kills = Math.max(t.kills.length, s?.count ?? 0);
+      const backOff = c?.status.state?.waiting?.reason === 'CrashLoopBackOff';
+      const severity = kills >= o.criticalKills || (backOff && s !== undefined) ? 'critical' : 'warning';
+      const killTimes = t.kills.map((k) => k.at);
+      const lastAt = latest([...killTimes, s?.at]) ?? view.now;
+      const firstAt = earliest([...killTimes, s?.at]);
+      const evidence: Evidence[] = [];
+      if (c && s) evidence.push(...statusEvidence(c, view.now, s.terminal ? ['state'] : ['lastState', 'state']));
+      // The last kills tell the story; the count says how many there were.
+      for (const k of t.kills.slice(-EVIDENCE_KILLS)) {
+        const src = k.lines[0]!.source === 'kmsg' ? 'kmsg' : 'journald';
+        evidence.push({ source: src, at: k.at, text: clip(k.lines[0]!.text) });
+        const victim = k.lines.find((l) => /^Killed process \d+/.test(l.text));
+        if (victim && victim !== k.lines[0]) evidence.push({ source: src, at: victim.at, text: clip(victim.text) });
+        const where = k.lines.find((l) => CGROUP_IN_LINE.test(l.text) || /cpuset=/.test(l.text));
+        if (where) evidence.push({ source: src, at: where.at, text: clip(where.text) });
+        if (k.limitLine) evidence.push({ source: src, at: k.at, text: clip(k.limitLine) });
+      }
+      const limit = c ? c.pod.spec?.containers?.find((x) => x.name === c.status.name)?.resources?.limits?.memory : undefined;
+      const lastKill = t.kills[t.kills.length - 1];
+      let title: string;
+      let message: string;
+      // Without a limit of its own (or with the kernel saying so) the node ran out of memory, not the container.
+      const nodeWide = t.kills.some((k) => k.global) || (c !== undefined && !limit);
+      if (c) {
+        title = `Container ${c.status.name} of ${c.namespace}/${c.podName} was OOM-killed${kills > 1 ? ` ${kills} times` : ''}${limit ? ` (memory limit ${limit})` : nodeWide ? ' (node out of memory)' : ''}`;
+        message = nodeWide
+          ? `The ${containerLabel(c)} was killed by the node-wide OOM killer${limit ? '' : ' (it has no memory limit)'}: the node ran out of memory. ${kills} OOM kill${kills > 1 ? 's' : ''} in the last ${o.windowMinutes} minutes, the last at ${lastAt}.`
+          : `The ${containerLabel(c)} was killed by the kernel for exceeding its memory limit${limit ? ` of ${limit}` : ''}: ${kills} OOM kill${kills > 1 ? 's' : ''} in the last ${o.windowMinutes} minutes, the last at ${lastAt}.`;
+        if (lastKill) message += ` The kernel killed process ${lastKill.pid} (${lastKill.comm})${lastKill.global ? '' : " in the container's memory cgroup"}.`;
+        if (c.status.state?.running) message += ` It is running again (restart ${c.status.restartCount}).`;
+        else if (backOff) message += ' It is now in CrashLoopBackOff.';
+      } else {
+        const where = t.subject.kind === 'Pod' ? `pod ${t.subject.namespace}/${t.subject.name}` : `memory cgroup ${lastKill?.cgroup ?? 'unknown'}`;
+        title = `Process ${lastKill?.comm ?? 'unknown'} was OOM-killed in ${where}${kills > 1 ? ` (${kills} kills)` : ''}`;
+        message = `The kernel's memory-cgroup OOM killer killed ${kills} process${kills > 1 ? 'es' : ''} in ${where} in the last ${o.windowMinutes} minutes (last: ${lastKill?.comm ?? 'unknown'}, pid ${lastKill?.pid ?? '?'}). This is a cgroup limit being hit, not the node running out of memory.`;
+      }
+      const draft: FindingDraft = {
+        category: 'OOMKilled',
+        severity,
+        subject: t.subject,
+        title,
+        message,
+        evidence: dedupeEvidence(evidence),
+        at: new Date(timeMs(lastAt)).toISOString(),
+        occurrences: kills,
+        lifecycle: 'event',
+        detector: 'oom-killed',
+        facts: { kills, memcg: t.kills.some((k) => !k.global), nodeWide, fromStatus: s !== undefined },
       };
-      const containerTarget = (c: ContainerContext) => target(`c:${c.namespace}/${c.podName}/${c.status.name}`, c.subject, c);
-
-      // Earlier kernel lines complete a report whose kill line is new; kills seen before are not counted again.
-      const seen = new Set(view.kernelContext ?? []);
-      for (const kill of parseOomKills(kernelLines([...(view.kernelContext ?? []), ...view.logs]))) {
-        if (seen.has(kill.lines[0] as LogLine)) continue;
-        if (!within(view.now, kill.at, windowMs)) continue;
-        const a = attribute(kill, byId, byUid);
-        if (a.container) containerTarget(a.container).kills.push(kill);
-        else if (a.pod) target(`p:${a.pod.namespace}/${a.pod.podName}`, { kind: 'Pod', namespace: a.pod.namespace, name: a.pod.podName }).kills.push(kill);
-        // A node-wide kill of no known pod is KernelOOM alone.
-        else if (!kill.global) target(`n:${kill.cgroup ?? 'memcg'}`, { kind: 'Node', name: view.nodeName }).kills.push(kill);
-      }
-
-      // Pod status: the kubelet's own record of OOM kills.
-      const statusOom = new Map<string, { c: ContainerContext; count: number; at?: string; terminal: boolean }>();
-      for (const c of containers) {
-        if (isCompletedPod(c.pod)) continue;
-        const st = c.status.state?.terminated;
-        const last = c.status.lastState?.terminated;
-        let count = 0;
-        let at: string | undefined;
-        let terminal = false;
-        if (st?.reason === 'OOMKilled' && within(view.now, st.finishedAt, windowMs)) {
-          count++;
-          at = st.finishedAt;
-          terminal = true;
-        }
-        if (last?.reason === 'OOMKilled' && within(view.now, last.finishedAt, windowMs)) {
-          count++;
-          at = latest([at, last.finishedAt]);
-        }
-        if (count > 0) {
-          const entry: { c: ContainerContext; count: number; at?: string; terminal: boolean } = { c, count, terminal };
-          if (at) entry.at = at;
-          statusOom.set(containerTarget(c).key, entry);
-        }
-      }
-
-      const out: FindingDraft[] = [];
-      for (const t of targets.values()) {
-        const s = statusOom.get(t.key);
-        if (t.kills.length === 0 && !s) continue;
-        const c = t.container;
-        const kills = Math.max(t.kills.length, s?.count ?? 0);
-        const backOff = c?.status.state?.waiting?.reason === 'CrashLoopBackOff';
-        const severity = kills >= o.criticalKills || (backOff && s !== undefined) ? 'critical' : 'warning';
-        const killTimes = t.kills.map((k) => k.at);
-        const lastAt = latest([...killTimes, s?.at]) ?? view.now;
-        const firstAt = earliest([...killTimes, s?.at]);
-        const evidence: Evidence[] = [];
-        if (c && s) evidence.push(...statusEvidence(c, view.now, s.terminal ? ['state'] : ['lastState', 'state']));
-        // The last kills tell the story; the count says how many there were.
-        for (const k of t.kills.slice(-EVIDENCE_KILLS)) {
-          const src = k.lines[0]!.source === 'kmsg' ? 'kmsg' : 'journald';
-          evidence.push({ source: src, at: k.at, text: clip(k.lines[0]!.text) });
-          const victim = k.lines.find((l) => /^Killed process \d+/.test(l.text));
-          if (victim && victim !== k.lines[0]) evidence.push({ source: src, at: victim.at, text: clip(victim.text) });
-          const where = k.lines.find((l) => CGROUP_IN_LINE.test(l.text) || /cpuset=/.test(l.text));
-          if (where) evidence.push({ source: src, at: where.at, text: clip(where.text) });
-          if (k.limitLine) evidence.push({ source: src, at: k.at, text: clip(k.limitLine) });
-        }
-        const limit = c ? c.pod.spec?.containers?.find((x) => x.name === c.status.name)?.resources?.limits?.memory : undefined;
-        const lastKill = t.kills[t.kills.length - 1];
-        let title: string;
-        let message: string;
-        // Without a limit of its own (or with the kernel saying so) the node ran out of memory, not the container.
-        const nodeWide = t.kills.some((k) => k.global) || (c !== undefined && !limit);
-        if (c) {
-          title = `Container ${c.status.name} of ${c.namespace}/${c.podName} was OOM-killed${kills > 1 ? ` ${kills} times` : ''}${limit ? ` (memory limit ${limit})` : nodeWide ? ' (node out of memory)' : ''}`;
-          message = nodeWide
-            ? `The ${containerLabel(c)} was killed by the node-wide OOM killer${limit ? '' : ' (it has no memory limit)'}: the node ran out of memory. ${kills} OOM kill${kills > 1 ? 's' : ''} in the last ${o.windowMinutes} minutes, the last at ${lastAt}.`
-            : `The ${containerLabel(c)} was killed by the kernel for exceeding its memory limit${limit ? ` of ${limit}` : ''}: ${kills} OOM kill${kills > 1 ? 's' : ''} in the last ${o.windowMinutes} minutes, the last at ${lastAt}.`;
-          if (lastKill) message += ` The kernel killed process ${lastKill.pid} (${lastKill.comm})${lastKill.global ? '' : " in the container's memory cgroup"}.`;
-          if (c.status.state?.running) message += ` It is running again (restart ${c.status.restartCount}).`;
-          else if (backOff) message += ' It is now in CrashLoopBackOff.';
-        } else {
-          const where = t.subject.kind === 'Pod' ? `pod ${t.subject.namespace}/${t.subject.name}` : `memory cgroup ${lastKill?.cgroup ?? 'unknown'}`;
-          title = `Process ${lastKill?.comm ?? 'unknown'} was OOM-killed in ${where}${kills > 1 ? ` (${kills} kills)` : ''}`;
-          message = `The kernel's memory-cgroup OOM killer killed ${kills} process${kills > 1 ? 'es' : ''} in ${where} in the last ${o.windowMinutes} minutes (last: ${lastKill?.comm ?? 'unknown'}, pid ${lastKill?.pid ?? '?'}). This is a cgroup limit being hit, not the node running out of memory.`;
-        }
-        const draft: FindingDraft = {
-          category: 'OOMKilled',
-          severity,
-          subject: t.subject,
-          title,
-          message,
-          evidence: dedupeEvidence(evidence),
-          at: new Date(timeMs(lastAt)).toISOString(),
-          occurrences: kills,
-          lifecycle: 'event',
-          detector: 'oom-killed',
-          facts: { kills, memcg: t.kills.some((k) => !k.global), nodeWide, fromStatus: s !== undefined },
-        };
-        if (t.subject.kind === 'Node') draft.detail = lastKill?.cgroup ?? 'memcg';
-        if (firstAt && firstAt < draft.at) draft.firstAt = firstAt;
-        if (limit) draft.facts!.memoryLimit = limit;
-        if (lastKill) draft.facts!.process = lastKill.comm;
-        out.push(draft);
-      }
-      return out;
-    },
+      if (t.subject.kind === 'Node') draft.detail = lastKill?.cgroup ?? 'memcg';
+      if (firstAt && firstAt < draft.at) draft.firstAt = firstAt;
+      if (limit) draft.facts!.memoryLimit = limit;
+      if (lastKill) draft.facts!.process = lastKill.comm;
+      out.push(draft);
+    }
+    return out;
   };
-}
+});

@@ -3,6 +3,7 @@
  * "what is allowed" part of a config error, so it is written for an operator.
  */
 import { z } from 'zod';
+import type { Detector } from '../core/types.js';
 
 /** A number from min to max; `what` names the unit in the error message. */
 export function range(min: number, max: number, what: string): z.ZodNumber {
@@ -36,3 +37,42 @@ export function names(what: string): z.ZodArray<z.ZodString> {
  * `[lower, higher]`, e.g. a warning percent at most the critical one.
  */
 export type Ordered<T> = readonly (readonly [keyof T & string, keyof T & string])[];
+
+/** A detector's options in one place: defaults, config schema and threshold order. */
+export interface DetectorOptionsSpec<T extends object> {
+  /** Schema of the detector's `detectors.<key>` section: every key optional, strict, so a mistyped key is an error. */
+  readonly schema: z.ZodType<Partial<T>>;
+  /** The defaults, frozen. */
+  readonly defaults: Readonly<T>;
+  /** Thresholds that must stay ordered once merged with the defaults, lower first. Defaults to none. */
+  readonly ordered: Ordered<T>;
+}
+
+/**
+ * Declares a detector's options: `shape` checks each key (one entry per option
+ * of T, so the schema cannot drift from the interface), `defaults` fill what
+ * the config leaves out.
+ */
+export function defineDetectorOptions<T extends object>(
+  shape: { readonly [K in keyof T]-?: z.ZodType<T[K]> },
+  defaults: T,
+  ordered: Ordered<T> = [],
+): DetectorOptionsSpec<T> {
+  const schema = z
+    .object(shape as z.ZodRawShape)
+    .strict()
+    .partial() as unknown as z.ZodType<Partial<T>>;
+  return Object.freeze({ schema, defaults: Object.freeze({ ...defaults }), ordered });
+}
+
+/**
+ * A detector factory: the options given over the defaults, then `build` makes
+ * the detect function once, so per-cycle work stays in `detect`.
+ */
+export function detectorFactory<T extends object>(
+  name: string,
+  spec: DetectorOptionsSpec<T>,
+  build: (o: Readonly<T>) => Detector['detect'],
+): (opts?: Partial<T>) => Detector {
+  return (opts = {}) => ({ name, detect: build(Object.freeze({ ...spec.defaults, ...opts })) });
+}

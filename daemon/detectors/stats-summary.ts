@@ -6,10 +6,9 @@
  *   memory capacity (node.json), or against available + working set.
  * Disk and inodes from the summary are the disk detector's job.
  */
-import type { Detector, FindingDraft, NodeView, Severity } from '../core/types.js';
+import type { FindingDraft, Severity } from '../core/types.js';
 import { iso } from './pod-status.js';
-import { z } from 'zod';
-import { percent, type Ordered } from './options.js';
+import { defineDetectorOptions, detectorFactory, percent } from './options.js';
 
 /** Thresholds of the stats summary detector. */
 export interface StatsSummaryOptions {
@@ -23,21 +22,17 @@ export interface StatsSummaryOptions {
   memoryAvailableCriticalPercent: number;
 }
 
-/** Defaults of StatsSummaryOptions. */
-export const STATS_SUMMARY_DEFAULTS: StatsSummaryOptions = {
-  pidWarnPercent: 85,
-  pidCriticalPercent: 95,
-  memoryAvailableWarnPercent: 5,
-  memoryAvailableCriticalPercent: 2,
-};
-
-/** Schema of StatsSummaryOptions (config `detectors.*`): strict, so a mistyped key is an error. */
-export const STATS_SUMMARY_OPTIONS_SCHEMA = z
-  .object({ pidWarnPercent: percent, pidCriticalPercent: percent, memoryAvailableWarnPercent: percent, memoryAvailableCriticalPercent: percent })
-  .strict() satisfies z.ZodType<StatsSummaryOptions>;
-
-/** Thresholds of StatsSummaryOptions that must stay ordered, lower first. */
-export const STATS_SUMMARY_ORDERED: Ordered<StatsSummaryOptions> = [['pidWarnPercent', 'pidCriticalPercent'], ['memoryAvailableCriticalPercent', 'memoryAvailableWarnPercent']];
+/** The defaults, config schema and threshold order of StatsSummaryOptions (`detectors.statsSummary`). */
+export const STATS_SUMMARY_OPTIONS = defineDetectorOptions<StatsSummaryOptions>(
+  { pidWarnPercent: percent, pidCriticalPercent: percent, memoryAvailableWarnPercent: percent, memoryAvailableCriticalPercent: percent },
+  {
+    pidWarnPercent: 85,
+    pidCriticalPercent: 95,
+    memoryAvailableWarnPercent: 5,
+    memoryAvailableCriticalPercent: 2,
+  },
+  [['pidWarnPercent', 'pidCriticalPercent'], ['memoryAvailableCriticalPercent', 'memoryAvailableWarnPercent']],
+);
 
 const UNITS: Record<string, number> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4, k: 1e3, M: 1e6, G: 1e9, T: 1e12, '': 1 };
 
@@ -54,63 +49,57 @@ function mib(bytes: number): string {
 }
 
 /** Creates the stats summary detector. */
-export function createStatsSummaryDetector(opts: Partial<StatsSummaryOptions> = {}): Detector {
-  const o: StatsSummaryOptions = { ...STATS_SUMMARY_DEFAULTS, ...opts };
-  return {
-    name: 'stats-summary',
-    detect(view: NodeView): FindingDraft[] {
-      const s = view.statsSummary?.node;
-      if (!s) return [];
-      const out: FindingDraft[] = [];
-      const subject = { kind: 'Node' as const, name: view.nodeName };
-      const rl = s.rlimit;
-      if (rl?.maxpid && rl.curproc !== undefined && rl.maxpid > 0) {
-        const p = (rl.curproc / rl.maxpid) * 100;
-        const sev: Severity | null = p >= o.pidCriticalPercent ? 'critical' : p >= o.pidWarnPercent ? 'warning' : null;
-        if (sev) {
-          const at = iso((rl as { time?: string }).time, view.now);
-          const text = `stats/summary rlimit: ${rl.curproc} processes of pid_max ${rl.maxpid} (${p.toFixed(1)}%)`;
-          out.push({
-            category: 'NodePIDPressure',
-            severity: sev,
-            subject,
-            title: `Node ${view.nodeName} is running out of process IDs (${p.toFixed(0)}% used)`,
-            message: `${text}; threshold ${sev === 'critical' ? o.pidCriticalPercent : o.pidWarnPercent}%. New processes and threads fail once pid_max is reached (fork: Resource temporarily unavailable).`,
-            evidence: [{ source: 'kubelet', at, text }],
-            at,
-            lifecycle: 'condition',
-            detector: 'stats-summary',
-            facts: { curproc: rl.curproc, maxpid: rl.maxpid, usedPercent: Math.round(p * 10) / 10 },
-          });
-        }
+export const createStatsSummaryDetector = detectorFactory('stats-summary', STATS_SUMMARY_OPTIONS, (o) => (view) => {
+  const s = view.statsSummary?.node;
+  if (!s) return [];
+  const out: FindingDraft[] = [];
+  const subject = { kind: 'Node' as const, name: view.nodeName };
+  const rl = s.rlimit;
+  if (rl?.maxpid && rl.curproc !== undefined && rl.maxpid > 0) {
+    const p = (rl.curproc / rl.maxpid) * 100;
+    const sev: Severity | null = p >= o.pidCriticalPercent ? 'critical' : p >= o.pidWarnPercent ? 'warning' : null;
+    if (sev) {
+      const at = iso((rl as { time?: string }).time, view.now);
+      const text = `stats/summary rlimit: ${rl.curproc} processes of pid_max ${rl.maxpid} (${p.toFixed(1)}%)`;
+      out.push({
+        category: 'NodePIDPressure',
+        severity: sev,
+        subject,
+        title: `Node ${view.nodeName} is running out of process IDs (${p.toFixed(0)}% used)`,
+        message: `${text}; threshold ${sev === 'critical' ? o.pidCriticalPercent : o.pidWarnPercent}%. New processes and threads fail once pid_max is reached (fork: Resource temporarily unavailable).`,
+        evidence: [{ source: 'kubelet', at, text }],
+        at,
+        lifecycle: 'condition',
+        detector: 'stats-summary',
+        facts: { curproc: rl.curproc, maxpid: rl.maxpid, usedPercent: Math.round(p * 10) / 10 },
+      });
+    }
+  }
+  const mem = s.memory;
+  if (mem?.availableBytes !== undefined) {
+    const capacity = parseQuantity(view.node?.status?.capacity?.memory);
+    const total = Number.isFinite(capacity) && capacity > 0 ? capacity : mem.availableBytes + (mem.workingSetBytes ?? 0);
+    if (total > 0) {
+      const p = (mem.availableBytes / total) * 100;
+      const sev: Severity | null =
+        p < o.memoryAvailableCriticalPercent ? 'critical' : p < o.memoryAvailableWarnPercent ? 'warning' : null;
+      if (sev) {
+        const at = iso(mem.time, view.now);
+        const text = `stats/summary memory: ${mib(mem.availableBytes)} available of ${mib(total)} (${p.toFixed(1)}%), working set ${mib(mem.workingSetBytes ?? 0)}`;
+        out.push({
+          category: 'NodeMemoryPressure',
+          severity: sev,
+          subject,
+          title: `Node ${view.nodeName} is short of memory (${p.toFixed(1)}% available)`,
+          message: `${text}; threshold ${sev === 'critical' ? o.memoryAvailableCriticalPercent : o.memoryAvailableWarnPercent}%. The kubelet evicts pods and the kernel OOM killer runs when it reaches zero.`,
+          evidence: [{ source: 'kubelet', at, text }],
+          at,
+          lifecycle: 'condition',
+          detector: 'stats-summary',
+          facts: { availableBytes: mem.availableBytes, availablePercent: Math.round(p * 10) / 10 },
+        });
       }
-      const mem = s.memory;
-      if (mem?.availableBytes !== undefined) {
-        const capacity = parseQuantity(view.node?.status?.capacity?.memory);
-        const total = Number.isFinite(capacity) && capacity > 0 ? capacity : mem.availableBytes + (mem.workingSetBytes ?? 0);
-        if (total > 0) {
-          const p = (mem.availableBytes / total) * 100;
-          const sev: Severity | null =
-            p < o.memoryAvailableCriticalPercent ? 'critical' : p < o.memoryAvailableWarnPercent ? 'warning' : null;
-          if (sev) {
-            const at = iso(mem.time, view.now);
-            const text = `stats/summary memory: ${mib(mem.availableBytes)} available of ${mib(total)} (${p.toFixed(1)}%), working set ${mib(mem.workingSetBytes ?? 0)}`;
-            out.push({
-              category: 'NodeMemoryPressure',
-              severity: sev,
-              subject,
-              title: `Node ${view.nodeName} is short of memory (${p.toFixed(1)}% available)`,
-              message: `${text}; threshold ${sev === 'critical' ? o.memoryAvailableCriticalPercent : o.memoryAvailableWarnPercent}%. The kubelet evicts pods and the kernel OOM killer runs when it reaches zero.`,
-              evidence: [{ source: 'kubelet', at, text }],
-              at,
-              lifecycle: 'condition',
-              detector: 'stats-summary',
-              facts: { availableBytes: mem.availableBytes, availablePercent: Math.round(p * 10) / 10 },
-            });
-          }
-        }
-      }
-      return out;
-    },
-  };
-}
+    }
+  }
+  return out;
+});
