@@ -22,24 +22,24 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, minutes, names } from './options.js';
+import { defineDetectorOptions, detectorFactory, minutes, names, type OptionsOf } from './options.js';
 
-/** Options of the ContainerConfig detector. */
-export interface ContainerConfigOptions {
-  /** Waiting reasons that mean the container cannot be created or started. Defaults to CreateContainerConfigError, CreateContainerError, RunContainerError, PreCreateHookError, PreStartHookError, PostStartHookError, VerifyNonRootError. */
-  reasons: string[];
-  /** FailedMount events newer than this (minutes) explain a pod stuck in ContainerCreating (and, without any pod list, failure events newer than this are reported). Defaults to 30. */
-  mountWindowMinutes: number;
-}
-
-/** The defaults and config schema of ContainerConfigOptions (`detectors.containerConfig`). */
-export const CONTAINER_CONFIG_OPTIONS = defineDetectorOptions<ContainerConfigOptions>(
-  { reasons: names('waiting reasons'), mountWindowMinutes: minutes },
+/** Checks, docs and defaults of ContainerConfigOptions (config `detectors.containerConfig`). */
+export const CONTAINER_CONFIG_OPTIONS = defineDetectorOptions(
+  {
+    /** Waiting reasons that mean the container cannot be created or started. Defaults to CreateContainerConfigError, CreateContainerError, RunContainerError, PreCreateHookError, PreStartHookError, PostStartHookError, VerifyNonRootError. */
+    reasons: names('waiting reasons'),
+    /** FailedMount events newer than this (minutes) explain a pod stuck in ContainerCreating (and, without any pod list, failure events newer than this are reported). Defaults to 30. */
+    mountWindowMinutes: minutes,
+  },
   {
     reasons: ['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError', 'PreCreateHookError', 'PreStartHookError', 'PostStartHookError', 'VerifyNonRootError'],
     mountWindowMinutes: 30,
   },
 );
+
+/** Options of the ContainerConfig detector. */
+export type ContainerConfigOptions = OptionsOf<typeof CONTAINER_CONFIG_OPTIONS>;
 
 /** What a container-creation error message says is wrong. */
 export interface ConfigProblem {

@@ -31,21 +31,21 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, hours, int } from './options.js';
+import { defineDetectorOptions, detectorFactory, hours, int, type OptionsOf } from './options.js';
 
-/** Options of the ContainerFailed detector. */
-export interface ContainerFailedOptions {
-  /** Failures newer than this many hours are warnings; older ones are info. Defaults to 24. */
-  windowHours: number;
-  /** Log lines kept from before the exit. Defaults to 10. */
-  logLines: number;
-}
-
-/** The defaults and config schema of ContainerFailedOptions (`detectors.containerFailed`). */
-export const CONTAINER_FAILED_OPTIONS = defineDetectorOptions<ContainerFailedOptions>(
-  { windowHours: hours, logLines: int(0, 1000) },
+/** Checks, docs and defaults of ContainerFailedOptions (config `detectors.containerFailed`). */
+export const CONTAINER_FAILED_OPTIONS = defineDetectorOptions(
+  {
+    /** Failures newer than this many hours are warnings; older ones are info. Defaults to 24. */
+    windowHours: hours,
+    /** Log lines kept from before the exit. Defaults to 10. */
+    logLines: int(0, 1000),
+  },
   { windowHours: 24, logLines: 10 },
 );
+
+/** Options of the ContainerFailed detector. */
+export type ContainerFailedOptions = OptionsOf<typeof CONTAINER_FAILED_OPTIONS>;
 
 /** Linux signal names by number (x86/arm), for exit codes 128 + n. */
 const SIGNALS: Record<number, string> = {

@@ -35,16 +35,19 @@
  */
 import { fingerprint } from '../core/fingerprint.js';
 import type { Category, FindingDraft, Subject } from '../core/types.js';
-import { defineDetectorOptions, minutes } from './options.js';
+import { defineDetectorOptions, minutes, type OptionsOf } from './options.js';
+
+/** Checks, docs and defaults of CorrelationOptions (config `detectors.correlation`). */
+export const CORRELATION_OPTIONS = defineDetectorOptions(
+  {
+    /** How far apart (minutes) two findings' time spans may be and still count as "at the same time". Defaults to 10. */
+    slackMinutes: minutes,
+  },
+  { slackMinutes: 10 },
+);
 
 /** Options of the correlation pass. */
-export interface CorrelationOptions {
-  /** How far apart (minutes) two findings' time spans may be and still count as "at the same time". Defaults to 10. */
-  slackMinutes: number;
-}
-
-/** The defaults and config schema of CorrelationOptions (`detectors.correlation`). */
-export const CORRELATION_OPTIONS = defineDetectorOptions<CorrelationOptions>({ slackMinutes: minutes }, { slackMinutes: 10 });
+export type CorrelationOptions = OptionsOf<typeof CORRELATION_OPTIONS>;
 
 /** The draft's fingerprint: the id its finding will have. */
 export function draftId(d: FindingDraft): string {

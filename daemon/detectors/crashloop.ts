@@ -35,27 +35,27 @@ import {
   timeMs,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, int, minutes } from './options.js';
+import { defineDetectorOptions, detectorFactory, int, minutes, type OptionsOf } from './options.js';
 
-/** Thresholds of the CrashLoop detector. */
-export interface CrashLoopOptions {
-  /** Restarts within the window that make a crash loop without a CrashLoopBackOff state. Defaults to 3. */
-  minRestarts: number;
-  /** How far back restarts count, in minutes. Defaults to 60. */
-  windowMinutes: number;
-  /** Restart count from which a crash loop is critical. Defaults to 3. */
-  criticalRestarts: number;
-  /** Log lines kept from before the crash. Defaults to 10. */
-  logLines: number;
-  /** Without any pod list, back-off events seen within this many minutes are reported. Defaults to 10. */
-  eventWindowMinutes: number;
-}
-
-/** The defaults and config schema of CrashLoopOptions (`detectors.crashLoop`). */
-export const CRASHLOOP_OPTIONS = defineDetectorOptions<CrashLoopOptions>(
-  { minRestarts: int(1, 1_000_000), windowMinutes: minutes, criticalRestarts: int(1, 1_000_000), logLines: int(0, 1000), eventWindowMinutes: minutes },
+/** Checks, docs and defaults of CrashLoopOptions (config `detectors.crashLoop`). */
+export const CRASHLOOP_OPTIONS = defineDetectorOptions(
+  {
+    /** Restarts within the window that make a crash loop without a CrashLoopBackOff state. Defaults to 3. */
+    minRestarts: int(1, 1_000_000),
+    /** How far back restarts count, in minutes. Defaults to 60. */
+    windowMinutes: minutes,
+    /** Restart count from which a crash loop is critical. Defaults to 3. */
+    criticalRestarts: int(1, 1_000_000),
+    /** Log lines kept from before the crash. Defaults to 10. */
+    logLines: int(0, 1000),
+    /** Without any pod list, back-off events seen within this many minutes are reported. Defaults to 10. */
+    eventWindowMinutes: minutes,
+  },
   { minRestarts: 3, windowMinutes: 60, criticalRestarts: 3, logLines: 10, eventWindowMinutes: 10 },
 );
+
+/** Thresholds of the CrashLoop detector. */
+export type CrashLoopOptions = OptionsOf<typeof CRASHLOOP_OPTIONS>;
 
 const BACK_OFF = /Back-off restarting failed container/i;
 

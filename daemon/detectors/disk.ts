@@ -4,25 +4,22 @@
  */
 import type { StatsFs } from '../core/kube.js';
 import type { FindingDraft, Severity } from '../core/types.js';
-import { defineDetectorOptions, detectorFactory, names, percent } from './options.js';
+import { defineDetectorOptions, detectorFactory, names, percent, type OptionsOf } from './options.js';
 
-/** Thresholds of the disk detector. */
-export interface DiskOptions {
-  /** Used space percent that makes a warning. Defaults to 85. */
-  warnPercent: number;
-  /** Used space percent that makes a critical finding. Defaults to 95. */
-  criticalPercent: number;
-  /** Used inode percent that makes a warning. Defaults to 90. */
-  inodeWarnPercent: number;
-  /** Used inode percent that makes a critical finding. Defaults to 97. */
-  inodeCriticalPercent: number;
-  /** Filesystem types never reported (read-only images, pseudo filesystems). Defaults to squashfs, iso9660, overlay, nsfs, ramfs, devtmpfs, udf. */
-  ignoreFsTypes: string[];
-}
-
-/** The defaults, config schema and threshold order of DiskOptions (`detectors.disk`). */
-export const DISK_OPTIONS = defineDetectorOptions<DiskOptions>(
-  { warnPercent: percent, criticalPercent: percent, inodeWarnPercent: percent, inodeCriticalPercent: percent, ignoreFsTypes: names('filesystem types') },
+/** Checks, docs and defaults of DiskOptions (config `detectors.disk`). */
+export const DISK_OPTIONS = defineDetectorOptions(
+  {
+    /** Used space percent that makes a warning. Defaults to 85. */
+    warnPercent: percent,
+    /** Used space percent that makes a critical finding. Defaults to 95. */
+    criticalPercent: percent,
+    /** Used inode percent that makes a warning. Defaults to 90. */
+    inodeWarnPercent: percent,
+    /** Used inode percent that makes a critical finding. Defaults to 97. */
+    inodeCriticalPercent: percent,
+    /** Filesystem types never reported (read-only images, pseudo filesystems). Defaults to squashfs, iso9660, overlay, nsfs, ramfs, devtmpfs, udf. */
+    ignoreFsTypes: names('filesystem types'),
+  },
   {
     warnPercent: 85,
     criticalPercent: 95,
@@ -32,6 +29,9 @@ export const DISK_OPTIONS = defineDetectorOptions<DiskOptions>(
   },
   [['warnPercent', 'criticalPercent'], ['inodeWarnPercent', 'inodeCriticalPercent']],
 );
+
+/** Thresholds of the disk detector. */
+export type DiskOptions = OptionsOf<typeof DISK_OPTIONS>;
 
 function pct(used: number, total: number): number {
   return total > 0 ? (used / total) * 100 : 0;

@@ -13,16 +13,19 @@
 import { eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent, type KubePod } from '../core/kube.js';
 import type { Evidence, FindingDraft } from '../core/types.js';
 import { clip, dedupeEvidence, eventEvidence, iso, latest, nodePods, podEvents, podRef, within } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, hours } from './options.js';
+import { defineDetectorOptions, detectorFactory, hours, type OptionsOf } from './options.js';
+
+/** Checks, docs and defaults of EvictedOptions (config `detectors.evicted`). */
+export const EVICTED_OPTIONS = defineDetectorOptions(
+  {
+    /** Evictions newer than this many hours are warnings; older ones are info. Defaults to 24. */
+    windowHours: hours,
+  },
+  { windowHours: 24 },
+);
 
 /** Thresholds of the Evicted detector. */
-export interface EvictedOptions {
-  /** Evictions newer than this many hours are warnings; older ones are info. Defaults to 24. */
-  windowHours: number;
-}
-
-/** The defaults and config schema of EvictedOptions (`detectors.evicted`). */
-export const EVICTED_OPTIONS = defineDetectorOptions<EvictedOptions>({ windowHours: hours }, { windowHours: 24 });
+export type EvictedOptions = OptionsOf<typeof EVICTED_OPTIONS>;
 
 /** Why a pod was evicted, read from the kubelet's message. */
 export interface EvictionReason {

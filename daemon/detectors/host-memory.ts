@@ -4,23 +4,20 @@
  * cannot: that tasks are actually waiting for memory.
  */
 import type { Severity } from '../core/types.js';
-import { defineDetectorOptions, detectorFactory, percent } from './options.js';
+import { defineDetectorOptions, detectorFactory, percent, type OptionsOf } from './options.js';
 
-/** Thresholds of the host memory detector. */
-export interface HostMemoryOptions {
-  /** PSI memory `some` avg60 (percent of time stalled) for a warning. Defaults to 10. */
-  psiSomeWarn: number;
-  /** PSI memory `full` avg60 for a critical finding. Defaults to 10. */
-  psiFullCritical: number;
-  /** Available memory percent below which it is a warning. Defaults to 5. */
-  availableWarnPercent: number;
-  /** Available memory percent below which it is critical. Defaults to 2. */
-  availableCriticalPercent: number;
-}
-
-/** The defaults, config schema and threshold order of HostMemoryOptions (`detectors.hostMemory`). */
-export const HOST_MEMORY_OPTIONS = defineDetectorOptions<HostMemoryOptions>(
-  { psiSomeWarn: percent, psiFullCritical: percent, availableWarnPercent: percent, availableCriticalPercent: percent },
+/** Checks, docs and defaults of HostMemoryOptions (config `detectors.hostMemory`). */
+export const HOST_MEMORY_OPTIONS = defineDetectorOptions(
+  {
+    /** PSI memory `some` avg60 (percent of time stalled) for a warning. Defaults to 10. */
+    psiSomeWarn: percent,
+    /** PSI memory `full` avg60 for a critical finding. Defaults to 10. */
+    psiFullCritical: percent,
+    /** Available memory percent below which it is a warning. Defaults to 5. */
+    availableWarnPercent: percent,
+    /** Available memory percent below which it is critical. Defaults to 2. */
+    availableCriticalPercent: percent,
+  },
   {
     psiSomeWarn: 10,
     psiFullCritical: 10,
@@ -29,6 +26,9 @@ export const HOST_MEMORY_OPTIONS = defineDetectorOptions<HostMemoryOptions>(
   },
   [['availableCriticalPercent', 'availableWarnPercent']],
 );
+
+/** Thresholds of the host memory detector. */
+export type HostMemoryOptions = OptionsOf<typeof HOST_MEMORY_OPTIONS>;
 
 /** Creates the host memory detector. */
 export const createHostMemoryDetector = detectorFactory('host-memory', HOST_MEMORY_OPTIONS, (o) => (view) => {

@@ -10,19 +10,19 @@
 import type { Evidence, FindingDraft } from '../core/types.js';
 import { clip, iso } from './pod-status.js';
 import { z } from 'zod';
-import { defineDetectorOptions, detectorFactory } from './options.js';
+import { defineDetectorOptions, detectorFactory, type OptionsOf } from './options.js';
 
-/** Options of the kubelet health detector. */
-export interface KubeletHealthOptions {
-  /** Severity of an unhealthy kubelet. Defaults to critical. */
-  severity: 'warning' | 'critical';
-}
-
-/** The defaults and config schema of KubeletHealthOptions (`detectors.kubeletHealth`). */
-export const KUBELET_HEALTH_OPTIONS = defineDetectorOptions<KubeletHealthOptions>(
-  { severity: z.enum(['warning', 'critical'], { error: 'warning or critical' }) },
+/** Checks, docs and defaults of KubeletHealthOptions (config `detectors.kubeletHealth`). */
+export const KUBELET_HEALTH_OPTIONS = defineDetectorOptions(
+  {
+    /** Severity of an unhealthy kubelet. Defaults to critical. */
+    severity: z.enum(['warning', 'critical'], { error: 'warning or critical' }),
+  },
   { severity: 'critical' },
 );
+
+/** Options of the kubelet health detector. */
+export type KubeletHealthOptions = OptionsOf<typeof KUBELET_HEALTH_OPTIONS>;
 
 /** The failing checks of a /healthz body (`[-]name failed: ...`), as `name: reason`. */
 export function failingHealthChecks(body: string): string[] {

@@ -30,7 +30,7 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, hours, minutes } from './options.js';
+import { defineDetectorOptions, detectorFactory, hours, minutes, type OptionsOf } from './options.js';
 
 /** One kubelet reason this detector turns into a finding. */
 export interface KubeletReason {
@@ -79,19 +79,19 @@ export const KUBELET_REASONS: readonly KubeletReason[] = [
   r('UnexpectedAdmissionError', 'admission', 'Evicted', 'warning', 'the kubelet rejected the pod after an admission plugin error (device plugin, topology manager)'),
 ];
 
-/** Options of the kubelet reasons detector. */
-export interface KubeletReasonsOptions {
-  /** Events last seen within this many minutes are reported. Defaults to 30. */
-  windowMinutes: number;
-  /** Admission rejections newer than this many hours are warnings, older ones info. Defaults to 24. */
-  admissionWindowHours: number;
-}
-
-/** The defaults and config schema of KubeletReasonsOptions (`detectors.kubeletReasons`). */
-export const KUBELET_REASONS_OPTIONS = defineDetectorOptions<KubeletReasonsOptions>(
-  { windowMinutes: minutes, admissionWindowHours: hours },
+/** Checks, docs and defaults of KubeletReasonsOptions (config `detectors.kubeletReasons`). */
+export const KUBELET_REASONS_OPTIONS = defineDetectorOptions(
+  {
+    /** Events last seen within this many minutes are reported. Defaults to 30. */
+    windowMinutes: minutes,
+    /** Admission rejections newer than this many hours are warnings, older ones info. Defaults to 24. */
+    admissionWindowHours: hours,
+  },
   { windowMinutes: 30, admissionWindowHours: 24 },
 );
+
+/** Options of the kubelet reasons detector. */
+export type KubeletReasonsOptions = OptionsOf<typeof KUBELET_REASONS_OPTIONS>;
 
 const byKey = new Map(KUBELET_REASONS.map((k) => [`${k.on}\u0000${k.reason}`, k]));
 

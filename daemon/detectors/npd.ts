@@ -15,7 +15,7 @@
 import { eventCount, eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent } from '../core/kube.js';
 import type { Category, FindingDraft, Severity } from '../core/types.js';
 import { dedupeEvidence, earliest, eventEvidence, latest, within } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, minutes } from './options.js';
+import { defineDetectorOptions, detectorFactory, minutes, type OptionsOf } from './options.js';
 
 /** One NPD condition type or event reason and what nodesage calls it. */
 export interface NpdMapping {
@@ -139,14 +139,17 @@ export function npdDetail(m: Pick<NpdMapping, 'prefix'> | undefined, object: str
   return parts.length > 0 ? parts.join(':') : undefined;
 }
 
-/** Options of the NPD events detector. */
-export interface NpdEventsOptions {
-  /** NPD events last seen within this many minutes are reported. Defaults to 60. */
-  windowMinutes: number;
-}
+/** Checks, docs and defaults of NpdEventsOptions (config `detectors.npdEvents`). */
+export const NPD_EVENTS_OPTIONS = defineDetectorOptions(
+  {
+    /** NPD events last seen within this many minutes are reported. Defaults to 60. */
+    windowMinutes: minutes,
+  },
+  { windowMinutes: 60 },
+);
 
-/** The defaults and config schema of NpdEventsOptions (`detectors.npdEvents`). */
-export const NPD_EVENTS_OPTIONS = defineDetectorOptions<NpdEventsOptions>({ windowMinutes: minutes }, { windowMinutes: 60 });
+/** Options of the NPD events detector. */
+export type NpdEventsOptions = OptionsOf<typeof NPD_EVENTS_OPTIONS>;
 
 /** True when the event was written by node-problem-detector about this node. */
 export function isNpdEvent(e: KubeEvent, nodeName: string): boolean {

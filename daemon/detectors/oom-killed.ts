@@ -30,21 +30,21 @@ import {
   timeMs,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, int, minutes } from './options.js';
+import { defineDetectorOptions, detectorFactory, int, minutes, type OptionsOf } from './options.js';
 
-/** Thresholds of the OOMKilled detector. */
-export interface OomKilledOptions {
-  /** How far back OOM kills count, in minutes. Defaults to 60. */
-  windowMinutes: number;
-  /** Kills within the window that make the finding critical. Defaults to 2. */
-  criticalKills: number;
-}
-
-/** The defaults and config schema of OomKilledOptions (`detectors.oomKilled`). */
-export const OOM_KILLED_OPTIONS = defineDetectorOptions<OomKilledOptions>(
-  { windowMinutes: minutes, criticalKills: int(1, 1_000_000) },
+/** Checks, docs and defaults of OomKilledOptions (config `detectors.oomKilled`). */
+export const OOM_KILLED_OPTIONS = defineDetectorOptions(
+  {
+    /** How far back OOM kills count, in minutes. Defaults to 60. */
+    windowMinutes: minutes,
+    /** Kills within the window that make the finding critical. Defaults to 2. */
+    criticalKills: int(1, 1_000_000),
+  },
   { windowMinutes: 60, criticalKills: 2 },
 );
+
+/** Thresholds of the OOMKilled detector. */
+export type OomKilledOptions = OptionsOf<typeof OOM_KILLED_OPTIONS>;
 
 /** One OOM kill read from the kernel log. */
 export interface MemcgOomKill {

@@ -49,21 +49,21 @@ export interface DetectorOptionsSpec<T extends object> {
 }
 
 /**
- * Declares a detector's options: `shape` checks each key (one entry per option
- * of T, so the schema cannot drift from the interface), `defaults` fill what
- * the config leaves out.
+ * Declares a detector's options: `shape` checks each key and carries its doc
+ * comment (the options type is derived from it, see OptionsOf), `defaults`
+ * fill what the config leaves out.
  */
-export function defineDetectorOptions<T extends object>(
-  shape: { readonly [K in keyof T]-?: z.ZodType<T[K]> },
-  defaults: T,
-  ordered: Ordered<T> = [],
-): DetectorOptionsSpec<T> {
-  const schema = z
-    .object(shape as z.ZodRawShape)
-    .strict()
-    .partial() as unknown as z.ZodType<Partial<T>>;
+export function defineDetectorOptions<S extends z.core.$ZodShape>(
+  shape: S,
+  defaults: z.output<z.ZodObject<S>>,
+  ordered: Ordered<z.output<z.ZodObject<S>>> = [],
+): DetectorOptionsSpec<z.output<z.ZodObject<S>>> {
+  const schema = z.object(shape).strict().partial() as unknown as z.ZodType<Partial<z.output<z.ZodObject<S>>>>;
   return Object.freeze({ schema, defaults: Object.freeze({ ...defaults }), ordered });
 }
+
+/** The options type a DetectorOptionsSpec declares, with the docs of its shape's keys. */
+export type OptionsOf<Spec> = Spec extends DetectorOptionsSpec<infer T> ? T : never;
 
 /**
  * A detector factory: the options given over the defaults, then `build` makes

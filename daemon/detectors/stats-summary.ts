@@ -8,23 +8,20 @@
  */
 import type { FindingDraft, Severity } from '../core/types.js';
 import { iso } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, percent } from './options.js';
+import { defineDetectorOptions, detectorFactory, percent, type OptionsOf } from './options.js';
 
-/** Thresholds of the stats summary detector. */
-export interface StatsSummaryOptions {
-  /** Percent of pid_max in use for a warning. Defaults to 85. */
-  pidWarnPercent: number;
-  /** Percent of pid_max in use for a critical finding. Defaults to 95. */
-  pidCriticalPercent: number;
-  /** Available memory percent below which it is a warning. Defaults to 5. */
-  memoryAvailableWarnPercent: number;
-  /** Available memory percent below which it is critical. Defaults to 2. */
-  memoryAvailableCriticalPercent: number;
-}
-
-/** The defaults, config schema and threshold order of StatsSummaryOptions (`detectors.statsSummary`). */
-export const STATS_SUMMARY_OPTIONS = defineDetectorOptions<StatsSummaryOptions>(
-  { pidWarnPercent: percent, pidCriticalPercent: percent, memoryAvailableWarnPercent: percent, memoryAvailableCriticalPercent: percent },
+/** Checks, docs and defaults of StatsSummaryOptions (config `detectors.statsSummary`). */
+export const STATS_SUMMARY_OPTIONS = defineDetectorOptions(
+  {
+    /** Percent of pid_max in use for a warning. Defaults to 85. */
+    pidWarnPercent: percent,
+    /** Percent of pid_max in use for a critical finding. Defaults to 95. */
+    pidCriticalPercent: percent,
+    /** Available memory percent below which it is a warning. Defaults to 5. */
+    memoryAvailableWarnPercent: percent,
+    /** Available memory percent below which it is critical. Defaults to 2. */
+    memoryAvailableCriticalPercent: percent,
+  },
   {
     pidWarnPercent: 85,
     pidCriticalPercent: 95,
@@ -33,6 +30,9 @@ export const STATS_SUMMARY_OPTIONS = defineDetectorOptions<StatsSummaryOptions>(
   },
   [['pidWarnPercent', 'pidCriticalPercent'], ['memoryAvailableCriticalPercent', 'memoryAvailableWarnPercent']],
 );
+
+/** Thresholds of the stats summary detector. */
+export type StatsSummaryOptions = OptionsOf<typeof STATS_SUMMARY_OPTIONS>;
 
 const UNITS: Record<string, number> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4, k: 1e3, M: 1e6, G: 1e9, T: 1e12, '': 1 };
 
