@@ -13,6 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { readCatalog, resolveModel } from './models.js';
 import { DETECTOR_OPTIONS_SCHEMA, type DetectorOptions } from './detectors/index.js';
+import { CodedError } from './errors.js';
 
 /** Where the HTTP API listens. */
 export type Listen = { kind: 'tcp'; host: string; port: number } | { kind: 'unix'; path: string };
@@ -172,9 +173,8 @@ export interface SiteBackendConfig {
 }
 
 /** A bad configuration value; the CLI prints `message` and exits 2. */
-export class ConfigError extends Error {
+export class ConfigError extends CodedError {
   readonly code = 'CONFIG_INVALID';
-  override readonly name = 'ConfigError';
   constructor(
     /** Where the value came from: an env var, a flag or `file:key`. */
     readonly origin: string,

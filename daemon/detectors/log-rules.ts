@@ -12,6 +12,7 @@ import { createRedactor } from '../redact.js';
 import { type CompiledRule, checkUniqueIds, loadRuleFile, loadRuleFiles } from './log-rules/compile.js';
 import { int, names, range } from './options.js';
 import { type MatchContext, matchRule, newStreamBuffer, RULE_ENGINE_DEFAULTS, RuleEngine, type RuleEngineOptions } from './log-rules/engine.js';
+import { CodedError } from '../errors.js';
 
 export type { CompiledRule } from './log-rules/compile.js';
 export { compileRule, compileRuleFile, loadRuleFile, loadRuleFiles, normalizeUnit } from './log-rules/compile.js';
@@ -20,10 +21,9 @@ export { RuleEngine, subjectFromCgroup } from './log-rules/engine.js';
 export { type LogRuleSpec, RuleFileError } from './log-rules/schema.js';
 
 /** `disabledRules` names a rule id that no loaded file defines (a typo would silently keep the rule on). */
-export class UnknownRuleError extends Error {
+export class UnknownRuleError extends CodedError {
   /** Stable error code. */
   readonly code = 'RULE_UNKNOWN';
-  override readonly name = 'UnknownRuleError';
 }
 
 /** Name of the detector, stored with each finding. */

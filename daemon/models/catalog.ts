@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { CodedError } from '../errors.js';
 
 const SHA256 = /^[0-9a-f]{64}$/;
 
@@ -75,10 +76,9 @@ export function catalogPath(): string | null {
 }
 
 /** A catalog file that does not match the schema. */
-export class CatalogError extends Error {
+export class CatalogError extends CodedError {
   /** Stable error code. */
   readonly code = 'CATALOG_INVALID';
-  override readonly name = 'CatalogError';
 }
 
 /** Parses a catalog text; throws {@link CatalogError} naming the first bad field. */

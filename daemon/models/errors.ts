@@ -1,10 +1,10 @@
 /** Errors of `nodesage model`: small named classes with stable codes, checked by `code`. */
+import { CodedError } from '../errors.js';
 
 /** A file's sha256 differs from the one expected; the file was not kept. */
-export class DigestMismatchError extends Error {
+export class DigestMismatchError extends CodedError {
   /** Stable error code. */
   readonly code = 'MODEL_DIGEST_MISMATCH';
-  override readonly name = 'DigestMismatchError';
   constructor(
     readonly file: string,
     readonly expected: string,
@@ -17,10 +17,9 @@ export class DigestMismatchError extends Error {
 }
 
 /** The server answered with a status that ends the transfer. */
-export class PullHttpError extends Error {
+export class PullHttpError extends CodedError {
   /** Stable error code. */
   readonly code = 'MODEL_PULL_HTTP';
-  override readonly name = 'PullHttpError';
   constructor(
     readonly url: string,
     readonly status: number,
@@ -30,8 +29,7 @@ export class PullHttpError extends Error {
 }
 
 /** A model command was given something it cannot use (unknown id, not a GGUF file, bad digest). */
-export class ModelInputError extends Error {
+export class ModelInputError extends CodedError {
   /** Stable error code. */
   readonly code = 'MODEL_INPUT';
-  override readonly name = 'ModelInputError';
 }

@@ -6,6 +6,7 @@
  */
 import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
+import { CodedError } from '../errors.js';
 
 /** One regular file of the archive, its content streamed in chunks. */
 export interface TarEntry {
@@ -17,10 +18,9 @@ export interface TarEntry {
 }
 
 /** The archive is not a tar file or ends in the middle of an entry. */
-export class TarFormatError extends Error {
+export class TarFormatError extends CodedError {
   /** Stable error code. */
   readonly code = 'TAR_INVALID';
-  override readonly name = 'TarFormatError';
 }
 
 class ByteReader {

@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { CATEGORIES } from '../../core/types.js';
+import { CodedError } from '../../errors.js';
 
 /**
  * Where a rule looks: `kmsg` (kernel lines from /dev/kmsg and journald's kernel transport, counted once),
@@ -124,10 +125,9 @@ export const ruleFileSchema = z.strictObject({
 });
 
 /** A rule file is missing, not JSON, or a rule in it is invalid. */
-export class RuleFileError extends Error {
+export class RuleFileError extends CodedError {
   /** Stable error code. */
   readonly code = 'RULE_FILE_INVALID';
-  override readonly name = 'RuleFileError';
   constructor(
     /** The file (path as given). */
     readonly file: string,

@@ -27,6 +27,7 @@
  */
 import { hash } from 'node:crypto';
 import { maskTokens, PARAM } from './masks.js';
+import { CodedError } from '../../errors.js';
 
 /** Tunables of a TemplateMiner. */
 export interface TemplateMinerOptions {
@@ -117,10 +118,9 @@ interface TreeNode {
 }
 
 /** Error thrown when a stored template cannot be restored. */
-export class TemplateRestoreError extends Error {
+export class TemplateRestoreError extends CodedError {
   /** Stable error code. */
   readonly code = 'ERR_TEMPLATE_RESTORE';
-  override readonly name = 'TemplateRestoreError';
 }
 
 // Sibling keys cost one map entry per token: long lines are left out.
