@@ -11,6 +11,7 @@ import { assertListenProtected, type Config, ConfigError, type ConfigFlags, clie
 import { callDaemon, type DaemonTarget, daemonTarget } from './cli/client.js';
 import { createStyle, formatFindingDetail, formatFindingsTable, formatStatus, wantsColor } from './cli/format.js';
 import { prettyStream } from './cli/pretty-log.js';
+import { failingTo } from './cli/action.js';
 import { SINCE_HELP, parseSince } from './core/since.js';
 import { CATEGORIES, type Finding, SEVERITIES, type Status } from './core/types.js';
 import { createLogger } from './logger.js';
@@ -159,6 +160,8 @@ function fail(err: unknown): never {
   process.exit(exitCodeOf(err));
 }
 
+const act = failingTo(fail);
+
 /** A usage mistake found after parsing (exit 2). */
 class UsageError extends Error {
   readonly exitCode = EXIT_CONFIG;
@@ -189,14 +192,10 @@ addConfigOptions(program.command('daemon').description('run the agent (what `npm
 
 addClientOptions(program.command('status').description('show the daemon\'s sources, model and store'))
   .option('--json', 'print the JSON body')
-  .action(async (opts) => {
-    try {
-      const s = await client<Status>(opts, '/v1/status');
-      process.stdout.write(opts.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(act(async (opts) => {
+    const s = await client<Status>(opts, '/v1/status');
+    process.stdout.write(opts.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
+  }));
 
 const findings = addClientOptions(program.command('findings').description('list findings (open by default); `findings show ID` tells one finding\'s whole story'))
   .option('--json', 'print JSON (the API page body)')
@@ -205,95 +204,71 @@ const findings = addClientOptions(program.command('findings').description('list 
   .addOption(new Option('--category <category>', 'only this problem category').choices([...CATEGORIES]))
   .option('--since <time>', `only findings seen since: ${SINCE_HELP}`)
   .option('--limit <n>', 'page size (1-500)', '100')
-  .action(async (opts) => {
-    try {
-      const q = new URLSearchParams();
-      if (opts.status !== 'all') q.set('status', opts.status);
-      if (opts.severity) q.set('severity', opts.severity);
-      if (opts.category) q.set('category', opts.category);
-      const since = sinceOrFail(opts.since);
-      if (since) q.set('since', since);
-      q.set('limit', String(opts.limit));
-      const page = await client<{ items: Finding[]; nextCursor: string | null }>(opts, `/v1/findings?${q}`);
-      process.stdout.write(
-        opts.json ? `${JSON.stringify(page, null, 2)}\n` : formatFindingsTable(page.items, { width: width(), style: createStyle(color()) }),
-      );
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(act(async (opts) => {
+    const q = new URLSearchParams();
+    if (opts.status !== 'all') q.set('status', opts.status);
+    if (opts.severity) q.set('severity', opts.severity);
+    if (opts.category) q.set('category', opts.category);
+    const since = sinceOrFail(opts.since);
+    if (since) q.set('since', since);
+    q.set('limit', String(opts.limit));
+    const page = await client<{ items: Finding[]; nextCursor: string | null }>(opts, `/v1/findings?${q}`);
+    process.stdout.write(
+      opts.json ? `${JSON.stringify(page, null, 2)}\n` : formatFindingsTable(page.items, { width: width(), style: createStyle(color()) }),
+    );
+  }));
 
 addClientOptions(findings.command('show').description('one finding: its evidence, what caused it and what it causes, and its diagnosis'))
   .argument('<id>', 'the finding id (16 hex characters, the ID column of `nodesage findings`)')
   .option('--json', 'print the finding and its links as JSON')
-  .action(async (id: string, opts) => {
-    try {
-      if (!/^[0-9a-f]{16}$/.test(id)) throw new UsageError(`a finding id is 16 hex characters (the ID column of \`nodesage findings\`), not "${id}"`);
-      const { showFinding } = await import('./cli/show.js');
-      const story = await showFinding(targetOf(opts), id);
-      process.stdout.write(
-        opts.json ? `${JSON.stringify(story, null, 2)}\n` : formatFindingDetail(story.finding, story, { width: width(), style: createStyle(color()) }),
-      );
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(act(async (id: string, opts) => {
+    if (!/^[0-9a-f]{16}$/.test(id)) throw new UsageError(`a finding id is 16 hex characters (the ID column of \`nodesage findings\`), not "${id}"`);
+    const { showFinding } = await import('./cli/show.js');
+    const story = await showFinding(targetOf(opts), id);
+    process.stdout.write(
+      opts.json ? `${JSON.stringify(story, null, 2)}\n` : formatFindingDetail(story.finding, story, { width: width(), style: createStyle(color()) }),
+    );
+  }));
 
 addConfigOptions(program.command('capture').description('write a node snapshot bundle (redacted) from the live sources, for offline analysis'))
   .requiredOption('--out <dir>', 'new folder for the bundle')
   .option('--seconds <n>', 'how long to collect', '5')
-  .action(async (opts) => {
-    try {
-      const config = configOrExit(opts);
-      const { capture } = await import('./capture.js');
-      const seconds = Number(opts.seconds);
-      if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 600) throw new UsageError(`--seconds must be a number from 0 to 600, got ${opts.seconds}`);
-      const logger = createLogger({ ...config, logLevel: opts.logLevel ?? 'warn' }, process.stderr);
-      const r = await capture(config, logger, opts.out, { durationMs: seconds * 1000 });
-      process.stdout.write(`bundle written to ${opts.out} (${r.signals} signals; parts: ${r.parts.join(', ')})\n`);
-      for (const s of r.sources) process.stdout.write(`  ${s.name.padEnd(9)} ${s.state.padEnd(9)} ${s.signals} signals${s.lastError ? `  ${s.lastError}` : ''}\n`);
-      for (const [part, n] of Object.entries(r.truncated)) process.stdout.write(`  ${part}: ${n} older lines left out (size cap)\n`);
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(act(async (opts) => {
+    const config = configOrExit(opts);
+    const { capture } = await import('./capture.js');
+    const seconds = Number(opts.seconds);
+    if (!Number.isFinite(seconds) || seconds <= 0 || seconds > 600) throw new UsageError(`--seconds must be a number from 0 to 600, got ${opts.seconds}`);
+    const logger = createLogger({ ...config, logLevel: opts.logLevel ?? 'warn' }, process.stderr);
+    const r = await capture(config, logger, opts.out, { durationMs: seconds * 1000 });
+    process.stdout.write(`bundle written to ${opts.out} (${r.signals} signals; parts: ${r.parts.join(', ')})\n`);
+    for (const s of r.sources) process.stdout.write(`  ${s.name.padEnd(9)} ${s.state.padEnd(9)} ${s.signals} signals${s.lastError ? `  ${s.lastError}` : ''}\n`);
+    for (const [part, n] of Object.entries(r.truncated)) process.stdout.write(`  ${part}: ${n} older lines left out (size cap)\n`);
+  }));
 
 addClientOptions(program.command('ask').description('ask the daemon a question about this node; prints the answer as it is generated, then its citations'))
   .argument('<question>', 'the question, in plain words')
   .option('--since <time>', `only findings and log templates seen since: ${SINCE_HELP}`)
   .option('--json', 'print the JSON body (no streaming)')
-  .action(async (question: string, opts) => {
-    try {
-      const { runAsk } = await import('./cli/ask.js');
-      const since = sinceOrFail(opts.since);
-      await runAsk(targetOf(opts), question, { ...(since ? { since } : {}), json: opts.json === true }, process.stdout);
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(act(async (question: string, opts) => {
+    const { runAsk } = await import('./cli/ask.js');
+    const since = sinceOrFail(opts.since);
+    await runAsk(targetOf(opts), question, { ...(since ? { since } : {}), json: opts.json === true }, process.stdout);
+  }));
 
-addClientOptions(program.command('mcp').description('serve the daemon\'s findings to an MCP client over stdio (read-only tools)')).action(async (opts) => {
-  try {
-    const { runMcpStdio } = await import('./cli/mcp-stdio.js');
-    await runMcpStdio(targetOf(opts));
-  } catch (err) {
-    fail(err);
-  }
-});
+addClientOptions(program.command('mcp').description('serve the daemon\'s findings to an MCP client over stdio (read-only tools)')).action(act(async (opts) => {
+  const { runMcpStdio } = await import('./cli/mcp-stdio.js');
+  await runMcpStdio(targetOf(opts));
+}));
 
 addConfigOptions(program.command('doctor').description('check this node for what nodesage needs: host paths, kubelet, API server, journald, model, disk, clock'))
   .option('--json', 'print the checks as JSON')
-  .action(async (opts) => {
-    try {
-      const config = configOrExit(opts);
-      const { runDoctor, formatDoctor } = await import('./doctor.js');
-      const checks = await runDoctor(config);
-      process.stdout.write(opts.json ? `${JSON.stringify({ checks }, null, 2)}\n` : formatDoctor(checks, createStyle(color())));
-      if (checks.some((c) => c.status === 'fail')) process.exitCode = 1;
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(act(async (opts) => {
+    const config = configOrExit(opts);
+    const { runDoctor, formatDoctor } = await import('./doctor.js');
+    const checks = await runDoctor(config);
+    process.stdout.write(opts.json ? `${JSON.stringify({ checks }, null, 2)}\n` : formatDoctor(checks, createStyle(color())));
+    if (checks.some((c) => c.status === 'fail')) process.exitCode = 1;
+  }));
 
 const token = program.command('token').description('static bearer tokens (auth.mode token-file)');
 token
@@ -302,29 +277,21 @@ token
   .requiredOption('--token-file <file>', 'the token file the daemon reads (auth.tokenFile)')
   .requiredOption('--name <name>', 'who the token is for (shown as the caller\'s identity)')
   .option('--scope <roles>', 'what it may use: all, or roles reader, model-user, metrics (comma-separated)', 'all')
-  .action(async (opts: { tokenFile: string; name: string; scope: string }) => {
-    try {
-      const { createToken } = await import('./api/auth/static-tokens.js');
-      process.stdout.write(`${createToken(opts.tokenFile, opts.name, opts.scope)}\n`);
-      process.stderr.write(`token "${opts.name}" (scope ${opts.scope}) added to ${opts.tokenFile}; it is shown only this once\n`);
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(act(async (opts: { tokenFile: string; name: string; scope: string }) => {
+    const { createToken } = await import('./api/auth/static-tokens.js');
+    process.stdout.write(`${createToken(opts.tokenFile, opts.name, opts.scope)}\n`);
+    process.stderr.write(`token "${opts.name}" (scope ${opts.scope}) added to ${opts.tokenFile}; it is shown only this once\n`);
+  }));
 
 const logs = program.command('logs').description('log tools');
 logs
   .command('mine')
   .description('read log lines on stdin, print one JSON line {"templateId","template"} per input line (lines are redacted first, as the daemon does)')
   .option('--no-redact', 'mine the lines as they are, secrets included')
-  .action(async (opts: { redact: boolean }) => {
-    try {
-      const [{ mineStream }, { createRedactor }] = await Promise.all([import('./detectors/templates/mine-cli.js'), import('./redact.js')]);
-      await mineStream(process.stdin, process.stdout, opts.redact ? { redact: createRedactor() } : {});
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(act(async (opts: { redact: boolean }) => {
+    const [{ mineStream }, { createRedactor }] = await Promise.all([import('./detectors/templates/mine-cli.js'), import('./redact.js')]);
+    await mineStream(process.stdin, process.stdout, opts.redact ? { redact: createRedactor() } : {});
+  }));
 
 program
   .command('analyze')
@@ -332,34 +299,30 @@ program
   .requiredOption('--bundle <dir>', 'bundle folder (meta.json, node.json, pods.json, logs/...)')
   .addOption(new Option('--format <format>', 'output format').choices(['json', 'text']).default('json'))
   .option('--model <file>', 'explain each warning/critical finding with this GGUF model (on this machine\'s CPU/GPU)')
-  .action(async (opts: { bundle: string; format: 'json' | 'text'; model?: string }) => {
+  .action(act(async (opts: { bundle: string; format: 'json' | 'text'; model?: string }) => {
+    const { analyzeBundle, formatFindingsText, publicFindings } = await import('./analyze.js');
+    const config = configOrExit({ ...(opts.model ? { model: opts.model } : {}), logLevel: 'silent' });
+    // The configured detector options apply offline too (thresholds, detectors.disabled).
+    const result = await analyzeBundle(opts.bundle, { detectors: config.detectors });
+    const { diagnoseAll } = await import('./diagnoser/offline.js');
+    const { progressLine } = await import('./cli/progress.js');
+    // Commands in the hints name the bundle's node, not this machine.
+    const bundleConfig = { ...config, model: opts.model ? config.model : null, nodeName: result.meta.nodeName };
+    const progress = progressLine(process.stderr);
     try {
-      const { analyzeBundle, formatFindingsText, publicFindings } = await import('./analyze.js');
-      const config = configOrExit({ ...(opts.model ? { model: opts.model } : {}), logLevel: 'silent' });
-      // The configured detector options apply offline too (thresholds, detectors.disabled).
-      const result = await analyzeBundle(opts.bundle, { detectors: config.detectors });
-      const { diagnoseAll } = await import('./diagnoser/offline.js');
-      const { progressLine } = await import('./cli/progress.js');
-      // Commands in the hints name the bundle's node, not this machine.
-      const bundleConfig = { ...config, model: opts.model ? config.model : null, nodeName: result.meta.nodeName };
-      const progress = progressLine(process.stderr);
-      try {
-        await diagnoseAll(result.findings, bundleConfig, createLogger({ ...bundleConfig, logLevel: 'silent' }, process.stderr), {
-          onProgress: opts.model ? progress.update : undefined,
-        });
-      } catch (err) {
-        // A model that cannot be used is a usage error here: the user named the wrong file.
-        throw /^Model.*Error$/.test((err as Error).constructor?.name ?? '') ? new UsageError((err as Error).message) : err;
-      } finally {
-        progress.done();
-      }
-      process.stdout.write(
-        opts.format === 'json' ? `${JSON.stringify(publicFindings(result.findings), null, 2)}\n` : formatFindingsText(result.findings, { style: createStyle(color()) }),
-      );
+      await diagnoseAll(result.findings, bundleConfig, createLogger({ ...bundleConfig, logLevel: 'silent' }, process.stderr), {
+        onProgress: opts.model ? progress.update : undefined,
+      });
     } catch (err) {
-      fail(err);
+      // A model that cannot be used is a usage error here: the user named the wrong file.
+      throw /^Model.*Error$/.test((err as Error).constructor?.name ?? '') ? new UsageError((err as Error).message) : err;
+    } finally {
+      progress.done();
     }
-  });
+    process.stdout.write(
+      opts.format === 'json' ? `${JSON.stringify(publicFindings(result.findings), null, 2)}\n` : formatFindingsText(result.findings, { style: createStyle(color()) }),
+    );
+  }));
 
 registerModelCommands(program, { addConfigOptions, config: configOrExit, proxy: () => proxyFromEnv(), fail });
 

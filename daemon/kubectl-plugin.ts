@@ -14,6 +14,7 @@ import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { CoreV1Api, KubeConfig, PortForward } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
+import { failingTo } from './cli/action.js';
 import { callDaemon } from './cli/client.js';
 import { createStyle, formatFindingDetail, formatFindingsTable, formatStatus, wantsColor } from './cli/format.js';
 import { SINCE_HELP, parseSince } from './core/since.js';
@@ -183,6 +184,8 @@ function fail(err: unknown): never {
   process.exit(e.exitCode ?? 1);
 }
 
+const act = failingTo(fail);
+
 const color = () => wantsColor(process.stdout, process.env);
 const width = () => process.stdout.columns || 120;
 
@@ -213,87 +216,71 @@ program
   .addOption(new Option('--severity <severity>', 'only this severity').choices([...SEVERITIES]))
   .addOption(new Option('--category <category>', 'only this category').choices([...CATEGORIES]))
   .option('--since <time>', `only findings seen since: ${SINCE_HELP}`)
-  .action(async (opts: { allNodes?: boolean; json?: boolean; severity?: string; category?: string; since?: string }) => {
-    try {
-      const g = globals();
-      const kc = kubeConfig(g);
-      const q = new URLSearchParams({ status: 'open', limit: '500' });
-      if (opts.severity) q.set('severity', opts.severity);
-      if (opts.category) q.set('category', opts.category);
-      if (opts.since) {
-        try {
-          q.set('since', parseSince(opts.since));
-        } catch (err) {
-          throw new UsageError(`--since: ${(err as Error).message}`);
-        }
+  .action(act(async (opts: { allNodes?: boolean; json?: boolean; severity?: string; category?: string; since?: string }) => {
+    const g = globals();
+    const kc = kubeConfig(g);
+    const q = new URLSearchParams({ status: 'open', limit: '500' });
+    if (opts.severity) q.set('severity', opts.severity);
+    if (opts.category) q.set('category', opts.category);
+    if (opts.since) {
+      try {
+        q.set('since', parseSince(opts.since));
+      } catch (err) {
+        throw new UsageError(`--since: ${(err as Error).message}`);
       }
-      const style = createStyle(color());
-      if (opts.allNodes) {
-        if (g.node) throw new UsageError('give either --node or --all-nodes, not both');
-        const r = await fleetFindings(kc, g, q.toString());
-        if (opts.json) process.stdout.write(`${JSON.stringify({ items: r.findings, unanswered: r.unanswered }, null, 2)}\n`);
-        else process.stdout.write(formatFindingsTable(r.findings, { width: width(), style, nodeOf: (f) => (f as Finding & { node: string }).node }));
-        if (r.unanswered.length > 0) {
-          process.stderr.write(`kubectl-nodesage: ${r.unanswered.length} node(s) did not answer: ${r.unanswered.map((u) => `${u.node} (${u.error})`).join(', ')}\n`);
-        }
-        return;
-      }
-      const page = await getFromNode<{ items: Finding[] }>(kc, g, await podOf(kc, g), `/v1/findings?${q}`);
-      process.stdout.write(opts.json ? `${JSON.stringify(page, null, 2)}\n` : formatFindingsTable(page.items, { width: width(), style }));
-    } catch (err) {
-      fail(err);
     }
-  });
+    const style = createStyle(color());
+    if (opts.allNodes) {
+      if (g.node) throw new UsageError('give either --node or --all-nodes, not both');
+      const r = await fleetFindings(kc, g, q.toString());
+      if (opts.json) process.stdout.write(`${JSON.stringify({ items: r.findings, unanswered: r.unanswered }, null, 2)}\n`);
+      else process.stdout.write(formatFindingsTable(r.findings, { width: width(), style, nodeOf: (f) => (f as Finding & { node: string }).node }));
+      if (r.unanswered.length > 0) {
+        process.stderr.write(`kubectl-nodesage: ${r.unanswered.length} node(s) did not answer: ${r.unanswered.map((u) => `${u.node} (${u.error})`).join(', ')}\n`);
+      }
+      return;
+    }
+    const page = await getFromNode<{ items: Finding[] }>(kc, g, await podOf(kc, g), `/v1/findings?${q}`);
+    process.stdout.write(opts.json ? `${JSON.stringify(page, null, 2)}\n` : formatFindingsTable(page.items, { width: width(), style }));
+  }));
 
 program
   .command('show')
   .description('one finding of --node: its evidence, links and diagnosis')
   .argument('<id>', 'finding id (16 hex characters)')
   .option('--json', 'print JSON')
-  .action(async (id: string, opts: { json?: boolean }) => {
-    try {
-      if (!/^[0-9a-f]{16}$/.test(id)) throw new UsageError(`a finding id is 16 hex characters, not "${id}"`);
-      const g = globals();
-      const kc = kubeConfig(g);
-      const { showFinding } = await import('./cli/show.js');
-      const story = await throughPortForward(kc, g, await podOf(kc, g), (target) => showFinding(target, id, { headers: agentHeaders(g, kc) }));
-      process.stdout.write(opts.json ? `${JSON.stringify(story, null, 2)}\n` : formatFindingDetail(story.finding, story, { width: width(), style: createStyle(color()) }));
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(act(async (id: string, opts: { json?: boolean }) => {
+    if (!/^[0-9a-f]{16}$/.test(id)) throw new UsageError(`a finding id is 16 hex characters, not "${id}"`);
+    const g = globals();
+    const kc = kubeConfig(g);
+    const { showFinding } = await import('./cli/show.js');
+    const story = await throughPortForward(kc, g, await podOf(kc, g), (target) => showFinding(target, id, { headers: agentHeaders(g, kc) }));
+    process.stdout.write(opts.json ? `${JSON.stringify(story, null, 2)}\n` : formatFindingDetail(story.finding, story, { width: width(), style: createStyle(color()) }));
+  }));
 
 program
   .command('ask')
   .description('ask the agent of --node; the answer streams, then its citations')
   .argument('<question>', 'the question, in plain words')
   .option('--json', 'print the JSON body')
-  .action(async (question: string, opts: { json?: boolean }) => {
-    try {
-      const g = globals();
-      const kc = kubeConfig(g);
-      const { runAsk } = await import('./cli/ask.js');
-      await throughPortForward(kc, g, await podOf(kc, g), (target) =>
-        runAsk(target, question, { json: opts.json === true, headers: agentHeaders(g, kc) }, process.stdout),
-      );
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(act(async (question: string, opts: { json?: boolean }) => {
+    const g = globals();
+    const kc = kubeConfig(g);
+    const { runAsk } = await import('./cli/ask.js');
+    await throughPortForward(kc, g, await podOf(kc, g), (target) =>
+      runAsk(target, question, { json: opts.json === true, headers: agentHeaders(g, kc) }, process.stdout),
+    );
+  }));
 
 program
   .command('status')
   .description('sources, model and store of the agent of --node')
   .option('--json', 'print JSON')
-  .action(async (opts: { json?: boolean }) => {
-    try {
-      const g = globals();
-      const kc = kubeConfig(g);
-      const s = await getFromNode<Status>(kc, g, await podOf(kc, g), '/v1/status');
-      process.stdout.write(opts.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
-    } catch (err) {
-      fail(err);
-    }
-  });
+  .action(act(async (opts: { json?: boolean }) => {
+    const g = globals();
+    const kc = kubeConfig(g);
+    const s = await getFromNode<Status>(kc, g, await podOf(kc, g), '/v1/status');
+    process.stdout.write(opts.json ? `${JSON.stringify(s, null, 2)}\n` : formatStatus(s));
+  }));
 
 program.parseAsync(process.argv).catch(fail);
