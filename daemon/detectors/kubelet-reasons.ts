@@ -21,6 +21,7 @@ import {
   eventContainer,
   eventEvidence,
   findPod,
+  groupOf,
   isCompletedPod,
   iso,
   latest,
@@ -28,6 +29,7 @@ import {
   nodePods,
   podRef,
   statusEvidence,
+  subjectKey,
   within,
 } from './pod-status.js';
 import { defineDetectorOptions, detectorFactory, hours, minutes, type OptionsOf } from './options.js';
@@ -115,15 +117,7 @@ export const createKubeletReasonsDetector = detectorFactory('kubelet-reasons', K
   const admissionMs = o.admissionWindowHours * 3_600_000;
   return (view) => {
     const groups = new Map<string, Group>();
-    const group = (k: KubeletReason, subject: Subject): Group => {
-      const key = `${k.category}\u0000${subject.kind}\u0000${subject.namespace ?? ''}\u0000${subject.name}\u0000${subject.container ?? ''}\u0000${k.reason}`;
-      let g = groups.get(key);
-      if (!g) {
-        g = { k, subject, events: [], evidence: [] };
-        groups.set(key, g);
-      }
-      return g;
-    };
+    const group = (k: KubeletReason, subject: Subject): Group => groupOf(groups, subjectKey(subject, k.category, k.reason), () => ({ k, subject, events: [], evidence: [] }));
     for (const e of view.events) {
       if (e.type === 'Normal' || !within(view.now, eventLastTime(e), windowMs)) continue;
       const obj = eventObject(e);

@@ -17,6 +17,7 @@
  */
 import type { Detector, Evidence, FindingDraft, Subject, TemplateStat } from '../core/types.js';
 import { defineDetectorOptions, detectorFactory, int, range, type OptionsOf } from './options.js';
+import { groupOf } from './pod-status.js';
 
 /** Checks, docs and defaults of LogErrorSpikeOptions (config `detectors.logErrorSpike`). */
 export const LOG_ERROR_SPIKE_OPTIONS = defineDetectorOptions(
@@ -117,9 +118,7 @@ export const createLogErrorSpikeDetector = detectorFactory('log-error-spike', LO
     if (first - start >= o.warmupMs && now - first <= o.newWindowMs) kind = 'new';
     else if (t.recentCount >= o.burstMinLines && t.recentCount >= o.burstFactor * t.baselinePerBucket) kind = 'burst';
     if (!kind) continue;
-    const list = byStream.get(t.stream) ?? [];
-    list.push({ stat: t, kind });
-    byStream.set(t.stream, list);
+    groupOf(byStream, t.stream, () => []).push({ stat: t, kind });
   }
   const drafts: FindingDraft[] = [];
   for (const [stream, triggers] of [...byStream].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {

@@ -14,7 +14,7 @@
  */
 import { severityRank, type FindingDraft } from '../core/types.js';
 import { draftId } from './correlate.js';
-import { dedupeEvidence } from './pod-status.js';
+import { dedupeEvidence, groupOf, subjectKey } from './pod-status.js';
 
 /** Seconds between a container's OOM kill in pod status and a kernel memcg kill for them to be one kill. */
 const OOM_FOLD_SECONDS = 120;
@@ -150,10 +150,7 @@ export function mergeDrafts(drafts: readonly FindingDraft[]): FindingDraft[] {
     byId.set(id, prev ? mergeTwo(prev, d) : d);
   }
   const bySubject = new Map<string, string[]>();
-  for (const [id, d] of byId) {
-    const key = subjectKey(d);
-    bySubject.set(key, [...(bySubject.get(key) ?? []), id]);
-  }
+  for (const [id, d] of byId) groupOf(bySubject, subjectKey(d.subject, d.category), () => []).push(id);
   for (const ids of bySubject.values()) {
     if (ids.length !== 2) continue;
     const [a, b] = ids.map((id) => byId.get(id)!) as [FindingDraft, FindingDraft];
@@ -165,7 +162,3 @@ export function mergeDrafts(drafts: readonly FindingDraft[]): FindingDraft[] {
   return [...byId.values()];
 }
 
-function subjectKey(d: FindingDraft): string {
-  const s = d.subject;
-  return [d.category, s.kind, s.namespace ?? '', s.name, s.container ?? ''].join('\u0000');
-}

@@ -14,7 +14,7 @@
  */
 import { eventCount, eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent } from '../core/kube.js';
 import type { Category, FindingDraft, Severity } from '../core/types.js';
-import { dedupeEvidence, earliest, eventEvidence, latest, within } from './pod-status.js';
+import { dedupeEvidence, earliest, eventEvidence, groupOf, latest, within } from './pod-status.js';
 import { defineDetectorOptions, detectorFactory, minutes, type OptionsOf } from './options.js';
 
 /** One NPD condition type or event reason and what nodesage calls it. */
@@ -173,10 +173,9 @@ export const createNpdEventsDetector = detectorFactory('npd-events', NPD_EVENTS_
       const memcg = m.name === 'OOMKilling' && /Memory cgroup out of memory|oom_memcg=|constraint=CONSTRAINT_MEMCG/.test(msg);
       const object = npdObject(msg);
       const key = `${m.category}\u0000${npdDetail(m, object) ?? ''}\u0000${memcg}`;
-      const g = groups.get(key) ?? { m, object, memcg, events: [] };
+      const g = groupOf(groups, key, () => ({ m, object, memcg, events: [] }));
       if (g.m.severity !== 'critical' && m.severity === 'critical') g.m = m;
       g.events.push(e);
-      groups.set(key, g);
     }
     const out: FindingDraft[] = [];
     for (const g of groups.values()) {

@@ -18,11 +18,12 @@
  */
 import type { Evidence, FindingDraft, LogLine, Subject } from '../core/types.js';
 import {
-  type ContainerContext,
   clip,
+  type ContainerContext,
   containerLabel,
   dedupeEvidence,
   earliest,
+  groupOf,
   isCompletedPod,
   latest,
   listContainers,
@@ -94,9 +95,7 @@ export function kernelLines(logs: LogLine[]): LogLine[] {
   // journald mirrors /dev/kmsg: the same text within a few seconds is the same record.
   const byText = new Map<string, number[]>();
   for (const l of kmsg) {
-    const list = byText.get(l.text) ?? [];
-    list.push(timeMs(l.at));
-    byText.set(l.text, list);
+    groupOf(byText, l.text, () => []).push(timeMs(l.at));
   }
   const extra = journal.filter((l) => {
     const t = timeMs(l.at);
@@ -243,20 +242,11 @@ export const createOomKilledDetector = detectorFactory('oom-killed', OOM_KILLED_
         const b = bareId(id);
         if (b) byId.set(b, c);
       }
-      const list = byUid.get(c.uid.toLowerCase()) ?? [];
-      list.push(c);
-      byUid.set(c.uid.toLowerCase(), list);
+      groupOf(byUid, c.uid.toLowerCase(), () => []).push(c);
     }
     const targets = new Map<string, Target>();
-    const target = (key: string, subject: Subject, container?: ContainerContext): Target => {
-      let t = targets.get(key);
-      if (!t) {
-        t = { key, subject, kills: [] };
-        if (container) t.container = container;
-        targets.set(key, t);
-      }
-      return t;
-    };
+    const target = (key: string, subject: Subject, container?: ContainerContext): Target =>
+      groupOf(targets, key, () => ({ key, subject, kills: [], ...(container ? { container } : {}) }));
     const containerTarget = (c: ContainerContext) => target(`c:${c.namespace}/${c.podName}/${c.status.name}`, c.subject, c);
 
     // Earlier kernel lines complete a report whose kill line is new; kills seen before are not counted again.

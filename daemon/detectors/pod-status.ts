@@ -151,6 +151,21 @@ export function eventContainer(e: KubeEvent): string | undefined {
   return m ? m[1] : undefined;
 }
 
+/** A grouping key of a subject and of `more` parts (a category, a reason): equal exactly when every part is. */
+export function subjectKey(s: Subject, ...more: string[]): string {
+  return [s.kind, s.namespace ?? '', s.name, s.container ?? '', ...more].join('\u0000');
+}
+
+/** The group of `key` in `groups`, made by `make` the first time the key is seen. */
+export function groupOf<V>(groups: Map<string, V>, key: string, make: () => V): V {
+  let g = groups.get(key);
+  if (g === undefined) {
+    g = make();
+    groups.set(key, g);
+  }
+  return g;
+}
+
 /** Pod events of a view indexed by `ns/pod`, built once per view's event list. */
 const podEventIndex = new WeakMap<KubeEvent[], Map<string, KubeEvent[]>>();
 
@@ -161,10 +176,7 @@ function indexPodEvents(events: KubeEvent[]): Map<string, KubeEvent[]> {
   for (const e of events) {
     const o = eventObject(e);
     if ((o.kind ?? 'Pod') !== 'Pod' || !o.name) continue;
-    const key = `${o.namespace ?? e.metadata.namespace ?? 'default'}/${o.name}`;
-    const list = index.get(key);
-    if (list) list.push(e);
-    else index.set(key, [e]);
+    groupOf(index, `${o.namespace ?? e.metadata.namespace ?? 'default'}/${o.name}`, () => []).push(e);
   }
   for (const list of index.values()) list.sort((a, b) => timeMs(eventLastTime(a)) - timeMs(eventLastTime(b)));
   podEventIndex.set(events, index);
@@ -377,16 +389,9 @@ export function recentEventGroups(view: NodeView, windowMs: number, pred: (e: Ku
     if ((o.kind ?? 'Pod') !== 'Pod' || !o.name || !pred(e) || !within(view.now, eventLastTime(e), windowMs)) continue;
     const namespace = o.namespace ?? e.metadata.namespace ?? 'default';
     const container = eventContainer(e);
-    const key = `${namespace}/${o.name}/${container ?? ''}`;
-    let g = groups.get(key);
-    if (!g) {
-      const subject: Subject = container
-        ? { kind: 'Container', namespace, name: o.name, container }
-        : { kind: 'Pod', namespace, name: o.name };
-      g = { namespace, pod: o.name, subject, events: [] };
-      if (container) g.container = container;
-      groups.set(key, g);
-    }
+    const pod = o.name;
+    const subject: Subject = container ? { kind: 'Container', namespace, name: pod, container } : { kind: 'Pod', namespace, name: pod };
+    const g = groupOf(groups, subjectKey(subject), () => ({ namespace, pod, subject, events: [], ...(container ? { container } : {}) }));
     g.events.push(e);
   }
   for (const g of groups.values()) g.events.sort((a, b) => timeMs(eventLastTime(a)) - timeMs(eventLastTime(b)));

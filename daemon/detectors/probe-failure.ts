@@ -24,6 +24,7 @@ import {
   eventContainer,
   eventEvidence,
   findPod,
+  groupOf,
   isCompletedPod,
   latest,
   listContainers,
@@ -73,14 +74,7 @@ export const createProbeFailureDetector = detectorFactory('probe-failure', PROBE
       const namespace = obj.namespace ?? e.metadata.namespace ?? 'default';
       const pod = obj.name ?? '';
       const container = eventContainer(e);
-      const key = `${namespace}/${pod}/${container ?? ''}/${probe}`;
-      let g = groups.get(key);
-      if (!g) {
-        g = { namespace, pod, probe, unhealthy: [], kills: [] };
-        if (container) g.container = container;
-        groups.set(key, g);
-      }
-      return g;
+      return groupOf(groups, `${namespace}/${pod}/${container ?? ''}/${probe}`, () => ({ namespace, pod, probe, unhealthy: [], kills: [], ...(container ? { container } : {}) }));
     };
     for (const e of view.events) {
       if ((eventObject(e).kind ?? 'Pod') !== 'Pod') continue;
@@ -93,12 +87,7 @@ export const createProbeFailureDetector = detectorFactory('probe-failure', PROBE
       }
     }
     const byPod = new Map<string, ContainerContext[]>();
-    for (const c of listContainers(view)) {
-      const key = `${c.namespace}/${c.podName}`;
-      const list = byPod.get(key);
-      if (list) list.push(c);
-      else byPod.set(key, [c]);
-    }
+    for (const c of listContainers(view)) groupOf(byPod, `${c.namespace}/${c.podName}`, () => []).push(c);
     const out: FindingDraft[] = [];
     for (const g of groups.values()) {
       const pod = findPod(view, g.namespace, g.pod);

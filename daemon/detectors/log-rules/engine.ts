@@ -11,6 +11,7 @@
 import type { KubeContainerStatus, KubePod } from '../../core/kube.js';
 import type { Evidence, FindingDraft, LogLine, Severity, Subject, Timestamp } from '../../core/types.js';
 import { type CompiledRule, normalizeUnit } from './compile.js';
+import { subjectKey } from '../pod-status.js';
 
 /** What the engine needs to know about the node for one run. */
 export interface MatchContext {
@@ -267,9 +268,6 @@ export function subjectFromCgroup(text: string, pods: readonly KubePod[] | undef
   return { kind: 'Pod', ...base };
 }
 
-function subjectKey(s: Subject): string {
-  return `${s.kind}\u0000${s.namespace ?? ''}\u0000${s.name}\u0000${s.container ?? ''}`;
-}
 
 function parseMs(at: Timestamp | undefined): number | undefined {
   if (at === undefined) return undefined;
