@@ -21,7 +21,6 @@ import {
   containerLabel,
   containerTail,
   dedupeEvidence,
-  earliest,
   eventEvidence,
   isCompletedPod,
   keyLogLine,
@@ -31,6 +30,7 @@ import {
   logEvidence,
   podEvents,
   recentEventGroups,
+  setFirstAt,
   statusEvidence,
   timeMs,
   within,
@@ -175,8 +175,7 @@ export const createCrashLoopDetector = detectorFactory('crashloop', CRASHLOOP_OP
         detector: 'crashloop',
         facts: { restartCount: restarts, restartsInWindow: recent, backOff },
       };
-      const firstAt = earliest(backOffEvents.map((e) => eventFirstTime(e)).concat(last?.startedAt));
-      if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
+      setFirstAt(draft, backOffEvents.map((e) => eventFirstTime(e)).concat(last?.startedAt));
       if (last) {
         draft.facts!.exitCode = last.exitCode;
         if (last.reason) draft.facts!.lastReason = last.reason;
@@ -209,8 +208,7 @@ function fromEventsOnly(view: NodeView, o: CrashLoopOptions): FindingDraft[] {
       detector: 'crashloop',
       facts: { backOff: true },
     };
-    const firstAt = earliest(g.events.map((e) => eventFirstTime(e)));
-    if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
+    setFirstAt(draft, g.events.map((e) => eventFirstTime(e)));
     out.push(draft);
   }
   return out;

@@ -14,12 +14,12 @@ import type { Evidence, FindingDraft, NodeView } from '../core/types.js';
 import {
   containerLabel,
   dedupeEvidence,
-  earliest,
   eventEvidence,
   isCompletedPod,
   listContainers,
   podEvents,
   recentEventGroups,
+  setFirstAt,
   statusEvidence,
 } from './pod-status.js';
 import { defineDetectorOptions, detectorFactory, minutes, names, type OptionsOf } from './options.js';
@@ -122,8 +122,7 @@ export const createImagePullDetector = detectorFactory('image-pull', IMAGE_PULL_
         detector: 'image-pull',
         facts: { cause, image, waitingReason: w.reason },
       };
-      const firstAt = earliest(failures.map((e) => eventFirstTime(e)));
-      if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
+      setFirstAt(draft, failures.map((e) => eventFirstTime(e)));
       out.push(draft);
     }
     return out;
@@ -150,8 +149,7 @@ function fromEventsOnly(view: NodeView, windowMs: number): FindingDraft[] {
       detector: 'image-pull',
       facts: { cause, image },
     };
-    const firstAt = earliest(g.events.map((e) => eventFirstTime(e)));
-    if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
+    setFirstAt(draft, g.events.map((e) => eventFirstTime(e)));
     out.push(draft);
   }
   return out;

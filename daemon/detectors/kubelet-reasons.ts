@@ -17,7 +17,6 @@ import type { Category, Evidence, FindingDraft, Severity, Subject } from '../cor
 import {
   clip,
   dedupeEvidence,
-  earliest,
   eventContainer,
   eventEvidence,
   findPod,
@@ -28,6 +27,7 @@ import {
   listContainers,
   nodePods,
   podRef,
+  setFirstAt,
   statusEvidence,
   subjectKey,
   within,
@@ -180,8 +180,7 @@ export const createKubeletReasonsDetector = detectorFactory('kubelet-reasons', K
         facts: { reason: k.reason },
       };
       if (n > 0) draft.occurrences = n;
-      const firstAt = earliest(g.events.map((e) => eventFirstTime(e)));
-      if (firstAt && firstAt < at) draft.firstAt = firstAt;
+      setFirstAt(draft, g.events.map((e) => eventFirstTime(e)));
       if (k.category === 'Evicted') draft.facts!.cause = 'admission';
       // The kubelet passes on what the kernel or the runtime saw: their own lines, when read, speak for the problem.
       if (k.on === 'nodeEvent') draft.facts!.relayed = true;

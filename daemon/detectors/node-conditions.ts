@@ -19,7 +19,7 @@
 import { eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeNodeCondition } from '../core/kube.js';
 import { CATEGORIES, type Category, type Evidence, type FindingDraft, type Severity } from '../core/types.js';
 import { NPD_CONDITION_ROWS, NPD_CONDITIONS, npdDetail, npdObject } from './npd.js';
-import { ageMs, clip, earliest, eventEvidence, humanDuration, iso, nodePods, within } from './pod-status.js';
+import { ageMs, clip, eventEvidence, humanDuration, iso, nodePods, setFirstAt, within } from './pod-status.js';
 import { z } from 'zod';
 import { defineDetectorOptions, detectorFactory, minutes, type OptionsOf } from './options.js';
 
@@ -128,8 +128,7 @@ export const createNodeConditionsDetector = detectorFactory('node-conditions', N
       facts: { status: ready?.status ?? 'tainted', reason: ready?.reason ?? '' },
     };
     if (Number.isFinite(hbAge)) draft.facts!.heartbeatAgeSeconds = Math.round(hbAge / 1000);
-    const firstAt = earliest([ready?.lastTransitionTime, ...taints.map((t) => t.timeAdded)]);
-    if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
+    setFirstAt(draft, [ready?.lastTransitionTime, ...taints.map((t) => t.timeAdded)]);
     out.push(draft);
   }
 
@@ -180,8 +179,7 @@ export const createNodeConditionsDetector = detectorFactory('node-conditions', N
       detector: 'node-conditions',
       facts: { condition: c.type, reason: c.reason ?? '' },
     };
-    const firstAt = earliest([c.lastTransitionTime, ...related.map((e) => eventFirstTime(e))]);
-    if (firstAt && firstAt < view.now) draft.firstAt = firstAt;
+    setFirstAt(draft, [c.lastTransitionTime, ...related.map((e) => eventFirstTime(e))]);
     if (related.length > 0 && !p) draft.message += ` ${eventMessage(related[related.length - 1]!)}`;
     // node-problem-detector's own conditions: relayed, so nodesage's reading of the same problem leads.
     if (NPD_CONDITIONS[c.type]) draft.facts!.npd = true;

@@ -14,7 +14,7 @@
  */
 import { eventCount, eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent } from '../core/kube.js';
 import type { Category, FindingDraft, Severity } from '../core/types.js';
-import { dedupeEvidence, earliest, eventEvidence, groupOf, latest, within } from './pod-status.js';
+import { dedupeEvidence, eventEvidence, groupOf, latest, setFirstAt, within } from './pod-status.js';
 import { defineDetectorOptions, detectorFactory, minutes, type OptionsOf } from './options.js';
 
 /** One NPD condition type or event reason and what nodesage calls it. */
@@ -207,8 +207,7 @@ export const createNpdEventsDetector = detectorFactory('npd-events', NPD_EVENTS_
         draft.facts!.pid = Number(pm[1]);
         draft.facts!.process = pm[2]!;
       }
-      const firstAt = earliest(g.events.map((e) => eventFirstTime(e)));
-      if (firstAt && firstAt < at) draft.firstAt = firstAt;
+      setFirstAt(draft, g.events.map((e) => eventFirstTime(e)));
       out.push(draft);
     }
     return out;

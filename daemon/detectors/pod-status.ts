@@ -15,7 +15,7 @@ import {
   type KubeEvent,
   type KubePod,
 } from '../core/kube.js';
-import type { Evidence, LogLine, NodeView, Subject, Timestamp } from '../core/types.js';
+import type { Evidence, FindingDraft, LogLine, NodeView, Subject, Timestamp } from '../core/types.js';
 
 /** Longest evidence excerpt kept, in characters. */
 export const MAX_EVIDENCE_TEXT = 400;
@@ -328,6 +328,12 @@ export function earliest(times: (string | null | undefined)[]): Timestamp | unde
     if (Number.isFinite(ms) && ms < best) best = ms;
   }
   return Number.isFinite(best) ? new Date(best).toISOString() : undefined;
+}
+
+/** Sets the draft's firstAt to the earliest of `times`, when that is before its `at` (a problem seen only now has none). */
+export function setFirstAt(draft: FindingDraft, times: (string | null | undefined)[]): void {
+  const firstAt = earliest(times);
+  if (firstAt && firstAt < draft.at) draft.firstAt = firstAt;
 }
 
 /** Latest of some times (ignoring unknown ones), or undefined. */

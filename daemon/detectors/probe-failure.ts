@@ -20,7 +20,6 @@ import type { Evidence, FindingDraft, Subject } from '../core/types.js';
 import {
   type ContainerContext,
   dedupeEvidence,
-  earliest,
   eventContainer,
   eventEvidence,
   findPod,
@@ -29,6 +28,7 @@ import {
   latest,
   listContainers,
   probeKillEvents,
+  setFirstAt,
   statusEvidence,
   within,
 } from './pod-status.js';
@@ -155,8 +155,7 @@ export const createProbeFailureDetector = detectorFactory('probe-failure', PROBE
         detector: 'probe-failure',
         facts: { probe: g.probe, failures, restarts: killCount },
       };
-      const firstAt = earliest([...recentUnhealthy, ...recentKills].map((e) => eventFirstTime(e)));
-      if (firstAt && firstAt < at) draft.firstAt = firstAt;
+      setFirstAt(draft, [...recentUnhealthy, ...recentKills].map((e) => eventFirstTime(e)));
       if (last) draft.facts!.lastExitCode = last.exitCode;
       out.push(draft);
     }
