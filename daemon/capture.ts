@@ -5,6 +5,7 @@
  * a node snapshot bundle, redacted and size-capped. Nothing is sent anywhere:
  * the operator decides where the folder goes.
  */
+import { CodedError } from './errors.js';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -32,9 +33,8 @@ export interface CaptureResult extends WriteBundleResult {
 }
 
 /** Raised when the output folder exists and is not empty. */
-export class CaptureOutputError extends Error {
+export class CaptureOutputError extends CodedError {
   readonly code = 'CAPTURE_OUTPUT_NOT_EMPTY';
-  override readonly name = 'CaptureOutputError';
 }
 
 /** Boot time of the host from `<hostRoot>/proc/stat` (btime), when readable. */

@@ -27,14 +27,14 @@
  * - A PEM key body line shorter than 20 characters (the last one of a key)
  *   cannot be told from a word and is kept: at most 14 bytes of a key.
  */
+import { CodedError } from './errors.js';
 import { createHash } from 'node:crypto';
 import type { Diagnosis, FindingDraft, LogLine, Signal } from './core/types.js';
 
 /** A configured redaction pattern is not a valid regular expression. */
-export class RedactPatternError extends Error {
+export class RedactPatternError extends CodedError {
   /** Stable error code. */
   readonly code = 'REDACT_PATTERN_INVALID';
-  override readonly name = 'RedactPatternError';
 }
 
 /** Replaces secrets in one text. */

@@ -9,6 +9,7 @@
  * those roles grant, and a line without scopes (or `all`) may use every route.
  * The file is re-read when it changes (checked every few seconds).
  */
+import { CodedError } from '../../errors.js';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { ROLE_SCOPES, scopesAllow } from './policy.js';
@@ -23,9 +24,8 @@ export interface TokenEntry {
 }
 
 /** A token file that cannot be used; the daemon exits 2 with this message. */
-export class TokenFileError extends Error {
+export class TokenFileError extends CodedError {
   readonly code = 'TOKEN_FILE_INVALID';
-  override readonly name = 'TokenFileError';
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$/;

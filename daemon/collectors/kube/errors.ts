@@ -3,11 +3,11 @@
  * plain words for `/v1/status`. Callers branch on `code` and on the HTTP status,
  * never on message text.
  */
+import { CodedError } from '../../errors.js';
 
 /** A non-success HTTP answer from the kubelet or the API server. */
-export class HttpStatusError extends Error {
+export class HttpStatusError extends CodedError {
   readonly code = 'HTTP_STATUS';
-  override readonly name = 'HttpStatusError';
   constructor(
     /** HTTP status code. */
     readonly status: number,
@@ -21,15 +21,13 @@ export class HttpStatusError extends Error {
 }
 
 /** The watch's resourceVersion is older than the server keeps (410 Gone): the client must relist. */
-export class ResourceExpiredError extends Error {
+export class ResourceExpiredError extends CodedError {
   readonly code = 'RESOURCE_EXPIRED';
-  override readonly name = 'ResourceExpiredError';
 }
 
 /** A credential file (service-account token, CA bundle, kubeconfig) is missing or unreadable. */
-export class CredentialFileError extends Error {
+export class CredentialFileError extends CodedError {
   readonly code = 'CREDENTIAL_FILE';
-  override readonly name = 'CredentialFileError';
   constructor(
     readonly path: string,
     readonly what: string,
@@ -42,9 +40,8 @@ export class CredentialFileError extends Error {
 }
 
 /** A collector option that can never work (bad URL, missing node name). */
-export class KubeSourceConfigError extends Error {
+export class KubeSourceConfigError extends CodedError {
   readonly code = 'KUBE_SOURCE_CONFIG';
-  override readonly name = 'KubeSourceConfigError';
 }
 
 /** A failure put in plain words, and whether waiting can fix it. */
