@@ -71,6 +71,8 @@ export class Daemon {
   private pendingLineCounts = new Map<string, number>();
   /** Cycles whose commit failed, oldest first; written before the next cycle's. */
   private unstored: CommitBatch[] = [];
+  /** Why cycles are being kept, since when; null while commits succeed. */
+  private writeFailure: Status['store']['writeFailure'] = null;
   private timer: NodeJS.Timeout | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
   private firstCycleDone = false;
@@ -261,6 +263,12 @@ export class Daemon {
       this.unstored = foldBatches(batches);
       this.metrics.storeCommitFailures.inc();
       const code = (err as { code?: string }).code;
+      this.writeFailure = {
+        code: code ?? null,
+        message: err instanceof Error ? err.message : String(err),
+        since: this.writeFailure?.since ?? new Date().toISOString(),
+        cyclesKept: (this.writeFailure?.cyclesKept ?? 0) + 1,
+      };
       this.parts.logger.error({ err, code, cycles: batches.length }, 'storing the detection cycle failed; it is retried with the next cycle');
       // A full disk: retention frees pages inside the database file for the retry.
       if (code === 'SQLITE_FULL') void store.prune().catch((e: unknown) => this.parts.logger.error({ err: e }, 'retention pruning failed'));
@@ -268,6 +276,7 @@ export class Daemon {
     }
     if (this.unstored.length > 0) this.parts.logger.info('stored the detection cycles kept while the store could not write');
     this.unstored = [];
+    this.writeFailure = null;
     // The search index follows in slices after the cycle, so neither waits for the other.
     void store.maintainSearchIndex().catch((err: unknown) => this.parts.logger.error({ err }, 'search indexing failed'));
   }
@@ -287,7 +296,7 @@ export class Daemon {
       startedAt: this.startedAt,
       sources: this.sourceStatuses(),
       model,
-      store: { path: store.path, sizeBytes: store.sizeBytes(), recoveredFrom: store.recoveredFrom },
+      store: { path: store.path, sizeBytes: store.sizeBytes(), recoveredFrom: store.recoveredFrom, writeFailure: this.writeFailure },
       // A configured model that is merely not loaded yet (lazy) still serves diagnoses.
       rulesOnly: (!config.model && !config.llm.backend) || model.state === 'refused' || model.state === 'failed',
     };

@@ -32,7 +32,7 @@ function app(ready = true) {
     startedAt: 'x',
     sources: [],
     model: { state: 'none', id: null, reason: 'no model configured' },
-    store: { path: store.path, sizeBytes: 1, recoveredFrom: null },
+    store: { path: store.path, sizeBytes: 1, recoveredFrom: null, writeFailure: null },
     rulesOnly: true,
   };
   return buildApi({ store, status: () => status, ready: () => ready });

@@ -146,6 +146,10 @@ describe('the state disk fills up', () => {
     kmsg.diskErrors(['sdc', 'sdd', 'sde']);
     expect(daemon.cycle()).toBe(3);
     expect(await metric(url, 'nodesage_store_commit_failures_total')).toBe(1);
+    // The operator sees why in the status, and for how long.
+    const failing = (await getJson(`${url}/v1/status`)).body as { store: { writeFailure: { code: string; cyclesKept: number; since: string } | null } };
+    expect(failing.store.writeFailure).toMatchObject({ code: 'SQLITE_FULL', cyclesKept: 1 });
+    expect(Date.parse(failing.store.writeFailure!.since)).toBeGreaterThan(Date.now() - 60_000);
     // The read position did not move past lines whose findings are not stored.
     expect(store.getCheckpoint('kmsg', 'seq')).toBe('2');
     expect((await getJson(`${url}/healthz`)).status).toBe(200);
@@ -163,6 +167,7 @@ describe('the state disk fills up', () => {
     kmsg.diskErrors(['sdf']);
     expect(daemon.cycle()).toBe(1);
     expect(store.getCheckpoint('kmsg', 'seq')).toBe('6');
+    expect(((await getJson(`${url}/v1/status`)).body as { store: { writeFailure: unknown } }).store.writeFailure).toBeNull();
     const open = store.listFindings({ status: 'open', limit: 100 }).items;
     expect(open.map((f) => f.title).sort()).toEqual(['sda', 'sdb', 'sdc', 'sdd', 'sde', 'sdf'].map((d) => `Disk ${d} is failing`));
     for (const f of open) expect(f.evidence.length).toBeGreaterThan(0);

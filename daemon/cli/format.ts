@@ -170,6 +170,11 @@ export function formatStatus(st: Status): string {
     ...(st.model.notice ? [`          ${st.model.notice}`] : []),
     ...(st.model.loras ?? []).map((l) => `          LoRA ${l.path} (scale ${l.scale})`),
     `store     ${st.store.path} (${(st.store.sizeBytes / 1024).toFixed(0)} KiB)${st.store.recoveredFrom ? ` — recovered: corrupt database kept at ${st.store.recoveredFrom}` : ''}`,
+    ...(st.store.writeFailure
+      ? [
+          `          cannot write since ${st.store.writeFailure.since} (${st.store.writeFailure.code ?? 'error'}: ${st.store.writeFailure.message}); ${st.store.writeFailure.cyclesKept} detection cycle(s) kept in memory until it can`,
+        ]
+      : []),
     'sources',
   ];
   for (const src of st.sources) {

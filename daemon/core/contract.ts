@@ -167,7 +167,20 @@ export const StatusSchema = z.object({
   startedAt: TimestampSchema,
   sources: z.array(SourceStatusSchema),
   model: ModelStatusSchema,
-  store: z.object({ path: z.string(), sizeBytes: z.number().int(), recoveredFrom: z.string().nullable() }),
+  store: z.object({
+    path: z.string(),
+    sizeBytes: z.number().int(),
+    recoveredFrom: z.string().nullable(),
+    writeFailure: z
+      .object({
+        code: z.string().nullable().describe('SQLite error code, e.g. SQLITE_FULL'),
+        message: z.string(),
+        since: TimestampSchema.describe('the first failed commit of this run of failures'),
+        cyclesKept: z.number().int().describe('detection cycles held in memory (folded) until the store writes again'),
+      })
+      .nullable()
+      .describe('null while commits succeed; set while detection cycles cannot be stored (disk full, read-only, I/O error)'),
+  }),
   rulesOnly: z.boolean().describe('true when no model is serving diagnoses: findings still come from the detectors'),
 });
 /** The agent as `GET /v1/status` and `nodesage status --json` show it. */

@@ -31,7 +31,7 @@ const STATUS: Status = {
   startedAt: '2026-01-01T00:00:00.000Z',
   sources: [],
   model: { state: 'none', id: null, reason: 'no model configured' },
-  store: { path: '/var/lib/nodesage/nodesage.db', sizeBytes: 0, recoveredFrom: null },
+  store: { path: '/var/lib/nodesage/nodesage.db', sizeBytes: 0, recoveredFrom: null, writeFailure: null },
   rulesOnly: true,
 };
 

@@ -132,7 +132,7 @@ export async function startSurfaceNode(nodeName = 'edge-04', opts: { port?: numb
       { name: 'kmsg', state: 'disabled', signals: 0, lastSignalAt: null, lastError: 'no /dev/kmsg: kernel messages come from journald' },
     ],
     model: { state: 'none', id: null, reason: 'no model configured: rules-only mode (rule hints instead of LLM explanations)' },
-    store: { path: store.path, sizeBytes: store.sizeBytes(), recoveredFrom: null },
+    store: { path: store.path, sizeBytes: store.sizeBytes(), recoveredFrom: null, writeFailure: null },
     rulesOnly: true,
   });
   const ask = new AskService({ store, nodeName, maxTokens: 256, timeoutMs: 10_000, logger });
