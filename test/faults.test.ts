@@ -73,8 +73,8 @@ async function startDaemon(collectors: Collector[], extra: { onCycle?: DaemonPar
   return { daemon, store, url: daemon.address };
 }
 
-/** The store's own connection: the limits a full disk imposes are set on it. */
-const connectionOf = (store: Store) => (store as unknown as { db: Database.Database }).db;
+// The store's one shared connection (daemon/store/db.ts), to make the disk "fill" under it.
+const connectionOf = (store: Store) => (store as unknown as { s: { db: Database.Database } }).s.db;
 
 function storedFinding(id: string, lastSeenMs: number, status: 'open' | 'resolved', evidenceBytes: number): TrackedFinding {
   const at = new Date(lastSeenMs).toISOString();

@@ -10,6 +10,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import si from 'systeminformation';
+import { readCpuTemperature } from './temperature.js';
 import type { Collector, HostFilesystem, HostSnapshot, PsiReading, SignalSink, SourceStatus } from '../core/types.js';
 import { type Periodic, periodic } from '../core/runtime/backoff.js';
 import { type Clock, systemClock } from '../core/runtime/clock.js';
@@ -255,8 +256,8 @@ export class HostCollector implements Collector {
     }
     if (Object.keys(psi).length > 0) snap.psi = psi;
     if (this.hostRoot === '/') {
-      const t = await si.cpuTemperature().catch(() => undefined);
-      if (t && typeof t.main === 'number' && t.main > 0) snap.temperatures = [{ label: 'cpu', celsius: t.main }];
+      const t = await readCpuTemperature().catch(() => null);
+      if (t !== null) snap.temperatures = [{ label: 'cpu', celsius: t }];
     }
     const nics = await si.networkInterfaces().catch(() => []);
     const physical = (Array.isArray(nics) ? nics : [nics]).filter((n) => !n.virtual && !n.internal && n.type !== 'virtual');
