@@ -6,6 +6,7 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import { PageCache } from '../daemon/api/page-cache.js';
 import { buildApi } from '../daemon/api/server.js';
 import { CATEGORIES, type Finding, SEVERITIES } from '../daemon/core/types.js';
 import { MIGRATIONS } from '../daemon/store/migrations.js';
@@ -202,6 +203,69 @@ describe('a page of findings over HTTP', () => {
     expect(rest.items).toHaveLength(20);
     expect(rest.nextCursor).toBeNull();
     await app.close();
+    store.close();
+  });
+});
+
+describe('pages served again between two changes', () => {
+  it('serves the stored body until a commit, a diagnosis or retention changes the history', async () => {
+    const store = Store.open({ dir: tempDir(), maxAgeDays: 1 });
+    const all = Array.from({ length: 60 }, (_, i) => finding(i));
+    store.commit(batch(all));
+    const app = buildApi({ store, status: () => ({}) as never, ready: () => true });
+    const get = async (url: string) => (await app.inject(url)).json() as { items: Finding[]; nextCursor: string | null };
+    const first = await get('/v1/findings?limit=10');
+    expect(await get('/v1/findings?limit=10')).toEqual(first);
+    const top = all.find((f) => f.id === first.items[0]!.id)!;
+    // A condition seen again: only its count changes, and the page shows it.
+    store.commit(batch([{ ...top, count: top.count + 5 }]));
+    expect((await get('/v1/findings?limit=10')).items[0]!.count).toBe(top.count + 5);
+    store.setDiagnosis(top.id, { summary: 'now diagnosed', probableCause: 'c', nextSteps: [], commands: [], confidence: 'low', diagnoser: 'rule-hint', tokens: { prompt: 0, completion: 0 }, latencyMs: 1 });
+    expect((await get('/v1/findings?limit=10')).items[0]!.diagnosis?.summary).toBe('now diagnosed');
+    // Another query is its own entry; a filter is never answered with another filter's page.
+    expect((await get('/v1/findings?limit=10&status=open')).items.every((f) => f.status === 'open')).toBe(true);
+    await store.prune(T0 + 30 * 86_400_000);
+    expect((await get('/v1/findings?limit=10')).items.every((f) => f.status === 'open')).toBe(true);
+    await app.close();
+    store.close();
+  });
+
+  it('keeps at most its entries and bytes, dropping the least recently used', () => {
+    const cache = new PageCache({ maxEntries: 3, maxBytes: 400 });
+    let builds = 0;
+    const body = (k: string, size = 10) => cache.get(k, 1, () => (builds++, k.repeat(size)));
+    for (const k of ['a', 'b', 'c']) body(k);
+    body('a'); // a is now the most recently used
+    body('d'); // evicts b
+    expect(builds).toBe(4);
+    body('a');
+    body('c');
+    expect(builds).toBe(4);
+    body('b');
+    expect(builds).toBe(5);
+    // Another generation is a miss; a body over a quarter of the budget is served but not kept.
+    cache.get('a', 2, () => (builds++, 'x'));
+    expect(builds).toBe(6);
+    body('big', 200);
+    body('big', 200);
+    expect(builds).toBe(8);
+  });
+
+  it('leaves the full-text index alone when a finding is written again with the same text', async () => {
+    const store = Store.open({ dir: tempDir() });
+    const all = Array.from({ length: 50 }, (_, i) => finding(i));
+    store.commit(batch(all));
+    expect(store.refreshSearchIndex()).toBe(50);
+    const before = await store.searchAsync('line one of 7');
+    store.commit(batch(all.map((f) => ({ ...f, count: f.count + 1, lastSeen: iso(T0 + 1000) }))));
+    expect(store.refreshSearchIndex()).toBe(0);
+    // The ranking is reused, the finding is read as it is now.
+    const after = await store.searchAsync('line one of 7');
+    expect(after.findings.map((h) => h.finding.id)).toEqual(before.findings.map((h) => h.finding.id));
+    expect(after.findings[0]!.finding.count).toBe(before.findings[0]!.finding.count + 1);
+    // New evidence does reach the index.
+    store.commit(batch([{ ...all[7]!, evidence: [...all[7]!.evidence, { source: 'podLog', at: iso(T0 + 2000), text: 'a third line' }] }]));
+    expect(store.refreshSearchIndex()).toBe(1);
     store.close();
   });
 });

@@ -101,4 +101,25 @@ describe('finding tracker', () => {
     expect(again.opened[0]!.count).toBe(2);
     expect(again.opened[0]!.status).toBe('open');
   });
+
+  it('resolves the stale findings of a long history over several cycles, at most maxResolvedPerCycle each', () => {
+    // A restart after a long outage: 250 event findings, all past their quiet period.
+    const stale = Array.from({ length: 250 }, (_, i) => {
+      const f = new FindingTracker().apply([{ ...kernelOom('2026-01-01T00:00:00.000Z'), subject: { kind: 'Node', name: `n${i}` } }], '2026-01-01T00:00:00.000Z', ran)
+        .opened[0]!;
+      return f;
+    });
+    const t = new FindingTracker(stale, { maxResolvedPerCycle: 100 });
+    const sizes: number[] = [];
+    for (let c = 0; c < 4; c++) {
+      const r = t.apply([], `2026-01-02T00:00:0${c}.000Z`, ran);
+      sizes.push(r.resolved.length);
+      // What the cycle resolved is what it hands to the store, with its own time.
+      expect(r.changed.map((f) => f.id).sort()).toEqual(r.resolved.map((f) => f.id).sort());
+      for (const f of r.resolved) expect(f.resolvedAt).toBe(`2026-01-02T00:00:0${c}.000Z`);
+    }
+    expect(sizes).toEqual([100, 100, 50, 0]);
+    expect(t.openFindings()).toEqual([]);
+    expect(new Set(stale.map((f) => f.status))).toEqual(new Set(['resolved']));
+  });
 });

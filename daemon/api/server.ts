@@ -14,6 +14,7 @@ import { toPublicFinding } from '../tracker/tracker.js';
 import { type AccessOptions, installAccess } from './auth/access.js';
 import { type ApiServing, clientError } from './auth/serve.js';
 import { registerMcpRoute } from './mcp-route.js';
+import { PageCache } from './page-cache.js';
 import { collectRoutes, described, openApiDocument, registerSurfaceRoutes } from './surfaces.js';
 import { projectToSchema } from './schema-project.js';
 
@@ -123,6 +124,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
 
   app.get('/v1/status', { schema: { response: { 200: responseSchema(StatusSchema) } } }, async () => ctx.status());
 
+  const pages = new PageCache();
   app.get(
     '/v1/findings',
     {
@@ -146,11 +148,16 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
       const q = req.query as FindingQuery;
       const since = q.since ? sinceToIso(q.since) : undefined;
       if (since === null) return sendBadDate(reply, 'since', q.since);
-      const page = ctx.store.listFindings({ ...q, ...(since ? { since } : {}) });
-      // The schema's serializer spent most of a page's time escaping fifty findings' text; JSON.stringify
-      // of the same projection (only declared fields) gives the same body several times faster.
-      const body = projectToSchema({ items: page.items.map(toPublicFinding), nextCursor: page.nextCursor }, findingPage);
-      return reply.type('application/json; charset=utf-8').send(JSON.stringify(body));
+      const query: FindingQuery = { ...q, ...(since ? { since } : {}) };
+      // The key holds the absolute since, so a relative one (1h) never serves a page of an earlier hour.
+      const key = JSON.stringify([query.status, query.severity, query.category, query.since, query.limit, query.cursor]);
+      const body = pages.get(key, ctx.store.generation, () => {
+        const page = ctx.store.listFindings(query);
+        // The schema's serializer spent most of a page's time escaping fifty findings' text; JSON.stringify
+        // of the same projection (only declared fields) gives the same body several times faster.
+        return JSON.stringify(projectToSchema({ items: page.items.map(toPublicFinding), nextCursor: page.nextCursor }, findingPage));
+      });
+      return reply.type('application/json; charset=utf-8').send(body);
     },
   );
 

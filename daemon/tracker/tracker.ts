@@ -21,6 +21,12 @@ export interface TrackerOptions {
   quietPeriodByCategory?: Partial<Record<Category, number>>;
   /** Evidence items kept per finding. Defaults to 20. */
   maxEvidence?: number;
+  /**
+   * Most findings resolved by one cycle; the rest resolve in the next cycles. After a restart over a long
+   * history every stale open finding resolves at once, and writing thousands in one transaction would hold the
+   * event loop (and the API) for seconds. Defaults to 100.
+   */
+  maxResolvedPerCycle?: number;
 }
 
 /** Result of one cycle: the findings whose stored state changed. */
@@ -58,12 +64,14 @@ export class FindingTracker {
   private readonly quietMs: number;
   private readonly quietByCategory: Partial<Record<Category, number>>;
   private readonly maxEvidence: number;
+  private readonly maxResolved: number;
 
   constructor(initialOpen: TrackedFinding[] = [], opts: TrackerOptions = {}) {
     for (const f of initialOpen) this.open.set(f.id, f);
     this.quietMs = (opts.quietPeriodMinutes ?? 30) * 60_000;
     this.quietByCategory = opts.quietPeriodByCategory ?? {};
     this.maxEvidence = opts.maxEvidence ?? 20;
+    this.maxResolved = opts.maxResolvedPerCycle ?? 100;
   }
 
   /** Currently open findings. */
@@ -169,6 +177,7 @@ export class FindingTracker {
 
     const nowMs = Date.parse(now);
     for (const f of [...this.open.values()]) {
+      if (resolved.length >= this.maxResolved) break;
       if (seen.has(f.id)) continue;
       const quiet = (this.quietByCategory[f.category] ?? this.quietMs / 60_000) * 60_000;
       const gone = resolvesByAbsence(f)

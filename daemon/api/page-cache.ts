@@ -1,0 +1,59 @@
+/**
+ * Serialised response bodies of read routes, reused while the store's
+ * generation is unchanged: a dashboard, a fleet view and a few scripts
+ * polling the same page make the same query many times between two detection
+ * cycles. Bounded in entries and bytes; the least recently used goes first.
+ * It holds only bodies already served (redacted, schema-projected), and the
+ * access check still runs on every request, in front of the route.
+ */
+
+/** Options of a PageCache. */
+export interface PageCacheOptions {
+  /** Most bodies kept. Defaults to 64. */
+  maxEntries?: number;
+  /** Most bytes of bodies kept (UTF-16 length as a stand-in). Defaults to 4 MiB. */
+  maxBytes?: number;
+}
+
+/** A small LRU of serialised bodies, each valid for one store generation. */
+export class PageCache {
+  private readonly entries = new Map<string, { generation: number; body: string }>();
+  private readonly maxEntries: number;
+  private readonly maxBytes: number;
+  private bytes = 0;
+
+  constructor(opts: PageCacheOptions = {}) {
+    this.maxEntries = opts.maxEntries ?? 64;
+    this.maxBytes = opts.maxBytes ?? 4 * 1024 * 1024;
+  }
+
+  /** The body stored for `key` at `generation`, else the one `build` makes (stored for the next caller). */
+  get(key: string, generation: number, build: () => string): string {
+    const hit = this.entries.get(key);
+    if (hit) {
+      this.drop(key, hit.body);
+      if (hit.generation === generation) {
+        this.put(key, hit);
+        return hit.body;
+      }
+    }
+    const body = build();
+    // A body larger than a quarter of the budget would evict most of what is useful.
+    if (body.length <= this.maxBytes / 4) this.put(key, { generation, body });
+    return body;
+  }
+
+  private put(key: string, e: { generation: number; body: string }): void {
+    this.entries.set(key, e);
+    this.bytes += e.body.length;
+    while (this.entries.size > this.maxEntries || this.bytes > this.maxBytes) {
+      const [oldest, old] = this.entries.entries().next().value as [string, { body: string }];
+      this.drop(oldest, old.body);
+    }
+  }
+
+  private drop(key: string, body: string): void {
+    this.entries.delete(key);
+    this.bytes -= body.length;
+  }
+}
