@@ -233,7 +233,11 @@ describe('pages served again between two changes', () => {
   it('keeps at most its entries and bytes, dropping the least recently used', () => {
     const cache = new PageCache({ maxEntries: 3, maxBytes: 400 });
     let builds = 0;
-    const body = (k: string, size = 10) => cache.get(k, 1, () => (builds++, k.repeat(size)));
+    const build = (text: string) => () => {
+      builds++;
+      return text;
+    };
+    const body = (k: string, size = 10) => cache.get(k, 1, build(k.repeat(size)));
     for (const k of ['a', 'b', 'c']) body(k);
     body('a'); // a is now the most recently used
     body('d'); // evicts b
@@ -244,7 +248,7 @@ describe('pages served again between two changes', () => {
     body('b');
     expect(builds).toBe(5);
     // Another generation is a miss; a body over a quarter of the budget is served but not kept.
-    cache.get('a', 2, () => (builds++, 'x'));
+    cache.get('a', 2, build('x'));
     expect(builds).toBe(6);
     body('big', 200);
     body('big', 200);

@@ -10,7 +10,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import si from 'systeminformation';
-import { readCpuTemperature } from './temperature.js';
+import { readCpuTemperature, readPhysicalNics } from './sysfs.js';
 import type { Collector, HostFilesystem, HostSnapshot, PsiReading, SignalSink, SourceStatus } from '../core/types.js';
 import { type Periodic, periodic } from '../core/runtime/backoff.js';
 import { type Clock, systemClock } from '../core/runtime/clock.js';
@@ -259,11 +259,8 @@ export class HostCollector implements Collector {
       const t = await readCpuTemperature().catch(() => null);
       if (t !== null) snap.temperatures = [{ label: 'cpu', celsius: t }];
     }
-    const nics = await si.networkInterfaces().catch(() => []);
-    const physical = (Array.isArray(nics) ? nics : [nics]).filter((n) => !n.virtual && !n.internal && n.type !== 'virtual');
-    if (physical.length > 0) {
-      snap.network = physical.map((n) => ({ iface: n.iface, operstate: n.operstate, speedMbps: n.speed ?? null, mtu: n.mtu ?? undefined }));
-    }
+    const physical = await readPhysicalNics().catch(() => []);
+    if (physical.length > 0) snap.network = physical;
     if (this.hasNvidiaSmi()) {
       const g = await si.graphics().catch(() => undefined);
       const gpus = (g?.controllers ?? []).filter((c) => /nvidia/i.test(c.vendor ?? ''));

@@ -2,13 +2,15 @@
  * One load run of test/bench/history.ts, in a process of its own so the
  * client's garbage collection never shows up as the daemon's latency:
  *
- *   node test/bench/history-load.ts '{"url","method","paths","bodies","rate","seconds"}'
+ *   node test/bench/history-load.ts OPTIONS.json    (a file: {"url","method","paths","bodies","rate","seconds"})
  *
  * Prints autocannon's result as one JSON line.
  */
+import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 
-const o = JSON.parse(process.argv[2] ?? '{}') as { url: string; method: 'GET' | 'POST'; paths: string[]; bodies?: string[]; rate: number; seconds: number };
+// A file, not an argument: thousands of distinct paths exceed what one argument of a process may hold.
+const o = JSON.parse(readFileSync(process.argv[2] ?? '', 'utf8')) as { url: string; method: 'GET' | 'POST'; paths: string[]; bodies?: string[]; rate: number; seconds: number };
 let i = 0;
 const r = await autocannon({
   url: o.url,

@@ -15,9 +15,13 @@
  *    rules-only, only the host source (a few /proc reads), detection every
  *    second, with the image's NODE_OPTIONS. test/bench/history-probe.ts is loaded into it to read the
  *    event-loop delay and memory over IPC, the same way for every build.
- * 3. Drives each route with autocannon (in a process of its own,
- *    test/bench/history-load.ts) at a fixed rate for `--seconds`,
- *    /healthz first as the baseline route, and records p50/p99 latency,
+ * 3. Waits until the first cycles have resolved the seeded findings past
+ *    their quiet period. Drives each route with autocannon (in a process of
+ *    its own, test/bench/history-load.ts) at a fixed rate for `--seconds`,
+ *    /healthz first as the baseline route; the listing once more with a
+ *    different `since` on every request, so no stored body can answer it;
+ *    the timeline, the metrics history (a day of seeded samples) and the
+ *    feedback export (50 seeded verdicts). Records p50/p99 latency,
  *    served req/s, non-2xx answers, event-loop delay during the route, RSS.
  * 4. After the last route, waits 5 s and reads RSS again; counts the
  *    detection cycles completed during the load against the schedule.
@@ -57,7 +61,13 @@ interface BenchStore {
   setDiagnosis(id: string, d: unknown): void;
   refreshSearchIndex(): number;
   close(): void;
+  /** Builds that have the metrics-history and feedback routes have these. */
+  addSamples?(atMs: number, samples: { name: string; labels?: string; value: number }[]): void;
+  addFeedback?(f: { findingId: string; at: string; helpful: boolean; note: string | null; finding: unknown }): number;
 }
+
+/** Feedback rows seeded (each export streams all of them). */
+const FEEDBACK_ROWS = 50;
 
 function finding(i: number, now: number) {
   const pod = i % PODS;
@@ -165,6 +175,20 @@ async function seedStore(root: string, dir: string, n: number): Promise<SeedResu
     commits++;
   }
   for (let i = 0; i < n; i += 10) store.setDiagnosis(finding(i, now).id, diagnosis(i));
+  // A day of host samples, one a minute (what the dashboard's charts read), and people's verdicts.
+  for (let m = 0; m < 1440 && store.addSamples; m++) {
+    const at = now - (1440 - m) * 60_000;
+    store.addSamples(at, [
+      { name: 'cpu_percent', value: 20 + (m % 50) },
+      { name: 'memory_available_percent', value: 60 - (m % 30) },
+      ...['/', '/var/lib/kubelet', '/data'].map((mount, k) => ({ name: 'fs_used_percent', labels: mount, value: 40 + k * 10 + (m % 7) })),
+    ]);
+  }
+  for (let k = 0; k < FEEDBACK_ROWS && store.addFeedback; k++) {
+    const f = finding(k * 10, now);
+    const { detector: _d, lifecycle: _l, ...pub } = f;
+    store.addFeedback({ findingId: f.id, at: new Date(now).toISOString(), helpful: k % 3 !== 0, note: k % 2 ? 'the cause was right' : null, finding: { ...pub, diagnosis: diagnosis(k * 10), facts: null } });
+  }
   const f0 = performance.now();
   while (store.refreshSearchIndex() > 0) {
     // A build that indexes in slices returns each slice's size: repeat until current.
@@ -369,16 +393,36 @@ interface LoadResult {
 /** Runs test/bench/history-load.ts: the client's own garbage collection must not count as the daemon's latency. */
 function runLoad(o: { url: string; method: string; paths: string[]; bodies?: string[]; rate: number; seconds: number }): Promise<LoadResult> {
   return new Promise((res, rej) => {
-    const child = spawn(process.execPath, [join(HERE, 'history-load.ts'), JSON.stringify(o)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const file = join(mkdtempSync(join(tmpdir(), 'nodesage-load-')), 'load.json');
+    writeFileSync(file, JSON.stringify(o));
+    const child = spawn(process.execPath, [join(HERE, 'history-load.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.on('error', rej);
     child.on('close', (code) => {
+      rmSync(dirname(file), { recursive: true, force: true });
       const line = out.trim().split('\n').pop() ?? '';
       if (code !== 0 || !line.startsWith('{')) rej(new Error(`load run exited ${code}: ${out}`));
       else res(JSON.parse(line) as LoadResult);
     });
   });
+}
+
+/** Waits until the open-findings count in /metrics has not moved for 5 s (at most 300 s). */
+async function waitForStartupWork(d: DaemonUnderTest, label: string): Promise<void> {
+  const t0 = Date.now();
+  let last = Number.NaN;
+  let stableSince = Date.now();
+  while (Date.now() - t0 < 300_000) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const text = await (await fetch(`${d.url}/metrics`)).text();
+    const open = [...text.matchAll(/^nodesage_findings_open\{[^}]*\} ([0-9.e+-]+)$/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    if (open !== last) {
+      last = open;
+      stableSince = Date.now();
+    } else if (Date.now() - stableSince >= 5000) break;
+  }
+  log(`${label}: start-up work done after ${((Date.now() - t0) / 1000).toFixed(0)} s (${last} open findings)`);
 }
 
 async function getJson<T>(url: string): Promise<T> {
@@ -421,8 +465,9 @@ async function measureBuild(
     log(`${label}: seeded in ${seed.seedSeconds.toFixed(1)} s (FTS ${seed.ftsSeconds.toFixed(1)} s), ${(seed.dbBytes / 2 ** 20).toFixed(0)} MiB`);
     const d = await DaemonUnderTest.start(root, dir);
     try {
-      // Let start-up work (first prune, first cycles) finish before measuring idle.
-      await new Promise((r) => setTimeout(r, 5000));
+      // Let start-up work finish before measuring idle: the first prune, and the first cycles resolving the
+      // seeded open findings that are past their quiet period (a bounded number per cycle).
+      await waitForStartupWork(d, label);
       const idle = await d.read();
       const idleRssMiB = idle.rssBytes / 2 ** 20;
       log(`${label}: idle RSS ${idleRssMiB.toFixed(0)} MiB, heap used ${(idle.heapUsedBytes / 2 ** 20).toFixed(0)} MiB of ${(idle.heapTotalBytes / 2 ** 20).toFixed(0)}, external ${(idle.externalBytes / 2 ** 20).toFixed(0)} MiB`);
@@ -447,8 +492,17 @@ async function measureBuild(
         { name: 'GET /v1/findings?limit=50&status=open', paths: ['/v1/findings?limit=50&status=open'], target: 10 },
         { name: 'GET /v1/findings?limit=50&since=(3 days ago)', paths: [`/v1/findings?limit=50&since=${since}`], target: 10 },
         { name: 'GET /v1/findings?limit=50&cursor=(page 22)', paths: [`/v1/findings?limit=50&cursor=${cursor}`], target: 10 },
+        {
+          // Every request a query of its own: what a page costs when no earlier answer can be reused.
+          name: 'GET /v1/findings?limit=50&since=(a different time each request, uncached)',
+          paths: Array.from({ length: o.rate * o.seconds + 100 }, (_, k) => `/v1/findings?limit=50&since=${new Date(Date.parse(since) - k).toISOString()}`),
+          target: 10,
+        },
         { name: 'GET /v1/findings/:id (500 ids)', paths: ids.map((id) => `/v1/findings/${id}`), target: 10 },
         { name: 'GET /v1/status', paths: ['/v1/status'], target: 10 },
+        { name: 'GET /v1/timeline (last 24 h, 200 events)', paths: ['/v1/timeline?since=24h'], target: 10 },
+        { name: 'GET /v1/metrics/history (cpu, disk: 24 h of 1-minute points)', paths: ['/v1/metrics/history?series=cpu', '/v1/metrics/history?series=disk'], target: 10 },
+        { name: `GET /v1/export/feedback.jsonl (${FEEDBACK_ROWS} verdicts)`, paths: ['/v1/export/feedback.jsonl'], target: 10 },
         { name: 'GET /metrics', paths: ['/metrics'], target: 10 },
         {
           name: 'POST /v1/ask (rules-only, 6 questions)',

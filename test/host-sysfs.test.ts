@@ -1,11 +1,12 @@
 /**
- * The CPU temperature read from a sysfs tree (real files in a temporary
- * folder laid out as /sys is), without a shell command.
+ * The CPU temperature and the physical network interfaces read from a sysfs
+ * tree (real files and links in a temporary folder laid out as /sys is),
+ * without a shell command.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readCpuTemperature } from '../daemon/collectors/temperature.js';
+import { readCpuTemperature, readPhysicalNics } from '../daemon/collectors/sysfs.js';
 import { tempDir } from './helpers/daemon-process.js';
 
 function write(root: string, path: string, text: string): void {
@@ -45,5 +46,30 @@ describe('readCpuTemperature', () => {
 
   it('is null on a machine without sensors', async () => {
     expect(await readCpuTemperature(tempDir('sysfs-'))).toBeNull();
+  });
+});
+
+describe('readPhysicalNics', () => {
+  it('lists the interfaces backed by a device, with state, speed and MTU, and leaves out loopback and virtual ones', async () => {
+    const root = tempDir('sysfs-');
+    const nic = (name: string, device: string, files: Record<string, string>) => {
+      for (const [f, text] of Object.entries(files)) write(root, `${device}/${f}`, text);
+      mkdirSync(join(root, 'class/net'), { recursive: true });
+      symlinkSync(join('../..', device), join(root, 'class/net', name));
+    };
+    nic('eth0', 'devices/pci0000:00/0000:00:03.0/net/eth0', { operstate: 'up', speed: '10000', mtu: '1500' });
+    // Link down: the kernel refuses to read speed (EINVAL), or says -1.
+    nic('eth1', 'devices/pci0000:00/0000:00:04.0/net/eth1', { operstate: 'down', speed: '-1', mtu: '9000' });
+    nic('lo', 'devices/virtual/net/lo', { operstate: 'unknown', mtu: '65536' });
+    nic('cni0', 'devices/virtual/net/cni0', { operstate: 'up', mtu: '1450' });
+    nic('veth1a2b', 'devices/virtual/net/veth1a2b', { operstate: 'up', speed: '10000', mtu: '1450' });
+    expect(await readPhysicalNics(root)).toEqual([
+      { iface: 'eth0', operstate: 'up', speedMbps: 10000, mtu: 1500 },
+      { iface: 'eth1', operstate: 'down', speedMbps: null, mtu: 9000 },
+    ]);
+  });
+
+  it('is empty without a class/net folder', async () => {
+    expect(await readPhysicalNics(tempDir('sysfs-'))).toEqual([]);
   });
 });

@@ -1,10 +1,12 @@
 /**
- * CPU temperature from sysfs, read asynchronously. systeminformation's
- * cpuTemperature() runs `cat /sys/class/thermal/...` with execSync on every
- * call: 100 ms or more of a blocked event loop on a busy node at each host
- * sample, which every API request arriving then waited for.
+ * CPU temperature and network interfaces from sysfs, read asynchronously.
+ * systeminformation's cpuTemperature() and networkInterfaces() run shell
+ * commands with execSync on every call (`cat /sys/class/thermal/...`, `ip
+ * route`, nmcli, the DHCP leases): 100 ms or more of a blocked event loop on
+ * a busy node at each host sample, which every API request arriving then
+ * waited for.
  */
-import { readFile, readdir } from 'node:fs/promises';
+import { readFile, readdir, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 
 async function readText(path: string): Promise<string | null> {
@@ -61,4 +63,39 @@ export async function readCpuTemperature(sysRoot = '/sys'): Promise<number | nul
     }
   }
   return null;
+}
+
+/** A physical network interface as sysfs describes it. */
+export interface SysfsNic {
+  iface: string;
+  /** `up`, `down`, `unknown`... as the kernel says. */
+  operstate: string;
+  /** Link speed in Mbit/s, or null when the kernel has none (link down, virtual NIC in a VM). */
+  speedMbps: number | null;
+  mtu?: number;
+}
+
+/**
+ * The physical network interfaces: every entry of `class/net` except the
+ * loopback and the interfaces the kernel lists under `devices/virtual`
+ * (bridges, veth pairs, tunnels, the CNI's own).
+ * @param sysRoot the folder holding `class/net`. Defaults to "/sys".
+ */
+export async function readPhysicalNics(sysRoot = '/sys'): Promise<SysfsNic[]> {
+  const net = join(sysRoot, 'class/net');
+  const out: SysfsNic[] = [];
+  for (const iface of await list(net)) {
+    if (iface === 'lo') continue;
+    const device = await realpath(join(net, iface)).catch(() => '');
+    if (device === '' || device.includes('/devices/virtual/')) continue;
+    const num = (text: string | null) => (text !== null && /^-?\d+$/.test(text) && Number(text) >= 0 ? Number(text) : null);
+    const mtu = num(await readText(join(net, iface, 'mtu')));
+    out.push({
+      iface,
+      operstate: (await readText(join(net, iface, 'operstate'))) ?? 'unknown',
+      speedMbps: num(await readText(join(net, iface, 'speed'))),
+      ...(mtu !== null ? { mtu } : {}),
+    });
+  }
+  return out;
 }
