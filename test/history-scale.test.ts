@@ -232,6 +232,8 @@ describe('pages served again between two changes', () => {
 
   it('keeps at most its entries and bytes, dropping the least recently used', () => {
     const cache = new PageCache({ maxEntries: 3, maxBytes: 400 });
+    expect(cache.get('s', 1, () => 'ü').toString('utf8')).toBe('ü');
+    cache.get('s', 2, () => '');
     let builds = 0;
     const build = (text: string) => () => {
       builds++;

@@ -11,13 +11,16 @@
 export interface PageCacheOptions {
   /** Most bodies kept. Defaults to 64. */
   maxEntries?: number;
-  /** Most bytes of bodies kept (UTF-16 length as a stand-in). Defaults to 4 MiB. */
+  /** Most bytes of bodies kept. Defaults to 4 MiB. */
   maxBytes?: number;
 }
 
-/** A small LRU of serialised bodies, each valid for one store generation. */
+/**
+ * A small LRU of serialised bodies, each valid for one store generation. Bodies are kept as UTF-8 bytes: encoding
+ * a page of findings again for every response was most of what serving it from here cost.
+ */
 export class PageCache {
-  private readonly entries = new Map<string, { generation: number; body: string }>();
+  private readonly entries = new Map<string, { generation: number; body: Buffer }>();
   private readonly maxEntries: number;
   private readonly maxBytes: number;
   private bytes = 0;
@@ -28,7 +31,7 @@ export class PageCache {
   }
 
   /** The body stored for `key` at `generation`, else the one `build` makes (stored for the next caller). */
-  get(key: string, generation: number, build: () => string): string {
+  get(key: string, generation: number, build: () => string): Buffer {
     const hit = this.entries.get(key);
     if (hit) {
       this.drop(key, hit.body);
@@ -37,22 +40,22 @@ export class PageCache {
         return hit.body;
       }
     }
-    const body = build();
+    const body = Buffer.from(build());
     // A body larger than a quarter of the budget would evict most of what is useful.
     if (body.length <= this.maxBytes / 4) this.put(key, { generation, body });
     return body;
   }
 
-  private put(key: string, e: { generation: number; body: string }): void {
+  private put(key: string, e: { generation: number; body: Buffer }): void {
     this.entries.set(key, e);
     this.bytes += e.body.length;
     while (this.entries.size > this.maxEntries || this.bytes > this.maxBytes) {
-      const [oldest, old] = this.entries.entries().next().value as [string, { body: string }];
+      const [oldest, old] = this.entries.entries().next().value as [string, { body: Buffer }];
       this.drop(oldest, old.body);
     }
   }
 
-  private drop(key: string, body: string): void {
+  private drop(key: string, body: Buffer): void {
     this.entries.delete(key);
     this.bytes -= body.length;
   }
