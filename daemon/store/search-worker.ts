@@ -93,6 +93,11 @@ export class SearchWorker {
     this.worker.on('exit', (code) => fail(new Error(`search worker exited with ${code}`)));
   }
 
+  /** Searches sent and not answered yet. */
+  get busy(): number {
+    return this.pending.size;
+  }
+
   run(params: SearchParams): Promise<SearchRows> {
     return new Promise((resolve, reject) => {
       const id = this.nextId++;

@@ -16,8 +16,13 @@ const FTS_BATCH = 200;
 const FTS_SEARCH_REFRESH_MAX = 1000;
 /** Most distinct questions whose ranked rows are kept; beyond it the oldest is dropped. */
 const SEARCH_CACHE_ENTRIES = 256;
-/** An idle search worker is stopped after this long: its isolate and page cache are memory the node gets back. */
-const WORKER_IDLE_MS = 30_000;
+/** Idle search workers are stopped after this long: their isolates and page caches are memory the node gets back. */
+const WORKER_IDLE_MS = 20_000;
+/**
+ * Most search workers. Ranking one common word over 100,000 findings takes 50-100 ms; a second worker lets two
+ * new questions rank at once instead of one waiting for the other (a node has at least two cores).
+ */
+const MAX_WORKERS = 2;
 
 /** Options of Store.search. */
 export interface SearchOptions {
@@ -88,7 +93,7 @@ export class SearchRepo {
   private indexing: Promise<number> | null = null;
   private cacheGeneration = 0;
   private readonly cache = new Map<string, Promise<SearchRows>>();
-  private worker: SearchWorker | undefined;
+  private workers: SearchWorker[] = [];
   private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(s: StoreDb, findings: FindingRepo) {
@@ -224,21 +229,32 @@ export class SearchRepo {
     return this.result(query, await rows);
   }
 
+  /** An idle worker, else a new one while fewer than MAX_WORKERS run, else the least busy. */
   private searchWorker(): SearchWorker {
-    this.worker ??= new SearchWorker(this.s.path, () => {
-      this.worker = undefined;
-    });
-    clearTimeout(this.idleTimer);
-    this.idleTimer = setTimeout(() => this.stopWorker(), WORKER_IDLE_MS);
-    this.idleTimer.unref();
-    return this.worker;
+    let w = this.workers.find((x) => x.busy === 0);
+    if (!w && this.workers.length < MAX_WORKERS) {
+      const created = new SearchWorker(this.s.path, () => {
+        this.workers = this.workers.filter((x) => x !== created);
+      });
+      this.workers.push(created);
+      w = created;
+    }
+    w ??= this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
+    this.armIdleTimer();
+    return w;
   }
 
-  /** Stops the worker (it starts again with the next search). */
-  stopWorker(): void {
+  private armIdleTimer(): void {
     clearTimeout(this.idleTimer);
-    this.worker?.terminate();
-    this.worker = undefined;
+    this.idleTimer = setTimeout(() => (this.workers.some((x) => x.busy > 0) ? this.armIdleTimer() : this.stopWorkers()), WORKER_IDLE_MS);
+    this.idleTimer.unref();
+  }
+
+  /** Stops the workers (they start again with the next search). */
+  stopWorkers(): void {
+    clearTimeout(this.idleTimer);
+    for (const w of this.workers) w.terminate();
+    this.workers = [];
   }
 
   /** Rows of the three full-text queries as a SearchResult; findings read by id (one deleted since is left out). */

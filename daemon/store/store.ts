@@ -257,7 +257,7 @@ export class Store {
 
   /** Checkpoints the WAL into the main file and closes. */
   close(): void {
-    this.searchRepo.stopWorker();
+    this.searchRepo.stopWorkers();
     this.s.close();
   }
 }
