@@ -1,6 +1,7 @@
 /**
- * Host metrics: filesystems (space and inodes), memory, load, Linux PSI and
- * temperatures, via systeminformation and /proc. With hostRoot "/" it reads the
+ * Host metrics: filesystems (space and inodes), memory, load, Linux PSI,
+ * temperatures and network interfaces, via systeminformation, /proc and /sys
+ * (sysfs.ts: never a shell command on the event loop). With hostRoot "/" it reads the
  * machine it runs on; with another hostRoot (a container with the host's /proc
  * mounted there) it reads the host's mount table and /proc/pressure.
  */
