@@ -230,6 +230,29 @@ describe('pages served again between two changes', () => {
     store.close();
   });
 
+  it('serves the timeline and the metrics history again until a finding or a sample changes them', async () => {
+    const store = Store.open({ dir: tempDir() });
+    const now = Date.now();
+    const recent = (i: number): TrackedFinding => ({ ...finding(i), firstSeen: iso(now - 60_000), lastSeen: iso(now - 60_000), resolvedAt: null, status: 'open' });
+    store.commit(batch([recent(1)]));
+    // Two different 1-minute buckets.
+    const minute = Math.floor(now / 60_000) * 60_000;
+    store.addSamples(minute - 120_000, [{ name: 'cpu_percent', value: 10 }]);
+    const app = buildApi({ store, status: () => ({}) as never, ready: () => true });
+    const get = async <T>(url: string) => (await app.inject(url)).json() as T;
+    type Timeline = { items: { kind: string; finding: { id: string } }[] };
+    type History = { lines: { points: { mean: number }[] }[] };
+    expect((await get<Timeline>('/v1/timeline?since=1h')).items.map((e) => e.finding.id)).toEqual([recent(1).id]);
+    expect((await get<History>('/v1/metrics/history?series=cpu&since=1h')).lines[0]!.points.map((p) => p.mean)).toEqual([10]);
+    store.commit(batch([recent(2)]));
+    store.addSamples(minute, [{ name: 'cpu_percent', value: 30 }]);
+    expect((await get<Timeline>('/v1/timeline?since=1h')).items.map((e) => e.finding.id).sort()).toEqual([recent(1).id, recent(2).id].sort());
+    const points = (await get<History>('/v1/metrics/history?series=cpu&since=1h')).lines[0]!.points.map((p) => p.mean);
+    expect(points[points.length - 1]).toBe(30);
+    await app.close();
+    store.close();
+  });
+
   it('keeps at most its entries and bytes, dropping the least recently used', () => {
     const cache = new PageCache({ maxEntries: 3, maxBytes: 400 });
     expect(cache.get('s', 1, () => 'ü').toString('utf8')).toBe('ü');

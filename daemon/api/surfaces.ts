@@ -16,6 +16,8 @@ import { buildPrompt } from '../diagnoser/prompt.js';
 import { ruleHint } from '../diagnoser/rule-hint.js';
 import type { Store } from '../store/store.js';
 import { toPublicFinding } from '../tracker/tracker.js';
+import { PageCache } from './page-cache.js';
+import { projectToSchema } from './schema-project.js';
 import { sendError } from './server.js';
 
 /** What the routes need. */
@@ -61,6 +63,10 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
     }
     return b;
   };
+  const timelineSchema = responseSchema(TimelineSchema);
+  const historySchema = responseSchema(MetricsHistorySchema);
+  // Bodies of the timeline and the metrics history, each valid while its store generation holds.
+  const pages = new PageCache();
 
   app.get('/', { schema: described('the web dashboard (HTML)') }, async (_req, reply) =>
     reply.type('text/html; charset=utf-8').header('content-security-policy', CSP).header('cache-control', 'no-cache').send(asset('index.html')),
@@ -82,13 +88,18 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
           additionalProperties: false,
           properties: { since: { type: 'string', pattern: SINCE_PATTERN }, limit: { type: 'integer', minimum: 1, maximum: 1000 } },
         },
-        response: { 200: responseSchema(TimelineSchema), 400: errorBody },
+        response: { 200: timelineSchema, 400: errorBody },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const q = req.query as { since?: string; limit?: number };
-      const since = parseSince(q.since ?? '24h');
-      return { items: ctx.store.listTimeline({ since, ...(q.limit ? { limit: q.limit } : {}) }) };
+      // Honoured to the second (rounded down), so every request of one second asks the same query and the
+      // dashboard's polling shares one body until the history changes.
+      const since = new Date(Math.floor(Date.parse(parseSince(q.since ?? '24h')) / 1000) * 1000).toISOString();
+      const body = pages.get(JSON.stringify(['timeline', since, q.limit]), ctx.store.generation, () =>
+        JSON.stringify(projectToSchema({ items: ctx.store.listTimeline({ since, ...(q.limit ? { limit: q.limit } : {}) }) }, timelineSchema)),
+      );
+      return reply.type('application/json; charset=utf-8').send(body);
     },
   );
 
@@ -103,23 +114,29 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
           required: ['series'],
           properties: { series: { type: 'string', enum: Object.keys(HISTORY_SERIES) }, since: { type: 'string', pattern: SINCE_PATTERN } },
         },
-        response: { 200: responseSchema(MetricsHistorySchema), 400: errorBody },
+        response: { 200: historySchema, 400: errorBody },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const q = req.query as { series: keyof typeof HISTORY_SERIES; since?: string };
       const spec = HISTORY_SERIES[q.series];
       // One clock reading for both, so `since=24h` is always exactly 24 h (1-minute points), never 24 h and a millisecond.
       const nowMs = Date.now();
       const sinceMs = Date.parse(parseSince(q.since ?? '24h', nowMs));
       const resolution = nowMs - sinceMs <= 86_400_000 ? 60 : 900;
-      const invert = q.series === 'memory';
-      const lines = ctx.store.listSampleSeries(spec.metric, resolution, sinceMs).map((s) => ({
-        label: s.labels || q.series,
-        // Only the mean of "available" inverts to "used"; its max would be the minimum used, so the mean stands for both.
-        points: invert ? s.points.map((p) => ({ at: p.at, mean: 100 - p.mean, max: 100 - p.mean })) : s.points,
-      }));
-      return { series: q.series, unit: spec.unit, help: spec.help, resolutionSeconds: resolution, lines };
+      // Buckets start on multiples of the resolution: the first one shown is the first starting at or after since,
+      // so every since up to that start gives the same answer (one body per bucket, until samples change).
+      const firstBucket = Math.ceil(sinceMs / 1000 / resolution) * resolution;
+      const body = pages.get(JSON.stringify(['history', q.series, resolution, firstBucket]), ctx.store.samplesGeneration, () => {
+        const invert = q.series === 'memory';
+        const lines = ctx.store.listSampleSeries(spec.metric, resolution, firstBucket * 1000).map((s) => ({
+          label: s.labels || q.series,
+          // Only the mean of "available" inverts to "used"; its max would be the minimum used, so the mean stands for both.
+          points: invert ? s.points.map((p) => ({ at: p.at, mean: 100 - p.mean, max: 100 - p.mean })) : s.points,
+        }));
+        return JSON.stringify(projectToSchema({ series: q.series, unit: spec.unit, help: spec.help, resolutionSeconds: resolution, lines }, historySchema));
+      });
+      return reply.type('application/json; charset=utf-8').send(body);
     },
   );
 

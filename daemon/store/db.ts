@@ -52,6 +52,8 @@ export class StoreDb {
   findingsGeneration = 0;
   /** Bumped whenever the full-text index or the runbooks change: ranked search rows are reusable until then. */
   searchGeneration = 0;
+  /** Bumped whenever host metric samples are added or deleted. */
+  samplesGeneration = 0;
 
   private constructor(path: string, db: Database.Database, recoveredFrom: string | null) {
     this.path = path;

@@ -95,6 +95,7 @@ export class Retention {
       deleted += db.prepare('DELETE FROM gaps WHERE at < ?').run(cutoff).changes;
       deleted += db.prepare('DELETE FROM diagnosis_cache WHERE created_at < ?').run(cutoff).changes;
     })();
+    this.s.samplesGeneration++;
     const limit = this.maxSizeMB * 1024 * 1024;
     for (let round = 0; round < 20 && db.open && this.s.sizeBytes() > limit; round++) {
       this.s.checkpoint();

@@ -87,6 +87,11 @@ export class Store {
     return this.s.findingsGeneration;
   }
 
+  /** Changes whenever host metric samples are added or deleted (what the metrics history shows). */
+  get samplesGeneration(): number {
+    return this.s.samplesGeneration;
+  }
+
   /**
    * Writes detection cycles atomically, in order: several when earlier ones could
    * not be written (disk full) and are retried together with the current one.
