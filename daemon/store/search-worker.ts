@@ -9,8 +9,11 @@ import { Worker } from 'node:worker_threads';
 import { CACHE_KIB } from './db.js';
 import type { TemplateDbRow } from './templates.js';
 
-// Run on the main connection (search) or in the worker (searchAsync). Findings come back as ids and scores: their
-// rows are read on the main connection afterwards, so they are current even when the ranking is reused.
+/**
+ * The full-text queries, run on the main connection (search) or in a worker (searchAsync). Findings come back as
+ * ids and scores: their rows are read on the main connection afterwards, so they are current even when the
+ * ranking is reused.
+ */
 export const SEARCH_SQL = {
   findings: `SELECT fi.id, h.s AS score
     FROM (SELECT rowid AS rid, rank AS s FROM findings_fts WHERE findings_fts MATCH @q) h

@@ -27,6 +27,7 @@ export type { FindingHit, RunbookHit, RunbookRecord, SearchOptions, SearchResult
 export interface StoreOptions extends RetentionOptions {
   /** Folder of the database file; created if missing. */
   dir: string;
+  /** Where moving a corrupt database aside is logged. Defaults to nowhere. */
   logger?: Logger;
 }
 
