@@ -253,6 +253,35 @@ describe('pages served again between two changes', () => {
     store.close();
   });
 
+  it('exports the same feedback bytes until a verdict is added, then the new verdict too', async () => {
+    const store = Store.open({ dir: tempDir() });
+    const all = Array.from({ length: 3 }, (_, i) => finding(i));
+    store.commit(batch(all));
+    const app = buildApi({ store, status: () => ({ nodeName: 'n1' }) as never, ready: () => true });
+    const verdict = (f: TrackedFinding, helpful: boolean) =>
+      app.inject({ method: 'POST', url: `/v1/findings/${f.id}/feedback`, payload: { helpful } }).then((r) => expect(r.statusCode).toBe(201));
+    const exported = async () => {
+      const r = await app.inject('/v1/export/feedback.jsonl');
+      expect(r.headers['content-type']).toMatch(/application\/x-ndjson/);
+      expect(r.headers['content-disposition']).toMatch(/nodesage-feedback\.jsonl/);
+      return r.body.trim().split('\n').map((l) => JSON.parse(l) as { finding: { id: string }; feedback: { helpful: boolean } });
+    };
+    await verdict(all[0]!, true);
+    await verdict(all[1]!, false);
+    const first = await exported();
+    expect(first.map((l) => l.finding.id)).toEqual([all[0]!.id, all[1]!.id]);
+    expect(await exported()).toEqual(first);
+    await verdict(all[2]!, true);
+    const after = await exported();
+    expect(after.map((l) => [l.finding.id, l.feedback.helpful])).toEqual([
+      [all[0]!.id, true],
+      [all[1]!.id, false],
+      [all[2]!.id, true],
+    ]);
+    await app.close();
+    store.close();
+  });
+
   it('keeps at most its entries and bytes, dropping the least recently used', () => {
     const cache = new PageCache({ maxEntries: 3, maxBytes: 400 });
     expect(cache.get('s', 1, () => 'ü').toString('utf8')).toBe('ü');

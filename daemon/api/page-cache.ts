@@ -32,18 +32,34 @@ export class PageCache {
 
   /** The body stored for `key` at `generation`, else the one `build` makes (stored for the next caller). */
   get(key: string, generation: number, build: () => string): Buffer {
-    const hit = this.entries.get(key);
-    if (hit) {
-      this.drop(key, hit.body);
-      if (hit.generation === generation) {
-        this.put(key, hit);
-        return hit.body;
-      }
-    }
+    const hit = this.peek(key, generation);
+    if (hit) return hit;
     const body = Buffer.from(build());
-    // A body larger than a quarter of the budget would evict most of what is useful.
-    if (body.length <= this.maxBytes / 4) this.put(key, { generation, body });
+    this.set(key, generation, body);
     return body;
+  }
+
+  /** The body stored for `key` at `generation`, or undefined (a body of another generation is dropped). */
+  peek(key: string, generation: number): Buffer | undefined {
+    const hit = this.entries.get(key);
+    if (!hit) return undefined;
+    this.drop(key, hit.body);
+    if (hit.generation !== generation) return undefined;
+    this.put(key, hit);
+    return hit.body;
+  }
+
+  /** Stores a body for `key` at `generation`. */
+  set(key: string, generation: number, body: Buffer): void {
+    const old = this.entries.get(key);
+    if (old) this.drop(key, old.body);
+    // A body larger than a quarter of the budget would evict most of what is useful.
+    if (body.length <= this.maxLength) this.put(key, { generation, body });
+  }
+
+  /** Bytes of the largest body kept. */
+  get maxLength(): number {
+    return this.maxBytes / 4;
   }
 
   private put(key: string, e: { generation: number; body: Buffer }): void {

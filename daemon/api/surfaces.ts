@@ -173,6 +173,11 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
     { schema: described('every feedback as one JSON line: the prompt, evidence, diagnosis and verdict (a dataset for judging models)') },
     async (_req, reply) => {
       const nodeName = ctx.nodeName();
+      const generation = ctx.store.feedbackGeneration;
+      const headers = { 'content-type': 'application/x-ndjson; charset=utf-8', 'content-disposition': 'attachment; filename="nodesage-feedback.jsonl"' };
+      // Until a verdict is added the export is the same bytes: a small one is kept, a large one streams each time.
+      const kept = pages.peek(`feedback\0${nodeName}`, generation);
+      if (kept) return reply.headers(headers).send(kept);
       async function* lines() {
         for (const r of ctx.store.iterateFeedback()) {
           const stored = r.finding as Finding & { facts?: FindingFacts | null };
@@ -190,10 +195,18 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
           })}\n`;
         }
       }
-      return reply
-        .type('application/x-ndjson; charset=utf-8')
-        .header('content-disposition', 'attachment; filename="nodesage-feedback.jsonl"')
-        .send(Readable.from(lines()));
+      async function* keeping() {
+        const parts: Buffer[] = [];
+        let size = 0;
+        for await (const line of lines()) {
+          const bytes = Buffer.from(line);
+          size += bytes.length;
+          if (size <= pages.maxLength) parts.push(bytes);
+          yield bytes;
+        }
+        if (size <= pages.maxLength) pages.set(`feedback\0${nodeName}`, generation, Buffer.concat(parts));
+      }
+      return reply.headers(headers).send(Readable.from(keeping()));
     },
   );
 }

@@ -54,6 +54,8 @@ export class StoreDb {
   searchGeneration = 0;
   /** Bumped whenever host metric samples are added or deleted. */
   samplesGeneration = 0;
+  /** Bumped whenever a feedback row is added (rows are never changed or deleted). */
+  feedbackGeneration = 0;
 
   private constructor(path: string, db: Database.Database, recoveredFrom: string | null) {
     this.path = path;

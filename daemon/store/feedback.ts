@@ -43,7 +43,9 @@ export class FeedbackRepo {
 
   /** Stores a person's verdict on a finding's diagnosis with the finding as judged; returns the row id. */
   add(f: { findingId: string; at: string; helpful: boolean; note: string | null; finding: unknown }): number {
-    return Number(this.st.add.run(f.findingId, f.at, f.helpful ? 1 : 0, f.note, JSON.stringify(f.finding)).lastInsertRowid);
+    const id = Number(this.st.add.run(f.findingId, f.at, f.helpful ? 1 : 0, f.note, JSON.stringify(f.finding)).lastInsertRowid);
+    this.s.feedbackGeneration++;
+    return id;
   }
 
   /** Every feedback row, oldest first (iterated, so a large export never sits in memory at once). */

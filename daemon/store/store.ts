@@ -88,6 +88,11 @@ export class Store {
     return this.s.findingsGeneration;
   }
 
+  /** Changes whenever a feedback row is added (what the feedback export holds). */
+  get feedbackGeneration(): number {
+    return this.s.feedbackGeneration;
+  }
+
   /** Changes whenever host metric samples are added or deleted (what the metrics history shows). */
   get samplesGeneration(): number {
     return this.s.samplesGeneration;
