@@ -14,33 +14,34 @@ function write(root: string, path: string, text: string): void {
   writeFileSync(join(root, path), `${text}\n`);
 }
 
+/** A hwmon sensor (`hwmonN/tempK_label` and `_input`) or a thermal zone (`type` and `temp`), in millidegrees. */
+function sensor(root: string, where: string, label: string, milli: string): void {
+  const [name, value] = where.startsWith('thermal_zone') ? ['type', 'temp'] : [`${where.split('/')[1]}_label`, `${where.split('/')[1]}_input`];
+  const dir = where.startsWith('thermal_zone') ? `class/thermal/${where}` : `class/hwmon/${where.split('/')[0]}`;
+  write(root, `${dir}/${name}`, label);
+  write(root, `${dir}/${value}`, milli);
+}
+
 describe('readCpuTemperature', () => {
   it('prefers the package sensor of hwmon over cores and thermal zones', async () => {
     const root = tempDir('sysfs-');
-    write(root, 'class/hwmon/hwmon0/temp1_label', 'Core 0');
-    write(root, 'class/hwmon/hwmon0/temp1_input', '50000');
-    write(root, 'class/hwmon/hwmon1/temp1_label', 'Package id 0');
-    write(root, 'class/hwmon/hwmon1/temp1_input', '61500');
-    write(root, 'class/thermal/thermal_zone0/type', 'x86_pkg_temp');
-    write(root, 'class/thermal/thermal_zone0/temp', '70000');
+    sensor(root, 'hwmon0/temp1', 'Core 0', '50000');
+    sensor(root, 'hwmon1/temp1', 'Package id 0', '61500');
+    sensor(root, 'thermal_zone0', 'x86_pkg_temp', '70000');
     expect(await readCpuTemperature(root)).toBe(61.5);
   });
 
   it('averages the cores when there is no package sensor', async () => {
     const root = tempDir('sysfs-');
-    write(root, 'class/hwmon/hwmon0/temp2_label', 'Core 0');
-    write(root, 'class/hwmon/hwmon0/temp2_input', '50000');
-    write(root, 'class/hwmon/hwmon0/temp3_label', 'Core 1');
-    write(root, 'class/hwmon/hwmon0/temp3_input', '55000');
+    sensor(root, 'hwmon0/temp2', 'Core 0', '50000');
+    sensor(root, 'hwmon0/temp3', 'Core 1', '55000');
     expect(await readCpuTemperature(root)).toBe(52.5);
   });
 
   it('falls back to the CPU thermal zone (a Raspberry Pi), skipping other zones', async () => {
     const root = tempDir('sysfs-');
-    write(root, 'class/thermal/thermal_zone0/type', 'acpitz');
-    write(root, 'class/thermal/thermal_zone0/temp', '30000');
-    write(root, 'class/thermal/thermal_zone1/type', 'cpu-thermal');
-    write(root, 'class/thermal/thermal_zone1/temp', '48312');
+    sensor(root, 'thermal_zone0', 'acpitz', '30000');
+    sensor(root, 'thermal_zone1', 'cpu-thermal', '48312');
     expect(await readCpuTemperature(root)).toBe(48.3);
   });
 

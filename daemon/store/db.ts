@@ -140,6 +140,20 @@ export class StoreDb {
   }
 }
 
+/** What every repository of the store stands on: the shared connection. */
+export abstract class Repo {
+  protected readonly s: StoreDb;
+
+  constructor(s: StoreDb) {
+    this.s = s;
+  }
+
+  /** The shared connection's database handle. */
+  protected get db(): Database.Database {
+    return this.s.db;
+  }
+}
+
 function openChecked(path: string): Database.Database {
   const db = new Database(path);
   try {

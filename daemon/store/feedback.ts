@@ -3,7 +3,7 @@
  * what the diagnoser reads and what the feedback export streams.
  */
 import type { Diagnosis } from '../core/types.js';
-import type { StoreDb } from './db.js';
+import { Repo } from './db.js';
 
 /** A stored feedback row. */
 export interface FeedbackRecord {
@@ -17,18 +17,12 @@ export interface FeedbackRecord {
 }
 
 /** The feedback and diagnosis-cache repository. */
-export class FeedbackRepo {
-  private readonly s: StoreDb;
-  private readonly st;
-
-  constructor(s: StoreDb) {
-    this.s = s;
-    this.st = {
-      cacheGet: s.db.prepare('SELECT diagnosis FROM diagnosis_cache WHERE key = ?'),
-      cachePut: s.db.prepare('INSERT OR REPLACE INTO diagnosis_cache (key, diagnosis, created_at) VALUES (?, ?, ?)'),
-      add: s.db.prepare('INSERT INTO feedback (finding_id, at, helpful, note, finding) VALUES (?, ?, ?, ?, ?)'),
-    };
-  }
+export class FeedbackRepo extends Repo {
+  private readonly st = {
+    cacheGet: this.db.prepare('SELECT diagnosis FROM diagnosis_cache WHERE key = ?'),
+    cachePut: this.db.prepare('INSERT OR REPLACE INTO diagnosis_cache (key, diagnosis, created_at) VALUES (?, ?, ?)'),
+    add: this.db.prepare('INSERT INTO feedback (finding_id, at, helpful, note, finding) VALUES (?, ?, ?, ?, ?)'),
+  };
 
   /** A cached diagnosis by key, or undefined. */
   cacheGet(key: string): Diagnosis | undefined {

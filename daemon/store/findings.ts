@@ -6,7 +6,7 @@
 import type Database from 'better-sqlite3';
 import type { Category, Diagnosis, Evidence, Severity, Subject } from '../core/types.js';
 import type { TrackedFinding } from '../tracker/tracker.js';
-import type { StoreDb } from './db.js';
+import { Repo } from './db.js';
 
 /** Most evidence rows kept per finding (the newest win). */
 export const MAX_EVIDENCE = 20;
@@ -145,36 +145,29 @@ const sameEvidence = (stored: { source: string; at: string; text: string }[], ne
   stored.length === next.length && stored.every((s, i) => s.source === next[i]!.source && s.at === next[i]!.at && s.text === next[i]!.text);
 
 /** The findings repository. */
-export class FindingRepo {
-  private readonly s: StoreDb;
+export class FindingRepo extends Repo {
   private readonly listingStmts = new Map<string, Database.Statement>();
-  private readonly st;
-
-  constructor(s: StoreDb) {
-    this.s = s;
-    const db = s.db;
-    this.st = {
-      upsert: db.prepare(`
-        INSERT INTO findings (id, category, severity, subject, title, message, detail, detector, lifecycle,
-          first_seen, last_seen, count, status, resolved_at, causes, root_cause, facts, diagnosis, updated_at)
-        VALUES (@id, @category, @severity, @subject, @title, @message, @detail, @detector, @lifecycle,
-          @first_seen, @last_seen, @count, @status, @resolved_at, @causes, @root_cause, @facts, NULL, @updated_at)
-        ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, title=excluded.title, message=excluded.message,
-          last_seen=excluded.last_seen, count=excluded.count, status=excluded.status, resolved_at=excluded.resolved_at,
-          causes=excluded.causes, root_cause=excluded.root_cause, facts=excluded.facts, updated_at=excluded.updated_at`),
-      deleteEvidence: db.prepare('DELETE FROM evidence WHERE finding_id = ?'),
-      insertEvidence: db.prepare('INSERT INTO evidence (finding_id, seq, source, at, text) VALUES (?, ?, ?, ?, ?)'),
-      evidenceOf: db.prepare('SELECT source, at, text FROM evidence WHERE finding_id = ? ORDER BY seq'),
-      get: db.prepare(`SELECT ${FINDING_COLUMNS} FROM findings f WHERE f.id = ?`),
-      open: db.prepare(`SELECT ${FINDING_COLUMNS} FROM findings f WHERE status = 'open'`),
-      // Kept by the triggers of migration 4.
-      openCounts: db.prepare("SELECT category, severity, n FROM finding_counts WHERE status = 'open' AND n > 0"),
-      setDiagnosis: db.prepare('UPDATE findings SET diagnosis = ?, updated_at = ? WHERE id = ?'),
-      timeline: db.prepare(`SELECT e.at, e.kind, e.detail, f.id, f.category, f.severity, f.subject, f.title, f.status
-        FROM finding_events e JOIN findings f ON f.id = e.finding_id
-        WHERE e.at >= @since ORDER BY e.at DESC, e.id DESC LIMIT @limit`),
-    };
-  }
+  private readonly st = {
+    upsert: this.db.prepare(`
+      INSERT INTO findings (id, category, severity, subject, title, message, detail, detector, lifecycle,
+        first_seen, last_seen, count, status, resolved_at, causes, root_cause, facts, diagnosis, updated_at)
+      VALUES (@id, @category, @severity, @subject, @title, @message, @detail, @detector, @lifecycle,
+        @first_seen, @last_seen, @count, @status, @resolved_at, @causes, @root_cause, @facts, NULL, @updated_at)
+      ON CONFLICT(id) DO UPDATE SET severity=excluded.severity, title=excluded.title, message=excluded.message,
+        last_seen=excluded.last_seen, count=excluded.count, status=excluded.status, resolved_at=excluded.resolved_at,
+        causes=excluded.causes, root_cause=excluded.root_cause, facts=excluded.facts, updated_at=excluded.updated_at`),
+    deleteEvidence: this.db.prepare('DELETE FROM evidence WHERE finding_id = ?'),
+    insertEvidence: this.db.prepare('INSERT INTO evidence (finding_id, seq, source, at, text) VALUES (?, ?, ?, ?, ?)'),
+    evidenceOf: this.db.prepare('SELECT source, at, text FROM evidence WHERE finding_id = ? ORDER BY seq'),
+    get: this.db.prepare(`SELECT ${FINDING_COLUMNS} FROM findings f WHERE f.id = ?`),
+    open: this.db.prepare(`SELECT ${FINDING_COLUMNS} FROM findings f WHERE status = 'open'`),
+    // Kept by the triggers of migration 4.
+    openCounts: this.db.prepare("SELECT category, severity, n FROM finding_counts WHERE status = 'open' AND n > 0"),
+    setDiagnosis: this.db.prepare('UPDATE findings SET diagnosis = ?, updated_at = ? WHERE id = ?'),
+    timeline: this.db.prepare(`SELECT e.at, e.kind, e.detail, f.id, f.category, f.severity, f.subject, f.title, f.status
+      FROM finding_events e JOIN findings f ON f.id = e.finding_id
+      WHERE e.at >= @since ORDER BY e.at DESC, e.id DESC LIMIT @limit`),
+  };
 
   /**
    * Writes findings of a detection cycle (inside the caller's transaction). Evidence is rewritten only when it

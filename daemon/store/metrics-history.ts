@@ -2,7 +2,7 @@
  * Host metric samples, downsampled on write into 1-minute and 15-minute
  * buckets (mean and max kept), for the dashboard's charts.
  */
-import type { StoreDb } from './db.js';
+import { Repo } from './db.js';
 
 /** One downsampled point. */
 export interface SamplePoint {
@@ -12,23 +12,17 @@ export interface SamplePoint {
 }
 
 /** The metrics-history repository. */
-export class MetricsHistoryRepo {
-  private readonly s: StoreDb;
-  private readonly st;
-
-  constructor(s: StoreDb) {
-    this.s = s;
-    this.st = {
-      upsert: s.db.prepare(`
-        INSERT INTO metric_samples (name, labels, resolution, bucket_start, value_sum, value_max, n) VALUES (?, ?, ?, ?, ?, ?, 1)
-        ON CONFLICT(name, labels, resolution, bucket_start) DO UPDATE SET value_sum = value_sum + excluded.value_sum,
-          value_max = max(value_max, excluded.value_max), n = n + 1`),
-      // The time as ISO 8601 from SQLite: a day of 1-minute points made a Date each in JavaScript.
-      series: s.db.prepare(
-        "SELECT labels, strftime('%Y-%m-%dT%H:%M:%fZ', bucket_start, 'unixepoch') AS at, value_sum / n AS mean, value_max AS max FROM metric_samples WHERE name = ? AND resolution = ? AND bucket_start >= ? ORDER BY labels, bucket_start",
-      ),
-    };
-  }
+export class MetricsHistoryRepo extends Repo {
+  private readonly st = {
+    upsert: this.db.prepare(`
+      INSERT INTO metric_samples (name, labels, resolution, bucket_start, value_sum, value_max, n) VALUES (?, ?, ?, ?, ?, ?, 1)
+      ON CONFLICT(name, labels, resolution, bucket_start) DO UPDATE SET value_sum = value_sum + excluded.value_sum,
+        value_max = max(value_max, excluded.value_max), n = n + 1`),
+    // The time as ISO 8601 from SQLite: a day of 1-minute points made a Date each in JavaScript.
+    series: this.db.prepare(
+      "SELECT labels, strftime('%Y-%m-%dT%H:%M:%fZ', bucket_start, 'unixepoch') AS at, value_sum / n AS mean, value_max AS max FROM metric_samples WHERE name = ? AND resolution = ? AND bucket_start >= ? ORDER BY labels, bucket_start",
+    ),
+  };
 
   /**
    * Adds a metric sample to its 1-minute and 15-minute buckets (mean and max

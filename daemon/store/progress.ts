@@ -4,7 +4,7 @@
  * cycle's transaction, together with the findings those lines produced.
  */
 import type { SourceName } from '../core/types.js';
-import type { StoreDb } from './db.js';
+import { Repo } from './db.js';
 
 /** The part of a commit batch this repository writes. */
 export interface ProgressWrite {
@@ -16,26 +16,19 @@ export interface ProgressWrite {
 }
 
 /** The read-positions repository. */
-export class ProgressRepo {
-  private readonly s: StoreDb;
-  private readonly st;
-
-  constructor(s: StoreDb) {
-    this.s = s;
-    const db = s.db;
-    this.st = {
-      upsertCheckpoint: db.prepare(
-        'INSERT INTO checkpoints (source, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(source, key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at',
-      ),
-      deleteCheckpoint: db.prepare('DELETE FROM checkpoints WHERE source = ? AND key = ?'),
-      getCheckpoint: db.prepare('SELECT value FROM checkpoints WHERE source = ? AND key = ?'),
-      listCheckpoints: db.prepare('SELECT key, value FROM checkpoints WHERE source = ?'),
-      insertGap: db.prepare('INSERT INTO gaps (source, at, detail) VALUES (?, ?, ?)'),
-      addLines: db.prepare(
-        'INSERT INTO log_counters (stream, lines, updated_at) VALUES (?, ?, ?) ON CONFLICT(stream) DO UPDATE SET lines = lines + excluded.lines, updated_at = excluded.updated_at',
-      ),
-    };
-  }
+export class ProgressRepo extends Repo {
+  private readonly st = {
+    upsertCheckpoint: this.db.prepare(
+      'INSERT INTO checkpoints (source, key, value, updated_at) VALUES (?, ?, ?, ?) ON CONFLICT(source, key) DO UPDATE SET value=excluded.value, updated_at=excluded.updated_at',
+    ),
+    deleteCheckpoint: this.db.prepare('DELETE FROM checkpoints WHERE source = ? AND key = ?'),
+    getCheckpoint: this.db.prepare('SELECT value FROM checkpoints WHERE source = ? AND key = ?'),
+    listCheckpoints: this.db.prepare('SELECT key, value FROM checkpoints WHERE source = ?'),
+    insertGap: this.db.prepare('INSERT INTO gaps (source, at, detail) VALUES (?, ?, ?)'),
+    addLines: this.db.prepare(
+      'INSERT INTO log_counters (stream, lines, updated_at) VALUES (?, ?, ?) ON CONFLICT(stream) DO UPDATE SET lines = lines + excluded.lines, updated_at = excluded.updated_at',
+    ),
+  };
 
   /** Writes a cycle's checkpoints, gaps and line counts (inside the caller's transaction). */
   write(b: ProgressWrite): void {

@@ -4,7 +4,7 @@
  * text stored under older redaction rules.
  */
 import type Database from 'better-sqlite3';
-import { type StoreDb, yieldToLoop } from './db.js';
+import { Repo, type StoreDb, yieldToLoop } from './db.js';
 import { plan } from './findings.js';
 import type { SearchRepo } from './search.js';
 
@@ -25,8 +25,7 @@ export interface RetentionOptions {
 }
 
 /** The retention and maintenance repository. */
-export class Retention {
-  private readonly s: StoreDb;
+export class Retention extends Repo {
   private readonly search: SearchRepo;
   private readonly maxAgeDays: number;
   private readonly maxSizeMB: number;
@@ -34,7 +33,7 @@ export class Retention {
   private pruning: Promise<{ deleted: number }> | null = null;
 
   constructor(s: StoreDb, search: SearchRepo, opts: RetentionOptions) {
-    this.s = s;
+    super(s);
     this.search = search;
     this.maxAgeDays = opts.maxAgeDays ?? 30;
     this.maxSizeMB = opts.maxSizeMB ?? 256;

@@ -5,7 +5,7 @@
  * runbook rows it searches.
  */
 import type { TrackedFinding } from '../tracker/tracker.js';
-import { type StoreDb, yieldToLoop } from './db.js';
+import { Repo, type StoreDb, yieldToLoop } from './db.js';
 import type { FindingRepo } from './findings.js';
 import { toFtsQuery } from './fts-query.js';
 import { SEARCH_SQL, type SearchParams, type SearchRows, SearchWorker } from './search-worker.js';
@@ -86,8 +86,7 @@ export interface RunbookRecord {
 const searchLimit = (opts: SearchOptions) => Math.min(Math.max(opts.limit ?? 10, 1), 100);
 
 /** The search repository. */
-export class SearchRepo {
-  private readonly s: StoreDb;
+export class SearchRepo extends Repo {
   private readonly findings: FindingRepo;
   private ftsStmts: ReturnType<SearchRepo['prepareFts']> | undefined;
   private indexing: Promise<number> | null = null;
@@ -97,7 +96,7 @@ export class SearchRepo {
   private idleTimer: NodeJS.Timeout | undefined;
 
   constructor(s: StoreDb, findings: FindingRepo) {
-    this.s = s;
+    super(s);
     this.findings = findings;
   }
 

@@ -3,7 +3,7 @@
  * baselines, restored at start and written with each detection cycle.
  */
 import type { TemplateBucketRow, TemplateRow } from '../detectors/templates/stats.js';
-import type { StoreDb } from './db.js';
+import { Repo } from './db.js';
 
 /** A log_templates row. */
 export interface TemplateDbRow {
@@ -28,27 +28,20 @@ export interface TemplatesWrite {
 }
 
 /** The log templates repository. */
-export class TemplateRepo {
-  private readonly s: StoreDb;
-  private readonly st;
-
-  constructor(s: StoreDb) {
-    this.s = s;
-    const db = s.db;
-    this.st = {
-      upsertTemplate: db.prepare(`
-        INSERT INTO log_templates (stream, template_id, template, is_error, first_seen, last_seen, count, example)
-        VALUES (@stream, @templateId, @template, @isError, @firstSeen, @lastSeen, @count, @example)
-        ON CONFLICT(stream, template_id) DO UPDATE SET template=excluded.template, is_error=excluded.is_error,
-          last_seen=excluded.last_seen, count=excluded.count, example=excluded.example`),
-      upsertBucket: db.prepare(
-        'INSERT INTO template_buckets (stream, template_id, bucket_start, count) VALUES (?, ?, ?, ?) ON CONFLICT(stream, template_id, bucket_start) DO UPDATE SET count = excluded.count',
-      ),
-      deleteTemplate: db.prepare('DELETE FROM log_templates WHERE stream = ? AND template_id = ?'),
-      deleteTemplateBuckets: db.prepare('DELETE FROM template_buckets WHERE stream = ? AND template_id = ?'),
-      pruneBuckets: db.prepare('DELETE FROM template_buckets WHERE bucket_start < ?'),
-    };
-  }
+export class TemplateRepo extends Repo {
+  private readonly st = {
+    upsertTemplate: this.db.prepare(`
+      INSERT INTO log_templates (stream, template_id, template, is_error, first_seen, last_seen, count, example)
+      VALUES (@stream, @templateId, @template, @isError, @firstSeen, @lastSeen, @count, @example)
+      ON CONFLICT(stream, template_id) DO UPDATE SET template=excluded.template, is_error=excluded.is_error,
+        last_seen=excluded.last_seen, count=excluded.count, example=excluded.example`),
+    upsertBucket: this.db.prepare(
+      'INSERT INTO template_buckets (stream, template_id, bucket_start, count) VALUES (?, ?, ?, ?) ON CONFLICT(stream, template_id, bucket_start) DO UPDATE SET count = excluded.count',
+    ),
+    deleteTemplate: this.db.prepare('DELETE FROM log_templates WHERE stream = ? AND template_id = ?'),
+    deleteTemplateBuckets: this.db.prepare('DELETE FROM template_buckets WHERE stream = ? AND template_id = ?'),
+    pruneBuckets: this.db.prepare('DELETE FROM template_buckets WHERE bucket_start < ?'),
+  };
 
   /** Writes a cycle's template changes (inside the caller's transaction). */
   write(b: TemplatesWrite): void {
