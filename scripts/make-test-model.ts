@@ -3,7 +3,7 @@
  * real inference path can be tested and benchmarked without downloading any
  * weights (no internet on edge and CI machines).
  *
- *   node scripts/make-test-model.ts --preset tiny|realistic --out FILE [--seed N]
+ *   node scripts/make-test-model.ts --preset tiny|realistic|realistic-1.5b --out FILE [--seed N]
  *        [--type f32|f16|q8_0] [--architecture NAME] [--context-length N] [--name NAME]
  *   node scripts/make-test-model.ts --adapter --preset tiny --out FILE [--rank N]   (a LoRA adapter GGUF)
  *
@@ -73,14 +73,21 @@ export interface ModelShape {
   separateOutput: boolean;
 }
 
+/** Names of the {@link PRESETS}. */
+export type PresetName = 'tiny' | 'realistic' | 'realistic-1.5b';
+
 /**
  * Named shapes: `tiny` for tests (llama, synthetic 2048-token vocabulary, a few
  * hundred KB); `realistic` for benchmarks: the shape of Qwen2.5-0.5B-Instruct
  * Q8_0 (qwen2, 24 blocks of 896, 14/2 heads, feed-forward 4864, vocab 151,936,
  * separate output matrix like the official q8_0 file: 630M stored parameters,
- * 494M distinct, ~676 MB) with its real tokenizer.
+ * 494M distinct, ~676 MB) with its real tokenizer; `realistic-1.5b`: the
+ * shape of Qwen2.5-1.5B-Instruct (qwen2, 28 blocks of 1536, 12/2 heads,
+ * feed-forward 8960, vocab 151,936, tied embeddings: 1.54B parameters) stored
+ * as Q8_0 (~1.65 GB; the catalog's file is Q4_K_M, 1.12 GB, which this
+ * generator cannot write), for measuring memory of a large-vocabulary model.
  */
-export const PRESETS: Readonly<Record<'tiny' | 'realistic', Readonly<ModelShape>>> = Object.freeze({
+export const PRESETS: Readonly<Record<PresetName, Readonly<ModelShape>>> = Object.freeze({
   tiny: Object.freeze({
     architecture: 'llama',
     tokenizer: 'spm-synthetic',
@@ -108,6 +115,20 @@ export const PRESETS: Readonly<Record<'tiny' | 'realistic', Readonly<ModelShape>
     weightType: 'q8_0',
     weightStd: 0.02,
     separateOutput: true,
+  }),
+  'realistic-1.5b': Object.freeze({
+    architecture: 'qwen2',
+    tokenizer: 'qwen2.5',
+    embedding: 1536,
+    blocks: 28,
+    feedForward: 8960,
+    heads: 12,
+    headsKv: 2,
+    vocab: 151936,
+    contextLength: 32768,
+    weightType: 'q8_0',
+    weightStd: 0.02,
+    separateOutput: false,
   }),
 });
 
@@ -796,20 +817,20 @@ function main(): void {
     },
   });
   const usage =
-    'usage: node scripts/make-test-model.ts --preset tiny|realistic --out FILE [--seed N] [--type f32|f16|q8_0] [--architecture NAME] [--context-length N] [--name NAME]\n' +
-    '       node scripts/make-test-model.ts --adapter --preset tiny|realistic --out FILE [--rank N] [--seed N]   (a LoRA adapter for that shape)';
+    'usage: node scripts/make-test-model.ts --preset tiny|realistic|realistic-1.5b --out FILE [--seed N] [--type f32|f16|q8_0] [--architecture NAME] [--context-length N] [--name NAME]\n' +
+    '       node scripts/make-test-model.ts --adapter --preset tiny|realistic|realistic-1.5b --out FILE [--rank N] [--seed N]   (a LoRA adapter for that shape)';
   if (values.help) {
     console.log(usage);
     return;
   }
   const preset = values.preset;
-  if (preset !== 'tiny' && preset !== 'realistic') throw new Error(`unknown preset ${preset}\n${usage}`);
+  if (!Object.hasOwn(PRESETS, preset)) throw new Error(`unknown preset ${preset}\n${usage}`);
   if (!values.out) throw new Error(`--out is required\n${usage}`);
   const type = values.type;
   if (type !== undefined && type !== 'f32' && type !== 'f16' && type !== 'q8_0') throw new Error(`unknown --type ${type}\n${usage}`);
   const seed = Number(values.seed);
   if (!Number.isSafeInteger(seed)) throw new Error(`--seed must be an integer\n${usage}`);
-  const shape: ModelShape = { ...PRESETS[preset] };
+  const shape: ModelShape = { ...PRESETS[preset as PresetName] };
   if (values.architecture !== undefined && values.architecture !== shape.architecture) {
     // The realistic preset is one real model's shape and tokenizer; renaming its architecture would make it neither.
     if (preset !== 'tiny') throw new Error(`--architecture applies to the tiny preset only (${preset} is ${shape.architecture})\n${usage}`);

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { type ModelShape, PRESETS, writeTestModel } from '../../scripts/make-test-model.ts';
+import { type ModelShape, type PresetName, PRESETS, writeTestModel } from '../../scripts/make-test-model.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const GENERATOR = join(ROOT, 'scripts/make-test-model.ts');
@@ -47,11 +47,11 @@ export function parametersOf(s: ModelShape): number {
   return s.vocab * s.embedding * (s.separateOutput ? 2 : 1) + s.blocks * perBlock + s.embedding;
 }
 
-/** Path of the realistic benchmark model, generating it on first use. */
-export function ensureBenchModel(): BenchModel {
-  const shape = PRESETS.realistic;
+/** Path of a preset's benchmark model (default `realistic`), generating it on first use. */
+export function ensureBenchModel(preset: PresetName = 'realistic'): BenchModel {
+  const shape = PRESETS[preset];
   const hash = createHash('sha256').update(readFileSync(GENERATOR)).update(JSON.stringify(shape)).digest('hex').slice(0, 12);
-  const path = join(BENCH_MODEL_CACHE, `realistic-${hash}.gguf`);
+  const path = join(BENCH_MODEL_CACHE, `${preset}-${hash}.gguf`);
   let generatedMs: number | null = null;
   if (!existsSync(path)) {
     const w = writeTestModel({ outFile: path, shape, seed: 1 });
