@@ -4,6 +4,7 @@
  * model too big for the node must be refused with a reason an operator can
  * act on, not crash or swap the node in the middle of an incident.
  */
+import { readFileSync } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import type { readGgufFileInfo } from 'node-llama-cpp';
 import { llamaCpp } from './llama-cpp.js';
@@ -118,6 +119,56 @@ function ggmlTypeLayout(): Promise<Partial<Record<number, readonly [number, numb
   return typeLayout;
 }
 
+// Bytes added per quantisation block when llama.cpp packs a matrix for Intel
+// AMX tiles (ggml/src/ggml-cpu/amx/mmq.cpp get_row_size: an int32
+// compensation per block for the signed types, 4 more for Q4_K/Q5_K, 2 for
+// IQ4_XS; qtype_has_amx_kernels lists the packed types). Q8_0's 34 -> 38
+// bytes was measured (AMX model buffer 1,748 MiB for 1,565 MiB of Q8_0).
+// Q4_0/Q4_1 are counted like the signed types: over rather than under.
+const AMX_EXTRA_BY_NAME: Readonly<Record<string, number>> = {
+  Q4_0: 4,
+  Q4_1: 4,
+  Q8_0: 4,
+  Q4_K: 8,
+  Q5_K: 8,
+  Q6_K: 4,
+  IQ4_XS: 6,
+};
+
+let amxExtra: Promise<Partial<Record<number, number>>> | undefined;
+
+/** AMX packing bytes per block by ggml type number. */
+function amxExtraByType(): Promise<Partial<Record<number, number>>> {
+  amxExtra ??= llamaCpp().then(({ GgmlType }) => {
+    const ids = GgmlType as unknown as Record<string, number>;
+    const out: Partial<Record<number, number>> = {};
+    for (const [name, extra] of Object.entries(AMX_EXTRA_BY_NAME)) {
+      const id = ids[name];
+      if (typeof id === 'number') out[id] = extra;
+    }
+    return out;
+  });
+  return amxExtra;
+}
+
+let amxCpu: boolean | undefined;
+
+/**
+ * Whether this CPU has AMX int8 tiles (`amx_int8` in /proc/cpuinfo, Intel
+ * Xeon 4th generation and later): llama.cpp's CPU backend then packs the
+ * matrix weights into its larger AMX layout.
+ */
+export function cpuHasAmx(): boolean {
+  if (amxCpu === undefined) {
+    try {
+      amxCpu = process.arch === 'x64' && /^flags\s*:.*\bamx_int8\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    } catch {
+      amxCpu = false;
+    }
+  }
+  return amxCpu;
+}
+
 /** What the engine needs to know about a model file. */
 export interface GgufSummary {
   path: string;
@@ -147,6 +198,15 @@ export interface GgufSummary {
   /** Bytes of tensor data (weights) in the file. */
   tensorDataBytes: number;
   tensorCount: number;
+  /** Bytes of `token_embd.weight`. */
+  tokenEmbeddingBytes: number;
+  /** True when there is no `output.weight`: the token embedding doubles as the output matrix. */
+  tiedOutput: boolean;
+  /**
+   * Bytes the matrix weights grow by when llama.cpp packs them for Intel AMX
+   * (the tied output matrix included), 0 when no tensor has an AMX layout.
+   */
+  amxPackingBytes: number;
 }
 
 function num(v: unknown): number | null {
@@ -219,9 +279,14 @@ export async function inspectGguf(path: string): Promise<GgufSummary> {
   if (problem) throw new ModelArchitectureError(architecture, problem);
 
   const TYPE_LAYOUT = await ggmlTypeLayout();
+  const AMX_EXTRA = await amxExtraByType();
   let dataEnd = info.infoEndOffset ?? 0;
   let tensorDataBytes = 0;
   let parameters = 0;
+  let tokenEmbeddingBytes = 0;
+  let tokenEmbeddingAmx = 0;
+  let hasOutput = false;
+  let amxPackingBytes = 0;
   for (const t of info.tensorInfo ?? []) {
     const elements = t.dimensions.reduce<number>((a, d) => a * Number(d), 1);
     parameters += elements;
@@ -231,10 +296,21 @@ export async function inspectGguf(path: string): Promise<GgufSummary> {
       dataEnd = Math.max(dataEnd, start);
       continue;
     }
-    const bytes = Math.ceil(elements / layout[0]) * layout[1];
+    const blocks = Math.ceil(elements / layout[0]);
+    const bytes = blocks * layout[1];
     tensorDataBytes += bytes;
     dataEnd = Math.max(dataEnd, start + bytes);
+    const amx = t.dimensions.length === 2 ? blocks * (AMX_EXTRA[t.ggmlType] ?? 0) : 0;
+    if (t.name === 'token_embd.weight') {
+      tokenEmbeddingBytes = bytes;
+      tokenEmbeddingAmx = amx;
+    } else {
+      amxPackingBytes += amx;
+    }
+    if (t.name === 'output.weight') hasOutput = true;
   }
+  // The token embedding itself is read with get_rows and stays unpacked; only its copy as the output matrix is packed.
+  if (!hasOutput) amxPackingBytes += tokenEmbeddingAmx;
   if (st.size < dataEnd) throw new ModelTruncatedError(path, dataEnd, st.size);
 
   const arch = info.architectureMetadata as Record<string, unknown> & { attention?: Record<string, unknown> };
@@ -263,38 +339,100 @@ export async function inspectGguf(path: string): Promise<GgufSummary> {
     parameters,
     tensorDataBytes,
     tensorCount: Number(info.tensorCount),
+    tokenEmbeddingBytes,
+    tiedOutput: !hasOutput,
+    amxPackingBytes,
   };
 }
 
 /** Memory a loaded model is expected to take, by part. */
 export interface MemoryEstimate {
-  /** The weights: the file size, since the CPU path reads them into RAM (no mmap). */
+  /**
+   * The weights: the file size, since the CPU path reads them into RAM (no
+   * mmap), plus the token embedding a second time when it doubles as the
+   * output matrix (llama.cpp keeps one copy for the lookup and one in the
+   * matrix-multiply buffer type, llama-model-loader.cpp create_tensor
+   * TENSOR_DUPLICATED).
+   */
   weightsBytes: number;
+  /** What the matrix weights grow by in llama.cpp's AMX layout; 0 on CPUs without AMX. */
+  packingBytes: number;
   /** f16 K and V for every layer and every context cell. */
   kvCacheBytes: number;
-  /** Scratch buffers of one batch (logits dominate: batch × vocab × f32). */
+  /** The part of the compute buffers a prompt batch really touches (see {@link estimateMemory}). */
   computeBytes: number;
-  /** llama.cpp runtime, the native addon and allocator slack. */
+  /** llama.cpp runtime, the tokenizer's tables, the native addon and allocator slack ({@link RUNTIME_OVERHEAD_BYTES}, {@link OVERHEAD_PER_VOCAB_ENTRY_BYTES}, {@link LOAD_SLACK_FRACTION}). */
   overheadBytes: number;
   totalBytes: number;
 }
 
-/** Fixed part of the estimate for llama.cpp and the addon (measured ~40 MiB; rounded up). */
-export const RUNTIME_OVERHEAD_BYTES = 64 * 1024 * 1024;
+/** CPU facts the estimate depends on. */
+export interface EstimateCpu {
+  /** The CPU has AMX int8 tiles. Defaults to {@link cpuHasAmx}(). */
+  amx?: boolean;
+}
 
 /**
- * Estimates RAM for the model at a context size. Measured on CPU with the
- * 0.45B Q8_0 test model at 4096 tokens: llama.cpp reported 449 MiB weights,
- * 192 MiB KV, 66.5 MiB compute; this gives 450 + 192 + 86 + 64 MiB.
- * node-llama-cpp's GgufInsights is not used: its context estimate is several
- * times what CPU inference really allocates.
+ * Fixed part of the overhead: node-llama-cpp's modules and native addon,
+ * ggml's threads and graph metadata, malloc slack. Measured 82 MiB above the
+ * process's RSS before load with the tiny test model (2,048-token
+ * vocabulary, 3 MiB of weights, KV cache and compute), on Linux x64, 2 cores
+ * (test/bench/RESULTS.md, "Memory estimate against measured peak").
  */
-export function estimateMemory(model: GgufSummary, contextSize: number, batchSize: number): MemoryEstimate {
-  const weightsBytes = model.sizeBytes;
+export const RUNTIME_OVERHEAD_BYTES = 80 * 1024 * 1024;
+
+/**
+ * Overhead per vocabulary entry: llama.cpp's tokenizer tables (token texts,
+ * the text-to-id map, BPE merge ranks) and the GGUF metadata node-llama-cpp
+ * and the pre-load check parse into JavaScript. Measured with Qwen2.5's
+ * 151,936 entries: 215 MiB more at load than the tiny model and 1.46 KiB a
+ * token at the peak, for the 0.5B and the 1.5B shape; rounded up.
+ */
+export const OVERHEAD_PER_VOCAB_ENTRY_BYTES = 1536;
+
+/**
+ * Allocator slack that grows with the weights, as a fraction of them: the
+ * resident memory after loading the same 1.5B-shape file varied by 30 MiB
+ * (1.5%) between two runs, pages malloc kept from loading; 5% keeps the
+ * estimate above the peak with room for that.
+ */
+export const LOAD_SLACK_FRACTION = 0.05;
+
+/**
+ * Estimates the RAM a model costs the process at a context size, on CPU with
+ * mmap off, flash attention on (node-llama-cpp's default "auto" turns it on
+ * for CPU) and logits for one token per batch (node-llama-cpp asks for the
+ * last token's only).
+ *
+ * llama.cpp reserves its compute buffer for the worst case of `batchSize`
+ * tokens that all produce logits: batch x vocab x f32, 297 MiB for Qwen2.5's
+ * vocabulary (llama-context.cpp graph_reserve(n_tokens, n_seqs, n_tokens)).
+ * That memory is allocated but a real batch never touches the logits part,
+ * so it never becomes resident and is not counted here: what a batch touches
+ * is the feed-forward activations (gate, up and their product: 3 x ff), a
+ * few embedding-wide tensors, the f16 attention mask (context x batch), the
+ * activations quantised for the matrix products, and one row of logits in
+ * the graph and in the output buffer. Measured on the 0.5B and 1.5B shapes,
+ * the touched part did not grow with a context filled to 3,500 tokens.
+ * node-llama-cpp's GgufInsights is not used: it counts the reserved buffers.
+ */
+export function estimateMemory(model: GgufSummary, contextSize: number, batchSize: number, cpu: EstimateCpu = {}): MemoryEstimate {
+  const weightsBytes = model.sizeBytes + (model.tiedOutput ? model.tokenEmbeddingBytes : 0);
+  const packingBytes = (cpu.amx ?? cpuHasAmx()) ? model.amxPackingBytes : 0;
   const kvCacheBytes = model.kvHeadsTotal * (model.keyLength + model.valueLength) * contextSize * 2;
-  const computeBytes = batchSize * (model.vocabSize + 2 * model.feedForwardLength + 4 * model.embeddingLength) * 4;
-  const overheadBytes = RUNTIME_OVERHEAD_BYTES;
-  return { weightsBytes, kvCacheBytes, computeBytes, overheadBytes, totalBytes: weightsBytes + kvCacheBytes + computeBytes + overheadBytes };
+  const ff = model.feedForwardLength;
+  const computeBytes =
+    batchSize * (3 * ff + 4 * model.embeddingLength) * 4 + contextSize * batchSize * 2 + Math.ceil((batchSize * ff * 34) / 32) + 2 * model.vocabSize * 4;
+  const overheadBytes =
+    RUNTIME_OVERHEAD_BYTES + model.vocabSize * OVERHEAD_PER_VOCAB_ENTRY_BYTES + Math.ceil((weightsBytes + packingBytes) * LOAD_SLACK_FRACTION);
+  return {
+    weightsBytes,
+    packingBytes,
+    kvCacheBytes,
+    computeBytes,
+    overheadBytes,
+    totalBytes: weightsBytes + packingBytes + kvCacheBytes + computeBytes + overheadBytes,
+  };
 }
 
 /** Throws {@link ModelOverBudgetError} when the estimate exceeds the budget. */
@@ -304,7 +442,7 @@ export function assertWithinBudget(estimate: MemoryEstimate, budgetBytes: number
   throw new ModelOverBudgetError(
     estimate.totalBytes,
     budgetBytes,
-    `weights ${m(estimate.weightsBytes)} + KV cache ${m(estimate.kvCacheBytes)} at ${contextSize} tokens + compute ${m(estimate.computeBytes)} + runtime ${m(estimate.overheadBytes)}`,
+    `weights ${m(estimate.weightsBytes)}${estimate.packingBytes > 0 ? ` + AMX packing ${m(estimate.packingBytes)}` : ''} + KV cache ${m(estimate.kvCacheBytes)} at ${contextSize} tokens + compute ${m(estimate.computeBytes)} + runtime ${m(estimate.overheadBytes)}`,
   );
 }
 
