@@ -376,8 +376,9 @@ describe('LlmEngine refusals (checked before any native load)', () => {
     await small.check();
     await large.check();
     const diff = (large.status().memory.estimatedBytes ?? 0) - (small.status().memory.estimatedBytes ?? 0);
-    // 2 layers × 2 KV heads × (32 + 32) dims × 2 bytes × 3072 more cells
-    expect(diff).toBe(2 * 2 * 64 * 2 * 3072);
+    // 2 layers × 2 KV heads × (32 + 32) dims × 2 bytes × 3072 more cells, plus the f16 attention mask
+    // of a 512-token batch over 3072 more cells
+    expect(diff).toBe(2 * 2 * 64 * 2 * 3072 + 3072 * 512 * 2);
     // Never more context than the model was trained for.
     const capped = makeEngine({ contextSize: 100_000 });
     await capped.check();

@@ -358,8 +358,8 @@ describe('the daemon verifies a staged model before loading it', () => {
 describe('model select with a staged file', () => {
   it('judges it by the estimate the daemon applies before loading, not only the catalog figure', async () => {
     const entry = readCatalog().find((m) => m.id === 'qwen2.5-0.5b-instruct-q4_k_m')!;
-    // A large vocabulary makes the logits buffer, and so the daemon's estimate, exceed the catalog's figure.
-    const big = await ensureTestModel('big-vocab', { shape: { vocab: 460_000 } });
+    // A large vocabulary makes the tokenizer tables (1.5 KiB an entry), and so the daemon's estimate, exceed the catalog's figure.
+    const big = await ensureTestModel('big-vocab', { shape: { vocab: 600_000 } });
     const dir = tempDir();
     copyFileSync(big, join(dir, entry.file));
     const budget = String(Math.max(entry.ram.mib, entry.budgetMiB) + 10);
