@@ -4,7 +4,7 @@
  * weights (no internet on edge and CI machines).
  *
  *   node scripts/make-test-model.ts --preset tiny|realistic|realistic-1.5b --out FILE [--seed N]
- *        [--type f32|f16|q8_0] [--architecture NAME] [--context-length N] [--name NAME]
+ *        [--type f32|f16|q8_0|q4_k] [--architecture NAME] [--context-length N] [--name NAME]
  *   node scripts/make-test-model.ts --adapter --preset tiny --out FILE [--rank N]   (a LoRA adapter GGUF)
  *
  * A shape carries its architecture and its tokenizer: `tiny` is a small llama
@@ -30,7 +30,7 @@ import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 
 /** Weight storage types this generator can write (ggml type ids in GGML_TYPE). */
-export type WeightType = 'f32' | 'f16' | 'q8_0';
+export type WeightType = 'f32' | 'f16' | 'q8_0' | 'q4_k';
 
 /**
  * Tokenizer written into the model: `spm-synthetic` is a generated SentencePiece
@@ -162,6 +162,9 @@ const GGUF_MAGIC = 0x46554747; // "GGUF" read as a little-endian u32
 const GGUF_VERSION = 3;
 const ALIGNMENT = 32;
 const QK8_0 = 32;
+const QK_K = 256;
+// block_q4_K: f16 d, f16 dmin, 12 bytes of packed 6-bit scales and mins, 128 bytes of 4-bit quants.
+const Q4_K_BLOCK_BYTES = 144;
 
 // gguf_type
 const T_UINT32 = 4;
@@ -172,9 +175,9 @@ const T_STRING = 8;
 const T_ARRAY = 9;
 
 // ggml_type
-const GGML_TYPE: Record<WeightType, number> = { f32: 0, f16: 1, q8_0: 8 };
-// llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0
-const FILE_TYPE: Record<WeightType, number> = { f32: 0, f16: 1, q8_0: 7 };
+const GGML_TYPE: Record<WeightType, number> = { f32: 0, f16: 1, q8_0: 8, q4_k: 12 };
+// llama_ftype: ALL_F32, MOSTLY_F16, MOSTLY_Q8_0, MOSTLY_Q4_K_S (every matrix Q4_K)
+const FILE_TYPE: Record<WeightType, number> = { f32: 0, f16: 1, q8_0: 7, q4_k: 14 };
 
 // llama_token_type
 const TOKEN_NORMAL = 1;
@@ -514,6 +517,7 @@ interface TensorPlan {
 function tensorBytes(type: WeightType, elements: number): number {
   if (type === 'f32') return elements * 4;
   if (type === 'f16') return elements * 2;
+  if (type === 'q4_k') return (elements / QK_K) * Q4_K_BLOCK_BYTES;
   return (elements / QK8_0) * (2 + QK8_0);
 }
 
@@ -583,6 +587,24 @@ function writeTensorData(fd: number, t: TensorPlan, shape: ModelShape, seed: num
     }
     return;
   }
+  if (t.type === 'q4_k') {
+    // Every sub-block gets scale 1 and min 1 (get_scale_min_k4: bytes 0-7 = 1 give j < 4, bytes 8-11 =
+    // 0x11 give j >= 4), so a weight is d·q − dmin with q uniform in 0..15 (std 4.61); dmin = 7.5·d centres it.
+    const baseScale = shape.weightStd / 4.61;
+    const scales = Buffer.from([1, 1, 1, 1, 1, 1, 1, 1, 0x11, 0x11, 0x11, 0x11]);
+    for (let done = 0; done < elements; done += CHUNK_ELEMENTS) {
+      const blocks = Math.min(CHUNK_ELEMENTS, elements - done) / QK_K;
+      const chunk = next(blocks * Q4_K_BLOCK_BYTES);
+      for (let b = 0, off = 0; b < blocks; b++, off += Q4_K_BLOCK_BYTES) {
+        const d = baseScale * (0.75 + (chunk[off]! / 255) * 0.5);
+        chunk.writeUInt16LE(f32ToF16Bits(d), off);
+        chunk.writeUInt16LE(f32ToF16Bits(7.5 * d), off + 2);
+        scales.copy(chunk, off + 4);
+      }
+      writeAll(fd, chunk);
+    }
+    return;
+  }
   // Uniform in [-a, a] has std a/√3.
   const amplitude = shape.weightStd * Math.sqrt(3);
   for (let done = 0; done < elements; done += CHUNK_ELEMENTS) {
@@ -617,6 +639,9 @@ export function writeTestModel(options: WriteTestModelOptions): WrittenModel {
   if (shape.heads % shape.headsKv !== 0) throw new Error(`heads ${shape.heads} is not a multiple of headsKv ${shape.headsKv}`);
   if (shape.weightType === 'q8_0' && (shape.embedding % QK8_0 !== 0 || shape.feedForward % QK8_0 !== 0)) {
     throw new Error(`q8_0 needs embedding and feedForward to be multiples of ${QK8_0}`);
+  }
+  if (shape.weightType === 'q4_k' && (shape.embedding % QK_K !== 0 || shape.feedForward % QK_K !== 0)) {
+    throw new Error(`q4_k needs embedding and feedForward to be multiples of ${QK_K}`);
   }
   // Read (and check) the tokenizer before writing anything.
   const tokenizerMeta = tokenizerMetadata(shape.tokenizer, shape.vocab);
@@ -817,7 +842,7 @@ function main(): void {
     },
   });
   const usage =
-    'usage: node scripts/make-test-model.ts --preset tiny|realistic|realistic-1.5b --out FILE [--seed N] [--type f32|f16|q8_0] [--architecture NAME] [--context-length N] [--name NAME]\n' +
+    'usage: node scripts/make-test-model.ts --preset tiny|realistic|realistic-1.5b --out FILE [--seed N] [--type f32|f16|q8_0|q4_k] [--architecture NAME] [--context-length N] [--name NAME]\n' +
     '       node scripts/make-test-model.ts --adapter --preset tiny|realistic|realistic-1.5b --out FILE [--rank N] [--seed N]   (a LoRA adapter for that shape)';
   if (values.help) {
     console.log(usage);
@@ -827,7 +852,7 @@ function main(): void {
   if (!Object.hasOwn(PRESETS, preset)) throw new Error(`unknown preset ${preset}\n${usage}`);
   if (!values.out) throw new Error(`--out is required\n${usage}`);
   const type = values.type;
-  if (type !== undefined && type !== 'f32' && type !== 'f16' && type !== 'q8_0') throw new Error(`unknown --type ${type}\n${usage}`);
+  if (type !== undefined && type !== 'f32' && type !== 'f16' && type !== 'q8_0' && type !== 'q4_k') throw new Error(`unknown --type ${type}\n${usage}`);
   const seed = Number(values.seed);
   if (!Number.isSafeInteger(seed)) throw new Error(`--seed must be an integer\n${usage}`);
   const shape: ModelShape = { ...PRESETS[preset as PresetName] };

@@ -139,6 +139,44 @@ describe('writeTestModel', () => {
     expect(written.bytes).toBe(statSync(out).size);
   });
 
+  it('writes Q4_K blocks (f16 d and dmin, unit scales and mins) that llama.cpp loads and generates from', async () => {
+    const out = join(dir, 'q4k.gguf');
+    const shape = { embedding: 256, feedForward: 512, heads: 4, headsKv: 2, blocks: 1, weightType: 'q4_k' as const, weightStd: 0.05 };
+    const written = writeTestModel({ outFile: out, shape, seed: 6 });
+    const info = await readGgufFileInfo(out, { logWarnings: false });
+    expect((info.metadata.general as unknown as Record<string, unknown>).file_type).toBe(14);
+    const embd = info.tensorInfo?.find((t) => t.name === 'token_embd.weight');
+    expect(embd?.ggmlType).toBe(GgmlType.Q4_K);
+    // 256 weights in 144 bytes: the next tensor starts right after this one's blocks, aligned.
+    expect(Number(info.tensorInfo?.[1]?.offset)).toBe(Math.ceil(((256 * 2048) / 256) * 144 / 32) * 32);
+    const block = readBytes(out, Number(embd?.fileOffset), 144);
+    const d = f16ToNumber(block.readUInt16LE(0));
+    expect(d).toBeGreaterThanOrEqual((0.05 / 4.61) * 0.74);
+    expect(d).toBeLessThanOrEqual((0.05 / 4.61) * 1.26);
+    expect(f16ToNumber(block.readUInt16LE(2)) / d).toBeCloseTo(7.5, 2);
+    expect([...block.subarray(4, 16)]).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 0x11, 0x11, 0x11, 0x11]);
+    expect(written.bytes).toBe(statSync(out).size);
+    expect(() => writeTestModel({ outFile: join(dir, 'q4k-bad.gguf'), shape: { weightType: 'q4_k' } })).toThrow('multiples of 256');
+
+    const llama = await getLlama({ gpu: false, build: 'never', skipDownload: true, usePrebuiltBinaries: true, progressLogs: false, logLevel: LlamaLogLevel.error });
+    try {
+      const model = await llama.loadModel({ modelPath: out, useMmap: false });
+      const context = await model.createContext({ contextSize: 256, threads: 2 });
+      const sequence = context.getSequence();
+      const tokens: number[] = [];
+      for await (const token of sequence.evaluate(model.tokenize('disk pressure on node'), { temperature: 0 })) {
+        tokens.push(token);
+        if (tokens.length >= 4) break;
+      }
+      expect(tokens).toHaveLength(4);
+      expect(tokens.every((t) => Number.isInteger(t) && t >= 0 && t < 2048)).toBe(true);
+      await context.dispose();
+      await model.dispose();
+    } finally {
+      await llama.dispose();
+    }
+  });
+
   it('writes the architecture it is given, for refusal tests', async () => {
     const out = join(dir, 'bert.gguf');
     writeTestModel({ outFile: out, architecture: 'bert' });

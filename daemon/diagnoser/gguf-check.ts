@@ -121,16 +121,16 @@ function ggmlTypeLayout(): Promise<Partial<Record<number, readonly [number, numb
 
 // Bytes added per quantisation block when llama.cpp packs a matrix for Intel
 // AMX tiles (ggml/src/ggml-cpu/amx/mmq.cpp get_row_size: an int32
-// compensation per block for the signed types, 4 more for Q4_K/Q5_K, 2 for
-// IQ4_XS; qtype_has_amx_kernels lists the packed types). Q8_0's 34 -> 38
-// bytes was measured (AMX model buffer 1,748 MiB for 1,565 MiB of Q8_0).
-// Q4_0/Q4_1 are counted like the signed types: over rather than under.
+// compensation per block for the signed types, 4 bytes for Q4_K/Q5_K, 2 for
+// IQ4_XS; qtype_has_amx_kernels lists the packed types). Measured: Q8_0 34 ->
+// 38 bytes (AMX buffer 1,748 MiB for 1,565 MiB), Q4_K 144 -> 148. The types
+// not measured are counted with the compensation: over rather than under.
 const AMX_EXTRA_BY_NAME: Readonly<Record<string, number>> = {
   Q4_0: 4,
   Q4_1: 4,
   Q8_0: 4,
-  Q4_K: 8,
-  Q5_K: 8,
+  Q4_K: 4,
+  Q5_K: 4,
   Q6_K: 4,
   IQ4_XS: 6,
 };
@@ -385,16 +385,18 @@ export const RUNTIME_OVERHEAD_BYTES = 80 * 1024 * 1024;
  * Overhead per vocabulary entry: llama.cpp's tokenizer tables (token texts,
  * the text-to-id map, BPE merge ranks) and the GGUF metadata node-llama-cpp
  * and the pre-load check parse into JavaScript. Measured with Qwen2.5's
- * 151,936 entries: 215 MiB more at load than the tiny model and 1.46 KiB a
- * token at the peak, for the 0.5B and the 1.5B shape; rounded up.
+ * 151,936 entries on the 0.5B and 1.5B shapes: 290-316 MiB resident beyond
+ * weights and KV cache after load, 300-325 MiB at the peak beyond those and
+ * the compute estimate, against ~80 MiB for the tiny model: 1.69 KiB an
+ * entry, rounded up.
  */
-export const OVERHEAD_PER_VOCAB_ENTRY_BYTES = 1536;
+export const OVERHEAD_PER_VOCAB_ENTRY_BYTES = 1800;
 
 /**
- * Allocator slack that grows with the weights, as a fraction of them: the
- * resident memory after loading the same 1.5B-shape file varied by 30 MiB
- * (1.5%) between two runs, pages malloc kept from loading; 5% keeps the
- * estimate above the peak with room for that.
+ * Allocator slack as a fraction of the weights: the peak of the same file
+ * varied by up to 40 MiB between runs (2,437 and 2,476 MiB for the 1.5B Q8_0
+ * shape, 1,462 and 1,487 MiB for its Q4_K form); 5% keeps the estimate above
+ * the peak across runs.
  */
 export const LOAD_SLACK_FRACTION = 0.05;
 

@@ -47,9 +47,9 @@ export function parametersOf(s: ModelShape): number {
   return s.vocab * s.embedding * (s.separateOutput ? 2 : 1) + s.blocks * perBlock + s.embedding;
 }
 
-/** Path of a preset's benchmark model (default `realistic`), generating it on first use. */
-export function ensureBenchModel(preset: PresetName = 'realistic'): BenchModel {
-  const shape = PRESETS[preset];
+/** Path of a preset's benchmark model (default `realistic`, changed by `override`), generating it on first use. */
+export function ensureBenchModel(preset: PresetName = 'realistic', override: Partial<ModelShape> = {}): BenchModel {
+  const shape: ModelShape = { ...PRESETS[preset], ...override };
   const hash = createHash('sha256').update(readFileSync(GENERATOR)).update(JSON.stringify(shape)).digest('hex').slice(0, 12);
   const path = join(BENCH_MODEL_CACHE, `${preset}-${hash}.gguf`);
   let generatedMs: number | null = null;

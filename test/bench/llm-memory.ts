@@ -2,7 +2,8 @@
  * What a loaded model really costs in RAM against the daemon's pre-load
  * estimate (daemon/diagnoser/gguf-check.ts estimateMemory), for the generated
  * `tiny`, `realistic` (Qwen2.5-0.5B shape) and `realistic-1.5b` (Qwen2.5-1.5B
- * shape) models, each in fresh child processes:
+ * shape, Q8_0 with tied embeddings, and Q4_K with a separate output matrix)
+ * models, each in fresh child processes:
  *
  * - engine: the daemon's `LlmEngine` with the daemon's defaults (CPU, context
  *   4096, its batch size, mmap off). RSS before load, after load, the peak
@@ -14,7 +15,7 @@
  *   llama.cpp's log on, for the buffer sizes llama.cpp reports (model, KV,
  *   compute, output) and whether flash attention was turned on.
  *
- *   npm run build && node test/bench/llm-memory.ts [--presets tiny,realistic,realistic-1.5b]
+ *   npm run build && node test/bench/llm-memory.ts [--models tiny,realistic,realistic-1.5b,realistic-1.5b-q4k]
  *
  * Prints a JSON result and the markdown table for test/bench/RESULTS.md.
  */
@@ -24,11 +25,19 @@ import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureBenchModel } from './bench-model.ts';
-import type { PresetName } from '../../scripts/make-test-model.ts';
+import type { ModelShape, PresetName } from '../../scripts/make-test-model.ts';
 
 const HERE = fileURLToPath(import.meta.url);
 const DIST = new URL('../../dist/daemon/', import.meta.url);
 const MiB = 1024 * 1024;
+
+/** The measured models: generator presets, and the 1.5B shape as Q4_K with a separate output matrix like Qwen's own Q4_K_M file. */
+export const MEMORY_MODELS: Readonly<Record<string, { preset: PresetName; override?: Partial<ModelShape> }>> = {
+  tiny: { preset: 'tiny' },
+  realistic: { preset: 'realistic' },
+  'realistic-1.5b': { preset: 'realistic-1.5b' },
+  'realistic-1.5b-q4k': { preset: 'realistic-1.5b', override: { weightType: 'q4_k', separateOutput: true } },
+};
 
 /** The daemon's defaults (daemon/config.ts llm.contextSize; engine-options.ts batch size). */
 export const MEMORY_SETTINGS = Object.freeze({ contextSize: 4096, batchSize: 512, threads: 2, firstPromptTokens: 700, longPromptTokens: 3500, maxTokens: 24 });
@@ -164,7 +173,7 @@ function runChild(args: string[]): Promise<Json> {
 const mib = (b: number) => Math.round(b / MiB).toLocaleString('en-US');
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { child: { type: 'string' }, model: { type: 'string' }, presets: { type: 'string', default: 'tiny,realistic,realistic-1.5b' }, out: { type: 'string' } } });
+  const { values } = parseArgs({ options: { child: { type: 'string' }, model: { type: 'string' }, models: { type: 'string', default: Object.keys(MEMORY_MODELS).join(',') }, out: { type: 'string' } } });
   if (values.child) {
     const result = values.child === 'engine' ? await childEngine(values.model!) : await childBuffers(values.model!);
     process.stdout.write(`@@RESULT ${JSON.stringify(result)}\n`);
@@ -173,8 +182,10 @@ async function main(): Promise<void> {
   const { inspectGguf, estimateMemory } = (await import(new URL('diagnoser/gguf-check.js', DIST).href)) as typeof import('../../daemon/diagnoser/gguf-check.ts');
   const rows: Json[] = [];
   const started = new Date().toISOString();
-  for (const preset of values.presets.split(',') as PresetName[]) {
-    const m = ensureBenchModel(preset);
+  for (const preset of values.models.split(',')) {
+    const spec = MEMORY_MODELS[preset];
+    if (!spec) throw new Error(`unknown model ${preset} (${Object.keys(MEMORY_MODELS).join(', ')})`);
+    const m = ensureBenchModel(spec.preset, spec.override);
     const load = loadavg()[0];
     const engine = await runChild(['--child', 'engine', '--model', m.path]);
     const buffers = await runChild(['--child', 'buffers', '--model', m.path]);
