@@ -350,9 +350,10 @@ export interface MemoryEstimate {
   /**
    * The weights: the file size, since the CPU path reads them into RAM (no
    * mmap), plus the token embedding a second time when it doubles as the
-   * output matrix (llama.cpp keeps one copy for the lookup and one in the
-   * matrix-multiply buffer type, llama-model-loader.cpp create_tensor
-   * TENSOR_DUPLICATED).
+   * output matrix: llama.cpp keeps one copy for the lookup and one in the
+   * matrix-multiply buffer type whenever the CPU repacks that type
+   * (llama-model-loader.cpp create_tensor, TENSOR_DUPLICATED); counted
+   * always, since which types a CPU repacks is not known before loading.
    */
   weightsBytes: number;
   /** What the matrix weights grow by in llama.cpp's AMX layout; 0 on CPUs without AMX. */
@@ -374,10 +375,11 @@ export interface EstimateCpu {
 
 /**
  * Fixed part of the overhead: node-llama-cpp's modules and native addon,
- * ggml's threads and graph metadata, malloc slack. Measured 82 MiB above the
- * process's RSS before load with the tiny test model (2,048-token
- * vocabulary, 3 MiB of weights, KV cache and compute), on Linux x64, 2 cores
- * (test/bench/RESULTS.md, "Memory estimate against measured peak").
+ * ggml's threads and graph metadata, malloc slack. The tiny test model
+ * (2,048-token vocabulary, 3 MiB of weights, KV cache and compute) peaked
+ * 65-82 MiB above the process's RSS before load across runs, on Linux x64,
+ * 2 cores (test/bench/RESULTS.md, "LLM memory: the pre-load estimate against
+ * the measured peak").
  */
 export const RUNTIME_OVERHEAD_BYTES = 80 * 1024 * 1024;
 
@@ -394,8 +396,8 @@ export const OVERHEAD_PER_VOCAB_ENTRY_BYTES = 1800;
 
 /**
  * Allocator slack as a fraction of the weights: the peak of the same file
- * varied by up to 40 MiB between runs (2,437 and 2,476 MiB for the 1.5B Q8_0
- * shape, 1,462 and 1,487 MiB for its Q4_K form); 5% keeps the estimate above
+ * varied by up to 40 MiB between runs (2,435-2,476 MiB for the 1.5B Q8_0
+ * shape, 1,460-1,487 MiB for its Q4_K form); 5% keeps the estimate above
  * the peak across runs.
  */
 export const LOAD_SLACK_FRACTION = 0.05;
