@@ -63,8 +63,9 @@ describe('the pre-load memory estimate against the tiny model loaded by the engi
     const peak = Math.max(run.peakFirst, run.peakLong, run.afterLoad.VmRSS) - run.beforeLoad.VmRSS;
     expect(peak).toBeGreaterThan(10 * MiB);
     expect(estimate.totalBytes, `estimate ${(estimate.totalBytes / MiB).toFixed(1)} MiB vs peak ${(peak / MiB).toFixed(1)} MiB`).toBeGreaterThanOrEqual(peak);
-    // Measured 1.12 on the machine of RESULTS.md; 1.35 leaves room for another allocator or kernel.
-    expect(estimate.totalBytes / peak).toBeLessThan(1.35);
+    // 1.11-1.40 across runs on the machine of RESULTS.md: the tiny model's cost is nearly all fixed
+    // runtime, which was either ~65 or ~82 MiB from one run to the next.
+    expect(estimate.totalBytes / peak).toBeLessThan(1.5);
   });
 
   it("counts exactly llama.cpp's KV cache and at least its weight buffers", () => {

@@ -20,11 +20,12 @@
  * Prints a JSON result and the markdown table for test/bench/RESULTS.md.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ensureBenchModel } from './bench-model.ts';
+import { procStatus } from './llm.ts';
 import type { ModelShape, PresetName } from '../../scripts/make-test-model.ts';
 
 const HERE = fileURLToPath(import.meta.url);
@@ -43,16 +44,6 @@ export const MEMORY_MODELS: Readonly<Record<string, { preset: PresetName; overri
 export const MEMORY_SETTINGS = Object.freeze({ contextSize: 4096, batchSize: 512, threads: 2, firstPromptTokens: 700, longPromptTokens: 3500, maxTokens: 24 });
 
 type Json = Record<string, unknown>;
-
-/** /proc/self/status sizes in bytes. */
-export function procStatus(): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const line of readFileSync('/proc/self/status', 'utf8').split('\n')) {
-    const m = /^(VmRSS|VmHWM|RssAnon|RssFile):\s+(\d+) kB/.exec(line);
-    if (m) out[m[1] as string] = Number(m[2]) * 1024;
-  }
-  return out;
-}
 
 /** Resets VmHWM to the current RSS (`echo 5 > /proc/self/clear_refs`); throws when not allowed, since the peak would then be wrong. */
 export function resetPeakRss(): void {
