@@ -81,7 +81,7 @@ export interface Config {
   runbooksDir: string | null;
   /** LLM settings. */
   llm: {
-    /** Memory the model may use (weights + KV cache), MiB. Defaults to 1536. */
+    /** Memory the model may use (weights, KV cache, compute buffers, llama.cpp runtime), MiB: fits Qwen2.5-1.5B Q4_K_M (estimate 1,649) under the DaemonSet's 2 GiB limit with the daemon beside it. Defaults to 1792. */
     memoryBudgetMB: number;
     /** Context size in tokens; system prompt, evidence and answer must fit (KV cache memory grows with it). Defaults to 4096. */
     contextSize: number;
@@ -401,7 +401,7 @@ function defaults(): Raw {
     redactPatterns: [],
     runbooksDir: null,
     llm: {
-      memoryBudgetMB: 1536,
+      memoryBudgetMB: 1792,
       contextSize: 4096,
       threads: 0,
       gpu: 'auto',
