@@ -3,8 +3,11 @@
  * (TCP or unix socket), with JSON errors turned into readable messages.
  */
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
-import { request } from 'node:http';
 import { type Config, type Listen, localSocketPath } from '../config.js';
+
+// Not an ES import of node:http: that evaluates its lazy WebSocket getters, which load Node's
+// bundled undici (~13 MiB resident); the daemon process imports this module too.
+const { request } = process.getBuiltinModule('node:http');
 
 /** Where the daemon answers, and the bearer token to send there (none over the node-local socket). */
 export type DaemonTarget = Listen & { token?: string };

@@ -1,16 +1,21 @@
 /**
  * Host metrics: filesystems (space and inodes), memory, load, Linux PSI,
- * temperatures and network interfaces, via systeminformation, /proc and /sys
- * (sysfs.ts: never a shell command on the event loop). With hostRoot "/" it reads the
- * machine it runs on; with another hostRoot (a container with the host's /proc
- * mounted there) it reads the host's mount table and /proc/pressure.
+ * temperatures, network interfaces and NVIDIA GPUs, read from /proc and /sys
+ * (sysfs.ts: never a shell command on the event loop) and nvidia-smi when it
+ * exists. With hostRoot "/" it reads the machine it runs on; with another
+ * hostRoot (a container with the host's /proc mounted there) it reads the
+ * host's mount table, meminfo and /proc/pressure.
+ *
+ * A few files instead of a system-information library: the daemon needs a
+ * dozen values, and such a library costs several MiB resident on a node where
+ * the whole daemon should stay under 80 MiB.
  */
+import { execFile } from 'node:child_process';
 import { type StatsFs, existsSync, readFileSync, statSync } from 'node:fs';
 import { statfs as statfsAsync } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import si from 'systeminformation';
 import { readCpuTemperature, readPhysicalNics } from './sysfs.js';
 import type { Collector, HostFilesystem, HostSnapshot, PsiReading, SignalSink, SourceStatus } from '../core/types.js';
 import { type Periodic, periodic } from '../core/runtime/backoff.js';
@@ -45,6 +50,55 @@ export function parsePsi(text: string): PsiReading | undefined {
     if (m) out[m[1] as 'some' | 'full'] = { avg10: Number(m[2]), avg60: Number(m[3]), avg300: Number(m[4]) };
   }
   return out.some ? (out as PsiReading) : undefined;
+}
+
+/** Parses /proc/meminfo (kB values) into the snapshot's memory figures. */
+export function parseMeminfo(text: string): HostSnapshot['memory'] | undefined {
+  const kb = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^(\w+):\s+(\d+)/.exec(line);
+    if (m) kb.set(m[1]!, Number(m[2]) * 1024);
+  }
+  const total = kb.get('MemTotal');
+  if (total === undefined) return undefined;
+  // Kernels before 3.14 have no MemAvailable: free plus page cache is the old estimate.
+  const available = kb.get('MemAvailable') ?? (kb.get('MemFree') ?? 0) + (kb.get('Buffers') ?? 0) + (kb.get('Cached') ?? 0);
+  const swapTotal = kb.get('SwapTotal') ?? 0;
+  return { totalBytes: total, availableBytes: available, swapTotalBytes: swapTotal, swapUsedBytes: swapTotal - (kb.get('SwapFree') ?? swapTotal) };
+}
+
+/** Parses `nvidia-smi --query-gpu=name,memory.total,memory.used,utilization.gpu,temperature.gpu --format=csv,noheader,nounits`. */
+export function parseNvidiaSmi(csv: string): NonNullable<HostSnapshot['gpus']> {
+  const num = (v: string | undefined): number | undefined => {
+    const n = Number(v);
+    return v !== undefined && v !== '' && Number.isFinite(n) ? n : undefined;
+  };
+  return csv
+    .split('\n')
+    .map((l) => l.split(',').map((f) => f.trim()))
+    .filter((f) => f[0])
+    .map(([name, memTotal, memUsed, util, temp]) => {
+      const total = num(memTotal);
+      const used = num(memUsed);
+      const pct = num(util);
+      const t = num(temp);
+      return {
+        model: name!,
+        vendor: 'NVIDIA',
+        ...(total !== undefined ? { memoryTotalMiB: total } : {}),
+        ...(used !== undefined ? { memoryUsedMiB: used } : {}),
+        ...(pct !== undefined ? { utilizationPct: pct } : {}),
+        ...(t !== undefined ? { temperatureC: t } : {}),
+      };
+    });
+}
+
+/** Asks nvidia-smi for each GPU's model, memory, utilisation and temperature (5 s at most). */
+function queryNvidiaSmi(path: string): Promise<NonNullable<HostSnapshot['gpus']>> {
+  const args = ['--query-gpu=name,memory.total,memory.used,utilization.gpu,temperature.gpu', '--format=csv,noheader,nounits'];
+  return new Promise((resolve, reject) => {
+    execFile(path, args, { timeout: 5000, encoding: 'utf8' }, (err, stdout) => (err ? reject(err) : resolve(parseNvidiaSmi(stdout))));
+  });
 }
 
 const PSEUDO_FS = new Set([
@@ -181,7 +235,7 @@ export class HostCollector implements Collector {
   private readonly logger: Logger | undefined;
   private readonly networkMounts: readonly string[];
   private readonly probe: FilesystemProbe;
-  private nvidiaSmi: boolean | undefined;
+  private nvidiaSmi: string | null | undefined;
   private readonly health: SourceHealth;
   private readonly clock: Clock;
   private task: Periodic | undefined;
@@ -232,13 +286,15 @@ export class HostCollector implements Collector {
     } else {
       this.hungMounts = [];
     }
-    const mem = await si.mem();
-    snap.memory = {
-      totalBytes: mem.total,
-      availableBytes: mem.available,
-      swapTotalBytes: mem.swaptotal,
-      swapUsedBytes: mem.swapused,
-    };
+    // The host's meminfo; the process's own when the host root has none (meminfo is not namespaced).
+    const meminfo = existsSync(join(this.hostRoot, 'proc/meminfo')) ? join(this.hostRoot, 'proc/meminfo') : '/proc/meminfo';
+    let memory: HostSnapshot['memory'];
+    try {
+      memory = parseMeminfo(readFileSync(meminfo, 'utf8'));
+    } catch {
+      memory = undefined;
+    }
+    if (memory) snap.memory = memory;
     const [a1, a5, a15] = loadavg();
     snap.load = { avg1: a1 ?? 0, avg5: a5 ?? 0, avg15: a15 ?? 0, cpus: cpus().length };
     const busy = this.cpuBusyPercent();
@@ -262,29 +318,20 @@ export class HostCollector implements Collector {
     }
     const physical = await readPhysicalNics().catch(() => []);
     if (physical.length > 0) snap.network = physical;
-    if (this.hasNvidiaSmi()) {
-      const g = await si.graphics().catch(() => undefined);
-      const gpus = (g?.controllers ?? []).filter((c) => /nvidia/i.test(c.vendor ?? ''));
-      if (gpus.length > 0) {
-        snap.gpus = gpus.map((c) => ({
-          model: c.model,
-          vendor: c.vendor,
-          ...(c.memoryTotal != null ? { memoryTotalMiB: c.memoryTotal } : {}),
-          ...(c.memoryUsed != null ? { memoryUsedMiB: c.memoryUsed } : {}),
-          ...(c.utilizationGpu != null ? { utilizationPct: c.utilizationGpu } : {}),
-          ...(c.temperatureGpu != null ? { temperatureC: c.temperatureGpu } : {}),
-        }));
-      }
+    const smi = this.nvidiaSmiPath();
+    if (smi) {
+      const gpus = await queryNvidiaSmi(smi).catch(() => []);
+      if (gpus.length > 0) snap.gpus = gpus;
     }
     return snap;
   }
 
-  /**
-   * systeminformation asks nvidia-smi for GPU facts; look for it once where
-   * distributions and the NVIDIA container toolkit put it.
-   */
-  private hasNvidiaSmi(): boolean {
-    this.nvidiaSmi ??= ['/usr/bin', '/usr/local/bin', '/usr/local/nvidia/bin', '/bin'].some((d) => existsSync(join(d, 'nvidia-smi')));
+  /** nvidia-smi, looked for once where distributions and the NVIDIA container toolkit put it. */
+  private nvidiaSmiPath(): string | null {
+    if (this.nvidiaSmi === undefined) {
+      const dir = ['/usr/bin', '/usr/local/bin', '/usr/local/nvidia/bin', '/bin'].find((d) => existsSync(join(d, 'nvidia-smi')));
+      this.nvidiaSmi = dir ? join(dir, 'nvidia-smi') : null;
+    }
     return this.nvidiaSmi;
   }
 

@@ -6,10 +6,14 @@
  * so a trickled request is closed close to its limit.
  */
 import { chmodSync, lstatSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { dirname, join } from 'node:path';
+
+// Not `import ... from 'node:http'`: an ES import of node:http evaluates its lazy WebSocket/
+// EventSource getters, which load Node's bundled undici (~13 MiB resident) that nothing here uses.
+const { STATUS_CODES, createServer } = process.getBuiltinModule('node:http');
 
 /** Connection limits. */
 export interface ServingLimits {
@@ -35,7 +39,7 @@ export function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
         : [400, 'MALFORMED_REQUEST', 'the request is not valid HTTP/1.1'];
   const body = JSON.stringify({ error: { code, message } });
   if (socket.writable) {
-    socket.write(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy();
 }
@@ -66,7 +70,7 @@ export class ApiServing {
 
   #create(handler: http.RequestListener): http.Server {
     const { headersTimeoutMs, requestTimeoutMs, maxConnections } = this.#limits;
-    const server = http.createServer(
+    const server = createServer(
       {
         headersTimeout: headersTimeoutMs,
         requestTimeout: requestTimeoutMs,
