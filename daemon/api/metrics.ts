@@ -1,9 +1,9 @@
 /**
- * Prometheus metrics of the daemon, on a registry of its own (never the
+ * Prometheus metrics of the daemon, on a registry of its own (never a
  * global one, so tests and embedders do not collide).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, type Metric, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, registerProcessMetrics } from './prometheus.js';
 import type { SourceStatus } from '../core/types.js';
 import { registerSourceMetrics } from './source-metrics.js';
 
@@ -16,8 +16,13 @@ export interface MetricsSources {
   queueDepth?(): number;
 }
 
-/** Timer interval of the event-loop delay monitor, in ms: the delay is what a tick takes beyond it. */
-const EVENT_LOOP_RESOLUTION_MS = 10;
+/**
+ * Timer interval of the event-loop delay monitor, in ms: the delay is what a
+ * tick takes beyond it. 100 ms and not 10: the timer wakes an idle daemon,
+ * and at 10 ms that alone costs about 4 millicores; any stall of 100 ms or
+ * more still delays a tick by its length.
+ */
+const EVENT_LOOP_RESOLUTION_MS = 100;
 /** The event-loop delay gauges cover this many past slices of EVENT_LOOP_SLICE_MS. */
 const EVENT_LOOP_SLICES = 6;
 const EVENT_LOOP_SLICE_MS = 10_000;
@@ -26,8 +31,8 @@ type DelaySummary = { p50: number; p99: number; max: number };
 
 /**
  * Event-loop delay over the last minute, whatever the scrape interval
- * (prom-client's own nodejs_eventloop_lag_* restart at each scrape, so what
- * they show depends on who scraped last): every 10 s the monitor's percentiles
+ * (a histogram reset at each scrape, as Node exporters keep one, shows only
+ * what happened since whoever scraped last): every 10 s the monitor's percentiles
  * go into a ring of six slices and the monitor restarts; a scrape reports the
  * worst slice, the current one included.
  */
@@ -81,18 +86,13 @@ export class DaemonMetrics {
   readonly llmTokensPerSecond: Gauge<'phase'>;
   readonly diagnosesDropped: Counter;
   private readonly eventLoop = new EventLoopWindow();
+  private readonly stopProcessMetrics: () => void;
 
   constructor(src: MetricsSources) {
     const registers = [this.registry];
-    // prom-client's defaults include gauges named *_total (nodejs_active_handles_total...), which
-    // Prometheus naming rules reserve for counters: keep every default metric but those.
-    const defaults = new Registry();
-    collectDefaultMetrics({ register: defaults });
-    for (const m of defaults.getMetricsAsArray()) {
-      const metric = m as unknown as { name: string; type?: string };
-      if (metric.name.endsWith('_total') && metric.type !== 'counter') continue;
-      this.registry.registerMetric(m as unknown as Metric);
-    }
+    // process_* and nodejs_* as a Node exporter shows them (without gauges named *_total, which
+    // Prometheus naming reserves for counters, and without a second event-loop timer).
+    this.stopProcessMetrics = registerProcessMetrics(this.registry);
     new Gauge({
       name: 'nodesage_findings_open',
       help: 'Open findings by category and severity.',
@@ -213,7 +213,7 @@ export class DaemonMetrics {
     ] as const) {
       new Gauge({
         name,
-        help: `${what} event-loop delay, worst 10-second slice of the last minute (perf_hooks.monitorEventLoopDelay, 10 ms timer).`,
+        help: `${what} event-loop delay, worst 10-second slice of the last minute (perf_hooks.monitorEventLoopDelay, ${EVENT_LOOP_RESOLUTION_MS} ms timer).`,
         registers,
         collect() {
           this.set(eventLoop.read()[key]);
@@ -222,8 +222,9 @@ export class DaemonMetrics {
     }
   }
 
-  /** Stops the event-loop monitor. */
+  /** Stops the event-loop monitor and the GC listener. */
   close(): void {
     this.eventLoop.close();
+    this.stopProcessMetrics();
   }
 }

@@ -5,7 +5,7 @@
  */
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import type { Registry } from './prometheus.js';
 import { SINCE_HELP, SINCE_PATTERN, SinceError, parseSince } from '../core/since.js';
 import { ApiErrorSchema, FindingPageSchema, FindingSchema, HealthSchema, ReadySchema, type Status, StatusSchema, responseSchema } from '../core/contract.js';
 import { CATEGORIES, SEVERITIES } from '../core/types.js';

@@ -6,7 +6,7 @@
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { Registry } from 'prom-client';
+import { Registry } from '../../daemon/api/prometheus.js';
 import type { AccessOptions } from '../../daemon/api/auth/access.js';
 import { ApiServing, type ServingLimits } from '../../daemon/api/auth/serve.js';
 import { buildApi } from '../../daemon/api/server.js';
