@@ -130,7 +130,12 @@ ENV NODE_ENV=production \
     HOME=/tmp \
     # V8's young generation defaults to 16 MiB semi-spaces; 2 MiB keeps ~14 MiB
     # off an idle agent's RSS for a few more (cheap) scavenges under load.
-    NODE_OPTIONS=--max-semi-space-size=2
+    NODE_OPTIONS=--max-semi-space-size=2 \
+    # glibc gives each thread that mallocs its own arena and keeps freed pages
+    # in it: after a log flood the libuv and V8 worker threads held ~100 MiB.
+    # Two arenas, and free memory above 128 KiB handed back to the kernel.
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_TRIM_THRESHOLD_=131072
 
 # Fails the build, not the node, when a native module cannot load here. The
 # llama check runs from a file: node-llama-cpp tests its binary in a fork that
@@ -146,5 +151,9 @@ RUN node -e "const D = require('better-sqlite3'); new D(':memory:').prepare('sel
 
 USER 10001:10001
 EXPOSE 8877
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "/app/dist/daemon/cli.js"]
+# V8 flags NODE_OPTIONS does not accept (test/bench/footprint.ts reads them from
+# here): --optimize-for-size shrinks the heap's growth steps and caches, and
+# --max-opt=2 stops at the Maglev compiler, leaving TurboFan's code and its
+# pages of the node binary out of an idle agent's RSS (about 9 MiB together).
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "--optimize-for-size", "--max-opt=2", "/app/dist/daemon/cli.js"]
 CMD ["daemon"]

@@ -247,3 +247,27 @@ describe('SourceHealth', () => {
     await loop.stop();
   });
 });
+
+describe('periodic while idle', () => {
+  it('doubles the interval up to idleMaxMs while runs find nothing, and is back at the interval after a find or a trigger', async () => {
+    const t = new ManualClock(0);
+    const at: number[] = [];
+    let found = false;
+    const p = periodic(
+      async () => {
+        at.push(t.now());
+        return found;
+      },
+      { name: 'poll', intervalMs: 1000, idleMaxMs: 5000, backoff: new Backoff({ initialMs: 1000, jitter: 0, clock: t }), clock: t },
+    );
+    await p.runNow(); // at 0, nothing: next in 2 s
+    await step(t, 20_000);
+    expect(at).toEqual([0, 2000, 6000, 11_000, 16_000]);
+    // A watcher trigger wakes it at once; the run finds lines, so the 1 s pace is back.
+    found = true;
+    p.trigger(100);
+    await step(t, 2100);
+    expect(at.slice(5)).toEqual([t.now() - 2000, t.now() - 1000, t.now()]);
+    await p.stop();
+  });
+});

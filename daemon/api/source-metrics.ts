@@ -3,7 +3,7 @@
  * time, so they say exactly what /v1/status says (the words and counters are
  * defined once, in core/runtime/health.ts).
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from './prometheus.js';
 import { SOURCE_STATES } from '../core/runtime/health.js';
 import type { SourceStatus } from '../core/types.js';
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import type { Collector, LogLine, Signal, SignalSink, SourceStatus, Timestamp } from '../core/types.js';
-import { Backoff, type BackoffOptions, type Periodic, type RestartLoop, periodic, restartLoop } from '../core/runtime/backoff.js';
+import { Backoff, type BackoffOptions, IDLE_POLL_MAX_MS, type Periodic, type RestartLoop, periodic, restartLoop } from '../core/runtime/backoff.js';
 import { type Clock, after, isoAt, systemClock } from '../core/runtime/clock.js';
 import { type HealthReader, SourceHealth } from '../core/runtime/health.js';
 import { type CheckpointReader, noCheckpoints } from './checkpoints.js';
@@ -300,6 +300,7 @@ export class JournaldCollector implements Collector {
     this.embeddedTask = periodic(() => this.pollEmbedded(), {
       name: 'embedded-logs',
       intervalMs: this.syslogPollIntervalMs,
+      idleMaxMs: IDLE_POLL_MAX_MS,
       logger: this.logger,
       clock: this.clock,
       reader: this.health.reader('embedded'),
@@ -307,11 +308,12 @@ export class JournaldCollector implements Collector {
     await this.embeddedTask.runNow();
   }
 
-  private async pollEmbedded(): Promise<void> {
+  /** Resolves whether anything new was read (false lets the poll back off while idle). */
+  private async pollEmbedded(): Promise<boolean> {
     const out: Signal[] = [];
     const nowMs = this.clock.now();
     for (const { file, follower } of this.embedded) {
-      if (this.stopped) return;
+      if (this.stopped) return true;
       const before = follower.checkpoint();
       const { lines, gaps } = await follower.poll();
       for (const g of gaps) out.push({ type: 'gap', at: isoAt(nowMs), source: 'journald', detail: g });
@@ -328,6 +330,7 @@ export class JournaldCollector implements Collector {
     if (this.embedded.some((e) => e.follower.following)) embedded.enable();
     else embedded.disable('no embedded component log file present');
     this.deliver(out);
+    return out.length > 0;
   }
 
   status(): SourceStatus {
@@ -540,13 +543,21 @@ export class JournaldCollector implements Collector {
     this.logger.info({ reason, path }, 'reading syslog instead of the journal');
     this.syslog = new FileFollower(path);
     this.syslog.restore(this.checkpoints.get('journald', SYSLOG_POSITION_KEY));
-    this.syslogTask = periodic(() => this.pollSyslog(), { name: 'syslog', intervalMs: this.syslogPollIntervalMs, logger: this.logger, clock: this.clock, reader: this.journal });
+    this.syslogTask = periodic(() => this.pollSyslog(), {
+      name: 'syslog',
+      intervalMs: this.syslogPollIntervalMs,
+      idleMaxMs: IDLE_POLL_MAX_MS,
+      logger: this.logger,
+      clock: this.clock,
+      reader: this.journal,
+    });
     await this.syslogTask.runNow();
   }
 
-  private async pollSyslog(): Promise<void> {
+  /** Resolves whether anything new was read (false lets the poll back off while idle). */
+  private async pollSyslog(): Promise<boolean> {
     const f = this.syslog;
-    if (!f || this.stopped) return;
+    if (!f || this.stopped) return true;
     const before = f.checkpoint();
     const { lines, gaps } = await f.poll();
     const out: Signal[] = [];
@@ -565,5 +576,6 @@ export class JournaldCollector implements Collector {
     const position = f.checkpoint();
     if (position !== undefined && position !== before) out.push({ type: 'checkpoint', source: 'journald', key: SYSLOG_POSITION_KEY, value: position });
     this.deliver(out);
+    return out.length > 0;
   }
 }

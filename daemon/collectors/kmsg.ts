@@ -14,7 +14,7 @@ import { type FileHandle, open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Collector, Signal, SignalSink, SourceStatus } from '../core/types.js';
-import { type Periodic, periodic } from '../core/runtime/backoff.js';
+import { IDLE_POLL_MAX_MS, type Periodic, periodic } from '../core/runtime/backoff.js';
 import { type Clock, isoAt, systemClock } from '../core/runtime/clock.js';
 import { SourceHealth } from '../core/runtime/health.js';
 import { type CheckpointReader, noCheckpoints, readJsonCheckpoint } from './checkpoints.js';
@@ -158,7 +158,14 @@ export class KmsgCollector implements Collector {
       this.lastSeq = stored.seq;
       this.seqKnown = true;
     }
-    this.task = periodic(() => this.poll(), { name: 'kmsg', intervalMs: this.pollIntervalMs, logger: this.logger, clock: this.clock, reader: this.health.main });
+    this.task = periodic(() => this.poll(), {
+      name: 'kmsg',
+      intervalMs: this.pollIntervalMs,
+      idleMaxMs: IDLE_POLL_MAX_MS,
+      logger: this.logger,
+      clock: this.clock,
+      reader: this.health.main,
+    });
     await this.task.runNow();
   }
 
@@ -220,17 +227,18 @@ export class KmsgCollector implements Collector {
     return true;
   }
 
-  private async poll(): Promise<void> {
-    if (this.stopped) return;
+  /** Resolves whether anything new was read (false lets the poll back off while idle or while /dev/kmsg is missing). */
+  private async poll(): Promise<boolean> {
+    if (this.stopped) return true;
     try {
-      if (!(await this.ensureOpen())) return;
+      if (!(await this.ensureOpen())) return false;
     } catch (err) {
       const code = errCode(err);
       if (code === 'EPERM' || code === 'EACCES') {
         // Container runtimes refuse /dev/kmsg to unprivileged pods whatever their capabilities:
         // not a fault to page anyone about. Kernel lines still come through journald.
         this.health.main.disable(`cannot open ${this.path}: ${code} (unprivileged container or dmesg_restrict); kernel messages come from journald (_TRANSPORT=kernel) instead`);
-        return;
+        return false;
       }
       throw new KmsgOpenError(`cannot open ${this.path}: ${(err as Error).message}`);
     }
@@ -245,6 +253,7 @@ export class KmsgCollector implements Collector {
       throw err;
     }
     this.emit(out, before);
+    return out.length > 0;
   }
 
   private emit(out: Signal[], seqBefore: number): void {

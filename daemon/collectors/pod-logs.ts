@@ -145,7 +145,16 @@ export class PodLogCollector implements Collector {
     const stored = this.checkpoints.list('pod-logs');
     this.firstStart = stored.size === 0;
     for (const [key, value] of stored) this.restore(key, value);
-    this.task = periodic(() => this.poll(), { name: 'pod-logs', intervalMs: this.pollIntervalMs, logger: this.logger, clock: this.clock, reader: this.health.main });
+    this.task = periodic(() => this.poll(), {
+      name: 'pod-logs',
+      intervalMs: this.pollIntervalMs,
+      // Where inotify watches the root and every container, a change wakes the poll within 100 ms;
+      // the timer is only a safety net then, and backs off to the rescan interval while idle.
+      idleMaxMs: Math.max(this.pollIntervalMs, this.scanIntervalMs),
+      logger: this.logger,
+      clock: this.clock,
+      reader: this.health.main,
+    });
     await this.task.runNow();
   }
 
@@ -211,9 +220,14 @@ export class PodLogCollector implements Collector {
     return c;
   }
 
-  /** One poll: rescan when due, then read every container. Throws only when the pods directory cannot be read. */
-  private async poll(): Promise<void> {
-    if (this.stopped) return;
+  /**
+   * One poll: rescan when due, then read every container. Throws only when the
+   * pods directory cannot be read. Resolves false when nothing changed and
+   * inotify watches everything (so the timer may back off).
+   */
+  private async poll(): Promise<boolean> {
+    if (this.stopped) return true;
+    const before = this.activity();
     const now = this.clock.now();
     if (this.rescanRequested || now - this.lastDiscoveryAt >= this.scanIntervalMs) {
       this.rescanRequested = false;
@@ -221,7 +235,7 @@ export class PodLogCollector implements Collector {
       this.lastDiscoveryAt = now;
     }
     for (const c of [...this.containers.values()]) {
-      if (this.stopped) return;
+      if (this.stopped) return true;
       try {
         await this.pollContainer(c);
       } catch (err) {
@@ -230,6 +244,14 @@ export class PodLogCollector implements Collector {
         this.logger.warn({ err, container: c.key }, 'reading container logs failed');
       }
     }
+    const watched = this.watchState === 'inotify' && this.rootWatcher !== undefined && [...this.containers.values()].every((c) => c.watcher !== undefined);
+    return this.activity() !== before || !watched;
+  }
+
+  /** A number that changes whenever a poll reads, drops or fails on something, or the containers change. */
+  private activity(): number {
+    const c = this.counters;
+    return c.linesRead + c.droppedLines + c.unparseableLines + c.truncatedLines + c.fileErrors + this.containers.size;
   }
 
   private async discover(): Promise<void> {

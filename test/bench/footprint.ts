@@ -6,7 +6,8 @@
  *
  * 1. Finds which packages the daemon's own modules import in each mode: a
  *    short start with test/bench/footprint-imports.ts preloaded.
- * 2. Starts four processes at once, all with the image's NODE_OPTIONS, and
+ * 2. Starts four processes at once, all with the image's NODE_OPTIONS,
+ *    malloc settings and node flags (read from the Dockerfile), and
  *    lets them settle for `--settle` s, then samples every second for `--idle` s
  *    VmRSS (/proc/<pid>/status) and utime+stime (/proc/<pid>/stat):
  *    - `node dist/daemon/cli.js daemon` in host mode, rules-only (no model),
@@ -37,8 +38,26 @@ import { writeResultsSection } from './results-section.ts';
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
 const CLI = join(ROOT, 'dist/daemon/cli.js');
-/** NODE_OPTIONS of the image (Dockerfile), so memory is measured as deployed. */
-const IMAGE_NODE_OPTIONS = '--max-semi-space-size=2';
+/**
+ * How the image runs Node, read from the Dockerfile so memory is measured as
+ * deployed: the memory-related environment (NODE_OPTIONS, MALLOC_*) of its
+ * final ENV, and the V8 flags its ENTRYPOINT passes to node (flags NODE_OPTIONS
+ * does not accept, such as --optimize-for-size).
+ */
+function imageRuntime(): { env: Record<string, string>; flags: string[] } {
+  const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+  const env: Record<string, string> = {};
+  for (const m of text.matchAll(/\b(NODE_OPTIONS|MALLOC_[A-Z_]+)=("[^"]*"|\S+)/g)) env[m[1]!] = m[2]!.replace(/^"|"$/g, '');
+  const entry = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(text);
+  const argv = entry ? (JSON.parse(entry[1]!) as string[]) : [];
+  const node = argv.indexOf('node');
+  const flags = node < 0 ? [] : argv.slice(node + 1).filter((a) => a.startsWith('--'));
+  return { env, flags };
+}
+const IMAGE = imageRuntime();
+const IMAGE_DESCRIPTION = [...Object.entries(IMAGE.env).map(([k, v]) => `${k}=${v}`), ...(IMAGE.flags.length > 0 ? [`node ${IMAGE.flags.join(' ')}`] : [])]
+  .map((x) => `\`${x}\``)
+  .join(', ');
 const MIB = 2 ** 20;
 /** Containers the steady load is spread over: 500 lines/s each at 2,000 lines/s, under the collector's per-container limit. */
 const STEADY_CONTAINERS = 4;
@@ -98,7 +117,7 @@ interface Proc {
 }
 
 function launch(name: string, args: string[], env: Record<string, string | undefined>, waitForUrl: boolean): Promise<Proc> {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...env, NODE_OPTIONS: IMAGE_NODE_OPTIONS }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...IMAGE.flags, ...args], { cwd: ROOT, env: { ...env, ...IMAGE.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let tail = '';
   const keep = (c: Buffer) => {
     tail = (tail + c.toString()).slice(-4000);
@@ -140,7 +159,7 @@ async function stop(p: Proc): Promise<void> {
 /** Environment without anything that would switch the daemon's mode or add a model. */
 function cleanEnv(extra: Record<string, string>): Record<string, string | undefined> {
   const env: Record<string, string | undefined> = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('NODESAGE_') && !['KUBECONFIG', 'NODE_IP', 'NODE_NAME', 'NODE_OPTIONS'].includes(k)) env[k] = v;
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('NODESAGE_') && !k.startsWith('MALLOC_') && !['KUBECONFIG', 'NODE_IP', 'NODE_NAME', 'NODE_OPTIONS'].includes(k)) env[k] = v;
   return { ...env, NODESAGE_LISTEN: '127.0.0.1:0', NODESAGE_LOG_LEVEL: 'info', ...extra };
 }
 
@@ -385,7 +404,7 @@ try {
       `load average (1 min) mean ${(loads.reduce((a, b) => a + b, 0) / loads.length).toFixed(2)}, min ${Math.min(...loads).toFixed(2)}, max ${Math.max(...loads).toFixed(2)} ` +
       `(sampled every 5 s; ${idleLoad.map((x) => x.toFixed(2)).join(', ')} at the end of the idle window).`,
     '',
-    `Every process runs with the image's \`NODE_OPTIONS=${IMAGE_NODE_OPTIONS}\`. The four idle processes run at the same time: ${settleS} s to settle, then ` +
+    `Every process runs as the image runs Node (from the Dockerfile): ${IMAGE_DESCRIPTION}. The four idle processes run at the same time: ${settleS} s to settle, then ` +
       `VmRSS and utime+stime sampled every second for ${idleS} s. The baselines are bare Node importing exactly the packages the daemon's own modules ` +
       'import in that mode (found with a preload in the same run) and doing nothing else.',
     '',

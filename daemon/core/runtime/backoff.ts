@@ -229,6 +229,13 @@ export function restartLoop(task: (signal: AbortSignal, attempt: number) => Prom
   };
 }
 
+/**
+ * Longest wait of an idle log poll (kmsg, syslog, embedded log files), in ms:
+ * half the default detection interval (10 s), so a line that comes while a
+ * source is idle is read at most this much later than at the 1 s pace.
+ */
+export const IDLE_POLL_MAX_MS = 5000;
+
 /** Options of {@link periodic}. */
 export interface PeriodicOptions {
   /** Name used in log lines. */
@@ -245,6 +252,13 @@ export interface PeriodicOptions {
   logger?: Logger;
   /** Called after every run with its error (null on success), after the reader. Defaults to none. */
   onRun?: (err: Error | null) => void;
+  /**
+   * While runs find nothing new (the task resolves `false`), the interval
+   * doubles up to this many milliseconds, so an idle source wakes the process
+   * rarely; a run that finds something, or a trigger, brings it back at once.
+   * Defaults to intervalMs (no idle backoff).
+   */
+  idleMaxMs?: number;
 }
 
 /** A task run on an interval, one run at a time. */
@@ -261,7 +275,7 @@ export interface Periodic {
  * Runs `task` every `intervalMs`, never two at once; a failing run is retried
  * after a backoff delay instead of the interval. Errors never escape.
  */
-export function periodic(task: () => Promise<void>, opts: PeriodicOptions): Periodic {
+export function periodic(task: () => Promise<unknown>, opts: PeriodicOptions): Periodic {
   const clock = opts.clock ?? systemClock;
   const backoff = opts.backoff ?? new Backoff({ initialMs: opts.intervalMs, maxMs: Math.max(opts.intervalMs, 60_000), clock });
   let chain: Promise<void> = Promise.resolve();
@@ -271,6 +285,7 @@ export function periodic(task: () => Promise<void>, opts: PeriodicOptions): Peri
   let running = false;
   let again = false;
   let lastFailed = false;
+  let idleMs = opts.intervalMs;
 
   const clearTimer = () => {
     cancel?.();
@@ -302,7 +317,8 @@ export function periodic(task: () => Promise<void>, opts: PeriodicOptions): Peri
     again = false;
     if (lastFailed) opts.reader?.restarted();
     try {
-      await task();
+      const found = await task();
+      idleMs = found === false ? Math.min(idleMs * 2, Math.max(opts.idleMaxMs ?? opts.intervalMs, opts.intervalMs)) : opts.intervalMs;
     } catch (err) {
       error = asError(err);
     }
@@ -325,7 +341,7 @@ export function periodic(task: () => Promise<void>, opts: PeriodicOptions): Peri
       schedule(delay);
     } else {
       backoff.succeeded();
-      schedule(again ? 0 : opts.intervalMs);
+      schedule(again ? 0 : idleMs);
     }
   };
 
