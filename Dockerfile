@@ -153,7 +153,10 @@ USER 10001:10001
 EXPOSE 8877
 # V8 flags NODE_OPTIONS does not accept (test/bench/footprint.ts reads them from
 # here): --optimize-for-size shrinks the heap's growth steps and caches, and
-# --max-opt=2 stops at the Maglev compiler, leaving TurboFan's code and its
-# pages of the node binary out of an idle agent's RSS (about 9 MiB together).
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "--optimize-for-size", "--max-opt=2", "/app/dist/daemon/cli.js"]
+# --max-opt=1 stops at the Sparkplug baseline compiler, leaving the optimising
+# compilers' code and their pages of the node binary out of the agent's RSS.
+# Measured (test/bench/RESULTS.md): idle host mode ~14 MiB less than without
+# them; --max-opt=2 (Maglev) would keep ~4 MiB of that back for ~25% less CPU
+# under a steady 2,000 log lines/s (79 instead of 102 millicores).
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "--optimize-for-size", "--max-opt=1", "/app/dist/daemon/cli.js"]
 CMD ["daemon"]

@@ -382,8 +382,21 @@ try {
   log(`flood: up to ${floodRate} lines/s for ${floodS} s`);
   const flood = await load(hostDaemon, writer, floodRate, FLOOD_CONTAINERS, floodS);
   log(`${afterS} s after the flood`);
+  // What still runs after the flood: the pod-logs source reading the backlog the flood left in the files.
+  // Its signal count, every 2 s, shows when that ends.
+  const reads: { at: number; signals: number }[] = [];
+  const readTimer = setInterval(() => {
+    podLogSignals(hostDaemon.url!).then(
+      (n) => reads.push({ at: performance.now(), signals: n }),
+      () => undefined,
+    );
+  }, 2000);
   const after = (await sampleFor([hostDaemon], afterS))[0]!;
+  clearInterval(readTimer);
   const signals2 = await podLogSignals(hostDaemon.url!);
+  const floodEnd = after[0]!.at;
+  const caughtUp = reads.find((r) => r.signals === signals2)?.at;
+  const quiet = caughtUp === undefined ? [] : after.filter((x) => x.at >= caughtUp);
   clearInterval(loadTimer);
   loads.push(os.loadavg()[0]!);
 
@@ -426,7 +439,15 @@ try {
     `| steady, ${steadyS} s | ${steady.written} | ${Math.round(steady.written / (steady.ms / 1000))} | ${mib(st.medianRss)} | ${mib(st.maxRss)} | ${mib(st.lastRss)} | ${st.millicores.toFixed(0)} | ${ratio(st.maxRss, hd.medianRss)} | ≤ 1.20 | ${met(steadyGrowth <= 0.2)} |`,
     `| flood, ${floodS} s | ${flood.written} | ${Math.round(flood.written / (flood.ms / 1000))} | ${mib(fl.medianRss)} | ${mib(fl.maxRss)} | ${mib(fl.lastRss)} | ${fl.millicores.toFixed(0)} | ${ratio(fl.maxRss, hd.medianRss)} | | |`,
     `| ${afterS} s after the flood | 0 | 0 | ${mib(af.medianRss)} | ${mib(af.maxRss)} | ${mib(af.lastRss)} | ${af.millicores.toFixed(0)} | ${ratio(af.lastRss, hd.medianRss)} (at the end) | | |`,
+    ...(quiet.length >= 5
+      ? [
+          `| of which after the backlog was read (from ${((caughtUp! - floodEnd) / 1000).toFixed(0)} s on) | 0 | 0 | ${mib(windowOf(quiet).medianRss)} | ${mib(windowOf(quiet).maxRss)} | ${mib(windowOf(quiet).lastRss)} | ${windowOf(quiet).millicores.toFixed(1)} | | | |`,
+        ]
+      : []),
     '',
+    caughtUp === undefined
+      ? `After the flood the pod-logs source was still reading the lines the flood left in the files when the run ended (its signal count still rising).`
+      : `After the flood the pod-logs source went on reading the lines the flood had left in the files (every line is read and parsed; the rate limit drops it after that) until ${((caughtUp - floodEnd) / 1000).toFixed(0)} s after the flood${quiet.length >= 5 ? '; the last row is the daemon from then on' : ''}.`,
     `The pod-logs source counted ${signals1 - signals0} signals for the ${steady.written} steady lines (2 s after the phase) and ${signals2 - signals1} ` +
       `for the ${flood.written} flood lines by the end of the run (signals include checkpoints; lines over the per-container limit are dropped and counted, not queued).`,
     '',
