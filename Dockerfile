@@ -152,11 +152,14 @@ RUN node -e "const D = require('better-sqlite3'); new D(':memory:').prepare('sel
 USER 10001:10001
 EXPOSE 8877
 # V8 flags NODE_OPTIONS does not accept (test/bench/footprint.ts reads them from
-# here): --optimize-for-size shrinks the heap's growth steps and caches, and
+# here): --optimize-for-size shrinks the heap's growth steps and caches;
 # --max-opt=1 stops at the Sparkplug baseline compiler, leaving the optimising
-# compilers' code and their pages of the node binary out of the agent's RSS.
-# Measured (test/bench/RESULTS.md): idle host mode ~14 MiB less than without
-# them; --max-opt=2 (Maglev) would keep ~4 MiB of that back for ~25% less CPU
-# under a steady 2,000 log lines/s (79 instead of 102 millicores).
-ENTRYPOINT ["/usr/bin/tini", "--", "node", "--optimize-for-size", "--max-opt=1", "/app/dist/daemon/cli.js"]
+# compilers' code and their pages of the node binary out of the agent's RSS;
+# --bytecode-old-age=1 drops the bytecode of functions that did not run since
+# the last full GC (start-up, CLI and rarely used paths: ~1 MiB), recompiled
+# if they run again. Measured (test/bench/RESULTS.md): idle host mode ~15 MiB
+# less than without them; --max-opt=2 (Maglev) would keep ~4 MiB of that back
+# for ~25% less CPU under a steady 2,000 log lines/s (79 instead of 102
+# millicores in one run).
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "--optimize-for-size", "--max-opt=1", "--bytecode-old-age=1", "/app/dist/daemon/cli.js"]
 CMD ["daemon"]

@@ -15,7 +15,6 @@ import { HostCollector } from './collectors/host.js';
 import { JournaldCollector } from './collectors/journald.js';
 import { KmsgCollector } from './collectors/kmsg.js';
 import { PodLogCollector } from './collectors/pod-logs.js';
-import { KubeletCollector, kubeconfigKubeletCredentials } from './collectors/kubelet.js';
 import { registerAskRoutes } from './api/ask-routes.js';
 import { registerOpenAiRoutes } from './api/openai.js';
 import { EngineGate } from './ask/gate.js';
@@ -72,6 +71,8 @@ export async function createCollectors(
   }
   const useKubeApi = usesKubeApi(config);
   if (config.sources.kubelet && config.kubeletUrl) {
+    // Loaded only with a kubelet to poll: host mode on a plain machine has none.
+    const { KubeletCollector, kubeconfigKubeletCredentials } = await import('./collectors/kubelet.js');
     collectors.push(
       new KubeletCollector({
         kubeletUrl: config.kubeletUrl,
