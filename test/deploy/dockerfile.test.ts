@@ -5,6 +5,7 @@
  * binaries it needs. No Docker engine is needed; runtime-image.test.ts runs the
  * stage's own scripts.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -153,8 +154,14 @@ describe('what the image runs is what the build produces', () => {
     expect(runtimeRuns).toMatch(/apt-get install -y --no-install-recommends [^&]*\bsystemd\b/);
     expect(runtimeRuns).toMatch(/journalctl --version/);
     expect(entrypoint[2]).toBe('node');
+    // Node's own flags (V8 memory settings; test/bench/footprint.ts runs with the same) come before the CLI,
+    // and this Node accepts them (an unknown flag stops node before the agent starts).
+    const args = entrypoint.slice(3);
+    const flags = args.slice(0, args.findIndex((a) => !a.startsWith('--')));
+    for (const f of flags) expect(f).toMatch(/^--[a-z][a-z-]*(=\S+)?$/);
+    expect(() => execFileSync(process.execPath, [...flags, '-e', '0'], { stdio: 'pipe' })).not.toThrow();
     const appDir = last(runtime, 'WORKDIR').args.trim();
-    const cli = entrypoint[3]!;
+    const cli = args[flags.length]!;
     expect(cli).toBe(`${appDir}/${pkg.bin.nodesage}`);
     // dist/daemon/cli.js is tsc's output for daemon/cli.ts (rootDir "." keeps the daemon/ prefix).
     expect(tsconfig.compilerOptions.rootDir).toBe('.');
