@@ -33,31 +33,14 @@ import os, { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { describeImageRuntime, imageRuntime } from './image-runtime.ts';
 import { writeResultsSection } from './results-section.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '../..');
 const CLI = join(ROOT, 'dist/daemon/cli.js');
-/**
- * How the image runs Node, read from the Dockerfile so memory is measured as
- * deployed: the memory-related environment (NODE_OPTIONS, MALLOC_*) of its
- * final ENV, and the V8 flags its ENTRYPOINT passes to node (flags NODE_OPTIONS
- * does not accept, such as --optimize-for-size).
- */
-function imageRuntime(): { env: Record<string, string>; flags: string[] } {
-  const text = readFileSync(join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
-  const env: Record<string, string> = {};
-  for (const m of text.matchAll(/\b(NODE_OPTIONS|MALLOC_[A-Z_]+)=("[^"]*"|\S+)/g)) env[m[1]!] = m[2]!.replace(/^"|"$/g, '');
-  const entry = /^ENTRYPOINT\s+(\[.*\])\s*$/m.exec(text);
-  const argv = entry ? (JSON.parse(entry[1]!) as string[]) : [];
-  const node = argv.indexOf('node');
-  const flags = node < 0 ? [] : argv.slice(node + 1).filter((a) => a.startsWith('--'));
-  return { env, flags };
-}
-const IMAGE = imageRuntime();
-const IMAGE_DESCRIPTION = [...Object.entries(IMAGE.env).map(([k, v]) => `${k}=${v}`), ...(IMAGE.flags.length > 0 ? [`node ${IMAGE.flags.join(' ')}`] : [])]
-  .map((x) => `\`${x}\``)
-  .join(', ');
+const IMAGE = imageRuntime(ROOT);
+const IMAGE_DESCRIPTION = describeImageRuntime(IMAGE);
 const MIB = 2 ** 20;
 /** Containers the steady load is spread over: 500 lines/s each at 2,000 lines/s, under the collector's per-container limit. */
 const STEADY_CONTAINERS = 4;
