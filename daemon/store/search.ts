@@ -8,7 +8,7 @@ import type { TrackedFinding } from '../tracker/tracker.js';
 import { Repo, type StoreDb, yieldToLoop } from './db.js';
 import type { FindingRepo } from './findings.js';
 import { toFtsQuery } from './fts-query.js';
-import { SEARCH_SQL, type SearchParams, type SearchRows, SearchWorker } from './search-worker.js';
+import { prepareSearch, type RankState, runSearch, type SearchParams, type SearchRows, type SearchStatements, SearchWorker } from './search-worker.js';
 
 /** Search documents indexed per transaction by the background maintenance. */
 const FTS_BATCH = 200;
@@ -23,6 +23,11 @@ const WORKER_IDLE_MS = 20_000;
  * new questions rank at once instead of one waiting for the other (a node has at least two cores).
  */
 const MAX_WORKERS = 2;
+/**
+ * Findings one ranking reads at most, whatever the question: ranking costs a few microseconds per matching
+ * finding, so a word in every one of 100,000 findings cost 50-100 ms (see rankFindings).
+ */
+const RANK_BUDGET = 1000;
 
 /** Options of Store.search. */
 export interface SearchOptions {
@@ -94,6 +99,7 @@ export class SearchRepo extends Repo {
   private readonly cache = new Map<string, Promise<SearchRows>>();
   private workers: SearchWorker[] = [];
   private idleTimer: NodeJS.Timeout | undefined;
+  private mainSearch: { st: SearchStatements; state: RankState } | undefined;
 
   constructor(s: StoreDb, findings: FindingRepo) {
     super(s);
@@ -188,14 +194,9 @@ export class SearchRepo extends Repo {
     if (query === null) return { query, findings: [], templates: [], runbooks: [] };
     // A backlog larger than this (an upgraded history) is indexed by maintainIndex in slices.
     this.refreshIndex(FTS_SEARCH_REFRESH_MAX);
-    const params = { q: query, since: opts.since ?? null, limit: searchLimit(opts) };
-    const db = this.s.db;
-    const rows = {
-      findings: db.prepare(SEARCH_SQL.findings).all(params),
-      templates: db.prepare(SEARCH_SQL.templates).all(params),
-      runbooks: db.prepare(SEARCH_SQL.runbooks).all({ q: query, limit: params.limit }),
-    } as SearchRows;
-    return this.result(query, rows);
+    this.mainSearch ??= { st: prepareSearch(this.s.db), state: { generation: -1, n: 0, df: new Map() } };
+    const { st, state } = this.mainSearch;
+    return this.result(query, runSearch(st, state, this.params(query, opts)));
   }
 
   /**
@@ -208,9 +209,9 @@ export class SearchRepo extends Repo {
     const query = toFtsQuery(question);
     if (query === null) return { query, findings: [], templates: [], runbooks: [] };
     this.refreshIndex(FTS_SEARCH_REFRESH_MAX);
-    const params: SearchParams = { q: query, since: opts.since ?? null, limit: searchLimit(opts) };
+    const params = this.params(query, opts);
     // A `since` filter reads last_seen, which changes without touching the index: such rankings last one findings generation.
-    const key = JSON.stringify(params.since === null ? params : { ...params, g: this.s.findingsGeneration });
+    const key = JSON.stringify([query, params.limit, params.since, params.since === null ? 0 : this.s.findingsGeneration]);
     if (this.cacheGeneration !== this.s.searchGeneration) {
       this.cache.clear();
       this.cacheGeneration = this.s.searchGeneration;
@@ -226,6 +227,10 @@ export class SearchRepo extends Repo {
     this.cache.set(key, rows);
     if (this.cache.size > SEARCH_CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value as string);
     return this.result(query, await rows);
+  }
+
+  private params(q: string, opts: SearchOptions): SearchParams {
+    return { q, since: opts.since ?? null, limit: searchLimit(opts), generation: this.s.searchGeneration, budget: RANK_BUDGET };
   }
 
   /** An idle worker, else a new one while fewer than MAX_WORKERS run, else the least busy. */
