@@ -6,12 +6,24 @@
  * it measures.
  *
  *   {cmd: 'reset'} → {ok: true}                  starts a new window
- *   {cmd: 'read'}  → {p50Ms, p99Ms, maxMs, meanMs, rssBytes, heapUsedBytes, heapTotalBytes, externalBytes, cpuMicros}
+ *   {cmd: 'read'}  → {p50Ms, p99Ms, maxMs, meanMs, rssBytes, heapUsedBytes, heapTotalBytes, externalBytes,
+ *                     arrayBuffersBytes, oldSpaceBytes, anonBytes, fileBytes, shmemBytes, cpuMicros}
+ *   {cmd: 'gc'}    → {ok: true} after a full garbage collection (run after the last measurement only)
  *
  * cpuMicros is the daemon's CPU time so far (user + system, all threads): per
  * request, it is what a route costs whatever else shares the machine.
  */
+import { readFileSync } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/** Resident memory by kind (kB in /proc/self/status): anonymous (heaps, malloc), file-backed, shared (the WAL index). */
+function rssParts(): { anonBytes: number; fileBytes: number; shmemBytes: number } {
+  const status = readFileSync('/proc/self/status', 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024;
+  return { anonBytes: kb('RssAnon'), fileBytes: kb('RssFile'), shmemBytes: kb('RssShmem') };
+}
 
 if (process.send) {
   // 1 ms sampling: the targets are a few milliseconds, the default 10 ms would hide them.
@@ -36,8 +48,16 @@ if (process.send) {
         heapUsedBytes: mem.heapUsed,
         heapTotalBytes: mem.heapTotal,
         externalBytes: mem.external,
+        arrayBuffersBytes: mem.arrayBuffers,
+        oldSpaceBytes: v8.getHeapSpaceStatistics().find((x) => x.space_name === 'old_space')?.space_size ?? 0,
+        ...rssParts(),
         cpuMicros: cpu.user + cpu.system,
       });
+    } else if (m.cmd === 'gc') {
+      // A diagnosis, not a fix: how much of what stays resident after a load is garbage V8 has not collected.
+      v8.setFlagsFromString('--expose-gc');
+      (runInNewContext('gc') as () => void)();
+      process.send?.({ ok: true });
     }
   });
   // The IPC channel must not keep a stopping daemon alive.

@@ -246,7 +246,22 @@ interface Probe {
   heapUsedBytes: number;
   heapTotalBytes: number;
   externalBytes: number;
+  arrayBuffersBytes: number;
+  oldSpaceBytes: number;
+  anonBytes: number;
+  fileBytes: number;
+  shmemBytes: number;
   cpuMicros: number;
+}
+
+const mib = (b: number) => (b / 2 ** 20).toFixed(0);
+/** Where resident memory is, as one line: V8's heap, memory outside it, and RSS by kind. */
+function memoryParts(p: Probe): string {
+  return (
+    `RSS ${mib(p.rssBytes)} MiB (anonymous ${mib(p.anonBytes)}, file ${mib(p.fileBytes)}, shared ${mib(p.shmemBytes)}); ` +
+    `V8 heap ${mib(p.heapUsedBytes)} used of ${mib(p.heapTotalBytes)} (old space ${mib(p.oldSpaceBytes)}); external ${mib(p.externalBytes)} (array buffers ${mib(p.arrayBuffersBytes)}); ` +
+    `anonymous outside the V8 heap ${mib(p.anonBytes - p.heapTotalBytes - p.arrayBuffersBytes)} (SQLite, malloc, stacks, code)`
+  );
 }
 
 class DaemonUnderTest {
@@ -311,6 +326,10 @@ class DaemonUnderTest {
 
   reset(): Promise<unknown> {
     return this.ask('reset');
+  }
+
+  gc(): Promise<unknown> {
+    return this.ask('gc');
   }
 
   read(): Promise<Probe> {
@@ -443,6 +462,11 @@ interface BuildResult {
   seed: SeedResult;
   idleRssMiB: number;
   afterRssMiB: number;
+  /** Memory by part at idle and 30 s after the load. */
+  idleParts: string;
+  afterParts: string;
+  /** RSS after a forced full garbage collection at the end (diagnostic: the daemon never forces one). */
+  afterGcRssMiB: number;
   routes: RouteResult[];
   cycles: { expected: number; completed: number; meanMs: number };
   loadavg: number[];
@@ -470,7 +494,7 @@ async function measureBuild(
       await waitForStartupWork(d, label);
       const idle = await d.read();
       const idleRssMiB = idle.rssBytes / 2 ** 20;
-      log(`${label}: idle RSS ${idleRssMiB.toFixed(0)} MiB, heap used ${(idle.heapUsedBytes / 2 ** 20).toFixed(0)} MiB of ${(idle.heapTotalBytes / 2 ** 20).toFixed(0)}, external ${(idle.externalBytes / 2 ** 20).toFixed(0)} MiB`);
+      log(`${label}: idle ${memoryParts(idle)}`);
       const since = new Date(Date.now() - 3 * DAY).toISOString();
       const page1 = await getJson<{ items: { id: string }[]; nextCursor: string }>(`${d.url}/v1/findings?limit=50`);
       let cursor = page1.nextCursor;
@@ -531,22 +555,27 @@ async function measureBuild(
       const completed = count(m1) - count(m0);
       // V8 gives memory back once allocation has been low for a while: sample until the settle time is up.
       const settle: number[] = [];
+      let last = idle;
       for (let t = 0; t < o.settleSeconds; t += 5) {
         await new Promise((r) => setTimeout(r, 5000));
-        const p = await d.read();
-        settle.push(Math.round(p.rssBytes / 2 ** 20));
-        if (t + 5 >= o.settleSeconds) {
-          log(`${label}: heap used ${(p.heapUsedBytes / 2 ** 20).toFixed(0)} MiB of ${(p.heapTotalBytes / 2 ** 20).toFixed(0)}, external ${(p.externalBytes / 2 ** 20).toFixed(0)} MiB`);
-        }
+        last = await d.read();
+        settle.push(Math.round(last.rssBytes / 2 ** 20));
       }
       log(`${label}: RSS every 5 s after the load: ${settle.join(', ')} MiB (idle ${idleRssMiB.toFixed(0)})`);
+      log(`${label}: after the load ${memoryParts(last)}`);
       const afterRssMiB = settle[settle.length - 1] ?? Number.NaN;
+      await d.gc();
+      const gced = await d.read();
+      log(`${label}: after a forced full GC ${memoryParts(gced)}`);
       return {
         label,
         root,
         seed,
         idleRssMiB,
         afterRssMiB,
+        idleParts: memoryParts(idle),
+        afterParts: memoryParts(last),
+        afterGcRssMiB: gced.rssBytes / 2 ** 20,
         routes: results,
         cycles: { expected: Math.floor(elapsed / 1), completed, meanMs: ((sum(m1) - sum(m0)) / completed) * 1000 },
         loadavg: os.loadavg(),
@@ -603,6 +632,7 @@ function render(builds: BuildResult[], o: { n: number; seconds: number; rate: nu
   row('event-loop delay max, worst route', (b) => `${ms(Math.max(...b.routes.map((r) => r.eventLoopMax)))} ms`, '', null);
   row('RSS idle (after start, before load)', (b) => `${b.idleRssMiB.toFixed(0)} MiB`, '', null);
   row(`RSS ${o.settleSeconds} s after the last route`, (b) => `${b.afterRssMiB.toFixed(0)} MiB (${b.afterRssMiB - b.idleRssMiB >= 0 ? '+' : ''}${(b.afterRssMiB - b.idleRssMiB).toFixed(0)})`, '≤ idle + 30 MiB', rssDelta <= 30);
+  row('RSS after a forced full garbage collection, at the end (diagnostic)', (b) => `${b.afterGcRssMiB.toFixed(0)} MiB (${b.afterGcRssMiB - b.idleRssMiB >= 0 ? '+' : ''}${(b.afterGcRssMiB - b.idleRssMiB).toFixed(0)})`, '', null);
   row('RSS peak after a route', (b) => `${Math.max(...b.routes.map((r) => r.rssAfterMiB)).toFixed(0)} MiB`, '', null);
   row(
     'detection cycles completed during the load (1 s schedule)',
@@ -615,6 +645,8 @@ function render(builds: BuildResult[], o: { n: number; seconds: number; rate: nu
   row('full-text index of the whole history, from nothing', (b) => `${b.seed.ftsSeconds.toFixed(1)} s`, '', null);
   row('database size (main file + WAL)', (b) => `${(b.seed.dbBytes / 2 ** 20).toFixed(0)} MiB`, '', null);
   out.push('');
+  out.push(`Memory by part, idle: ${cur.idleParts}.\n`);
+  out.push(`Memory by part, ${o.settleSeconds} s after the last route: ${cur.afterParts}.\n`);
   if (base) {
     out.push(
       `"Before" is the same benchmark against the build in \`--baseline\` (${base.label}), in the same run on the same machine; ` +
