@@ -7,7 +7,8 @@
  *
  *   {cmd: 'reset'} → {ok: true}                  starts a new window
  *   {cmd: 'read'}  → {p50Ms, p99Ms, maxMs, meanMs, rssBytes, heapUsedBytes, heapTotalBytes, externalBytes,
- *                     arrayBuffersBytes, oldSpaceBytes, anonBytes, fileBytes, shmemBytes, cpuMicros}
+ *                     arrayBuffersBytes, oldSpaceBytes, v8MallocedBytes, v8PeakMallocedBytes, anonBytes, fileBytes,
+ *                     shmemBytes, cpuMicros}
  *   {cmd: 'gc'}    → {ok: true} after a full garbage collection (run after the last measurement only)
  *
  * cpuMicros is the daemon's CPU time so far (user + system, all threads): per
@@ -50,6 +51,9 @@ if (process.send) {
         externalBytes: mem.external,
         arrayBuffersBytes: mem.arrayBuffers,
         oldSpaceBytes: v8.getHeapSpaceStatistics().find((x) => x.space_name === 'old_space')?.space_size ?? 0,
+        // V8's own malloc (compiler zones, tables): outside the heap, inside "anonymous".
+        v8MallocedBytes: v8.getHeapStatistics().malloced_memory,
+        v8PeakMallocedBytes: v8.getHeapStatistics().peak_malloced_memory,
         ...rssParts(),
         cpuMicros: cpu.user + cpu.system,
       });

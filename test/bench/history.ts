@@ -248,6 +248,8 @@ interface Probe {
   externalBytes: number;
   arrayBuffersBytes: number;
   oldSpaceBytes: number;
+  v8MallocedBytes: number;
+  v8PeakMallocedBytes: number;
   anonBytes: number;
   fileBytes: number;
   shmemBytes: number;
@@ -260,6 +262,7 @@ function memoryParts(p: Probe): string {
   return (
     `RSS ${mib(p.rssBytes)} MiB (anonymous ${mib(p.anonBytes)}, file ${mib(p.fileBytes)}, shared ${mib(p.shmemBytes)}); ` +
     `V8 heap ${mib(p.heapUsedBytes)} used of ${mib(p.heapTotalBytes)} (old space ${mib(p.oldSpaceBytes)}); external ${mib(p.externalBytes)} (array buffers ${mib(p.arrayBuffersBytes)}); ` +
+    `V8's own malloc ${mib(p.v8MallocedBytes)} (peak ${mib(p.v8PeakMallocedBytes)}); ` +
     `anonymous outside the V8 heap ${mib(p.anonBytes - p.heapTotalBytes - p.arrayBuffersBytes)} (SQLite, malloc, stacks, code)`
   );
 }
