@@ -8,7 +8,7 @@
  *   {cmd: 'reset'} → {ok: true}                  starts a new window
  *   {cmd: 'read'}  → {p50Ms, p99Ms, maxMs, meanMs, rssBytes, heapUsedBytes, heapTotalBytes, externalBytes,
  *                     arrayBuffersBytes, oldSpaceBytes, v8MallocedBytes, v8PeakMallocedBytes, anonBytes, fileBytes,
- *                     shmemBytes, cpuMicros}
+ *                     shmemBytes, brkBytes, anonMmapBytes, cpuMicros}
  *   {cmd: 'gc'}    → {ok: true} after a full garbage collection (run after the last measurement only)
  *
  * cpuMicros is the daemon's CPU time so far (user + system, all threads): per
@@ -24,6 +24,21 @@ function rssParts(): { anonBytes: number; fileBytes: number; shmemBytes: number 
   const status = readFileSync('/proc/self/status', 'utf8');
   const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) * 1024;
   return { anonBytes: kb('RssAnon'), fileBytes: kb('RssFile'), shmemBytes: kb('RssShmem') };
+}
+
+/** Resident bytes of the brk heap (glibc's main malloc arena) and of the other anonymous mappings (V8's pages, thread arenas, large mallocs). */
+function anonMappings(): { brkBytes: number; anonMmapBytes: number } {
+  let brk = 0;
+  let mmap = 0;
+  let kind: 'brk' | 'anon' | null = null;
+  for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head) kind = head[1] === '[heap]' ? 'brk' : head[1] === '' ? 'anon' : null;
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && kind === 'brk') brk += Number(rss[1]) * 1024;
+    if (rss && kind === 'anon') mmap += Number(rss[1]) * 1024;
+  }
+  return { brkBytes: brk, anonMmapBytes: mmap };
 }
 
 if (process.send) {
@@ -55,6 +70,7 @@ if (process.send) {
         v8MallocedBytes: v8.getHeapStatistics().malloced_memory,
         v8PeakMallocedBytes: v8.getHeapStatistics().peak_malloced_memory,
         ...rssParts(),
+        ...anonMappings(),
         cpuMicros: cpu.user + cpu.system,
       });
     } else if (m.cmd === 'gc') {

@@ -253,6 +253,8 @@ interface Probe {
   anonBytes: number;
   fileBytes: number;
   shmemBytes: number;
+  brkBytes: number;
+  anonMmapBytes: number;
   cpuMicros: number;
 }
 
@@ -263,7 +265,8 @@ function memoryParts(p: Probe): string {
     `RSS ${mib(p.rssBytes)} MiB (anonymous ${mib(p.anonBytes)}, file ${mib(p.fileBytes)}, shared ${mib(p.shmemBytes)}); ` +
     `V8 heap ${mib(p.heapUsedBytes)} used of ${mib(p.heapTotalBytes)} (old space ${mib(p.oldSpaceBytes)}); external ${mib(p.externalBytes)} (array buffers ${mib(p.arrayBuffersBytes)}); ` +
     `V8's own malloc ${mib(p.v8MallocedBytes)} (peak ${mib(p.v8PeakMallocedBytes)}); ` +
-    `anonymous outside the V8 heap ${mib(p.anonBytes - p.heapTotalBytes - p.arrayBuffersBytes)} (SQLite, malloc, stacks, code)`
+    `anonymous outside the V8 heap ${mib(p.anonBytes - p.heapTotalBytes - p.arrayBuffersBytes)} (SQLite, malloc, stacks, code); ` +
+    `anonymous by mapping: brk heap (glibc's main arena) ${mib(p.brkBytes)}, other anonymous mappings (V8 pages, thread arenas, large blocks) ${mib(p.anonMmapBytes)}`
   );
 }
 
