@@ -44,24 +44,14 @@ function finding(i: number): TrackedFinding {
   };
 }
 
-// The oldest finding (first written, so outside any window of the newest matches) is the only certificate error.
-const CERT: TrackedFinding = {
-  ...finding(0),
-  id: 'cccccccccccccccc',
-  title: 'Container app of pod shop/api-cert failed',
-  evidence: [{ source: 'podLog', at: iso(T0 - 1000), text: 'x509: certificate signed by unknown authority' }],
-  firstSeen: iso(T0 - 1000),
-  lastSeen: iso(T0 - 1000),
-};
-// Also old: the only finding holding every word of "postgres connection refused timeout".
-const TIMEOUT: TrackedFinding = {
-  ...finding(3),
-  id: 'dddddddddddddddd',
-  title: 'Container app of pod shop/api-slow failed',
-  evidence: [{ source: 'podLog', at: iso(T0 - 500), text: 'dial postgres:5432: connection refused after timeout' }],
-  firstSeen: iso(T0 - 500),
-  lastSeen: iso(T0 - 500),
-};
+/** A finding written before all the others (so outside any window of the newest matches). */
+function older(id: string, pod: string, text: string, ageMs: number): TrackedFinding {
+  const at = iso(T0 - ageMs);
+  return { ...finding(0), id, title: `Container app of pod shop/${pod} failed`, evidence: [{ source: 'podLog', at, text }], firstSeen: at, lastSeen: at };
+}
+// The only certificate error, and the only finding holding every word of "postgres connection refused timeout".
+const CERT = older('cccccccccccccccc', 'api-cert', 'x509: certificate signed by unknown authority', 1000);
+const TIMEOUT = older('dddddddddddddddd', 'api-slow', 'dial postgres:5432: connection refused after timeout', 500);
 
 function seeded(dir = tempDir()): Store {
   const store = Store.open({ dir });
