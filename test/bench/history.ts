@@ -36,12 +36,14 @@ import os, { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { describeImageRuntime, imageRuntime } from './image-runtime.ts';
 import { writeResultsSection } from './results-section.ts';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-/** NODE_OPTIONS of the image (Dockerfile), so memory is measured as deployed. */
-const IMAGE_NODE_OPTIONS = '--max-semi-space-size=2';
 const ROOT = resolve(HERE, '../..');
+/** How the image runs Node (Dockerfile's ENV and ENTRYPOINT flags), so memory is measured as deployed. */
+const IMAGE = imageRuntime(ROOT);
+const IMAGE_DESCRIPTION = describeImageRuntime(IMAGE);
 
 const CATEGORIES = ['CrashLoop', 'OOMKilled', 'ImagePull', 'DNSFailure', 'ProbeFailure', 'LogErrorSpike', 'ContainerFailed'] as const;
 const SEVERITIES = ['info', 'warning', 'critical'] as const;
@@ -301,10 +303,10 @@ class DaemonUnderTest {
           : {}),
       }),
     );
-    const proc = spawn(process.execPath, ['--import', pathToFileURL(join(HERE, 'history-probe.ts')).href, join(root, 'dist/daemon/cli.js'), 'daemon', '--config', config], {
+    const proc = spawn(process.execPath, [...IMAGE.flags, '--import', pathToFileURL(join(HERE, 'history-probe.ts')).href, join(root, 'dist/daemon/cli.js'), 'daemon', '--config', config], {
       cwd: root,
-      // V8 flags as the image runs the daemon (Dockerfile's NODE_OPTIONS).
-      env: { ...process.env, NODESAGE_LOG_LEVEL: 'warn', NODE_OPTIONS: IMAGE_NODE_OPTIONS },
+      // Node as the image runs the daemon (this checkout's Dockerfile, for every build measured).
+      env: { ...process.env, NODESAGE_LOG_LEVEL: 'warn', ...IMAGE.env },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
     const d = new DaemonUnderTest(proc, `http://127.0.0.1:${port}`);
@@ -611,7 +613,7 @@ function render(builds: BuildResult[], o: { n: number; seconds: number; rate: nu
   out.push(
     `${o.n.toLocaleString('en')} findings (${CATEGORIES.length} categories, ${PODS.toLocaleString('en')} pods in ${NAMESPACES} namespaces, two evidence lines each, ` +
       `a diagnosis on every tenth, 10% open, last seen over ${SPREAD_DAYS} days), ${cur.seed.templates.toLocaleString('en')} log templates, the full-text index current; ` +
-      `the daemon in host mode, rules-only, only the host source, detection every second, \`NODE_OPTIONS=${IMAGE_NODE_OPTIONS}\` as in the image, the per-caller rate limit lifted. Each route: autocannon, 10 connections, a fixed ${o.rate} req/s for ${o.seconds} s. ` +
+      `the daemon in host mode, rules-only, only the host source, detection every second, ${IMAGE_DESCRIPTION} as in the image, the per-caller rate limit lifted. Each route: autocannon, 10 connections, a fixed ${o.rate} req/s for ${o.seconds} s. ` +
       'Event-loop delay: `perf_hooks.monitorEventLoopDelay` (1 ms sampling) inside the daemon, over that route\'s run only.\n',
   );
   const head = base
