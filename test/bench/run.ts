@@ -309,8 +309,14 @@ The machine is shared: the load average above, whatever its source, is what the 
     ? `## Summary of this run\n\n| measure | value | ratio | target | |\n|---|---|---|---|---|\n${summary.join('\n')}\n`
     : '## Summary of this run\n\nNo benchmark ran.\n';
 
-  const body = ['llm', 'cri', 'loghub', 'redaction', 'history', 'footprint']
+  // Sections written by benchmarks `npm run bench` does not run (each says its own command) are kept as they are.
+  const standalone = ['llm-memory', 'serialize'];
+  const body = ['llm', 'llm-memory', 'cri', 'loghub', 'redaction', 'history', 'footprint', 'serialize']
     .map((name) => {
+      if (standalone.includes(name)) {
+        const kept = previousSection(previous, name);
+        return kept ? section(name, kept) : '';
+      }
       const s = sections[name];
       if (s) return section(name, s);
       const prev = previousSection(previous, name);
