@@ -92,6 +92,9 @@ export function delegationHeaders(app: FastifyInstance, req: FastifyRequest): Re
   return { [DELEGATION_HEADER]: handle };
 }
 
+/** The refusal when an access check itself fails: never an allow. */
+const CHECK_FAILED: Refusal = { status: 503, code: 'AUTH_UNAVAILABLE', message: 'the access check failed; see the daemon log' };
+
 const LOCAL_SOCKET: Identity = Object.freeze({ name: 'local socket', groups: [], via: 'socket' as const });
 
 function bearerToken(req: FastifyRequest): string | null {
@@ -135,6 +138,15 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions, serving
     for (const method of [r.method].flat()) routes.push({ method: String(method), url: r.url });
   });
   app.decorateRequest('identity', null);
+  // Authenticators answer refusals rather than throw; if one throws anyway it is a refusal too.
+  const authorize = async (authenticator: Authenticator, identity: Identity, path: string, method: string): Promise<AuthzResult> => {
+    try {
+      return await authenticator.authorize(identity, path, verbFor(method));
+    } catch (err) {
+      opts.logger?.error({ err }, 'access check failed');
+      return { ok: false, ...CHECK_FAILED };
+    }
+  };
   app.addHook('onRequest', async (req, reply) => {
     const path = req.url.split('?')[0] ?? '';
     const bad = nonCanonicalPath(path);
@@ -149,9 +161,7 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions, serving
     if (delegated) {
       identity = delegated;
       if (opts.authenticator && delegated.via !== 'socket' && delegated.via !== 'none') {
-        const authz = await opts.authenticator.authorize(delegated, path, verbFor(req.method)).catch(
-          (): AuthzResult => ({ ok: false, status: 503, code: 'AUTH_UNAVAILABLE', message: 'the access check failed; see the daemon log' }),
-        );
+        const authz = await authorize(opts.authenticator, delegated, path, req.method);
         if (!authz.ok) return refuse(reply, authz);
       }
     } else if (serving?.isLocal(req.raw.socket)) {
@@ -175,15 +185,13 @@ export function installAccess(app: FastifyInstance, opts: AccessOptions, serving
         // Limited before authorisation: a caller trying many paths cannot flood the API server with reviews.
         const limited = limit(req, reply, authn.identity);
         if (limited) return limited;
-        const verb = verbFor(req.method);
-        const authz = await opts.authenticator.authorize(authn.identity, path, verb);
+        const authz = await authorize(opts.authenticator, authn.identity, path, req.method);
         if (!authz.ok) return refuse(reply, authz);
         req.identity = authn.identity;
         return;
       } catch (err) {
-        // Authenticators answer refusals rather than throw; if one throws anyway it is a refusal too.
         opts.logger?.error({ err }, 'access check failed');
-        return refuse(reply, { status: 503, code: 'AUTH_UNAVAILABLE', message: 'the access check failed; see the daemon log' });
+        return refuse(reply, CHECK_FAILED);
       }
     }
     const limited = limit(req, reply, identity);

@@ -60,8 +60,11 @@ export const ACCESS_ROLES: readonly AccessRole[] = [
   },
 ];
 
-/** Short names of the roles (the ClusterRole names without `nodesage-`), as static tokens' scopes name them. */
-export const ROLE_SCOPES: readonly string[] = ACCESS_ROLES.map((r) => r.name.replace(/^nodesage-/, ''));
+/** A role's short name (the ClusterRole name without `nodesage-`), as static tokens' scopes name it. */
+const scopeOf = (role: AccessRole): string => role.name.replace(/^nodesage-/, '');
+
+/** Short names of the roles, as static tokens' scopes name them. */
+export const ROLE_SCOPES: readonly string[] = ACCESS_ROLES.map(scopeOf);
 
 /** True when a rule's URL pattern covers `path` (a trailing `*` matches any rest, as RBAC does). */
 function urlMatches(pattern: string, path: string): boolean {
@@ -72,7 +75,7 @@ function urlMatches(pattern: string, path: string): boolean {
 export function scopesAllow(scopes: readonly string[], path: string, verb: string): boolean {
   return ACCESS_ROLES.some(
     (role) =>
-      scopes.includes(role.name.replace(/^nodesage-/, '')) &&
+      scopes.includes(scopeOf(role)) &&
       role.rules.some((rule) => rule.verbs.includes(verb) && rule.nonResourceURLs.some((u) => urlMatches(u, path))),
   );
 }

@@ -162,13 +162,13 @@ export class StaticTokens implements Authenticator {
     // Compare with every entry, without stopping early, so timing says nothing about the list.
     for (const e of this.#entries) if (timingSafeEqual(presented, e.hash) && !found) found = e;
     if (!found) return { ok: false, status: 401, code: 'UNAUTHENTICATED', message: 'the bearer token is not in the token file' };
-    // The scopes travel as the identity's groups, so a token narrowed in the file is narrowed at its next request.
-    return { ok: true, identity: { name: found.name, groups: found.scopes ? found.scopes.map((s) => `scope:${s}`) : ['scope:all'], via: 'token-file' } };
+    // The scopes travel with the identity (none: every route), so a token narrowed in the file is narrowed at its next request.
+    return { ok: true, identity: { name: found.name, groups: [], via: 'token-file', ...(found.scopes ? { extra: { scopes: [...found.scopes] } } : {}) } };
   }
 
   async authorize(identity: Identity, path: string, verb: string): Promise<AuthzResult> {
-    const scopes = identity.groups.filter((g) => g.startsWith('scope:')).map((g) => g.slice('scope:'.length));
-    if (scopes.includes('all') || scopesAllow(scopes, path, verb)) return { ok: true };
+    const scopes = identity.extra?.scopes;
+    if (!scopes || scopesAllow(scopes, path, verb)) return { ok: true };
     return { ok: false, status: 403, code: 'FORBIDDEN', message: `token ${identity.name} (scopes: ${scopes.join(', ')}) may not ${verb} ${path}` };
   }
 }
