@@ -15,7 +15,7 @@ import type { DiagnosisInput, Finding, FindingFacts } from '../core/types.js';
 import { buildPrompt } from '../diagnoser/prompt.js';
 import { ruleHint } from '../diagnoser/rule-hint.js';
 import type { Store } from '../store/store.js';
-import { toPublicFinding } from '../tracker/tracker.js';
+import { toDiagnosisInput } from '../tracker/tracker.js';
 import { PageCache } from './page-cache.js';
 import { projectToSchema } from './schema-project.js';
 import { sendError } from './server.js';
@@ -163,7 +163,7 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
       const at = new Date().toISOString();
       const note = body.note?.trim() ? body.note.trim() : null;
       // The facts travel with the snapshot: the export rebuilds the prompt from them.
-      const rowId = ctx.store.addFeedback({ findingId: id, at, helpful: body.helpful, note, finding: { ...toPublicFinding(f), facts: f.facts ?? null } });
+      const rowId = ctx.store.addFeedback({ findingId: id, at, helpful: body.helpful, note, finding: toDiagnosisInput(f) });
       return reply.code(201).send({ id: rowId, findingId: id, at, helpful: body.helpful, note });
     },
   );
