@@ -8,6 +8,7 @@ import type { TrackedFinding } from '../tracker/tracker.js';
 import { Repo, type StoreDb, yieldToLoop } from './db.js';
 import type { FindingRepo } from './findings.js';
 import { toFtsQuery } from './fts-query.js';
+import { rowToTemplate } from './templates.js';
 import { prepareSearch, type RankState, runSearch, type SearchParams, type SearchRows, type SearchStatements, SearchWorker } from './search-worker.js';
 
 /** Search documents indexed per transaction by the background maintenance. */
@@ -271,17 +272,7 @@ export class SearchRepo extends Repo {
     return {
       query,
       findings,
-      templates: rows.templates.map((r) => ({
-        stream: r.stream,
-        templateId: r.template_id,
-        template: r.template,
-        example: r.example ?? '',
-        isError: r.is_error === 1,
-        count: r.count,
-        firstSeen: r.first_seen,
-        lastSeen: r.last_seen,
-        score: r.score,
-      })),
+      templates: rows.templates.map((r) => ({ ...rowToTemplate(r), score: r.score })),
       runbooks: rows.runbooks,
     };
   }

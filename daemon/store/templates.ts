@@ -17,6 +17,20 @@ export interface TemplateDbRow {
   example: string | null;
 }
 
+/** A log_templates row as the miner and the search read it. */
+export function rowToTemplate(r: TemplateDbRow): TemplateRow {
+  return {
+    stream: r.stream,
+    templateId: r.template_id,
+    template: r.template,
+    isError: r.is_error === 1,
+    firstSeen: r.first_seen,
+    lastSeen: r.last_seen,
+    count: r.count,
+    example: r.example ?? '',
+  };
+}
+
 /** The part of a commit batch this repository writes. */
 export interface TemplatesWrite {
   templates?: TemplateRow[];
@@ -57,17 +71,7 @@ export class TemplateRepo extends Repo {
 
   /** Template rows (to restore the miner's baselines at start). */
   list(): TemplateRow[] {
-    const rows = this.s.db.prepare('SELECT * FROM log_templates').all() as TemplateDbRow[];
-    return rows.map((r) => ({
-      stream: r.stream,
-      templateId: r.template_id,
-      template: r.template,
-      isError: r.is_error === 1,
-      firstSeen: r.first_seen,
-      lastSeen: r.last_seen,
-      count: r.count,
-      example: r.example ?? '',
-    }));
+    return (this.s.db.prepare('SELECT * FROM log_templates').all() as TemplateDbRow[]).map(rowToTemplate);
   }
 
   /** Template bucket rows since a time. */
