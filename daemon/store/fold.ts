@@ -31,7 +31,7 @@ export function foldBatches(batches: CommitBatch[]): CommitBatch[] {
     for (const [stream, n] of b.lineCounts) lineCounts.set(stream, (lineCounts.get(stream) ?? 0) + n);
     for (const t of b.templates ?? []) templates.set(keyOf(t), t);
     for (const r of b.templateBuckets ?? []) buckets.set(`${keyOf(r)}\0${r.bucketStart}`, r);
-    // Within a batch removals follow upserts (Store.applyBatch): they take the template's buckets so far with them.
+    // Within a batch removals follow upserts (TemplateRepo.write): they take the template's buckets so far with them.
     for (const r of b.templatesRemoved ?? []) {
       const k = keyOf(r);
       templates.set(k, null);
