@@ -28,7 +28,7 @@ export interface SurfaceContext {
 }
 
 /** Host metric series the history serves, by their public name. */
-export const HISTORY_SERIES = {
+const HISTORY_SERIES = {
   cpu: { metric: 'cpu_percent', unit: 'percent', help: 'CPU busy, all cores' },
   memory: { metric: 'memory_available_percent', unit: 'percent', help: 'memory in use (100 - available)' },
   disk: { metric: 'fs_used_percent', unit: 'percent', help: 'space used per filesystem' },

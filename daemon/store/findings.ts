@@ -43,7 +43,7 @@ export interface TimelineEvent {
 }
 
 /** A findings row; `ev` is its evidence as a JSON array of [source, at, text], in seq order. */
-export interface FindingRow {
+interface FindingRow {
   id: string;
   category: string;
   severity: string;
@@ -70,7 +70,7 @@ export interface FindingRow {
  * the evidence key (finding_id, seq), evaluated only for the rows a page
  * returns, so a page is one statement.
  */
-export const FINDING_COLUMNS =
+const FINDING_COLUMNS =
   "f.*, (SELECT json_group_array(json_array(e.source, e.at, e.text)) FROM evidence e WHERE e.finding_id = f.id ORDER BY e.seq) AS ev";
 
 function decodeCursor(cursor: string): [string, string] {
@@ -115,7 +115,7 @@ function listingQuery(q: FindingQuery): { sql: string; params: unknown[]; limit:
 }
 
 /** A stored row as a finding; evidence from the row's `ev` column. */
-export function rowToFinding(r: FindingRow): TrackedFinding {
+function rowToFinding(r: FindingRow): TrackedFinding {
   const f: TrackedFinding = {
     id: r.id,
     category: r.category as Category,

@@ -53,7 +53,7 @@ export const SEARCH_SQL = {
 } as const;
 
 /** Connection-private tables the finding ranking reads: the index's vocabulary and a scratch tokenizer. */
-export const SEARCH_TEMP_DDL = [
+const SEARCH_TEMP_DDL = [
   "CREATE VIRTUAL TABLE IF NOT EXISTS temp.findings_vocab USING fts5vocab(main, findings_fts, 'row')",
   "CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_terms USING fts5(t, tokenize='porter unicode61 remove_diacritics 2')",
   "CREATE VIRTUAL TABLE IF NOT EXISTS temp.search_terms_vocab USING fts5vocab(temp, search_terms, 'instance')",
