@@ -304,9 +304,4 @@ export class SearchRepo extends Repo {
   listRunbooks(): Omit<RunbookRecord, 'body'>[] {
     return this.s.db.prepare('SELECT id, title, path, size, mtime_ms AS mtimeMs, sha256 FROM runbooks ORDER BY id').all() as Omit<RunbookRecord, 'body'>[];
   }
-
-  /** One stored runbook. */
-  getRunbook(id: string): RunbookRecord | undefined {
-    return this.s.db.prepare('SELECT id, title, body, path, size, mtime_ms AS mtimeMs, sha256 FROM runbooks WHERE id = ?').get(id) as RunbookRecord | undefined;
-  }
 }

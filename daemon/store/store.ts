@@ -261,11 +261,6 @@ export class Store {
     return this.searchRepo.listRunbooks();
   }
 
-  /** One stored runbook. */
-  getRunbook(id: string): RunbookRecord | undefined {
-    return this.searchRepo.getRunbook(id);
-  }
-
   /** Checkpoints the WAL into the main file and closes. */
   close(): void {
     this.searchRepo.stopWorkers();
