@@ -5,7 +5,7 @@
  * restarts and failures are counted the same way for every source.
  */
 import type { Logger } from 'pino';
-import { type Clock, systemClock } from './clock.js';
+import { type Clock, after, systemClock } from './clock.js';
 import type { HealthReader } from './health.js';
 
 /** Options of {@link Backoff}. */
@@ -300,10 +300,7 @@ export function periodic(task: () => Promise<unknown>, opts: PeriodicOptions): P
     if (cancel !== undefined && due >= timerDue) return;
     clearTimer();
     timerDue = due;
-    const ac = new AbortController();
-    cancel = () => ac.abort();
-    void clock.sleep(ms, ac.signal).then(() => {
-      if (ac.signal.aborted) return;
+    cancel = after(clock, ms, () => {
       cancel = undefined;
       timerDue = Number.POSITIVE_INFINITY;
       void run();
