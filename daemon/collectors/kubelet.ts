@@ -25,6 +25,7 @@ import type { Collector, Signal, SignalSink, SourceStatus } from '../core/types.
 import { Backoff, type BackoffOptions } from '../core/runtime/backoff.js';
 import { type Clock, isoAt, systemClock } from '../core/runtime/clock.js';
 import { SourceHealth } from '../core/runtime/health.js';
+import { errCode } from './errno.js';
 import {
   CredentialFileError,
   type DescribedFailure,
@@ -116,8 +117,9 @@ export async function kubeconfigKubeletCredentials(path: string): Promise<Kubele
   return creds;
 }
 
+/** A credential file that does not exist (as opposed to one that cannot be read). */
 function missing(err: unknown): boolean {
-  return err instanceof CredentialFileError && (err.cause as { code?: string } | undefined)?.code === 'ENOENT';
+  return err instanceof CredentialFileError && errCode(err.cause) === 'ENOENT';
 }
 
 /** The kubelet paths polled, and the RBAC each needs. */
