@@ -19,7 +19,7 @@ import { foldBatches } from '../daemon/store/fold.js';
 import { type CommitBatch, Store } from '../daemon/store/store.js';
 import type { TrackedFinding } from '../daemon/tracker/tracker.js';
 import { FakeApiServer } from './harness/fake-apiserver.js';
-import { ManualClock } from './harness/manual-clock.js';
+import { ManualClock } from '../daemon/core/runtime/clock.js';
 import { tempDir } from './helpers/daemon-process.js';
 
 const silent = pino({ level: 'silent' });

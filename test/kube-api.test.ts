@@ -10,7 +10,7 @@ import { EventFilter } from '../daemon/collectors/kube/event-filter.js';
 import type { KubeEvent, KubeNode, KubePod } from '../daemon/core/kube.js';
 import type { Signal } from '../daemon/core/types.js';
 import { FakeApiServer, type FakeApiServerOptions, type Obj } from './harness/fake-apiserver.js';
-import { ManualClock } from './harness/manual-clock.js';
+import { ManualClock } from '../daemon/core/runtime/clock.js';
 import { createTestCa, type KeyPair, type TestCa } from './harness/tls.js';
 import { until } from './harness/wait.js';
 

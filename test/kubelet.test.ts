@@ -12,7 +12,7 @@ import { loadConfig } from '../daemon/config.js';
 import type { Signal } from '../daemon/core/types.js';
 import { createCollectors } from '../daemon/main.js';
 import { FakeKubelet } from './harness/fake-kubelet.js';
-import { ManualClock } from './harness/manual-clock.js';
+import { ManualClock } from '../daemon/core/runtime/clock.js';
 import { createTestCa, type KeyPair, type TestCa } from './harness/tls.js';
 import { until } from './harness/wait.js';
 
