@@ -106,7 +106,7 @@ function usesKubeApi(config: Readonly<Config>): boolean {
 }
 
 /** The access check the config asks for. Throws TokenFileError for an unusable token file. */
-export async function accessFor(config: Readonly<Config>, logger: Logger): Promise<AccessOptions> {
+async function accessFor(config: Readonly<Config>, logger: Logger): Promise<AccessOptions> {
   const { auth, limits } = config;
   let authenticator: Authenticator | null = null;
   if (auth.mode === 'kubernetes') {

@@ -151,7 +151,7 @@ export function cursorTimeSeconds(cursor: string): number | undefined {
  * traced), not a zombie, and not in uninterruptible sleep (stuck on a hung
  * disk). Where /proc cannot tell, a process that has not exited counts as alive.
  */
-export async function processMakesProgress(pid: number): Promise<boolean> {
+async function processMakesProgress(pid: number): Promise<boolean> {
   let stat: string;
   try {
     stat = await readFile(`/proc/${pid}/stat`, 'utf8');
