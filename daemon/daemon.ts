@@ -127,6 +127,8 @@ export class Daemon {
     const signals = this.parts.redact ? redactSignals(batch, this.parts.redact) : batch;
     // Read positions are not signals (the source runtime counts the same way).
     let counted = 0;
+    // Lines per log source, added to the counter once per batch rather than once per line.
+    const linesBySource = new Map<string, number>();
     for (const s of signals) {
       if (s.type === 'checkpoint') {
         this.pendingCheckpoints.push({ source: s.source, key: s.key, value: s.value });
@@ -138,10 +140,11 @@ export class Daemon {
         const l = s.line;
         const stream = l.container ? `podLog:${l.container.namespace}/${l.container.pod}/${l.container.container}` : `${l.source}:${l.unit ?? ''}`;
         this.pendingLineCounts.set(stream, (this.pendingLineCounts.get(stream) ?? 0) + 1);
-        this.metrics.logLines.inc({ source: l.source });
+        linesBySource.set(l.source, (linesBySource.get(l.source) ?? 0) + 1);
       }
     }
     if (counted > 0) this.metrics.signals.inc({ source }, counted);
+    for (const [lineSource, n] of linesBySource) this.metrics.logLines.inc({ source: lineSource }, n);
     this.state.ingest(signals);
     for (const s of signals) if (s.type === 'host') this.storeHostSamples(s.snapshot);
   };
