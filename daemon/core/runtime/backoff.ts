@@ -114,8 +114,6 @@ export interface RestartLoopOptions {
   reader?: HealthReader;
   /** Logger. Defaults to none. */
   logger?: Logger;
-  /** Called after every attempt, with its error (null when it resolved). Defaults to none. */
-  onExit?: (err: Error | null, stats: RestartStats) => void;
 }
 
 /** What the supervisor recorded about its attempts. */
@@ -201,11 +199,6 @@ export function restartLoop(task: (signal: AbortSignal, attempt: number) => Prom
       } else {
         stats.consecutiveFailures = 0;
       }
-      try {
-        opts.onExit?.(error, { ...stats });
-      } catch (hookErr) {
-        opts.logger?.error({ err: hookErr, task: opts.name }, 'restart hook failed');
-      }
       if (ac.signal.aborted) break;
       if (!error && !restartOnSuccess) break;
       const delay = backoff.next();
@@ -250,8 +243,6 @@ export interface PeriodicOptions {
   reader?: HealthReader;
   /** Logger. Defaults to none. */
   logger?: Logger;
-  /** Called after every run with its error (null on success), after the reader. Defaults to none. */
-  onRun?: (err: Error | null) => void;
   /**
    * While runs find nothing new (the task resolves `false`), the interval
    * doubles up to this many milliseconds, so an idle source wakes the process
@@ -324,11 +315,6 @@ export function periodic(task: () => Promise<unknown>, opts: PeriodicOptions): P
     if (!stopped) {
       if (error) opts.reader?.fail(error);
       else opts.reader?.ok();
-    }
-    try {
-      opts.onRun?.(error);
-    } catch (hookErr) {
-      opts.logger?.error({ err: hookErr, task: opts.name }, 'run hook failed');
     }
     // A request made before this run is answered by it; one made during it may not be.
     clearTimer();
