@@ -106,8 +106,6 @@ export interface RestartLoopOptions {
   backoff?: Backoff;
   /** A run that lasted at least this long counts as a healthy period: the backoff starts over. Defaults to 60000. */
   resetAfterMs?: number;
-  /** Rerun the task also when it ended without error. Defaults to true. */
-  restartOnSuccess?: boolean;
   /** Clock. Defaults to the system clock. */
   clock?: Clock;
   /** Reader that failures and restarts are reported to. Defaults to none. */
@@ -158,7 +156,6 @@ export function restartLoop(task: (signal: AbortSignal, attempt: number) => Prom
   const clock = opts.clock ?? systemClock;
   const backoff = opts.backoff ?? new Backoff({ clock });
   const resetAfterMs = opts.resetAfterMs ?? 60_000;
-  const restartOnSuccess = opts.restartOnSuccess ?? true;
   const ac = new AbortController();
   const stats: RestartStats = {
     attempts: 0,
@@ -200,7 +197,6 @@ export function restartLoop(task: (signal: AbortSignal, attempt: number) => Prom
         stats.consecutiveFailures = 0;
       }
       if (ac.signal.aborted) break;
-      if (!error && !restartOnSuccess) break;
       const delay = backoff.next();
       stats.nextDelayMs = delay;
       if (error) opts.logger?.warn({ err: error, task: opts.name, attempt: stats.attempts, retryInMs: delay }, 'task failed, retrying');

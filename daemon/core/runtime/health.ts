@@ -115,11 +115,6 @@ export class HealthReader {
     this.owner.restarts++;
   }
 
-  /** True while disable() holds. */
-  get disabled(): boolean {
-    return this.#disabled !== null;
-  }
-
   /** This reader's state and the message that goes with it. */
   state(now: number, staleAfterMs: number): { state: SourceState; error: string | null } {
     if (this.#disabled !== null) return { state: 'disabled', error: this.#disabled };
