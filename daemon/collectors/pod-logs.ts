@@ -28,10 +28,10 @@ import { type CheckpointReader, noCheckpoints } from './checkpoints.js';
 import { errCode, errorMessage } from './errno.js';
 import { parsePodLogDir } from './parse.js';
 import { headOf, listContainerDir, OpenFiles, readTracked } from './pod-logs/files.js';
-import { type RateLimit, TokenBucket } from './pod-logs/rate-limit.js';
+import { lineBucket, type RateLimit } from './pod-logs/rate-limit.js';
 import { type ContainerTail, isLive, readOrder, Rotations, type TrackedFile } from './pod-logs/rotation.js';
 
-export { type RateLimit, TokenBucket } from './pod-logs/rate-limit.js';
+export type { RateLimit } from './pod-logs/rate-limit.js';
 
 /** Options of {@link PodLogCollector}. */
 export interface PodLogCollectorOptions {
@@ -212,7 +212,7 @@ export class PodLogCollector implements Collector {
       removed: false,
       tailOnFirstListing,
       listed: false,
-      bucket: this.rateLimit ? new TokenBucket(this.rateLimit, () => this.clock.now()) : undefined,
+      bucket: this.rateLimit ? lineBucket(this.rateLimit, () => this.clock.now()) : undefined,
       lastValue: undefined,
       watcher: undefined,
     };

@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import { Backoff } from '../core/runtime/backoff.js';
 import { type Clock, systemClock } from '../core/runtime/clock.js';
+import { TokenBucket } from '../core/runtime/token-bucket.js';
 import { Rerun } from './schedule.js';
 import type { TrackedFinding } from '../tracker/tracker.js';
 
@@ -51,8 +52,8 @@ export class EventsExporter {
   private readonly queue: { findingId: string; event: EventBody }[] = [];
   private readonly lastPublished = new Map<string, number>();
   private readonly backoff: Backoff;
-  private tokens: number;
-  private lastRefill: number;
+  /** The Events one minute allows (`perMinute`, saved up to a minute's worth). */
+  private readonly rate: TokenBucket;
   private readonly rerun: Rerun;
   private sending = false;
   private stopped = false;
@@ -61,8 +62,7 @@ export class EventsExporter {
 
   constructor(private readonly opts: EventsExporterOptions) {
     this.backoff = new Backoff({ initialMs: 1000, maxMs: 30_000, jitter: 0.2, clock: opts.clock });
-    this.tokens = this.perMinute();
-    this.lastRefill = this.clock();
+    this.rate = new TokenBucket(this.perMinute() / 60, this.perMinute(), () => this.clock());
     this.rerun = new Rerun(() => void this.drain(), opts.clock);
   }
 
@@ -136,22 +136,15 @@ export class EventsExporter {
     this.rerun.in(ms);
   }
 
-  private refill(): void {
-    const now = this.clock();
-    const per = this.perMinute();
-    this.tokens = Math.min(per, this.tokens + ((now - this.lastRefill) / 60_000) * per);
-    this.lastRefill = now;
-  }
-
   /** Sends queued events within the rate limit. */
   async drain(): Promise<void> {
     if (this.sending || this.stopped) return;
     this.sending = true;
     try {
       while (this.queue.length > 0) {
-        this.refill();
-        if (this.tokens < 1) {
-          this.schedule(Math.ceil(((1 - this.tokens) * 60_000) / this.perMinute()));
+        const wait = this.rate.wait();
+        if (wait > 0) {
+          this.schedule(Math.ceil(wait * 1000));
           return;
         }
         const e = this.queue[0]!.event;
@@ -173,7 +166,7 @@ export class EventsExporter {
           return;
         }
         this.queue.shift();
-        this.tokens -= 1;
+        this.rate.take();
         this.stats.sent++;
         this.backoff.reset();
       }

@@ -1,8 +1,9 @@
 /** Per-key request rate (token bucket) and concurrency limits. */
+import { TokenBucket } from '../../core/runtime/token-bucket.js';
 
 /** A token bucket per key: `rate` tokens a second, at most `burst` saved up. */
 export class RateLimiter {
-  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+  readonly #buckets = new Map<string, TokenBucket>();
   constructor(
     private readonly rate: number,
     private readonly burst: number,
@@ -13,25 +14,18 @@ export class RateLimiter {
 
   /** Takes one token; returns 0 when allowed, else the seconds until one is available. */
   take(key: string): number {
-    const b = this.#refill(key);
-    if (b.tokens >= 1) {
-      b.tokens -= 1;
-      return 0;
-    }
-    return (1 - b.tokens) / this.rate;
+    const b = this.#bucket(key);
+    return b.take() ? 0 : b.wait();
   }
 
   /** Seconds until `key` has a token, without taking one (0: it has one now). */
   wait(key: string): number {
-    const b = this.#refill(key);
-    return b.tokens >= 1 ? 0 : (1 - b.tokens) / this.rate;
+    return this.#bucket(key).wait();
   }
 
-  #refill(key: string): { tokens: number; at: number } {
-    const now = this.now();
-    const b = this.#buckets.get(key) ?? { tokens: this.burst, at: now };
-    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.rate);
-    b.at = now;
+  /** The key's bucket, moved to the most recently used end. */
+  #bucket(key: string): TokenBucket {
+    const b = this.#buckets.get(key) ?? new TokenBucket(this.rate, this.burst, this.now);
     this.#buckets.delete(key);
     this.#buckets.set(key, b);
     if (this.#buckets.size > this.maxKeys) this.#buckets.delete(this.#buckets.keys().next().value as string);

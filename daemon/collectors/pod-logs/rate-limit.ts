@@ -1,4 +1,5 @@
 /** The per-container line rate limit of the pod-log source. */
+import { TokenBucket } from '../../core/runtime/token-bucket.js';
 
 /** Per-container rate limit of delivered lines. */
 export interface RateLimit {
@@ -8,28 +9,7 @@ export interface RateLimit {
   burst: number;
 }
 
-/** A token bucket: `take()` is true while the rate allows one more line. */
-export class TokenBucket {
-  private tokens: number;
-  private last: number;
-
-  constructor(
-    private readonly limit: RateLimit,
-    private readonly now: () => number,
-  ) {
-    this.tokens = limit.burst;
-    this.last = now();
-  }
-
-  /** Takes one token if there is one. */
-  take(): boolean {
-    const t = this.now();
-    if (t > this.last) {
-      this.tokens = Math.min(this.limit.burst, this.tokens + ((t - this.last) * this.limit.linesPerSecond) / 1000);
-      this.last = t;
-    }
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
+/** The bucket of one container: `limit.linesPerSecond` lines a second, `limit.burst` at once. */
+export function lineBucket(limit: RateLimit, now: () => number): TokenBucket {
+  return new TokenBucket(limit.linesPerSecond, limit.burst, now);
 }

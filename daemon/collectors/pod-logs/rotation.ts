@@ -14,7 +14,7 @@ import { isoAt } from '../../core/runtime/clock.js';
 import { readJsonCheckpoint } from '../checkpoints.js';
 import { FINGERPRINT_BYTES, type Fingerprint, fingerprintOf, headMatches, type StoredPosition } from '../file-identity.js';
 import { CriReader, containerRefFromPath } from '../parse.js';
-import type { TokenBucket } from './rate-limit.js';
+import type { TokenBucket } from '../../core/runtime/token-bucket.js';
 
 /** One file of a container as stored in its checkpoint (`n` is its name in the container directory). */
 interface StoredFile extends StoredPosition {
