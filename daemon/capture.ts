@@ -5,13 +5,13 @@
  * a node snapshot bundle, redacted and size-capped. Nothing is sent anywhere:
  * the operator decides where the folder goes.
  */
-import { CodedError } from './errors.js';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
 import type { Logger } from 'pino';
+import { CodedError } from './errors.js';
 import type { BundleMeta } from './collectors/bundle.js';
 import { type WriteBundleOptions, type WriteBundleResult, writeBundle } from './collectors/bundle-writer.js';
 import { noCheckpoints } from './collectors/checkpoints.js';
+import { readBootTimeMs } from './collectors/kmsg.js';
 import type { Config } from './config.js';
 import type { Signal, SourceStatus } from './core/types.js';
 import { createCollectors } from './main.js';
@@ -37,16 +37,6 @@ export class CaptureOutputError extends CodedError {
   readonly code = 'CAPTURE_OUTPUT_NOT_EMPTY';
 }
 
-/** Boot time of the host from `<hostRoot>/proc/stat` (btime), when readable. */
-export function hostBootTime(hostRoot: string): string | undefined {
-  try {
-    const m = /^btime (\d+)$/m.exec(readFileSync(join(hostRoot, 'proc/stat'), 'utf8'));
-    return m ? new Date(Number(m[1]) * 1000).toISOString() : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** Captures a bundle of this node into `outDir`. */
 export async function capture(config: Readonly<Config>, logger: Logger, outDir: string, opts: CaptureOptions = {}): Promise<CaptureResult> {
   if (existsSync(outDir) && readdirSync(outDir).length > 0) {
@@ -61,8 +51,8 @@ export async function capture(config: Readonly<Config>, logger: Logger, outDir: 
   await new Promise((r) => setTimeout(r, opts.durationMs ?? 5000));
   const sources = [...collectors.map((c) => c.status()), ...unavailable];
   await Promise.allSettled(collectors.map((c) => c.stop()));
-  const bootTime = hostBootTime(config.hostRoot);
-  const meta: BundleMeta = { nodeName: config.nodeName, capturedAt: new Date().toISOString(), ...(bootTime ? { bootTime } : {}) };
+  const bootMs = await readBootTimeMs(config.hostRoot);
+  const meta: BundleMeta = { nodeName: config.nodeName, capturedAt: new Date().toISOString(), ...(bootMs === undefined ? {} : { bootTime: new Date(bootMs).toISOString() }) };
   const result = writeBundle(outDir, meta, signals, { ...opts.caps, redact: createRedactor([...config.redactPatterns]) });
   return { ...result, meta, sources, signals: signals.length };
 }

@@ -27,8 +27,8 @@
  * - A PEM key body line shorter than 20 characters (the last one of a key)
  *   cannot be told from a word and is kept: at most 14 bytes of a key.
  */
-import { CodedError } from './errors.js';
 import { createHash } from 'node:crypto';
+import { CodedError } from './errors.js';
 import type { Diagnosis, FindingDraft, LogLine, Signal } from './core/types.js';
 
 /** A configured redaction pattern is not a valid regular expression. */

@@ -9,9 +9,9 @@
  * those roles grant, and a line without scopes (or `all`) may use every route.
  * The file is re-read when it changes (checked every few seconds).
  */
-import { CodedError } from '../../errors.js';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { CodedError } from '../../errors.js';
 import { ROLE_SCOPES, scopesAllow } from './policy.js';
 import type { Authenticator, AuthnResult, AuthzResult, Identity } from './types.js';
 
