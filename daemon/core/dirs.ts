@@ -6,11 +6,11 @@
  */
 import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { CodedError } from '../errors.js';
 
 /** A folder that cannot be created or is not a folder; `message` says why. */
-export class DirError extends Error {
+export class DirError extends CodedError {
   readonly code = 'DIR_UNUSABLE';
-  override readonly name = 'DirError';
 }
 
 /** Creates `dir` and its missing parents, one level at a time. Throws DirError. */

@@ -2,6 +2,7 @@
  * `since` as people write it: an RFC3339 time or a relative age (`30m`, `1h`,
  * `2d`, `90s`, `1w`). Shared by the CLI and the API so both accept the same.
  */
+import { CodedError } from '../errors.js';
 
 const UNIT_MS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 } as const;
 
@@ -12,9 +13,8 @@ export const SINCE_HELP = 'an RFC3339 time (2026-05-04T08:00:00Z) or an age such
 export const SINCE_PATTERN = '^(\\d{1,6}[smhdw]|\\d{4}-\\d{2}-\\d{2}([Tt ]\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?([Zz]|[+-]\\d{2}:?\\d{2})?)?)$';
 
 /** Raised for a `since` that is neither an RFC3339 time nor an age. */
-export class SinceError extends Error {
+export class SinceError extends CodedError {
   readonly code = 'BAD_SINCE';
-  override readonly name = 'SinceError';
 }
 
 /** Turns `since` into an ISO time; throws SinceError naming what is accepted. */

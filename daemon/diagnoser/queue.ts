@@ -21,6 +21,7 @@ import type { Logger } from 'pino';
 import type { Diagnosis, DiagnosisInput, Diagnoser, Severity } from '../core/types.js';
 import { severityRank } from '../core/types.js';
 import { diagnosisCacheKey } from './prompt.js';
+import { CodedError } from '../errors.js';
 
 /** Where diagnoses are cached by key (the store implements it). */
 export interface DiagnosisCache {
@@ -388,10 +389,9 @@ export class DiagnosisQueue {
 }
 
 /** Reason given to running diagnoses when the queue stops. */
-export class DiagnosisQueueStoppedError extends Error {
+export class DiagnosisQueueStoppedError extends CodedError {
   /** Stable error code. */
   readonly code = 'ERR_DIAGNOSIS_QUEUE_STOPPED';
-  override readonly name = 'DiagnosisQueueStoppedError';
   constructor() {
     super('the diagnosis queue was stopped');
   }

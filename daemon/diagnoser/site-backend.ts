@@ -27,6 +27,7 @@ import type { SiteBackendConfig } from '../config.js';
 import type { Redactor } from '../redact.js';
 import type { CompletionBackend, FillRequest, FillResponse } from './llm-diagnoser.js';
 import { DIAGNOSIS_SCHEMA, estimateTokens } from './prompt.js';
+import { CodedError } from '../errors.js';
 
 /** The site backend as /v1/status shows it under `model`. */
 export interface SiteBackendStatus {
@@ -55,10 +56,9 @@ export interface SiteBackendOptions {
 }
 
 /** An error answer of the site server. */
-export class SiteBackendError extends Error {
+export class SiteBackendError extends CodedError {
   /** Stable error code. */
   readonly code = 'SITE_BACKEND_FAILED';
-  override readonly name = 'SiteBackendError';
 }
 
 interface ChatCompletion {
