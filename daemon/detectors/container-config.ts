@@ -12,13 +12,13 @@ import type { Evidence, FindingDraft, NodeView } from '../core/types.js';
 import {
   containerLabel,
   dedupeEvidence,
-  earliest,
   eventEvidence,
   isCompletedPod,
   listContainers,
   podEvents,
   podRef,
   recentEventGroups,
+  setFirstAt,
   statusEvidence,
   within,
 } from './pod-status.js';
@@ -96,7 +96,7 @@ export const createContainerConfigDetector = detectorFactory('container-config',
         const what = /Hook/.test(w.reason) ? 'cannot start: its lifecycle hook failed' : 'cannot be created';
         out.push(draftFor(view, c.subject, `The ${containerLabel(c)} ${what} (${w.reason}): ${p.summary}.`, p, evidence, {
           title: `${c.init ? 'Init container' : 'Container'} ${c.status.name} of ${ref} ${what}: ${p.summary}`,
-          firstAt: earliest(events.map((e) => eventFirstTime(e))),
+          firstTimes: events.map((e) => eventFirstTime(e)),
           waitingReason: w.reason,
         }));
         continue;
@@ -123,7 +123,7 @@ export const createContainerConfigDetector = detectorFactory('container-config',
             [...statusEvidence(c, view.now, ['state']), ...configMounts.map((e) => eventEvidence(e, view.now))],
             {
               title: `Pod ${ref} cannot start: ${p.summary}`,
-              firstAt: earliest(configMounts.map((e) => eventFirstTime(e))),
+              firstTimes: configMounts.map((e) => eventFirstTime(e)),
               waitingReason: w.reason,
             },
           ),
@@ -140,7 +140,7 @@ function draftFor(
   message: string,
   p: ConfigProblem,
   evidence: Evidence[],
-  extra: { title: string; firstAt: string | undefined; waitingReason: string },
+  extra: { title: string; firstTimes: (string | undefined)[]; waitingReason: string },
 ): FindingDraft {
   const d: FindingDraft = {
     category: 'ContainerConfig',
@@ -154,7 +154,7 @@ function draftFor(
     detector: 'container-config',
     facts: { cause: p.cause, waitingReason: extra.waitingReason },
   };
-  if (extra.firstAt && extra.firstAt < view.now) d.firstAt = extra.firstAt;
+  setFirstAt(d, extra.firstTimes);
   if (p.kind) d.facts!.missingKind = p.kind;
   if (p.name) d.facts!.missingName = p.name;
   if (p.key) d.facts!.missingKey = p.key;
@@ -176,7 +176,7 @@ function fromEventsOnly(view: NodeView, windowMs: number): FindingDraft[] {
     out.push(
       draftFor(view, g.subject, `Pod ${ref} cannot start its containers: ${p.summary} (from kubelet events; no pod status available).`, p, g.events.map((e) => eventEvidence(e, view.now)), {
         title: `${g.container ? `Container ${g.container} of ${ref}` : `Pod ${ref}`} cannot be created: ${p.summary}`,
-        firstAt: earliest(g.events.map((e) => eventFirstTime(e))),
+        firstTimes: g.events.map((e) => eventFirstTime(e)),
         waitingReason: last.reason === 'FailedMount' ? 'ContainerCreating' : 'CreateContainerConfigError',
       }),
     );

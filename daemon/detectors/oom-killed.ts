@@ -22,11 +22,11 @@ import {
   type ContainerContext,
   containerLabel,
   dedupeEvidence,
-  earliest,
   groupOf,
   isCompletedPod,
   latest,
   listContainers,
+  setFirstAt,
   statusEvidence,
   timeMs,
   within,
@@ -296,7 +296,6 @@ export const createOomKilledDetector = detectorFactory('oom-killed', OOM_KILLED_
       const severity = kills >= o.criticalKills || (backOff && s !== undefined) ? 'critical' : 'warning';
       const killTimes = t.kills.map((k) => k.at);
       const lastAt = latest([...killTimes, s?.at]) ?? view.now;
-      const firstAt = earliest([...killTimes, s?.at]);
       const evidence: Evidence[] = [];
       if (c && s) evidence.push(...statusEvidence(c, view.now, s.terminal ? ['state'] : ['lastState', 'state']));
       // The last kills tell the story; the count says how many there were.
@@ -342,7 +341,7 @@ export const createOomKilledDetector = detectorFactory('oom-killed', OOM_KILLED_
         facts: { kills, memcg: t.kills.some((k) => !k.global), nodeWide, fromStatus: s !== undefined },
       };
       if (t.subject.kind === 'Node') draft.detail = lastKill?.cgroup ?? 'memcg';
-      if (firstAt && firstAt < draft.at) draft.firstAt = firstAt;
+      setFirstAt(draft, [...killTimes, s?.at]);
       if (limit) draft.facts!.memoryLimit = limit;
       if (lastKill) draft.facts!.process = lastKill.comm;
       out.push(draft);
