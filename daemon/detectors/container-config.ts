@@ -7,7 +7,7 @@
  * Severity: warning.
  */
 import { clipAtWord } from '../core/text.js';
-import { eventFirstTime, eventLastTime, eventMessage } from '../core/kube.js';
+import { eventFirstTime, eventLastTime, eventMessage, type KubeEvent } from '../core/kube.js';
 import type { Evidence, FindingDraft, NodeView } from '../core/types.js';
 import {
   containerLabel,
@@ -72,6 +72,12 @@ export function parseConfigProblem(text: string): ConfigProblem {
   return { cause: 'unknown', summary: 'unknown error' };
 }
 
+/** True when an event's message names a missing ConfigMap, Secret or key. */
+function namesMissingConfig(e: KubeEvent): boolean {
+  const cause = parseConfigProblem(eventMessage(e)).cause;
+  return cause === 'missing-configmap' || cause === 'missing-secret' || cause === 'missing-key';
+}
+
 /** Creates the ContainerConfig detector. */
 export const createContainerConfigDetector = detectorFactory('container-config', CONTAINER_CONFIG_OPTIONS, (o) => {
   const reasons = new Set(o.reasons);
@@ -107,10 +113,7 @@ export const createContainerConfigDetector = detectorFactory('container-config',
         const mounts = podEvents(view, c.namespace, c.podName).filter(
           (e) => e.reason === 'FailedMount' && within(view.now, eventLastTime(e), mountWindowMs),
         );
-        const configMounts = mounts.filter((e) => {
-          const p = parseConfigProblem(eventMessage(e));
-          return p.cause === 'missing-configmap' || p.cause === 'missing-secret' || p.cause === 'missing-key';
-        });
+        const configMounts = mounts.filter(namesMissingConfig);
         if (configMounts.length === 0) continue;
         mountReported.add(ref);
         const p = parseConfigProblem(eventMessage(configMounts[configMounts.length - 1]!));
@@ -164,11 +167,7 @@ function draftFor(
 /** Missing ConfigMaps/Secrets from events alone, when the view has no pod list. */
 function fromEventsOnly(view: NodeView, windowMs: number): FindingDraft[] {
   const out: FindingDraft[] = [];
-  const groups = recentEventGroups(view, windowMs, (e) => {
-    if (e.reason !== 'Failed' && e.reason !== 'FailedMount') return false;
-    const cause = parseConfigProblem(eventMessage(e)).cause;
-    return cause === 'missing-configmap' || cause === 'missing-secret' || cause === 'missing-key';
-  });
+  const groups = recentEventGroups(view, windowMs, (e) => (e.reason === 'Failed' || e.reason === 'FailedMount') && namesMissingConfig(e));
   for (const g of groups) {
     const last = g.events[g.events.length - 1]!;
     const p = parseConfigProblem(eventMessage(last));
