@@ -24,12 +24,16 @@ export function sidecarPath(file: string): string {
   return `${file}.sha256`;
 }
 
+/** The digest in the text of a `<file>.sha256` sidecar (`sha256sum` format), or null when it holds none. */
+export function parseSidecar(text: string): string | null {
+  const hex = text.trim().split(/\s+/)[0]?.toLowerCase() ?? '';
+  return HEX64.test(hex) ? hex : null;
+}
+
 /** The digest recorded next to a file, or null when there is none (or it is not a digest). */
 export function readSidecar(file: string): string | null {
   const p = sidecarPath(file);
-  if (!existsSync(p)) return null;
-  const hex = readFileSync(p, 'utf8').trim().split(/\s+/)[0]?.toLowerCase() ?? '';
-  return HEX64.test(hex) ? hex : null;
+  return existsSync(p) ? parseSidecar(readFileSync(p, 'utf8')) : null;
 }
 
 /** Writes `<file>.sha256` atomically. */

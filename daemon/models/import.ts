@@ -13,7 +13,7 @@ import { basename, dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { CatalogModel } from './catalog.js';
-import { readSidecar, writeSidecar } from './digest.js';
+import { parseSidecar, readSidecar, writeSidecar } from './digest.js';
 import { DigestMismatchError, ModelInputError } from './errors.js';
 import { readTar } from './tar.js';
 
@@ -90,8 +90,8 @@ export async function importModels(source: string, o: ImportOptions): Promise<Im
           const text = Buffer.concat(parts).toString('utf8');
           if (name === 'SHA256SUMS') for (const [k, v] of parseSums(text)) sums.set(k, v);
           else {
-            const hex = text.trim().split(/\s+/)[0]?.toLowerCase() ?? '';
-            if (HEX64.test(hex)) sidecars.set(name.slice(0, -'.sha256'.length), hex);
+            const hex = parseSidecar(text);
+            if (hex) sidecars.set(name.slice(0, -'.sha256'.length), hex);
           }
         }
       }
