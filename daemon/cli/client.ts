@@ -4,6 +4,7 @@
  */
 import { accessSync, constants, readFileSync, statSync } from 'node:fs';
 import { type Config, type Listen, localSocketPath } from '../config.js';
+import { CodedError } from '../errors.js';
 
 // Not an ES import of node:http: that evaluates its lazy WebSocket getters, which load Node's
 // bundled undici (~13 MiB resident); the daemon process imports this module too.
@@ -43,8 +44,7 @@ export function daemonTarget(config: Readonly<Config>, opts: { listenFlag?: bool
 }
 
 /** The daemon could not be reached or answered with an error. */
-export class ClientError extends Error {
-  override readonly name = 'ClientError';
+export class ClientError extends CodedError {
   constructor(
     message: string,
     readonly code: string,

@@ -5,6 +5,7 @@
  * code touched it: the engine state becomes `refused` and stays so until the
  * file changes. Other errors are about one call or one load attempt.
  */
+import { CodedError } from '../errors.js';
 
 /** Every code an engine error can carry. */
 export type LlmErrorCode =
@@ -21,12 +22,11 @@ export type LlmErrorCode =
   | 'ERR_GRAMMAR_INVALID';
 
 /** Base of every engine error. */
-export class LlmError extends Error {
+export class LlmError extends CodedError {
   /** Stable machine-readable code. */
   readonly code: LlmErrorCode;
   constructor(code: LlmErrorCode, message: string, options?: ErrorOptions) {
     super(message, options);
-    this.name = new.target.name;
     this.code = code;
   }
 }
