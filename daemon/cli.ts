@@ -11,7 +11,7 @@ import { assertListenProtected, type Config, ConfigError, type ConfigFlags, clie
 import { callDaemon, type DaemonTarget, daemonTarget } from './cli/client.js';
 import { createStyle, formatFindingDetail, formatFindingsTable, formatStatus, wantsColor } from './cli/format.js';
 import { prettyStream } from './cli/pretty-log.js';
-import { failingTo } from './cli/action.js';
+import { failingTo, UsageError } from './cli/action.js';
 import { SINCE_HELP, parseSince } from './core/since.js';
 import { CATEGORIES, type Finding, SEVERITIES, type Status } from './core/types.js';
 import { createLogger } from './logger.js';
@@ -161,11 +161,6 @@ function fail(err: unknown): never {
 }
 
 const act = failingTo(fail);
-
-/** A usage mistake found after parsing (exit 2). */
-class UsageError extends Error {
-  readonly exitCode = EXIT_CONFIG;
-}
 
 function sinceOrFail(since: string | undefined): string | undefined {
   if (since === undefined) return undefined;

@@ -14,7 +14,7 @@ import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { CoreV1Api, KubeConfig, PortForward } from '@kubernetes/client-node';
 import { Command, Option } from 'commander';
-import { failingTo } from './cli/action.js';
+import { failingTo, UsageError } from './cli/action.js';
 import { callDaemon } from './cli/client.js';
 import { createStyle, formatFindingDetail, formatFindingsTable, formatStatus, wantsColor } from './cli/format.js';
 import { SINCE_HELP, parseSince } from './core/since.js';
@@ -33,11 +33,6 @@ interface Global {
   tokenFile?: string;
   timeout: string;
   concurrency: string;
-}
-
-/** A failure that is the user's to fix (exit 2). */
-class UsageError extends Error {
-  readonly exitCode = 2;
 }
 
 function kubeConfig(g: Global): KubeConfig {

@@ -19,3 +19,8 @@ export function failingTo(fail: (err: unknown) => never): (action: Action) => Ac
       }
     };
 }
+
+/** A usage mistake found after parsing: the command exits 2, as for a mistake commander finds. */
+export class UsageError extends Error {
+  readonly exitCode = 2;
+}
