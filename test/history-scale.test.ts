@@ -6,7 +6,8 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { PageCache } from '../daemon/api/page-cache.js';
+import { gunzipSync } from 'node:zlib';
+import { PageCache, acceptsGzip } from '../daemon/api/page-cache.js';
 import { buildApi } from '../daemon/api/server.js';
 import { CATEGORIES, type Finding, SEVERITIES } from '../daemon/core/types.js';
 import { MIGRATIONS } from '../daemon/store/migrations.js';
@@ -282,9 +283,53 @@ describe('pages served again between two changes', () => {
     store.close();
   });
 
+  it('sends a body served again gzip-compressed to clients that accept it, the same JSON once decoded', async () => {
+    const store = Store.open({ dir: tempDir() });
+    store.commit(batch(Array.from({ length: 60 }, (_, i) => finding(i))));
+    const app = buildApi({ store, status: () => ({}) as never, ready: () => true });
+    const url = '/v1/findings?limit=50';
+    const plain = await app.inject(url);
+    const gzipped = async () => {
+      // The compressed form is made off the event loop after the second use; poll until it is there.
+      for (let i = 0; i < 100; i++) {
+        const r = await app.inject({ url, headers: { 'accept-encoding': 'gzip, deflate, br' } });
+        expect(r.headers.vary).toMatch(/accept-encoding/i);
+        if (r.headers['content-encoding'] === 'gzip') return r;
+        expect(r.body).toBe(plain.body);
+        await new Promise((res) => setTimeout(res, 10));
+      }
+      throw new Error('never served gzip');
+    };
+    const r = await gzipped();
+    expect(r.headers['content-type']).toMatch(/^application\/json/);
+    expect(r.rawPayload.length).toBeLessThan(plain.rawPayload.length / 3);
+    expect(Number(r.headers['content-length'])).toBe(r.rawPayload.length);
+    expect(gunzipSync(r.rawPayload).toString('utf8')).toBe(plain.body);
+    // A client that does not ask for gzip (or refuses it) still gets plain JSON.
+    for (const headers of [{}, { 'accept-encoding': 'gzip;q=0, identity' }, { 'accept-encoding': 'br' }]) {
+      const p = await app.inject({ url, headers });
+      expect(p.headers['content-encoding']).toBeUndefined();
+      expect(p.body).toBe(plain.body);
+    }
+    await app.close();
+    store.close();
+  });
+
+  it('reads Accept-Encoding weights as RFC 9110 gives them', () => {
+    expect(acceptsGzip('gzip')).toBe(true);
+    expect(acceptsGzip('GZIP;q=0.5')).toBe(true);
+    expect(acceptsGzip('deflate, *')).toBe(true);
+    expect(acceptsGzip('x-gzip')).toBe(true);
+    expect(acceptsGzip(undefined)).toBe(false);
+    expect(acceptsGzip('identity')).toBe(false);
+    expect(acceptsGzip('gzip;q=0')).toBe(false);
+    expect(acceptsGzip('gzip;q=0, *')).toBe(false);
+    expect(acceptsGzip('*;q=0')).toBe(false);
+  });
+
   it('keeps at most its entries and bytes, dropping the least recently used', () => {
     const cache = new PageCache({ maxEntries: 3, maxBytes: 400 });
-    expect(cache.get('s', 1, () => 'ü').toString('utf8')).toBe('ü');
+    expect(cache.get('s', 1, () => 'ü').body.toString('utf8')).toBe('ü');
     cache.get('s', 2, () => '');
     let builds = 0;
     const build = (text: string) => () => {

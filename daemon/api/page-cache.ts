@@ -5,14 +5,87 @@
  * cycles. Bounded in entries and bytes; the least recently used goes first.
  * It holds only bodies already served (redacted, schema-projected), and the
  * access check still runs on every request, in front of the route.
+ *
+ * A body served more than once is also kept gzip-compressed (made once, on
+ * libuv's thread pool, not the event loop) for clients that accept it: the
+ * browser, Node's fetch and Prometheus all do. A day of metrics history is
+ * 230 KB as JSON and 20 KB compressed; at a few hundred requests a second
+ * the copying of plain bodies, not building them, was what made them slow.
  */
+import { gzip } from 'node:zlib';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 
 /** Options of a PageCache. */
 export interface PageCacheOptions {
   /** Most bodies kept. Defaults to 64. */
   maxEntries?: number;
-  /** Most bytes of bodies kept. Defaults to 4 MiB. */
+  /** Most bytes of bodies kept, compressed copies included. Defaults to 4 MiB. */
   maxBytes?: number;
+}
+
+/** Bodies shorter than this are sent as they are: compressing them saves less than it costs. */
+export const GZIP_MIN_BYTES = 1024;
+
+/** One kept body, and its gzip form once it has been made. */
+export class CachedBody {
+  /** How many responses this body has served. */
+  uses = 0;
+  private gz: Buffer | undefined;
+  private compressing = false;
+  /** Called when the gzip form lands, with its size (the cache counts it). */
+  onCompressed: ((bytes: number) => void) | undefined;
+
+  constructor(
+    readonly body: Buffer,
+    readonly generation: number,
+  ) {}
+
+  /** Bytes held: the body and its gzip form. */
+  get bytes(): number {
+    return this.body.length + (this.gz?.length ?? 0);
+  }
+
+  /**
+   * The gzip form, or undefined until it exists. The second use of a body starts making it: a body
+   * served once (a listing with a `since` of its own) is not worth compressing.
+   */
+  gzipped(): Buffer | undefined {
+    if (this.gz || this.compressing || this.uses < 2 || this.body.length < GZIP_MIN_BYTES) return this.gz;
+    this.compressing = true;
+    gzip(this.body, (err, out) => {
+      this.compressing = false;
+      // A failure leaves the plain body in use; the next use tries again.
+      if (err) return;
+      this.gz = out;
+      this.onCompressed?.(out.length);
+    });
+    return undefined;
+  }
+}
+
+/**
+ * Whether an Accept-Encoding header admits gzip (RFC 9110 §12.5.3): `gzip`
+ * or `*` with a non-zero weight, unless gzip itself has weight 0.
+ */
+export function acceptsGzip(header: string | string[] | undefined): boolean {
+  if (!header) return false;
+  let gzipQ: number | undefined;
+  let anyQ: number | undefined;
+  for (const part of (Array.isArray(header) ? header.join(',') : header).split(',')) {
+    const [coding, ...params] = part.split(';').map((s) => s.trim().toLowerCase());
+    const q = params.find((p) => p.startsWith('q='));
+    const weight = q === undefined ? 1 : Number(q.slice(2));
+    if (coding === 'gzip' || coding === 'x-gzip') gzipQ = weight;
+    else if (coding === '*') anyQ = weight;
+  }
+  return (gzipQ ?? anyQ ?? 0) > 0;
+}
+
+/** Sends a kept body with its content type: gzip-encoded when the client accepts that and the encoded form is ready. */
+export function sendCached(req: FastifyRequest, reply: FastifyReply, page: CachedBody, type: string): FastifyReply {
+  reply.type(type).header('vary', 'accept-encoding');
+  const gz = acceptsGzip(req.headers['accept-encoding']) ? page.gzipped() : undefined;
+  return gz ? reply.header('content-encoding', 'gzip').send(gz) : reply.send(page.body);
 }
 
 /**
@@ -20,7 +93,7 @@ export interface PageCacheOptions {
  * a page of findings again for every response was most of what serving it from here cost.
  */
 export class PageCache {
-  private readonly entries = new Map<string, { generation: number; body: Buffer }>();
+  private readonly entries = new Map<string, CachedBody>();
   private readonly maxEntries: number;
   private readonly maxBytes: number;
   private bytes = 0;
@@ -31,30 +104,30 @@ export class PageCache {
   }
 
   /** The body stored for `key` at `generation`, else the one `build` makes (stored for the next caller). */
-  get(key: string, generation: number, build: () => string): Buffer {
-    const hit = this.peek(key, generation);
-    if (hit) return hit;
-    const body = Buffer.from(build());
-    this.set(key, generation, body);
-    return body;
+  get(key: string, generation: number, build: () => string): CachedBody {
+    const page = this.peek(key, generation) ?? this.set(key, generation, Buffer.from(build()));
+    page.uses++;
+    return page;
   }
 
   /** The body stored for `key` at `generation`, or undefined (a body of another generation is dropped). */
-  peek(key: string, generation: number): Buffer | undefined {
+  peek(key: string, generation: number): CachedBody | undefined {
     const hit = this.entries.get(key);
     if (!hit) return undefined;
-    this.drop(key, hit.body);
+    this.drop(key, hit);
     if (hit.generation !== generation) return undefined;
     this.put(key, hit);
-    return hit.body;
+    return hit;
   }
 
-  /** Stores a body for `key` at `generation`. */
-  set(key: string, generation: number, body: Buffer): void {
+  /** Stores a body for `key` at `generation` and returns it (kept unless it is over {@link maxLength}). */
+  set(key: string, generation: number, body: Buffer): CachedBody {
     const old = this.entries.get(key);
-    if (old) this.drop(key, old.body);
+    if (old) this.drop(key, old);
+    const page = new CachedBody(body, generation);
     // A body larger than a quarter of the budget would evict most of what is useful.
-    if (body.length <= this.maxLength) this.put(key, { generation, body });
+    if (body.length <= this.maxLength) this.put(key, page);
+    return page;
   }
 
   /** Bytes of the largest body kept. */
@@ -62,17 +135,33 @@ export class PageCache {
     return this.maxBytes / 4;
   }
 
-  private put(key: string, e: { generation: number; body: Buffer }): void {
-    this.entries.set(key, e);
-    this.bytes += e.body.length;
+  /** Bytes held now, compressed copies included. */
+  get size(): number {
+    return this.bytes;
+  }
+
+  private put(key: string, page: CachedBody): void {
+    this.entries.set(key, page);
+    this.bytes += page.bytes;
+    page.onCompressed = (n) => {
+      // Counted only while the page is still kept here.
+      if (this.entries.get(key) !== page) return;
+      this.bytes += n;
+      this.evict();
+    };
+    this.evict();
+  }
+
+  private evict(): void {
     while (this.entries.size > this.maxEntries || this.bytes > this.maxBytes) {
-      const [oldest, old] = this.entries.entries().next().value as [string, { body: Buffer }];
-      this.drop(oldest, old.body);
+      const [oldest, old] = this.entries.entries().next().value as [string, CachedBody];
+      this.drop(oldest, old);
     }
   }
 
-  private drop(key: string, body: Buffer): void {
+  private drop(key: string, page: CachedBody): void {
     this.entries.delete(key);
-    this.bytes -= body.length;
+    page.onCompressed = undefined;
+    this.bytes -= page.bytes;
   }
 }

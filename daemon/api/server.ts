@@ -14,7 +14,7 @@ import { toPublicFinding } from '../tracker/tracker.js';
 import { type AccessOptions, installAccess } from './auth/access.js';
 import { type ApiServing, clientError } from './auth/serve.js';
 import { registerMcpRoute } from './mcp-route.js';
-import { PageCache } from './page-cache.js';
+import { PageCache, sendCached } from './page-cache.js';
 import { collectRoutes, described, openApiDocument, registerSurfaceRoutes } from './surfaces.js';
 import { projectToSchema } from './schema-project.js';
 
@@ -124,6 +124,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
 
   app.get('/v1/status', { schema: { response: { 200: responseSchema(StatusSchema) } } }, async () => ctx.status());
 
+  // One cache for every read route's bodies (listing pages, timeline, metrics history, feedback export).
   const pages = new PageCache();
   app.get(
     '/v1/findings',
@@ -151,13 +152,13 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
       const query: FindingQuery = { ...q, ...(since ? { since } : {}) };
       // The key holds the absolute since, so a relative one (1h) never serves a page of an earlier hour.
       const key = JSON.stringify([query.status, query.severity, query.category, query.since, query.limit, query.cursor]);
-      const body = pages.get(key, ctx.store.generation, () => {
-        const page = ctx.store.listFindings(query);
+      const page = pages.get(key, ctx.store.generation, () => {
         // The schema's serializer spent most of a page's time escaping fifty findings' text; JSON.stringify
         // of the same projection (only declared fields) gives the same body several times faster.
-        return JSON.stringify(projectToSchema({ items: page.items.map(toPublicFinding), nextCursor: page.nextCursor }, findingPage));
+        const found = ctx.store.listFindings(query);
+        return JSON.stringify(projectToSchema({ items: found.items.map(toPublicFinding), nextCursor: found.nextCursor }, findingPage));
       });
-      return reply.type('application/json; charset=utf-8').send(body);
+      return sendCached(req, reply, page, 'application/json; charset=utf-8');
     },
   );
 
@@ -183,7 +184,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
     return reply.type(ctx.metrics.contentType).send(body);
   });
 
-  registerSurfaceRoutes(app, { store: ctx.store, nodeName: () => ctx.status().nodeName });
+  registerSurfaceRoutes(app, { store: ctx.store, nodeName: () => ctx.status().nodeName, pages });
   registerMcpRoute(app, () => ctx.status().version);
   ctx.extraRoutes?.(app);
   app.get('/v1/openapi.json', { schema: described('this document: every route with its parameters and answers') }, async () =>

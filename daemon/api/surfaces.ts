@@ -16,7 +16,7 @@ import { buildPrompt } from '../diagnoser/prompt.js';
 import { ruleHint } from '../diagnoser/rule-hint.js';
 import type { Store } from '../store/store.js';
 import { toDiagnosisInput } from '../tracker/tracker.js';
-import { PageCache } from './page-cache.js';
+import { type PageCache, sendCached } from './page-cache.js';
 import { projectToSchema } from './schema-project.js';
 import { sendError } from './server.js';
 
@@ -25,6 +25,8 @@ export interface SurfaceContext {
   store: Store;
   /** This node's name (commands in rebuilt prompts name it). */
   nodeName: () => string;
+  /** Where bodies are kept between requests (shared with the findings listing). */
+  pages: PageCache;
 }
 
 /** Host metric series the history serves, by their public name. */
@@ -65,8 +67,7 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
   };
   const timelineSchema = responseSchema(TimelineSchema);
   const historySchema = responseSchema(MetricsHistorySchema);
-  // Bodies of the timeline and the metrics history, each valid while its store generation holds.
-  const pages = new PageCache();
+  const { pages } = ctx;
 
   app.get('/', { schema: described('the web dashboard (HTML)') }, async (_req, reply) =>
     reply.type('text/html; charset=utf-8').header('content-security-policy', CSP).header('cache-control', 'no-cache').send(asset('index.html')),
@@ -96,10 +97,10 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
       // Honoured to the second (rounded down), so every request of one second asks the same query and the
       // dashboard's polling shares one body until the history changes.
       const since = new Date(Math.floor(Date.parse(parseSince(q.since ?? '24h')) / 1000) * 1000).toISOString();
-      const body = pages.get(JSON.stringify(['timeline', since, q.limit]), ctx.store.generation, () =>
+      const page = pages.get(JSON.stringify(['timeline', since, q.limit]), ctx.store.generation, () =>
         JSON.stringify(projectToSchema({ items: ctx.store.listTimeline({ since, ...(q.limit ? { limit: q.limit } : {}) }) }, timelineSchema)),
       );
-      return reply.type('application/json; charset=utf-8').send(body);
+      return sendCached(req, reply, page, 'application/json; charset=utf-8');
     },
   );
 
@@ -127,7 +128,7 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
       // Buckets start on multiples of the resolution: the first one shown is the first starting at or after since,
       // so every since up to that start gives the same answer (one body per bucket, until samples change).
       const firstBucket = Math.ceil(sinceMs / 1000 / resolution) * resolution;
-      const body = pages.get(JSON.stringify(['history', q.series, resolution, firstBucket]), ctx.store.samplesGeneration, () => {
+      const page = pages.get(JSON.stringify(['history', q.series, resolution, firstBucket]), ctx.store.samplesGeneration, () => {
         const invert = q.series === 'memory';
         const lines = ctx.store.listSampleSeries(spec.metric, resolution, firstBucket * 1000).map((s) => ({
           label: s.labels || q.series,
@@ -136,7 +137,7 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
         }));
         return JSON.stringify(projectToSchema({ series: q.series, unit: spec.unit, help: spec.help, resolutionSeconds: resolution, lines }, historySchema));
       });
-      return reply.type('application/json; charset=utf-8').send(body);
+      return sendCached(req, reply, page, 'application/json; charset=utf-8');
     },
   );
 
@@ -171,13 +172,17 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
   app.get(
     '/v1/export/feedback.jsonl',
     { schema: described('every feedback as one JSON line: the prompt, evidence, diagnosis and verdict (a dataset for judging models)') },
-    async (_req, reply) => {
+    async (req, reply) => {
       const nodeName = ctx.nodeName();
       const generation = ctx.store.feedbackGeneration;
-      const headers = { 'content-type': 'application/x-ndjson; charset=utf-8', 'content-disposition': 'attachment; filename="nodesage-feedback.jsonl"' };
+      const type = 'application/x-ndjson; charset=utf-8';
+      reply.header('content-disposition', 'attachment; filename="nodesage-feedback.jsonl"');
       // Until a verdict is added the export is the same bytes: a small one is kept, a large one streams each time.
       const kept = pages.peek(`feedback\0${nodeName}`, generation);
-      if (kept) return reply.headers(headers).send(kept);
+      if (kept) {
+        kept.uses++;
+        return sendCached(req, reply, kept, type);
+      }
       async function* lines() {
         for (const r of ctx.store.iterateFeedback()) {
           const stored = r.finding as Finding & { facts?: FindingFacts | null };
@@ -204,9 +209,9 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
           if (size <= pages.maxLength) parts.push(bytes);
           yield bytes;
         }
-        if (size <= pages.maxLength) pages.set(`feedback\0${nodeName}`, generation, Buffer.concat(parts));
+        if (size <= pages.maxLength) pages.set(`feedback\0${nodeName}`, generation, Buffer.concat(parts)).uses++;
       }
-      return reply.headers(headers).send(Readable.from(keeping()));
+      return reply.type(type).send(Readable.from(keeping()));
     },
   );
 }
