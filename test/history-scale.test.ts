@@ -159,7 +159,7 @@ describe('query plans at scale', () => {
       .prepare("SELECT category, severity, count(*) AS n FROM findings WHERE status = 'open' GROUP BY 1, 2 ORDER BY 1, 2")
       .all() as { category: string; severity: string; n: number }[];
     db.close();
-    const counts = store.openCounts().sort((a, b) => a.category.localeCompare(b.category) || a.severity.localeCompare(b.severity));
+    const counts = [...store.openCounts()].sort((a, b) => a.category.localeCompare(b.category) || a.severity.localeCompare(b.severity));
     expect(truth.length).toBeGreaterThan(5);
     expect(counts).toEqual(truth);
     store.close();

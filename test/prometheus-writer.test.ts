@@ -43,4 +43,28 @@ describe('Prometheus text writer', () => {
     expect(check.status).toBe(0);
     expect(() => new Gauge({ name: 'demo_depth', help: 'again', registers })).toThrow(/already registered/);
   });
+
+  it('samples a rate-limited collect at most once per interval, while written series show at once', async () => {
+    const registry = new Registry();
+    const registers = [registry];
+    let reads = 0;
+    new Gauge({
+      name: 'demo_sampled',
+      help: 'Sampled.',
+      registers,
+      collectEveryMs: 60_000,
+      collect() {
+        this.set(++reads);
+      },
+    });
+    const c = new Counter({ name: 'demo_events_total', help: 'Events.', registers });
+    const first = await registry.metrics();
+    expect(first).toContain('demo_sampled 1');
+    expect(first).toContain('demo_events_total 0');
+    c.inc();
+    const second = await registry.metrics();
+    expect(second).toContain('demo_sampled 1');
+    expect(second).toContain('demo_events_total 1');
+    expect(reads).toBe(1);
+  });
 });

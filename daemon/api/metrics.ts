@@ -3,13 +3,14 @@
  * global one, so tests and embedders do not collide).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, Registry, registerProcessMetrics } from './prometheus.js';
+import { Counter, Gauge, Histogram, PROCESS_SAMPLE_MS, Registry, registerProcessMetrics } from './prometheus.js';
 import type { SourceStatus } from '../core/types.js';
 import { registerSourceMetrics } from './source-metrics.js';
 
 /** Callbacks the metrics read at scrape time. */
 export interface MetricsSources {
-  openCounts(): { category: string; severity: string; n: number }[];
+  /** The same array while the counts are unchanged. */
+  openCounts(): readonly { category: string; severity: string; n: number }[];
   sources(): SourceStatus[];
   dbSizeBytes(): number;
   /** Items waiting for a diagnosis. */
@@ -93,14 +94,19 @@ export class DaemonMetrics {
     // process_* and nodejs_* as a Node exporter shows them (without gauges named *_total, which
     // Prometheus naming reserves for counters, and without a second event-loop timer).
     this.stopProcessMetrics = registerProcessMetrics(this.registry);
+    let shownCounts: readonly unknown[] | undefined;
     new Gauge({
       name: 'nodesage_findings_open',
       help: 'Open findings by category and severity.',
       labelNames: ['category', 'severity'],
       registers,
       collect() {
+        const rows = src.openCounts();
+        // Unchanged counts keep the text rendered at the last scrape.
+        if (rows === shownCounts) return;
+        shownCounts = rows;
         this.reset();
-        for (const r of src.openCounts()) this.set({ category: r.category, severity: r.severity }, r.n);
+        for (const r of rows) this.set({ category: r.category, severity: r.severity }, r.n);
       },
     });
     this.findingsOpened = new Counter({
@@ -169,6 +175,7 @@ export class DaemonMetrics {
       name: 'nodesage_database_size_bytes',
       help: 'Size of the SQLite database (main file and WAL).',
       registers,
+      collectEveryMs: PROCESS_SAMPLE_MS,
       collect() {
         this.set(src.dbSizeBytes());
       },
@@ -215,6 +222,7 @@ export class DaemonMetrics {
         name,
         help: `${what} event-loop delay, worst 10-second slice of the last minute (perf_hooks.monitorEventLoopDelay, ${EVENT_LOOP_RESOLUTION_MS} ms timer).`,
         registers,
+        collectEveryMs: PROCESS_SAMPLE_MS,
         collect() {
           this.set(eventLoop.read()[key]);
         },

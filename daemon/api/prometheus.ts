@@ -7,7 +7,7 @@
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { type PerformanceEntry, PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
-import { getHeapSpaceStatistics } from 'node:v8';
+import { getHeapSpaceStatistics, getHeapStatistics } from 'node:v8';
 
 /** Label values of one series. */
 export type Labels<L extends string> = Partial<Record<L, string | number>>;
@@ -22,6 +22,11 @@ export interface MetricOptions<L extends string, M = unknown> {
   registers?: Registry[];
   /** Called before each scrape to bring values up to date; `this` is the metric. */
   collect?: (this: M) => void | Promise<void>;
+  /**
+   * Least time between two collects, in ms; a scrape sooner shows the values of the last one. For
+   * process figures sampled anyway (CPU, memory, descriptors), which no scraper reads more often. Defaults to 0.
+   */
+  collectEveryMs?: number;
 }
 
 /** Options of a histogram. */
@@ -33,8 +38,11 @@ export interface HistogramOptions<L extends string> extends MetricOptions<L, His
 /** A metric a registry can render. */
 export interface Metric {
   readonly name: string;
-  /** Exposition lines of this metric (HELP, TYPE and samples). */
-  render(): Promise<string>;
+  /**
+   * Exposition lines of this metric (HELP, TYPE and samples) at a scrape that started at `now` (performance.now()
+   * ms, the same for every metric of a scrape); a promise only while an asynchronous collect runs.
+   */
+  render(now: number): string | Promise<string>;
 }
 
 const escapeHelp = (s: string) => s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
@@ -60,6 +68,11 @@ abstract class BaseMetric<L extends string, V> implements Metric {
   /** Series by their label key. */
   protected readonly series = new Map<string, { labels: [string, string | number][]; value: V }>();
   private readonly collectFn: (() => void | Promise<void>) | undefined;
+  private readonly collectEveryMs: number;
+  private collectedAt = Number.NEGATIVE_INFINITY;
+  /** Counts writes; the text rendered at a count is kept until the next write. */
+  private writes = 0;
+  private rendered: { writes: number; text: string } | undefined;
   protected abstract readonly type: 'counter' | 'gauge' | 'histogram';
 
   constructor(opts: MetricOptions<L, never>) {
@@ -68,11 +81,14 @@ abstract class BaseMetric<L extends string, V> implements Metric {
     this.help = opts.help;
     this.labelNames = opts.labelNames ?? [];
     this.collectFn = opts.collect as unknown as (() => void | Promise<void>) | undefined;
+    this.collectEveryMs = opts.collectEveryMs ?? 0;
     for (const r of opts.registers ?? []) r.registerMetric(this);
   }
 
   /** The series of these labels, created with `init` when new. */
   protected entry(labels: Labels<L> | undefined, init: () => V): { labels: [string, string | number][]; value: V } {
+    // Every write goes through here (its caller changes the value it returns).
+    this.writes++;
     const pairs: [string, string | number][] = [];
     for (const k of this.labelNames) {
       const v = labels?.[k];
@@ -92,14 +108,29 @@ abstract class BaseMetric<L extends string, V> implements Metric {
 
   /** Drops every series. */
   reset(): void {
+    this.writes++;
     this.series.clear();
   }
 
   protected abstract samples(): string[];
 
-  async render(): Promise<string> {
-    await this.collectFn?.call(this);
-    return [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`, ...this.samples()].join('\n');
+  render(now: number): string | Promise<string> {
+    if (this.collectFn && now - this.collectedAt >= this.collectEveryMs) {
+      this.collectedAt = now;
+      // Most collects are synchronous: waiting a microtask for each of some fifty metrics cost a scrape more than rendering them.
+      const pending = this.collectFn.call(this);
+      if (pending) return pending.then(() => this.text());
+    }
+    return this.text();
+  }
+
+  /** The exposition lines, rendered again only after a write: most series do not change between two scrapes. */
+  private text(): string {
+    if (this.rendered?.writes !== this.writes) {
+      const text = [`# HELP ${this.name} ${escapeHelp(this.help)}`, `# TYPE ${this.name} ${this.type}`, ...this.samples()].join('\n');
+      this.rendered = { writes: this.writes, text };
+    }
+    return this.rendered.text;
   }
 }
 
@@ -218,7 +249,11 @@ export class Registry {
   /** The exposition text of every metric, collect callbacks run first. */
   async metrics(): Promise<string> {
     const parts: string[] = [];
-    for (const m of this.byName.values()) parts.push(await m.render());
+    const now = performance.now();
+    for (const m of this.byName.values()) {
+      const text = m.render(now);
+      parts.push(typeof text === 'string' ? text : await text);
+    }
     return `${parts.join('\n\n')}\n`;
   }
 }
@@ -256,6 +291,9 @@ function countBy(names: string[]): Map<string, number> {
   return m;
 }
 
+/** Least time between two samples of the process_* and nodejs_* figures, in ms. */
+export const PROCESS_SAMPLE_MS = 1000;
+
 const GC_KINDS: Record<number, string> = {
   [perfConstants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
   [perfConstants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
@@ -271,12 +309,15 @@ const GC_KINDS: Record<number, string> = {
  */
 export function registerProcessMetrics(registry: Registry): () => void {
   const registers = [registry];
+  // Sampled at most once a second: these figures cost more to read than the rest of a scrape to write.
+  const collectEveryMs = PROCESS_SAMPLE_MS;
   const processStart = Math.round(Date.now() / 1000 - process.uptime());
   let cpu = process.cpuUsage();
   new Counter({
     name: 'process_cpu_user_seconds_total',
     help: 'Total user CPU time spent in seconds.',
     registers,
+    collectEveryMs,
     collect() {
       cpu = process.cpuUsage();
       this.reset();
@@ -287,6 +328,7 @@ export function registerProcessMetrics(registry: Registry): () => void {
     name: 'process_cpu_system_seconds_total',
     help: 'Total system CPU time spent in seconds.',
     registers,
+    collectEveryMs,
     collect() {
       this.reset();
       this.inc(cpu.system / 1e6);
@@ -296,6 +338,7 @@ export function registerProcessMetrics(registry: Registry): () => void {
     name: 'process_cpu_seconds_total',
     help: 'Total user and system CPU time spent in seconds.',
     registers,
+    collectEveryMs,
     collect() {
       this.reset();
       this.inc((cpu.user + cpu.system) / 1e6);
@@ -305,6 +348,7 @@ export function registerProcessMetrics(registry: Registry): () => void {
     name: 'process_start_time_seconds',
     help: 'Start time of the process since unix epoch in seconds.',
     registers,
+    collectEveryMs,
     collect() {
       this.set(processStart);
     },
@@ -314,6 +358,7 @@ export function registerProcessMetrics(registry: Registry): () => void {
     name: 'process_resident_memory_bytes',
     help: 'Resident memory size in bytes.',
     registers,
+    collectEveryMs,
     collect() {
       status = procStatus();
       this.set(status.get('VmRSS') ?? process.memoryUsage.rss());
@@ -323,6 +368,7 @@ export function registerProcessMetrics(registry: Registry): () => void {
     name: 'process_virtual_memory_bytes',
     help: 'Virtual memory size in bytes.',
     registers,
+    collectEveryMs,
     collect() {
       this.set(status.get('VmSize') ?? 0);
     },
@@ -331,6 +377,7 @@ export function registerProcessMetrics(registry: Registry): () => void {
     name: 'process_heap_bytes',
     help: 'Process heap size in bytes.',
     registers,
+    collectEveryMs,
     collect() {
       this.set(status.get('VmData') ?? 0);
     },
@@ -339,6 +386,7 @@ export function registerProcessMetrics(registry: Registry): () => void {
     name: 'process_open_fds',
     help: 'Number of open file descriptors.',
     registers,
+    collectEveryMs,
     collect() {
       try {
         this.set(readdirSync('/proc/self/fd').length - 1);
@@ -353,6 +401,7 @@ export function registerProcessMetrics(registry: Registry): () => void {
       name: 'process_max_fds',
       help: 'Maximum number of open file descriptors.',
       registers,
+      collectEveryMs,
       collect() {
         this.set(fdLimit);
       },
@@ -375,6 +424,7 @@ export function registerProcessMetrics(registry: Registry): () => void {
       help,
       labelNames: [label],
       registers,
+      collectEveryMs,
       collect() {
         this.reset();
         for (const [type, n] of countBy(names())) this.set({ type }, n);
@@ -389,32 +439,39 @@ export function registerProcessMetrics(registry: Registry): () => void {
   grouped('nodejs_active_requests', 'Number of active libuv requests grouped by request type. Every request type is C++ class name.', 'type', () =>
     ctorNames(p._getActiveRequests?.() ?? []),
   );
-  let mem = process.memoryUsage();
+  // process.memoryUsage()'s heapTotal, heapUsed and external are these fields; it also reads RSS, which
+  // process_resident_memory_bytes has already read.
+  let heap = getHeapStatistics();
   new Gauge({
     name: 'nodejs_heap_size_total_bytes',
     help: 'Process heap size from Node.js in bytes.',
     registers,
+    collectEveryMs,
     collect() {
-      mem = process.memoryUsage();
-      this.set(mem.heapTotal);
+      heap = getHeapStatistics();
+      this.set(heap.total_heap_size);
     },
   });
   new Gauge({
     name: 'nodejs_heap_size_used_bytes',
     help: 'Process heap size used from Node.js in bytes.',
     registers,
+    collectEveryMs,
     collect() {
-      this.set(mem.heapUsed);
+      this.set(heap.used_heap_size);
     },
   });
   new Gauge({
     name: 'nodejs_external_memory_bytes',
     help: 'Node.js external memory size in bytes.',
     registers,
+    collectEveryMs,
     collect() {
-      this.set(mem.external);
+      this.set(heap.external_memory);
     },
   });
+  // Read once per scrape, by the first of the three gauges (they render in this order).
+  let spaces = getHeapSpaceStatistics();
   for (const [kind, field] of [
     ['total', 'space_size'],
     ['used', 'space_used_size'],
@@ -425,8 +482,10 @@ export function registerProcessMetrics(registry: Registry): () => void {
       help: `Process heap space size ${kind} from Node.js in bytes.`,
       labelNames: ['space'],
       registers,
+      collectEveryMs,
       collect() {
-        for (const s of getHeapSpaceStatistics()) this.set({ space: s.space_name.replace(/_space$/, '') }, s[field]);
+        if (kind === 'total') spaces = getHeapSpaceStatistics();
+        for (const s of spaces) this.set({ space: s.space_name.replace(/_space$/, '') }, s[field]);
       },
     });
   }

@@ -136,10 +136,15 @@ export class Store {
     return { ...this.findings.queryPlans(q), ...this.retention.queryPlans() };
   }
 
-  /** Counts of open findings by category and severity (for /metrics). */
-  openCounts(): { category: string; severity: string; n: number }[] {
-    return this.findings.openCounts();
+  /**
+   * Counts of open findings by category and severity (for /metrics): the same array while the findings generation
+   * holds, so a scrape can tell that nothing changed.
+   */
+  openCounts(): readonly { category: string; severity: string; n: number }[] {
+    if (this.openCountsAt?.generation !== this.generation) this.openCountsAt = { generation: this.generation, rows: this.findings.openCounts() };
+    return this.openCountsAt.rows;
   }
+  private openCountsAt: { generation: number; rows: readonly { category: string; severity: string; n: number }[] } | undefined;
 
   /** Stores a diagnosis on its finding. */
   setDiagnosis(id: string, d: Diagnosis): void {

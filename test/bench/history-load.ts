@@ -4,6 +4,10 @@
  *
  *   node test/bench/history-load.ts OPTIONS.json    (a file: {"url","method","paths","bodies","rate","seconds"})
  *
+ * Every request carries `accept-encoding: gzip, deflate, br`, as browsers
+ * and Node's fetch send it (Prometheus sends gzip); autocannon counts the
+ * bytes as they cross the socket and never decodes them.
+ *
  * Prints autocannon's result as one JSON line.
  */
 import { readFileSync } from 'node:fs';
@@ -23,9 +27,12 @@ const r = await autocannon({
       setupRequest: (req) => {
         const k = i++;
         const body = o.bodies?.[k % o.bodies.length];
-        return { ...req, path: o.paths[k % o.paths.length]!, ...(body ? { body, headers: { 'content-type': 'application/json' } } : {}) };
+        const headers: Record<string, string> = { 'accept-encoding': 'gzip, deflate, br', ...(body ? { 'content-type': 'application/json' } : {}) };
+        return { ...req, path: o.paths[k % o.paths.length]!, headers, ...(body ? { body } : {}) };
       },
     },
   ],
 });
-process.stdout.write(`${JSON.stringify({ latency: r.latency, '2xx': r['2xx'], non2xx: r.non2xx, errors: r.errors, timeouts: r.timeouts })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ latency: r.latency, '2xx': r['2xx'], non2xx: r.non2xx, errors: r.errors, timeouts: r.timeouts, bytes: r.throughput.total, requests: r.requests.total })}\n`,
+);

@@ -367,6 +367,8 @@ interface RouteResult {
   rssAfterMiB: number;
   /** Daemon CPU time per request served (all its threads), in ms. */
   cpuMsPerRequest: number;
+  /** KiB received per response, headers included (compressed where the route compresses). */
+  kbPerResponse: number;
   /** Target p99 in ms. */
   target: number;
 }
@@ -398,6 +400,7 @@ async function drive(d: DaemonUnderTest, route: Route, seconds: number, rate: nu
     p99: r.latency.p99,
     max: r.latency.max,
     served: r['2xx'] / seconds,
+    kbPerResponse: r.bytes / Math.max(1, r.requests) / 1024,
     non2xx: r.non2xx,
     errors: r.errors + r.timeouts,
     eventLoopP99: p.p99Ms,
@@ -415,6 +418,9 @@ interface LoadResult {
   non2xx: number;
   errors: number;
   timeouts: number;
+  /** Bytes received (headers and bodies, as sent) and responses. */
+  bytes: number;
+  requests: number;
 }
 
 /** Runs test/bench/history-load.ts: the client's own garbage collection must not count as the daemon's latency. */
@@ -613,12 +619,12 @@ function render(builds: BuildResult[], o: { n: number; seconds: number; rate: nu
   out.push(
     `${o.n.toLocaleString('en')} findings (${CATEGORIES.length} categories, ${PODS.toLocaleString('en')} pods in ${NAMESPACES} namespaces, two evidence lines each, ` +
       `a diagnosis on every tenth, 10% open, last seen over ${SPREAD_DAYS} days), ${cur.seed.templates.toLocaleString('en')} log templates, the full-text index current; ` +
-      `the daemon in host mode, rules-only, only the host source, detection every second, ${IMAGE_DESCRIPTION} as in the image, the per-caller rate limit lifted. Each route: autocannon, 10 connections, a fixed ${o.rate} req/s for ${o.seconds} s. ` +
+      `the daemon in host mode, rules-only, only the host source, detection every second, ${IMAGE_DESCRIPTION} as in the image, the per-caller rate limit lifted. Each route: autocannon, 10 connections, a fixed ${o.rate} req/s for ${o.seconds} s, every request with \`accept-encoding: gzip, deflate, br\` as browsers and Node's fetch send it (bodies served more than once go out gzip-compressed; KiB per response is what crossed the socket). ` +
       'Event-loop delay: `perf_hooks.monitorEventLoopDelay` (1 ms sampling) inside the daemon, over that route\'s run only.\n',
   );
   const head = base
     ? '| route | p50 ms | p99 ms (before → after) | p99 before ÷ after | served req/s | daemon CPU ms per request | CPU before ÷ after | event-loop delay p99 ms | non-2xx after | target p99 | |\n|---|---|---|---|---|---|---|---|---|---|---|'
-    : '| route | p50 ms | p99 ms | p99 ÷ /healthz p99 | max ms | served req/s | daemon CPU ms per request | event-loop delay p99 ms | non-2xx | target p99 | |\n|---|---|---|---|---|---|---|---|---|---|---|';
+    : '| route | p50 ms | p99 ms | p99 ÷ /healthz p99 | max ms | served req/s | KiB per response | daemon CPU ms per request | event-loop delay p99 ms | non-2xx | target p99 | |\n|---|---|---|---|---|---|---|---|---|---|---|---|';
   out.push(head);
   for (const [k, r] of cur.routes.entries()) {
     const b = base?.routes[k];
@@ -627,7 +633,7 @@ function render(builds: BuildResult[], o: { n: number; seconds: number; rate: nu
     out.push(
       b
         ? `| ${r.name} | ${ms(b.p50)} → ${ms(r.p50)} | ${ms(b.p99)} → ${ms(r.p99)} | ${(b.p99 / Math.max(r.p99, 1)).toFixed(1)}× | ${b.served.toFixed(0)} → ${r.served.toFixed(0)} | ${cpu(b.cpuMsPerRequest)} → ${cpu(r.cpuMsPerRequest)} | ${(b.cpuMsPerRequest / r.cpuMsPerRequest).toFixed(1)}× | ${ms(b.eventLoopP99)} → ${ms(r.eventLoopP99)} | ${r.non2xx + r.errors} | ≤ ${target} | ${met(ok)} |`
-        : `| ${r.name} | ${ms(r.p50)} | ${ms(r.p99)} | ${(r.p99 / Math.max(cur.routes[0]!.p99, 1)).toFixed(2)} | ${ms(r.max)} | ${r.served.toFixed(0)} | ${cpu(r.cpuMsPerRequest)} | ${ms(r.eventLoopP99)} | ${r.non2xx + r.errors} | ≤ ${target} | ${met(ok)} |`,
+        : `| ${r.name} | ${ms(r.p50)} | ${ms(r.p99)} | ${(r.p99 / Math.max(cur.routes[0]!.p99, 1)).toFixed(2)} | ${ms(r.max)} | ${r.served.toFixed(0)} | ${r.kbPerResponse.toFixed(1)} | ${cpu(r.cpuMsPerRequest)} | ${ms(r.eventLoopP99)} | ${r.non2xx + r.errors} | ≤ ${target} | ${met(ok)} |`,
     );
   }
   const elMax = Math.max(...cur.routes.map((r) => r.eventLoopP99));
