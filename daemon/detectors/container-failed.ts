@@ -23,10 +23,10 @@ import {
   containerTail,
   dedupeEvidence,
   iso,
-  keyLogLine,
   linesBeforeTermination,
   listContainers,
   logEvidence,
+  logSaysSentence,
   podRef,
   statusEvidence,
   within,
@@ -114,8 +114,7 @@ export const createContainerFailedDetector = detectorFactory('container-failed',
       if (pod.status?.reason === 'DeadlineExceeded') message += ' The pod ran past its activeDeadlineSeconds and was stopped.';
       if (unobserved) message += ' The kubelet did not see the process end (the node or the container runtime restarted).';
       if (t.message) message += ` Termination message: "${clip(t.message, 240)}".`;
-      const key = keyLogLine(lines);
-      if (key) message += ` Its log before exiting says: "${key.text.trim().slice(0, 240)}".`;
+      message += logSaysSentence(lines, 'char');
       const draft: FindingDraft = {
         category: 'ContainerFailed',
         severity,

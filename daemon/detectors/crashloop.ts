@@ -14,7 +14,6 @@
  * ProbeFailure report those, and correlation links a real CrashLoopBackOff to them).
  */
 import { eventCount, eventFirstTime, eventLastTime, eventMessage } from '../core/kube.js';
-import { clipAtWord } from '../core/text.js';
 import type { Evidence, FindingDraft, NodeView } from '../core/types.js';
 import {
   type ContainerContext,
@@ -23,11 +22,11 @@ import {
   dedupeEvidence,
   eventEvidence,
   isCompletedPod,
-  keyLogLine,
   lastTerminationWasProbeKill,
   linesBeforeTermination,
   listContainers,
   logEvidence,
+  logSaysSentence,
   podEvents,
   recentEventGroups,
   setFirstAt,
@@ -160,8 +159,7 @@ export const createCrashLoopDetector = detectorFactory('crashloop', CRASHLOOP_OP
         const meaning = exitCodeMeaning(last.exitCode);
         if (meaning) message += ` Exit code ${last.exitCode} ${meaning}.`;
       }
-      const key = keyLogLine(lines);
-      if (key) message += ` Its log before exiting says: "${clipAtWord(key.text, 240)}".`;
+      message += logSaysSentence(lines, 'word');
       const draft: FindingDraft = {
         category: 'CrashLoop',
         severity,
@@ -195,13 +193,12 @@ function fromEventsOnly(view: NodeView, o: CrashLoopOptions): FindingDraft[] {
     const n = g.events.reduce((s, e) => s + eventCount(e), 0);
     const tail = g.container ? containerTail(view, g.namespace, g.pod, g.container) : [];
     const lines = linesBeforeTermination(tail, undefined, undefined, o.logLines);
-    const key = keyLogLine(lines);
     const draft: FindingDraft = {
       category: 'CrashLoop',
       severity: 'warning',
       subject: g.subject,
       title: `Container ${g.container ?? '?'} of ${g.namespace}/${g.pod} is crash-looping (back-off restarting)`,
-      message: `The kubelet keeps backing off restarting ${g.container ? `container ${g.container} of ` : ''}pod ${g.namespace}/${g.pod} (${n} back-off events); no pod status is available for the exit code.${key ? ` Its log before exiting says: "${clipAtWord(key.text, 240)}".` : ''}`,
+      message: `The kubelet keeps backing off restarting ${g.container ? `container ${g.container} of ` : ''}pod ${g.namespace}/${g.pod} (${n} back-off events); no pod status is available for the exit code.${logSaysSentence(lines, 'word')}`,
       evidence: dedupeEvidence([...g.events.map((e) => eventEvidence(e, view.now)), ...logEvidence(lines)]),
       at: view.now,
       lifecycle: 'condition',

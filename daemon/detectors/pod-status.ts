@@ -5,6 +5,7 @@
  * detector stays one file with its own options.
  */
 import { containerKey } from '../core/fingerprint.js';
+import { clipAtWord } from '../core/text.js';
 import {
   eventCount,
   eventFirstTime,
@@ -262,6 +263,19 @@ export function keyLogLine(lines: LogLine[]): LogLine | undefined {
     if (ERRORISH.test(t) && !STACK_FRAME.test(t)) return lines[i];
   }
   return lines[lines.length - 1];
+}
+
+/**
+ * The sentence a container's message ends with when its log says why it
+ * exited (see keyLogLine), or '' when there is no log. The line is kept to 240
+ * characters: `word` cuts at a word boundary and marks the cut, `char` keeps the
+ * first 240 characters as they are.
+ */
+export function logSaysSentence(lines: LogLine[], cut: 'word' | 'char'): string {
+  const key = keyLogLine(lines);
+  if (!key) return '';
+  const text = cut === 'word' ? clipAtWord(key.text, 240) : key.text.trim().slice(0, 240);
+  return ` Its log before exiting says: "${text}".`;
 }
 
 /**
