@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import { MIGRATIONS } from '../daemon/store/migrations.js';
 import { Store } from '../daemon/store/store.js';
 import type { TrackedFinding } from '../daemon/tracker/tracker.js';
 import { tempDir } from './helpers/daemon-process.js';
@@ -140,6 +142,17 @@ describe('store', () => {
     expect(existsSync(s2.recoveredFrom!)).toBe(true);
     expect(s2.listFindings().items).toHaveLength(0);
     s2.close();
+  });
+
+  it('keeps every released migration as it shipped: a database migrated by an older nodesage has the same schema', () => {
+    // SHA-256 of migrations 1-4 as released; a new schema change is a new migration appended after them.
+    const released = [
+      'a00ba35ff701ebf217fecf009579da2ef1ff2f00b778e14de676b6208e3c09e5',
+      '5fad11750446f17ae3cabd1cea31d0808d27badd7d48265d7ae5f749e921e5cf',
+      'f156529b054b8900ee3472eb1ac8e9c493ee9f2c891b434b53b9f1513c7ed734',
+      'f2263afe4ae397ee5e2c23011691ebd5443ccb69d2e0e14fc3d4936376be6819',
+    ];
+    expect(MIGRATIONS.slice(0, released.length).map((m) => createHash('sha256').update(m).digest('hex'))).toEqual(released);
   });
 
   it('refuses a database from a newer nodesage instead of damaging it', () => {

@@ -2,6 +2,54 @@
  * Numbered schema migrations. Append only: a released migration never changes.
  * `PRAGMA user_version` holds the number of the last one applied.
  */
+/**
+ * The statement a search trigger runs: notes that a row's search document must
+ * be (re)indexed. It tests before inserting (see migration 2's comment).
+ */
+function noteDirty(kind: string, ref: string): string {
+  return `INSERT INTO search_dirty (kind, ref) SELECT '${kind}', ${ref} WHERE NOT EXISTS (SELECT 1 FROM search_dirty WHERE kind = '${kind}' AND ref = ${ref});`;
+}
+
+/** A table whose rows are search documents (migration 2). */
+interface SearchSource {
+  /** The table, which also names its triggers' prefix (`findings` → `findings_search_insert`). */
+  table: string;
+  /** `search_dirty.kind` of its documents. */
+  kind: string;
+  /** Its column that `search_dirty.ref` holds. */
+  ref: string;
+  /** The FTS5 table its documents are indexed in. */
+  fts: string;
+  /** Columns whose change makes the document stale. */
+  columns: string[];
+}
+
+/**
+ * Triggers that keep a table's documents in search_dirty: an insert and a
+ * change of an indexed column note the row; a delete drops its document and
+ * the note. The text is the one migration 2 was released with, so it must not
+ * change (`findings` becomes `findings_search_*`, `log_templates` `templates_search_*`).
+ */
+function searchTriggers(t: SearchSource): string {
+  const name = t.table.replace(/^log_/, '');
+  const changed = t.columns.map((c) => `old.${c} IS NOT new.${c}`);
+  const when: string[] = [];
+  // Three comparisons a line, as the released text has them.
+  for (let i = 0; i < changed.length; i += 3) when.push(changed.slice(i, i + 3).join(' OR '));
+  return `  CREATE TRIGGER ${name}_search_insert AFTER INSERT ON ${t.table} BEGIN
+    ${noteDirty(t.kind, `new.${t.ref}`)}
+  END;
+  CREATE TRIGGER ${name}_search_update AFTER UPDATE OF ${t.columns.join(', ')} ON ${t.table}
+  WHEN ${when.join('\n    OR ')}
+  BEGIN
+    ${noteDirty(t.kind, `new.${t.ref}`)}
+  END;
+  CREATE TRIGGER ${name}_search_delete AFTER DELETE ON ${t.table} BEGIN
+    DELETE FROM ${t.fts} WHERE rowid = old.rowid;
+    DELETE FROM search_dirty WHERE kind = '${t.kind}' AND ref = old.${t.ref};
+  END;`;
+}
+
 export const MIGRATIONS: readonly string[] = [
   // 1: findings, evidence, diagnoses, checkpoints, samples, templates, counters, gaps
   `
@@ -117,41 +165,18 @@ export const MIGRATIONS: readonly string[] = [
     PRIMARY KEY (kind, ref)
   ) WITHOUT ROWID;
 
-  CREATE TRIGGER findings_search_insert AFTER INSERT ON findings BEGIN
-    INSERT INTO search_dirty (kind, ref) SELECT 'finding', new.id WHERE NOT EXISTS (SELECT 1 FROM search_dirty WHERE kind = 'finding' AND ref = new.id);
-  END;
-  CREATE TRIGGER findings_search_update AFTER UPDATE OF title, message, category, subject, diagnosis ON findings
-  WHEN old.title IS NOT new.title OR old.message IS NOT new.message OR old.category IS NOT new.category
-    OR old.subject IS NOT new.subject OR old.diagnosis IS NOT new.diagnosis
-  BEGIN
-    INSERT INTO search_dirty (kind, ref) SELECT 'finding', new.id WHERE NOT EXISTS (SELECT 1 FROM search_dirty WHERE kind = 'finding' AND ref = new.id);
-  END;
-  CREATE TRIGGER findings_search_delete AFTER DELETE ON findings BEGIN
-    DELETE FROM findings_fts WHERE rowid = old.rowid;
-    DELETE FROM search_dirty WHERE kind = 'finding' AND ref = old.id;
-  END;
+${searchTriggers({ table: 'findings', kind: 'finding', ref: 'id', fts: 'findings_fts', columns: ['title', 'message', 'category', 'subject', 'diagnosis'] })}
   CREATE TRIGGER evidence_search_insert AFTER INSERT ON evidence BEGIN
-    INSERT INTO search_dirty (kind, ref) SELECT 'finding', new.finding_id WHERE NOT EXISTS (SELECT 1 FROM search_dirty WHERE kind = 'finding' AND ref = new.finding_id);
+    ${noteDirty('finding', 'new.finding_id')}
   END;
   CREATE TRIGGER evidence_search_update AFTER UPDATE ON evidence BEGIN
-    INSERT INTO search_dirty (kind, ref) SELECT 'finding', new.finding_id WHERE NOT EXISTS (SELECT 1 FROM search_dirty WHERE kind = 'finding' AND ref = new.finding_id);
+    ${noteDirty('finding', 'new.finding_id')}
   END;
   CREATE TRIGGER evidence_search_delete AFTER DELETE ON evidence BEGIN
-    INSERT INTO search_dirty (kind, ref) SELECT 'finding', old.finding_id WHERE NOT EXISTS (SELECT 1 FROM search_dirty WHERE kind = 'finding' AND ref = old.finding_id);
+    ${noteDirty('finding', 'old.finding_id')}
   END;
 
-  CREATE TRIGGER templates_search_insert AFTER INSERT ON log_templates BEGIN
-    INSERT INTO search_dirty (kind, ref) SELECT 'template', new.rowid WHERE NOT EXISTS (SELECT 1 FROM search_dirty WHERE kind = 'template' AND ref = new.rowid);
-  END;
-  CREATE TRIGGER templates_search_update AFTER UPDATE OF template, example, stream ON log_templates
-  WHEN old.template IS NOT new.template OR old.example IS NOT new.example OR old.stream IS NOT new.stream
-  BEGIN
-    INSERT INTO search_dirty (kind, ref) SELECT 'template', new.rowid WHERE NOT EXISTS (SELECT 1 FROM search_dirty WHERE kind = 'template' AND ref = new.rowid);
-  END;
-  CREATE TRIGGER templates_search_delete AFTER DELETE ON log_templates BEGIN
-    DELETE FROM templates_fts WHERE rowid = old.rowid;
-    DELETE FROM search_dirty WHERE kind = 'template' AND ref = old.rowid;
-  END;
+${searchTriggers({ table: 'log_templates', kind: 'template', ref: 'rowid', fts: 'templates_fts', columns: ['template', 'example', 'stream'] })}
 
   CREATE TABLE runbooks (
     id TEXT PRIMARY KEY,
