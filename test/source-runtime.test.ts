@@ -6,6 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { Backoff, BackoffOptionsError, periodic, restartLoop } from '../daemon/core/runtime/backoff.js';
 import { ManualClock } from '../daemon/core/runtime/clock.js';
+import { Poller } from '../daemon/core/runtime/poller.js';
 import { SourceHealth } from '../daemon/core/runtime/health.js';
 import type { Signal } from '../daemon/core/types.js';
 
@@ -163,6 +164,44 @@ describe('periodic', () => {
     await p.stop();
     await step(t, 10_000);
     expect(at.length).toBe(10);
+  });
+});
+
+describe('Poller', () => {
+  it('polls once before start() resolves, on the interval after, and tells a poll under way at stop() that the source stopped', async () => {
+    const t = new ManualClock(0);
+    const emitted: number[] = [];
+    let hold: Promise<void> | undefined;
+    const poller: Poller = new Poller(
+      async () => {
+        const at = t.now();
+        await hold;
+        // What a source does with what it read: nothing once it has stopped.
+        if (!poller.stopped) emitted.push(at);
+      },
+      { name: 'poll', intervalMs: 1000, clock: t },
+    );
+    await poller.pollNow(); // before start: one direct poll
+    expect(emitted).toEqual([0]);
+    await poller.start();
+    expect(emitted).toEqual([0, 0]);
+    await step(t, 2000);
+    expect(emitted).toEqual([0, 0, 1000, 2000]);
+    let release: (() => void) | undefined;
+    hold = new Promise<void>((r) => (release = r));
+    const polling = poller.pollNow();
+    await flush();
+    const stopping = poller.stop();
+    expect(poller.stopped).toBe(true);
+    release?.();
+    await Promise.all([polling, stopping]);
+    await step(t, 10_000);
+    expect(emitted).toEqual([0, 0, 1000, 2000]);
+    hold = undefined;
+    await poller.start();
+    expect(poller.stopped).toBe(false);
+    expect(emitted).toEqual([0, 0, 1000, 2000, 12_000]);
+    await poller.stop();
   });
 });
 

@@ -18,9 +18,9 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { readCpuTemperature, readPhysicalNics } from './sysfs.js';
 import type { Collector, HostFilesystem, HostSnapshot, PsiReading, SignalSink, SourceStatus } from '../core/types.js';
-import { type Periodic, periodic } from '../core/runtime/backoff.js';
 import { type Clock, systemClock } from '../core/runtime/clock.js';
 import { SourceHealth } from '../core/runtime/health.js';
+import { Poller } from '../core/runtime/poller.js';
 
 /** Options of the host collector. */
 export interface HostCollectorOptions {
@@ -238,9 +238,9 @@ export class HostCollector implements Collector {
   private nvidiaSmi: string | null | undefined;
   private readonly health: SourceHealth;
   private readonly clock: Clock;
-  private task: Periodic | undefined;
+  private readonly poller: Poller;
+  private sink: SignalSink | undefined;
   private hungMounts: string[] = [];
-  private stopped = false;
 
   constructor(opts: HostCollectorOptions = {}) {
     this.hostRoot = opts.hostRoot ?? '/';
@@ -251,6 +251,13 @@ export class HostCollector implements Collector {
     this.clock = opts.clock ?? systemClock;
     // A slow sample on a busy node is not an outage: stale means no data for a while.
     this.health = new SourceHealth({ name: 'host', clock: this.clock, staleAfterMs: opts.staleAfterMs ?? Math.max(this.intervalMs * 3, 30_000) });
+    this.poller = new Poller(() => this.tick(), {
+      name: 'host',
+      intervalMs: this.intervalMs,
+      reader: this.health.main,
+      clock: this.clock,
+      ...(this.logger ? { logger: this.logger } : {}),
+    });
   }
 
   /** CPU busy percent since the previous sample, from the host's /proc/stat (undefined on the first). */
@@ -335,31 +342,22 @@ export class HostCollector implements Collector {
     return this.nvidiaSmi;
   }
 
-  private async tick(sink: SignalSink): Promise<void> {
-    if (this.stopped) return;
+  private async tick(): Promise<void> {
+    if (this.poller.stopped) return;
     // A failed sample is logged, reported and retried by periodic().
     const snapshot = await this.sample();
-    if (this.stopped) return;
-    this.health.emit(sink, [{ type: 'host', snapshot }]);
+    if (this.poller.stopped) return;
+    this.health.emit(this.sink, [{ type: 'host', snapshot }]);
     this.health.note(this.hungMounts.length > 0 ? `not answering statfs: ${this.hungMounts.join(', ')}` : null);
   }
 
   async start(sink: SignalSink): Promise<void> {
-    this.stopped = false;
-    this.task = periodic(() => this.tick(sink), {
-      name: 'host',
-      intervalMs: this.intervalMs,
-      reader: this.health.main,
-      clock: this.clock,
-      ...(this.logger ? { logger: this.logger } : {}),
-    });
-    await this.task.runNow();
+    this.sink = sink;
+    await this.poller.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    await this.task?.stop();
-    this.task = undefined;
+    await this.poller.stop();
   }
 
   status(): SourceStatus {

@@ -14,9 +14,10 @@ import { type FileHandle, open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Collector, Signal, SignalSink, SourceStatus } from '../core/types.js';
-import { IDLE_POLL_MAX_MS, type Periodic, periodic } from '../core/runtime/backoff.js';
+import { IDLE_POLL_MAX_MS } from '../core/runtime/backoff.js';
 import { type Clock, isoAt, systemClock } from '../core/runtime/clock.js';
 import { SourceHealth } from '../core/runtime/health.js';
+import { Poller } from '../core/runtime/poller.js';
 import { type CheckpointReader, noCheckpoints, readJsonCheckpoint } from './checkpoints.js';
 import { type KmsgRecord, kmsgToLogLines, parseKmsgRecord } from './parse.js';
 import { errCode } from './errno.js';
@@ -116,7 +117,7 @@ export class KmsgCollector implements Collector {
   private readonly health: SourceHealth;
 
   private sink: SignalSink | undefined;
-  private task: Periodic | undefined;
+  private readonly poller: Poller;
   private mode: 'device' | 'file' | 'none' = 'none';
   private device: KmsgDevice | undefined;
   private file: FileHandle | undefined;
@@ -129,7 +130,6 @@ export class KmsgCollector implements Collector {
   private seqKnown = false;
   private overrun = false;
   private readonly recordBuf = Buffer.alloc(8192);
-  private stopped = false;
   private counters = { records: 0, lostRecords: 0, unparseable: 0, reopens: 0 };
 
   constructor(opts: KmsgCollectorOptions = {}) {
@@ -142,6 +142,14 @@ export class KmsgCollector implements Collector {
     this.openDevice = opts.openDevice ?? openKmsgDevice;
     this.clock = opts.clock ?? systemClock;
     this.health = new SourceHealth({ name: 'kmsg', clock: this.clock, staleAfterMs: opts.staleAfterMs ?? Math.max(30_000, 5 * this.pollIntervalMs) });
+    this.poller = new Poller(() => this.poll(), {
+      name: 'kmsg',
+      intervalMs: this.pollIntervalMs,
+      idleMaxMs: IDLE_POLL_MAX_MS,
+      logger: this.logger,
+      clock: this.clock,
+      reader: this.health.main,
+    });
   }
 
   private now(): number {
@@ -150,7 +158,6 @@ export class KmsgCollector implements Collector {
 
   async start(sink: SignalSink): Promise<void> {
     this.sink = sink;
-    this.stopped = false;
     this.boot = await readBootId(this.hostRoot);
     this.bootTimeMs = await readBootTimeMs(this.hostRoot, () => this.now());
     const stored = readJsonCheckpoint<KmsgPosition>(this.checkpoints.get('kmsg', KMSG_CHECKPOINT_KEY));
@@ -158,28 +165,17 @@ export class KmsgCollector implements Collector {
       this.lastSeq = stored.seq;
       this.seqKnown = true;
     }
-    this.task = periodic(() => this.poll(), {
-      name: 'kmsg',
-      intervalMs: this.pollIntervalMs,
-      idleMaxMs: IDLE_POLL_MAX_MS,
-      logger: this.logger,
-      clock: this.clock,
-      reader: this.health.main,
-    });
-    await this.task.runNow();
+    await this.poller.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    await this.task?.stop();
-    this.task = undefined;
+    await this.poller.stop();
     await this.closeSource();
   }
 
   /** Reads what is there now (after a poll in progress); for tests. */
   async pollNow(): Promise<void> {
-    if (this.task) await this.task.runNow();
-    else await this.poll();
+    await this.poller.pollNow();
   }
 
   status(): SourceStatus {
@@ -229,7 +225,7 @@ export class KmsgCollector implements Collector {
 
   /** Resolves whether anything new was read (false lets the poll back off while idle or while /dev/kmsg is missing). */
   private async poll(): Promise<boolean> {
-    if (this.stopped) return true;
+    if (this.poller.stopped) return true;
     try {
       if (!(await this.ensureOpen())) return false;
     } catch (err) {
@@ -261,7 +257,7 @@ export class KmsgCollector implements Collector {
       const value: KmsgPosition = { boot: this.boot, seq: this.lastSeq };
       out.push({ type: 'checkpoint', source: 'kmsg', key: KMSG_CHECKPOINT_KEY, value: JSON.stringify(value) });
     }
-    if (!this.stopped) this.health.emit(this.sink, out);
+    if (!this.poller.stopped) this.health.emit(this.sink, out);
   }
 
   private async readDevice(out: Signal[]): Promise<void> {

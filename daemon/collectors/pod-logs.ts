@@ -21,9 +21,9 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Collector, LogLine, Signal, SignalSink, SourceStatus } from '../core/types.js';
-import { type Periodic, periodic } from '../core/runtime/backoff.js';
 import { type Clock, systemClock } from '../core/runtime/clock.js';
 import { SourceHealth } from '../core/runtime/health.js';
+import { Poller } from '../core/runtime/poller.js';
 import { type CheckpointReader, noCheckpoints } from './checkpoints.js';
 import { errCode, errorMessage } from './errno.js';
 import { parsePodLogDir } from './parse.js';
@@ -96,7 +96,7 @@ export class PodLogCollector implements Collector {
 
   private readonly containers = new Map<string, ContainerTail>();
   private sink: SignalSink | undefined;
-  private task: Periodic | undefined;
+  private readonly poller: Poller;
   private rootWatcher: FSWatcher | undefined;
   private watchState: 'inotify' | 'polling' | 'off' = 'off';
   private watchers = 0;
@@ -105,7 +105,6 @@ export class PodLogCollector implements Collector {
   private discoveries = 0;
   private lastDiscoveryAt = Number.NEGATIVE_INFINITY;
   private rescanRequested = true;
-  private stopped = false;
   private counters = { linesRead: 0, droppedLines: 0, unparseableLines: 0, truncatedLines: 0, fileErrors: 0 };
 
   constructor(opts: PodLogCollectorOptions = {}) {
@@ -122,6 +121,16 @@ export class PodLogCollector implements Collector {
     this.maxWatches = opts.maxWatches ?? 1024;
     this.clock = opts.clock ?? systemClock;
     this.health = new SourceHealth({ name: 'pod-logs', clock: this.clock, staleAfterMs: opts.staleAfterMs ?? Math.max(30_000, 5 * this.pollIntervalMs) });
+    this.poller = new Poller(() => this.poll(), {
+      name: 'pod-logs',
+      intervalMs: this.pollIntervalMs,
+      // Where inotify watches the root and every container, a change wakes the poll within 100 ms;
+      // the timer is only a safety net then, and backs off to the rescan interval while idle.
+      idleMaxMs: Math.max(this.pollIntervalMs, this.scanIntervalMs),
+      logger: this.logger,
+      clock: this.clock,
+      reader: this.health.main,
+    });
     this.files = new OpenFiles(Math.max(1, opts.maxOpenFiles ?? 256), () => this.allFiles());
     this.rotation = new Rotations({
       maxLineBytes,
@@ -141,27 +150,14 @@ export class PodLogCollector implements Collector {
 
   async start(sink: SignalSink): Promise<void> {
     this.sink = sink;
-    this.stopped = false;
     const stored = this.checkpoints.list('pod-logs');
     this.firstStart = stored.size === 0;
     for (const [key, value] of stored) this.restore(key, value);
-    this.task = periodic(() => this.poll(), {
-      name: 'pod-logs',
-      intervalMs: this.pollIntervalMs,
-      // Where inotify watches the root and every container, a change wakes the poll within 100 ms;
-      // the timer is only a safety net then, and backs off to the rescan interval while idle.
-      idleMaxMs: Math.max(this.pollIntervalMs, this.scanIntervalMs),
-      logger: this.logger,
-      clock: this.clock,
-      reader: this.health.main,
-    });
-    await this.task.runNow();
+    await this.poller.start();
   }
 
   async stop(): Promise<void> {
-    this.stopped = true;
-    await this.task?.stop();
-    this.task = undefined;
+    await this.poller.stop();
     this.rootWatcher?.close();
     this.rootWatcher = undefined;
     for (const c of this.containers.values()) {
@@ -175,8 +171,7 @@ export class PodLogCollector implements Collector {
 
   /** Reads every container once now (after a poll in progress); for tests and `--once` runs. */
   async pollNow(): Promise<void> {
-    if (this.task) await this.task.runNow();
-    else await this.poll();
+    await this.poller.pollNow();
   }
 
   status(): SourceStatus {
@@ -226,7 +221,7 @@ export class PodLogCollector implements Collector {
    * inotify watches everything (so the timer may back off).
    */
   private async poll(): Promise<boolean> {
-    if (this.stopped) return true;
+    if (this.poller.stopped) return true;
     const before = this.activity();
     const now = this.clock.now();
     if (this.rescanRequested || now - this.lastDiscoveryAt >= this.scanIntervalMs) {
@@ -235,7 +230,7 @@ export class PodLogCollector implements Collector {
       this.lastDiscoveryAt = now;
     }
     for (const c of [...this.containers.values()]) {
-      if (this.stopped) return true;
+      if (this.poller.stopped) return true;
       try {
         await this.pollContainer(c);
       } catch (err) {
@@ -289,11 +284,11 @@ export class PodLogCollector implements Collector {
   }
 
   private ensureRootWatch(): void {
-    if (!this.useWatch || this.rootWatcher || this.stopped) return;
+    if (!this.useWatch || this.rootWatcher || this.poller.stopped) return;
     try {
       this.rootWatcher = watch(this.root, () => {
         this.rescanRequested = true;
-        this.task?.trigger(100);
+        this.poller.trigger(100);
       });
       // Watches only make polls come sooner; they must not keep a stopping process alive.
       this.rootWatcher.unref();
@@ -312,7 +307,7 @@ export class PodLogCollector implements Collector {
   private ensureWatch(c: ContainerTail): void {
     if (!this.useWatch || c.watcher || this.watchState !== 'inotify' || this.watchers >= this.maxWatches) return;
     try {
-      c.watcher = watch(c.dir, () => this.task?.trigger(100));
+      c.watcher = watch(c.dir, () => this.poller.trigger(100));
       c.watcher.unref();
       c.watcher.on('error', () => {
         c.watcher?.close();
@@ -373,7 +368,7 @@ export class PodLogCollector implements Collector {
         c.lastValue = value;
       }
     }
-    if (!this.stopped) this.health.emit(this.sink, signals);
+    if (!this.poller.stopped) this.health.emit(this.sink, signals);
   }
 
   /** Counts what the CRI readers dropped (unparseable) or cut (truncated) since the last poll. */
