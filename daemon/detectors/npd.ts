@@ -1,21 +1,24 @@
 /**
  * node-problem-detector interop, reading side: when NPD runs on the node it
  * publishes NodeConditions (permanent problems) and Node Events (temporary
- * problems, and each condition change). This file holds the one table that maps
- * NPD's condition types and event reasons to nodesage categories, and the
- * detector for NPD's events. Its conditions go through the node conditions
+ * problems, and each condition change). This file reads the one table that maps
+ * NPD's condition types and event reasons to nodesage categories
+ * (npd-mapping.json), and holds the detector for NPD's events. Its conditions go through the node conditions
  * detector (node-conditions.ts), which reads the condition half of the table.
  *
  * Condition types and reasons are NPD's shipped configs as written in
- * kubernetes/node-problem-detector config/*.json (the `config` column). A
+ * kubernetes/node-problem-detector config/*.json (the `config` field). A
  * problem nodesage also sees itself (its kmsg rule and NPD's event for the same
  * XFS shutdown) gets the same category, subject and object (the device, when
  * the message names one), so the two merge into one finding (merge.ts).
  */
 import { eventCount, eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent } from '../core/kube.js';
+import { z } from 'zod';
+import { CategorySchema, SeveritySchema } from '../core/contract.js';
 import type { Category, FindingDraft, Severity } from '../core/types.js';
 import { dedupeEvidence, eventEvidence, groupOf, latest, setFirstAt, within } from './pod-status.js';
 import { defineDetectorOptions, detectorFactory, minutes, type OptionsOf } from './options.js';
+import npdMappingFile from './npd-mapping.json' with { type: 'json' };
 
 /** One NPD condition type or event reason and what nodesage calls it. */
 export interface NpdMapping {
@@ -45,59 +48,27 @@ export const NPD_UNMAPPED: Record<string, string> = {
   IPTablesVersionsMismatch: 'iptables-legacy and iptables-nft rules coexist; no catalog category covers kube-proxy configuration',
 };
 
-const row = (name: string, kind: NpdMapping['kind'], category: Category, severity: Severity, config: string, prefix?: string): NpdMapping =>
-  prefix === undefined ? { name, kind, category, severity, config } : { name, kind, category, severity, config, prefix };
+/** A row of npd-mapping.json: one NPD name, as a condition type, an event reason or both. */
+const NpdMappingFileSchema = z.array(
+  z
+    .object({
+      name: z.string().min(1),
+      kinds: z.array(z.enum(['condition', 'event'])).min(1),
+      category: CategorySchema,
+      severity: SeveritySchema,
+      config: z.string().min(1),
+      prefix: z.string().min(1).optional(),
+    })
+    .strict(),
+);
 
-/** NPD's condition types and event reasons mapped to nodesage categories. */
-export const NPD_MAPPING: readonly NpdMapping[] = [
-  // Conditions (type) — a True status is the problem.
-  row('KernelDeadlock', 'condition', 'KernelHungTask', 'warning', 'kernel-monitor.json'),
-  row('XfsShutdown', 'condition', 'FilesystemError', 'critical', 'kernel-monitor.json'),
-  row('CperHardwareErrorFatal', 'condition', 'HardwareError', 'critical', 'kernel-monitor.json', 'ghes'),
-  row('ReadonlyFilesystem', 'condition', 'FilesystemError', 'critical', 'readonly-monitor.json'),
-  row('CorruptDockerOverlay2', 'condition', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json', 'runtime-storage'),
-  row('FrequentKubeletRestart', 'condition', 'KubeletUnhealthy', 'warning', 'systemd-monitor-counter.json', 'kubelet-frequent-restart'),
-  row('FrequentDockerRestart', 'condition', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
-  row('FrequentContainerdRestart', 'condition', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
-  row('FrequentCrioRestart', 'condition', 'RuntimeUnhealthy', 'warning', '(site config: systemd-monitor-counter.json pattern for crio)'),
-  row('FrequentUnregisterNetDevice', 'condition', 'KernelOops', 'warning', 'kernel-monitor-counter.json'),
-  row('KubeletUnhealthy', 'condition', 'KubeletUnhealthy', 'critical', 'health-checker-kubelet.json', 'kubelet'),
-  row('ContainerRuntimeUnhealthy', 'condition', 'RuntimeUnhealthy', 'critical', 'health-checker-containerd.json, health-checker-docker.json'),
-  row('NTPProblem', 'condition', 'ClockSkew', 'warning', 'custom-plugin-monitor.json'),
-  row('DiskBadBlock', 'condition', 'DiskFailure', 'critical', 'disk-log-message-filelog.json', 'disk'),
-  // Events (reason) — temporary problems, and the reasons of condition changes.
-  row('OOMKilling', 'event', 'KernelOOM', 'critical', 'kernel-monitor.json'),
-  row('TaskHung', 'event', 'KernelHungTask', 'warning', 'kernel-monitor.json'),
-  row('UnregisterNetDevice', 'event', 'KernelOops', 'warning', 'kernel-monitor.json'),
-  row('KernelOops', 'event', 'KernelOops', 'critical', 'kernel-monitor.json, abrt-adaptor.json', 'kernel-oops'),
-  row('VMcore', 'event', 'KernelOops', 'critical', 'abrt-adaptor.json', 'kernel-crash'),
-  row('Ext4Error', 'event', 'FilesystemError', 'critical', 'kernel-monitor.json'),
-  row('Ext4Warning', 'event', 'FilesystemError', 'warning', 'kernel-monitor.json'),
-  row('IOError', 'event', 'DiskFailure', 'warning', 'kernel-monitor.json', 'disk'),
-  row('XfsHasShutdown', 'event', 'FilesystemError', 'critical', 'kernel-monitor.json'),
-  row('MemoryReadError', 'event', 'HardwareError', 'warning', 'kernel-monitor.json', 'memory-ecc'),
-  row('CperHardwareErrorCorrected', 'event', 'HardwareError', 'warning', 'kernel-monitor.json', 'ghes'),
-  row('CperHardwareErrorRecoverable', 'event', 'HardwareError', 'warning', 'kernel-monitor.json', 'ghes'),
-  row('CperHardwareErrorFatal', 'event', 'HardwareError', 'critical', 'kernel-monitor.json', 'ghes'),
-  row('DockerHung', 'event', 'KernelHungTask', 'critical', 'kernel-monitor.json'),
-  row('AUFSUmountHung', 'event', 'KernelHungTask', 'critical', 'kernel-monitor.json (older releases)'),
-  row('CorruptDockerImage', 'event', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json', 'runtime-storage'),
-  row('CorruptDockerOverlay2', 'event', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json', 'runtime-storage'),
-  row('DockerContainerStartupFailure', 'event', 'RuntimeUnhealthy', 'warning', 'docker-monitor.json', 'oci-runtime'),
-  row('FilesystemIsReadOnly', 'event', 'FilesystemError', 'critical', 'readonly-monitor.json'),
-  row('KubeletUnhealthy', 'event', 'KubeletUnhealthy', 'critical', 'health-checker-kubelet.json', 'kubelet'),
-  row('ContainerdUnhealthy', 'event', 'RuntimeUnhealthy', 'critical', 'health-checker-containerd.json'),
-  row('DockerUnhealthy', 'event', 'RuntimeUnhealthy', 'critical', 'health-checker-docker.json'),
-  row('ContainerRuntimeUnhealthy', 'event', 'RuntimeUnhealthy', 'critical', 'health-checker-*.json (condition type as reason)'),
-  row('FrequentKubeletRestart', 'event', 'KubeletUnhealthy', 'warning', 'systemd-monitor-counter.json', 'kubelet-frequent-restart'),
-  row('FrequentDockerRestart', 'event', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
-  row('FrequentContainerdRestart', 'event', 'RuntimeUnhealthy', 'warning', 'systemd-monitor-counter.json'),
-  row('NTPIsDown', 'event', 'ClockSkew', 'warning', 'custom-plugin-monitor.json'),
-  row('NTPProblem', 'event', 'ClockSkew', 'warning', 'custom-plugin-monitor.json'),
-  row('ConntrackFull', 'event', 'ConntrackFull', 'warning', 'network-problem-monitor.json'),
-  row('DNSUnreachable', 'event', 'DNSFailure', 'warning', 'network-problem-monitor.json'),
-  row('DiskBadBlock', 'event', 'DiskFailure', 'critical', 'disk-log-message-filelog.json', 'disk'),
-];
+/**
+ * NPD's condition types and event reasons mapped to nodesage categories, one
+ * entry per kind. The table is data (npd-mapping.json): NPD publishes most
+ * conditions again as an event with the condition type as its reason, and one
+ * row there holds both, so the two cannot drift apart.
+ */
+export const NPD_MAPPING: readonly NpdMapping[] = NpdMappingFileSchema.parse(npdMappingFile).flatMap(({ kinds, ...m }) => kinds.map((kind) => ({ ...m, kind })));
 
 /** NPD condition types → category (what node-conditions.ts reads). */
 export const NPD_CONDITIONS: Readonly<Record<string, Category>> = Object.fromEntries(
