@@ -301,6 +301,7 @@ program
     const result = await analyzeBundle(opts.bundle, { detectors: config.detectors });
     const { diagnoseAll } = await import('./diagnoser/offline.js');
     const { progressLine } = await import('./cli/progress.js');
+    const { isUnusableModel } = await import('./diagnoser/errors.js');
     // Commands in the hints name the bundle's node, not this machine.
     const bundleConfig = { ...config, model: opts.model ? config.model : null, nodeName: result.meta.nodeName };
     const progress = progressLine(process.stderr);
@@ -310,7 +311,7 @@ program
       });
     } catch (err) {
       // A model that cannot be used is a usage error here: the user named the wrong file.
-      throw /^Model.*Error$/.test((err as Error).constructor?.name ?? '') ? new UsageError((err as Error).message) : err;
+      throw isUnusableModel(err) ? new UsageError(err.message) : err;
     } finally {
       progress.done();
     }

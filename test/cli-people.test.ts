@@ -91,6 +91,12 @@ describe('analyze --format text', () => {
     const bad = await runCli(['analyze', '--bundle', CRASH_BUNDLE, '--model', notGguf]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toBe(`nodesage: ${notGguf} is not a usable GGUF file: bad magic "this" (expected "GGUF")\n`);
+    // A LoRA adapter the model cannot take is the same kind of mistake: the user's file, exit 2.
+    const config = join(tempDir(), 'nodesage.yaml');
+    writeFileSync(config, 'llm:\n  loras:\n    - path: /nonexistent/adapter.gguf\n');
+    const adapter = await runCli(['analyze', '--bundle', CRASH_BUNDLE, '--model', model], { env: { NODESAGE_CONFIG: config } });
+    expect(adapter).toMatchObject({ code: 2, stdout: '' });
+    expect(adapter.stderr).toMatch(/^nodesage: LoRA adapter \/nonexistent\/adapter\.gguf cannot be used: .*not found.*\n$/);
   });
 });
 

@@ -108,6 +108,15 @@ export class ModelLoadError extends LlmError {
   }
 }
 
+/**
+ * True when the model, or an adapter it is configured with, cannot be used at
+ * all: refused before loading (any ModelRefusedError, AdapterRefusedError
+ * included) or failed to load. That is the user's file, not one request.
+ */
+export function isUnusableModel(err: unknown): err is ModelRefusedError | ModelLoadError {
+  return err instanceof ModelRefusedError || err instanceof ModelLoadError;
+}
+
 /** Prompt plus the requested output does not fit in the context window. */
 export class PromptTooLongError extends LlmError {
   /** Tokens of the rendered prompt (chat template included). */
