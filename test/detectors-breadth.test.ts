@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { analyzeBundle } from '../daemon/analyze.js';
 import type { KubeContainerStatus, KubeEvent, KubeNode, KubeNodeCondition, KubePod } from '../daemon/core/kube.js';
 import type { Category, FindingDraft, LogLine, NodeView, Severity } from '../daemon/core/types.js';
-import { exitSignal } from '../daemon/detectors/container-failed.js';
+import { exitSignal } from '../daemon/detectors/exit-codes.js';
 import { createDetectors } from '../daemon/detectors/index.js';
 import { KUBELET_REASONS } from '../daemon/detectors/kubelet-reasons.js';
 import { NPD_MAPPING, NPD_UNMAPPED, npdObject } from '../daemon/detectors/npd.js';

@@ -9,6 +9,7 @@ import { classifyImagePull, createImagePullDetector } from '../daemon/detectors/
 import { createOomKilledDetector, kernelLines, parseMemcgOomKills } from '../daemon/detectors/oom-killed.js';
 import { keyLogLine } from '../daemon/detectors/pod-status.js';
 import { createProbeFailureDetector } from '../daemon/detectors/probe-failure.js';
+import { ruleHint } from '../daemon/diagnoser/rule-hint.js';
 import { NodeState } from '../daemon/state/node-state.js';
 
 import { ago, FIXTURES, NOW, view } from './helpers/detector-view.js';
@@ -463,6 +464,21 @@ describe('node scope and reboots', () => {
     const drafts = createCrashLoopDetector().detect(view({ pods: [other, mine] }));
     expect(drafts.map((d) => d.subject.name)).toEqual(['api-8']);
     expect(drafts[0]!.message).toContain('Exit code 0 means the process ended successfully');
+  });
+
+  it('words an exit code in the finding as its rule hint does', () => {
+    for (const [exitCode, meaning] of [
+      [139, 'is SIGSEGV: the process crashed on a memory access fault'],
+      [127, 'means the entrypoint or a command it runs was not found in the image'],
+      [130, 'means the process was killed by signal 2'],
+    ] as const) {
+      const p = pod(`api-${exitCode}`, [{ name: 'api', restartCount: 9, state: { waiting: { reason: 'CrashLoopBackOff' } }, lastState: { terminated: { exitCode, reason: 'Error', finishedAt: ago(1) } } }]);
+      const [draft] = createCrashLoopDetector().detect(view({ pods: [p] }));
+      expect(draft!.message).toContain(`Exit code ${exitCode} ${meaning}.`);
+      const hint = ruleHint({ ...draft!, id: 'f1', firstSeen: draft!.at, lastSeen: draft!.at, count: 1, status: 'open', diagnosis: null }, { nodeName: 'edge-test' });
+      // The same clause after "exit code N:" (and the signal's name, where it has one).
+      expect(hint.probableCause).toContain(meaning.replace(/^(?:means|is \S+:) /, ''));
+    }
   });
 
   it('does not call restarts caused by a node reboot a crash loop', () => {

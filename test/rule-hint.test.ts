@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { CATEGORIES, type Category, type Finding, type FindingFacts, type Subject } from '../daemon/core/types.js';
 import { isReadOnlyCommand } from '../daemon/diagnoser/llm-diagnoser.js';
-import { exitCodeMeaning, registryHost, RuleHintDiagnoser } from '../daemon/diagnoser/rule-hint.js';
+import { registryHost, RuleHintDiagnoser } from '../daemon/diagnoser/rule-hint.js';
+import { describeExitCode } from '../daemon/detectors/exit-codes.js';
 
 const NODE = 'edge-node-07';
 const diagnoser = new RuleHintDiagnoser({ nodeName: NODE });
@@ -229,8 +230,8 @@ describe('hint helpers', () => {
   });
 
   it('explains exit codes by signal', () => {
-    expect(exitCodeMeaning(139)).toMatch(/SIGSEGV/);
-    expect(exitCodeMeaning(130)).toMatch(/signal 2/);
-    expect(exitCodeMeaning(3)).toMatch(/exit code 3/);
+    expect(describeExitCode(139)).toMatch(/SIGSEGV/);
+    expect(describeExitCode(130)).toMatch(/signal 2/);
+    expect(describeExitCode(3)).toMatch(/exit code 3/);
   });
 });

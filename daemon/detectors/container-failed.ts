@@ -16,7 +16,7 @@
  * (`ContainerStatusUnknown`, `Unknown`: the node or the runtime restarted).
  */
 import type { Evidence, FindingDraft, Severity } from '../core/types.js';
-import { exitCodeMeaning } from './crashloop.js';
+import { exitCodeMeaning, exitSignal } from './exit-codes.js';
 import {
   clip,
   containerLabel,
@@ -46,32 +46,6 @@ export const CONTAINER_FAILED_OPTIONS = defineDetectorOptions(
 
 /** Options of the ContainerFailed detector. */
 export type ContainerFailedOptions = OptionsOf<typeof CONTAINER_FAILED_OPTIONS>;
-
-/** Linux signal names by number (x86/arm), for exit codes 128 + n. */
-const SIGNALS: Record<number, string> = {
-  1: 'SIGHUP',
-  2: 'SIGINT',
-  3: 'SIGQUIT',
-  4: 'SIGILL',
-  5: 'SIGTRAP',
-  6: 'SIGABRT',
-  7: 'SIGBUS',
-  8: 'SIGFPE',
-  9: 'SIGKILL',
-  10: 'SIGUSR1',
-  11: 'SIGSEGV',
-  12: 'SIGUSR2',
-  13: 'SIGPIPE',
-  14: 'SIGALRM',
-  15: 'SIGTERM',
-};
-
-/** The signal an exit code stands for (`137` → `SIGKILL`), or null for a plain exit status. */
-export function exitSignal(code: number, signal?: number): string | null {
-  const n = signal !== undefined && signal > 0 ? signal : code > 128 && code < 160 ? code - 128 : 0;
-  if (n === 0) return null;
-  return SIGNALS[n] ?? `signal ${n}`;
-}
 
 /** Terminations the kubelet recorded without seeing the process end (node or runtime restart). */
 const UNOBSERVED = new Set(['ContainerStatusUnknown', 'Unknown']);

@@ -34,6 +34,7 @@ import {
   timeMs,
   within,
 } from './pod-status.js';
+import { exitCodeMeaning } from './exit-codes.js';
 import { defineDetectorOptions, detectorFactory, int, minutes, type OptionsOf } from './options.js';
 
 /** Checks, docs and defaults of CrashLoopOptions (config `detectors.crashLoop`). */
@@ -57,28 +58,6 @@ export const CRASHLOOP_OPTIONS = defineDetectorOptions(
 export type CrashLoopOptions = OptionsOf<typeof CRASHLOOP_OPTIONS>;
 
 const BACK_OFF = /Back-off restarting failed container/i;
-
-/** What an exit code usually means, for the message (null when it says nothing general). */
-export function exitCodeMeaning(code: number): string | null {
-  switch (code) {
-    case 0:
-      return 'means the process ended successfully, but the pod restarts it (restartPolicy Always): a one-shot command in a long-running workload';
-    case 126:
-      return 'means the command was found but could not be executed (permissions, wrong architecture)';
-    case 127:
-      return 'means the command was not found in the image';
-    case 134:
-      return 'is SIGABRT: the process aborted (assertion, fatal runtime error)';
-    case 137:
-      return 'is SIGKILL: something killed the process (not recorded as an OOM kill)';
-    case 139:
-      return 'is SIGSEGV: the process crashed on a memory access error';
-    case 143:
-      return 'is SIGTERM: the process was asked to stop';
-    default:
-      return code > 128 && code < 160 ? `is signal ${code - 128}` : null;
-  }
-}
 
 /** True when a termination happened within minutes of the node booting (containers restarted by the reboot). */
 function bootRestart(view: NodeView, finishedAt: string | undefined): boolean {

@@ -24,7 +24,7 @@ import { SERVICES_HINTS } from './hints/services.js';
 import { WORKLOAD_HINTS } from './hints/workload.js';
 
 export { factsOf, type RuleHint, type RuleHintOptions } from './hints/context.js';
-export { exitCodeMeaning, registryHost } from './hints/workload.js';
+export { registryHost } from './hints/workload.js';
 
 const HINTS: Record<Category, HintBuilder> = { ...WORKLOAD_HINTS, ...NODE_HINTS, ...KERNEL_HINTS, ...HARDWARE_HINTS, ...SERVICES_HINTS, ...LOGS_HINTS };
 

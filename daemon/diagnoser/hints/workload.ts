@@ -1,31 +1,6 @@
 /** Rule hints: Pod and container problems: crash loops, OOM kills, image pulls, container config, probes, evictions, failed containers. */
+import { describeExitCode } from '../../detectors/exit-codes.js';
 import { describeNode, type HintFamily, kernelLog, medium, podDescribe, podEvents, podLogs, runtimeUnit, safeArg, uniq, unitLog } from './context.js';
-
-/** What a container exit code usually means. */
-export function exitCodeMeaning(code: number): string {
-  switch (code) {
-    case 0:
-      return 'exit code 0: the main process finished instead of staying in the foreground, so the kubelet keeps restarting it';
-    case 1:
-      return 'exit code 1: the application stopped on an error of its own (configuration, a dependency it cannot reach, an unhandled exception)';
-    case 2:
-      return 'exit code 2: the command was given invalid arguments or the shell script failed';
-    case 126:
-      return 'exit code 126: the entrypoint exists but is not executable (permissions or wrong architecture)';
-    case 127:
-      return 'exit code 127: the entrypoint or a command it runs was not found in the image';
-    case 134:
-      return 'exit code 134 (SIGABRT): the process aborted itself, often a failed assertion or a runtime crash';
-    case 137:
-      return 'exit code 137 (SIGKILL): the process was killed, by the OOM killer, by a failed liveness probe, or after ignoring SIGTERM';
-    case 139:
-      return 'exit code 139 (SIGSEGV): the process crashed on a memory access fault';
-    case 143:
-      return 'exit code 143 (SIGTERM): the process was asked to stop and did';
-    default:
-      return code > 128 && code < 160 ? `exit code ${code}: the process was killed by signal ${code - 128}` : `exit code ${code}: the application reported a failure`;
-  }
-}
 
 /** The registry host of an image reference (Docker Hub when the reference names none). */
 export function registryHost(image: string): string {
@@ -74,7 +49,7 @@ export const WORKLOAD_HINTS = {
     const reason = c.str('lastReason');
     const probeKill = c.facts.probeKill === true;
     const restarts = c.num('restartCount');
-    const meaning = code !== undefined ? exitCodeMeaning(code) : undefined;
+    const meaning = code !== undefined ? describeExitCode(code) : undefined;
     const cause = probeKill
       ? 'the liveness probe kills the container before it becomes healthy, so the kubelet restarts it in back-off'
       : meaning
@@ -219,7 +194,7 @@ export const WORKLOAD_HINTS = {
   ContainerFailed: (c) => {
     const code = c.num('exitCode');
     const reason = c.str('reason');
-    const meaning = code !== undefined ? exitCodeMeaning(code) : undefined;
+    const meaning = code !== undefined ? describeExitCode(code) : undefined;
     const owner = c.str('ownerKind');
     const steps = [
       `Read the log of the ${c.who}: its last lines before the exit usually name the error.`,
