@@ -1,8 +1,9 @@
 /**
  * The host source's readers that replaced a system-information library:
- * memory from /proc/meminfo (the host root's), and GPUs from nvidia-smi's CSV.
+ * memory from /proc/meminfo and the CPU temperature and NICs from /sys (the
+ * host root's), and GPUs from nvidia-smi's CSV.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HostCollector, parseMeminfo, parseNvidiaSmi } from '../daemon/collectors/host.js';
@@ -42,5 +43,25 @@ describe('host readers', () => {
     writeFileSync(join(host.root, 'proc/meminfo'), MEMINFO);
     const snap = await new HostCollector({ hostRoot: host.root }).sample();
     expect(snap.memory).toEqual(parseMeminfo(MEMINFO));
+  });
+
+  it("a sample of a host root carries that root's CPU temperature and physical NICs, not the machine's", async () => {
+    host = makeHostRoot();
+    const write = (path: string, text: string) => {
+      mkdirSync(join(host!.root, path, '..'), { recursive: true });
+      writeFileSync(join(host!.root, path), `${text}\n`);
+    };
+    write('sys/class/hwmon/hwmon3/temp1_label', 'Package id 0');
+    write('sys/class/hwmon/hwmon3/temp1_input', '57250');
+    // A NIC as sysfs links it: class/net/<iface> -> ../../devices/<bus path>/net/<iface>.
+    const device = 'sys/devices/platform/fd580000.ethernet/net/enp9s0';
+    write(`${device}/operstate`, 'up');
+    write(`${device}/speed`, '2500');
+    write(`${device}/mtu`, '1500');
+    mkdirSync(join(host.root, 'sys/class/net'), { recursive: true });
+    symlinkSync('../../devices/platform/fd580000.ethernet/net/enp9s0', join(host.root, 'sys/class/net/enp9s0'));
+    const snap = await new HostCollector({ hostRoot: host.root }).sample();
+    expect(snap.temperatures).toEqual([{ label: 'cpu', celsius: 57.3 }]);
+    expect(snap.network).toEqual([{ iface: 'enp9s0', operstate: 'up', speedMbps: 2500, mtu: 1500 }]);
   });
 });

@@ -319,11 +319,11 @@ export class HostCollector implements Collector {
       }
     }
     if (Object.keys(psi).length > 0) snap.psi = psi;
-    if (this.hostRoot === '/') {
-      const t = await readCpuTemperature().catch(() => null);
-      if (t !== null) snap.temperatures = [{ label: 'cpu', celsius: t }];
-    }
-    const physical = await readPhysicalNics().catch(() => []);
+    // The host's sysfs: a pod's own /sys/class/net lists its network namespace (one veth), not the node's NICs.
+    const sys = join(this.hostRoot, 'sys');
+    const t = await readCpuTemperature(sys).catch(() => null);
+    if (t !== null) snap.temperatures = [{ label: 'cpu', celsius: t }];
+    const physical = await readPhysicalNics(sys).catch(() => []);
     if (physical.length > 0) snap.network = physical;
     const smi = this.nvidiaSmiPath();
     if (smi) {
