@@ -18,7 +18,7 @@ import { CategorySchema, SeveritySchema } from '../core/contract.js';
 import type { Category, FindingDraft, Severity } from '../core/types.js';
 import { dedupeEvidence, eventEvidence, groupOf, latest, setFirstAt, within } from './pod-status.js';
 import { defineDetectorOptions, detectorFactory, minutes, type OptionsOf } from './options.js';
-import npdMappingFile from './npd-mapping.json' with { type: 'json' };
+import { createRequire } from 'node:module';
 
 /** One NPD condition type or event reason and what nodesage calls it. */
 export interface NpdMapping {
@@ -66,9 +66,10 @@ const NpdMappingFileSchema = z.array(
  * NPD's condition types and event reasons mapped to nodesage categories, one
  * entry per kind. The table is data (npd-mapping.json): NPD publishes most
  * conditions again as an event with the condition type as its reason, and one
- * row there holds both, so the two cannot drift apart.
+ * row there holds both, so the two cannot drift apart. Loaded with require, which reads JSON on every Node 22
+ * (an `import … with { type: 'json' }` warns as experimental before 22.12).
  */
-export const NPD_MAPPING: readonly NpdMapping[] = NpdMappingFileSchema.parse(npdMappingFile).flatMap(({ kinds, ...m }) => kinds.map((kind) => ({ ...m, kind })));
+export const NPD_MAPPING: readonly NpdMapping[] = NpdMappingFileSchema.parse(createRequire(import.meta.url)('./npd-mapping.json')).flatMap(({ kinds, ...m }) => kinds.map((kind) => ({ ...m, kind })));
 
 /** NPD condition types → category (what node-conditions.ts reads). */
 export const NPD_CONDITIONS: Readonly<Record<string, Category>> = Object.fromEntries(
