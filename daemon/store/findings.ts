@@ -73,6 +73,30 @@ interface FindingRow {
 const FINDING_COLUMNS =
   "f.*, (SELECT json_group_array(json_array(e.source, e.at, e.text)) FROM evidence e WHERE e.finding_id = f.id ORDER BY e.seq) AS ev";
 
+/**
+ * A finding as the public Finding's JSON text (core/contract.ts FindingSchema: its fields, in its order, the subject
+ * reduced to its declared fields), written by SQLite and ending before the diagnosis, which the caller projects:
+ * byte for byte what JSON.stringify makes of the projected finding (json_quote escapes as JSON.stringify does), without
+ * building fifty objects in JavaScript and stringifying them again for every page.
+ */
+const PUBLIC_HEAD = `'{"id":' || json_quote(f.id) || ',"category":' || json_quote(f.category) || ',"severity":' || json_quote(f.severity)
+  || ',"subject":' || json_patch(json_object('kind', f.subject ->> '$.kind', 'name', f.subject ->> '$.name'),
+       json_object('namespace', f.subject ->> '$.namespace', 'container', f.subject ->> '$.container'))
+  || ',"title":' || json_quote(f.title) || ',"message":' || json_quote(f.message)
+  || ',"evidence":[' || coalesce((SELECT group_concat(item, ',') FROM (SELECT '{"source":' || json_quote(e.source) || ',"at":' || json_quote(e.at)
+       || ',"text":' || json_quote(e.text) || '}' AS item FROM evidence e WHERE e.finding_id = f.id ORDER BY e.seq)), '') || ']'
+  || ',"firstSeen":' || json_quote(f.first_seen) || ',"lastSeen":' || json_quote(f.last_seen) || ',"count":' || f.count
+  || ',"status":' || json_quote(f.status) || CASE WHEN f.status = 'resolved' THEN ',"resolvedAt":' || json_quote(f.resolved_at) ELSE '' END
+  || ',"causes":' || f.causes || ',"rootCause":' || CASE f.root_cause WHEN 1 THEN 'true' ELSE 'false' END AS head, f.diagnosis, f.last_seen, f.id`;
+
+/** A page row of {@link FindingRepo.listJson}. */
+export interface PublicFindingJson {
+  /** The finding's JSON up to its diagnosis (no closing brace). */
+  head: string;
+  /** The stored diagnosis JSON, or null. */
+  diagnosis: string | null;
+}
+
 function decodeCursor(cursor: string): [string, string] {
   let c: unknown;
   try {
@@ -101,7 +125,7 @@ const LISTING_TERMS: Record<(typeof LISTING_FILTERS)[number], { sql: string; par
  * filters present, and the statement text depends on nothing else, so each
  * shape is prepared once and has one plan (checked by test/history-scale.test.ts).
  */
-function listingQuery(q: FindingQuery): { sql: string; params: unknown[]; limit: number } {
+function listingQuery(q: FindingQuery, columns = FINDING_COLUMNS): { sql: string; params: unknown[]; limit: number } {
   const where: string[] = [];
   const params: unknown[] = [];
   for (const k of LISTING_FILTERS) {
@@ -110,7 +134,7 @@ function listingQuery(q: FindingQuery): { sql: string; params: unknown[]; limit:
     params.push(...LISTING_TERMS[k].params(q));
   }
   const limit = Math.min(Math.max(q.limit ?? 50, 1), 500);
-  const sql = `SELECT ${FINDING_COLUMNS} FROM findings f ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY last_seen DESC, id DESC LIMIT ?`;
+  const sql = `SELECT ${columns} FROM findings f ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY last_seen DESC, id DESC LIMIT ?`;
   return { sql, params: [...params, limit + 1], limit };
 }
 
@@ -217,12 +241,22 @@ export class FindingRepo extends Repo {
 
   /** A page of findings, newest first, with their evidence and diagnosis, in one statement. */
   list(q: FindingQuery = {}): { items: TrackedFinding[]; nextCursor: string | null } {
-    const { sql, params, limit } = listingQuery(q);
-    const rows = this.listingStatement(sql).all(...params) as FindingRow[];
-    const page = rows.slice(0, limit);
-    const last = page[page.length - 1];
+    const { items, nextCursor } = this.page<FindingRow>(q, FINDING_COLUMNS);
+    return { items: items.map(rowToFinding), nextCursor };
+  }
+
+  /** The same page as {@link list}, each finding as public JSON text written by SQLite (what the listing route sends). */
+  listJson(q: FindingQuery = {}): { items: PublicFindingJson[]; nextCursor: string | null } {
+    return this.page<PublicFindingJson & { last_seen: string; id: string }>(q, PUBLIC_HEAD);
+  }
+
+  private page<R extends { last_seen: string; id: string }>(q: FindingQuery, columns: string): { items: R[]; nextCursor: string | null } {
+    const { sql, params, limit } = listingQuery(q, columns);
+    const rows = this.listingStatement(sql).all(...params) as R[];
+    const items = rows.slice(0, limit);
+    const last = items[items.length - 1];
     const nextCursor = rows.length > limit && last ? Buffer.from(JSON.stringify([last.last_seen, last.id])).toString('base64url') : null;
-    return { items: page.map(rowToFinding), nextCursor };
+    return { items, nextCursor };
   }
 
   private listingStatement(sql: string): Database.Statement {
@@ -235,9 +269,10 @@ export class FindingRepo extends Repo {
   }
 
   /** The plan of a listing query and of getFinding and openCounts, by name. */
-  queryPlans(q: FindingQuery): { listing: string[]; getFinding: string[]; openCounts: string[] } {
+  queryPlans(q: FindingQuery): { listing: string[]; listingJson: string[]; getFinding: string[]; openCounts: string[] } {
     const { sql, params } = listingQuery(q);
-    return { listing: plan(this.s.db, sql, params), getFinding: plan(this.s.db, this.st.get.source, ['a']), openCounts: plan(this.s.db, this.st.openCounts.source, []) };
+    const json = listingQuery(q, PUBLIC_HEAD);
+    return { listing: plan(this.s.db, sql, params), listingJson: plan(this.s.db, json.sql, json.params), getFinding: plan(this.s.db, this.st.get.source, ['a']), openCounts: plan(this.s.db, this.st.openCounts.source, []) };
   }
 
   /** Counts of open findings by category and severity (for /metrics). */

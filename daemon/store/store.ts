@@ -11,7 +11,7 @@ import type { TemplateBucketRow, TemplateRow } from '../detectors/templates/stat
 import type { TrackedFinding } from '../tracker/tracker.js';
 import { StoreDb, WAL_LIMIT_BYTES } from './db.js';
 import { type FeedbackRecord, FeedbackRepo } from './feedback.js';
-import { type FindingQuery, FindingRepo, type TimelineEvent } from './findings.js';
+import { type FindingQuery, FindingRepo, type PublicFindingJson, type TimelineEvent } from './findings.js';
 import { MetricsHistoryRepo, type SamplePoint } from './metrics-history.js';
 import { ProgressRepo, type ProgressWrite } from './progress.js';
 import { Retention, type RetentionOptions } from './retention.js';
@@ -20,7 +20,7 @@ import { TemplateRepo, type TemplatesWrite } from './templates.js';
 
 export { CorruptDatabaseError, DB_FILE } from './db.js';
 export type { FeedbackRecord } from './feedback.js';
-export { CursorError, type FindingQuery, LISTING_FILTERS, MAX_EVIDENCE, type TimelineEvent } from './findings.js';
+export { CursorError, type FindingQuery, LISTING_FILTERS, MAX_EVIDENCE, type PublicFindingJson, type TimelineEvent } from './findings.js';
 export type { FindingHit, RunbookHit, RunbookRecord, SearchOptions, SearchResult, TemplateHit } from './search.js';
 
 /** Options of Store.open. */
@@ -125,6 +125,11 @@ export class Store {
   /** A page of findings, newest first. */
   listFindings(q: FindingQuery = {}): { items: TrackedFinding[]; nextCursor: string | null } {
     return this.findings.list(q);
+  }
+
+  /** The same page as {@link listFindings}, each finding as the public Finding's JSON text up to its diagnosis. */
+  listFindingsJson(q: FindingQuery = {}): { items: PublicFindingJson[]; nextCursor: string | null } {
+    return this.findings.listJson(q);
   }
 
   /**
