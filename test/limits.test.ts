@@ -135,7 +135,7 @@ describe('per-identity rate limit', () => {
 });
 
 describe('dates a JavaScript Date cannot hold', () => {
-  it('answers 400 BAD_DATE for a leap second or an out-of-range date on /v1/findings and /v1/ask', async () => {
+  it('answers 400 BAD_DATE for a leap second or an out-of-range date on every route that takes a since', async () => {
     const store = (await import('../daemon/store/store.js')).Store.open({ dir: tempDir() });
     const ask = new AskService({ store, nodeName: 'n1', maxTokens: 32, timeoutMs: 10_000, logger: silent });
     const api = await serveApi({ extraRoutes: (a) => registerAskRoutes(a, { ask, gate: new EngineGate() }) });
@@ -147,6 +147,12 @@ describe('dates a JavaScript Date cannot hold', () => {
         const a = await raw(api, 'POST', '/v1/ask', { 'content-type': 'application/json' }, JSON.stringify({ question: 'disk?', since }));
         expect(a.status, since).toBe(400);
         expect(JSON.parse(a.body).error.code, since).toMatch(/^(BAD_DATE|BAD_REQUEST)$/);
+      }
+      // One check and one code for the same mistake wherever it is made.
+      for (const path of ['/v1/findings', '/v1/timeline', '/v1/metrics/history?series=cpu&']) {
+        const r = await raw(api, 'GET', `${path}${path.endsWith('&') ? '' : '?'}since=2016-12-31T23:59:60Z`);
+        expect(r.status, path).toBe(400);
+        expect(JSON.parse(r.body).error, path).toEqual({ code: 'BAD_DATE', message: expect.stringContaining('leap seconds') });
       }
       const leap = await raw(api, 'GET', '/v1/findings?since=2016-12-31T23:59:60Z');
       expect(JSON.parse(leap.body).error).toEqual({ code: 'BAD_DATE', message: expect.stringContaining('leap seconds') });

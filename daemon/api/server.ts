@@ -6,7 +6,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Registry } from './prometheus.js';
-import { SINCE_HELP, SINCE_PATTERN, SinceError, parseSince } from '../core/since.js';
+import { SINCE_HELP, SINCE_PATTERN, parseSince } from '../core/since.js';
 import { ApiErrorSchema, DiagnosisSchema, FindingPageSchema, FindingSchema, HealthSchema, ReadySchema, type Status, StatusSchema, responseSchema } from '../core/contract.js';
 import { CATEGORIES, SEVERITIES } from '../core/types.js';
 import { CursorError, type FindingQuery, type Store } from '../store/store.js';
@@ -39,9 +39,9 @@ export interface ApiContext {
  * null when JavaScript has no such instant (a leap second such as
  * 2016-12-31T23:59:60Z, or a year outside 0000-9999).
  */
-export function sinceToIso(since: string): string | null {
+export function sinceToIso(since: string, nowMs = Date.now()): string | null {
   try {
-    return parseSince(since);
+    return parseSince(since, nowMs);
   } catch {
     return null;
   }
@@ -106,7 +106,7 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
   app.setNotFoundHandler((req, reply) => sendError(reply, 404, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; validation?: unknown }, _req, reply) => {
     if (err.validation) return sendError(reply, 400, 'BAD_REQUEST', validationMessage(err as Error & { validation: ValidationIssue[]; validationContext?: string }));
-    if (err instanceof CursorError || err instanceof SinceError) return sendError(reply, 400, err.code, err.message);
+    if (err instanceof CursorError) return sendError(reply, 400, err.code, err.message);
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500) ctx.logger?.error({ err }, 'request failed');
     const code = status === 413 ? 'BODY_TOO_LARGE' : status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : status >= 500 ? 'INTERNAL' : (err.code ?? 'BAD_REQUEST');

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifySchema, RouteOptions } from 'fastify';
-import { SINCE_PATTERN, parseSince } from '../core/since.js';
+import { SINCE_PATTERN } from '../core/since.js';
 import { ApiErrorSchema, FeedbackSchema, MetricsHistorySchema, TimelineSchema, responseSchema } from '../core/contract.js';
 import type { DiagnosisInput, Finding, FindingFacts } from '../core/types.js';
 import { buildPrompt } from '../diagnoser/prompt.js';
@@ -18,7 +18,7 @@ import type { Store } from '../store/store.js';
 import { toDiagnosisInput } from '../tracker/tracker.js';
 import { type PageCache, sendCached } from './page-cache.js';
 import { projectToSchema } from './schema-project.js';
-import { sendError } from './server.js';
+import { sendBadDate, sendError, sinceToIso } from './server.js';
 
 /** What the routes need. */
 export interface SurfaceContext {
@@ -94,9 +94,11 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
     },
     async (req, reply) => {
       const q = req.query as { since?: string; limit?: number };
+      const asked = sinceToIso(q.since ?? '24h');
+      if (asked === null) return sendBadDate(reply, 'since', q.since);
       // Honoured to the second (rounded down), so every request of one second asks the same query and the
       // dashboard's polling shares one body until the history changes.
-      const since = new Date(Math.floor(Date.parse(parseSince(q.since ?? '24h')) / 1000) * 1000).toISOString();
+      const since = new Date(Math.floor(Date.parse(asked) / 1000) * 1000).toISOString();
       const page = pages.get(JSON.stringify(['timeline', since, q.limit]), ctx.store.generation, () =>
         JSON.stringify(projectToSchema({ items: ctx.store.listTimeline({ since, ...(q.limit ? { limit: q.limit } : {}) }) }, timelineSchema)),
       );
@@ -123,7 +125,9 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
       const spec = HISTORY_SERIES[q.series];
       // One clock reading for both, so `since=24h` is always exactly 24 h (1-minute points), never 24 h and a millisecond.
       const nowMs = Date.now();
-      const sinceMs = Date.parse(parseSince(q.since ?? '24h', nowMs));
+      const asked = sinceToIso(q.since ?? '24h', nowMs);
+      if (asked === null) return sendBadDate(reply, 'since', q.since);
+      const sinceMs = Date.parse(asked);
       const resolution = nowMs - sinceMs <= 86_400_000 ? 60 : 900;
       // Buckets start on multiples of the resolution: the first one shown is the first starting at or after since,
       // so every since up to that start gives the same answer (one body per bucket, until samples change).
