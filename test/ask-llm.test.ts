@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SseParser } from '../daemon/cli/ask.js';
+import { sseParser } from '../daemon/api/web/sse.js';
 import type { Finding } from '../daemon/core/types.js';
 import { type DaemonProcess, getJson, runCli, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
 import { ensureTinyModel } from './helpers/test-model.js';
@@ -67,9 +67,9 @@ describe('ask with the local model', () => {
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toMatch(/^text\/event-stream/);
     const events: { event: string; data: Record<string, unknown> }[] = [];
-    const parser = new SseParser((event, data) => events.push({ event, data: JSON.parse(data) as Record<string, unknown> }));
+    const push = sseParser((event, data) => events.push({ event, data: JSON.parse(data) as Record<string, unknown> }));
     const decoder = new TextDecoder();
-    for await (const chunk of r.body as unknown as AsyncIterable<Uint8Array>) parser.push(decoder.decode(chunk, { stream: true }));
+    for await (const chunk of r.body as unknown as AsyncIterable<Uint8Array>) push(decoder.decode(chunk, { stream: true }));
 
     const names = events.map((e) => e.event);
     expect(names[0]).toBe('citations');

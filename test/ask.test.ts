@@ -14,7 +14,7 @@ import { AskService } from '../daemon/ask/service.js';
 import { registerAskRoutes } from '../daemon/api/ask-routes.js';
 import { buildApi } from '../daemon/api/server.js';
 import type { Status } from '../daemon/core/contract.js';
-import { SseParser } from '../daemon/cli/ask.js';
+import { sseParser } from '../daemon/api/web/sse.js';
 import { LlmEngine } from '../daemon/diagnoser/engine.js';
 import { Store } from '../daemon/store/store.js';
 import type { TrackedFinding } from '../daemon/tracker/tracker.js';
@@ -92,7 +92,7 @@ function setup(opts: { engine?: LlmEngine; gate?: EngineGate } = {}) {
 
 function parseSse(body: string): { event: string; data: Record<string, unknown> }[] {
   const events: { event: string; data: Record<string, unknown> }[] = [];
-  new SseParser((event, data) => events.push({ event, data: JSON.parse(data) as Record<string, unknown> })).push(body);
+  sseParser((event, data) => events.push({ event, data: JSON.parse(data) as Record<string, unknown> }))(body);
   return events;
 }
 

@@ -33,6 +33,14 @@ describe('web page', () => {
       expect(a.text.length, r).toBeGreaterThan(100);
     }
     expect((await get('/ui/uPlot.min.js')).text).toContain('uPlot');
+    // The page's modules and what they import: a browser runs a module only when it comes with a JavaScript type.
+    expect(page.text).toContain('<script src="/ui/app.js" type="module">');
+    const imports = [...(await get('/ui/app.js')).text.matchAll(/^import .* from '([^']+)';$/gm)].map((m) => m[1]!);
+    expect(imports).toEqual(['/ui/sse.js']);
+    const sse = await get('/ui/sse.js');
+    expect(sse.status).toBe(200);
+    expect(sse.type).toMatch(/^text\/javascript/);
+    expect(sse.text).toContain('export function sseParser');
     expect((await get('/ui/../package.json')).status).toBe(404);
   });
 });

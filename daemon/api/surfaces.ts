@@ -43,6 +43,8 @@ const WEB_DIR = new URL('./web/', import.meta.url);
 /** Files of the page, by the name it asks for, with their type. */
 const WEB_FILES: Record<string, { file: () => string | URL; type: string }> = {
   'app.js': { file: () => new URL('app.js', WEB_DIR), type: 'text/javascript; charset=utf-8' },
+  // The event-stream parser app.js imports (a module: browsers need a JavaScript type for it); the CLI imports it too.
+  'sse.js': { file: () => new URL('sse.js', WEB_DIR), type: 'text/javascript; charset=utf-8' },
   'style.css': { file: () => new URL('style.css', WEB_DIR), type: 'text/css; charset=utf-8' },
   'uPlot.min.js': { file: () => require.resolve('uplot/dist/uPlot.iife.min.js'), type: 'text/javascript; charset=utf-8' },
   'uPlot.min.css': { file: () => require.resolve('uplot/dist/uPlot.min.css'), type: 'text/css; charset=utf-8' },

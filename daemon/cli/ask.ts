@@ -5,6 +5,7 @@
  */
 import type { AskSource } from '../ask/answer.js';
 import type { AskResult } from '../ask/service.js';
+import { sseParser } from '../api/web/sse.js';
 import { ClientError, type DaemonTarget, callDaemon } from './client.js';
 
 /** Options of {@link runAsk}. */
@@ -15,33 +16,6 @@ export interface AskCliOptions {
   timeoutMs?: number;
   /** Extra request headers (the kubectl plugin's bearer token). Defaults to none. */
   headers?: Record<string, string>;
-}
-
-/** Splits a server-sent event stream into events; feed it chunks in order. */
-export class SseParser {
-  #buf = '';
-
-  constructor(private readonly onEvent: (event: string, data: string) => void) {}
-
-  /** Feeds a chunk of the stream. */
-  push(chunk: string): void {
-    this.#buf += chunk.replace(/\r\n?/g, '\n');
-    for (let end = this.#buf.indexOf('\n\n'); end >= 0; end = this.#buf.indexOf('\n\n')) {
-      const block = this.#buf.slice(0, end);
-      this.#buf = this.#buf.slice(end + 2);
-      let event = 'message';
-      const data: string[] = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith(':')) continue;
-        const colon = line.indexOf(':');
-        const field = colon < 0 ? line : line.slice(0, colon);
-        const value = colon < 0 ? '' : line.slice(colon + 1).replace(/^ /, '');
-        if (field === 'event') event = value;
-        else if (field === 'data') data.push(value);
-      }
-      if (data.length > 0) this.onEvent(event, data.join('\n'));
-    }
-  }
 }
 
 /** The lines printed after an answer: the sources it cites (or, when it cites none, what it was given). */
@@ -72,7 +46,7 @@ export async function runAsk(listen: DaemonTarget, question: string, opts: AskCl
   let done: AskResult | null = null;
   let failure: ClientError | null = null;
   let endsWithNewline = true;
-  const parser = new SseParser((event, data) => {
+  const push = sseParser((event, data) => {
     const v = JSON.parse(data) as Record<string, unknown>;
     if (event === 'token') {
       const text = String(v.text ?? '');
@@ -87,7 +61,7 @@ export async function runAsk(listen: DaemonTarget, question: string, opts: AskCl
       failure = new ClientError(e.message ?? 'the answer failed', e.code ?? 'INTERNAL');
     }
   });
-  await callDaemon(listen, '/v1/ask', { method: 'POST', body, headers: { ...opts.headers, accept: 'text/event-stream' }, onChunk: (c) => parser.push(c), timeoutMs });
+  await callDaemon(listen, '/v1/ask', { method: 'POST', body, headers: { ...opts.headers, accept: 'text/event-stream' }, onChunk: push, timeoutMs });
   if (!endsWithNewline) out.write('\n');
   if (failure) throw failure;
   if (!done) throw new ClientError('the daemon closed the stream before the answer was complete', 'INCOMPLETE');

@@ -12,7 +12,7 @@
  */
 
 /** The dashboard's page and files: no node data in them (the page fetches it with the user's token), so a browser can load the page before it has a token to present. */
-export const PAGE_PATHS: readonly string[] = ['/', '/ui/app.js', '/ui/style.css', '/ui/uPlot.min.js', '/ui/uPlot.min.css'];
+export const PAGE_PATHS: readonly string[] = ['/', '/ui/app.js', '/ui/sse.js', '/ui/style.css', '/ui/uPlot.min.js', '/ui/uPlot.min.css'];
 
 /** Paths served to anyone: the kubelet's probes carry no token, nor does a browser opening the dashboard. */
 export const OPEN_PATHS: readonly string[] = ['/healthz', '/readyz', ...PAGE_PATHS];

@@ -1,8 +1,9 @@
 // The nodesage dashboard: plain browser JavaScript, no build step. Every
 // request carries the bearer token the user gave (kept in sessionStorage for
 // this tab only). Text from the node (log lines!) is only ever set as
-// textContent, never parsed as HTML.
-'use strict';
+// textContent, never parsed as HTML. Loaded as a module (strict, deferred);
+// uPlot is the global of the classic script index.html loads before it.
+import { sseParser } from '/ui/sse.js';
 
 const TOKEN_KEY = 'nodesage.token';
 const SEVERITY_ORDER = ['critical', 'warning', 'info'];
@@ -283,31 +284,6 @@ window.addEventListener('resize', () => {
 });
 
 // --------------------------------------------------------------------- ask
-/** Splits a server-sent event stream into (event, data) pairs. */
-function sseParser(onEvent) {
-  let buf = '';
-  return (chunk) => {
-    buf += chunk.replace(/\r\n?/g, '\n');
-    let end = buf.indexOf('\n\n');
-    while (end >= 0) {
-      const block = buf.slice(0, end);
-      buf = buf.slice(end + 2);
-      let event = 'message';
-      const data = [];
-      for (const line of block.split('\n')) {
-        if (line.startsWith(':')) continue;
-        const i = line.indexOf(':');
-        const field = i < 0 ? line : line.slice(0, i);
-        const value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
-        if (field === 'event') event = value;
-        else if (field === 'data') data.push(value);
-      }
-      if (data.length) onEvent(event, data.join('\n'));
-      end = buf.indexOf('\n\n');
-    }
-  };
-}
-
 function citationItem(s) {
   if (s.kind === 'finding') {
     return el('li', {}, `[${s.ref}] `, el('a', { href: `#${s.id}`, onclick: (ev) => (ev.preventDefault(), openFinding(s.id)), text: s.title }), el('span', { class: 'muted', text: ` finding, ${s.severity || ''} ${s.status || ''}` }));
