@@ -108,11 +108,14 @@ beforeAll(() => {
   expect(runs).toHaveLength(4);
   sh(runs[0]!.args, src, env);
   copyContext(src);
-  // `npm run build` is tsc over the copied sources; it runs from the checkout's
-  // tsconfig so that it finds the dev-only type packages this install omitted.
+  // `npm run build` is tsc over the copied sources, then the copied finish step (the dashboard's files, which
+  // the CLI's ask imports too, and the data files into dist/); tsc runs from the checkout's tsconfig so that it
+  // finds the dev-only type packages this install omitted.
   expect(runs[1]!.args).toMatch(/^npm run build /);
+  expect(JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')).scripts.build).toBe('tsc -p tsconfig.json && node scripts/finish-build.ts');
   const tsc = join(repoRoot, 'node_modules/typescript/bin/tsc');
-  sh(runs[1]!.args.replace('npm run build', `node ${tsc} -p ${join(repoRoot, 'tsconfig.json')} --outDir ${join(src, 'dist')}`), src, env);
+  const buildCmd = `node ${tsc} -p ${join(repoRoot, 'tsconfig.json')} --outDir ${join(src, 'dist')} && node scripts/finish-build.ts`;
+  sh(runs[1]!.args.replace('npm run build', buildCmd), src, env);
   for (const r of runs.slice(2)) sh(r.args, src, env);
 
   // Runtime stage: the COPY --from=build lines, relative to its WORKDIR.
@@ -146,7 +149,10 @@ describe('the CPU image, reproduced without Docker', () => {
     // With debian:bookworm-slim (~71 MiB), journalctl+tini (~24 MiB) and node (~121 MiB),
     // 130 MiB for /app keeps the CPU image under 350 MB.
     expect(total).toBeLessThan(130);
-    for (const d of ['dist/daemon/cli.js', 'package.json', 'daemon/rules', 'models']) expect(existsSync(join(app, d)), d).toBe(true);
+    // The dashboard's files come from the build's finish step; `nodesage ask` imports sse.js among them.
+    for (const d of ['dist/daemon/cli.js', 'dist/daemon/api/web/index.html', 'dist/daemon/api/web/sse.js', 'package.json', 'daemon/rules', 'models']) {
+      expect(existsSync(join(app, d)), d).toBe(true);
+    }
   });
 
   it("passes the runtime stage's own load checks (better-sqlite3, llama.cpp CPU binary, CLI)", () => {
