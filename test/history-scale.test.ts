@@ -7,10 +7,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { gunzipSync } from 'node:zlib';
+import { HistoryText } from '../daemon/api/history-text.js';
 import { PageCache, acceptsGzip } from '../daemon/api/page-cache.js';
 import { projectToSchema } from '../daemon/api/schema-project.js';
 import { buildApi } from '../daemon/api/server.js';
-import { FindingPageSchema, responseSchema } from '../daemon/core/contract.js';
+import { FindingPageSchema, MetricsHistorySchema, responseSchema } from '../daemon/core/contract.js';
 import { CATEGORIES, type Finding, SEVERITIES } from '../daemon/core/types.js';
 import { MIGRATIONS } from '../daemon/store/migrations.js';
 import { DB_FILE, type FindingQuery, LISTING_FILTERS, Store } from '../daemon/store/store.js';
@@ -265,6 +266,60 @@ describe('pages served again between two changes', () => {
     expect((await get<Timeline>('/v1/timeline?since=1h')).items.map((e) => e.finding.id).sort()).toEqual([recent(1).id, recent(2).id].sort());
     const points = (await get<History>('/v1/metrics/history?series=cpu&since=1h')).lines[0]!.points.map((p) => p.mean);
     expect(points[points.length - 1]).toBe(30);
+    await app.close();
+    store.close();
+  });
+
+  it('keeps the metrics history equal to a full read while samples arrive, the window moves and retention prunes', async () => {
+    const store = Store.open({ dir: tempDir() });
+    const app = buildApi({ store, status: () => ({}) as never, ready: () => true });
+    const minute = Math.floor(Date.now() / 60_000) * 60_000;
+    const historySchema = responseSchema(MetricsHistorySchema);
+    // What the route sent when it read every point again for each body.
+    const fullRead = (series: 'disk' | 'memory', metric: string, sinceMs: number) => {
+      const firstBucket = Math.ceil(sinceMs / 1000 / 60) * 60;
+      const lines = store.listSampleSeries(metric, 60, firstBucket * 1000).map((l) => ({
+        label: l.labels || series,
+        points: series === 'memory' ? l.points.map((p) => ({ at: p.at, mean: 100 - p.mean, max: 100 - p.mean })) : l.points,
+      }));
+      const help = series === 'disk' ? 'space used per filesystem' : 'memory in use (100 - available)';
+      return JSON.stringify(projectToSchema({ series, unit: 'percent', help, resolutionSeconds: 60, lines }, historySchema));
+    };
+    const check = async () => {
+      for (const [series, metric] of [['disk', 'fs_used_percent'], ['memory', 'memory_available_percent']] as const) {
+        const since = Date.now() - 3_600_000;
+        const body = (await app.inject(`/v1/metrics/history?series=${series}&since=1h`)).body;
+        expect(body, series).toBe(fullRead(series, metric, since));
+      }
+    };
+    const sample = (at: number, k: number) =>
+      store.addSamples(at, [
+        { name: 'fs_used_percent', labels: '/', value: 40 + (k % 7) / 3 },
+        { name: 'fs_used_percent', labels: '/var', value: 70 + k / 9 },
+        { name: 'memory_available_percent', value: 55 - k / 7 },
+      ]);
+    // An hour of history, then samples landing in the newest minute and in new minutes, with reads between.
+    for (let k = 0; k < 60; k++) sample(minute - (59 - k) * 60_000, k);
+    await check();
+    for (let k = 0; k < 5; k++) {
+      sample(minute + 1000 * k, 100 + k);
+      await check();
+    }
+    sample(minute + 60_000, 200);
+    store.addSamples(minute + 60_000, [{ name: 'fs_used_percent', labels: '/data', value: 12.5 }]);
+    await check();
+    // The window's start moving on, minute by minute, with samples between: points drop from the front.
+    const kept = new HistoryText();
+    const disk = { label: (l: string) => l || 'disk', invert: false };
+    for (let k = 0; k < 70; k += 7) {
+      const firstBucket = (minute - (60 - k) * 60_000) / 1000;
+      if (k % 2) sample(minute + 60_000 + k * 100, 300 + k);
+      const lines = store.listSampleSeries('fs_used_percent', 60, firstBucket * 1000).map((l) => ({ label: l.labels, points: l.points }));
+      expect(kept.lines(store, 'fs_used_percent', 60, firstBucket, disk), `from ${k}`).toBe(JSON.stringify(lines));
+    }
+    // Retention removes every 1-minute bucket older than a day from now: a day later, nothing is left to show.
+    await store.prune(Date.now() + 2 * 86_400_000);
+    await check();
     await app.close();
     store.close();
   });

@@ -16,6 +16,7 @@ import { buildPrompt } from '../diagnoser/prompt.js';
 import { ruleHint } from '../diagnoser/rule-hint.js';
 import type { Store } from '../store/store.js';
 import { toDiagnosisInput } from '../tracker/tracker.js';
+import { HistoryText } from './history-text.js';
 import { type PageCache, sendCached } from './page-cache.js';
 import { projectToSchema } from './schema-project.js';
 import { sendBadDate, sendError, sinceToIso } from './server.js';
@@ -70,6 +71,7 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
   const timelineSchema = responseSchema(TimelineSchema);
   const historySchema = responseSchema(MetricsHistorySchema);
   const { pages } = ctx;
+  const history = new HistoryText();
 
   app.get('/', { schema: described('the web dashboard (HTML)') }, async (_req, reply) =>
     reply.type('text/html; charset=utf-8').header('content-security-policy', CSP).header('cache-control', 'no-cache').send(asset('index.html')),
@@ -135,13 +137,8 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
       // so every since up to that start gives the same answer (one body per bucket, until samples change).
       const firstBucket = Math.ceil(sinceMs / 1000 / resolution) * resolution;
       const page = pages.get(JSON.stringify(['history', q.series, resolution, firstBucket]), ctx.store.samplesGeneration, () => {
-        const invert = q.series === 'memory';
-        const lines = ctx.store.listSampleSeries(spec.metric, resolution, firstBucket * 1000).map((s) => ({
-          label: s.labels || q.series,
-          // Only the mean of "available" inverts to "used"; its max would be the minimum used, so the mean stands for both.
-          points: invert ? s.points.map((p) => ({ at: p.at, mean: 100 - p.mean, max: 100 - p.mean })) : s.points,
-        }));
-        return JSON.stringify(projectToSchema({ series: q.series, unit: spec.unit, help: spec.help, resolutionSeconds: resolution, lines }, historySchema));
+        const lines = history.lines(ctx.store, spec.metric, resolution, firstBucket, { label: (l) => l || q.series, invert: q.series === 'memory' });
+        return `${JSON.stringify({ series: q.series, unit: spec.unit, help: spec.help, resolutionSeconds: resolution }).slice(0, -1)},"lines":${lines}}`;
       });
       return sendCached(req, reply, page, 'application/json; charset=utf-8');
     },

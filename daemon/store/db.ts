@@ -54,6 +54,8 @@ export class StoreDb {
   searchGeneration = 0;
   /** Bumped whenever host metric samples are added or deleted. */
   samplesGeneration = 0;
+  /** Bumped whenever host metric samples are deleted (retention): text kept of older buckets may be gone. */
+  samplesPrunes = 0;
   /** Bumped whenever a feedback row is added (rows are never changed or deleted). */
   feedbackGeneration = 0;
 

@@ -11,6 +11,15 @@ export interface SamplePoint {
   max: number;
 }
 
+/** One stored bucket of a metric, as {@link MetricsHistoryRepo.rows} reads it. */
+export interface SampleRow {
+  labels: string;
+  /** Bucket start, Unix seconds. */
+  bucket: number;
+  mean: number;
+  max: number;
+}
+
 /** The metrics-history repository. */
 export class MetricsHistoryRepo extends Repo {
   private readonly st = {
@@ -21,6 +30,9 @@ export class MetricsHistoryRepo extends Repo {
     // The time as ISO 8601 from SQLite: a day of 1-minute points made a Date each in JavaScript.
     series: this.db.prepare(
       "SELECT labels, strftime('%Y-%m-%dT%H:%M:%fZ', bucket_start, 'unixepoch') AS at, value_sum / n AS mean, value_max AS max FROM metric_samples WHERE name = ? AND resolution = ? AND bucket_start >= ? ORDER BY labels, bucket_start",
+    ),
+    rows: this.db.prepare(
+      'SELECT labels, bucket_start AS bucket, value_sum / n AS mean, value_max AS max FROM metric_samples WHERE name = ? AND resolution = ? AND bucket_start >= ? ORDER BY labels, bucket_start',
     ),
   };
 
@@ -64,5 +76,10 @@ export class MetricsHistoryRepo extends Repo {
       series.set(r.labels, list);
     }
     return [...series].map(([labels, points]) => ({ labels, points }));
+  }
+
+  /** Buckets of a metric from a bucket start (Unix seconds) on, by label value, then time. */
+  rows(name: string, resolution: 60 | 900, fromBucket: number): SampleRow[] {
+    return this.st.rows.all(name, resolution, fromBucket) as SampleRow[];
   }
 }

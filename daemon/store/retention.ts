@@ -95,6 +95,7 @@ export class Retention extends Repo {
       deleted += db.prepare('DELETE FROM diagnosis_cache WHERE created_at < ?').run(cutoff).changes;
     })();
     this.s.samplesGeneration++;
+    this.s.samplesPrunes++;
     const limit = this.maxSizeMB * 1024 * 1024;
     for (let round = 0; round < 20 && db.open && this.s.sizeBytes() > limit; round++) {
       this.s.checkpoint();

@@ -12,7 +12,7 @@ import type { TrackedFinding } from '../tracker/tracker.js';
 import { StoreDb, WAL_LIMIT_BYTES } from './db.js';
 import { type FeedbackRecord, FeedbackRepo } from './feedback.js';
 import { type FindingQuery, FindingRepo, type PublicFindingJson, type TimelineEvent } from './findings.js';
-import { MetricsHistoryRepo, type SamplePoint } from './metrics-history.js';
+import { MetricsHistoryRepo, type SamplePoint, type SampleRow } from './metrics-history.js';
 import { ProgressRepo, type ProgressWrite } from './progress.js';
 import { Retention, type RetentionOptions } from './retention.js';
 import { type RunbookRecord, type SearchOptions, SearchRepo, type SearchResult } from './search.js';
@@ -96,6 +96,11 @@ export class Store {
   /** Changes whenever host metric samples are added or deleted (what the metrics history shows). */
   get samplesGeneration(): number {
     return this.s.samplesGeneration;
+  }
+
+  /** Changes whenever retention deletes host metric samples. */
+  get samplesPrunes(): number {
+    return this.s.samplesPrunes;
   }
 
   /**
@@ -224,6 +229,11 @@ export class Store {
   /** Every series of a metric since a time, one per label value, oldest bucket first. */
   listSampleSeries(name: string, resolution: 60 | 900, sinceMs: number): { labels: string; points: SamplePoint[] }[] {
     return this.samples.listSeries(name, resolution, sinceMs);
+  }
+
+  /** Buckets of a metric from a bucket start (Unix seconds) on, by label value, then time. */
+  sampleRows(name: string, resolution: 60 | 900, fromBucket: number): SampleRow[] {
+    return this.samples.rows(name, resolution, fromBucket);
   }
 
   /** Database size on disk (main file + WAL). */
