@@ -77,7 +77,6 @@ export class DaemonMetrics {
   readonly findingsOpened: Counter<'category' | 'severity'>;
   readonly signals: Counter<'source'>;
   readonly logLines: Counter<'source'>;
-  readonly logLinesDropped: Counter<'source'>;
   readonly detectionDuration: Histogram;
   readonly detectorFailures: Counter<'detector'>;
   /** Detection cycles whose commit failed (each is retried with the next cycle). */
@@ -138,22 +137,6 @@ export class DaemonMetrics {
     registerSourceMetrics(this.registry, () => src.sources());
     this.signals = new Counter({ name: 'nodesage_signals_total', help: 'Signals received per source.', labelNames: ['source'], registers });
     this.logLines = new Counter({ name: 'nodesage_log_lines_read_total', help: 'Log lines read per source.', labelNames: ['source'], registers });
-    // Sources count their own drops (rate limits, unparseable lines: detail.drops); follow those counters.
-    const seenDrops = new Map<string, number>();
-    this.logLinesDropped = new Counter({
-      name: 'nodesage_log_lines_dropped_total',
-      help: 'Log lines dropped (rate limits, backlog, unparseable) per source.',
-      labelNames: ['source'],
-      registers,
-      collect() {
-        for (const s of src.sources()) {
-          const dropped = typeof s.detail?.drops === 'number' ? s.detail.drops : 0;
-          const prev = seenDrops.get(s.name) ?? 0;
-          if (dropped > prev) this.inc({ source: s.name }, dropped - prev);
-          seenDrops.set(s.name, Math.max(prev, dropped));
-        }
-      },
-    });
     this.detectionDuration = new Histogram({
       name: 'nodesage_detection_cycle_duration_seconds',
       help: 'Duration of one detection cycle (detect, track, store).',
