@@ -4,7 +4,7 @@
  * garbage skipped and counted, the first-start tail, rate limits, forgotten
  * containers, health — over real files in a temp host root.
  */
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ManualClock } from '../daemon/core/runtime/clock.js';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -195,6 +195,19 @@ describe('pod-logs limits and lifecycle', () => {
     expect(log.store.get('pod-logs', key)).toBeUndefined();
     expect(log.gaps).toEqual([]);
     expect(c.status().detail?.containers).toBe(0);
+  });
+
+  it('a log file that cannot be read shows as lastError until the next pass reads everything again', async () => {
+    const log = knownNode();
+    const dir = new ContainerLogDir(host.root, { namespace: 'web', pod: 'front-1', uid: 'u9', container: 'nginx' });
+    dir.write(3);
+    // A symlink to itself: stat fails with ELOOP, which is not a file that merely vanished.
+    symlinkSync('1.log', join(dir.dir, '1.log'));
+    const c = await startCollector(log);
+    expect(c.status()).toMatchObject({ state: 'healthy', lastError: expect.stringMatching(/web_front-1_u9\/nginx\/1\.log: .*ELOOP|too many/i) });
+    rmSync(join(dir.dir, '1.log'));
+    await c.pollNow();
+    expect(c.status()).toMatchObject({ state: 'healthy', lastError: null });
   });
 
   it('a pod deleted while the daemon was down: a gap for its unfinished file, then its key is removed', async () => {

@@ -105,6 +105,8 @@ export class PodLogCollector implements Collector {
   private discoveries = 0;
   private lastDiscoveryAt = Number.NEGATIVE_INFINITY;
   private rescanRequested = true;
+  /** What this poll pass could not read (shown as lastError until a pass reads everything). */
+  private passNote: string | null = null;
   private counters = { linesRead: 0, droppedLines: 0, unparseableLines: 0, truncatedLines: 0, fileErrors: 0 };
 
   constructor(opts: PodLogCollectorOptions = {}) {
@@ -222,6 +224,8 @@ export class PodLogCollector implements Collector {
    */
   private async poll(): Promise<boolean> {
     if (this.poller.stopped) return true;
+    // A file that could not be read is shown until a pass reads everything again, not for good.
+    this.passNote = null;
     const before = this.activity();
     const now = this.clock.now();
     if (this.rescanRequested || now - this.lastDiscoveryAt >= this.scanIntervalMs) {
@@ -235,10 +239,11 @@ export class PodLogCollector implements Collector {
         await this.pollContainer(c);
       } catch (err) {
         this.counters.fileErrors++;
-        this.health.note(`${c.key}: ${errorMessage(err)}`);
+        this.passNote = `${c.key}: ${errorMessage(err)}`;
         this.logger.warn({ err, container: c.key }, 'reading container logs failed');
       }
     }
+    this.health.note(this.passNote);
     const watched = this.watchState === 'inotify' && this.rootWatcher !== undefined && [...this.containers.values()].every((c) => c.watcher !== undefined);
     return this.activity() !== before || !watched;
   }
@@ -394,7 +399,7 @@ export class PodLogCollector implements Collector {
     }
     for (const [name, err] of listing.unreadable) {
       this.counters.fileErrors++;
-      this.health.note(`${c.key}/${name}: ${errorMessage(err)}`);
+      this.passNote = `${c.key}/${name}: ${errorMessage(err)}`;
     }
     await this.rotation.match(c, listing.listed, new Set(listing.unreadable.keys()), signals);
   }
