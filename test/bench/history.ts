@@ -383,16 +383,24 @@ interface Route {
 }
 
 async function drive(d: DaemonUnderTest, route: Route, seconds: number, rate: number): Promise<RouteResult> {
-  await d.reset();
-  const before = await d.read();
-  const r = await runLoad({
-    url: d.url,
-    method: route.method ?? 'GET',
-    paths: route.paths,
-    ...(route.body ? { bodies: Array.from({ length: 60 }, (_, k) => route.body!(k)) } : {}),
-    rate,
-    seconds,
-  });
+  let before: Probe | undefined;
+  const r = await runLoad(
+    {
+      url: d.url,
+      method: route.method ?? 'GET',
+      paths: route.paths,
+      ...(route.body ? { bodies: Array.from({ length: 60 }, (_, k) => route.body!(k)) } : {}),
+      rate,
+      seconds,
+      warmUpSeconds: WARM_UP_SECONDS,
+    },
+    // The daemon's figures start with the measured run, after the load tool's warm-up.
+    async () => {
+      await d.reset();
+      before = await d.read();
+    },
+  );
+  if (!before) throw new Error('the load run never reported its warm-up done');
   const p = await d.read();
   return {
     name: route.name,
@@ -423,20 +431,30 @@ interface LoadResult {
   requests: number;
 }
 
+/** Seconds each load run drives its route before the measured run (the load tool's own warm-up). */
+const WARM_UP_SECONDS = 2;
+
 /** The core the load tool is pinned to (the last one), or null on a one-core machine. */
 const LOAD_CPU = os.availableParallelism() >= 2 ? os.availableParallelism() - 1 : null;
 
 /** Runs test/bench/history-load.ts: the client's own garbage collection must not count as the daemon's latency. */
-function runLoad(o: { url: string; method: string; paths: string[]; bodies?: string[]; rate: number; seconds: number }): Promise<LoadResult> {
+function runLoad(o: { url: string; method: string; paths: string[]; bodies?: string[]; rate: number; seconds: number; warmUpSeconds: number }, warm: () => Promise<void>): Promise<LoadResult> {
   return new Promise((res, rej) => {
     const file = join(mkdtempSync(join(tmpdir(), 'nodesage-load-')), 'load.json');
     writeFileSync(file, JSON.stringify(o));
     // On a machine of two cores or more the load tool keeps to the last one, as a client on another machine would:
     // competing with the daemon for every core, its own work showed up as the daemon's latency.
     const [cmd, args] = LOAD_CPU === null ? [process.execPath, []] : ['taskset', ['-c', String(LOAD_CPU), process.execPath]];
-    const child = spawn(cmd, [...args, join(HERE, 'history-load.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(cmd, [...args, join(HERE, 'history-load.ts'), file], { stdio: ['pipe', 'pipe', 'inherit'] });
     let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      // "warm": the warm-up is over; the measured run starts when told "go".
+      if (out === 'warm\n') {
+        out = '';
+        void warm().then(() => child.stdin.write('go\n'), rej);
+      }
+    });
     child.on('error', rej);
     child.on('close', (code) => {
       rmSync(dirname(file), { recursive: true, force: true });
@@ -539,7 +557,7 @@ async function measureBuild(
         {
           // Every request a query of its own: what a page costs when no earlier answer can be reused.
           name: 'GET /v1/findings?limit=50&since=(a different time each request, uncached)',
-          paths: Array.from({ length: o.rate * o.seconds + 100 }, (_, k) => `/v1/findings?limit=50&since=${new Date(Date.parse(since) - k).toISOString()}`),
+          paths: Array.from({ length: o.rate * (o.seconds + WARM_UP_SECONDS) + 100 }, (_, k) => `/v1/findings?limit=50&since=${new Date(Date.parse(since) - k).toISOString()}`),
           target: 10,
         },
         { name: 'GET /v1/findings/:id (500 ids)', paths: ids.map((id) => `/v1/findings/${id}`), target: 10 },
@@ -625,7 +643,7 @@ function render(builds: BuildResult[], o: { n: number; seconds: number; rate: nu
   out.push(
     `${o.n.toLocaleString('en')} findings (${CATEGORIES.length} categories, ${PODS.toLocaleString('en')} pods in ${NAMESPACES} namespaces, two evidence lines each, ` +
       `a diagnosis on every tenth, 10% open, last seen over ${SPREAD_DAYS} days), ${cur.seed.templates.toLocaleString('en')} log templates, the full-text index current; ` +
-      `the daemon in host mode, rules-only, only the host source, detection every second, ${IMAGE_DESCRIPTION} as in the image, the per-caller rate limit lifted. Each route: autocannon${LOAD_CPU === null ? '' : ` (pinned to core ${LOAD_CPU} with taskset; the daemon may use every core)`}, 10 connections, a fixed ${o.rate} req/s for ${o.seconds} s, every request with \`accept-encoding: gzip, deflate, br\` as browsers and Node's fetch send it (bodies served more than once go out gzip-compressed; KiB per response is what crossed the socket). ` +
+      `the daemon in host mode, rules-only, only the host source, detection every second, ${IMAGE_DESCRIPTION} as in the image, the per-caller rate limit lifted. Each route: autocannon${LOAD_CPU === null ? '' : ` (pinned to core ${LOAD_CPU} with taskset; the daemon may use every core)`}, 10 connections, a fixed ${o.rate} req/s for ${o.seconds} s after ${WARM_UP_SECONDS} s of the same load to warm the load tool up (not counted), every request with \`accept-encoding: gzip, deflate, br\` as browsers and Node's fetch send it (bodies served more than once go out gzip-compressed; KiB per response is what crossed the socket). ` +
       'Event-loop delay: `perf_hooks.monitorEventLoopDelay` (1 ms sampling) inside the daemon, over that route\'s run only.\n',
   );
   const head = base
