@@ -1,18 +1,20 @@
 /**
  * Wiring only: config → store → collectors, detectors → daemon. No logic here.
  *
- * The Kubernetes client (~85 MiB resident once imported) is imported only in
- * cluster and kubeconfig modes, and node-llama-cpp (~45 MiB) only when a model
+ * The Kubernetes client is imported only in cluster and kubeconfig modes, and
+ * then without its generated API (collectors/kube/client.ts: ~60 MiB for the
+ * whole client, ~20 MiB without), and node-llama-cpp (~45 MiB) only when a model
  * is opened (diagnoser/llama-cpp.ts): host mode on a small edge node pays for
  * neither.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import type { Logger } from 'pino';
 import type { CheckpointReader } from './collectors/checkpoints.js';
 import { HostCollector } from './collectors/host.js';
 import { JournaldCollector } from './collectors/journald.js';
+import { kubeConfigModule } from './collectors/kube/client.js';
 import { KmsgCollector } from './collectors/kmsg.js';
 import { PodLogCollector } from './collectors/pod-logs.js';
 import { registerAskRoutes } from './api/ask-routes.js';
@@ -37,7 +39,7 @@ import { readTokenFile, StaticTokens } from './api/auth/static-tokens.js';
 import { type Authenticator, refusingAll } from './api/auth/types.js';
 
 async function kubeConfigFor(config: Readonly<Config>): Promise<KubeConfig> {
-  const { KubeConfig } = await import('@kubernetes/client-node');
+  const { KubeConfig } = await kubeConfigModule();
   const kc = new KubeConfig();
   if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
   else kc.loadFromCluster();

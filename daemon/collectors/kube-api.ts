@@ -18,7 +18,7 @@
  * server is away, the other sources are unaffected: this one shows `stale`
  * with the reason, and retries with bounded, jittered backoff.
  */
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { type Logger, pino } from 'pino';
 import type { KubeEvent, KubeNode, KubePod } from '../core/kube.js';
 import { eventLastTime } from '../core/kube.js';
@@ -36,6 +36,7 @@ import {
   oneLine,
   tlsFailureCode,
 } from './kube/errors.js';
+import { kubeConfigModule } from './kube/client.js';
 import { EventFilter } from './kube/event-filter.js';
 import { ReachabilityGate } from './kube/gate.js';
 import { Reflector, type ReflectorHandler } from './kube/reflector.js';
@@ -80,8 +81,9 @@ export interface KubeApiCollectorOptions {
 }
 
 /** Loads the KubeConfig the options ask for. Throws CredentialFileError or KubeSourceConfigError. */
-export function loadKubeConfig(opts: Pick<KubeApiCollectorOptions, 'kubeconfigPath' | 'context' | 'kubeConfig'>): KubeConfig {
+export async function loadKubeConfig(opts: Pick<KubeApiCollectorOptions, 'kubeconfigPath' | 'context' | 'kubeConfig'>): Promise<KubeConfig> {
   if (opts.kubeConfig) return opts.kubeConfig;
+  const { KubeConfig } = await kubeConfigModule();
   const kc = new KubeConfig();
   if (opts.kubeconfigPath) {
     try {
@@ -185,7 +187,7 @@ export class KubeApiCollector implements Collector {
     this.#sink = sink;
     const config = this.#health.reader('config');
     try {
-      this.#transport = new KubeTransport(loadKubeConfig(this.#o), { requestTimeoutMs: this.#o.requestTimeoutMs });
+      this.#transport = new KubeTransport(await loadKubeConfig(this.#o), { requestTimeoutMs: this.#o.requestTimeoutMs });
       this.#health.removeReader('config');
     } catch (err) {
       // Bad credentials or config: nothing to retry until someone fixes it; status says why.

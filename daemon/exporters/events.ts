@@ -26,7 +26,7 @@ export interface EventBody {
   reportingInstance: string;
 }
 
-/** Creates events; the real one posts through @kubernetes/client-node. */
+/** Creates events; the real one (kube-writers.ts) posts to the API server. */
 export interface EventWriter {
   createEvent(e: EventBody): Promise<void>;
 }
@@ -182,7 +182,7 @@ export class EventsExporter {
   }
 }
 
-/** A 409 from the API server: an object of that name exists. */
+/** A 409 from the API server (HttpStatusError): an object of that name exists. */
 function alreadyExists(err: unknown): boolean {
-  return (err as { code?: unknown }).code === 409;
+  return (err as { status?: unknown }).status === 409;
 }

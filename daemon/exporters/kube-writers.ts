@@ -1,29 +1,27 @@
 /**
- * The exporters' writes through @kubernetes/client-node: a strategic-merge
- * patch of the Node's status conditions (merged by condition type, so other
- * owners' conditions are untouched) and core/v1 Event creation.
+ * The exporters' writes to the API server: a strategic-merge patch of the
+ * Node's status conditions (merged by condition type, so other owners'
+ * conditions are untouched) and core/v1 Event creation, sent as JSON through
+ * @kubernetes/client-node's KubeConfig and fetch (collectors/kube/transport.ts).
  */
-import { type CoreV1Event, CoreV1Api, type KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
+import { KubeTransport } from '../collectors/kube/transport.js';
 import type { ExportedCondition, NodeStatusWriter } from './conditions.js';
 import type { EventBody, EventWriter } from './events.js';
 
-/** Writes node conditions and events with one API client. */
+/** Writes node conditions and events over one KubeConfig. Failures throw HttpStatusError (409 when an event exists). */
 export class KubeWriters implements NodeStatusWriter, EventWriter {
-  private readonly api: CoreV1Api;
+  readonly #api: KubeTransport;
 
   constructor(kc: KubeConfig) {
-    this.api = kc.makeApiClient(CoreV1Api);
+    this.#api = new KubeTransport(kc);
   }
 
   async patchConditions(nodeName: string, conditions: ExportedCondition[]): Promise<void> {
-    await this.api.patchNodeStatus(
-      { name: nodeName, body: { status: { conditions } } },
-      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
-    );
+    await this.#api.send('PATCH', `/api/v1/nodes/${encodeURIComponent(nodeName)}/status`, { status: { conditions } }, { contentType: 'application/strategic-merge-patch+json' });
   }
 
   async createEvent(e: EventBody): Promise<void> {
-    // The generated types want Date objects; RFC3339 strings serialise unchanged.
-    await this.api.createNamespacedEvent({ namespace: e.metadata.namespace, body: e as unknown as CoreV1Event });
+    await this.#api.send('POST', `/api/v1/namespaces/${encodeURIComponent(e.metadata.namespace)}/events`, e);
   }
 }

@@ -11,16 +11,9 @@
  * never turns into an allow.
  */
 import { createHash } from 'node:crypto';
-import {
-  ApiException,
-  AuthenticationV1Api,
-  AuthorizationV1Api,
-  type ConfigurationOptions,
-  type KubeConfig,
-  Observable,
-  type RequestContext,
-  type ResponseContext,
-} from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
+import { HttpStatusError } from '../../collectors/kube/errors.js';
+import { KubeTransport } from '../../collectors/kube/transport.js';
 import type { Authenticator, AuthnResult, AuthzResult, Identity } from './types.js';
 
 /** Options of {@link KubeReviewer}. */
@@ -63,11 +56,11 @@ class AnswerCache<T> {
 
 /** Why a review call failed, in words for the 503 message. */
 function describe(err: unknown): string {
-  if (err instanceof ApiException) {
-    if (err.code === 401 || err.code === 403) {
-      return `the API server refused the review (HTTP ${err.code}): the agent's service account needs the system:auth-delegator ClusterRole`;
+  if (err instanceof HttpStatusError) {
+    if (err.status === 401 || err.status === 403) {
+      return `the API server refused the review (HTTP ${err.status}): the agent's service account needs the system:auth-delegator ClusterRole`;
     }
-    return `the API server answered HTTP ${err.code}`;
+    return `the API server answered HTTP ${err.status}`;
   }
   const e = err as { code?: unknown; cause?: { code?: unknown }; name?: string };
   // An aborted fetch is a DOMException whose numeric `code` says nothing useful.
@@ -79,26 +72,32 @@ function describe(err: unknown): string {
 
 type Authn = AuthnResult;
 
-/** TokenReview and SubjectAccessReview through @kubernetes/client-node, with caching. */
+/** The fields of a TokenReview answer read here. */
+interface TokenReviewAnswer {
+  status?: { authenticated?: boolean; user?: { username?: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> } };
+}
+
+/** The fields of a SubjectAccessReview answer read here. */
+interface AccessReviewAnswer {
+  status?: { allowed?: boolean; denied?: boolean };
+}
+
+/** TokenReview and SubjectAccessReview through @kubernetes/client-node's KubeConfig and fetch, with caching. */
 export class KubeReviewer implements Authenticator {
-  readonly #authn: AuthenticationV1Api;
-  readonly #authz: AuthorizationV1Api;
+  readonly #api: KubeTransport;
   readonly #allowTtl: number;
   readonly #denyTtl: number;
   readonly #stale: number;
-  readonly #timeout: number;
   readonly #now: () => number;
   readonly #tokens: AnswerCache<Authn>;
   readonly #access: AnswerCache<AuthzResult>;
   readonly #pending = new Map<string, Promise<unknown>>();
 
   constructor(kc: KubeConfig, opts: KubeReviewerOptions = {}) {
-    this.#authn = kc.makeApiClient(AuthenticationV1Api);
-    this.#authz = kc.makeApiClient(AuthorizationV1Api);
+    this.#api = new KubeTransport(kc, { requestTimeoutMs: opts.timeoutMs ?? 5_000 });
     this.#allowTtl = opts.allowTtlMs ?? 60_000;
     this.#denyTtl = opts.denyTtlMs ?? 10_000;
     this.#stale = opts.staleMs ?? 3_600_000;
-    this.#timeout = opts.timeoutMs ?? 5_000;
     this.#now = opts.now ?? Date.now;
     this.#tokens = new AnswerCache(opts.maxEntries ?? 10_000);
     this.#access = new AnswerCache(opts.maxEntries ?? 10_000);
@@ -107,8 +106,12 @@ export class KubeReviewer implements Authenticator {
   authenticate(token: string): Promise<AuthnResult> {
     // The cache holds a digest, never the token itself.
     const key = createHash('sha256').update(token).digest('hex');
-    return this.#cached(this.#tokens, key, 'the token', async (options) => {
-      const r = await this.#authn.createTokenReview({ body: { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token } } }, options);
+    return this.#cached(this.#tokens, key, 'the token', async () => {
+      const r = await this.#api.send<TokenReviewAnswer>('POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        spec: { token },
+      });
       const user = r.status?.user;
       if (!r.status?.authenticated || !user?.username) {
         return { ok: false, status: 401, code: 'UNAUTHENTICATED', message: 'the bearer token was rejected by the Kubernetes API server (TokenReview)' } as const;
@@ -122,23 +125,18 @@ export class KubeReviewer implements Authenticator {
 
   authorize(identity: Identity, path: string, verb: string): Promise<AuthzResult> {
     const key = JSON.stringify([identity.name, identity.uid ?? '', [...identity.groups].sort(), identity.extra ?? {}, path, verb]);
-    return this.#cached(this.#access, key, `${identity.name}'s access`, async (options) => {
-      const r = await this.#authz.createSubjectAccessReview(
-        {
-          body: {
-            apiVersion: 'authorization.k8s.io/v1',
-            kind: 'SubjectAccessReview',
-            spec: {
-              user: identity.name,
-              groups: identity.groups,
-              ...(identity.uid ? { uid: identity.uid } : {}),
-              ...(identity.extra ? { extra: identity.extra } : {}),
-              nonResourceAttributes: { path, verb },
-            },
-          },
+    return this.#cached(this.#access, key, `${identity.name}'s access`, async () => {
+      const r = await this.#api.send<AccessReviewAnswer>('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec: {
+          user: identity.name,
+          groups: identity.groups,
+          ...(identity.uid ? { uid: identity.uid } : {}),
+          ...(identity.extra ? { extra: identity.extra } : {}),
+          nonResourceAttributes: { path, verb },
         },
-        options,
-      );
+      });
       if (r.status?.allowed === true && r.status.denied !== true) return { ok: true } as const;
       return {
         ok: false,
@@ -150,7 +148,7 @@ export class KubeReviewer implements Authenticator {
   }
 
   /** Fresh cached answer, else one review call per key at a time, else a stale answer when the server fails, else 503. */
-  async #cached<T extends { ok: boolean }>(cache: AnswerCache<T>, key: string, what: string, review: (o: ConfigurationOptions) => Promise<T>): Promise<T> {
+  async #cached<T extends { ok: boolean }>(cache: AnswerCache<T>, key: string, what: string, review: () => Promise<T>): Promise<T> {
     const hit = cache.get(key);
     const now = this.#now();
     if (hit && now - hit.at < hit.ttl) return hit.value;
@@ -158,7 +156,7 @@ export class KubeReviewer implements Authenticator {
     if (pending) return pending;
     const call = (async (): Promise<T> => {
       try {
-        const value = await this.#withTimeout(review);
+        const value = await review();
         cache.set(key, value, this.#now(), value.ok ? this.#allowTtl : this.#denyTtl);
         return value;
       } catch (err) {
@@ -176,29 +174,5 @@ export class KubeReviewer implements Authenticator {
     })();
     this.#pending.set(key, call);
     return call;
-  }
-
-  /** Runs one review with a time limit, closing the client's per-request connection pool afterwards. */
-  async #withTimeout<T>(review: (o: ConfigurationOptions) => Promise<T>): Promise<T> {
-    let ctx: RequestContext | undefined;
-    const options: ConfigurationOptions = {
-      middleware: [
-        {
-          pre: (c: RequestContext) => {
-            ctx = c;
-            c.setSignal(AbortSignal.timeout(this.#timeout));
-            return new Observable(Promise.resolve(c));
-          },
-          post: (r: ResponseContext) => new Observable(Promise.resolve(r)),
-        },
-      ],
-      middlewareMergeStrategy: 'append',
-    };
-    try {
-      return await review(options);
-    } finally {
-      const dispatcher = ctx?.getDispatcher();
-      if (dispatcher) void dispatcher.close().catch(() => undefined);
-    }
   }
 }

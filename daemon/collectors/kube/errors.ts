@@ -15,8 +15,10 @@ export class HttpStatusError extends CodedError {
     readonly path: string,
     /** The server's own explanation (a Status `message` or a short body), when it sent one. */
     readonly serverMessage?: string,
+    /** Request method. Defaults to GET. */
+    readonly method = 'GET',
   ) {
-    super(`GET ${path}: HTTP ${status}${serverMessage ? ` (${serverMessage})` : ''}`);
+    super(`${method} ${path}: HTTP ${status}${serverMessage ? ` (${serverMessage})` : ''}`);
   }
 }
 

@@ -5,9 +5,15 @@
  * (microsecond eventTimes, newer fields), so lists go through the client's own
  * request context, authentication (token files, exec plugins, client certs),
  * TLS dispatcher and fetch, and are parsed here; watches use the client's
- * `Watch`, which already hands over each line's raw object.
+ * `Watch`, which already hands over each line's raw object. The exporters'
+ * writes and the API's access reviews are plain JSON requests the same way,
+ * so the daemon never loads the generated API (see client.ts).
  */
-import { HttpMethod, IsomorphicFetchHttpLibrary, type KubeConfig, RequestContext, Watch } from '@kubernetes/client-node';
+// The client's own files, not its index: the index loads the whole generated API (see client.ts).
+import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
+import { HttpMethod, RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
+import { IsomorphicFetchHttpLibrary } from '@kubernetes/client-node/dist/gen/http/isomorphic-fetch.js';
+import { Watch } from '@kubernetes/client-node/dist/watch.js';
 import { HttpStatusError, KubeSourceConfigError, oneLine } from './errors.js';
 import { statusMessage, type WatchEvent, type WireList } from './wire.js';
 
@@ -52,20 +58,42 @@ export class KubeTransport {
 
   /** GETs a list (or any object) and returns the parsed JSON body. Throws HttpStatusError on non-200. */
   async get<T = WireList>(path: string, query: Query, signal: AbortSignal): Promise<T> {
+    const { status, text } = await this.request('GET', path, { query, signal });
+    if (status !== 200) throw new HttpStatusError(status, path, oneLine(statusMessage(text) ?? text));
+    return JSON.parse(text) as T;
+  }
+
+  /**
+   * Sends `body` as JSON (with `contentType`, a patch type for PATCH) and
+   * returns the parsed answer. Throws HttpStatusError on anything but 2xx.
+   */
+  async send<T = unknown>(method: 'POST' | 'PATCH', path: string, body: unknown, opts: { contentType?: string; signal?: AbortSignal } = {}): Promise<T> {
+    const { status, text } = await this.request(method, path, { body: JSON.stringify(body), contentType: opts.contentType ?? 'application/json', signal: opts.signal });
+    if (status < 200 || status > 299) throw new HttpStatusError(status, path, oneLine(statusMessage(text) ?? text), method);
+    return JSON.parse(text) as T;
+  }
+
+  /** One authenticated request through the client; returns the status and body text. */
+  private async request(
+    method: 'GET' | 'POST' | 'PATCH',
+    path: string,
+    opts: { query?: Query; body?: string; contentType?: string; signal?: AbortSignal | undefined },
+  ): Promise<{ status: number; text: string }> {
     const url = new URL(this.server + path);
-    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
-    const ctx = new RequestContext(url.toString(), HttpMethod.GET);
+    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    const ctx = new RequestContext(url.toString(), HttpMethod[method]);
     ctx.setHeaderParam('Accept', 'application/json');
+    if (opts.body !== undefined) {
+      ctx.setHeaderParam('Content-Type', opts.contentType ?? 'application/json');
+      ctx.setBody(opts.body);
+    }
     await this.#kc.applySecurityAuthentication(ctx);
-    ctx.setSignal(AbortSignal.any([signal, AbortSignal.timeout(this.#requestTimeoutMs)]));
+    const timeout = AbortSignal.timeout(this.#requestTimeoutMs);
+    ctx.setSignal(opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout);
     const dispatcher = ctx.getDispatcher();
     try {
       const resp = await this.#http.send(ctx).toPromise();
-      const text = await resp.body.text();
-      if (resp.httpStatusCode !== 200) {
-        throw new HttpStatusError(resp.httpStatusCode, path, oneLine(statusMessage(text) ?? text));
-      }
-      return JSON.parse(text) as T;
+      return { status: resp.httpStatusCode, text: await resp.body.text() };
     } finally {
       // The client builds a fresh connection pool per request; close it so idle sockets do not pile up.
       if (dispatcher) void dispatcher.close().catch(() => undefined);
