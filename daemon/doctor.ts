@@ -10,7 +10,7 @@ import { accessSync, constants, existsSync, readFileSync, statfsSync } from 'nod
 import type https from 'node:https';
 import { request as httpsRequest } from 'node:https';
 import { dirname, join } from 'node:path';
-import { kubeConfigModule } from './collectors/kube/client.js';
+import { kubeClient } from './collectors/kube/client.js';
 import type { Config } from './config.js';
 import type { Style } from './cli/format.js';
 import { assertWithinBudget, estimateMemory, inspectGguf } from './diagnoser/gguf-check.js';
@@ -116,7 +116,7 @@ async function apiServer(config: Readonly<Config>): Promise<{ check: Check; date
   if (config.mode === 'host' || config.standalone) return { check: { status: 'skip', detail: config.standalone ? 'standalone: never contacted' : 'host mode: no cluster', fix: null } };
   try {
     // The Kubernetes client loads only when there is a cluster to ask.
-    const { KubeConfig } = await kubeConfigModule();
+    const { KubeConfig } = await kubeClient();
     const kc = new KubeConfig();
     if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
     else kc.loadFromCluster();

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import type { CheckpointReader } from './collectors/checkpoints.js';
 import { HostCollector } from './collectors/host.js';
 import { JournaldCollector } from './collectors/journald.js';
-import { kubeConfigModule } from './collectors/kube/client.js';
+import { kubeClient } from './collectors/kube/client.js';
 import { KmsgCollector } from './collectors/kmsg.js';
 import { PodLogCollector } from './collectors/pod-logs.js';
 import { registerAskRoutes } from './api/ask-routes.js';
@@ -39,7 +39,7 @@ import { readTokenFile, StaticTokens } from './api/auth/static-tokens.js';
 import { type Authenticator, refusingAll } from './api/auth/types.js';
 
 async function kubeConfigFor(config: Readonly<Config>): Promise<KubeConfig> {
-  const { KubeConfig } = await kubeConfigModule();
+  const { KubeConfig } = await kubeClient();
   const kc = new KubeConfig();
   if (config.kubeconfig) kc.loadFromFile(config.kubeconfig);
   else kc.loadFromCluster();

@@ -36,7 +36,7 @@ import {
   oneLine,
   tlsFailureCode,
 } from './kube/errors.js';
-import { kubeConfigModule } from './kube/client.js';
+import { kubeClient } from './kube/client.js';
 import { EventFilter } from './kube/event-filter.js';
 import { ReachabilityGate } from './kube/gate.js';
 import { Reflector, type ReflectorHandler } from './kube/reflector.js';
@@ -83,7 +83,7 @@ export interface KubeApiCollectorOptions {
 /** Loads the KubeConfig the options ask for. Throws CredentialFileError or KubeSourceConfigError. */
 export async function loadKubeConfig(opts: Pick<KubeApiCollectorOptions, 'kubeconfigPath' | 'context' | 'kubeConfig'>): Promise<KubeConfig> {
   if (opts.kubeConfig) return opts.kubeConfig;
-  const { KubeConfig } = await kubeConfigModule();
+  const { KubeConfig } = await kubeClient();
   const kc = new KubeConfig();
   if (opts.kubeconfigPath) {
     try {

@@ -36,7 +36,7 @@ import {
   oneLine,
   tlsFailureCode,
 } from './kube/errors.js';
-import { kubeConfigModule } from './kube/client.js';
+import { kubeClient } from './kube/client.js';
 import { statusMessage, type WireList, withTypeMeta } from './kube/wire.js';
 
 /** Where a pod finds its service-account credentials. */
@@ -102,7 +102,7 @@ export interface KubeletCredentials {
  */
 export async function kubeconfigKubeletCredentials(path: string): Promise<KubeletCredentials> {
   // Loaded only here: host mode never needs the Kubernetes client.
-  const { KubeConfig } = await kubeConfigModule();
+  const { KubeConfig } = await kubeClient();
   const kc = new KubeConfig();
   kc.loadFromFile(path);
   const opts: https.RequestOptions = {};

@@ -17,8 +17,8 @@
  *      and fake kubelet of test/harness (TokenReview auth, conditions and
  *      events exporters on);
  *    - one bare Node per mode that imports the packages of step 1 and idles
- *      (the Kubernetes client's config.js through the daemon's own loader,
- *      collectors/kube/client.ts, which leaves the generated API out).
+ *      (the Kubernetes client's files through the daemon's own loader,
+ *      collectors/kube/client.ts, which leaves out what the daemon never uses).
  * 3. Feeds the host-mode daemon CRI lines through a pod log file: `--rate`
  *    lines/s for `--steady` s, then as fast as it takes them up to
  *    `--flood-rate` lines/s for `--flood` s, then nothing for `--after` s;
@@ -166,13 +166,11 @@ async function importsOf(name: string, env: Record<string, string | undefined>, 
   return existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
 }
 
-/** The client's KubeConfig module: the daemon loads it through collectors/kube/client.ts, without the generated API. */
-const KUBE_CONFIG = '@kubernetes/client-node/dist/config.js';
-
 function baseline(name: string, packages: string[]): Promise<Proc> {
-  // Loaded the way the daemon loads it, so the baseline holds the same parts of the client.
-  const kubeClient = JSON.stringify(pathToFileURL(join(ROOT, 'dist/daemon/collectors/kube/client.js')).href);
-  const load = `(p) => p === ${JSON.stringify(KUBE_CONFIG)} ? import(${kubeClient}).then((m) => m.kubeConfigModule()) : import(p)`;
+  // The daemon loads the Kubernetes client's files through its own loader (collectors/kube/client.ts), which
+  // leaves out the generated API; the baseline loads them the same way.
+  const client = JSON.stringify(pathToFileURL(join(ROOT, 'dist/daemon/collectors/kube/client.js')).href);
+  const load = `(p) => p.startsWith('@kubernetes/client-node/') ? import(${client}).then((m) => m.kubeClient()) : import(p)`;
   const code = `const load = ${load}; for (const p of ${JSON.stringify(packages)}) await load(p); setInterval(() => {}, 2 ** 30);`;
   return launch(name, ['--input-type=module', '-e', code], cleanEnv({}), false);
 }
@@ -410,8 +408,8 @@ try {
     '',
     `Every process runs as the image runs Node (from the Dockerfile): ${IMAGE_DESCRIPTION}. The four idle processes run at the same time: ${settleS} s to settle, then ` +
       `VmRSS and utime+stime sampled every second for ${idleS} s. The baselines are bare Node importing exactly the packages the daemon's own modules ` +
-      "import in that mode (found with a preload in the same run) and doing nothing else; the Kubernetes client's `config.js` through the daemon's " +
-      'own loader (`daemon/collectors/kube/client.ts`), which leaves out the generated API the daemon does not use.',
+      "import in that mode (found with a preload in the same run) and doing nothing else; the Kubernetes client's files through the daemon's " +
+      'own loader (`daemon/collectors/kube/client.ts`), which leaves out its generated API.',
     '',
     `- host-mode imports: ${hostImports.map((p) => `\`${p}\``).join(', ')}`,
     `- cluster-mode imports: ${clusterImports.map((p) => `\`${p}\``).join(', ')}`,

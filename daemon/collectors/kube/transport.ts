@@ -9,11 +9,9 @@
  * writes and the API's access reviews are plain JSON requests the same way,
  * so the daemon never loads the generated API (see client.ts).
  */
-// The client's own files, not its index: the index loads the whole generated API (see client.ts).
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
-import { HttpMethod, RequestContext } from '@kubernetes/client-node/dist/gen/http/http.js';
-import { IsomorphicFetchHttpLibrary } from '@kubernetes/client-node/dist/gen/http/isomorphic-fetch.js';
-import { Watch } from '@kubernetes/client-node/dist/watch.js';
+import type { IsomorphicFetchHttpLibrary } from '@kubernetes/client-node/dist/gen/http/isomorphic-fetch.js';
+import { type KubeClient, kubeClient } from './client.js';
 import { HttpStatusError, KubeSourceConfigError, oneLine } from './errors.js';
 import { statusMessage, type WatchEvent, type WireList } from './wire.js';
 
@@ -42,13 +40,19 @@ export interface WatchCall {
 /** List and watch over one KubeConfig. */
 export class KubeTransport {
   readonly #kc: KubeConfig;
-  readonly #http = new IsomorphicFetchHttpLibrary();
+  /** The client's parts, loaded at the first request (see client.ts). */
+  #client: Promise<{ parts: KubeClient; http: IsomorphicFetchHttpLibrary }> | undefined;
   readonly #requestTimeoutMs: number;
 
   constructor(kc: KubeConfig, opts: KubeTransportOptions = {}) {
     if (!kc.getCurrentCluster()) throw new KubeSourceConfigError('the kubeconfig has no current cluster');
     this.#kc = kc;
     this.#requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
+  }
+
+  #load(): Promise<{ parts: KubeClient; http: IsomorphicFetchHttpLibrary }> {
+    this.#client ??= kubeClient().then((parts) => ({ parts, http: new parts.IsomorphicFetchHttpLibrary() }));
+    return this.#client;
   }
 
   /** The API server URL of the current context. */
@@ -81,7 +85,8 @@ export class KubeTransport {
   ): Promise<{ status: number; text: string }> {
     const url = new URL(this.server + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    const ctx = new RequestContext(url.toString(), HttpMethod[method]);
+    const { parts, http } = await this.#load();
+    const ctx = new parts.RequestContext(url.toString(), parts.HttpMethod[method]);
     ctx.setHeaderParam('Accept', 'application/json');
     if (opts.body !== undefined) {
       ctx.setHeaderParam('Content-Type', opts.contentType ?? 'application/json');
@@ -92,7 +97,7 @@ export class KubeTransport {
     ctx.setSignal(opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout);
     const dispatcher = ctx.getDispatcher();
     try {
-      const resp = await this.#http.send(ctx).toPromise();
+      const resp = await http.send(ctx).toPromise();
       return { status: resp.httpStatusCode, text: await resp.body.text() };
     } finally {
       // The client builds a fresh connection pool per request; close it so idle sockets do not pile up.
@@ -105,8 +110,9 @@ export class KubeTransport {
    * (timeoutSeconds, or after an ERROR line) or `signal` aborts; rejects on
    * connection errors and non-200 answers (HttpStatusError).
    */
-  watch(path: string, call: WatchCall): Promise<void> {
-    const w = new Watch(this.#kc);
+  async watch(path: string, call: WatchCall): Promise<void> {
+    const { parts } = await this.#load();
+    const w = new parts.Watch(this.#kc);
     // The client's default drops a stream after 30 s without data; quiet resources (one Node's
     // events) are normal, so the stream lives until the server's own timeoutSeconds.
     (w as unknown as { requestTimeoutMs: number }).requestTimeoutMs = call.inactivityMs;
