@@ -13,8 +13,8 @@
  * the hook is in place before config.js resolves its imports. KubeConfig, its
  * authentication (token files, exec plugins, client certificates, in-cluster
  * service account) and its TLS stay the client's code; requests go through
- * collectors/kube/transport.ts with the client's request context, fetch
- * library and Watch. Code that imports the package index (kubectl-nodesage)
+ * collectors/kube/transport.ts, Node's HTTPS client with the options
+ * KubeConfig.applyToHTTPSOptions gives. Code that imports the package index (kubectl-nodesage)
  * still gets the whole client: the hook only changes what config.js itself
  * imports. Should a client upgrade make config.js import another name from
  * gen/index.js, linking fails at the first load with a SyntaxError naming it
@@ -23,9 +23,6 @@
 import nodeModule from 'node:module';
 import { pathToFileURL } from 'node:url';
 import type * as ConfigModule from '@kubernetes/client-node/dist/config.js';
-import type * as HttpModule from '@kubernetes/client-node/dist/gen/http/http.js';
-import type * as FetchModule from '@kubernetes/client-node/dist/gen/http/isomorphic-fetch.js';
-import type * as WatchModule from '@kubernetes/client-node/dist/watch.js';
 
 let hooked = false;
 let loading: Promise<KubeClient> | undefined;
@@ -34,14 +31,6 @@ let loading: Promise<KubeClient> | undefined;
 export interface KubeClient {
   /** Kubeconfig loading, authentication and TLS. */
   KubeConfig: typeof ConfigModule.KubeConfig;
-  /** Watch streams, handing over each line's raw object. */
-  Watch: typeof WatchModule.Watch;
-  /** One request: URL, method, headers, body, signal, TLS dispatcher. */
-  RequestContext: typeof HttpModule.RequestContext;
-  /** HTTP method names. */
-  HttpMethod: typeof HttpModule.HttpMethod;
-  /** Sends a RequestContext with the client's undici fetch. */
-  IsomorphicFetchHttpLibrary: typeof FetchModule.IsomorphicFetchHttpLibrary;
 }
 
 /** Installs the resolve hook, once per process. Without module.registerHooks (Node < 22.15) the whole client loads. */
@@ -65,17 +54,6 @@ function installHooks(): void {
 /** The parts of the client the daemon uses, loaded once, without the generated API. */
 export function kubeClient(): Promise<KubeClient> {
   installHooks();
-  loading ??= Promise.all([
-    import('@kubernetes/client-node/dist/config.js'),
-    import('@kubernetes/client-node/dist/watch.js'),
-    import('@kubernetes/client-node/dist/gen/http/http.js'),
-    import('@kubernetes/client-node/dist/gen/http/isomorphic-fetch.js'),
-  ]).then(([config, watch, http, fetch]) => ({
-    KubeConfig: config.KubeConfig,
-    Watch: watch.Watch,
-    RequestContext: http.RequestContext,
-    HttpMethod: http.HttpMethod,
-    IsomorphicFetchHttpLibrary: fetch.IsomorphicFetchHttpLibrary,
-  }));
+  loading ??= import('@kubernetes/client-node/dist/config.js').then((config) => ({ KubeConfig: config.KubeConfig }));
   return loading;
 }

@@ -1,26 +1,35 @@
 /**
- * Reads from the API server through @kubernetes/client-node, keeping the raw
- * JSON. The generated typed APIs turn times into Date objects and drop fields
- * the client does not know; signals must carry the wire form a bundle holds
- * (microsecond eventTimes, newer fields), so lists go through the client's own
- * request context, authentication (token files, exec plugins, client certs),
- * TLS dispatcher and fetch, and are parsed here; watches use the client's
- * `Watch`, which already hands over each line's raw object. The exporters'
- * writes and the API's access reviews are plain JSON requests the same way,
- * so the daemon never loads the generated API (see client.ts).
+ * Reads from and writes to the API server with @kubernetes/client-node's
+ * KubeConfig and Node's own HTTPS client, keeping the raw JSON. The generated
+ * typed APIs turn times into Date objects and drop fields the client does not
+ * know; signals must carry the wire form a bundle holds (microsecond
+ * eventTimes, newer fields), so every request is built here from what
+ * `KubeConfig.applyToHTTPSOptions` gives: the credentials (token files, exec
+ * plugins, client certificates, in-cluster service account), the TLS material
+ * and, with a proxy-url, the client's proxy agent.
+ *
+ * Node's HTTPS client rather than the client's fetch and Watch (undici): the
+ * daemon already runs Node's client for the kubelet, and undici's fetch,
+ * streams and parser cost ~4 MiB of idle RSS more for the first request and
+ * ~0.5 MiB more for every open watch (test/bench/RESULTS.md, "Footprint").
  */
+import type { IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { createInterface } from 'node:readline';
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
-import type { IsomorphicFetchHttpLibrary } from '@kubernetes/client-node/dist/gen/http/isomorphic-fetch.js';
-import { type KubeClient, kubeClient } from './client.js';
 import { HttpStatusError, KubeSourceConfigError, oneLine } from './errors.js';
 import { statusMessage, type WatchEvent, type WireList } from './wire.js';
+
+// Not an ES import: that would evaluate node:http's lazy WebSocket export, which loads Node's bundled
+// undici (see api/auth/serve.ts). Needed only for an http:// server (insecure-skip-tls-verify).
+const http = process.getBuiltinModule('node:http');
 
 /** Query parameters of a list or watch call. */
 export type Query = Record<string, string | number | boolean | undefined>;
 
 /** Transport settings. */
 export interface KubeTransportOptions {
-  /** Limit for one list request (headers and body). Defaults to 30000. */
+  /** Limit for one list or write request (headers and body). Defaults to 30000. */
   requestTimeoutMs?: number;
 }
 
@@ -37,22 +46,21 @@ export interface WatchCall {
   inactivityMs: number;
 }
 
-/** List and watch over one KubeConfig. */
+/** A request ready to send: its URL and Node request options with the client's credentials and TLS. */
+interface Prepared {
+  url: URL;
+  options: https.RequestOptions;
+}
+
+/** List, watch and write over one KubeConfig. */
 export class KubeTransport {
   readonly #kc: KubeConfig;
-  /** The client's parts, loaded at the first request (see client.ts). */
-  #client: Promise<{ parts: KubeClient; http: IsomorphicFetchHttpLibrary }> | undefined;
   readonly #requestTimeoutMs: number;
 
   constructor(kc: KubeConfig, opts: KubeTransportOptions = {}) {
     if (!kc.getCurrentCluster()) throw new KubeSourceConfigError('the kubeconfig has no current cluster');
     this.#kc = kc;
     this.#requestTimeoutMs = opts.requestTimeoutMs ?? 30_000;
-  }
-
-  #load(): Promise<{ parts: KubeClient; http: IsomorphicFetchHttpLibrary }> {
-    this.#client ??= kubeClient().then((parts) => ({ parts, http: new parts.IsomorphicFetchHttpLibrary() }));
-    return this.#client;
   }
 
   /** The API server URL of the current context. */
@@ -62,7 +70,7 @@ export class KubeTransport {
 
   /** GETs a list (or any object) and returns the parsed JSON body. Throws HttpStatusError on non-200. */
   async get<T = WireList>(path: string, query: Query, signal: AbortSignal): Promise<T> {
-    const { status, text } = await this.request('GET', path, { query, signal });
+    const { status, text } = await this.#exchange(await this.#prepare('GET', path, query), undefined, signal);
     if (status !== 200) throw new HttpStatusError(status, path, oneLine(statusMessage(text) ?? text));
     return JSON.parse(text) as T;
   }
@@ -72,83 +80,111 @@ export class KubeTransport {
    * returns the parsed answer. Throws HttpStatusError on anything but 2xx.
    */
   async send<T = unknown>(method: 'POST' | 'PATCH', path: string, body: unknown, opts: { contentType?: string; signal?: AbortSignal } = {}): Promise<T> {
-    const { status, text } = await this.request(method, path, { body: JSON.stringify(body), contentType: opts.contentType ?? 'application/json', signal: opts.signal });
+    const prepared = await this.#prepare(method, path, {}, { 'Content-Type': opts.contentType ?? 'application/json' });
+    const { status, text } = await this.#exchange(prepared, JSON.stringify(body), opts.signal);
     if (status < 200 || status > 299) throw new HttpStatusError(status, path, oneLine(statusMessage(text) ?? text), method);
     return JSON.parse(text) as T;
-  }
-
-  /** One authenticated request through the client; returns the status and body text. */
-  private async request(
-    method: 'GET' | 'POST' | 'PATCH',
-    path: string,
-    opts: { query?: Query; body?: string; contentType?: string; signal?: AbortSignal | undefined },
-  ): Promise<{ status: number; text: string }> {
-    const url = new URL(this.server + path);
-    for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
-    const { parts, http } = await this.#load();
-    const ctx = new parts.RequestContext(url.toString(), parts.HttpMethod[method]);
-    ctx.setHeaderParam('Accept', 'application/json');
-    if (opts.body !== undefined) {
-      ctx.setHeaderParam('Content-Type', opts.contentType ?? 'application/json');
-      ctx.setBody(opts.body);
-    }
-    await this.#kc.applySecurityAuthentication(ctx);
-    const timeout = AbortSignal.timeout(this.#requestTimeoutMs);
-    ctx.setSignal(opts.signal ? AbortSignal.any([opts.signal, timeout]) : timeout);
-    const dispatcher = ctx.getDispatcher();
-    try {
-      const resp = await http.send(ctx).toPromise();
-      return { status: resp.httpStatusCode, text: await resp.body.text() };
-    } finally {
-      // The client builds a fresh connection pool per request; close it so idle sockets do not pile up.
-      if (dispatcher) void dispatcher.close().catch(() => undefined);
-    }
   }
 
   /**
    * Runs one watch stream until it ends. Resolves when the server closes it
    * (timeoutSeconds, or after an ERROR line) or `signal` aborts; rejects on
-   * connection errors and non-200 answers (HttpStatusError).
+   * connection errors, on `inactivityMs` without data (a TimeoutError) and on
+   * non-200 answers (HttpStatusError).
    */
   async watch(path: string, call: WatchCall): Promise<void> {
-    const { parts } = await this.#load();
-    const w = new parts.Watch(this.#kc);
-    // The client's default drops a stream after 30 s without data; quiet resources (one Node's
-    // events) are normal, so the stream lives until the server's own timeoutSeconds.
-    (w as unknown as { requestTimeoutMs: number }).requestTimeoutMs = call.inactivityMs;
+    const { url, options } = await this.#prepare('GET', path, { ...call.query, watch: true });
+    if (call.signal.aborted) return;
     return new Promise<void>((resolve, reject) => {
-      let controller: AbortController | undefined;
-      let finished = false;
-      const onAbort = () => controller?.abort();
-      call.signal.addEventListener('abort', onAbort, { once: true });
-      const finish = (err: unknown) => {
-        if (finished) return;
-        finished = true;
+      let settled = false;
+      let idle: NodeJS.Timeout | undefined;
+      const finish = (err?: unknown) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(idle);
         call.signal.removeEventListener('abort', onAbort);
+        req.destroy();
         if (!err || call.signal.aborted) resolve();
-        else reject(toStatusError(err, path));
+        else reject(err);
       };
-      w.watch(
-        path,
-        call.query,
-        (type: string, object: unknown) => call.onEvent({ type, object: (object ?? {}) as WatchEvent['object'] }),
-        finish,
-      ).then(
-        (c) => {
-          controller = c;
-          if (call.signal.aborted) c.abort();
-          // The client resolves after a 200 answer, or after it already reported a failure.
-          else if (!finished) call.onOpen?.();
-        },
-        finish,
-      );
+      const onAbort = () => finish();
+      // Covers the connection and the answer's headers too, as the server's own timeoutSeconds covers the stream.
+      const quiet = () => {
+        clearTimeout(idle);
+        idle = setTimeout(() => finish(new DOMException(`the watch sent nothing for ${call.inactivityMs} ms`, 'TimeoutError')), call.inactivityMs);
+      };
+      const req = clientFor(url).request(url, options, (res) => {
+        if (res.statusCode !== 200) {
+          readText(res).then((text) => finish(new HttpStatusError(res.statusCode ?? 0, path, oneLine(statusMessage(text) ?? text))), finish);
+          return;
+        }
+        quiet();
+        call.onOpen?.();
+        res.on('data', quiet);
+        // An abrupt end (connection reset) is an error; a clean end closes the line reader after its last line.
+        res.on('error', finish);
+        res.on('close', () => {
+          if (!res.complete) finish(Object.assign(new Error(`the watch of ${path} was cut off`), { code: 'ECONNRESET' }));
+        });
+        const lines = createInterface({ input: res, crlfDelay: Number.POSITIVE_INFINITY });
+        lines.on('line', (line) => {
+          let event: WatchEvent;
+          try {
+            event = JSON.parse(line) as WatchEvent;
+          } catch {
+            return; // A line that is not JSON carries nothing to act on.
+          }
+          call.onEvent({ type: event.type, object: event.object ?? {} });
+        });
+        // The reader passes the stream's errors on as its own.
+        lines.on('error', finish);
+        lines.on('close', () => finish());
+      });
+      req.on('error', finish);
+      call.signal.addEventListener('abort', onAbort, { once: true });
+      quiet();
+      req.end();
+    });
+  }
+
+  /** URL and options for one request, with the credentials as of now (token files are re-read as they rotate). */
+  async #prepare(method: string, path: string, query: Query, headers: Record<string, string> = {}): Promise<Prepared> {
+    const url = new URL(this.server + path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
+    const options: https.RequestOptions = { method, headers: { Accept: 'application/json', ...headers } };
+    await this.#kc.applyToHTTPSOptions(options);
+    // The client's agent only for a proxy: Node's global agent pools connections by TLS material
+    // (CA, client certificate), so a rotated certificate gets a new connection; the client's agent
+    // keeps the material it was created with.
+    if (!this.#kc.getCurrentCluster()?.proxyUrl) delete options.agent;
+    return { url, options };
+  }
+
+  /** One request and its whole answer, limited to requestTimeoutMs. */
+  #exchange({ url, options }: Prepared, body: string | undefined, signal: AbortSignal | undefined): Promise<{ status: number; text: string }> {
+    const timeout = AbortSignal.timeout(this.#requestTimeoutMs);
+    const limit = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    return new Promise((resolve, reject) => {
+      const req = clientFor(url).request(url, { ...options, signal: limit }, (res) => {
+        readText(res).then((text) => resolve({ status: res.statusCode ?? 0, text }), reject);
+      });
+      req.on('error', reject);
+      req.end(body);
     });
   }
 }
 
-/** The client reports a non-200 watch answer as an Error with `statusCode`; give it our shape. */
-function toStatusError(err: unknown, path: string): unknown {
-  const status = (err as { statusCode?: unknown })?.statusCode;
-  if (typeof status === 'number') return new HttpStatusError(status, path, (err as Error).message);
-  return err;
+/** Node's client for the URL's scheme. */
+function clientFor(url: URL): Pick<typeof https, 'request'> {
+  return url.protocol === 'http:' ? http : https;
+}
+
+/** The whole body of an answer as text. */
+function readText(res: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', reject);
+  });
 }
