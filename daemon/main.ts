@@ -2,10 +2,10 @@
  * Wiring only: config → store → collectors, detectors → daemon. No logic here.
  *
  * The Kubernetes client is imported only in cluster and kubeconfig modes, and
- * then without its generated API (collectors/kube/client.ts: ~60 MiB for the
- * whole client, ~20 MiB without), and node-llama-cpp (~45 MiB) only when a model
- * is opened (diagnoser/llama-cpp.ts): host mode on a small edge node pays for
- * neither.
+ * then without its generated API (collectors/kube/client.ts: in a bare Node
+ * with the image's flags ~48 MiB for the whole client, ~21 MiB without), and
+ * node-llama-cpp (~45 MiB) only when a model is opened (diagnoser/llama-cpp.ts):
+ * host mode on a small edge node pays for neither.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';

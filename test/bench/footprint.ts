@@ -310,7 +310,8 @@ const startedAt = new Date().toISOString();
 const loads: number[] = [os.loadavg()[0]!];
 const loadTimer = setInterval(() => loads.push(os.loadavg()[0]!), 5000);
 const work = mkdtempSync(join(tmpdir(), 'nodesage-footprint-'));
-const NODE = 'edge-1';
+// The fixtures' node: its pods, Node object and events are what the cluster-mode daemon watches.
+const NODE = 'edge-node-1';
 const roles = ACCESS_ROLES.filter((r) => r.name === 'nodesage-reader');
 const api = await FakeApiServer.create({
   bundleDir: join(ROOT, 'test/fixtures/kube'),
