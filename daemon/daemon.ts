@@ -14,7 +14,7 @@ import { ApiServing } from './api/auth/serve.js';
 import { buildApi } from './api/server.js';
 import { DaemonMetrics } from './api/metrics.js';
 import { formatListen, localSocketPath, type Config } from './config.js';
-import type { Collector, Detector, Diagnosis, HostSnapshot, ModelStatus, Signal, SourceName, SourceStatus, Status } from './core/types.js';
+import type { Collector, Detector, Diagnosis, HostSnapshot, ModelStatus, Signal, SourceStatus, Status } from './core/types.js';
 import { runDetectors } from './detectors/run.js';
 import type { TemplateStats } from './detectors/templates/stats.js';
 import { redactDraft, redactSignals } from './redact.js';
@@ -121,12 +121,10 @@ export class Daemon {
   }
 
   /** Receives signals from every collector. */
-  private sink = (source: SourceName) => (batch: Signal[]) => {
+  private sink = (batch: Signal[]) => {
     if (this.stopping) return;
     // Nothing downstream (templates, their search index, evidence, prompts, answers) ever holds an unredacted line.
     const signals = this.parts.redact ? redactSignals(batch, this.parts.redact) : batch;
-    // Read positions are not signals (the source runtime counts the same way).
-    let counted = 0;
     // Lines per log source, added to the counter once per batch rather than once per line.
     const linesBySource = new Map<string, number>();
     for (const s of signals) {
@@ -134,7 +132,6 @@ export class Daemon {
         this.pendingCheckpoints.push({ source: s.source, key: s.key, value: s.value });
         continue;
       }
-      counted++;
       if (s.type === 'gap') this.pendingGaps.push({ source: s.source, at: s.at, detail: s.detail });
       else if (s.type === 'log') {
         const l = s.line;
@@ -143,7 +140,6 @@ export class Daemon {
         linesBySource.set(l.source, (linesBySource.get(l.source) ?? 0) + 1);
       }
     }
-    if (counted > 0) this.metrics.signals.inc({ source }, counted);
     for (const [lineSource, n] of linesBySource) this.metrics.logLines.inc({ source: lineSource }, n);
     this.state.ingest(signals);
     for (const s of signals) if (s.type === 'host') this.storeHostSamples(s.snapshot);
@@ -331,7 +327,7 @@ export class Daemon {
       logger.warn({ movedTo: this.parts.store.recoveredFrom }, 'started with a fresh database; the corrupt one was kept aside');
     }
     // One broken source never stops the others.
-    const results = await Promise.allSettled(this.parts.collectors.map((c) => c.start(this.sink(c.name))));
+    const results = await Promise.allSettled(this.parts.collectors.map((c) => c.start(this.sink)));
     results.forEach((r, i) => {
       if (r.status === 'rejected') logger.error({ err: r.reason, source: this.parts.collectors[i]!.name }, 'source failed to start');
     });

@@ -73,8 +73,9 @@ describe('Daemon with scripted sources', () => {
     expect(series(metrics, 'nodesage_source_state', 'source="kmsg",state="healthy"')).toBe(1);
     expect(series(metrics, 'nodesage_source_state', 'source="journald",state="disabled"')).toBe(1);
     expect(series(metrics, 'nodesage_source_healthy', 'source="kmsg",state="healthy"')).toBe(1);
-    // One counter for a source's drops: the one every source reports the same way.
+    // One counter each for what a source handed on and dropped: the ones every source reports the same way.
     expect(metrics).not.toContain('nodesage_log_lines_dropped_total');
+    expect(metrics).not.toMatch(/^nodesage_signals_total/m);
 
     // stale: no sign of life for longer than staleAfterMs; nothing else is healthy, so not ready.
     clock.advance(30_001);

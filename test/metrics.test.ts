@@ -35,7 +35,6 @@ describe('/metrics', () => {
       'nodesage_source_drops_total{source="host"} 0',
       'nodesage_source_gaps_total{source="host"} 0',
       'nodesage_source_restarts_total{source="host"} 0',
-      'nodesage_signals_total',
       'nodesage_detection_cycle_duration_seconds_bucket',
       'nodesage_database_size_bytes',
       'nodesage_diagnosis_queue_depth',

@@ -75,7 +75,6 @@ class EventLoopWindow {
 export class DaemonMetrics {
   readonly registry = new Registry();
   readonly findingsOpened: Counter<'category' | 'severity'>;
-  readonly signals: Counter<'source'>;
   readonly logLines: Counter<'source'>;
   readonly detectionDuration: Histogram;
   readonly detectorFailures: Counter<'detector'>;
@@ -135,7 +134,6 @@ export class DaemonMetrics {
       },
     });
     registerSourceMetrics(this.registry, () => src.sources());
-    this.signals = new Counter({ name: 'nodesage_signals_total', help: 'Signals received per source.', labelNames: ['source'], registers });
     this.logLines = new Counter({ name: 'nodesage_log_lines_read_total', help: 'Log lines read per source.', labelNames: ['source'], registers });
     this.detectionDuration = new Histogram({
       name: 'nodesage_detection_cycle_duration_seconds',
