@@ -6,16 +6,20 @@
  * it measures.
  *
  *   {cmd: 'reset'} → {ok: true}                  starts a new window
- *   {cmd: 'read'}  → {p50Ms, p99Ms, maxMs, meanMs, rssBytes, heapUsedBytes, heapTotalBytes, externalBytes,
+ *   {cmd: 'read'}  → {p50Ms, p99Ms, maxMs, meanMs, serverP50Ms, serverP99Ms, rssBytes, heapUsedBytes, heapTotalBytes, externalBytes,
  *                     arrayBuffersBytes, oldSpaceBytes, v8MallocedBytes, v8PeakMallocedBytes, anonBytes, fileBytes,
  *                     shmemBytes, brkBytes, anonMmapBytes, cpuMicros}
  *   {cmd: 'gc'}    → {ok: true} after a full garbage collection (run after the last measurement only)
  *
  * cpuMicros is the daemon's CPU time so far (user + system, all threads): per
  * request, it is what a route costs whatever else shares the machine.
+ * serverP50Ms/serverP99Ms: from the HTTP server's `request` event to the
+ * response's `finish` (its last bytes handed to the kernel), the part of a
+ * request's latency spent in the daemon once it has read the request.
  */
 import { readFileSync } from 'node:fs';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import http from 'node:http';
+import { createHistogram, monitorEventLoopDelay } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -48,9 +52,20 @@ if (process.send) {
   // The histogram records the whole timer interval: the delay is what exceeds it.
   const delay = (ns: number) => Math.max(0, ns / 1e6 - RES_MS);
   h.enable();
+  // Every server of the process (TCP and the node-local socket) emits 'request' through this prototype.
+  const served = createHistogram();
+  const emit = http.Server.prototype.emit;
+  http.Server.prototype.emit = function (this: http.Server, event: string | symbol, ...args: unknown[]) {
+    if (event === 'request') {
+      const t0 = process.hrtime.bigint();
+      (args[1] as http.ServerResponse).once('finish', () => served.record(Math.max(1, Number(process.hrtime.bigint() - t0))));
+    }
+    return emit.call(this, event, ...args);
+  } as typeof emit;
   process.on('message', (m: { cmd?: string }) => {
     if (m.cmd === 'reset') {
       h.reset();
+      served.reset();
       process.send?.({ ok: true });
     } else if (m.cmd === 'read') {
       const mem = process.memoryUsage();
@@ -60,6 +75,8 @@ if (process.send) {
         p99Ms: delay(h.percentile(99)),
         maxMs: delay(h.max),
         meanMs: delay(h.mean),
+        serverP50Ms: served.count ? served.percentile(50) / 1e6 : Number.NaN,
+        serverP99Ms: served.count ? served.percentile(99) / 1e6 : Number.NaN,
         rssBytes: mem.rss,
         heapUsedBytes: mem.heapUsed,
         heapTotalBytes: mem.heapTotal,
