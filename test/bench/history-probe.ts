@@ -60,7 +60,7 @@ if (process.send) {
       const t0 = process.hrtime.bigint();
       (args[1] as http.ServerResponse).once('finish', () => served.record(Math.max(1, Number(process.hrtime.bigint() - t0))));
     }
-    return emit.call(this, event, ...args);
+    return Reflect.apply(emit, this, [event, ...args]) as boolean;
   } as typeof emit;
   process.on('message', (m: { cmd?: string }) => {
     if (m.cmd === 'reset') {
