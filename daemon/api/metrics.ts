@@ -5,7 +5,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, PROCESS_SAMPLE_MS, Registry, registerProcessMetrics } from './prometheus.js';
 import type { SourceStatus } from '../core/types.js';
-import { registerSourceMetrics } from './source-metrics.js';
+import { registerSourceMetrics, scrapedSources, whenChanged } from './source-metrics.js';
 
 /** Callbacks the metrics read at scrape time. */
 export interface MetricsSources {
@@ -113,27 +113,28 @@ export class DaemonMetrics {
       labelNames: ['category', 'severity'],
       registers,
     });
-    new Gauge({
+    const sources = scrapedSources(() => src.sources());
+    const healthy: Gauge<'source' | 'state'> = new Gauge({
       name: 'nodesage_source_healthy',
       help: 'Whether a source is healthy (1) or stale, failing or disabled (0).',
       labelNames: ['source', 'state'],
       registers,
-      collect() {
-        this.reset();
-        for (const s of src.sources()) this.set({ source: s.name, state: s.state }, s.state === 'healthy' ? 1 : 0);
-      },
+      collect: whenChanged(sources, (list) => {
+        healthy.reset();
+        for (const s of list) healthy.set({ source: s.name, state: s.state }, s.state === 'healthy' ? 1 : 0);
+      }),
     });
-    new Gauge({
+    const lastSignal: Gauge<'source'> = new Gauge({
       name: 'nodesage_source_last_signal_timestamp_seconds',
       help: 'Unix time of the last signal from a source.',
       labelNames: ['source'],
       registers,
-      collect() {
-        this.reset();
-        for (const s of src.sources()) if (s.lastSignalAt) this.set({ source: s.name }, Date.parse(s.lastSignalAt) / 1000);
-      },
+      collect: whenChanged(sources, (list) => {
+        lastSignal.reset();
+        for (const s of list) if (s.lastSignalAt) lastSignal.set({ source: s.name }, Date.parse(s.lastSignalAt) / 1000);
+      }),
     });
-    registerSourceMetrics(this.registry, () => src.sources());
+    registerSourceMetrics(this.registry, sources);
     this.logLines = new Counter({ name: 'nodesage_log_lines_read_total', help: 'Log lines read per source.', labelNames: ['source'], registers });
     this.detectionDuration = new Histogram({
       name: 'nodesage_detection_cycle_duration_seconds',
