@@ -3,9 +3,9 @@
  * global one, so tests and embedders do not collide).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Counter, Gauge, Histogram, PROCESS_SAMPLE_MS, Registry, registerProcessMetrics } from './prometheus.js';
+import { Counter, Gauge, Histogram, PROCESS_SAMPLE_MS, Registry, registerProcessMetrics, whenChanged } from './prometheus.js';
 import type { SourceStatus } from '../core/types.js';
-import { registerSourceMetrics, scrapedSources, whenChanged } from './source-metrics.js';
+import { registerSourceMetrics, scrapedSources } from './source-metrics.js';
 
 /** Callbacks the metrics read at scrape time. */
 export interface MetricsSources {
@@ -92,20 +92,19 @@ export class DaemonMetrics {
     // process_* and nodejs_* as a Node exporter shows them (without gauges named *_total, which
     // Prometheus naming reserves for counters, and without a second event-loop timer).
     this.stopProcessMetrics = registerProcessMetrics(this.registry);
-    let shownCounts: readonly unknown[] | undefined;
-    new Gauge({
+    const open: Gauge<'category' | 'severity'> = new Gauge({
       name: 'nodesage_findings_open',
       help: 'Open findings by category and severity.',
       labelNames: ['category', 'severity'],
       registers,
-      collect() {
-        const rows = src.openCounts();
-        // Unchanged counts keep the text rendered at the last scrape.
-        if (rows === shownCounts) return;
-        shownCounts = rows;
-        this.reset();
-        for (const r of rows) this.set({ category: r.category, severity: r.severity }, r.n);
-      },
+      // The store gives the same array while the counts are unchanged.
+      collect: whenChanged(
+        () => src.openCounts(),
+        (rows) => {
+          open.reset();
+          for (const r of rows) open.set({ category: r.category, severity: r.severity }, r.n);
+        },
+      ),
     });
     this.findingsOpened = new Counter({
       name: 'nodesage_findings_opened_total',

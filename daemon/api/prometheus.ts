@@ -134,6 +134,20 @@ abstract class BaseMetric<L extends string, V> implements Metric {
   }
 }
 
+/**
+ * A collect that calls `write` only when `read` gives another value (by identity) than at the last scrape: a
+ * series left unwritten keeps the text it rendered. For readers that return the same object while nothing changed.
+ */
+export function whenChanged<T>(read: () => T, write: (value: T) => void): () => void {
+  let last: { value: T } | undefined;
+  return () => {
+    const value = read();
+    if (last && last.value === value) return;
+    last = { value };
+    write(value);
+  };
+}
+
 /** Splits optional labels from a value argument, as prom-client's `inc(labels?, value?)` does. */
 function args<L extends string>(a?: Labels<L> | number, b?: number): { labels: Labels<L> | undefined; value: number | undefined } {
   return typeof a === 'number' ? { labels: undefined, value: a } : { labels: a, value: b };

@@ -3,7 +3,7 @@
  * time, so they say exactly what /v1/status says (the words and counters are
  * defined once, in core/runtime/health.ts).
  */
-import { Counter, Gauge, type Registry } from './prometheus.js';
+import { Counter, Gauge, type Registry, whenChanged } from './prometheus.js';
 import { SOURCE_STATES } from '../core/runtime/health.js';
 import type { SourceStatus } from '../core/types.js';
 
@@ -26,17 +26,6 @@ export function scrapedSources(read: () => SourceStatus[]): () => readonly Sourc
       fresh = false;
     });
     return shown.list;
-  };
-}
-
-/** Runs `write` when `sources` gives another array than at the last call (the series is written again). */
-export function whenChanged(sources: () => readonly SourceStatus[], write: (list: readonly SourceStatus[]) => void): () => void {
-  let last: readonly SourceStatus[] | undefined;
-  return () => {
-    const list = sources();
-    if (list === last) return;
-    last = list;
-    write(list);
   };
 }
 
