@@ -27,7 +27,7 @@ export interface PageCacheOptions {
 }
 
 /** Bodies shorter than this are sent as they are: compressing them saves less than it costs. */
-export const GZIP_MIN_BYTES = 1024;
+const GZIP_MIN_BYTES = 1024;
 
 /** One kept body, and its gzip form once it has been made. */
 export class CachedBody {
@@ -103,28 +103,32 @@ export class PageCache {
 
   /** The body stored for `key` at `generation`, else the one `build` makes (stored for the next caller). */
   get(key: string, generation: number, build: () => string): CachedBody {
-    const before = this.entries.get(key);
-    const page = this.peek(key, generation) ?? this.set(key, generation, Buffer.from(build()));
-    if (page !== before && before && (before.uses >= 2 || before.hot)) page.hot = true;
-    page.uses++;
-    return page;
+    return this.peek(key, generation) ?? this.set(key, generation, Buffer.from(build()));
   }
 
-  /** The body stored for `key` at `generation`, or undefined (a body of another generation is dropped). */
+  /**
+   * The body stored for `key` at `generation`, counted as one more response; undefined when there is none. A body of
+   * another generation stays until {@link set} replaces it (it tells whether the key is served often) or it is evicted.
+   */
   peek(key: string, generation: number): CachedBody | undefined {
     const hit = this.entries.get(key);
-    if (!hit) return undefined;
+    if (!hit || hit.generation !== generation) return undefined;
     this.drop(key, hit);
-    if (hit.generation !== generation) return undefined;
     this.put(key, hit);
+    hit.uses++;
     return hit;
   }
 
-  /** Stores a body for `key` at `generation` and returns it (kept unless it is over {@link maxLength}). */
+  /**
+   * Stores the body a response was just built with for `key` at `generation` and returns it, counted as that
+   * response (kept unless it is over {@link maxLength}). It is hot when the body it replaces was served more than once.
+   */
   set(key: string, generation: number, body: Buffer): CachedBody {
     const old = this.entries.get(key);
     if (old) this.drop(key, old);
     const page = new CachedBody(body, generation);
+    page.hot = old !== undefined && (old.uses >= 2 || old.hot);
+    page.uses = 1;
     // A body larger than a quarter of the budget would evict most of what is useful.
     if (body.length <= this.maxLength) this.put(key, page);
     return page;
@@ -133,11 +137,6 @@ export class PageCache {
   /** Bytes of the largest body kept. */
   get maxLength(): number {
     return this.maxBytes / 4;
-  }
-
-  /** Bytes held now, compressed copies included. */
-  get size(): number {
-    return this.bytes;
   }
 
   private put(key: string, page: CachedBody): void {

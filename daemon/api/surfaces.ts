@@ -182,10 +182,7 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
       reply.header('content-disposition', 'attachment; filename="nodesage-feedback.jsonl"');
       // Until a verdict is added the export is the same bytes: a small one is kept, a large one streams each time.
       const kept = pages.peek(`feedback\0${nodeName}`, generation);
-      if (kept) {
-        kept.uses++;
-        return sendCached(req, reply, kept, type);
-      }
+      if (kept) return sendCached(req, reply, kept, type);
       async function* lines() {
         for (const r of ctx.store.iterateFeedback()) {
           const stored = r.finding as Finding & { facts?: FindingFacts | null };
@@ -212,7 +209,7 @@ export function registerSurfaceRoutes(app: FastifyInstance, ctx: SurfaceContext)
           if (size <= pages.maxLength) parts.push(bytes);
           yield bytes;
         }
-        if (size <= pages.maxLength) pages.set(`feedback\0${nodeName}`, generation, Buffer.concat(parts)).uses++;
+        if (size <= pages.maxLength) pages.set(`feedback\0${nodeName}`, generation, Buffer.concat(parts));
       }
       return reply.type(type).send(Readable.from(keeping()));
     },
