@@ -275,10 +275,21 @@ describe('pages served again between two changes', () => {
     const app = buildApi({ store, status: () => ({}) as never, ready: () => true });
     const minute = Math.floor(Date.now() / 60_000) * 60_000;
     const historySchema = responseSchema(MetricsHistorySchema);
-    // What the route sent when it read every point again for each body.
+    // Every point of a metric read again from the table, one line per label value, as the route once did for each body.
+    const reader = new Database(store.path, { readonly: true });
+    const fullSeries = (metric: string, firstBucket: number) => {
+      const rows = reader
+        .prepare(
+          "SELECT labels, strftime('%Y-%m-%dT%H:%M:%fZ', bucket_start, 'unixepoch') AS at, value_sum / n AS mean, value_max AS max FROM metric_samples WHERE name = ? AND resolution = 60 AND bucket_start >= ? ORDER BY labels, bucket_start",
+        )
+        .all(metric, firstBucket) as { labels: string; at: string; mean: number; max: number }[];
+      const lines = new Map<string, { at: string; mean: number; max: number }[]>();
+      for (const { labels, ...point } of rows) lines.set(labels, [...(lines.get(labels) ?? []), point]);
+      return [...lines].map(([labels, points]) => ({ labels, points }));
+    };
     const fullRead = (series: 'disk' | 'memory', metric: string, sinceMs: number) => {
       const firstBucket = Math.ceil(sinceMs / 1000 / 60) * 60;
-      const lines = store.listSampleSeries(metric, 60, firstBucket * 1000).map((l) => ({
+      const lines = fullSeries(metric, firstBucket).map((l) => ({
         label: l.labels || series,
         points: series === 'memory' ? l.points.map((p) => ({ at: p.at, mean: 100 - p.mean, max: 100 - p.mean })) : l.points,
       }));
@@ -314,12 +325,13 @@ describe('pages served again between two changes', () => {
     for (let k = 0; k < 70; k += 7) {
       const firstBucket = (minute - (60 - k) * 60_000) / 1000;
       if (k % 2) sample(minute + 60_000 + k * 100, 300 + k);
-      const lines = store.listSampleSeries('fs_used_percent', 60, firstBucket * 1000).map((l) => ({ label: l.labels, points: l.points }));
+      const lines = fullSeries('fs_used_percent', firstBucket).map((l) => ({ label: l.labels, points: l.points }));
       expect(kept.lines(store, 'fs_used_percent', 60, firstBucket, disk), `from ${k}`).toBe(JSON.stringify(lines));
     }
     // Retention removes every 1-minute bucket older than a day from now: a day later, nothing is left to show.
     await store.prune(Date.now() + 2 * 86_400_000);
     await check();
+    reader.close();
     await app.close();
     store.close();
   });

@@ -27,10 +27,6 @@ export class MetricsHistoryRepo extends Repo {
       INSERT INTO metric_samples (name, labels, resolution, bucket_start, value_sum, value_max, n) VALUES (?, ?, ?, ?, ?, ?, 1)
       ON CONFLICT(name, labels, resolution, bucket_start) DO UPDATE SET value_sum = value_sum + excluded.value_sum,
         value_max = max(value_max, excluded.value_max), n = n + 1`),
-    // The time as ISO 8601 from SQLite: a day of 1-minute points made a Date each in JavaScript.
-    series: this.db.prepare(
-      "SELECT labels, strftime('%Y-%m-%dT%H:%M:%fZ', bucket_start, 'unixepoch') AS at, value_sum / n AS mean, value_max AS max FROM metric_samples WHERE name = ? AND resolution = ? AND bucket_start >= ? ORDER BY labels, bucket_start",
-    ),
     rows: this.db.prepare(
       'SELECT labels, bucket_start AS bucket, value_sum / n AS mean, value_max AS max FROM metric_samples WHERE name = ? AND resolution = ? AND bucket_start >= ? ORDER BY labels, bucket_start',
     ),
@@ -61,21 +57,6 @@ export class MetricsHistoryRepo extends Repo {
       )
       .all(name, resolution, Math.floor(sinceMs / 1000)) as { bucket_start: number; mean: number; value_max: number }[];
     return rows.map((r) => ({ at: new Date(r.bucket_start * 1000).toISOString(), mean: r.mean, max: r.value_max }));
-  }
-
-  /**
-   * Every series of a metric since a time, one per label value (a mount for
-   * `fs_used_percent`), oldest bucket first.
-   */
-  listSeries(name: string, resolution: 60 | 900, sinceMs: number): { labels: string; points: SamplePoint[] }[] {
-    const rows = this.st.series.all(name, resolution, Math.floor(sinceMs / 1000)) as (SamplePoint & { labels: string })[];
-    const series = new Map<string, SamplePoint[]>();
-    for (const r of rows) {
-      const list = series.get(r.labels) ?? [];
-      list.push({ at: r.at, mean: r.mean, max: r.max });
-      series.set(r.labels, list);
-    }
-    return [...series].map(([labels, points]) => ({ labels, points }));
   }
 
   /** Buckets of a metric from a bucket start (Unix seconds) on, by label value, then time. */

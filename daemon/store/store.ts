@@ -226,11 +226,6 @@ export class Store {
     return this.samples.list(name, resolution, sinceMs);
   }
 
-  /** Every series of a metric since a time, one per label value, oldest bucket first. */
-  listSampleSeries(name: string, resolution: 60 | 900, sinceMs: number): { labels: string; points: SamplePoint[] }[] {
-    return this.samples.listSeries(name, resolution, sinceMs);
-  }
-
   /** Buckets of a metric from a bucket start (Unix seconds) on, by label value, then time. */
   sampleRows(name: string, resolution: 60 | 900, fromBucket: number): SampleRow[] {
     return this.samples.rows(name, resolution, fromBucket);
