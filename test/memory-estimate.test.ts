@@ -41,6 +41,9 @@ interface Buffers {
   flashAttention: boolean | null;
 }
 
+/** RSS a run's model added at its highest: load, then each prompt. */
+const peakOf = (r: EngineRun) => Math.max(r.peakFirst, r.peakLong, r.afterLoad.VmRSS) - r.beforeLoad.VmRSS;
+
 let estimate: MemoryEstimate;
 let vocab: number;
 let run: EngineRun;
@@ -51,7 +54,10 @@ beforeAll(async () => {
   const summary = await inspectGguf(path);
   vocab = summary.vocabSize;
   estimate = estimateMemory(summary, MEMORY_SETTINGS.contextSize, MEMORY_SETTINGS.batchSize);
-  run = child('engine', path) as unknown as EngineRun;
+  // The peak varies from one process to the next with how many malloc arenas llama.cpp's threads end up touching:
+  // 54-67 MiB on this machine, lowest when other work holds the CPUs. The peak the model adds is the largest seen.
+  const runs = [1, 2, 3].map(() => child('engine', path) as unknown as EngineRun);
+  run = runs.reduce((a, b) => (peakOf(b) > peakOf(a) ? b : a));
   buffers = child('buffers', path) as unknown as Buffers;
 });
 
@@ -60,7 +66,7 @@ describe('the pre-load memory estimate against the tiny model loaded by the engi
     // Both prompts were really evaluated at the sizes the measurement claims.
     expect(run.firstTokens.prompt).toBeGreaterThanOrEqual(MEMORY_SETTINGS.firstPromptTokens);
     expect(run.longTokens.prompt).toBeGreaterThanOrEqual(MEMORY_SETTINGS.longPromptTokens);
-    const peak = Math.max(run.peakFirst, run.peakLong, run.afterLoad.VmRSS) - run.beforeLoad.VmRSS;
+    const peak = peakOf(run);
     expect(peak).toBeGreaterThan(10 * MiB);
     expect(estimate.totalBytes, `estimate ${(estimate.totalBytes / MiB).toFixed(1)} MiB vs peak ${(peak / MiB).toFixed(1)} MiB`).toBeGreaterThanOrEqual(peak);
     // 1.11-1.40 across runs on the machine of RESULTS.md: the tiny model's cost is nearly all fixed
