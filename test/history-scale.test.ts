@@ -8,10 +8,11 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { gunzipSync } from 'node:zlib';
 import { HistoryText } from '../daemon/api/history-text.js';
+import { listingBody } from '../daemon/api/listing.js';
 import { PageCache, acceptsGzip } from '../daemon/api/page-cache.js';
 import { projectToSchema } from '../daemon/api/schema-project.js';
 import { buildApi } from '../daemon/api/server.js';
-import { FindingPageSchema, MetricsHistorySchema, responseSchema } from '../daemon/core/contract.js';
+import { DiagnosisSchema, FindingPageSchema, MetricsHistorySchema, responseSchema } from '../daemon/core/contract.js';
 import { CATEGORIES, type Finding, SEVERITIES } from '../daemon/core/types.js';
 import { MIGRATIONS } from '../daemon/store/migrations.js';
 import { DB_FILE, type FindingQuery, LISTING_FILTERS, Store } from '../daemon/store/store.js';
@@ -219,6 +220,50 @@ describe('a page of findings over HTTP', () => {
     const rest = (await app.inject(`/v1/findings?limit=100&cursor=${page.nextCursor}`)).json() as { items: Finding[]; nextCursor: string | null };
     expect(rest.items).toHaveLength(20);
     expect(rest.nextCursor).toBeNull();
+    await app.close();
+    store.close();
+  });
+});
+
+describe('a page narrowed by since', () => {
+  it('is cut from the page without since, byte for byte what SQLite answers for the narrowed query', async () => {
+    const store = Store.open({ dir: tempDir() });
+    // 1,100 findings on 500 distinct times: ties on lastSeen, broken by id, at every boundary.
+    const all = Array.from({ length: 1100 }, (_, i) => finding(i));
+    // Multi-byte text moves every later finding's byte offset in the body.
+    for (const k of [0, 3, 501]) all[k] = { ...all[k]!, title: `é 😀 \u2028 "${k}"`, message: `ü ${String.fromCharCode(1)} ✓` };
+    store.commit(batch(all));
+    store.setDiagnosis(all[2]!.id, { summary: 'dns ✓', probableCause: 'c', nextSteps: [], commands: [], confidence: 'low', diagnoser: 'rule-hint', tokens: { prompt: 0, completion: 0 }, latencyMs: 1 });
+    const app = buildApi({ store, status: () => ({}) as never, ready: () => true });
+    const diagnosisSchema = responseSchema(DiagnosisSchema);
+    const sqlite = (q: FindingQuery) => listingBody(store.listFindingsJson(q), (d) => JSON.stringify(projectToSchema(JSON.parse(d), diagnosisSchema))).body.toString();
+    const page2 = store.listFindings({ limit: 7 }).nextCursor!;
+    let compared = 0;
+    let cut = 0;
+    for (const base of [{ limit: 7 }, { limit: 1 }, { limit: 50, status: 'open' as const }, { limit: 7, category: 'DNSFailure' as const }, { limit: 7, cursor: page2 }, {}]) {
+      // Every lastSeen at the page's edge and a millisecond either side, and times before and after everything.
+      const times = new Set<string>([iso(T0 + 1), iso(T0 - 600 * 60_000)]);
+      for (const f of store.listFindings({ ...base, limit: (base.limit ?? 50) + 2 }).items) {
+        for (const d of [-1, 0, 1]) times.add(iso(Date.parse(f.lastSeen) + d));
+      }
+      for (const since of times) {
+        const params = new URLSearchParams({ ...Object.fromEntries(Object.entries(base).map(([k, v]) => [k, String(v)])), since });
+        const res = await app.inject(`/v1/findings?${params}`);
+        expect(res.statusCode).toBe(200);
+        const expected = sqlite({ ...base, since });
+        expect(res.body).toBe(expected);
+        const page = res.json() as { items: Finding[]; nextCursor: string | null };
+        expect(page.items.every((f) => f.lastSeen >= since)).toBe(true);
+        if (expected !== sqlite(base)) cut++;
+        compared++;
+      }
+    }
+    // Most times narrow the page (a prefix, or the whole page without its next cursor); some leave it whole.
+    expect(compared).toBeGreaterThan(60);
+    expect(cut).toBeGreaterThan(compared / 3);
+    expect(cut).toBeLessThan(compared);
+    // An age is turned into a time once, on the server: the last hour of a history that ended long ago is empty.
+    expect((await app.inject('/v1/findings?since=1h')).json()).toEqual({ items: [], nextCursor: null });
     await app.close();
     store.close();
   });

@@ -14,9 +14,12 @@ import { toPublicFinding } from '../tracker/tracker.js';
 import { type AccessOptions, installAccess } from './auth/access.js';
 import { type ApiServing, clientError } from './auth/serve.js';
 import { registerMcpRoute } from './mcp-route.js';
-import { PageCache, sendCached } from './page-cache.js';
+import { cutSince, listingBody } from './listing.js';
+import { CachedBody, PageCache, sendCached } from './page-cache.js';
 import { collectRoutes, described, openApiDocument, registerSurfaceRoutes } from './surfaces.js';
 import { projectToSchema } from './schema-project.js';
+
+const JSON_TYPE = 'application/json; charset=utf-8';
 
 /** What the API needs from the daemon. */
 export interface ApiContext {
@@ -147,19 +150,21 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
       },
     },
     async (req, reply) => {
-      const q = req.query as FindingQuery;
-      const since = q.since ? sinceToIso(q.since) : undefined;
-      if (since === null) return sendBadDate(reply, 'since', q.since);
-      const query: FindingQuery = { ...q, ...(since ? { since } : {}) };
-      // The key holds the absolute since, so a relative one (1h) never serves a page of an earlier hour.
-      const key = JSON.stringify([query.status, query.severity, query.category, query.since, query.limit, query.cursor]);
-      const page = pages.get(key, ctx.store.generation, () => {
+      const { since: asked, ...query } = req.query as FindingQuery;
+      const since = asked ? sinceToIso(asked) : undefined;
+      if (since === null) return sendBadDate(reply, 'since', asked);
+      // One body per query without `since`; a page narrowed by `since` is cut from it (api/listing.ts).
+      const key = JSON.stringify([query.status, query.severity, query.category, query.limit, query.cursor]);
+      const generation = ctx.store.generation;
+      let page = pages.peek(key, generation);
+      if (!page?.listing) {
         // SQLite writes each finding's JSON (store/findings.ts PUBLIC_HEAD); only a diagnosis is projected here.
-        const found = ctx.store.listFindingsJson(query);
-        const items = found.items.map((r) => `${r.head},"diagnosis":${r.diagnosis === null ? 'null' : JSON.stringify(projectToSchema(JSON.parse(r.diagnosis), diagnosisSchema))}}`);
-        return `{"items":[${items.join(',')}],"nextCursor":${JSON.stringify(found.nextCursor)}}`;
-      });
-      return sendCached(req, reply, page, 'application/json; charset=utf-8');
+        const built = listingBody(ctx.store.listFindingsJson(query), (d) => JSON.stringify(projectToSchema(JSON.parse(d), diagnosisSchema)));
+        page = pages.set(key, generation, built.body);
+        page.listing = built.index;
+      }
+      const body = since === undefined ? page : cutSince(page, page.listing, since);
+      return body instanceof CachedBody ? sendCached(req, reply, body, JSON_TYPE) : reply.type(JSON_TYPE).send(body);
     },
   );
 

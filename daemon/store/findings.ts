@@ -95,6 +95,20 @@ export interface PublicFindingJson {
   head: string;
   /** The stored diagnosis JSON, or null. */
   diagnosis: string | null;
+  /** When the finding was last seen (the listing's order). */
+  last_seen: string;
+  id: string;
+}
+
+/** A page of {@link FindingRepo.listJson}. */
+export interface JsonPage {
+  items: PublicFindingJson[];
+  nextCursor: string | null;
+  /**
+   * `lastSeen` of the first finding past the page (null when there is none): with it, the page of the same query
+   * narrowed by a `since` is a prefix of this one (api/listing.ts).
+   */
+  pastLastSeen: string | null;
 }
 
 function decodeCursor(cursor: string): [string, string] {
@@ -108,6 +122,15 @@ function decodeCursor(cursor: string): [string, string] {
     throw new CursorError('cursor is not one this server issued');
   }
   return [c[0], c[1]];
+}
+
+/** A page of `limit` from the `limit + 1` rows of a listing query: the row past the page tells whether there is a next one. */
+function pageOf<R extends { last_seen: string; id: string }>(rows: R[], limit: number): { items: R[]; nextCursor: string | null; pastLastSeen: string | null } {
+  const items = rows.slice(0, limit);
+  const last = items[items.length - 1];
+  const past = rows[limit];
+  const nextCursor = past && last ? Buffer.from(JSON.stringify([last.last_seen, last.id])).toString('base64url') : null;
+  return { items, nextCursor, pastLastSeen: past ? past.last_seen : null };
 }
 
 /** The WHERE term of each listing filter and its parameters. */
@@ -246,17 +269,13 @@ export class FindingRepo extends Repo {
   }
 
   /** The same page as {@link list}, each finding as public JSON text written by SQLite (what the listing route sends). */
-  listJson(q: FindingQuery = {}): { items: PublicFindingJson[]; nextCursor: string | null } {
-    return this.page<PublicFindingJson & { last_seen: string; id: string }>(q, PUBLIC_HEAD);
+  listJson(q: FindingQuery = {}): JsonPage {
+    return this.page<PublicFindingJson>(q, PUBLIC_HEAD);
   }
 
-  private page<R extends { last_seen: string; id: string }>(q: FindingQuery, columns: string): { items: R[]; nextCursor: string | null } {
+  private page<R extends { last_seen: string; id: string }>(q: FindingQuery, columns: string): { items: R[]; nextCursor: string | null; pastLastSeen: string | null } {
     const { sql, params, limit } = listingQuery(q, columns);
-    const rows = this.listingStatement(sql).all(...params) as R[];
-    const items = rows.slice(0, limit);
-    const last = items[items.length - 1];
-    const nextCursor = rows.length > limit && last ? Buffer.from(JSON.stringify([last.last_seen, last.id])).toString('base64url') : null;
-    return { items, nextCursor };
+    return pageOf(this.listingStatement(sql).all(...params) as R[], limit);
   }
 
   private listingStatement(sql: string): Database.Statement {

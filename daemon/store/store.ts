@@ -11,7 +11,7 @@ import type { TemplateBucketRow, TemplateRow } from '../detectors/templates/stat
 import type { TrackedFinding } from '../tracker/tracker.js';
 import { StoreDb, WAL_LIMIT_BYTES } from './db.js';
 import { type FeedbackRecord, FeedbackRepo } from './feedback.js';
-import { type FindingQuery, FindingRepo, type PublicFindingJson, type TimelineEvent } from './findings.js';
+import { type FindingQuery, FindingRepo, type JsonPage, type TimelineEvent } from './findings.js';
 import { MetricsHistoryRepo, type SamplePoint, type SampleRow } from './metrics-history.js';
 import { ProgressRepo, type ProgressWrite } from './progress.js';
 import { Retention, type RetentionOptions } from './retention.js';
@@ -20,7 +20,7 @@ import { TemplateRepo, type TemplatesWrite } from './templates.js';
 
 export { CorruptDatabaseError, DB_FILE } from './db.js';
 export type { FeedbackRecord } from './feedback.js';
-export { CursorError, type FindingQuery, LISTING_FILTERS, MAX_EVIDENCE, type PublicFindingJson, type TimelineEvent } from './findings.js';
+export { CursorError, type FindingQuery, LISTING_FILTERS, MAX_EVIDENCE, type JsonPage, type PublicFindingJson, type TimelineEvent } from './findings.js';
 export type { FindingHit, RunbookHit, RunbookRecord, SearchOptions, SearchResult, TemplateHit } from './search.js';
 
 /** Options of Store.open. */
@@ -133,7 +133,7 @@ export class Store {
   }
 
   /** The same page as {@link listFindings}, each finding as the public Finding's JSON text up to its diagnosis. */
-  listFindingsJson(q: FindingQuery = {}): { items: PublicFindingJson[]; nextCursor: string | null } {
+  listFindingsJson(q: FindingQuery = {}): JsonPage {
     return this.findings.listJson(q);
   }
 

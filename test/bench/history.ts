@@ -18,8 +18,9 @@
  * 3. Waits until the first cycles have resolved the seeded findings past
  *    their quiet period. Drives each route with autocannon (in a process of
  *    its own, test/bench/history-load.ts) at a fixed rate for `--seconds`,
- *    /healthz first as the baseline route; the listing once more with a
- *    different `since` on every request, so no stored body can answer it;
+ *    /healthz first as the baseline route; the listing with a different
+ *    `since` on every request (as a relative since makes it), and with a
+ *    different cursor on every request, so no stored body can answer it;
  *    the timeline, the metrics history (a day of seeded samples) and the
  *    feedback export (50 seeded verdicts). Records p50/p99 latency,
  *    served req/s, non-2xx answers, event-loop delay during the route, RSS.
@@ -553,6 +554,8 @@ async function measureBuild(
         'image not found registry.local',
         'panic invalid memory address',
       ];
+      // Paths enough that no request of a run repeats one.
+      const distinct = o.rate * (o.seconds + WARM_UP_SECONDS) + 100;
       const routes: Route[] = [
         { name: 'GET /healthz (baseline route)', paths: ['/healthz'], target: 10 },
         { name: 'GET /v1/findings?limit=50', paths: ['/v1/findings?limit=50'], target: 10 },
@@ -561,9 +564,16 @@ async function measureBuild(
         { name: 'GET /v1/findings?limit=50&since=(3 days ago)', paths: [`/v1/findings?limit=50&since=${since}`], target: 10 },
         { name: 'GET /v1/findings?limit=50&cursor=(page 22)', paths: [`/v1/findings?limit=50&cursor=${cursor}`], target: 10 },
         {
-          // Every request a query of its own: what a page costs when no earlier answer can be reused.
-          name: 'GET /v1/findings?limit=50&since=(a different time each request, uncached)',
-          paths: Array.from({ length: o.rate * (o.seconds + WARM_UP_SECONDS) + 100 }, (_, k) => `/v1/findings?limit=50&since=${new Date(Date.parse(since) - k).toISOString()}`),
+          // A relative since (`1h`) is another time on every request: the page is cut from the one without since.
+          name: 'GET /v1/findings?limit=50&since=(a different time each request)',
+          paths: Array.from({ length: distinct }, (_, k) => `/v1/findings?limit=50&since=${new Date(Date.parse(since) - k).toISOString()}`),
+          target: 10,
+        },
+        {
+          // Every request a page of its own (a cursor to another place in the history): what a page costs when no
+          // earlier answer can be reused.
+          name: 'GET /v1/findings?limit=50&cursor=(a different place each request, uncached)',
+          paths: Array.from({ length: distinct }, (_, k) => `/v1/findings?limit=50&cursor=${Buffer.from(JSON.stringify([new Date(Date.parse(since) - k * 1000).toISOString(), 'ffffffffffffffff'])).toString('base64url')}`),
           target: 10,
         },
         { name: 'GET /v1/findings/:id (500 ids)', paths: ids.map((id) => `/v1/findings/${id}`), target: 10 },
