@@ -35,16 +35,13 @@
  */
 import { fingerprint } from '../core/fingerprint.js';
 import type { Category, FindingDraft, Subject } from '../core/types.js';
-import { defineDetectorOptions, minutes, type OptionsOf } from './options.js';
+import { defineDetectorOptions, minutes, opt, type OptionsOf } from './options.js';
 
 /** Checks, docs and defaults of CorrelationOptions (config `detectors.correlation`). */
-export const CORRELATION_OPTIONS = defineDetectorOptions(
-  {
-    /** How far apart (minutes) two findings' time spans may be and still count as "at the same time". Defaults to 10. */
-    slackMinutes: minutes,
-  },
-  { slackMinutes: 10 },
-);
+export const CORRELATION_OPTIONS = defineDetectorOptions({
+  /** How far apart (minutes) two findings' time spans may be and still count as "at the same time". Defaults to 10. */
+  slackMinutes: opt(minutes, 10),
+});
 
 /** Options of the correlation pass. */
 export type CorrelationOptions = OptionsOf<typeof CORRELATION_OPTIONS>;

@@ -35,24 +35,21 @@ import {
   within,
 } from './pod-status.js';
 import { exitCodeMeaning } from './exit-codes.js';
-import { defineDetectorOptions, detectorFactory, int, minutes, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, int, minutes, opt, type OptionsOf } from './options.js';
 
 /** Checks, docs and defaults of CrashLoopOptions (config `detectors.crashLoop`). */
-export const CRASHLOOP_OPTIONS = defineDetectorOptions(
-  {
-    /** Restarts within the window that make a crash loop without a CrashLoopBackOff state. Defaults to 3. */
-    minRestarts: int(1, 1_000_000),
-    /** How far back restarts count, in minutes. Defaults to 60. */
-    windowMinutes: minutes,
-    /** Restart count from which a crash loop is critical. Defaults to 3. */
-    criticalRestarts: int(1, 1_000_000),
-    /** Log lines kept from before the crash. Defaults to 10. */
-    logLines: int(0, 1000),
-    /** Without any pod list, back-off events seen within this many minutes are reported. Defaults to 10. */
-    eventWindowMinutes: minutes,
-  },
-  { minRestarts: 3, windowMinutes: 60, criticalRestarts: 3, logLines: 10, eventWindowMinutes: 10 },
-);
+export const CRASHLOOP_OPTIONS = defineDetectorOptions({
+  /** Restarts within the window that make a crash loop without a CrashLoopBackOff state. Defaults to 3. */
+  minRestarts: opt(int(1, 1_000_000), 3),
+  /** How far back restarts count, in minutes. Defaults to 60. */
+  windowMinutes: opt(minutes, 60),
+  /** Restart count from which a crash loop is critical. Defaults to 3. */
+  criticalRestarts: opt(int(1, 1_000_000), 3),
+  /** Log lines kept from before the crash. Defaults to 10. */
+  logLines: opt(int(0, 1000), 10),
+  /** Without any pod list, back-off events seen within this many minutes are reported. Defaults to 10. */
+  eventWindowMinutes: opt(minutes, 10),
+});
 
 /** Thresholds of the CrashLoop detector. */
 export type CrashLoopOptions = OptionsOf<typeof CRASHLOOP_OPTIONS>;

@@ -4,31 +4,21 @@
  */
 import type { StatsFs } from '../core/kube.js';
 import type { FindingDraft, Severity } from '../core/types.js';
-import { defineDetectorOptions, detectorFactory, names, percent, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, names, opt, percent, type OptionsOf } from './options.js';
 
 /** Checks, docs and defaults of DiskOptions (config `detectors.disk`). */
-export const DISK_OPTIONS = defineDetectorOptions(
-  {
-    /** Used space percent that makes a warning. Defaults to 85. */
-    warnPercent: percent,
-    /** Used space percent that makes a critical finding. Defaults to 95. */
-    criticalPercent: percent,
-    /** Used inode percent that makes a warning. Defaults to 90. */
-    inodeWarnPercent: percent,
-    /** Used inode percent that makes a critical finding. Defaults to 97. */
-    inodeCriticalPercent: percent,
-    /** Filesystem types never reported (read-only images, pseudo filesystems). Defaults to squashfs, iso9660, overlay, nsfs, ramfs, devtmpfs, udf. */
-    ignoreFsTypes: names('filesystem types'),
-  },
-  {
-    warnPercent: 85,
-    criticalPercent: 95,
-    inodeWarnPercent: 90,
-    inodeCriticalPercent: 97,
-    ignoreFsTypes: ['squashfs', 'iso9660', 'overlay', 'nsfs', 'ramfs', 'devtmpfs', 'udf', 'erofs'],
-  },
-  [['warnPercent', 'criticalPercent'], ['inodeWarnPercent', 'inodeCriticalPercent']],
-);
+export const DISK_OPTIONS = defineDetectorOptions({
+  /** Used space percent that makes a warning. Defaults to 85. */
+  warnPercent: opt(percent, 85),
+  /** Used space percent that makes a critical finding. Defaults to 95. */
+  criticalPercent: opt(percent, 95),
+  /** Used inode percent that makes a warning. Defaults to 90. */
+  inodeWarnPercent: opt(percent, 90),
+  /** Used inode percent that makes a critical finding. Defaults to 97. */
+  inodeCriticalPercent: opt(percent, 97),
+  /** Filesystem types never reported (read-only images, pseudo filesystems). Defaults to squashfs, iso9660, overlay, nsfs, ramfs, devtmpfs, udf, erofs. */
+  ignoreFsTypes: opt(names('filesystem types'), ['squashfs', 'iso9660', 'overlay', 'nsfs', 'ramfs', 'devtmpfs', 'udf', 'erofs']),
+}, [['warnPercent', 'criticalPercent'], ['inodeWarnPercent', 'inodeCriticalPercent']]);
 
 /** Thresholds of the disk detector. */
 export type DiskOptions = OptionsOf<typeof DISK_OPTIONS>;

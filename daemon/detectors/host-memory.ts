@@ -4,28 +4,19 @@
  * cannot: that tasks are actually waiting for memory.
  */
 import type { Severity } from '../core/types.js';
-import { defineDetectorOptions, detectorFactory, percent, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, opt, percent, type OptionsOf } from './options.js';
 
 /** Checks, docs and defaults of HostMemoryOptions (config `detectors.hostMemory`). */
-export const HOST_MEMORY_OPTIONS = defineDetectorOptions(
-  {
-    /** PSI memory `some` avg60 (percent of time stalled) for a warning. Defaults to 10. */
-    psiSomeWarn: percent,
-    /** PSI memory `full` avg60 for a critical finding. Defaults to 10. */
-    psiFullCritical: percent,
-    /** Available memory percent below which it is a warning. Defaults to 5. */
-    availableWarnPercent: percent,
-    /** Available memory percent below which it is critical. Defaults to 2. */
-    availableCriticalPercent: percent,
-  },
-  {
-    psiSomeWarn: 10,
-    psiFullCritical: 10,
-    availableWarnPercent: 5,
-    availableCriticalPercent: 2,
-  },
-  [['availableCriticalPercent', 'availableWarnPercent']],
-);
+export const HOST_MEMORY_OPTIONS = defineDetectorOptions({
+  /** PSI memory `some` avg60 (percent of time stalled) for a warning. Defaults to 10. */
+  psiSomeWarn: opt(percent, 10),
+  /** PSI memory `full` avg60 for a critical finding. Defaults to 10. */
+  psiFullCritical: opt(percent, 10),
+  /** Available memory percent below which it is a warning. Defaults to 5. */
+  availableWarnPercent: opt(percent, 5),
+  /** Available memory percent below which it is critical. Defaults to 2. */
+  availableCriticalPercent: opt(percent, 2),
+}, [['availableCriticalPercent', 'availableWarnPercent']]);
 
 /** Thresholds of the host memory detector. */
 export type HostMemoryOptions = OptionsOf<typeof HOST_MEMORY_OPTIONS>;

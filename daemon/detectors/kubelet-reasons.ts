@@ -32,7 +32,7 @@ import {
   subjectKey,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, hours, minutes, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, hours, minutes, opt, type OptionsOf } from './options.js';
 
 /** One kubelet reason this detector turns into a finding. */
 export interface KubeletReason {
@@ -82,15 +82,12 @@ export const KUBELET_REASONS: readonly KubeletReason[] = [
 ];
 
 /** Checks, docs and defaults of KubeletReasonsOptions (config `detectors.kubeletReasons`). */
-export const KUBELET_REASONS_OPTIONS = defineDetectorOptions(
-  {
-    /** Events last seen within this many minutes are reported. Defaults to 30. */
-    windowMinutes: minutes,
-    /** Admission rejections newer than this many hours are warnings, older ones info. Defaults to 24. */
-    admissionWindowHours: hours,
-  },
-  { windowMinutes: 30, admissionWindowHours: 24 },
-);
+export const KUBELET_REASONS_OPTIONS = defineDetectorOptions({
+  /** Events last seen within this many minutes are reported. Defaults to 30. */
+  windowMinutes: opt(minutes, 30),
+  /** Admission rejections newer than this many hours are warnings, older ones info. Defaults to 24. */
+  admissionWindowHours: opt(hours, 24),
+});
 
 /** Options of the kubelet reasons detector. */
 export type KubeletReasonsOptions = OptionsOf<typeof KUBELET_REASONS_OPTIONS>;

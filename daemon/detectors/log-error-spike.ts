@@ -16,31 +16,22 @@
  * line and counts), most lines first.
  */
 import type { Detector, Evidence, FindingDraft, Subject, TemplateStat } from '../core/types.js';
-import { defineDetectorOptions, detectorFactory, int, range, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, int, opt, range, type OptionsOf } from './options.js';
 import { groupOf } from './pod-status.js';
 
 /** Checks, docs and defaults of LogErrorSpikeOptions (config `detectors.logErrorSpike`). */
-export const LOG_ERROR_SPIKE_OPTIONS = defineDetectorOptions(
-  {
-    /** A stream's first milliseconds, during which no template is "new" and no burst is judged. Defaults to 600000 (10 min). */
-    warmupMs: range(0, 604_800_000, 'milliseconds'),
-    /** An error template first seen this recently (ms) is new. Defaults to 900000 (15 min). */
-    newWindowMs: range(0, 604_800_000, 'milliseconds'),
-    /** Lines in the current bucket that a burst needs at least. Defaults to 20. */
-    burstMinLines: int(1, 1_000_000_000),
-    /** Ratio of the current bucket to the baseline per bucket that makes a burst. Defaults to 5. */
-    burstFactor: range(1, 1_000_000, 'a factor'),
-    /** Templates cited as evidence per finding. Defaults to 5. */
-    maxEvidence: int(1, 100),
-  },
-  {
-    warmupMs: 10 * 60_000,
-    newWindowMs: 15 * 60_000,
-    burstMinLines: 20,
-    burstFactor: 5,
-    maxEvidence: 5,
-  },
-);
+export const LOG_ERROR_SPIKE_OPTIONS = defineDetectorOptions({
+  /** A stream's first milliseconds, during which no template is "new" and no burst is judged. Defaults to 600000 (10 min). */
+  warmupMs: opt(range(0, 604_800_000, 'milliseconds'), 10 * 60_000),
+  /** An error template first seen this recently (ms) is new. Defaults to 900000 (15 min). */
+  newWindowMs: opt(range(0, 604_800_000, 'milliseconds'), 15 * 60_000),
+  /** Lines in the current bucket that a burst needs at least. Defaults to 20. */
+  burstMinLines: opt(int(1, 1_000_000_000), 20),
+  /** Ratio of the current bucket to the baseline per bucket that makes a burst. Defaults to 5. */
+  burstFactor: opt(range(1, 1_000_000, 'a factor'), 5),
+  /** Templates cited as evidence per finding. Defaults to 5. */
+  maxEvidence: opt(int(1, 100), 5),
+});
 
 /** Thresholds of the LogErrorSpike detector. */
 export type LogErrorSpikeOptions = OptionsOf<typeof LOG_ERROR_SPIKE_OPTIONS>;

@@ -48,21 +48,41 @@ export interface DetectorOptionsSpec<T extends object> {
   readonly ordered: Ordered<T>;
 }
 
-/**
- * Declares a detector's options: `shape` checks each key and carries its doc
- * comment (the options type is derived from it, see OptionsOf), `defaults`
- * fill what the config leaves out.
- */
-export function defineDetectorOptions<S extends z.core.$ZodShape>(
-  shape: S,
-  defaults: z.output<z.ZodObject<S>>,
-  ordered: Ordered<z.output<z.ZodObject<S>>> = [],
-): DetectorOptionsSpec<z.output<z.ZodObject<S>>> {
-  const schema = z.object(shape).strict().partial() as unknown as z.ZodType<Partial<z.output<z.ZodObject<S>>>>;
-  return Object.freeze({ schema, defaults: Object.freeze({ ...defaults }), ordered });
+/** One option of a detector: the check of what the config sets, and the value used when it sets nothing. */
+export interface Opt<S extends z.ZodType> {
+  /** Checks the configured value; its error is the "what is allowed" part of the config error. */
+  readonly schema: S;
+  /** The default. */
+  readonly value: z.output<S>;
 }
 
-/** The options type a DetectorOptionsSpec declares, with the docs of its shape's keys. */
+/** An option's check and its default, declared together: `windowHours: opt(hours, 24)`. */
+export function opt<S extends z.ZodType>(schema: S, value: z.output<S>): Opt<S> {
+  return { schema, value };
+}
+
+/** The options type of `defineDetectorOptions` entries; mapped key by key, so each keeps its doc comment. */
+export type OptionsFromEntries<E extends Record<string, Opt<z.ZodType>>> = { -readonly [K in keyof E]: z.output<E[K]['schema']> };
+
+/**
+ * Declares a detector's options, one entry per option carrying its check, its
+ * default and its doc comment (the options type is derived from the entries,
+ * see OptionsOf). The checks compose into the section's strict schema, the
+ * defaults fill what the config leaves out.
+ */
+export function defineDetectorOptions<E extends Record<string, Opt<z.ZodType>>>(
+  entries: E,
+  ordered: Ordered<OptionsFromEntries<E>> = [],
+): DetectorOptionsSpec<OptionsFromEntries<E>> {
+  type T = OptionsFromEntries<E>;
+  const pairs = Object.entries(entries);
+  const shape = Object.fromEntries(pairs.map(([key, o]) => [key, o.schema]));
+  const defaults = Object.fromEntries(pairs.map(([key, o]) => [key, o.value])) as T;
+  const schema = z.object(shape).strict().partial() as unknown as z.ZodType<Partial<T>>;
+  return Object.freeze({ schema, defaults: Object.freeze(defaults), ordered });
+}
+
+/** The options type a DetectorOptionsSpec declares, with the doc comments of its entries. */
 export type OptionsOf<Spec> = Spec extends DetectorOptionsSpec<infer T> ? T : never;
 
 /**

@@ -32,20 +32,17 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, int, minutes, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, int, minutes, opt, type OptionsOf } from './options.js';
 
 /** Checks, docs and defaults of ProbeFailureOptions (config `detectors.probeFailure`). */
-export const PROBE_FAILURE_OPTIONS = defineDetectorOptions(
-  {
-    /** A probe whose last failure is older than this (minutes) has recovered. Defaults to 15. */
-    windowMinutes: minutes,
-    /** Liveness/startup kills within this many minutes are reported. Defaults to 60. */
-    restartWindowMinutes: minutes,
-    /** Failures needed when the probe did not (yet) change anything. Defaults to 3. */
-    minFailures: int(1, 1_000_000),
-  },
-  { windowMinutes: 15, restartWindowMinutes: 60, minFailures: 3 },
-);
+export const PROBE_FAILURE_OPTIONS = defineDetectorOptions({
+  /** A probe whose last failure is older than this (minutes) has recovered. Defaults to 15. */
+  windowMinutes: opt(minutes, 15),
+  /** Liveness/startup kills within this many minutes are reported. Defaults to 60. */
+  restartWindowMinutes: opt(minutes, 60),
+  /** Failures needed when the probe did not (yet) change anything. Defaults to 3. */
+  minFailures: opt(int(1, 1_000_000), 3),
+});
 
 /** Thresholds of the ProbeFailure detector. */
 export type ProbeFailureOptions = OptionsOf<typeof PROBE_FAILURE_OPTIONS>;

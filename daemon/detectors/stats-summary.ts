@@ -8,28 +8,19 @@
  */
 import type { FindingDraft, Severity } from '../core/types.js';
 import { iso } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, percent, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, opt, percent, type OptionsOf } from './options.js';
 
 /** Checks, docs and defaults of StatsSummaryOptions (config `detectors.statsSummary`). */
-export const STATS_SUMMARY_OPTIONS = defineDetectorOptions(
-  {
-    /** Percent of pid_max in use for a warning. Defaults to 85. */
-    pidWarnPercent: percent,
-    /** Percent of pid_max in use for a critical finding. Defaults to 95. */
-    pidCriticalPercent: percent,
-    /** Available memory percent below which it is a warning. Defaults to 5. */
-    memoryAvailableWarnPercent: percent,
-    /** Available memory percent below which it is critical. Defaults to 2. */
-    memoryAvailableCriticalPercent: percent,
-  },
-  {
-    pidWarnPercent: 85,
-    pidCriticalPercent: 95,
-    memoryAvailableWarnPercent: 5,
-    memoryAvailableCriticalPercent: 2,
-  },
-  [['pidWarnPercent', 'pidCriticalPercent'], ['memoryAvailableCriticalPercent', 'memoryAvailableWarnPercent']],
-);
+export const STATS_SUMMARY_OPTIONS = defineDetectorOptions({
+  /** Percent of pid_max in use for a warning. Defaults to 85. */
+  pidWarnPercent: opt(percent, 85),
+  /** Percent of pid_max in use for a critical finding. Defaults to 95. */
+  pidCriticalPercent: opt(percent, 95),
+  /** Available memory percent below which it is a warning. Defaults to 5. */
+  memoryAvailableWarnPercent: opt(percent, 5),
+  /** Available memory percent below which it is critical. Defaults to 2. */
+  memoryAvailableCriticalPercent: opt(percent, 2),
+}, [['pidWarnPercent', 'pidCriticalPercent'], ['memoryAvailableCriticalPercent', 'memoryAvailableWarnPercent']]);
 
 /** Thresholds of the stats summary detector. */
 export type StatsSummaryOptions = OptionsOf<typeof STATS_SUMMARY_OPTIONS>;
