@@ -4,63 +4,24 @@
  */
 import { z } from 'zod';
 import type { Detector } from '../core/types.js';
-import { CONTAINER_CONFIG_OPTIONS, type ContainerConfigOptions, createContainerConfigDetector } from './container-config.js';
-import { CONTAINER_FAILED_OPTIONS, type ContainerFailedOptions, createContainerFailedDetector } from './container-failed.js';
-import { CORRELATION_OPTIONS, type CorrelationOptions } from './correlate.js';
-import { CRASHLOOP_OPTIONS, type CrashLoopOptions, createCrashLoopDetector } from './crashloop.js';
-import { createDiskDetector, DISK_OPTIONS, type DiskOptions } from './disk.js';
-import { createEvictedDetector, EVICTED_OPTIONS, type EvictedOptions } from './evicted.js';
-import { createHostMemoryDetector, HOST_MEMORY_OPTIONS, type HostMemoryOptions } from './host-memory.js';
-import { createImagePullDetector, IMAGE_PULL_OPTIONS, type ImagePullOptions } from './image-pull.js';
-import { createKubeletHealthDetector, KUBELET_HEALTH_OPTIONS, type KubeletHealthOptions } from './kubelet-health.js';
-import { createKubeletReasonsDetector, KUBELET_REASONS_OPTIONS, type KubeletReasonsOptions } from './kubelet-reasons.js';
-import { createLogErrorSpikeDetector, LOG_ERROR_SPIKE_OPTIONS, type LogErrorSpikeOptions } from './log-error-spike.js';
+import type { DetectorOptionsSpec, OptionsOf } from './options.js';
+import { CONTAINER_CONFIG_OPTIONS, createContainerConfigDetector } from './container-config.js';
+import { CONTAINER_FAILED_OPTIONS, createContainerFailedDetector } from './container-failed.js';
+import { CORRELATION_OPTIONS } from './correlate.js';
+import { CRASHLOOP_OPTIONS, createCrashLoopDetector } from './crashloop.js';
+import { createDiskDetector, DISK_OPTIONS } from './disk.js';
+import { createEvictedDetector, EVICTED_OPTIONS } from './evicted.js';
+import { createHostMemoryDetector, HOST_MEMORY_OPTIONS } from './host-memory.js';
+import { createImagePullDetector, IMAGE_PULL_OPTIONS } from './image-pull.js';
+import { createKubeletHealthDetector, KUBELET_HEALTH_OPTIONS } from './kubelet-health.js';
+import { createKubeletReasonsDetector, KUBELET_REASONS_OPTIONS } from './kubelet-reasons.js';
+import { createLogErrorSpikeDetector, LOG_ERROR_SPIKE_OPTIONS } from './log-error-spike.js';
 import { createLogRuleDetector, LOG_RULES_DETECTOR, LOG_RULES_OPTIONS_SCHEMA, type LogRuleDetectorOptions } from './log-rules.js';
-import { createNodeConditionsDetector, NODE_CONDITIONS_OPTIONS, type NodeConditionsOptions } from './node-conditions.js';
-import { createNpdEventsDetector, NPD_EVENTS_OPTIONS, type NpdEventsOptions } from './npd.js';
-import { createOomKilledDetector, OOM_KILLED_OPTIONS, type OomKilledOptions } from './oom-killed.js';
-import { createProbeFailureDetector, PROBE_FAILURE_OPTIONS, type ProbeFailureOptions } from './probe-failure.js';
-import { createStatsSummaryDetector, STATS_SUMMARY_OPTIONS, type StatsSummaryOptions } from './stats-summary.js';
-
-/** Options of every detector, as the `detectors` section of the config holds them. */
-export interface DetectorOptions {
-  /** DiskFull / InodeExhaustion thresholds. Defaults to DISK_OPTIONS.defaults. */
-  disk?: Partial<DiskOptions>;
-  /** Host memory (PSI, available memory) thresholds. Defaults to HOST_MEMORY_OPTIONS.defaults. */
-  hostMemory?: Partial<HostMemoryOptions>;
-  /** CrashLoop window and restart counts. Defaults to CRASHLOOP_OPTIONS.defaults. */
-  crashLoop?: Partial<CrashLoopOptions>;
-  /** OOMKilled window and repeat count. Defaults to OOM_KILLED_OPTIONS.defaults. */
-  oomKilled?: Partial<OomKilledOptions>;
-  /** ImagePull waiting reasons. Defaults to IMAGE_PULL_OPTIONS.defaults. */
-  imagePull?: Partial<ImagePullOptions>;
-  /** ContainerConfig waiting reasons and mount window. Defaults to CONTAINER_CONFIG_OPTIONS.defaults. */
-  containerConfig?: Partial<ContainerConfigOptions>;
-  /** How long a non-restarted failed container is a warning. Defaults to CONTAINER_FAILED_OPTIONS.defaults. */
-  containerFailed?: Partial<ContainerFailedOptions>;
-  /** ProbeFailure windows and failure count. Defaults to PROBE_FAILURE_OPTIONS.defaults. */
-  probeFailure?: Partial<ProbeFailureOptions>;
-  /** How long an eviction is a warning. Defaults to EVICTED_OPTIONS.defaults. */
-  evicted?: Partial<EvictedOptions>;
-  /** Extra node conditions and stuck-terminating age. Defaults to NODE_CONDITIONS_OPTIONS.defaults. */
-  nodeConditions?: Partial<NodeConditionsOptions>;
-  /** Window of node-problem-detector's events. Defaults to NPD_EVENTS_OPTIONS.defaults. */
-  npdEvents?: Partial<NpdEventsOptions>;
-  /** Windows of the kubelet's other failure reasons (sandbox, volumes, hooks, GC, admission). Defaults to KUBELET_REASONS_OPTIONS.defaults. */
-  kubeletReasons?: Partial<KubeletReasonsOptions>;
-  /** Severity of an unhealthy kubelet. Defaults to KUBELET_HEALTH_OPTIONS.defaults. */
-  kubeletHealth?: Partial<KubeletHealthOptions>;
-  /** PID and memory thresholds on the kubelet's stats summary. Defaults to STATS_SUMMARY_OPTIONS.defaults. */
-  statsSummary?: Partial<StatsSummaryOptions>;
-  /** The log-rule detector (rule files under daemon/rules plus site files). Defaults to the shipped rules. */
-  logRules?: LogRuleDetectorOptions;
-  /** New or bursting error templates (reads the view's template statistics). Defaults to LOG_ERROR_SPIKE_OPTIONS.defaults. */
-  logErrorSpike?: Partial<LogErrorSpikeOptions>;
-  /** Options of the correlation pass that runs after the detectors. Defaults to CORRELATION_OPTIONS.defaults. */
-  correlation?: Partial<CorrelationOptions>;
-  /** Detectors switched off by name (see DETECTOR_NAMES). Defaults to none. */
-  disabled?: string[];
-}
+import { createNodeConditionsDetector, NODE_CONDITIONS_OPTIONS } from './node-conditions.js';
+import { createNpdEventsDetector, NPD_EVENTS_OPTIONS } from './npd.js';
+import { createOomKilledDetector, OOM_KILLED_OPTIONS } from './oom-killed.js';
+import { createProbeFailureDetector, PROBE_FAILURE_OPTIONS } from './probe-failure.js';
+import { createStatsSummaryDetector, STATS_SUMMARY_OPTIONS } from './stats-summary.js';
 
 // Each detector by the name it stores with its findings, in the order they run.
 const FACTORIES: readonly (readonly [string, (o: DetectorOptions) => Detector])[] = [
@@ -88,23 +49,53 @@ export const DETECTOR_NAMES: readonly string[] = FACTORIES.map(([name]) => name)
 // What the config check needs of a detector's options (DetectorOptionsSpec, whatever its option type).
 type Spec = { readonly schema: z.ZodType; readonly defaults: object; readonly ordered: readonly (readonly [string, string])[] };
 
+// The log-rule detector's section: its defaults are the shipped rules and its engine's, applied when the rules load.
+const LOG_RULES_OPTIONS: DetectorOptionsSpec<LogRuleDetectorOptions> = Object.freeze({ schema: LOG_RULES_OPTIONS_SCHEMA.partial(), defaults: Object.freeze({}), ordered: [] });
+
 // Each detector's options by their key in the config's `detectors` section, in the order they are checked.
+// DetectorOptions is derived from it key by key, so these doc comments are its keys' docs.
 const SPECS = {
+  /** DiskFull / InodeExhaustion thresholds. Defaults to DISK_OPTIONS.defaults. */
   disk: DISK_OPTIONS,
+  /** Host memory (PSI, available memory) thresholds. Defaults to HOST_MEMORY_OPTIONS.defaults. */
   hostMemory: HOST_MEMORY_OPTIONS,
+  /** CrashLoop window and restart counts. Defaults to CRASHLOOP_OPTIONS.defaults. */
   crashLoop: CRASHLOOP_OPTIONS,
+  /** OOMKilled window and repeat count. Defaults to OOM_KILLED_OPTIONS.defaults. */
   oomKilled: OOM_KILLED_OPTIONS,
+  /** ImagePull waiting reasons. Defaults to IMAGE_PULL_OPTIONS.defaults. */
   imagePull: IMAGE_PULL_OPTIONS,
+  /** ContainerConfig waiting reasons and mount window. Defaults to CONTAINER_CONFIG_OPTIONS.defaults. */
   containerConfig: CONTAINER_CONFIG_OPTIONS,
+  /** How long a non-restarted failed container is a warning. Defaults to CONTAINER_FAILED_OPTIONS.defaults. */
   containerFailed: CONTAINER_FAILED_OPTIONS,
+  /** ProbeFailure windows and failure count. Defaults to PROBE_FAILURE_OPTIONS.defaults. */
   probeFailure: PROBE_FAILURE_OPTIONS,
+  /** How long an eviction is a warning. Defaults to EVICTED_OPTIONS.defaults. */
   evicted: EVICTED_OPTIONS,
+  /** Extra node conditions and stuck-terminating age. Defaults to NODE_CONDITIONS_OPTIONS.defaults. */
   nodeConditions: NODE_CONDITIONS_OPTIONS,
+  /** Window of node-problem-detector's events. Defaults to NPD_EVENTS_OPTIONS.defaults. */
   npdEvents: NPD_EVENTS_OPTIONS,
+  /** Windows of the kubelet's other failure reasons (sandbox, volumes, hooks, GC, admission). Defaults to KUBELET_REASONS_OPTIONS.defaults. */
   kubeletReasons: KUBELET_REASONS_OPTIONS,
+  /** Severity of an unhealthy kubelet. Defaults to KUBELET_HEALTH_OPTIONS.defaults. */
   kubeletHealth: KUBELET_HEALTH_OPTIONS,
+  /** PID and memory thresholds on the kubelet's stats summary. Defaults to STATS_SUMMARY_OPTIONS.defaults. */
   statsSummary: STATS_SUMMARY_OPTIONS,
-} as const satisfies { [K in keyof DetectorOptions]?: Spec };
+  /** The log-rule detector (rule files under daemon/rules plus site files). Defaults to the shipped rules. */
+  logRules: LOG_RULES_OPTIONS,
+  /** New or bursting error templates (reads the view's template statistics). Defaults to LOG_ERROR_SPIKE_OPTIONS.defaults. */
+  logErrorSpike: LOG_ERROR_SPIKE_OPTIONS,
+  /** Options of the correlation pass that runs after the detectors. Defaults to CORRELATION_OPTIONS.defaults. */
+  correlation: CORRELATION_OPTIONS,
+} as const satisfies Record<string, Spec>;
+
+/** Options of every detector, as the `detectors` section of the config holds them. */
+export type DetectorOptions = { [K in keyof typeof SPECS]?: Partial<OptionsOf<(typeof SPECS)[K]>> } & {
+  /** Detectors switched off by name (see DETECTOR_NAMES). Defaults to none. */
+  disabled?: string[];
+};
 
 const detectorName = z.string({ error: 'a list of detector names' }).refine((n) => DETECTOR_NAMES.includes(n), { error: `a detector name (${DETECTOR_NAMES.join(', ')})` });
 
@@ -115,9 +106,6 @@ const detectorName = z.string({ error: 'a list of detector names' }).refine((n) 
 export const DETECTOR_OPTIONS_SCHEMA = z
   .object({
     ...(Object.fromEntries(Object.entries(SPECS).map(([key, spec]) => [key, spec.schema])) as { [K in keyof typeof SPECS]: (typeof SPECS)[K]['schema'] }),
-    logRules: LOG_RULES_OPTIONS_SCHEMA.partial(),
-    logErrorSpike: LOG_ERROR_SPIKE_OPTIONS.schema,
-    correlation: CORRELATION_OPTIONS.schema,
     disabled: z.array(detectorName, { error: `a list of detector names (${DETECTOR_NAMES.join(', ')})` }),
   })
   .partial()
