@@ -22,18 +22,15 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, minutes, names, opt, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, minutes, names, opt } from './options.js';
 
-/** Checks, docs and defaults of ContainerConfigOptions (config `detectors.containerConfig`). */
+/** Options of the ContainerConfig detector: each one's check, doc and default (config `detectors.containerConfig`). */
 export const CONTAINER_CONFIG_OPTIONS = defineDetectorOptions({
   /** Waiting reasons that mean the container cannot be created or started. Defaults to CreateContainerConfigError, CreateContainerError, RunContainerError, PreCreateHookError, PreStartHookError, PostStartHookError, VerifyNonRootError. */
   reasons: opt(names('waiting reasons'), ['CreateContainerConfigError', 'CreateContainerError', 'RunContainerError', 'PreCreateHookError', 'PreStartHookError', 'PostStartHookError', 'VerifyNonRootError']),
   /** FailedMount events newer than this (minutes) explain a pod stuck in ContainerCreating (and, without any pod list, failure events newer than this are reported). Defaults to 30. */
   mountWindowMinutes: opt(minutes, 30),
 });
-
-/** Options of the ContainerConfig detector. */
-export type ContainerConfigOptions = OptionsOf<typeof CONTAINER_CONFIG_OPTIONS>;
 
 /** What a container-creation error message says is wrong. */
 export interface ConfigProblem {

@@ -31,18 +31,15 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, hours, int, opt, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, hours, int, opt } from './options.js';
 
-/** Checks, docs and defaults of ContainerFailedOptions (config `detectors.containerFailed`). */
+/** Options of the ContainerFailed detector: each one's check, doc and default (config `detectors.containerFailed`). */
 export const CONTAINER_FAILED_OPTIONS = defineDetectorOptions({
   /** Failures newer than this many hours are warnings; older ones are info. Defaults to 24. */
   windowHours: opt(hours, 24),
   /** Log lines kept from before the exit. Defaults to 10. */
   logLines: opt(int(0, 1000), 10),
 });
-
-/** Options of the ContainerFailed detector. */
-export type ContainerFailedOptions = OptionsOf<typeof CONTAINER_FAILED_OPTIONS>;
 
 /** Terminations the kubelet recorded without seeing the process end (node or runtime restart). */
 const UNOBSERVED = new Set(['ContainerStatusUnknown', 'Unknown']);

@@ -4,9 +4,9 @@
  */
 import type { StatsFs } from '../core/kube.js';
 import type { FindingDraft, Severity } from '../core/types.js';
-import { defineDetectorOptions, detectorFactory, names, opt, percent, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, names, opt, percent } from './options.js';
 
-/** Checks, docs and defaults of DiskOptions (config `detectors.disk`). */
+/** Thresholds of the disk detector: each one's check, doc and default (config `detectors.disk`). */
 export const DISK_OPTIONS = defineDetectorOptions({
   /** Used space percent that makes a warning. Defaults to 85. */
   warnPercent: opt(percent, 85),
@@ -19,9 +19,6 @@ export const DISK_OPTIONS = defineDetectorOptions({
   /** Filesystem types never reported (read-only images, pseudo filesystems). Defaults to squashfs, iso9660, overlay, nsfs, ramfs, devtmpfs, udf, erofs. */
   ignoreFsTypes: opt(names('filesystem types'), ['squashfs', 'iso9660', 'overlay', 'nsfs', 'ramfs', 'devtmpfs', 'udf', 'erofs']),
 }, [['warnPercent', 'criticalPercent'], ['inodeWarnPercent', 'inodeCriticalPercent']]);
-
-/** Thresholds of the disk detector. */
-export type DiskOptions = OptionsOf<typeof DISK_OPTIONS>;
 
 function pct(used: number, total: number): number {
   return total > 0 ? (used / total) * 100 : 0;

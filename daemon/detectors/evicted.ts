@@ -13,16 +13,13 @@
 import { eventFirstTime, eventLastTime, eventMessage, eventObject, type KubeEvent, type KubePod } from '../core/kube.js';
 import type { Evidence, FindingDraft } from '../core/types.js';
 import { clip, dedupeEvidence, eventEvidence, iso, latest, nodePods, podEvents, podRef, within } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, hours, opt, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, hours, opt } from './options.js';
 
-/** Checks, docs and defaults of EvictedOptions (config `detectors.evicted`). */
+/** Thresholds of the Evicted detector: each one's check, doc and default (config `detectors.evicted`). */
 export const EVICTED_OPTIONS = defineDetectorOptions({
   /** Evictions newer than this many hours are warnings; older ones are info. Defaults to 24. */
   windowHours: opt(hours, 24),
 });
-
-/** Thresholds of the Evicted detector. */
-export type EvictedOptions = OptionsOf<typeof EVICTED_OPTIONS>;
 
 /** Why a pod was evicted, read from the kubelet's message. */
 export interface EvictionReason {

@@ -4,9 +4,9 @@
  * cannot: that tasks are actually waiting for memory.
  */
 import type { Severity } from '../core/types.js';
-import { defineDetectorOptions, detectorFactory, opt, percent, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, opt, percent } from './options.js';
 
-/** Checks, docs and defaults of HostMemoryOptions (config `detectors.hostMemory`). */
+/** Thresholds of the host memory detector: each one's check, doc and default (config `detectors.hostMemory`). */
 export const HOST_MEMORY_OPTIONS = defineDetectorOptions({
   /** PSI memory `some` avg60 (percent of time stalled) for a warning. Defaults to 10. */
   psiSomeWarn: opt(percent, 10),
@@ -17,9 +17,6 @@ export const HOST_MEMORY_OPTIONS = defineDetectorOptions({
   /** Available memory percent below which it is critical. Defaults to 2. */
   availableCriticalPercent: opt(percent, 2),
 }, [['availableCriticalPercent', 'availableWarnPercent']]);
-
-/** Thresholds of the host memory detector. */
-export type HostMemoryOptions = OptionsOf<typeof HOST_MEMORY_OPTIONS>;
 
 /** Creates the host memory detector. */
 export const createHostMemoryDetector = detectorFactory('host-memory', HOST_MEMORY_OPTIONS, (o) => (view) => {

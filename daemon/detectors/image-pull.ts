@@ -22,21 +22,18 @@ import {
   setFirstAt,
   statusEvidence,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, minutes, names, opt, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, minutes, names, opt } from './options.js';
 
 /** Why an image pull failed. */
 export type ImagePullCause = 'auth' | 'not-found' | 'network' | 'rate-limit' | 'invalid-name' | 'never-pull' | 'unknown';
 
-/** Checks, docs and defaults of ImagePullOptions (config `detectors.imagePull`). */
+/** Options of the ImagePull detector: each one's check, doc and default (config `detectors.imagePull`). */
 export const IMAGE_PULL_OPTIONS = defineDetectorOptions({
   /** Waiting reasons that mean the image cannot be pulled. Defaults to ErrImagePull, ImagePullBackOff, InvalidImageName, ErrImageNeverPull, RegistryUnavailable, ImageInspectError, SignatureValidationFailed. */
   reasons: opt(names('waiting reasons'), ['ErrImagePull', 'ImagePullBackOff', 'InvalidImageName', 'ErrImageNeverPull', 'RegistryUnavailable', 'ImageInspectError', 'SignatureValidationFailed']),
   /** Without any pod list, pull failures seen in events within this many minutes are reported. Defaults to 10. */
   eventWindowMinutes: opt(minutes, 10),
 });
-
-/** Options of the ImagePull detector. */
-export type ImagePullOptions = OptionsOf<typeof IMAGE_PULL_OPTIONS>;
 
 const PULL_FAILURE = /Failed to pull image|Error: (?:ErrImagePull|ImagePullBackOff)|Back-off pulling image/i;
 

@@ -10,16 +10,13 @@
 import type { Evidence, FindingDraft } from '../core/types.js';
 import { clip, iso } from './pod-status.js';
 import { z } from 'zod';
-import { defineDetectorOptions, detectorFactory, opt, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, opt } from './options.js';
 
-/** Checks, docs and defaults of KubeletHealthOptions (config `detectors.kubeletHealth`). */
+/** Options of the kubelet health detector: each one's check, doc and default (config `detectors.kubeletHealth`). */
 export const KUBELET_HEALTH_OPTIONS = defineDetectorOptions({
   /** Severity of an unhealthy kubelet. Defaults to critical. */
   severity: opt(z.enum(['warning', 'critical'], { error: 'warning or critical' }), 'critical'),
 });
-
-/** Options of the kubelet health detector. */
-export type KubeletHealthOptions = OptionsOf<typeof KUBELET_HEALTH_OPTIONS>;
 
 /** The failing checks of a /healthz body (`[-]name failed: ...`), as `name: reason`. */
 export function failingHealthChecks(body: string): string[] {

@@ -32,7 +32,7 @@ import {
   subjectKey,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, hours, minutes, opt, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, hours, minutes, opt } from './options.js';
 
 /** One kubelet reason this detector turns into a finding. */
 export interface KubeletReason {
@@ -81,16 +81,13 @@ export const KUBELET_REASONS: readonly KubeletReason[] = [
   r('UnexpectedAdmissionError', 'admission', 'Evicted', 'warning', 'the kubelet rejected the pod after an admission plugin error (device plugin, topology manager)'),
 ];
 
-/** Checks, docs and defaults of KubeletReasonsOptions (config `detectors.kubeletReasons`). */
+/** Options of the kubelet reasons detector: each one's check, doc and default (config `detectors.kubeletReasons`). */
 export const KUBELET_REASONS_OPTIONS = defineDetectorOptions({
   /** Events last seen within this many minutes are reported. Defaults to 30. */
   windowMinutes: opt(minutes, 30),
   /** Admission rejections newer than this many hours are warnings, older ones info. Defaults to 24. */
   admissionWindowHours: opt(hours, 24),
 });
-
-/** Options of the kubelet reasons detector. */
-export type KubeletReasonsOptions = OptionsOf<typeof KUBELET_REASONS_OPTIONS>;
 
 const byKey = new Map(KUBELET_REASONS.map((k) => [`${k.on}\u0000${k.reason}`, k]));
 

@@ -16,10 +16,10 @@
  * line and counts), most lines first.
  */
 import type { Detector, Evidence, FindingDraft, Subject, TemplateStat } from '../core/types.js';
-import { defineDetectorOptions, detectorFactory, int, opt, range, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, int, opt, range } from './options.js';
 import { groupOf } from './pod-status.js';
 
-/** Checks, docs and defaults of LogErrorSpikeOptions (config `detectors.logErrorSpike`). */
+/** Thresholds of the LogErrorSpike detector: each one's check, doc and default (config `detectors.logErrorSpike`). */
 export const LOG_ERROR_SPIKE_OPTIONS = defineDetectorOptions({
   /** A stream's first milliseconds, during which no template is "new" and no burst is judged. Defaults to 600000 (10 min). */
   warmupMs: opt(range(0, 604_800_000, 'milliseconds'), 10 * 60_000),
@@ -32,9 +32,6 @@ export const LOG_ERROR_SPIKE_OPTIONS = defineDetectorOptions({
   /** Templates cited as evidence per finding. Defaults to 5. */
   maxEvidence: opt(int(1, 100), 5),
 });
-
-/** Thresholds of the LogErrorSpike detector. */
-export type LogErrorSpikeOptions = OptionsOf<typeof LOG_ERROR_SPIKE_OPTIONS>;
 
 /** Optional facts that TemplateStats adds to each TemplateStat (see MinedTemplateStat). */
 interface StatExtras {

@@ -21,9 +21,9 @@ import { CATEGORIES, type Category, type Evidence, type FindingDraft, type Sever
 import { NPD_CONDITION_ROWS, NPD_CONDITIONS, npdDetail, npdObject } from './npd.js';
 import { ageMs, clip, eventEvidence, humanDuration, iso, nodePods, setFirstAt, within } from './pod-status.js';
 import { z } from 'zod';
-import { defineDetectorOptions, detectorFactory, minutes, opt, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, minutes, opt } from './options.js';
 
-/** Checks, docs and defaults of NodeConditionsOptions (config `detectors.nodeConditions`). */
+/** Options of the node conditions detector: each one's check, doc and default (config `detectors.nodeConditions`). */
 export const NODE_CONDITIONS_OPTIONS = defineDetectorOptions({
   /** Node condition types (beyond Ready and the kubelet pressures) mapped to a category when True. Defaults to node-problem-detector's conditions, and NetworkUnavailable as NodeNotReady. */
   extraConditions: opt(
@@ -33,9 +33,6 @@ export const NODE_CONDITIONS_OPTIONS = defineDetectorOptions({
   /** Pods deleting for longer than this (minutes) are named in NodeNotReady as stuck. Defaults to 10. */
   stuckTerminatingMinutes: opt(minutes, 10),
 });
-
-/** Options of the node conditions detector. */
-export type NodeConditionsOptions = OptionsOf<typeof NODE_CONDITIONS_OPTIONS>;
 
 const PRESSURE: Record<string, { category: Category; what: string }> = {
   MemoryPressure: { category: 'NodeMemoryPressure', what: 'memory' },

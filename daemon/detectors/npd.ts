@@ -17,7 +17,7 @@ import { z } from 'zod';
 import { CategorySchema, SeveritySchema } from '../core/contract.js';
 import type { Category, FindingDraft, Severity } from '../core/types.js';
 import { dedupeEvidence, eventEvidence, groupOf, latest, setFirstAt, within } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, minutes, opt, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, minutes, opt } from './options.js';
 import { createRequire } from 'node:module';
 
 /** One NPD condition type or event reason and what nodesage calls it. */
@@ -111,14 +111,11 @@ export function npdDetail(m: Pick<NpdMapping, 'prefix'> | undefined, object: str
   return parts.length > 0 ? parts.join(':') : undefined;
 }
 
-/** Checks, docs and defaults of NpdEventsOptions (config `detectors.npdEvents`). */
+/** Options of the NPD events detector: each one's check, doc and default (config `detectors.npdEvents`). */
 export const NPD_EVENTS_OPTIONS = defineDetectorOptions({
   /** NPD events last seen within this many minutes are reported. Defaults to 60. */
   windowMinutes: opt(minutes, 60),
 });
-
-/** Options of the NPD events detector. */
-export type NpdEventsOptions = OptionsOf<typeof NPD_EVENTS_OPTIONS>;
 
 /** True when the event was written by node-problem-detector about this node. */
 export function isNpdEvent(e: KubeEvent, nodeName: string): boolean {

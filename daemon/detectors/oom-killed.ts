@@ -31,18 +31,15 @@ import {
   timeMs,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, int, minutes, opt, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, int, minutes, opt } from './options.js';
 
-/** Checks, docs and defaults of OomKilledOptions (config `detectors.oomKilled`). */
+/** Thresholds of the OOMKilled detector: each one's check, doc and default (config `detectors.oomKilled`). */
 export const OOM_KILLED_OPTIONS = defineDetectorOptions({
   /** How far back OOM kills count, in minutes. Defaults to 60. */
   windowMinutes: opt(minutes, 60),
   /** Kills within the window that make the finding critical. Defaults to 2. */
   criticalKills: opt(int(1, 1_000_000), 2),
 });
-
-/** Thresholds of the OOMKilled detector. */
-export type OomKilledOptions = OptionsOf<typeof OOM_KILLED_OPTIONS>;
 
 /** One OOM kill read from the kernel log. */
 export interface MemcgOomKill {

@@ -32,9 +32,9 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, int, minutes, opt, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, int, minutes, opt } from './options.js';
 
-/** Checks, docs and defaults of ProbeFailureOptions (config `detectors.probeFailure`). */
+/** Thresholds of the ProbeFailure detector: each one's check, doc and default (config `detectors.probeFailure`). */
 export const PROBE_FAILURE_OPTIONS = defineDetectorOptions({
   /** A probe whose last failure is older than this (minutes) has recovered. Defaults to 15. */
   windowMinutes: opt(minutes, 15),
@@ -43,9 +43,6 @@ export const PROBE_FAILURE_OPTIONS = defineDetectorOptions({
   /** Failures needed when the probe did not (yet) change anything. Defaults to 3. */
   minFailures: opt(int(1, 1_000_000), 3),
 });
-
-/** Thresholds of the ProbeFailure detector. */
-export type ProbeFailureOptions = OptionsOf<typeof PROBE_FAILURE_OPTIONS>;
 
 type Probe = 'liveness' | 'readiness' | 'startup';
 

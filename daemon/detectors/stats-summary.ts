@@ -8,9 +8,9 @@
  */
 import type { FindingDraft, Severity } from '../core/types.js';
 import { iso } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, opt, percent, type OptionsOf } from './options.js';
+import { defineDetectorOptions, detectorFactory, opt, percent } from './options.js';
 
-/** Checks, docs and defaults of StatsSummaryOptions (config `detectors.statsSummary`). */
+/** Thresholds of the stats summary detector: each one's check, doc and default (config `detectors.statsSummary`). */
 export const STATS_SUMMARY_OPTIONS = defineDetectorOptions({
   /** Percent of pid_max in use for a warning. Defaults to 85. */
   pidWarnPercent: opt(percent, 85),
@@ -21,9 +21,6 @@ export const STATS_SUMMARY_OPTIONS = defineDetectorOptions({
   /** Available memory percent below which it is critical. Defaults to 2. */
   memoryAvailableCriticalPercent: opt(percent, 2),
 }, [['pidWarnPercent', 'pidCriticalPercent'], ['memoryAvailableCriticalPercent', 'memoryAvailableWarnPercent']]);
-
-/** Thresholds of the stats summary detector. */
-export type StatsSummaryOptions = OptionsOf<typeof STATS_SUMMARY_OPTIONS>;
 
 const UNITS: Record<string, number> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4, k: 1e3, M: 1e6, G: 1e9, T: 1e12, '': 1 };
 
