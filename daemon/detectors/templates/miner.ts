@@ -26,6 +26,7 @@
  * oldest id survives; `resolveId` follows merged ids.
  */
 import { hash } from 'node:crypto';
+import { ClusterIndex } from './cluster-index.js';
 import { maskTokens, PARAM } from './masks.js';
 import { CodedError } from '../../errors.js';
 
@@ -96,9 +97,6 @@ interface Cluster extends TemplateCluster {
   count: number;
   /** Tree leaves this cluster is in (more than one after merges across leaves). */
   leaves: TreeNode[];
-  /** Sibling-index keys this cluster is registered under, and the position of each. */
-  siblingKeys: number[];
-  siblingPos: number[];
   /** Which template tokens are plain words (see isWordToken). */
   words: boolean[];
   /** Template tokens that are not `<*>`. */
@@ -122,11 +120,6 @@ export class TemplateRestoreError extends CodedError {
   /** Stable error code. */
   readonly code = 'ERR_TEMPLATE_RESTORE';
 }
-
-// Sibling keys cost one map entry per token: long lines are left out.
-const MAX_SIBLING_TOKENS = 128;
-// Constant tokens that sibling clusters must share besides the differing one.
-const MIN_SIBLING_CONTEXT = 2;
 
 function newNode(parent: TreeNode | null, key: string, length: number): TreeNode {
   return { children: new Map(), clusters: [], parent, key, length };
@@ -167,20 +160,11 @@ export function templateTokens(template: string): string[] {
   return template.length === 0 ? [] : template.split(' ');
 }
 
-function fnv(s: string, seed: number): number {
-  let h = seed;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return h >>> 0;
-}
-
 /** Online Drain-style template miner with bounded memory. */
 export class TemplateMiner {
   readonly #o: TemplateMinerOptions;
   readonly #root = new Map<number, TreeNode>();
-  readonly #byId = new Map<string, Cluster>();
-  readonly #byTemplate = new Map<string, Cluster>();
-  readonly #siblings = new Map<number, Cluster[]>();
-  readonly #aliases = new Map<string, string>();
+  readonly #clusters: ClusterIndex<Cluster>;
   #seq = 0;
   #tick = 0;
   /** Agreeing tokens of the last #bestIn result. */
@@ -189,11 +173,12 @@ export class TemplateMiner {
   /** Creates a miner; options are merged over TEMPLATE_MINER_DEFAULTS. */
   constructor(opts: Partial<TemplateMinerOptions> = {}) {
     this.#o = Object.freeze({ ...TEMPLATE_MINER_DEFAULTS, ...opts });
+    this.#clusters = new ClusterIndex(this.#o.siblingMerge >= 2);
   }
 
   /** Number of live clusters. */
   get size(): number {
-    return this.#byId.size;
+    return this.#clusters.size;
   }
 
   /** Number of prefix-tree nodes (bounded with the clusters: empty branches are removed). */
@@ -289,19 +274,17 @@ export class TemplateMiner {
 
   /** Follows merges: the id that `id` now lives under (itself when never merged). */
   resolveId(id: string): string {
-    let cur = id;
-    for (let next = this.#aliases.get(cur); next !== undefined; next = this.#aliases.get(cur)) cur = next;
-    return cur;
+    return this.#clusters.resolve(id);
   }
 
   /** The live cluster with this id (after following merges), if any. */
   get(id: string): TemplateCluster | undefined {
-    return this.#byId.get(this.resolveId(id));
+    return this.#clusters.get(id);
   }
 
   /** Live clusters, most lines first. */
   templates(): { templateId: string; template: string; count: number }[] {
-    return [...this.#byId.values()]
+    return [...this.#clusters.values()]
       .sort((a, b) => b.count - a.count || a.seq - b.seq)
       .map((c) => ({ templateId: c.id, template: c.template, count: c.count }));
   }
@@ -315,10 +298,10 @@ export class TemplateMiner {
     if (!id) throw new TemplateRestoreError('template id is empty');
     if (template.includes('\n')) throw new TemplateRestoreError(`template ${id} spans lines`);
     const tokens = templateTokens(template);
-    const live = this.#byId.get(id) ?? this.#byTemplate.get(templateKey(tokens.length, template));
+    const live = this.#clusters.find(id, tokens, template);
     if (live) {
       live.count += Math.max(0, count);
-      if (live.id !== id) this.#aliases.set(id, live.id);
+      if (live.id !== id) this.#clusters.alias(id, live.id);
       return live;
     }
     return this.#create(tokens, this.#leafFor(tokens), Math.max(0, count), id);
@@ -333,18 +316,12 @@ export class TemplateMiner {
       count,
       seq: this.#seq++,
       leaves: [leaf],
-      siblingKeys: [],
-      siblingPos: [],
       words: tokens.map(isWordToken),
       constants: countConstants(tokens),
       lastUsed: ++this.#tick,
     };
-    this.#aliases.delete(c.id);
     leaf.clusters.push(c);
-    this.#byId.set(c.id, c);
-    const key = templateKey(tokens.length, template);
-    if (!this.#byTemplate.has(key)) this.#byTemplate.set(key, c);
-    this.#index(c);
+    this.#clusters.add(c);
     this.#evictOverflow(c);
     return c;
   }
@@ -354,7 +331,7 @@ export class TemplateMiner {
     // The same first line as a live cluster happens only when a restored
     // cluster sits elsewhere in the tree: keep ids unique and deterministic.
     let id = base;
-    for (let i = 2; this.#byId.has(id); i++) id = `${base}-${i}`;
+    for (let i = 2; this.#clusters.has(id); i++) id = `${base}-${i}`;
     return id;
   }
 
@@ -364,8 +341,7 @@ export class TemplateMiner {
 
   /** Re-indexes a cluster whose tokens changed; merges it with an equal template. */
   #templateChanged(c: Cluster): Cluster {
-    const oldKey = templateKey(c.tokens.length, c.template);
-    if (this.#byTemplate.get(oldKey) === c) this.#byTemplate.delete(oldKey);
+    const oldTemplate = c.template;
     c.template = c.tokens.join(' ');
     c.constants = countConstants(c.tokens);
     // A routing token that became `<*>`: lines with new values there find the cluster through the `<*>` branch.
@@ -374,16 +350,10 @@ export class TemplateMiner {
       home.clusters.push(c);
       c.leaves.push(home);
     }
-    this.#unindex(c);
-    this.#index(c);
-    const key = templateKey(c.tokens.length, c.template);
-    const other = this.#byTemplate.get(key);
-    if (!other || other === c) {
-      this.#byTemplate.set(key, c);
-      return this.#mergeSiblings(c);
-    }
+    const other = this.#clusters.retemplate(c, oldTemplate);
+    if (!other) return this.#mergeSiblings(c);
     const [keep, drop] = other.seq < c.seq ? [other, c] : [c, other];
-    this.#byTemplate.set(key, keep);
+    this.#clusters.claimTemplate(keep);
     this.#merge(drop, keep);
     return this.#mergeSiblings(keep);
   }
@@ -395,10 +365,7 @@ export class TemplateMiner {
    */
   #mergeSiblings(c: Cluster): Cluster {
     if (this.#o.siblingMerge < 2) return c;
-    for (let k = 0; k < c.siblingKeys.length; k++) {
-      const group = this.#siblings.get(c.siblingKeys[k] as number);
-      if (!group || group.length < 2) continue;
-      const pos = c.siblingPos[k] as number;
+    for (const [pos, group] of this.#clusters.siblingGroups(c)) {
       const members = group.filter((o) => o === c || sameExcept(o.tokens, c.tokens, pos));
       if (members.length < this.#o.siblingMerge && !members.some((o) => o.tokens[pos] === PARAM)) continue;
       if (members.length < 2) continue;
@@ -429,81 +396,28 @@ export class TemplateMiner {
       }
     }
     drop.leaves = [];
-    this.#unindex(drop);
-    const key = templateKey(drop.tokens.length, drop.template);
-    if (this.#byTemplate.get(key) === drop) this.#byTemplate.delete(key);
-    this.#byId.delete(drop.id);
-    this.#aliases.set(drop.id, keep.id);
+    this.#clusters.remove(drop, keep);
     this.#touch(keep);
     this.#o.onMerge?.(drop, keep);
   }
 
-  #index(c: Cluster): void {
-    const t = c.tokens;
-    const n = t.length;
-    if (this.#o.siblingMerge < 2 || n > MAX_SIBLING_TOKENS) return;
-    // Key of position i: hashes of everything before and after it, so clusters
-    // equal except at i share the key (verified token by token before merging).
-    const suffix = new Array<number>(n + 1);
-    suffix[n] = 0x2545f491;
-    for (let i = n - 1; i >= 0; i--) suffix[i] = fnv(t[i] as string, Math.imul(suffix[i + 1] as number, 31) ^ 0x9e3779b9);
-    const constants = c.constants;
-    let prefix = 0x811c9dc5;
-    for (let i = 0; i < n; i++) {
-      const tok = t[i] as string;
-      const isParam = tok === PARAM;
-      // Siblings must share real text: "generating <*>" and "store <*>" share nothing.
-      if (constants - (isParam ? 0 : 1) >= MIN_SIBLING_CONTEXT) {
-        // 53 bits: 32 of the prefix hash (mixed with n and i), 21 of the suffix hash.
-        const key = (Math.imul(prefix ^ Math.imul(i + 1, 0x9e3779b1), 0x85ebca6b) ^ n) * 0x200000 + ((suffix[i + 1] as number) & 0x1fffff);
-        const group = this.#siblings.get(key);
-        if (group) group.push(c);
-        else this.#siblings.set(key, [c]);
-        c.siblingKeys.push(key);
-        c.siblingPos.push(i);
-      }
-      prefix = fnv(tok, Math.imul(prefix, 31) ^ 0x7f4a7c15);
-    }
-  }
-
-  #unindex(c: Cluster): void {
-    for (const key of c.siblingKeys) {
-      const group = this.#siblings.get(key);
-      if (!group) continue;
-      const i = group.indexOf(c);
-      if (i >= 0) group.splice(i, 1);
-      if (group.length === 0) this.#siblings.delete(key);
-    }
-    c.siblingKeys = [];
-    c.siblingPos = [];
-  }
-
   #evictOverflow(keep: Cluster): void {
-    while (this.#byId.size > this.#o.maxClusters) {
+    while (this.#clusters.size > this.#o.maxClusters) {
       // A linear scan, only when a new cluster overflows: cheaper than keeping an order on every line.
       let c: Cluster | undefined;
-      for (const o of this.#byId.values()) if (o !== keep && (!c || o.lastUsed < c.lastUsed)) c = o;
+      for (const o of this.#clusters.values()) if (o !== keep && (!c || o.lastUsed < c.lastUsed)) c = o;
       if (!c) return;
-      this.#byId.delete(c.id);
+      this.#clusters.remove(c);
       for (const leaf of c.leaves) {
         const i = leaf.clusters.indexOf(c);
         if (i >= 0) leaf.clusters.splice(i, 1);
         this.#prune(leaf);
       }
       c.leaves = [];
-      this.#unindex(c);
-      const key = templateKey(c.tokens.length, c.template);
-      if (this.#byTemplate.get(key) === c) this.#byTemplate.delete(key);
       this.#o.onEvict?.(c);
     }
     // Aliases of merged ids: bounded along with the clusters.
-    if (this.#aliases.size > this.#o.maxClusters * 4) {
-      let drop = this.#aliases.size - this.#o.maxClusters * 2;
-      for (const k of this.#aliases.keys()) {
-        if (drop-- <= 0) break;
-        this.#aliases.delete(k);
-      }
-    }
+    this.#clusters.boundAliases(this.#o.maxClusters * 4, this.#o.maxClusters * 2);
   }
 
   /** Removes empty tree nodes upwards, so the tree shrinks with evictions. */
@@ -560,10 +474,6 @@ function lineWord(cache: (boolean | undefined)[], i: number, token: string): boo
     cache[i] = w;
   }
   return w;
-}
-
-function templateKey(n: number, template: string): string {
-  return `${n}\u0000${template}`;
 }
 
 function sameExcept(a: readonly string[], b: readonly string[], pos: number): boolean {
