@@ -3,9 +3,9 @@
  * a NodeView; it is the "small window of recent context" DESIGN.md allows them.
  * Everything here is bounded so a chatty node cannot grow the daemon's memory.
  */
-import { eventLastTime, type KubeEvent, type KubeNode, type KubePod, type StatsSummary } from '../core/kube.js';
+import { eventLastTime, type KubeEvent } from '../core/kube.js';
 import { containerKey } from '../core/fingerprint.js';
-import type { HostSnapshot, LogLine, NodeView, Signal, TemplateStat, Timestamp } from '../core/types.js';
+import type { LogLine, NodeView, Signal, TemplateStat, Timestamp } from '../core/types.js';
 
 /** How far back kernel lines stay as context: a kernel OOM report spans well under 10 s. */
 const KERNEL_CONTEXT_MS = 15_000;
@@ -30,15 +30,30 @@ export interface NodeStateLimits {
 
 const DEFAULT_LIMITS: NodeStateLimits = { maxEvents: 2000, tailLines: 50, maxContainers: 500, maxPendingLines: 50_000 };
 
+type SignalOf<T extends Signal['type']> = Extract<Signal, { type: T }>;
+
+/**
+ * Signals whose value replaces the last one, by the field that carries it.
+ * The view field named like the signal type holds it; the `satisfies` type
+ * makes a field whose value does not fit that view field a compile error.
+ */
+const LATEST_FIELD = { node: 'node', pods: 'pods', statsSummary: 'summary', host: 'snapshot' } as const satisfies {
+  [T in Signal['type'] & keyof NodeView]?: { [F in keyof SignalOf<T>]: SignalOf<T>[F] extends NodeView[T] ? F : never }[keyof SignalOf<T>];
+};
+
+type LatestType = keyof typeof LATEST_FIELD;
+type LatestSignal = SignalOf<LatestType>;
+
+function isLatest(s: Signal): s is LatestSignal {
+  return Object.hasOwn(LATEST_FIELD, s.type);
+}
+
 /** Accumulates signals into the node's current state. */
 export class NodeState {
   private readonly limits: NodeStateLimits;
-  private node?: KubeNode;
-  private pods?: KubePod[];
+  /** The view fields that only ever hold the latest value: those of LATEST_FIELD, and the kubelet's health. */
+  private readonly latest: Pick<NodeView, LatestType | 'kubeletHealth'> = {};
   private readonly events = new Map<string, KubeEvent>();
-  private statsSummary?: StatsSummary;
-  private kubeletHealth?: { at: Timestamp; ok: boolean; body: string };
-  private host?: HostSnapshot;
   private pending: LogLine[] = [];
   private readonly tails = new Map<string, LogLine[]>();
   /** Lines dropped because detection fell behind. */
@@ -55,33 +70,33 @@ export class NodeState {
   /** Applies signals in order. */
   ingest(signals: Iterable<Signal>): void {
     for (const s of signals) {
+      if (isLatest(s)) {
+        this.keepLatest(s);
+        continue;
+      }
       switch (s.type) {
         case 'log':
           this.addLine(s.line);
           break;
-        case 'node':
-          this.node = s.node;
-          break;
-        case 'pods':
-          this.pods = s.pods;
-          break;
         case 'event':
           this.addEvent(s.event);
           break;
-        case 'statsSummary':
-          this.statsSummary = s.summary;
-          break;
         case 'kubeletHealth':
-          this.kubeletHealth = { at: s.at, ok: s.ok, body: s.body };
-          break;
-        case 'host':
-          this.host = s.snapshot;
+          this.latest.kubeletHealth = { at: s.at, ok: s.ok, body: s.body };
           break;
         case 'gap':
         case 'checkpoint':
           break;
+        default:
+          // A new signal type is handled here or listed in LATEST_FIELD.
+          s satisfies never;
       }
     }
+  }
+
+  private keepLatest(s: LatestSignal): void {
+    // LATEST_FIELD's check ties each type's field to the view field of its name; TS cannot follow that through the union.
+    (this.latest as Record<LatestType, unknown>)[s.type] = (s as Record<string, unknown>)[LATEST_FIELD[s.type]];
   }
 
   /** Removes a deleted event (watch DELETED). */
@@ -159,12 +174,7 @@ export class NodeState {
       templates,
     };
     if (this.bootTime) view.bootTime = this.bootTime;
-    if (this.node) view.node = this.node;
-    if (this.pods) view.pods = this.pods;
-    if (this.statsSummary) view.statsSummary = this.statsSummary;
-    if (this.kubeletHealth) view.kubeletHealth = this.kubeletHealth;
-    if (this.host) view.host = this.host;
-    return view;
+    return Object.assign(view, this.latest);
   }
 
   /** Sets the boot time once known (kmsg collector). */
