@@ -35,16 +35,16 @@ import {
   within,
 } from './pod-status.js';
 import { exitCodeMeaning } from './exit-codes.js';
-import { defineDetectorOptions, detectorFactory, int, minutes, opt, type OptionsOf } from './options.js';
+import { count, defineDetectorOptions, detectorFactory, int, minutes, opt, type OptionsOf } from './options.js';
 
 /** Checks, docs and defaults of CrashLoopOptions (config `detectors.crashLoop`). */
 export const CRASHLOOP_OPTIONS = defineDetectorOptions({
   /** Restarts within the window that make a crash loop without a CrashLoopBackOff state. Defaults to 3. */
-  minRestarts: opt(int(1, 1_000_000), 3),
+  minRestarts: opt(count, 3),
   /** How far back restarts count, in minutes. Defaults to 60. */
   windowMinutes: opt(minutes, 60),
   /** Restart count from which a crash loop is critical. Defaults to 3. */
-  criticalRestarts: opt(int(1, 1_000_000), 3),
+  criticalRestarts: opt(count, 3),
   /** Log lines kept from before the crash. Defaults to 10. */
   logLines: opt(int(0, 1000), 10),
   /** Without any pod list, back-off events seen within this many minutes are reported. Defaults to 10. */

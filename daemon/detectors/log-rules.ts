@@ -10,7 +10,7 @@ import type { Detector, FindingDraft, LogLine, NodeView } from '../core/types.js
 import { z } from 'zod';
 import { createRedactor } from '../redact.js';
 import { type CompiledRule, checkUniqueIds, loadRuleFile, loadRuleFiles } from './log-rules/compile.js';
-import { int, names, range } from './options.js';
+import { count, int, names, range } from './options.js';
 import { type MatchContext, matchRule, newStreamBuffer, RULE_ENGINE_DEFAULTS, RuleEngine, type RuleEngineOptions } from './log-rules/engine.js';
 import { CodedError } from '../errors.js';
 
@@ -55,7 +55,7 @@ export const LOG_RULES_OPTIONS_SCHEMA = z
     disabledRules: names('rule ids'),
     maxEvidence: int(1, 100),
     kernelDedupSeconds: range(0, 86_400, 'a number of seconds'),
-    maxStreams: int(1, 1_000_000),
+    maxStreams: count,
   })
   .strict() satisfies z.ZodType<Omit<LogRuleDetectorOptions, 'redact'>>;
 

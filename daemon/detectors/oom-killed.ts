@@ -31,14 +31,14 @@ import {
   timeMs,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, int, minutes, opt } from './options.js';
+import { count, defineDetectorOptions, detectorFactory, minutes, opt } from './options.js';
 
 /** Thresholds of the OOMKilled detector: each one's check, doc and default (config `detectors.oomKilled`). */
 export const OOM_KILLED_OPTIONS = defineDetectorOptions({
   /** How far back OOM kills count, in minutes. Defaults to 60. */
   windowMinutes: opt(minutes, 60),
   /** Kills within the window that make the finding critical. Defaults to 2. */
-  criticalKills: opt(int(1, 1_000_000), 2),
+  criticalKills: opt(count, 2),
 });
 
 /** One OOM kill read from the kernel log. */

@@ -26,6 +26,9 @@ export function int(min: number, max: number): z.ZodNumber {
   return z.number({ error }).int({ error }).min(min, { error }).max(max, { error });
 }
 
+/** A count (restarts, kills, probe failures, streams), 1 to a million. */
+export const count = int(1, 1_000_000);
+
 /** A list of non-empty strings; `what` names the items. */
 export function names(what: string): z.ZodArray<z.ZodString> {
   const error = `a list of ${what}`;

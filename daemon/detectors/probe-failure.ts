@@ -32,7 +32,7 @@ import {
   statusEvidence,
   within,
 } from './pod-status.js';
-import { defineDetectorOptions, detectorFactory, int, minutes, opt } from './options.js';
+import { count, defineDetectorOptions, detectorFactory, minutes, opt } from './options.js';
 
 /** Thresholds of the ProbeFailure detector: each one's check, doc and default (config `detectors.probeFailure`). */
 export const PROBE_FAILURE_OPTIONS = defineDetectorOptions({
@@ -41,7 +41,7 @@ export const PROBE_FAILURE_OPTIONS = defineDetectorOptions({
   /** Liveness/startup kills within this many minutes are reported. Defaults to 60. */
   restartWindowMinutes: opt(minutes, 60),
   /** Failures needed when the probe did not (yet) change anything. Defaults to 3. */
-  minFailures: opt(int(1, 1_000_000), 3),
+  minFailures: opt(count, 3),
 });
 
 type Probe = 'liveness' | 'readiness' | 'startup';
