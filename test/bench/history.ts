@@ -16,7 +16,7 @@
  *    second, with the image's NODE_OPTIONS. test/bench/history-probe.ts is loaded into it to read the
  *    event-loop delay and memory over IPC, the same way for every build.
  * 3. Waits until the first cycles have resolved the seeded findings past
- *    their quiet period. Drives each route with autocannon (in a process of
+ *    their quiet period. Drives each route with loadtest (in a process of
  *    its own, test/bench/history-load.ts) at a fixed rate for `--seconds`,
  *    /healthz first as the baseline route; the listing with a different
  *    `since` on every request (as a relative since makes it), and with a
@@ -426,14 +426,14 @@ async function drive(d: DaemonUnderTest, route: Route, seconds: number, rate: nu
   };
 }
 
-/** autocannon's figures of one run. */
+/** The load tool's figures of one run (test/bench/history-load.ts). */
 interface LoadResult {
   latency: { p50: number; p99: number; max: number };
   '2xx': number;
   non2xx: number;
   errors: number;
   timeouts: number;
-  /** Bytes received (headers and bodies, as sent) and responses. */
+  /** Body bytes received (as sent: compressed where they were) and responses. */
   bytes: number;
   requests: number;
 }
@@ -659,7 +659,7 @@ function render(builds: BuildResult[], o: { n: number; seconds: number; rate: nu
   out.push(
     `${o.n.toLocaleString('en')} findings (${CATEGORIES.length} categories, ${PODS.toLocaleString('en')} pods in ${NAMESPACES} namespaces, two evidence lines each, ` +
       `a diagnosis on every tenth, 10% open, last seen over ${SPREAD_DAYS} days), ${cur.seed.templates.toLocaleString('en')} log templates, the full-text index current; ` +
-      `the daemon in host mode, rules-only, only the host source, detection every second, ${IMAGE_DESCRIPTION} as in the image, the per-caller rate limit lifted. Each route: autocannon${LOAD_CPU === null ? '' : ` (pinned to core ${LOAD_CPU} with taskset; the daemon may use every core)`}, 10 connections, a fixed ${o.rate} req/s for ${o.seconds} s after ${WARM_UP_SECONDS} s of the same load to warm the load tool up (not counted), every request with \`accept-encoding: gzip, deflate, br\` as browsers and Node's fetch send it (bodies served more than once go out gzip-compressed; KiB per response is what crossed the socket). ` +
+      `the daemon in host mode, rules-only, only the host source, detection every second, ${IMAGE_DESCRIPTION} as in the image, the per-caller rate limit lifted. Each route: loadtest (npm) in its requests-per-second mode${LOAD_CPU === null ? '' : ` (pinned to core ${LOAD_CPU} with taskset; the daemon may use every core)`}: one request every ${(1000 / o.rate).toFixed(1)} ms whatever the answers, on keep-alive connections, for ${o.seconds} s after ${WARM_UP_SECONDS} s of the same load to warm the load tool up (not counted), every request with \`accept-encoding: gzip, deflate, br\` as browsers and Node's fetch send it (bodies served more than once go out gzip-compressed; KiB per response is the body as sent). Latency: from a request's creation to its last byte. ` +
       'Event-loop delay: `perf_hooks.monitorEventLoopDelay` (1 ms sampling) inside the daemon, over that route\'s run only.\n',
   );
   const head = base
