@@ -295,6 +295,9 @@ export class CommitLog {
  */
 export function writeFakeJournalctl(dir: string): string {
   mkdirSync(dir, { recursive: true });
+  // The script has no extension: Node takes its module type from the nearest package.json, which could be any
+  // folder above the temporary one. CommonJS, whatever is above.
+  writeFileSync(join(dir, 'package.json'), '{"type":"commonjs"}\n');
   const path = join(dir, 'journalctl');
   writeFileSync(
     path,
