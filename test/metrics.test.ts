@@ -5,6 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
+import { EventLoopWindow } from '../daemon/api/metrics.js';
 import { type DaemonProcess, startDaemon, tempDir, waitFor } from './helpers/daemon-process.js';
 
 let running: DaemonProcess | undefined;
@@ -55,5 +56,43 @@ describe('/metrics', () => {
     expect(p99).toBeGreaterThanOrEqual(p50!);
     expect(max).toBeGreaterThanOrEqual(p99!);
     expect(max).toBeLessThan(60);
+  });
+});
+
+describe('event-loop delay', () => {
+  const until = async (ok: () => boolean, ms: number) => {
+    const end = Date.now() + ms;
+    while (!ok()) {
+      if (Date.now() > end) throw new Error('timed out waiting');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+  const spin = (ms: number) => {
+    const end = Date.now() + ms;
+    while (Date.now() < end);
+  };
+
+  it('samples once a second while the loop is idle, ten times a second once it works, and reports a stall either way', async () => {
+    const w = new EventLoopWindow({ sliceMs: 300 });
+    try {
+      expect(w.resolutionMs).toBe(100);
+      // Idle: after a slice with the loop busy under 1% of the time, the monitor wakes once a second.
+      await until(() => w.resolutionMs === 1000, 5000);
+      // Work (the loop busy ~40% of the time) brings the 100 ms timer back within a slice or two.
+      const work = setInterval(() => spin(8), 20);
+      try {
+        await until(() => w.resolutionMs === 100, 5000);
+      } finally {
+        clearInterval(work);
+      }
+      // A 250 ms stall delays the next tick by about its length (a new monitor's first tick only starts its clock).
+      await new Promise((r) => setTimeout(r, 150));
+      spin(250);
+      await new Promise((r) => setTimeout(r, 150));
+      expect(w.read().max).toBeGreaterThan(0.15);
+      expect(w.read().max).toBeLessThan(5);
+    } finally {
+      w.close();
+    }
   });
 });

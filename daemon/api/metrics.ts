@@ -2,7 +2,7 @@
  * Prometheus metrics of the daemon, on a registry of its own (never a
  * global one, so tests and embedders do not collide).
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { type ELDHistogram, monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, PROCESS_SAMPLE_MS, Registry, registerProcessMetrics, whenChanged } from './prometheus.js';
 import type { SourceStatus } from '../core/types.js';
 import { registerSourceMetrics, scrapedSources } from './source-metrics.js';
@@ -18,48 +18,85 @@ export interface MetricsSources {
 }
 
 /**
- * Timer interval of the event-loop delay monitor, in ms: the delay is what a
- * tick takes beyond it. 100 ms and not 10: the timer wakes an idle daemon,
- * and at 10 ms that alone costs about 4 millicores; any stall of 100 ms or
- * more still delays a tick by its length.
+ * Timer interval of the event-loop delay monitor while the daemon works, in
+ * ms: the delay is what a tick takes beyond it. 100 ms and not 10: the timer
+ * wakes the process, and at 10 ms that alone costs about 4 millicores; any
+ * stall of 100 ms or more still delays a tick by its length.
  */
 const EVENT_LOOP_RESOLUTION_MS = 100;
+/**
+ * The interval while the daemon is idle. Ten wakeups a second were about a
+ * quarter of an idle daemon's CPU time (0.8 of ~3 millicores); in a slice
+ * that busy, no stall can be longer than 100 ms anyway.
+ */
+const EVENT_LOOP_IDLE_RESOLUTION_MS = 1000;
+/** A slice in which the event loop ran less than this share of the time is idle. */
+const IDLE_UTILIZATION = 0.01;
 /** The event-loop delay gauges cover this many past slices of EVENT_LOOP_SLICE_MS. */
 const EVENT_LOOP_SLICES = 6;
 const EVENT_LOOP_SLICE_MS = 10_000;
 
 type DelaySummary = { p50: number; p99: number; max: number };
 
+/** Options of EventLoopWindow (tests shorten the slices). */
+export interface EventLoopWindowOptions {
+  /** Length of a slice, ms. Defaults to 10 s. */
+  sliceMs?: number;
+  /** Slices kept, the current one included. Defaults to 6. */
+  slices?: number;
+}
+
 /**
  * Event-loop delay over the last minute, whatever the scrape interval
  * (a histogram reset at each scrape, as Node exporters keep one, shows only
  * what happened since whoever scraped last): every 10 s the monitor's percentiles
  * go into a ring of six slices and the monitor restarts; a scrape reports the
- * worst slice, the current one included.
+ * worst slice, the current one included. After a slice in which the loop was
+ * busy less than 1% of the time, the next is sampled once a second instead
+ * of ten times (performance.eventLoopUtilization tells which).
  */
-class EventLoopWindow {
-  private readonly monitor = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+export class EventLoopWindow {
+  private monitor: ELDHistogram;
   private readonly slices: DelaySummary[] = [];
   private readonly timer: NodeJS.Timeout;
+  private readonly keep: number;
+  private utilization = performance.eventLoopUtilization();
+  /** The monitor's timer interval now, ms. */
+  resolutionMs = EVENT_LOOP_RESOLUTION_MS;
 
-  constructor() {
+  constructor(opts: EventLoopWindowOptions = {}) {
+    this.keep = opts.slices ?? EVENT_LOOP_SLICES;
+    this.monitor = monitorEventLoopDelay({ resolution: this.resolutionMs });
     this.monitor.enable();
-    this.timer = setInterval(() => {
-      this.slices.push(this.current());
-      if (this.slices.length > EVENT_LOOP_SLICES - 1) this.slices.shift();
-      this.monitor.reset();
-    }, EVENT_LOOP_SLICE_MS);
+    this.timer = setInterval(() => this.nextSlice(), opts.sliceMs ?? EVENT_LOOP_SLICE_MS);
     this.timer.unref();
+  }
+
+  private nextSlice(): void {
+    this.slices.push(this.current());
+    if (this.slices.length > this.keep - 1) this.slices.shift();
+    const now = performance.eventLoopUtilization();
+    const busy = performance.eventLoopUtilization(now, this.utilization).utilization;
+    this.utilization = now;
+    const resolution = busy < IDLE_UTILIZATION ? EVENT_LOOP_IDLE_RESOLUTION_MS : EVENT_LOOP_RESOLUTION_MS;
+    if (resolution === this.resolutionMs) {
+      this.monitor.reset();
+      return;
+    }
+    this.monitor.disable();
+    this.resolutionMs = resolution;
+    this.monitor = monitorEventLoopDelay({ resolution });
+    this.monitor.enable();
   }
 
   private current(): DelaySummary {
     const m = this.monitor;
     if (m.count === 0) return { p50: 0, p99: 0, max: 0 };
-    const delay = (ns: number) => Math.max(0, ns / 1e9 - EVENT_LOOP_RESOLUTION_MS / 1000);
+    const delay = (ns: number) => Math.max(0, ns / 1e9 - this.resolutionMs / 1000);
     return { p50: delay(m.percentile(50)), p99: delay(m.percentile(99)), max: delay(m.max) };
   }
 
-  /** The worst 10-second slice's delays, in seconds, over the last minute. */
+  /** The worst slice's delays, in seconds, over the last minute. */
   read(): DelaySummary {
     const all = [...this.slices, this.current()];
     return { p50: Math.max(...all.map((s) => s.p50)), p99: Math.max(...all.map((s) => s.p99)), max: Math.max(...all.map((s) => s.max)) };
@@ -201,7 +238,7 @@ export class DaemonMetrics {
     ] as const) {
       new Gauge({
         name,
-        help: `${what} event-loop delay, worst 10-second slice of the last minute (perf_hooks.monitorEventLoopDelay, ${EVENT_LOOP_RESOLUTION_MS} ms timer).`,
+        help: `${what} event-loop delay, worst 10-second slice of the last minute (perf_hooks.monitorEventLoopDelay, ${EVENT_LOOP_RESOLUTION_MS} ms timer, ${EVENT_LOOP_IDLE_RESOLUTION_MS} ms after an idle slice).`,
         registers,
         collectEveryMs: PROCESS_SAMPLE_MS,
         collect() {
