@@ -15,7 +15,7 @@
  * page. test/history-scale.test.ts compares cuts with SQLite's own answer.
  */
 import type { JsonPage } from '../store/store.js';
-import type { CachedBody } from './page-cache.js';
+import type { CachedBody, PageCache } from './page-cache.js';
 
 /** Where each finding of a listing body lies, for the pages cut from it. */
 export interface ListingIndex {
@@ -44,6 +44,29 @@ export function listingBody(found: JsonPage, diagnosis: (stored: string) => stri
   }
   const body = Buffer.from(`${HEAD}${items.join(',')}],"nextCursor":${JSON.stringify(found.nextCursor)}}`);
   return { body, index: { ends, lastSeen: found.items.map((r) => r.last_seen), pastLastSeen: found.pastLastSeen } };
+}
+
+/** The index of each kept listing body, for as long as the cache keeps the body. */
+const indexes = new WeakMap<CachedBody, ListingIndex>();
+
+/**
+ * The listing body kept for `key` at `generation`, else one built from the
+ * store page `read` gives (kept as the page cache decides), with its index.
+ */
+export function listingPage(
+  pages: PageCache,
+  key: string,
+  generation: number,
+  read: () => JsonPage,
+  diagnosis: (stored: string) => string,
+): { page: CachedBody; index: ListingIndex } {
+  const kept = pages.peek(key, generation);
+  const keptIndex = kept && indexes.get(kept);
+  if (kept && keptIndex) return { page: kept, index: keptIndex };
+  const { body, index } = listingBody(read(), diagnosis);
+  const page = pages.set(key, generation, body);
+  indexes.set(page, index);
+  return { page, index };
 }
 
 /**

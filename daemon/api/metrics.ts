@@ -61,15 +61,19 @@ export class EventLoopWindow {
   private readonly timer: NodeJS.Timeout;
   private readonly keep: number;
   private utilization = performance.eventLoopUtilization();
-  /** The monitor's timer interval now, ms. */
-  resolutionMs = EVENT_LOOP_RESOLUTION_MS;
+  #resolutionMs = EVENT_LOOP_RESOLUTION_MS;
 
   constructor(opts: EventLoopWindowOptions = {}) {
     this.keep = opts.slices ?? EVENT_LOOP_SLICES;
-    this.monitor = monitorEventLoopDelay({ resolution: this.resolutionMs });
+    this.monitor = monitorEventLoopDelay({ resolution: this.#resolutionMs });
     this.monitor.enable();
     this.timer = setInterval(() => this.nextSlice(), opts.sliceMs ?? EVENT_LOOP_SLICE_MS);
     this.timer.unref();
+  }
+
+  /** The monitor's timer interval now, ms. */
+  get resolutionMs(): number {
+    return this.#resolutionMs;
   }
 
   private nextSlice(): void {
@@ -79,12 +83,12 @@ export class EventLoopWindow {
     const busy = performance.eventLoopUtilization(now, this.utilization).utilization;
     this.utilization = now;
     const resolution = busy < IDLE_UTILIZATION ? EVENT_LOOP_IDLE_RESOLUTION_MS : EVENT_LOOP_RESOLUTION_MS;
-    if (resolution === this.resolutionMs) {
+    if (resolution === this.#resolutionMs) {
       this.monitor.reset();
       return;
     }
     this.monitor.disable();
-    this.resolutionMs = resolution;
+    this.#resolutionMs = resolution;
     this.monitor = monitorEventLoopDelay({ resolution });
     this.monitor.enable();
   }

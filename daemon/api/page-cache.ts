@@ -17,7 +17,6 @@
  */
 import { gzipSync } from 'node:zlib';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { ListingIndex } from './listing.js';
 
 /** Options of a PageCache. */
 export interface PageCacheOptions {
@@ -37,8 +36,6 @@ export class CachedBody {
   /** Built again for a key whose earlier body was served more than once: compressed from its first use. */
   hot = false;
   private gz: Buffer | undefined;
-  /** Where each finding lies in a listing page's body: the pages narrowed by `since` are cut from it (api/listing.ts). */
-  listing: ListingIndex | undefined;
   /** Called when the gzip form lands, with its size (the cache counts it). */
   onCompressed: ((bytes: number) => void) | undefined;
 

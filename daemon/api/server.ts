@@ -14,7 +14,7 @@ import { toPublicFinding } from '../tracker/tracker.js';
 import { type AccessOptions, installAccess } from './auth/access.js';
 import { type ApiServing, clientError } from './auth/serve.js';
 import { registerMcpRoute } from './mcp-route.js';
-import { cutSince, listingBody } from './listing.js';
+import { cutSince, listingPage } from './listing.js';
 import { CachedBody, PageCache, sendCached } from './page-cache.js';
 import { collectRoutes, described, openApiDocument, registerSurfaceRoutes } from './surfaces.js';
 import { projectToSchema } from './schema-project.js';
@@ -155,15 +155,11 @@ export function buildApi(ctx: ApiContext): FastifyInstance {
       if (since === null) return sendBadDate(reply, 'since', asked);
       // One body per query without `since`; a page narrowed by `since` is cut from it (api/listing.ts).
       const key = JSON.stringify([query.status, query.severity, query.category, query.limit, query.cursor]);
-      const generation = ctx.store.generation;
-      let page = pages.peek(key, generation);
-      if (!page?.listing) {
-        // SQLite writes each finding's JSON (store/findings.ts PUBLIC_HEAD); only a diagnosis is projected here.
-        const built = listingBody(ctx.store.listFindingsJson(query), (d) => JSON.stringify(projectToSchema(JSON.parse(d), diagnosisSchema)));
-        page = pages.set(key, generation, built.body);
-        page.listing = built.index;
-      }
-      const body = since === undefined ? page : cutSince(page, page.listing, since);
+      // SQLite writes each finding's JSON (store/findings.ts PUBLIC_HEAD); only a diagnosis is projected here.
+      const { page, index } = listingPage(pages, key, ctx.store.generation, () => ctx.store.listFindingsJson(query), (d) =>
+        JSON.stringify(projectToSchema(JSON.parse(d), diagnosisSchema)),
+      );
+      const body = since === undefined ? page : cutSince(page, index, since);
       return body instanceof CachedBody ? sendCached(req, reply, body, JSON_TYPE) : reply.type(JSON_TYPE).send(body);
     },
   );

@@ -124,15 +124,6 @@ function decodeCursor(cursor: string): [string, string] {
   return [c[0], c[1]];
 }
 
-/** A page of `limit` from the `limit + 1` rows of a listing query: the row past the page tells whether there is a next one. */
-function pageOf<R extends { last_seen: string; id: string }>(rows: R[], limit: number): { items: R[]; nextCursor: string | null; pastLastSeen: string | null } {
-  const items = rows.slice(0, limit);
-  const last = items[items.length - 1];
-  const past = rows[limit];
-  const nextCursor = past && last ? Buffer.from(JSON.stringify([last.last_seen, last.id])).toString('base64url') : null;
-  return { items, nextCursor, pastLastSeen: past ? past.last_seen : null };
-}
-
 /** The WHERE term of each listing filter and its parameters. */
 const LISTING_TERMS: Record<(typeof LISTING_FILTERS)[number], { sql: string; params: (q: FindingQuery) => unknown[] }> = {
   status: { sql: 'status = ?', params: (q) => [q.status] },
@@ -275,7 +266,13 @@ export class FindingRepo extends Repo {
 
   private page<R extends { last_seen: string; id: string }>(q: FindingQuery, columns: string): { items: R[]; nextCursor: string | null; pastLastSeen: string | null } {
     const { sql, params, limit } = listingQuery(q, columns);
-    return pageOf(this.listingStatement(sql).all(...params) as R[], limit);
+    // limit + 1 rows: the row past the page tells whether there is a next one.
+    const rows = this.listingStatement(sql).all(...params) as R[];
+    const items = rows.slice(0, limit);
+    const last = items[items.length - 1];
+    const past = rows[limit];
+    const nextCursor = past && last ? Buffer.from(JSON.stringify([last.last_seen, last.id])).toString('base64url') : null;
+    return { items, nextCursor, pastLastSeen: past ? past.last_seen : null };
   }
 
   private listingStatement(sql: string): Database.Statement {
