@@ -1,12 +1,14 @@
 /**
  * The HTTP servers behind the fastify app: the configured listener and the
  * node-local unix socket share one handler (so every hook applies to both)
- * and the same limits. Node checks headersTimeout and requestTimeout only
- * every `connectionsCheckingInterval`, which defaults to 30 s; it is set here
- * to a quarter of the headers timeout, so a trickled request is closed at
- * most a quarter late. Not shorter: each check wakes the process whether or
- * not a connection is open, and at once a second (for each of the two
- * servers) those wakeups were a quarter of an idle node's CPU time.
+ * and the same limits.
+ *
+ * The headers and request timeouts are kept per connection, by a timer that
+ * exists only while that connection waits for a request: Node's own check
+ * runs every `connectionsCheckingInterval` on every server whether or not a
+ * connection is open, and those wakeups (two servers, at the quarter of the
+ * headers timeout they needed to be timely) were a large part of an idle
+ * node's CPU time. Node's check stays, once a minute, as a backstop.
  */
 import { chmodSync, lstatSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import type http from 'node:http';
@@ -47,6 +49,25 @@ export function clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   socket.destroy();
 }
 
+/** Node's own timeout check, kept as a backstop behind the per-connection deadlines: once a minute. */
+const NODE_CHECK_INTERVAL_MS = 60_000;
+/** How long an idle keep-alive connection stays open, ms. */
+const KEEP_ALIVE_TIMEOUT_MS = 5_000;
+
+/** Where one connection is in its request cycle. */
+interface ConnectionState {
+  /** The deadline timer of the request being received, if one is. */
+  timer: NodeJS.Timeout | undefined;
+  /** Requests received whose responses have not finished (pipelining can make it more than one). */
+  inFlight: number;
+  /**
+   * The latest the request being received can have begun (ms since the epoch):
+   * when the connection opened, or the keep-alive timeout after the previous
+   * response finished. Its deadlines count from here.
+   */
+  start: number;
+}
+
 /** Owns the servers; hand `factory` to fastify's `serverFactory` and {@link clientError} to its `clientErrorHandler`. */
 export class ApiServing {
   readonly #limits: Required<ServingLimits>;
@@ -77,15 +98,68 @@ export class ApiServing {
       {
         headersTimeout: headersTimeoutMs,
         requestTimeout: requestTimeoutMs,
-        connectionsCheckingInterval: Math.max(50, Math.floor(headersTimeoutMs / 4)),
-        keepAliveTimeout: 5_000,
+        connectionsCheckingInterval: NODE_CHECK_INTERVAL_MS,
+        keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
         // Without a Host header Node answers 400 with no body; the API answers it like any request instead.
         requireHostHeader: false,
       },
-      handler,
     );
     server.maxConnections = maxConnections;
+    // Before the handler, so a request's deadline is set before anything answers it.
+    this.#enforceDeadlines(server);
+    server.on('request', handler);
     return server;
+  }
+
+  /**
+   * Closes a connection (408, through the server's client-error handler) when
+   * a request's headers are not in within the headers timeout, counted from
+   * when the connection opened or its previous response finished (plus the
+   * keep-alive timeout, within which the next request may begin), or its body
+   * is not in within the request timeout, counted from the same start.
+   */
+  #enforceDeadlines(server: http.Server): void {
+    const { headersTimeoutMs, requestTimeoutMs } = this.#limits;
+    const states = new WeakMap<Socket, ConnectionState>();
+    const timedOut = (socket: Socket) => {
+      if (socket.destroyed) return;
+      const err: NodeJS.ErrnoException = new Error('the request did not arrive in time');
+      err.code = 'ERR_HTTP_REQUEST_TIMEOUT';
+      server.emit('clientError', err, socket);
+    };
+    const arm = (socket: Socket, state: ConnectionState, ms: number, expired: () => boolean) => {
+      clearTimeout(state.timer);
+      state.timer = setTimeout(() => {
+        state.timer = undefined;
+        if (expired()) timedOut(socket);
+      }, ms);
+      state.timer.unref();
+    };
+    const awaitHeaders = (socket: Socket, state: ConnectionState, graceMs: number) => {
+      state.start = Date.now() + graceMs;
+      arm(socket, state, graceMs + headersTimeoutMs, () => state.inFlight === 0);
+    };
+    server.on('connection', (socket: Socket) => {
+      const state: ConnectionState = { timer: undefined, inFlight: 0, start: 0 };
+      states.set(socket, state);
+      awaitHeaders(socket, state, 0);
+      socket.once('close', () => clearTimeout(state.timer));
+    });
+    server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const socket = req.socket as Socket;
+      const state = states.get(socket);
+      if (!state) return;
+      state.inFlight++;
+      // The headers are in; the body (if any) must follow by the request timeout.
+      arm(socket, state, Math.max(0, state.start + requestTimeoutMs - Date.now()), () => !req.complete);
+      const done = () => {
+        state.inFlight--;
+        if (state.inFlight > 0 || socket.destroyed) return;
+        // The next request on this connection may begin any time within the keep-alive timeout.
+        awaitHeaders(socket, state, KEEP_ALIVE_TIMEOUT_MS);
+      };
+      res.once('close', done);
+    });
   }
 
   /** True for connections that came in over the node-local socket. */
