@@ -24,12 +24,6 @@ export interface MetricsSources {
  * stall of 100 ms or more still delays a tick by its length.
  */
 const EVENT_LOOP_RESOLUTION_MS = 100;
-/**
- * The interval while the daemon is idle. Ten wakeups a second were about a
- * quarter of an idle daemon's CPU time (0.8 of ~3 millicores); in a slice
- * that busy, no stall can be longer than 100 ms anyway.
- */
-const EVENT_LOOP_IDLE_RESOLUTION_MS = 1000;
 /** A slice in which the event loop ran less than this share of the time is idle. */
 const IDLE_UTILIZATION = 0.01;
 /** The event-loop delay gauges cover this many past slices of EVENT_LOOP_SLICE_MS. */
@@ -51,53 +45,63 @@ export interface EventLoopWindowOptions {
  * (a histogram reset at each scrape, as Node exporters keep one, shows only
  * what happened since whoever scraped last): every 10 s the monitor's percentiles
  * go into a ring of six slices and the monitor restarts; a scrape reports the
- * worst slice, the current one included. After a slice in which the loop was
- * busy less than 1% of the time, the next is sampled once a second instead
- * of ten times (performance.eventLoopUtilization tells which).
+ * worst slice, the current one included.
+ *
+ * After a slice in which the loop was busy less than 1% of the time
+ * (performance.eventLoopUtilization tells which), the next runs without the
+ * monitor: its delay is how late the slice's own timer fired. The monitor's
+ * timer woke an idle daemon ten times a second (once a second still cost
+ * about a tenth of its CPU time), and in a slice that idle the loop was busy
+ * under 100 ms in all, so no stall it could have seen was longer. The first
+ * slice that is busier brings the monitor back.
  */
 export class EventLoopWindow {
-  private monitor: ELDHistogram;
+  private monitor: ELDHistogram | undefined;
   private readonly slices: DelaySummary[] = [];
   private readonly timer: NodeJS.Timeout;
   private readonly keep: number;
+  private readonly sliceMs: number;
+  private sliceStart = performance.now();
   private utilization = performance.eventLoopUtilization();
-  #resolutionMs = EVENT_LOOP_RESOLUTION_MS;
 
   constructor(opts: EventLoopWindowOptions = {}) {
     this.keep = opts.slices ?? EVENT_LOOP_SLICES;
-    this.monitor = monitorEventLoopDelay({ resolution: this.#resolutionMs });
-    this.monitor.enable();
-    this.timer = setInterval(() => this.nextSlice(), opts.sliceMs ?? EVENT_LOOP_SLICE_MS);
+    this.sliceMs = opts.sliceMs ?? EVENT_LOOP_SLICE_MS;
+    this.monitor = startMonitor();
+    this.timer = setInterval(() => this.nextSlice(), this.sliceMs);
     this.timer.unref();
   }
 
-  /** The monitor's timer interval now, ms. */
+  /** The interval of the timer the delay is measured with now, ms: the monitor's, or the slice's while idle. */
   get resolutionMs(): number {
-    return this.#resolutionMs;
+    return this.monitor ? EVENT_LOOP_RESOLUTION_MS : this.sliceMs;
   }
 
   private nextSlice(): void {
-    this.slices.push(this.current());
+    const now = performance.now();
+    const late = Math.max(0, now - this.sliceStart - this.sliceMs) / 1000;
+    this.sliceStart = now;
+    this.slices.push(this.current(late));
     if (this.slices.length > this.keep - 1) this.slices.shift();
-    const now = performance.eventLoopUtilization();
-    const busy = performance.eventLoopUtilization(now, this.utilization).utilization;
-    this.utilization = now;
-    const resolution = busy < IDLE_UTILIZATION ? EVENT_LOOP_IDLE_RESOLUTION_MS : EVENT_LOOP_RESOLUTION_MS;
-    if (resolution === this.#resolutionMs) {
+    const elu = performance.eventLoopUtilization();
+    const busy = performance.eventLoopUtilization(elu, this.utilization).utilization;
+    this.utilization = elu;
+    if (busy < IDLE_UTILIZATION) {
+      this.monitor?.disable();
+      this.monitor = undefined;
+    } else if (this.monitor) {
       this.monitor.reset();
-      return;
+    } else {
+      this.monitor = startMonitor();
     }
-    this.monitor.disable();
-    this.#resolutionMs = resolution;
-    this.monitor = monitorEventLoopDelay({ resolution });
-    this.monitor.enable();
   }
 
-  private current(): DelaySummary {
+  /** The slice so far; `late` is how late its timer fired (known when it ends), in seconds. */
+  private current(late = 0): DelaySummary {
     const m = this.monitor;
-    if (m.count === 0) return { p50: 0, p99: 0, max: 0 };
-    const delay = (ns: number) => Math.max(0, ns / 1e9 - this.resolutionMs / 1000);
-    return { p50: delay(m.percentile(50)), p99: delay(m.percentile(99)), max: delay(m.max) };
+    if (!m || m.count === 0) return { p50: late, p99: late, max: late };
+    const delay = (ns: number) => Math.max(0, ns / 1e9 - EVENT_LOOP_RESOLUTION_MS / 1000);
+    return { p50: delay(m.percentile(50)), p99: delay(m.percentile(99)), max: Math.max(late, delay(m.max)) };
   }
 
   /** The worst slice's delays, in seconds, over the last minute. */
@@ -108,8 +112,14 @@ export class EventLoopWindow {
 
   close(): void {
     clearInterval(this.timer);
-    this.monitor.disable();
+    this.monitor?.disable();
   }
+}
+
+function startMonitor(): ELDHistogram {
+  const m = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
+  m.enable();
+  return m;
 }
 
 /** Every metric nodesage exports. */
@@ -242,7 +252,7 @@ export class DaemonMetrics {
     ] as const) {
       new Gauge({
         name,
-        help: `${what} event-loop delay, worst 10-second slice of the last minute (perf_hooks.monitorEventLoopDelay, ${EVENT_LOOP_RESOLUTION_MS} ms timer, ${EVENT_LOOP_IDLE_RESOLUTION_MS} ms after an idle slice).`,
+        help: `${what} event-loop delay, worst 10-second slice of the last minute (perf_hooks.monitorEventLoopDelay, ${EVENT_LOOP_RESOLUTION_MS} ms timer; after an idle slice, how late the slice's own timer fired).`,
         registers,
         collectEveryMs: PROCESS_SAMPLE_MS,
         collect() {
