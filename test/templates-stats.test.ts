@@ -80,6 +80,19 @@ describe('TemplateStats', () => {
     expect(s?.example).not.toContain('abcdef');
   });
 
+  it('asks the store to prune old buckets only when the oldest kept bucket moves', () => {
+    const stats = new TemplateStats();
+    stats.observe(podLine(0, 'Processed order 1 in 20ms'));
+    expect(stats.takeChanges().pruneBefore).toBe(at(0 - 60));
+    stats.observe(podLine(4, 'Processed order 2 in 21ms'));
+    // Same 5-minute bucket: the line is written, nothing more is pruned.
+    const same = stats.takeChanges();
+    expect(same.buckets).toHaveLength(1);
+    expect(same.pruneBefore).toBeUndefined();
+    stats.observe(podLine(5, 'Processed order 3 in 22ms'));
+    expect(stats.takeChanges().pruneBefore).toBe(at(5 - 60));
+  });
+
   it('hands out changed rows once, and a restart restored from them keeps ids, counts and baselines', () => {
     const before = new TemplateStats();
     for (let m = 0; m < 30; m++) {
@@ -103,8 +116,8 @@ describe('TemplateStats', () => {
       [at(25), 5],
     ]);
     expect(changes.pruneBefore).toBe(at(25 - 60));
-    // Nothing changed since: nothing to write.
-    expect(before.takeChanges()).toMatchObject({ templates: [], buckets: [], removed: [] });
+    // Nothing changed since: nothing to write, nothing more to prune.
+    expect(before.takeChanges()).toEqual({ templates: [], buckets: [], removed: [] });
 
     const after = new TemplateStats();
     after.restore(changes.templates, changes.buckets);

@@ -4,6 +4,7 @@
  * slices), the search itself on the main connection or in a worker, and the
  * runbook rows it searches.
  */
+import type Database from 'better-sqlite3';
 import type { TrackedFinding } from '../tracker/tracker.js';
 import { Repo, type StoreDb, yieldToLoop } from './db.js';
 import type { FindingRepo } from './findings.js';
@@ -123,6 +124,14 @@ export class SearchRepo extends Repo {
     return total;
   }
 
+  #anyDirty: Database.Statement | undefined;
+
+  /** True when some document waits to be indexed. */
+  private anyDirty(): boolean {
+    this.#anyDirty ??= this.s.db.prepare('SELECT 1 FROM search_dirty LIMIT 1').pluck();
+    return this.#anyDirty.get() !== undefined;
+  }
+
   /** Indexes at most `n` changed documents in one transaction; returns how many. */
   private indexSlice(n: number): number {
     this.ftsStmts ??= this.prepareFts();
@@ -169,6 +178,8 @@ export class SearchRepo extends Repo {
    * one runs gets that one's result. Resolves with the number indexed.
    */
   maintainIndex(): Promise<number> {
+    // Most cycles change nothing searchable: a lookup instead of a transaction.
+    if (!this.indexing && !this.anyDirty()) return Promise.resolve(0);
     this.indexing ??= (async () => {
       let total = 0;
       while (this.s.db.open) {

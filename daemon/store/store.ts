@@ -37,6 +37,20 @@ export interface CommitBatch extends ProgressWrite, TemplatesWrite {
   findings: TrackedFinding[];
 }
 
+/** True when committing the batch would write nothing. */
+function isEmptyBatch(b: CommitBatch): boolean {
+  return (
+    b.findings.length === 0 &&
+    b.checkpoints.length === 0 &&
+    b.gaps.length === 0 &&
+    b.lineCounts.size === 0 &&
+    !b.templates?.length &&
+    !b.templateBuckets?.length &&
+    !b.templatesRemoved?.length &&
+    b.templateBucketsBefore === undefined
+  );
+}
+
 /** The SQLite store. */
 export class Store {
   readonly path: string;
@@ -108,6 +122,8 @@ export class Store {
    * not be written (disk full) and are retried together with the current one.
    */
   commit(...batches: CommitBatch[]): void {
+    // An idle node's cycles change nothing: no transaction for them.
+    if (batches.every(isEmptyBatch)) return;
     try {
       this.commitTx(batches);
     } finally {

@@ -82,8 +82,12 @@ export interface TemplateStatsChanges {
   buckets: TemplateBucketRow[];
   /** Templates gone (merged into another, evicted, stream expired): delete them and their buckets. */
   removed: { stream: string; templateId: string }[];
-  /** Bucket rows that start before this are outside every baseline: delete them. */
-  pruneBefore: Timestamp;
+  /**
+   * Bucket rows that start before this are outside every baseline: delete
+   * them. Absent while it has not moved since the previous `takeChanges()`
+   * (no bucket older than it is ever added after).
+   */
+  pruneBefore?: Timestamp;
 }
 
 /**
@@ -158,6 +162,8 @@ export class TemplateStats {
   readonly #streams = new Map<string, Stream>();
   readonly #dirty = new Set<Entry>();
   #removed: { stream: string; templateId: string }[] = [];
+  /** What the last `takeChanges()` said to prune before, ms. */
+  #prunedBefore: number | undefined;
   #latest = 0;
   #lastExpiry = 0;
   /** Entries over all streams. */
@@ -258,7 +264,10 @@ export class TemplateStats {
     const removed = this.#removed;
     this.#dirty.clear();
     this.#removed = [];
-    return { templates, buckets, removed, pruneBefore: iso(this.#retainFrom()) };
+    const from = this.#retainFrom();
+    const moved = from !== this.#prunedBefore;
+    this.#prunedBefore = from;
+    return { templates, buckets, removed, ...(moved ? { pruneBefore: iso(from) } : {}) };
   }
 
   /** Every row, e.g. for a full rewrite of the store's tables. */
