@@ -4,7 +4,7 @@
  * exactly checkable), and the health tracker's states and counters.
  */
 import { describe, expect, it } from 'vitest';
-import { Backoff, BackoffOptionsError, periodic, restartLoop } from '../daemon/core/runtime/backoff.js';
+import { ABSENT, ABSENT_POLL_MAX_MS, Backoff, BackoffOptionsError, periodic, type RunOutcome, restartLoop } from '../daemon/core/runtime/backoff.js';
 import { ManualClock } from '../daemon/core/runtime/clock.js';
 import { Poller } from '../daemon/core/runtime/poller.js';
 import { SourceHealth } from '../daemon/core/runtime/health.js';
@@ -307,6 +307,37 @@ describe('periodic while idle', () => {
     p.trigger(100);
     await step(t, 2100);
     expect(at.slice(5)).toEqual([t.now() - 2000, t.now() - 1000, t.now()]);
+    await p.stop();
+  });
+
+  it('looks for a source that is not there at most once a minute, and is back at the interval once it is', async () => {
+    const t = new ManualClock(0);
+    const at: number[] = [];
+    let outcome: RunOutcome = ABSENT;
+    const p = periodic(
+      async () => {
+        at.push(t.now());
+        return outcome;
+      },
+      { name: 'poll', intervalMs: 1000, idleMaxMs: 5000, backoff: new Backoff({ initialMs: 1000, jitter: 0, clock: t }), clock: t },
+    );
+    await p.runNow();
+    await step(t, 300_000);
+    // 2, 4, 8, 16, 32 s, then every 60 s (not the 5 s of an idle source that is there).
+    expect(at.slice(0, 9)).toEqual([0, 2000, 6000, 14_000, 30_000, 62_000, 122_000, 182_000, 242_000]);
+    expect(ABSENT_POLL_MAX_MS).toBe(60_000);
+    // The file appears and has lines: the next run reads them and the 1 s pace is back.
+    outcome = true;
+    const n = at.length;
+    await step(t, 62_000);
+    expect(at.length - n).toBeGreaterThanOrEqual(2);
+    expect(at.at(-1)! - at.at(-2)!).toBe(1000);
+    // Idle but there: the idle backoff (up to 5 s), not the absent one.
+    outcome = false;
+    const m = at.length;
+    await step(t, 30_000);
+    const gaps = at.slice(m).map((x, i, a) => (i === 0 ? 0 : x - a[i - 1]!)).slice(1);
+    expect(Math.max(...gaps)).toBe(5000);
     await p.stop();
   });
 });

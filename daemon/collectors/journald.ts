@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import type { Collector, LogLine, Signal, SignalSink, SourceStatus, Timestamp } from '../core/types.js';
-import { Backoff, type BackoffOptions, IDLE_POLL_MAX_MS, type Periodic, type RestartLoop, periodic, restartLoop } from '../core/runtime/backoff.js';
+import { ABSENT, Backoff, type BackoffOptions, IDLE_POLL_MAX_MS, type Periodic, type RestartLoop, type RunOutcome, periodic, restartLoop } from '../core/runtime/backoff.js';
 import { type Clock, after, isoAt, systemClock } from '../core/runtime/clock.js';
 import { type HealthReader, SourceHealth } from '../core/runtime/health.js';
 import { type CheckpointReader, noCheckpoints } from './checkpoints.js';
@@ -308,8 +308,8 @@ export class JournaldCollector implements Collector {
     await this.embeddedTask.runNow();
   }
 
-  /** Resolves whether anything new was read (false lets the poll back off while idle). */
-  private async pollEmbedded(): Promise<boolean> {
+  /** Resolves whether anything new was read (false lets the poll back off while idle), or ABSENT while none of the files exists. */
+  private async pollEmbedded(): Promise<RunOutcome> {
     const out: Signal[] = [];
     const nowMs = this.clock.now();
     for (const { file, follower } of this.embedded) {
@@ -327,10 +327,11 @@ export class JournaldCollector implements Collector {
     }
     // Files that do not exist (another distribution) are no source of this node; they are picked up when they appear.
     const embedded = this.health.reader('embedded');
-    if (this.embedded.some((e) => e.follower.following)) embedded.enable();
+    const present = this.embedded.some((e) => e.follower.following);
+    if (present) embedded.enable();
     else embedded.disable('no embedded component log file present');
     this.deliver(out);
-    return out.length > 0;
+    return out.length > 0 || (present ? false : ABSENT);
   }
 
   status(): SourceStatus {

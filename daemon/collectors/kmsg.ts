@@ -14,7 +14,7 @@ import { type FileHandle, open, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import type { Collector, Signal, SignalSink, SourceStatus } from '../core/types.js';
-import { IDLE_POLL_MAX_MS } from '../core/runtime/backoff.js';
+import { ABSENT, IDLE_POLL_MAX_MS, type RunOutcome } from '../core/runtime/backoff.js';
 import { type Clock, isoAt, systemClock } from '../core/runtime/clock.js';
 import { SourceHealth } from '../core/runtime/health.js';
 import { Poller } from '../core/runtime/poller.js';
@@ -223,18 +223,18 @@ export class KmsgCollector implements Collector {
     return true;
   }
 
-  /** Resolves whether anything new was read (false lets the poll back off while idle or while /dev/kmsg is missing). */
-  private async poll(): Promise<boolean> {
+  /** Resolves whether anything new was read (false lets the poll back off while idle), or ABSENT while /dev/kmsg is missing or refused. */
+  private async poll(): Promise<RunOutcome> {
     if (this.poller.stopped) return true;
     try {
-      if (!(await this.ensureOpen())) return false;
+      if (!(await this.ensureOpen())) return ABSENT;
     } catch (err) {
       const code = errCode(err);
       if (code === 'EPERM' || code === 'EACCES') {
         // Container runtimes refuse /dev/kmsg to unprivileged pods whatever their capabilities:
         // not a fault to page anyone about. Kernel lines still come through journald.
         this.health.main.disable(`cannot open ${this.path}: ${code} (unprivileged container or dmesg_restrict); kernel messages come from journald (_TRANSPORT=kernel) instead`);
-        return false;
+        return ABSENT;
       }
       throw new KmsgOpenError(`cannot open ${this.path}: ${(err as Error).message}`);
     }

@@ -225,6 +225,19 @@ export function restartLoop(task: (signal: AbortSignal, attempt: number) => Prom
  */
 export const IDLE_POLL_MAX_MS = 5000;
 
+/**
+ * What a periodic task resolves when what it reads is not there (no
+ * /dev/kmsg or a refused one, none of its log files): the wait then doubles
+ * up to ABSENT_POLL_MAX_MS. A file that appears later is read from its
+ * start, so the longer wait delays its lines without losing any.
+ */
+export const ABSENT = 'absent';
+/** Longest wait of a task whose source is not there, ms. */
+export const ABSENT_POLL_MAX_MS = 60_000;
+
+/** What a run of a polling task found: something new (true), nothing new (false), or no source at all. Any other value counts as true. */
+export type RunOutcome = boolean | typeof ABSENT;
+
 /** Options of {@link periodic}. */
 export interface PeriodicOptions {
   /** Name used in log lines. */
@@ -243,7 +256,8 @@ export interface PeriodicOptions {
    * While runs find nothing new (the task resolves `false`), the interval
    * doubles up to this many milliseconds, so an idle source wakes the process
    * rarely; a run that finds something, or a trigger, brings it back at once.
-   * Defaults to intervalMs (no idle backoff).
+   * While the task resolves {@link ABSENT}, it doubles up to
+   * ABSENT_POLL_MAX_MS instead. Defaults to intervalMs (no idle backoff).
    */
   idleMaxMs?: number;
 }
@@ -302,7 +316,8 @@ export function periodic(task: () => Promise<unknown>, opts: PeriodicOptions): P
     if (lastFailed) opts.reader?.restarted();
     try {
       const found = await task();
-      idleMs = found === false ? Math.min(idleMs * 2, Math.max(opts.idleMaxMs ?? opts.intervalMs, opts.intervalMs)) : opts.intervalMs;
+      const maxMs = found === ABSENT ? ABSENT_POLL_MAX_MS : found === false ? (opts.idleMaxMs ?? opts.intervalMs) : opts.intervalMs;
+      idleMs = Math.min(idleMs * 2, Math.max(maxMs, opts.intervalMs));
     } catch (err) {
       error = asError(err);
     }

@@ -13,8 +13,9 @@ export class Poller {
   #stopped = false;
 
   /**
-   * `poll` resolves false when it found nothing new (the interval then backs
-   * off while idle, see PeriodicOptions.idleMaxMs); `opts` are periodic()'s.
+   * `poll` resolves false when it found nothing new, ABSENT when its source
+   * is not there (the interval then backs off, see PeriodicOptions.idleMaxMs);
+   * `opts` are periodic()'s.
    */
   constructor(
     private readonly poll: () => Promise<unknown>,
