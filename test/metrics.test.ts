@@ -72,6 +72,33 @@ describe('event-loop delay', () => {
     while (Date.now() < end);
   };
 
+  it('ends a slice on the caller’s tick once it is nearly over, and on its own timer when nobody does', async () => {
+    const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    const w = new EventLoopWindow({ sliceMs: 1000, slices: 2 });
+    try {
+      await sleep(150);
+      spin(200);
+      await sleep(150);
+      // Too early (under 90% of a slice): the slice goes on, the stall is still in it.
+      w.advance();
+      const stalled = w.read().max;
+      expect(stalled).toBeGreaterThan(0.08);
+      // Two slices later (two are kept, the current one included) the stall has left the window.
+      await sleep(450);
+      w.advance();
+      await sleep(950);
+      w.advance();
+      expect(w.read().max).toBeLessThan(stalled);
+      // Nobody calls advance() now: its own timer still ends slices. After an idle one the monitor
+      // stops; a busy one (only the own timer can end it) brings it back.
+      await until(() => w.resolutionMs === 1000, 5000);
+      spin(300);
+      await until(() => w.resolutionMs === 100, 3000);
+    } finally {
+      w.close();
+    }
+  });
+
   it('stops the monitor while the loop is idle, brings it back once it works, and reports a stall either way', async () => {
     const w = new EventLoopWindow({ sliceMs: 300 });
     try {

@@ -29,6 +29,8 @@ const IDLE_UTILIZATION = 0.01;
 /** The event-loop delay gauges cover this many past slices of EVENT_LOOP_SLICE_MS. */
 const EVENT_LOOP_SLICES = 6;
 const EVENT_LOOP_SLICE_MS = 10_000;
+/** How much longer than a slice its own timer waits once a caller ends slices (EventLoopWindow.advance), ms. */
+const DRIVEN_SLACK_MS = 1000;
 
 type DelaySummary = { p50: number; p99: number; max: number };
 
@@ -58,18 +60,36 @@ export interface EventLoopWindowOptions {
 export class EventLoopWindow {
   private monitor: ELDHistogram | undefined;
   private readonly slices: DelaySummary[] = [];
-  private readonly timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout | undefined;
   private readonly keep: number;
   private readonly sliceMs: number;
   private sliceStart = performance.now();
+  /** When the slice's own timer is due (performance.now() ms). */
+  private due = 0;
   private utilization = performance.eventLoopUtilization();
 
   constructor(opts: EventLoopWindowOptions = {}) {
     this.keep = opts.slices ?? EVENT_LOOP_SLICES;
     this.sliceMs = opts.sliceMs ?? EVENT_LOOP_SLICE_MS;
     this.monitor = startMonitor();
-    this.timer = setInterval(() => this.nextSlice(), this.sliceMs);
+    this.arm(this.sliceMs);
+  }
+
+  private arm(ms: number): void {
+    clearTimeout(this.timer);
+    this.due = this.sliceStart + ms;
+    this.timer = setTimeout(() => this.nextSlice(this.due, this.sliceMs), ms);
     this.timer.unref();
+  }
+
+  /**
+   * Ends the slice now when it is nearly over (90% of its length), so that it
+   * shares the caller's wakeup (the daemon's detection tick): the slice's own
+   * timer then waits a second longer than a slice, and ends only a slice that
+   * nobody ended.
+   */
+  advance(): void {
+    if (performance.now() - this.sliceStart >= this.sliceMs * 0.9) this.nextSlice(this.sliceStart + this.sliceMs, this.sliceMs + DRIVEN_SLACK_MS);
   }
 
   /** The interval of the timer the delay is measured with now, ms: the monitor's, or the slice's while idle. */
@@ -77,10 +97,12 @@ export class EventLoopWindow {
     return this.monitor ? EVENT_LOOP_RESOLUTION_MS : this.sliceMs;
   }
 
-  private nextSlice(): void {
+  /** Ends the slice that was to end at `expectedAt` (its lateness is its delay while idle) and starts the next. */
+  private nextSlice(expectedAt: number, nextInMs: number): void {
     const now = performance.now();
-    const late = Math.max(0, now - this.sliceStart - this.sliceMs) / 1000;
+    const late = Math.max(0, now - expectedAt) / 1000;
     this.sliceStart = now;
+    this.arm(nextInMs);
     this.slices.push(this.current(late));
     if (this.slices.length > this.keep - 1) this.slices.shift();
     const elu = performance.eventLoopUtilization();
@@ -111,7 +133,8 @@ export class EventLoopWindow {
   }
 
   close(): void {
-    clearInterval(this.timer);
+    clearTimeout(this.timer);
+    this.timer = undefined;
     this.monitor?.disable();
   }
 }
@@ -263,6 +286,11 @@ export class DaemonMetrics {
   }
 
   /** Stops the event-loop monitor and the GC listener. */
+  /** Called on the daemon's detection tick: the event-loop slice ends with it when due (one wakeup for both). */
+  tick(): void {
+    this.eventLoop.advance();
+  }
+
   close(): void {
     this.eventLoop.close();
     this.stopProcessMetrics();
