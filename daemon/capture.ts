@@ -49,6 +49,8 @@ export async function capture(config: Readonly<Config>, logger: Logger, outDir: 
   };
   await Promise.allSettled(collectors.map((c) => c.start(sink)));
   await new Promise((r) => setTimeout(r, opts.durationMs ?? 5000));
+  // Idle sources poll rarely: read what they have now, before they stop.
+  await Promise.allSettled(collectors.map((c) => c.catchUp?.(Number.POSITIVE_INFINITY)));
   const sources = [...collectors.map((c) => c.status()), ...unavailable];
   await Promise.allSettled(collectors.map((c) => c.stop()));
   const bootMs = await readBootTimeMs(config.hostRoot);

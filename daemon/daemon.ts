@@ -78,6 +78,7 @@ export class Daemon {
   private firstCycleDone = false;
   private stopping = false;
   private cycleRunning = false;
+  private ticking = false;
   /** URL (or socket path) the API listens on, once started. */
   address = '';
 
@@ -176,6 +177,27 @@ export class Daemon {
     this.metrics.diagnosisDuration.observe({ diagnoser: d.diagnoser.startsWith('llm:') ? 'llm' : 'rule-hint' }, d.latencyMs / 1000);
     if (d.tokens.completion > 0 && d.latencyMs > 0) {
       this.metrics.llmTokensPerSecond.set({ phase: 'overall' }, ((d.tokens.prompt + d.tokens.completion) / d.latencyMs) * 1000);
+    }
+  }
+
+  /**
+   * One timer wakeup per detection interval: the sources' periodic reads that
+   * are due before the next one, and those of idle sources, run first (so an
+   * idle node wakes once per cycle, not once per source, and the cycle sees
+   * what they read), then the cycle.
+   */
+  private async tick(intervalMs: number): Promise<void> {
+    if (this.ticking) return;
+    this.ticking = true;
+    try {
+      this.metrics.tick();
+      await Promise.allSettled(this.parts.collectors.map((c) => c.catchUp?.(intervalMs)));
+      if (this.stopping || this.timer === undefined) return;
+      this.cycle();
+    } catch (err) {
+      this.parts.logger.error({ err }, 'detection cycle failed');
+    } finally {
+      this.ticking = false;
     }
   }
 
@@ -333,13 +355,8 @@ export class Daemon {
     });
     this.cycle();
     this.firstCycleDone = true;
-    this.timer = setInterval(() => {
-      try {
-        this.cycle();
-      } catch (err) {
-        logger.error({ err }, 'detection cycle failed');
-      }
-    }, config.detectIntervalSeconds * 1000);
+    const intervalMs = config.detectIntervalSeconds * 1000;
+    this.timer = setInterval(() => void this.tick(intervalMs), intervalMs);
     // Pruning runs in slices between which requests and cycles are served.
     const prune = () => void this.parts.store.prune().catch((err: unknown) => logger.error({ err }, 'retention pruning failed'));
     this.pruneTimer = setInterval(prune, 3_600_000);
@@ -352,7 +369,9 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     const { logger } = this.parts;
-    if (this.timer) clearInterval(this.timer);
+    clearInterval(this.timer);
+    // A tick waiting on its sources' reads sees this and leaves the last cycle to stop().
+    this.timer = undefined;
     if (this.pruneTimer) clearInterval(this.pruneTimer);
     await Promise.allSettled(this.parts.collectors.map((c) => c.stop()));
     try {

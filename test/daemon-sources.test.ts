@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../daemon/config.js';
 import { ManualClock } from '../daemon/core/runtime/clock.js';
 import type { SourceStatus } from '../daemon/core/types.js';
-import { Daemon } from '../daemon/daemon.js';
+import { Daemon, type DaemonParts } from '../daemon/daemon.js';
 import { createDetectors } from '../daemon/detectors/index.js';
 import { Store } from '../daemon/store/store.js';
 import { tempDir } from './helpers/daemon-process.js';
@@ -21,14 +21,19 @@ afterEach(async () => {
   for (const d of daemons.splice(0)) await d.stop();
 });
 
-function daemonWith(sources: FakeSource[]): Daemon {
+function daemonWith(sources: FakeSource[], opts: { intervalSeconds?: number; onCycle?: DaemonParts['onCycle'] } = {}): Daemon {
   const dataDir = tempDir();
   const config = loadConfig({
-    env: { NODESAGE_DATA_DIR: dataDir, NODESAGE_LISTEN: '127.0.0.1:0', NODESAGE_DETECT_INTERVAL_SECONDS: '3600', NODESAGE_NODE_NAME: 'edge-node-7' },
+    env: {
+      NODESAGE_DATA_DIR: dataDir,
+      NODESAGE_LISTEN: '127.0.0.1:0',
+      NODESAGE_DETECT_INTERVAL_SECONDS: String(opts.intervalSeconds ?? 3600),
+      NODESAGE_NODE_NAME: 'edge-node-7',
+    },
     serviceAccountDir: join(dataDir, 'no-sa'),
   });
   const store = Store.open({ dir: config.dataDir, logger: silent, maxAgeDays: 30, maxSizeMB: 64 });
-  const d = new Daemon({ config, logger: silent, store, detectors: createDetectors({}), collectors: sources });
+  const d = new Daemon({ config, logger: silent, store, detectors: createDetectors({}), collectors: sources, ...(opts.onCycle ? { onCycle: opts.onCycle } : {}) });
   daemons.push(d);
   return d;
 }
@@ -40,6 +45,34 @@ function series(body: string, name: string, labels: string): number | undefined 
 }
 
 describe('Daemon with scripted sources', () => {
+  it('has the sources catch up right before each cycle, so the cycle sees what they read in the same wakeup', async () => {
+    const clock = new ManualClock(Date.now());
+    const asked: number[] = [];
+    const kmsg: FakeSource = new FakeSource('kmsg', {
+      clock,
+      catchUp: async (withinMs) => {
+        asked.push(withinMs);
+        // A read that takes a while (the file system answers later), then hands on what it found.
+        await new Promise((r) => setTimeout(r, 50));
+        if (asked.length === 1) kmsg.lines(['Buffer I/O error on dev sdb1, logical block 8192, lost async page write']);
+      },
+    });
+    const cycles: string[][] = [];
+    const d = daemonWith([kmsg], {
+      intervalSeconds: 0.3,
+      onCycle: (c) => {
+        if (asked.length > 0) cycles.push(c.opened.map((f) => f.category));
+      },
+    });
+    await d.start();
+    const until = Date.now() + 10_000;
+    while (cycles.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    // The first cycle after a catch-up already has the line it read: the daemon waited for the read.
+    expect(cycles[0]).toEqual(['DiskFailure']);
+    // Asked for what is due before the next cycle.
+    expect(asked[0]).toBe(300);
+  });
+
   it('serves the finding, and readiness, status and metrics follow the sources through every state', async () => {
     const clock = new ManualClock(Date.now());
     const kmsg = new FakeSource('kmsg', { clock, staleAfterMs: 30_000 });

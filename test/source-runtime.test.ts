@@ -310,6 +310,43 @@ describe('periodic while idle', () => {
     await p.stop();
   });
 
+  it('catches up (runs at once) when the next run is due within the window or the task idles, never for an absent source', async () => {
+    const t = new ManualClock(0);
+    let runs = 0;
+    let outcome: RunOutcome = true;
+    const p = periodic(
+      async () => {
+        runs++;
+        return outcome;
+      },
+      { name: 'poll', intervalMs: 1000, idleMaxMs: 30_000, backoff: new Backoff({ initialMs: 1000, jitter: 0, clock: t }), clock: t },
+    );
+    await p.runNow();
+    expect(runs).toBe(1);
+    // Busy: next run in 1 s. Not due within 500 ms; due within 1.5 s.
+    await p.catchUp(500);
+    expect(runs).toBe(1);
+    await p.catchUp(1500);
+    expect(runs).toBe(2);
+    // Idle (found nothing): caught up whatever the window, so the caller's wakeup reads it.
+    outcome = false;
+    await p.catchUp(1500);
+    expect(runs).toBe(3);
+    await p.catchUp(1500);
+    expect(runs).toBe(4);
+    await p.catchUp(0);
+    expect(runs).toBe(5);
+    // Absent: only its own (long) schedule or a due time inside the window brings a run.
+    outcome = ABSENT;
+    await p.catchUp(0);
+    expect(runs).toBe(6);
+    await p.catchUp(10_000);
+    expect(runs).toBe(6);
+    await p.stop();
+    await p.catchUp(Number.POSITIVE_INFINITY);
+    expect(runs).toBe(6);
+  });
+
   it('looks for a source that is not there at most once a minute, and is back at the interval once it is', async () => {
     const t = new ManualClock(0);
     const at: number[] = [];

@@ -360,6 +360,11 @@ export class HostCollector implements Collector {
     await this.poller.stop();
   }
 
+  /** Samples now when the next sample is due within `withinMs` (Collector.catchUp). */
+  async catchUp(withinMs: number): Promise<void> {
+    await this.poller.catchUp(withinMs);
+  }
+
   status(): SourceStatus {
     return this.health.status();
   }

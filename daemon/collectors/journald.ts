@@ -285,6 +285,11 @@ export class JournaldCollector implements Collector {
     this.embedded = [];
   }
 
+  /** Reads the embedded log files and the syslog file now when their next read is due within `withinMs`, or while idle (Collector.catchUp). */
+  async catchUp(withinMs: number): Promise<void> {
+    await Promise.all([this.embeddedTask?.catchUp(withinMs), this.syslogTask?.catchUp(withinMs)]);
+  }
+
   /** Reads the embedded log files now (after a read in progress); for tests. */
   async pollEmbeddedNow(): Promise<void> {
     await this.embeddedTask?.runNow();

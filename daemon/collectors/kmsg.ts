@@ -50,7 +50,7 @@ export interface KmsgCollectorOptions {
   pollIntervalMs?: number;
   /** Records read per poll at most. Defaults to 10000. */
   maxRecordsPerPoll?: number;
-  /** No successful poll for this long makes the source stale. Defaults to max(30000, 5 × pollIntervalMs). */
+  /** No successful poll for this long makes the source stale. Defaults to max(60000, 5 × pollIntervalMs): twice the longest idle wait. */
   staleAfterMs?: number;
   /** Opens the character device. Defaults to a non-blocking open of the path. */
   openDevice?: (path: string) => Promise<KmsgDevice>;
@@ -141,7 +141,7 @@ export class KmsgCollector implements Collector {
     this.maxRecordsPerPoll = opts.maxRecordsPerPoll ?? 10_000;
     this.openDevice = opts.openDevice ?? openKmsgDevice;
     this.clock = opts.clock ?? systemClock;
-    this.health = new SourceHealth({ name: 'kmsg', clock: this.clock, staleAfterMs: opts.staleAfterMs ?? Math.max(30_000, 5 * this.pollIntervalMs) });
+    this.health = new SourceHealth({ name: 'kmsg', clock: this.clock, staleAfterMs: opts.staleAfterMs ?? Math.max(2 * IDLE_POLL_MAX_MS, 5 * this.pollIntervalMs) });
     this.poller = new Poller(() => this.poll(), {
       name: 'kmsg',
       intervalMs: this.pollIntervalMs,
@@ -171,6 +171,11 @@ export class KmsgCollector implements Collector {
   async stop(): Promise<void> {
     await this.poller.stop();
     await this.closeSource();
+  }
+
+  /** Polls now when the next poll is due within `withinMs`, or while idle (Collector.catchUp). */
+  async catchUp(withinMs: number): Promise<void> {
+    await this.poller.catchUp(withinMs);
   }
 
   /** Reads what is there now (after a poll in progress); for tests. */

@@ -171,6 +171,11 @@ export class PodLogCollector implements Collector {
     this.containers.clear();
   }
 
+  /** Polls now when the next poll is due within `withinMs`, or while idle (Collector.catchUp). */
+  async catchUp(withinMs: number): Promise<void> {
+    await this.poller.catchUp(withinMs);
+  }
+
   /** Reads every container once now (after a poll in progress); for tests and `--once` runs. */
   async pollNow(): Promise<void> {
     await this.poller.pollNow();

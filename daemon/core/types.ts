@@ -237,6 +237,14 @@ export interface Collector {
   /** Stops all timers, watches and child processes. */
   stop(): Promise<void>;
   status(): SourceStatus;
+  /**
+   * Runs the source's periodic reads that are due within `withinMs` now, and
+   * resolves when they are done: the daemon calls it just before each
+   * detection cycle, so an idle node wakes once per cycle instead of once per
+   * source, and the cycle sees what the reads found. Sources without periodic
+   * reads leave it out.
+   */
+  catchUp?(withinMs: number): Promise<void>;
 }
 
 /** Produces a diagnosis for a finding. */

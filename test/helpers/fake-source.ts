@@ -18,6 +18,8 @@ export interface FakeSourceOptions {
   staleAfterMs?: number;
   /** Starts disabled, for this reason. Defaults to enabled. */
   disabled?: string;
+  /** What the source does when the daemon has it catch up before a cycle (Collector.catchUp). Defaults to nothing. */
+  catchUp?: (withinMs: number) => Promise<void>;
 }
 
 /** A scripted source: emit(), fail(), recover(), drop(), disable(). */
@@ -45,6 +47,10 @@ export class FakeSource implements Collector {
 
   status(): SourceStatus {
     return this.health.status({ scripted: true });
+  }
+
+  async catchUp(withinMs: number): Promise<void> {
+    await this.opts.catchUp?.(withinMs);
   }
 
   /** Hands signals on, as a successful read that produced them. */

@@ -219,11 +219,12 @@ export function restartLoop(task: (signal: AbortSignal, attempt: number) => Prom
 }
 
 /**
- * Longest wait of an idle log poll (kmsg, syslog, embedded log files), in ms:
- * half the default detection interval (10 s), so a line that comes while a
- * source is idle is read at most this much later than at the 1 s pace.
+ * Longest wait of an idle log poll (kmsg, syslog, embedded log files), in ms.
+ * In the daemon an idle source is also read just before every detection
+ * cycle (Periodic.catchUp), so what the cycle sees is current; this bounds
+ * the wait where nothing drives it (and where cycles are rarer).
  */
-export const IDLE_POLL_MAX_MS = 5000;
+export const IDLE_POLL_MAX_MS = 30_000;
 
 /**
  * What a periodic task resolves when what it reads is not there (no
@@ -268,6 +269,14 @@ export interface Periodic {
   runNow(): Promise<void>;
   /** Asks for a run soon (debounced); used by file watchers. */
   trigger(delayMs?: number): void;
+  /**
+   * Runs the task now, unless one is under way, when its next run is due
+   * within `withinMs` or it is backed off because runs find nothing (not
+   * because its source is absent): the daemon calls it before each detection
+   * cycle, so periodic work shares the cycle's wakeup. Resolves when that run
+   * ended, at once otherwise. Never rejects.
+   */
+  catchUp(withinMs: number): Promise<void>;
   /** Stops scheduling and waits for a run in progress. */
   stop(): Promise<void>;
 }
@@ -287,6 +296,8 @@ export function periodic(task: () => Promise<unknown>, opts: PeriodicOptions): P
   let again = false;
   let lastFailed = false;
   let idleMs = opts.intervalMs;
+  /** The last run found nothing new (resolved false). */
+  let lastIdle = false;
 
   const clearTimer = () => {
     cancel?.();
@@ -316,6 +327,7 @@ export function periodic(task: () => Promise<unknown>, opts: PeriodicOptions): P
     if (lastFailed) opts.reader?.restarted();
     try {
       const found = await task();
+      lastIdle = found === false;
       const maxMs = found === ABSENT ? ABSENT_POLL_MAX_MS : found === false ? (opts.idleMaxMs ?? opts.intervalMs) : opts.intervalMs;
       idleMs = Math.min(idleMs * 2, Math.max(maxMs, opts.intervalMs));
     } catch (err) {
@@ -349,6 +361,11 @@ export function periodic(task: () => Promise<unknown>, opts: PeriodicOptions): P
     trigger(delayMs = 0) {
       if (running) again = true;
       else schedule(delayMs);
+    },
+    catchUp(withinMs) {
+      if (stopped || running) return Promise.resolve();
+      if (timerDue > clock.now() + withinMs && !(lastIdle && idleMs > opts.intervalMs)) return Promise.resolve();
+      return run();
     },
     async stop() {
       stopped = true;

@@ -43,6 +43,11 @@ export class Poller {
     else await this.poll();
   }
 
+  /** Polls now when the next poll is due within `withinMs` or it idles (see Periodic.catchUp); resolves when done. */
+  async catchUp(withinMs: number): Promise<void> {
+    await this.#task?.catchUp(withinMs);
+  }
+
   /** Asks for a poll soon (debounced); used by file watchers. Does nothing while stopped. */
   trigger(delayMs?: number): void {
     this.#task?.trigger(delayMs);
