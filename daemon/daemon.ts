@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { AccessOptions } from './api/auth/access.js';
 import { ApiServing } from './api/auth/serve.js';
 import { buildApi } from './api/server.js';
-import { DaemonMetrics } from './api/metrics.js';
+import { DaemonMetrics, EVENT_LOOP_SLICE_MS } from './api/metrics.js';
 import { formatListen, localSocketPath, type Config } from './config.js';
 import type { Collector, Detector, Diagnosis, HostSnapshot, ModelStatus, Signal, SourceStatus, Status } from './core/types.js';
 import { runDetectors } from './detectors/run.js';
@@ -101,12 +101,16 @@ export class Daemon {
       requestTimeoutMs: config.limits.requestTimeoutSeconds * 1000,
       maxConnections: config.limits.maxConnections,
     });
-    this.metrics = new DaemonMetrics({
+    this.metrics = new DaemonMetrics(
+      {
       openCounts: () => store.openCounts(),
       sources: () => this.sourceStatuses(),
       dbSizeBytes: () => store.sizeBytes(),
       queueDepth: () => parts.queueDepth?.() ?? 0,
-    });
+      },
+      // Ticks at least as often as a slice ends: the slices end on them, with no timer of their own.
+      { eventLoopDriven: config.detectIntervalSeconds * 1000 <= EVENT_LOOP_SLICE_MS },
+    );
     const ctx = {
       store,
       status: () => this.status(),

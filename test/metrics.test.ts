@@ -72,9 +72,9 @@ describe('event-loop delay', () => {
     while (Date.now() < end);
   };
 
-  it('ends a slice on the caller’s tick once it is nearly over, and on its own timer when nobody does', async () => {
+  it('a driven window ends its slices on the caller’s ticks once they are nearly over, with no timer of its own', async () => {
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-    const w = new EventLoopWindow({ sliceMs: 1000, slices: 2 });
+    const w = new EventLoopWindow({ sliceMs: 1000, slices: 2, driven: true });
     try {
       await sleep(150);
       spin(200);
@@ -89,11 +89,14 @@ describe('event-loop delay', () => {
       await sleep(950);
       w.advance();
       expect(w.read().max).toBeLessThan(stalled);
-      // Nobody calls advance() now: its own timer still ends slices. After an idle one the monitor
-      // stops; a busy one (only the own timer can end it) brings it back.
-      await until(() => w.resolutionMs === 1000, 5000);
+      // That slice was idle: the monitor stopped.
+      expect(w.resolutionMs).toBe(1000);
+      // A busy slice that nobody ends stays open (no timer of its own); the next tick ends it and the monitor is back.
       spin(300);
-      await until(() => w.resolutionMs === 100, 3000);
+      await sleep(1500);
+      expect(w.resolutionMs).toBe(1000);
+      w.advance();
+      expect(w.resolutionMs).toBe(100);
     } finally {
       w.close();
     }

@@ -28,9 +28,8 @@ const EVENT_LOOP_RESOLUTION_MS = 100;
 const IDLE_UTILIZATION = 0.01;
 /** The event-loop delay gauges cover this many past slices of EVENT_LOOP_SLICE_MS. */
 const EVENT_LOOP_SLICES = 6;
-const EVENT_LOOP_SLICE_MS = 10_000;
-/** How much longer than a slice its own timer waits once a caller ends slices (EventLoopWindow.advance), ms. */
-const DRIVEN_SLACK_MS = 1000;
+/** Length of an event-loop slice, ms. */
+export const EVENT_LOOP_SLICE_MS = 10_000;
 
 type DelaySummary = { p50: number; p99: number; max: number };
 
@@ -40,6 +39,14 @@ export interface EventLoopWindowOptions {
   sliceMs?: number;
   /** Slices kept, the current one included. Defaults to 6. */
   slices?: number;
+  /**
+   * No timer of its own: the caller ends slices with advance() on a wakeup it
+   * has anyway (the daemon's detection tick), at most as far apart as a
+   * slice. A timer of its own, re-armed on every call, would still wake the
+   * process when its old due time came (Node leaves the underlying timer
+   * where it was). Defaults to false.
+   */
+  driven?: boolean;
 }
 
 /**
@@ -64,32 +71,28 @@ export class EventLoopWindow {
   private readonly keep: number;
   private readonly sliceMs: number;
   private sliceStart = performance.now();
-  /** When the slice's own timer is due (performance.now() ms). */
-  private due = 0;
   private utilization = performance.eventLoopUtilization();
 
   constructor(opts: EventLoopWindowOptions = {}) {
     this.keep = opts.slices ?? EVENT_LOOP_SLICES;
     this.sliceMs = opts.sliceMs ?? EVENT_LOOP_SLICE_MS;
     this.monitor = startMonitor();
-    this.arm(this.sliceMs);
+    if (!opts.driven) this.arm();
   }
 
-  private arm(ms: number): void {
-    clearTimeout(this.timer);
-    this.due = this.sliceStart + ms;
-    this.timer = setTimeout(() => this.nextSlice(this.due, this.sliceMs), ms);
+  /** Has the slice's own timer end it a slice from now. */
+  private arm(): void {
+    const due = performance.now() + this.sliceMs;
+    this.timer = setTimeout(() => this.nextSlice(due), this.sliceMs);
     this.timer.unref();
   }
 
   /**
-   * Ends the slice now when it is nearly over (90% of its length), so that it
-   * shares the caller's wakeup (the daemon's detection tick): the slice's own
-   * timer then waits a second longer than a slice, and ends only a slice that
-   * nobody ended.
+   * For a driven window ({@link EventLoopWindowOptions.driven}): ends the
+   * slice when it is nearly over (90% of its length), on the caller's wakeup.
    */
   advance(): void {
-    if (performance.now() - this.sliceStart >= this.sliceMs * 0.9) this.nextSlice(this.sliceStart + this.sliceMs, this.sliceMs + DRIVEN_SLACK_MS);
+    if (performance.now() - this.sliceStart >= this.sliceMs * 0.9) this.nextSlice(this.sliceStart + this.sliceMs);
   }
 
   /** The interval of the timer the delay is measured with now, ms: the monitor's, or the slice's while idle. */
@@ -98,11 +101,11 @@ export class EventLoopWindow {
   }
 
   /** Ends the slice that was to end at `expectedAt` (its lateness is its delay while idle) and starts the next. */
-  private nextSlice(expectedAt: number, nextInMs: number): void {
+  private nextSlice(expectedAt: number): void {
     const now = performance.now();
     const late = Math.max(0, now - expectedAt) / 1000;
     this.sliceStart = now;
-    this.arm(nextInMs);
+    if (this.timer) this.arm();
     this.slices.push(this.current(late));
     if (this.slices.length > this.keep - 1) this.slices.shift();
     const elu = performance.eventLoopUtilization();
@@ -158,10 +161,15 @@ export class DaemonMetrics {
   readonly diagnosisDuration: Histogram<'diagnoser'>;
   readonly llmTokensPerSecond: Gauge<'phase'>;
   readonly diagnosesDropped: Counter;
-  private readonly eventLoop = new EventLoopWindow();
+  private readonly eventLoop: EventLoopWindow;
   private readonly stopProcessMetrics: () => void;
 
-  constructor(src: MetricsSources) {
+  /**
+   * @param opts.eventLoopDriven the event-loop slices end on tick() instead of
+   *   a timer of their own: the daemon ticks at least every 10 s.
+   */
+  constructor(src: MetricsSources, opts: { eventLoopDriven?: boolean } = {}) {
+    this.eventLoop = new EventLoopWindow({ driven: opts.eventLoopDriven ?? false });
     const registers = [this.registry];
     // process_* and nodejs_* as a Node exporter shows them (without gauges named *_total, which
     // Prometheus naming reserves for counters, and without a second event-loop timer).
@@ -286,7 +294,7 @@ export class DaemonMetrics {
   }
 
   /** Stops the event-loop monitor and the GC listener. */
-  /** Called on the daemon's detection tick: the event-loop slice ends with it when due (one wakeup for both). */
+  /** Called on the daemon's detection tick; ends the event-loop slice when the window is driven and the slice is due. */
   tick(): void {
     this.eventLoop.advance();
   }
