@@ -288,17 +288,23 @@ describe('SourceHealth', () => {
 });
 
 describe('periodic while idle', () => {
-  it('doubles the interval up to idleMaxMs while runs find nothing, and is back at the interval after a find or a trigger', async () => {
-    const t = new ManualClock(0);
+  /** A task run every second on a manual clock (no jitter): records when it ran and resolves what `outcome()` says. */
+  const scripted = (t: ManualClock, idleMaxMs: number, outcome: () => RunOutcome) => {
     const at: number[] = [];
-    let found = false;
     const p = periodic(
       async () => {
         at.push(t.now());
-        return found;
+        return outcome();
       },
-      { name: 'poll', intervalMs: 1000, idleMaxMs: 5000, backoff: new Backoff({ initialMs: 1000, jitter: 0, clock: t }), clock: t },
+      { name: 'poll', intervalMs: 1000, idleMaxMs, backoff: new Backoff({ initialMs: 1000, jitter: 0, clock: t }), clock: t },
     );
+    return { p, at };
+  };
+
+  it('doubles the interval up to idleMaxMs while runs find nothing, and is back at the interval after a find or a trigger', async () => {
+    const t = new ManualClock(0);
+    let found = false;
+    const { p, at } = scripted(t, 5000, () => found);
     await p.runNow(); // at 0, nothing: next in 2 s
     await step(t, 20_000);
     expect(at).toEqual([0, 2000, 6000, 11_000, 16_000]);
@@ -312,52 +318,38 @@ describe('periodic while idle', () => {
 
   it('catches up (runs at once) when the next run is due within the window or the task idles, never for an absent source', async () => {
     const t = new ManualClock(0);
-    let runs = 0;
     let outcome: RunOutcome = true;
-    const p = periodic(
-      async () => {
-        runs++;
-        return outcome;
-      },
-      { name: 'poll', intervalMs: 1000, idleMaxMs: 30_000, backoff: new Backoff({ initialMs: 1000, jitter: 0, clock: t }), clock: t },
-    );
+    const { p, at } = scripted(t, 30_000, () => outcome);
     await p.runNow();
-    expect(runs).toBe(1);
+    expect(at.length).toBe(1);
     // Busy: next run in 1 s. Not due within 500 ms; due within 1.5 s.
     await p.catchUp(500);
-    expect(runs).toBe(1);
+    expect(at.length).toBe(1);
     await p.catchUp(1500);
-    expect(runs).toBe(2);
+    expect(at.length).toBe(2);
     // Idle (found nothing): caught up whatever the window, so the caller's wakeup reads it.
     outcome = false;
     await p.catchUp(1500);
-    expect(runs).toBe(3);
+    expect(at.length).toBe(3);
     await p.catchUp(1500);
-    expect(runs).toBe(4);
+    expect(at.length).toBe(4);
     await p.catchUp(0);
-    expect(runs).toBe(5);
+    expect(at.length).toBe(5);
     // Absent: only its own (long) schedule or a due time inside the window brings a run.
     outcome = ABSENT;
     await p.catchUp(0);
-    expect(runs).toBe(6);
+    expect(at.length).toBe(6);
     await p.catchUp(10_000);
-    expect(runs).toBe(6);
+    expect(at.length).toBe(6);
     await p.stop();
     await p.catchUp(Number.POSITIVE_INFINITY);
-    expect(runs).toBe(6);
+    expect(at.length).toBe(6);
   });
 
   it('looks for a source that is not there at most once a minute, and is back at the interval once it is', async () => {
     const t = new ManualClock(0);
-    const at: number[] = [];
     let outcome: RunOutcome = ABSENT;
-    const p = periodic(
-      async () => {
-        at.push(t.now());
-        return outcome;
-      },
-      { name: 'poll', intervalMs: 1000, idleMaxMs: 5000, backoff: new Backoff({ initialMs: 1000, jitter: 0, clock: t }), clock: t },
-    );
+    const { p, at } = scripted(t, 5000, () => outcome);
     await p.runNow();
     await step(t, 300_000);
     // 2, 4, 8, 16, 32 s, then every 60 s (not the 5 s of an idle source that is there).
