@@ -196,7 +196,7 @@ export class Daemon {
     try {
       this.metrics.tick();
       await Promise.allSettled(this.parts.collectors.map((c) => c.catchUp?.(intervalMs)));
-      if (this.stopping || this.timer === undefined) return;
+      if (this.timer === undefined) return;
       this.cycle();
     } catch (err) {
       this.parts.logger.error({ err }, 'detection cycle failed');

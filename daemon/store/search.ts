@@ -4,7 +4,6 @@
  * slices), the search itself on the main connection or in a worker, and the
  * runbook rows it searches.
  */
-import type Database from 'better-sqlite3';
 import type { TrackedFinding } from '../tracker/tracker.js';
 import { Repo, type StoreDb, yieldToLoop } from './db.js';
 import type { FindingRepo } from './findings.js';
@@ -124,12 +123,10 @@ export class SearchRepo extends Repo {
     return total;
   }
 
-  #anyDirty: Database.Statement | undefined;
-
   /** True when some document waits to be indexed. */
   private anyDirty(): boolean {
-    this.#anyDirty ??= this.s.db.prepare('SELECT 1 FROM search_dirty LIMIT 1').pluck();
-    return this.#anyDirty.get() !== undefined;
+    this.ftsStmts ??= this.prepareFts();
+    return this.ftsStmts.anyDirty.get() !== undefined;
   }
 
   /** Indexes at most `n` changed documents in one transaction; returns how many. */
@@ -151,6 +148,7 @@ export class SearchRepo extends Repo {
     // The slice being indexed: a connection-private table, so nothing of it reaches the file.
     db.exec('CREATE TEMP TABLE IF NOT EXISTS search_batch (kind TEXT NOT NULL, ref NOT NULL, PRIMARY KEY (kind, ref)) WITHOUT ROWID');
     return {
+      anyDirty: db.prepare('SELECT 1 FROM search_dirty LIMIT 1').pluck(),
       clearBatch: db.prepare('DELETE FROM temp.search_batch'),
       takeBatch: db.prepare('INSERT INTO temp.search_batch (kind, ref) SELECT kind, ref FROM search_dirty LIMIT ?'),
       steps: [
