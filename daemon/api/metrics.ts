@@ -58,7 +58,8 @@ export interface EventLoopWindowOptions {
  *
  * After a slice in which the loop was busy less than 1% of the time
  * (performance.eventLoopUtilization tells which), the next runs without the
- * monitor: its delay is how late the slice's own timer fired. The monitor's
+ * monitor: its delay is how late the timer that ends it fired (its own, or
+ * the caller's tick when the window is driven). The monitor's
  * timer woke an idle daemon ten times a second (once a second still cost
  * about a tenth of its CPU time), and in a slice that idle the loop was busy
  * under 100 ms in all, so no stall it could have seen was longer. The first
@@ -68,6 +69,7 @@ export class EventLoopWindow {
   private monitor: ELDHistogram | undefined;
   private readonly slices: DelaySummary[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private readonly driven: boolean;
   private readonly keep: number;
   private readonly sliceMs: number;
   private sliceStart = performance.now();
@@ -76,8 +78,9 @@ export class EventLoopWindow {
   constructor(opts: EventLoopWindowOptions = {}) {
     this.keep = opts.slices ?? EVENT_LOOP_SLICES;
     this.sliceMs = opts.sliceMs ?? EVENT_LOOP_SLICE_MS;
+    this.driven = opts.driven ?? false;
     this.monitor = startMonitor();
-    if (!opts.driven) this.arm();
+    if (!this.driven) this.arm();
   }
 
   /** Has the slice's own timer end it a slice from now. */
@@ -90,9 +93,11 @@ export class EventLoopWindow {
   /**
    * For a driven window ({@link EventLoopWindowOptions.driven}): ends the
    * slice when it is nearly over (90% of its length), on the caller's wakeup.
+   * A window with a timer of its own ignores it (ending a slice here would
+   * start a second timer).
    */
   advance(): void {
-    if (performance.now() - this.sliceStart >= this.sliceMs * 0.9) this.nextSlice(this.sliceStart + this.sliceMs);
+    if (this.driven && performance.now() - this.sliceStart >= this.sliceMs * 0.9) this.nextSlice(this.sliceStart + this.sliceMs);
   }
 
   /** The interval of the timer the delay is measured with now, ms: the monitor's, or the slice's while idle. */
@@ -105,7 +110,7 @@ export class EventLoopWindow {
     const now = performance.now();
     const late = Math.max(0, now - expectedAt) / 1000;
     this.sliceStart = now;
-    if (this.timer) this.arm();
+    if (!this.driven) this.arm();
     this.slices.push(this.current(late));
     if (this.slices.length > this.keep - 1) this.slices.shift();
     const elu = performance.eventLoopUtilization();
@@ -137,7 +142,6 @@ export class EventLoopWindow {
 
   close(): void {
     clearTimeout(this.timer);
-    this.timer = undefined;
     this.monitor?.disable();
   }
 }
@@ -283,7 +287,7 @@ export class DaemonMetrics {
     ] as const) {
       new Gauge({
         name,
-        help: `${what} event-loop delay, worst 10-second slice of the last minute (perf_hooks.monitorEventLoopDelay, ${EVENT_LOOP_RESOLUTION_MS} ms timer; after an idle slice, how late the slice's own timer fired).`,
+        help: `${what} event-loop delay, worst 10-second slice of the last minute (perf_hooks.monitorEventLoopDelay, ${EVENT_LOOP_RESOLUTION_MS} ms timer; after an idle slice, how late the timer that ended the next one fired).`,
         registers,
         collectEveryMs: PROCESS_SAMPLE_MS,
         collect() {
@@ -293,12 +297,12 @@ export class DaemonMetrics {
     }
   }
 
-  /** Stops the event-loop monitor and the GC listener. */
   /** Called on the daemon's detection tick; ends the event-loop slice when the window is driven and the slice is due. */
   tick(): void {
     this.eventLoop.advance();
   }
 
+  /** Stops the event-loop monitor and the GC listener. */
   close(): void {
     this.eventLoop.close();
     this.stopProcessMetrics();
